@@ -1,0 +1,128 @@
+//! Blob reads (GET/HEAD with Range) and deletes.
+
+use std::ops::Range;
+
+use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
+use http::StatusCode;
+
+use super::{digest_header, empty, parse_digest, response, Body, HttpResponse, Req};
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::names::RepoName;
+use crate::registry::Registry;
+
+pub(super) async fn get(
+    registry: &Registry,
+    req: &Req<'_>,
+    repo: &RepoName,
+    digest: &str,
+) -> Result<HttpResponse> {
+    let digest = parse_digest(digest)?;
+    let record = registry.blob(repo, &digest).await?;
+    let range = match req.header(RANGE) {
+        Some(text) => parse_range(text, record.size)?,
+        None => None,
+    };
+    let builder = digest_header(
+        response(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        }),
+        &digest,
+    )
+    .header(CONTENT_TYPE, "application/octet-stream")
+    .header(ACCEPT_RANGES, "bytes")
+    .header(ETAG, format!("\"{digest}\""));
+    let builder = match &range {
+        Some(r) => builder.header(
+            CONTENT_RANGE,
+            format!("bytes {}-{}/{}", r.start, r.end - 1, record.size),
+        ),
+        None => builder,
+    };
+    let length = range.as_ref().map_or(record.size, |r| r.end - r.start);
+    let builder = builder.header(CONTENT_LENGTH, length);
+    if req.is_head() || length == 0 {
+        return Ok(builder.body(Body::Empty).expect("valid response"));
+    }
+    let object = registry.open_blob(&digest, &record, range).await?;
+    Ok(builder
+        .body(Body::Stream {
+            stream: object.body,
+            length,
+        })
+        .expect("valid response"))
+}
+
+/// One `bytes=` range resolved against `size`; `None` for forms we serve whole
+/// (several ranges). Unsatisfiable ranges are 416.
+fn parse_range(text: &str, size: u64) -> Result<Option<Range<u64>>> {
+    let invalid = || {
+        RegistryError::new(
+            ErrorCode::RangeInvalid,
+            format!("range {text:?} is not satisfiable for {size} bytes"),
+        )
+        .with_detail(serde_json::json!({ "size": size }))
+    };
+    let spec = text.trim().strip_prefix("bytes=").ok_or_else(invalid)?;
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let suffix: u64 = end.parse().map_err(|_| invalid())?;
+        if suffix == 0 {
+            return Err(invalid());
+        }
+        size.saturating_sub(suffix)..size
+    } else {
+        let start: u64 = start.parse().map_err(|_| invalid())?;
+        let end: u64 = if end.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            end.parse().map_err(|_| invalid())?
+        };
+        if start > end || start >= size {
+            return Err(invalid());
+        }
+        start..end.min(size - 1) + 1
+    };
+    Ok(Some(range))
+}
+
+pub(super) async fn delete(
+    registry: &Registry,
+    repo: &RepoName,
+    digest: &str,
+) -> Result<HttpResponse> {
+    let digest = parse_digest(digest)?;
+    registry.delete_blob(repo, &digest).await?;
+    Ok(empty(response(StatusCode::ACCEPTED)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100).unwrap(), Some(0..10));
+        assert_eq!(parse_range("bytes=90-", 100).unwrap(), Some(90..100));
+        assert_eq!(parse_range("bytes=-10", 100).unwrap(), Some(90..100));
+        assert_eq!(parse_range("bytes=-1000", 100).unwrap(), Some(0..100));
+        assert_eq!(parse_range("bytes=50-1000", 100).unwrap(), Some(50..100));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100).unwrap(), None);
+        for bad in [
+            "bytes=100-",
+            "bytes=10-5",
+            "bytes=-0",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=5",
+        ] {
+            assert!(parse_range(bad, 100).is_err(), "{bad}");
+        }
+        assert!(parse_range("bytes=0-", 0).is_err());
+    }
+}

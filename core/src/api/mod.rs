@@ -1,0 +1,351 @@
+//! The HTTP mapping of the distribution API on `http` crate types: routing,
+//! status codes, headers and error bodies. Both shells hand every request to
+//! [`handle`] and send back what it returns, so they agree to the byte.
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::digest::{Digest, DigestError};
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::names::{RepoName, Tag};
+use crate::platform::RequestBody;
+use crate::registry::{Reference, Registry};
+use crate::store::ByteStream;
+
+mod blobs;
+mod discovery;
+mod manifests;
+mod uploads;
+
+/// A response body: nothing, bytes in hand, or a stream of known length.
+pub enum Body {
+    Empty,
+    Full(Bytes),
+    Stream { stream: ByteStream, length: u64 },
+}
+
+pub type HttpResponse = Response<Body>;
+
+pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
+pub const CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// What a request is for, after routing.
+#[derive(Debug, PartialEq)]
+enum Route {
+    Ping,
+    Catalog,
+    Tags(RepoName),
+    Manifest(RepoName, String),
+    Blob(RepoName, String),
+    Uploads(RepoName),
+    Upload(RepoName, String),
+    Referrers(RepoName, String),
+}
+
+/// Splits `/v2/<name>/<resource>` paths. The name is everything before the
+/// resource marker; markers are matched from the right so names may contain
+/// words like `blobs`.
+fn route(path: &str) -> Result<Option<Route>> {
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return Ok(None);
+    };
+    if rest.is_empty() || rest == "/" {
+        return Ok(Some(Route::Ping));
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Ok(None);
+    };
+    if rest == "_catalog" {
+        return Ok(Some(Route::Catalog));
+    }
+    let name = |text: &str| -> Result<RepoName> {
+        RepoName::parse(text).ok_or_else(|| {
+            RegistryError::new(
+                ErrorCode::NameInvalid,
+                format!("invalid repository name {text:?}"),
+            )
+            .with_detail(serde_json::json!({ "name": text }))
+        })
+    };
+    if let Some(repo) = rest.strip_suffix("/tags/list") {
+        return Ok(Some(Route::Tags(name(repo)?)));
+    }
+    if let Some(repo) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
+        return Ok(Some(Route::Uploads(name(repo)?)));
+    }
+    let (head, last) = rest.rsplit_once('/').unwrap_or(("", rest));
+    if let Some(repo) = head.strip_suffix("/blobs/uploads") {
+        return Ok(Some(Route::Upload(name(repo)?, last.to_string())));
+    }
+    if let Some(repo) = head.strip_suffix("/blobs") {
+        return Ok(Some(Route::Blob(name(repo)?, last.to_string())));
+    }
+    if let Some(repo) = head.strip_suffix("/manifests") {
+        return Ok(Some(Route::Manifest(name(repo)?, last.to_string())));
+    }
+    if let Some(repo) = head.strip_suffix("/referrers") {
+        return Ok(Some(Route::Referrers(name(repo)?, last.to_string())));
+    }
+    Ok(None)
+}
+
+/// Answers one request.
+pub async fn handle(registry: &Registry, request: Request<RequestBody>) -> HttpResponse {
+    let mut response = match dispatch(registry, request).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    };
+    response
+        .headers_mut()
+        .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+async fn dispatch(registry: &Registry, request: Request<RequestBody>) -> Result<HttpResponse> {
+    let (parts, body) = request.into_parts();
+    let route = route(parts.uri.path())?.ok_or_else(|| {
+        RegistryError::new(
+            ErrorCode::Unsupported,
+            format!("no such endpoint: {}", parts.uri.path()),
+        )
+        .with_status(StatusCode::NOT_FOUND)
+    })?;
+    let query = Query::parse(parts.uri.query());
+    let req = Req {
+        method: &parts.method,
+        headers: &parts.headers,
+        query: &query,
+    };
+    match (route, parts.method.clone()) {
+        (Route::Ping, Method::GET | Method::HEAD) => {
+            Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}")))
+        }
+        (Route::Catalog, Method::GET) => discovery::catalog(registry, &req).await,
+        (Route::Tags(repo), Method::GET) => discovery::tags(registry, &req, &repo).await,
+        (Route::Referrers(repo, digest), Method::GET) => {
+            discovery::referrers(registry, &req, &repo, &digest).await
+        }
+        (Route::Manifest(repo, reference), Method::GET | Method::HEAD) => {
+            manifests::get(registry, &req, &repo, &reference).await
+        }
+        (Route::Manifest(repo, reference), Method::PUT) => {
+            manifests::put(registry, &req, &repo, &reference, body).await
+        }
+        (Route::Manifest(repo, reference), Method::DELETE) => {
+            manifests::delete(registry, &repo, &reference).await
+        }
+        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => {
+            blobs::get(registry, &req, &repo, &digest).await
+        }
+        (Route::Blob(repo, digest), Method::DELETE) => {
+            blobs::delete(registry, &repo, &digest).await
+        }
+        (Route::Uploads(repo), Method::POST) => uploads::start(registry, &req, &repo, body).await,
+        (Route::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,
+        (Route::Upload(repo, id), Method::PATCH) => {
+            uploads::chunk(registry, &req, &repo, &id, body).await
+        }
+        (Route::Upload(repo, id), Method::PUT) => {
+            uploads::finish(registry, &req, &repo, &id, body).await
+        }
+        (Route::Upload(repo, id), Method::DELETE) => uploads::cancel(registry, &repo, &id).await,
+        (_, method) => Err(RegistryError::new(
+            ErrorCode::Unsupported,
+            format!("{method} is not supported here"),
+        )),
+    }
+}
+
+/// The parts of a request handlers read.
+struct Req<'a> {
+    method: &'a Method,
+    headers: &'a http::HeaderMap,
+    query: &'a Query,
+}
+
+impl Req<'_> {
+    fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn content_length(&self) -> Result<Option<u64>> {
+        match self.header(CONTENT_LENGTH) {
+            None => Ok(None),
+            Some(text) => {
+                text.trim().parse().map(Some).map_err(|_| {
+                    RegistryError::new(ErrorCode::SizeInvalid, "invalid Content-Length")
+                })
+            }
+        }
+    }
+
+    fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+}
+
+/// Query parameters in order; a key may repeat (`tag=a&tag=b`).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        Query(
+            url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|err| {
+        let message = match err {
+            DigestError::Malformed => format!("invalid digest {text:?}"),
+            DigestError::Unsupported => format!("unsupported digest algorithm in {text:?}"),
+        };
+        RegistryError::new(ErrorCode::DigestInvalid, message)
+            .with_detail(serde_json::json!({ "digest": text }))
+    })
+}
+
+fn parse_tag(text: &str) -> Result<Tag> {
+    Tag::parse(text).ok_or_else(|| {
+        RegistryError::new(ErrorCode::TagInvalid, format!("invalid tag {text:?}"))
+            .with_detail(serde_json::json!({ "tag": text }))
+    })
+}
+
+/// A manifest reference: digests contain `:`, tags never do.
+fn parse_reference(text: &str) -> Result<Reference> {
+    if text.contains(':') {
+        parse_digest(text).map(Reference::Digest)
+    } else {
+        parse_tag(text).map(Reference::Tag)
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes; `None` if it is longer.
+async fn read_body(mut body: RequestBody, limit: usize) -> Result<Option<Bytes>> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            RegistryError::new(
+                ErrorCode::BlobUploadInvalid,
+                format!("request body: {}", e.0),
+            )
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out.freeze()))
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).expect("header values built from validated names and digests")
+}
+
+fn response(status: StatusCode) -> http::response::Builder {
+    Response::builder().status(status)
+}
+
+fn empty(builder: http::response::Builder) -> HttpResponse {
+    builder
+        .header(CONTENT_LENGTH, 0)
+        .body(Body::Empty)
+        .expect("valid response")
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> HttpResponse {
+    response(status)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, body.len())
+        .body(Body::Full(body))
+        .expect("valid response")
+}
+
+/// The spec's error body with the error's status.
+pub fn error_response(err: &RegistryError) -> HttpResponse {
+    json_response(err.status, Bytes::from(err.body()))
+}
+
+fn with_location(builder: http::response::Builder, location: &str) -> http::response::Builder {
+    builder.header(LOCATION, header_value(location))
+}
+
+fn digest_header(builder: http::response::Builder, digest: &Digest) -> http::response::Builder {
+    builder.header(
+        HeaderName::from_static(CONTENT_DIGEST),
+        header_value(digest.as_str()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> RepoName {
+        RepoName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/v2/").unwrap(), Some(Route::Ping));
+        assert_eq!(route("/v2").unwrap(), Some(Route::Ping));
+        assert_eq!(route("/v2/_catalog").unwrap(), Some(Route::Catalog));
+        assert_eq!(
+            route("/v2/a/b/tags/list").unwrap(),
+            Some(Route::Tags(name("a/b")))
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads/").unwrap(),
+            Some(Route::Uploads(name("a")))
+        );
+        assert_eq!(
+            route("/v2/a/blobs/uploads/x1").unwrap(),
+            Some(Route::Upload(name("a"), "x1".into()))
+        );
+        assert_eq!(
+            route("/v2/blobs/blobs/sha256:1").unwrap(),
+            Some(Route::Blob(name("blobs"), "sha256:1".into()))
+        );
+        assert_eq!(
+            route("/v2/a/manifests/latest").unwrap(),
+            Some(Route::Manifest(name("a"), "latest".into()))
+        );
+        assert_eq!(
+            route("/v2/a/referrers/sha256:1").unwrap(),
+            Some(Route::Referrers(name("a"), "sha256:1".into()))
+        );
+        assert_eq!(route("/v3/a").unwrap(), None);
+        assert_eq!(route("/v2/a/unknown/x").unwrap(), None);
+        assert_eq!(
+            route("/v2/A/manifests/x").unwrap_err().code,
+            ErrorCode::NameInvalid
+        );
+        assert_eq!(
+            route("/v2/a//b/manifests/x").unwrap_err().code,
+            ErrorCode::NameInvalid
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! Upload sessions: POST (with mount and monolithic forms), PATCH, PUT, GET, DELETE.
+
+use http::header::{CONTENT_RANGE, RANGE};
+use http::{HeaderName, StatusCode};
+
+use super::{digest_header, empty, parse_digest, response, with_location, HttpResponse, Req};
+use crate::digest::Digest;
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::names::RepoName;
+use crate::platform::RequestBody;
+use crate::registry::Registry;
+use crate::upload::{ChunkRange, UploadStatus};
+
+const UPLOAD_UUID: &str = "docker-upload-uuid";
+const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
+
+fn upload_location(repo: &RepoName, id: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// 202 with where the upload stands.
+fn in_progress(
+    registry: &Registry,
+    repo: &RepoName,
+    status: &UploadStatus,
+    status_code: StatusCode,
+) -> HttpResponse {
+    let end = status.offset.saturating_sub(1);
+    let builder = with_location(response(status_code), &upload_location(repo, &status.id))
+        .header(RANGE, format!("0-{end}"))
+        .header(HeaderName::from_static(UPLOAD_UUID), status.id.as_str())
+        .header(
+            HeaderName::from_static(CHUNK_MIN_LENGTH),
+            registry.chunk_min_length(),
+        );
+    empty(builder)
+}
+
+fn created(repo: &RepoName, digest: &Digest) -> HttpResponse {
+    empty(digest_header(
+        with_location(
+            response(StatusCode::CREATED),
+            &format!("/v2/{repo}/blobs/{digest}"),
+        ),
+        digest,
+    ))
+}
+
+pub(super) async fn start(
+    registry: &Registry,
+    req: &Req<'_>,
+    repo: &RepoName,
+    body: RequestBody,
+) -> Result<HttpResponse> {
+    if let Some(mount) = req.query.get("mount") {
+        let digest = parse_digest(mount)?;
+        let from = match req.query.get("from") {
+            // A malformed source cannot hold the blob: fall back to an upload.
+            Some(from) => RepoName::parse(from).map(Some),
+            None => Some(None),
+        };
+        if let Some(from) = from {
+            if registry.mount_blob(repo, &digest, from.as_ref()).await? {
+                return Ok(created(repo, &digest));
+            }
+        }
+    } else if let Some(digest) = req.query.get("digest") {
+        let digest = parse_digest(digest)?;
+        registry.upload_whole(repo, &digest, body).await?;
+        return Ok(created(repo, &digest));
+    }
+    let status = registry.start_upload(repo).await?;
+    Ok(in_progress(registry, repo, &status, StatusCode::ACCEPTED))
+}
+
+pub(super) async fn status(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
+    let status = registry.upload_status(repo, id).await?;
+    Ok(in_progress(registry, repo, &status, StatusCode::NO_CONTENT))
+}
+
+/// `Content-Range` of a chunk; a chunk that names its range must say its length.
+fn chunk_range(req: &Req<'_>) -> Result<Option<ChunkRange>> {
+    let Some(text) = req.header(CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        RegistryError::new(
+            ErrorCode::RangeInvalid,
+            format!("invalid Content-Range {text:?}"),
+        )
+    };
+    let spec = text.trim();
+    let spec = spec
+        .strip_prefix("bytes=")
+        .or_else(|| spec.strip_prefix("bytes "))
+        .unwrap_or(spec);
+    let spec = spec.split('/').next().unwrap_or(spec);
+    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
+    let range = ChunkRange {
+        start: start.trim().parse().map_err(|_| invalid())?,
+        end: end.trim().parse().map_err(|_| invalid())?,
+    };
+    if range.end < range.start {
+        return Err(invalid());
+    }
+    match req.content_length()? {
+        None => Err(RegistryError::new(
+            ErrorCode::SizeInvalid,
+            "a chunk with Content-Range needs a Content-Length",
+        )
+        .with_status(StatusCode::LENGTH_REQUIRED)),
+        Some(length) if length != range.end - range.start + 1 => Err(RegistryError::new(
+            ErrorCode::RangeInvalid,
+            format!("Content-Range {text:?} does not match Content-Length {length}"),
+        )),
+        Some(_) => Ok(Some(range)),
+    }
+}
+
+pub(super) async fn chunk(
+    registry: &Registry,
+    req: &Req<'_>,
+    repo: &RepoName,
+    id: &str,
+    body: RequestBody,
+) -> Result<HttpResponse> {
+    let range = chunk_range(req)?;
+    let status = registry.upload_chunk(repo, id, range, body).await?;
+    Ok(in_progress(registry, repo, &status, StatusCode::ACCEPTED))
+}
+
+pub(super) async fn finish(
+    registry: &Registry,
+    req: &Req<'_>,
+    repo: &RepoName,
+    id: &str,
+    body: RequestBody,
+) -> Result<HttpResponse> {
+    let digest = req.query.get("digest").ok_or_else(|| {
+        RegistryError::new(
+            ErrorCode::DigestInvalid,
+            "the digest query parameter is required to finish an upload",
+        )
+    })?;
+    let digest = parse_digest(digest)?;
+    let range = chunk_range(req)?;
+    registry
+        .finish_upload(repo, id, &digest, range, body)
+        .await?;
+    Ok(created(repo, &digest))
+}
+
+pub(super) async fn cancel(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
+    registry.cancel_upload(repo, id).await?;
+    Ok(empty(response(StatusCode::NO_CONTENT)))
+}

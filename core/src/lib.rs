@@ -1,0 +1,20 @@
+//! pier-core: everything pier decides, independent of where it runs.
+//!
+//! The OCI Distribution protocol (`api` over `registry`), the storage port
+//! (`store`) and its layout (`layout`), uploads (`upload`), manifests, names
+//! and digests. The native server and the edge Worker are thin shells that
+//! implement [`store::Store`] and [`platform::Env`] and pass requests to
+//! [`api::handle`].
+
+pub mod api;
+pub mod digest;
+pub mod error;
+pub mod layout;
+pub mod manifest;
+pub mod names;
+pub mod platform;
+pub mod registry;
+pub mod store;
+pub mod upload;
+
+pub use registry::Registry;

@@ -1,0 +1,82 @@
+//! What differs between the two shells at the type level, solved once.
+//!
+//! The Worker's JavaScript handles are `!Send`, while axum needs `Send` futures.
+//! Core code is written against the aliases here: they carry `Send` on native
+//! targets and drop it on wasm32, so one trait definition serves both.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod send {
+    /// `Send` on native targets, nothing on wasm32.
+    pub trait MaybeSend: Send {}
+    impl<T: Send + ?Sized> MaybeSend for T {}
+    /// `Sync` on native targets, nothing on wasm32.
+    pub trait MaybeSync: Sync {}
+    impl<T: Sync + ?Sized> MaybeSync for T {}
+}
+#[cfg(target_arch = "wasm32")]
+mod send {
+    pub trait MaybeSend {}
+    impl<T: ?Sized> MaybeSend for T {}
+    pub trait MaybeSync {}
+    impl<T: ?Sized> MaybeSync for T {}
+}
+pub use send::{MaybeSend, MaybeSync};
+
+/// A boxed future, `Send` where the platform allows it.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+/// A boxed stream of byte chunks, `Send` where the platform allows it.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxStream<'a, E> = Pin<Box<dyn Stream<Item = Result<Bytes, E>> + Send + 'a>>;
+#[cfg(target_arch = "wasm32")]
+pub type BoxStream<'a, E> = Pin<Box<dyn Stream<Item = Result<Bytes, E>> + 'a>>;
+
+/// Boxes a stream into [`BoxStream`].
+pub fn box_stream<'a, E, S>(stream: S) -> BoxStream<'a, E>
+where
+    S: Stream<Item = Result<Bytes, E>> + MaybeSend + 'a,
+{
+    Box::pin(stream)
+}
+
+/// Services the core needs from its host but cannot get portably: wasm32 has no
+/// clock and no entropy source of its own.
+pub trait Env: MaybeSend + MaybeSync {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> u64;
+    /// Fills `buf` with cryptographically secure random bytes.
+    fn fill_random(&self, buf: &mut [u8]);
+
+    /// A random identifier: 32 lowercase hex characters (128 bits).
+    fn random_id(&self) -> String {
+        let mut raw = [0u8; 16];
+        self.fill_random(&mut raw);
+        crate::digest::hex(&raw)
+    }
+}
+
+/// A request body failed while being read (client gone, connection reset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError(pub String);
+
+/// A request body as the shells hand it to core: a stream of chunks.
+pub type RequestBody = BoxStream<'static, BodyError>;
+
+/// An empty request body.
+pub fn empty_body() -> RequestBody {
+    box_stream(futures::stream::empty())
+}
+
+/// A request body of one chunk.
+pub fn full_body(bytes: impl Into<Bytes>) -> RequestBody {
+    let bytes = bytes.into();
+    box_stream(futures::stream::once(async move { Ok(bytes) }))
+}

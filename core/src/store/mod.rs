@@ -1,0 +1,186 @@
+//! The storage port: the one interface every backend implements.
+//!
+//! It is deliberately small (the intersection of what R2, S3, GCS, Azure and a
+//! local disk can all do well): keyed objects with ranged reads, conditional
+//! writes, sorted listing and a resumable multipart write. Everything a registry
+//! decides is built on top of it in core, so the backends hold no protocol logic.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::platform::{BoxStream, MaybeSend, MaybeSync};
+
+pub mod memory;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod suite;
+
+/// A stream of an object's bytes.
+pub type ByteStream = BoxStream<'static, StoreError>;
+
+/// What a backend reports about a stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// Opaque version tag, changes whenever the object is rewritten.
+    pub etag: String,
+}
+
+/// A (possibly ranged) read in progress.
+pub struct GetResult {
+    pub meta: ObjectMeta,
+    pub body: ByteStream,
+}
+
+impl GetResult {
+    /// Collects the whole body; for small objects (metadata) only.
+    pub async fn bytes(self) -> Result<Bytes, StoreError> {
+        let mut body = self.body;
+        let mut out = BytesMut::with_capacity(self.meta.size.min(1 << 20) as usize);
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// How a write treats an existing object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Overwrite,
+    /// Write only if the key is absent, else [`StoreError::AlreadyExists`].
+    Create,
+    /// Write only if the current etag matches, else [`StoreError::PreconditionFailed`]
+    /// (also when the object is gone).
+    Update(String),
+}
+
+/// One page of a listing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Keys in lexicographic (byte) order.
+    pub keys: Vec<String>,
+    /// Whether keys after the last one returned remain.
+    pub more: bool,
+}
+
+/// A part written to a multipart upload, needed to complete it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartRef {
+    pub number: u32,
+    pub etag: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The object (or multipart upload) does not exist.
+    NotFound,
+    /// [`PutMode::Create`] found an object in place.
+    AlreadyExists,
+    /// [`PutMode::Update`] found another version (or none).
+    PreconditionFailed,
+    /// The backend failed or could not be reached; retrying may succeed.
+    Unavailable(String),
+    /// A request the backend refused as invalid.
+    Invalid(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::AlreadyExists => f.write_str("already exists"),
+            StoreError::PreconditionFailed => f.write_str("precondition failed"),
+            StoreError::Unavailable(msg) => write!(f, "unavailable: {msg}"),
+            StoreError::Invalid(msg) => write!(f, "invalid request: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The storage port.
+///
+/// Keys are `/`-separated paths of the characters the layout uses (lowercase
+/// alphanumerics, `._-:/` and tags' uppercase). Every implementation passes the
+/// shared suite in [`suite`].
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Store: MaybeSend + MaybeSync {
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>>;
+
+    /// Reads an object, or the byte range of it. The range must lie within
+    /// the object (callers resolve client ranges against the known size).
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>>;
+
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta>;
+
+    /// Deletes an object; deleting a missing object succeeds.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Up to `limit` keys starting with `prefix` and greater than `start_after`,
+    /// in lexicographic order.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<ListPage>;
+
+    /// The size of every multipart part but the last. Callers buffer at most
+    /// this much per upload, so it bounds memory.
+    fn part_size(&self) -> usize;
+
+    /// Starts a multipart write that completes to `key`; returns its id.
+    async fn create_multipart(&self, key: &str) -> StoreResult<String>;
+
+    /// Writes part `number` (1-based); every part but the last must be exactly
+    /// [`Store::part_size`] bytes.
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        data: Bytes,
+    ) -> StoreResult<PartRef>;
+
+    /// Makes the parts, in order, the object at `key`.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<PartRef>,
+    ) -> StoreResult<ObjectMeta>;
+
+    /// Discards a multipart write and its parts; aborting an unknown one succeeds.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+}
+
+/// Reads a whole small object, `None` if it does not exist.
+pub async fn read_small(store: &dyn Store, key: &str) -> StoreResult<Option<(Bytes, ObjectMeta)>> {
+    match store.get(key, None).await? {
+        None => Ok(None),
+        Some(result) => {
+            let meta = result.meta.clone();
+            Ok(Some((result.bytes().await?, meta)))
+        }
+    }
+}
+
+/// Lists every key under `prefix`, following pages.
+pub async fn list_all(store: &dyn Store, prefix: &str) -> StoreResult<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        let page = store
+            .list(prefix, keys.last().map(String::as_str), 1000)
+            .await?;
+        keys.extend(page.keys);
+        if !page.more {
+            return Ok(keys);
+        }
+    }
+}

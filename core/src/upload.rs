@@ -1,0 +1,521 @@
+//! The blob upload state machine: POST, PATCH*, PUT, and the monolithic forms.
+//!
+//! Bytes go straight to their final object as equal-size multipart parts; what
+//! is left over after a request (less than one part) is kept as "tail" pieces
+//! beside the session until the next request completes a part. The running hash
+//! state, offset, parts and tails are saved as a new state key after every
+//! request (`uploads/<id>/s/<seq>`, created conditionally, so two concurrent
+//! writers cannot both win and no key is rewritten). Any instance can therefore
+//! take the next request, memory stays under about one part per upload, and
+//! nothing is visible until the digest is verified and the blob record written.
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::layout;
+use crate::names::RepoName;
+use crate::platform::{Env, RequestBody};
+use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
+
+/// The persisted state of an upload session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadState {
+    pub repo: String,
+    pub algorithm: Algorithm,
+    /// Bytes received so far.
+    pub offset: u64,
+    /// Saved hasher state after `offset` bytes.
+    pub hash: String,
+    pub part_size: u64,
+    pub multipart: Option<String>,
+    pub parts: Vec<PartRef>,
+    /// Offsets of the tail pieces covering `[flushed, offset)`, in order.
+    pub tails: Vec<u64>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl UploadState {
+    fn flushed(&self) -> u64 {
+        self.parts.len() as u64 * self.part_size
+    }
+}
+
+/// The position of an upload, as reported to clients.
+pub struct UploadStatus {
+    pub id: String,
+    pub offset: u64,
+}
+
+/// The byte range a chunk claims to cover (`Content-Range: start-end`, inclusive).
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// An open upload: loaded state plus what this request adds to it.
+pub struct Upload<'a> {
+    store: &'a dyn Store,
+    env: &'a dyn Env,
+    id: String,
+    /// Sequence number of the saved state, `None` if never saved.
+    seq: Option<u64>,
+    state: UploadState,
+    /// The state as last saved (or as created): what a crash would leave.
+    committed: UploadState,
+    hasher: Hasher,
+    /// Bytes past the last part: loaded tails, then this request's bytes.
+    buffer: BytesMut,
+    /// How many bytes at the start of `buffer` came from saved tails.
+    loaded_tail_bytes: usize,
+    tails_loaded: bool,
+    /// The saved tails were folded into a part by this request.
+    tails_consumed: bool,
+    /// Offset when this request began.
+    start_offset: u64,
+}
+
+fn upload_unknown() -> RegistryError {
+    RegistryError::new(ErrorCode::BlobUploadUnknown, "upload unknown")
+}
+
+impl<'a> Upload<'a> {
+    /// A new session, not yet saved.
+    pub fn new(
+        store: &'a dyn Store,
+        env: &'a dyn Env,
+        repo: &RepoName,
+        algorithm: Algorithm,
+    ) -> Upload<'a> {
+        let now = env.now_millis();
+        let hasher = Hasher::new(algorithm);
+        let state = UploadState {
+            repo: repo.to_string(),
+            algorithm,
+            offset: 0,
+            hash: hasher.save(),
+            part_size: store.part_size() as u64,
+            multipart: None,
+            parts: Vec::new(),
+            tails: Vec::new(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        Upload {
+            store,
+            env,
+            id: env.random_id(),
+            seq: None,
+            committed: state.clone(),
+            state,
+            hasher,
+            buffer: BytesMut::new(),
+            loaded_tail_bytes: 0,
+            tails_loaded: true,
+            tails_consumed: false,
+            start_offset: 0,
+        }
+    }
+
+    /// Opens a saved session of `repo`; unknown ids and sessions of another
+    /// repository are both `BLOB_UPLOAD_UNKNOWN`.
+    pub async fn open(
+        store: &'a dyn Store,
+        env: &'a dyn Env,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<Upload<'a>> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(upload_unknown());
+        }
+        let (seq, state) = load_state(store, id).await?.ok_or_else(upload_unknown)?;
+        if state.repo != repo.as_str() {
+            return Err(upload_unknown());
+        }
+        let hasher = Hasher::restore(state.algorithm, &state.hash)
+            .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "corrupt upload hash state"))?;
+        let tails_loaded = state.tails.is_empty();
+        Ok(Upload {
+            store,
+            env,
+            id: id.to_string(),
+            seq: Some(seq),
+            start_offset: state.offset,
+            committed: state.clone(),
+            state,
+            hasher,
+            buffer: BytesMut::new(),
+            loaded_tail_bytes: 0,
+            tails_loaded,
+            tails_consumed: false,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn status(&self) -> UploadStatus {
+        UploadStatus {
+            id: self.id.clone(),
+            offset: self.state.offset,
+        }
+    }
+
+    /// Saves the session as it stands (a new session before any data).
+    pub async fn save(&mut self) -> Result<()> {
+        self.save_state(self.state.clone()).await?;
+        self.committed = self.state.clone();
+        Ok(())
+    }
+
+    /// Writes `state` as the next state key.
+    async fn save_state(&mut self, mut state: UploadState) -> Result<()> {
+        let next = self.seq.map_or(0, |s| s + 1);
+        state.updated_ms = self.env.now_millis();
+        let bytes = serde_json::to_vec(&state).expect("state serializes");
+        match self
+            .store
+            .put(
+                &layout::upload_state(&self.id, next),
+                bytes.into(),
+                PutMode::Create,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists) => {
+                return Err(RegistryError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    "the upload was changed by a concurrent request",
+                )
+                .with_status(http::StatusCode::CONFLICT))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(previous) = self.seq.replace(next) {
+            // Best effort: a leftover old state is ignored by `load_state`.
+            let _ = self
+                .store
+                .delete(&layout::upload_state(&self.id, previous))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Streams `body` into the upload. `range`, when the client sent one, must
+    /// start at the current offset and match the body's length.
+    pub async fn append(&mut self, range: Option<ChunkRange>, mut body: RequestBody) -> Result<()> {
+        if let Some(range) = range {
+            if range.start != self.state.offset {
+                return Err(RegistryError::new(
+                    ErrorCode::RangeInvalid,
+                    format!(
+                        "chunk starts at {} but the upload is at offset {}",
+                        range.start, self.state.offset
+                    ),
+                )
+                .with_detail(serde_json::json!({ "offset": self.state.offset })));
+            }
+        }
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                RegistryError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("request body: {}", e.0),
+                )
+            })?;
+            self.hasher.update(&chunk);
+            self.state.offset += chunk.len() as u64;
+            if self.buffer.is_empty()
+                && self.tails_loaded
+                && chunk.len() >= self.state.part_size as usize
+            {
+                // Fast path: whole parts straight from the incoming chunk.
+                let mut chunk = chunk;
+                while chunk.len() >= self.state.part_size as usize {
+                    let part = chunk.split_to(self.state.part_size as usize);
+                    self.write_part(part).await?;
+                }
+                self.buffer.extend_from_slice(&chunk);
+            } else {
+                self.buffer.extend_from_slice(&chunk);
+                self.flush_full_parts().await?;
+            }
+        }
+        if let Some(range) = range {
+            let received = self.state.offset - self.start_offset;
+            if range.end + 1 < range.start || range.end + 1 - range.start != received {
+                return Err(RegistryError::new(
+                    ErrorCode::RangeInvalid,
+                    format!(
+                        "Content-Range {}-{} does not match the {received} bytes sent",
+                        range.start, range.end
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_tails(&mut self) -> Result<()> {
+        if self.tails_loaded {
+            return Ok(());
+        }
+        let mut loaded = BytesMut::new();
+        for &offset in &self.state.tails {
+            let (bytes, _) = read_small(self.store, &layout::upload_tail(&self.id, offset))
+                .await?
+                .ok_or_else(|| {
+                    RegistryError::new(ErrorCode::Internal, "upload tail piece missing")
+                })?;
+            loaded.extend_from_slice(&bytes);
+        }
+        self.loaded_tail_bytes = loaded.len();
+        loaded.extend_from_slice(&self.buffer);
+        self.buffer = loaded;
+        self.tails_loaded = true;
+        Ok(())
+    }
+
+    async fn flush_full_parts(&mut self) -> Result<()> {
+        let part_size = self.state.part_size as usize;
+        if self.buffer.len() + self.pending_tail_bytes() < part_size {
+            return Ok(());
+        }
+        self.load_tails().await?;
+        while self.buffer.len() >= part_size {
+            let part = self.buffer.split_to(part_size).freeze();
+            self.write_part(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes in saved tails not yet loaded into the buffer.
+    fn pending_tail_bytes(&self) -> usize {
+        if self.tails_loaded {
+            0
+        } else {
+            (self.start_offset - self.state.flushed()) as usize
+        }
+    }
+
+    async fn write_part(&mut self, part: Bytes) -> Result<()> {
+        let data_key = layout::blob_data(&self.id);
+        if self.state.multipart.is_none() {
+            let multipart = self.store.create_multipart(&data_key).await?;
+            self.state.multipart = Some(multipart.clone());
+            // Saved at once, with only the progress already committed, so that
+            // upload expiry can find and abort it even if this request dies.
+            let mut committed = self.committed.clone();
+            committed.multipart = Some(multipart);
+            self.save_state(committed.clone()).await?;
+            self.committed = committed;
+        }
+        let number = self.state.parts.len() as u32 + 1;
+        let multipart = self.state.multipart.clone().expect("created above");
+        let part_ref = self
+            .store
+            .put_part(&data_key, &multipart, number, part)
+            .await?;
+        self.state.parts.push(part_ref);
+        if self.loaded_tail_bytes > 0 {
+            self.tails_consumed = true;
+        }
+        Ok(())
+    }
+
+    /// Ends a request that does not finish the upload: keeps the unflushed
+    /// bytes as a tail piece and saves the new state.
+    pub async fn commit(&mut self) -> Result<()> {
+        let old_tails = std::mem::take(&mut self.state.tails);
+        let flushed = self.state.flushed();
+        let (keep_old, new_piece, piece_offset) = if self.tails_consumed {
+            (false, self.buffer.split().freeze(), flushed)
+        } else {
+            let new_bytes = self
+                .buffer
+                .split_off(self.loaded_tail_bytes.min(self.buffer.len()))
+                .freeze();
+            (true, new_bytes, self.start_offset)
+        };
+        if keep_old {
+            self.state.tails = old_tails.clone();
+        }
+        if !new_piece.is_empty() {
+            self.store
+                .put(
+                    &layout::upload_tail(&self.id, piece_offset),
+                    new_piece,
+                    PutMode::Overwrite,
+                )
+                .await?;
+            self.state.tails.push(piece_offset);
+        }
+        self.state.hash = self.hasher.save();
+        self.save().await?;
+        if !keep_old {
+            for offset in old_tails {
+                let _ = self
+                    .store
+                    .delete(&layout::upload_tail(&self.id, offset))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies the digest and makes the blob visible in `repo`. On a digest
+    /// mismatch everything the upload wrote is removed.
+    pub async fn finish(mut self, repo: &RepoName, expected: &Digest) -> Result<()> {
+        self.load_tails().await?;
+        let digest = if expected.algorithm() == self.state.algorithm {
+            Some(self.hasher.clone().finish())
+        } else {
+            None // hashed after the data is written, from storage
+        };
+        if digest.as_ref().is_some_and(|d| d != expected) {
+            self.discard().await;
+            return Err(digest_mismatch(expected, digest.as_ref()));
+        }
+        let record_key = layout::blob_record(expected);
+        let exists = self.store.head(&record_key).await?.is_some();
+        let data_key = layout::blob_data(&self.id);
+        if exists && digest.is_some() {
+            self.discard().await;
+        } else {
+            let size = self.state.offset;
+            let tail = self.buffer.split().freeze();
+            match self.state.multipart.clone() {
+                Some(multipart) => {
+                    let mut parts = std::mem::take(&mut self.state.parts);
+                    if !tail.is_empty() {
+                        parts.push(
+                            self.store
+                                .put_part(&data_key, &multipart, parts.len() as u32 + 1, tail)
+                                .await?,
+                        );
+                    }
+                    self.store
+                        .complete_multipart(&data_key, &multipart, parts)
+                        .await?;
+                    self.state.multipart = None;
+                }
+                None => {
+                    self.store.put(&data_key, tail, PutMode::Overwrite).await?;
+                }
+            }
+            if digest.is_none() {
+                let actual = rehash(self.store, &data_key, expected.algorithm()).await?;
+                if &actual != expected {
+                    let _ = self.store.delete(&data_key).await;
+                    self.discard().await;
+                    return Err(digest_mismatch(expected, Some(&actual)));
+                }
+            }
+            let record = serde_json::to_vec(&BlobRecord {
+                size,
+                object: data_key.clone(),
+            })
+            .expect("record serializes");
+            match self
+                .store
+                .put(&record_key, record.into(), PutMode::Create)
+                .await
+            {
+                Ok(_) => {}
+                // Someone else stored the same content first: keep one copy.
+                Err(StoreError::AlreadyExists) => {
+                    let _ = self.store.delete(&data_key).await;
+                }
+                Err(e) => {
+                    let _ = self.store.delete(&data_key).await;
+                    return Err(e.into());
+                }
+            }
+            self.discard().await;
+        }
+        self.store
+            .put(
+                &layout::layer_link(repo, expected),
+                Bytes::new(),
+                PutMode::Overwrite,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the session, its tails and any unfinished multipart write.
+    pub async fn discard(&mut self) {
+        if let Some(multipart) = self.state.multipart.take() {
+            let _ = self
+                .store
+                .abort_multipart(&layout::blob_data(&self.id), &multipart)
+                .await;
+        }
+        if self.seq.is_some() {
+            remove_upload_keys(self.store, &self.id).await;
+        }
+    }
+}
+
+fn digest_mismatch(expected: &Digest, actual: Option<&Digest>) -> RegistryError {
+    let message = match actual {
+        Some(actual) => format!("uploaded content has digest {actual}, not {expected}"),
+        None => format!("uploaded content does not match {expected}"),
+    };
+    RegistryError::new(ErrorCode::DigestInvalid, message)
+}
+
+/// Deletes every key of an upload session (states and tails).
+pub async fn remove_upload_keys(store: &dyn Store, id: &str) {
+    if let Ok(keys) = list_all(store, &layout::upload_prefix(id)).await {
+        for key in keys {
+            let _ = store.delete(&key).await;
+        }
+    }
+}
+
+/// The newest saved state of upload `id`.
+pub async fn load_state(store: &dyn Store, id: &str) -> Result<Option<(u64, UploadState)>> {
+    let states = list_all(store, &format!("{}s/", layout::upload_prefix(id))).await?;
+    let Some(last) = states.last() else {
+        return Ok(None);
+    };
+    let seq: u64 = last
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "bad upload state key"))?;
+    let Some((bytes, _)) = read_small(store, last).await? else {
+        return Ok(None);
+    };
+    let state = serde_json::from_slice(&bytes).map_err(|e| {
+        RegistryError::new(ErrorCode::Internal, format!("corrupt upload state: {e}"))
+    })?;
+    Ok(Some((seq, state)))
+}
+
+async fn rehash(store: &dyn Store, key: &str, algorithm: Algorithm) -> Result<Digest> {
+    let mut hasher = Hasher::new(algorithm);
+    let result = store
+        .get(key, None)
+        .await?
+        .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "uploaded data vanished"))?;
+    let mut body = result.body;
+    while let Some(chunk) = body.next().await {
+        hasher.update(&chunk?);
+    }
+    Ok(hasher.finish())
+}
+
+/// The record that makes a blob exist: its size and where its bytes are.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BlobRecord {
+    pub size: u64,
+    pub object: String,
+}

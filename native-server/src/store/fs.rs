@@ -1,0 +1,465 @@
+//! The local-disk backend: one file per key under a data directory.
+//!
+//! Conditional writes are what a registry needs from its store, and a plain
+//! filesystem has no compare-and-swap. This backend supplies it: `Create` is a
+//! hard link of a finished temporary file (atomic, fails if the key exists),
+//! `Update` compares the etag under a per-process lock, and the data directory
+//! is locked so only one process serves it. Multipart writes go at their
+//! offsets into one file that is renamed into place on completion, so every
+//! byte is written once. Everything else is a rename of a complete temporary
+//! file: readers never see partial objects, and a killed process leaves only
+//! temporary files behind, which are removed at the next start.
+
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use pier_core::platform::box_stream;
+use pier_core::store::{
+    GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
+use tokio::sync::Mutex;
+
+const TMP_DIR: &str = ".tmp";
+const MULTIPART_DIR: &str = ".multipart";
+const LOCK_FILE: &str = ".lock";
+/// Read buffer for streaming objects out.
+const READ_CHUNK: usize = 256 << 10;
+
+/// A store rooted at a directory.
+pub struct FsStore {
+    root: PathBuf,
+    part_size: usize,
+    /// Serialises conditional updates within this process.
+    update_lock: Mutex<()>,
+    /// Held open for the lifetime of the store: the exclusive lock on the directory.
+    _lock: File,
+}
+
+fn io_err(err: io::Error) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+fn etag_of(meta: &fs::Metadata) -> String {
+    format!(
+        "{:x}-{:x}-{:x}",
+        meta.ino(),
+        meta.mtime_nsec() as u64 ^ ((meta.mtime() as u64) << 30),
+        meta.size()
+    )
+}
+
+fn object_meta(meta: &fs::Metadata) -> ObjectMeta {
+    ObjectMeta {
+        size: meta.size(),
+        etag: etag_of(meta),
+    }
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store at `root`. Fails if another process
+    /// holds the directory.
+    pub fn open(root: impl Into<PathBuf>, part_size: usize) -> io::Result<FsStore> {
+        let root = root.into();
+        fs::create_dir_all(root.join(TMP_DIR))?;
+        fs::create_dir_all(root.join(MULTIPART_DIR))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK_FILE))?;
+        lock.try_lock().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another pier process", root.display()),
+            )
+        })?;
+        // Temporary files of a process that died are garbage.
+        for entry in fs::read_dir(root.join(TMP_DIR))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(FsStore {
+            root,
+            part_size,
+            update_lock: Mutex::new(()),
+            _lock: lock,
+        })
+    }
+
+    fn path(&self, key: &str) -> StoreResult<PathBuf> {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with("."))
+        {
+            return Err(StoreError::Invalid(format!(
+                "key {key:?} is not a valid path"
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn multipart_path(&self, upload_id: &str) -> StoreResult<PathBuf> {
+        if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(self.root.join(MULTIPART_DIR).join(upload_id))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).expect("entropy");
+        self.root.join(TMP_DIR).join(pier_core::digest::hex(&raw))
+    }
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("worker thread: {e}")))?
+}
+
+/// Moves a finished file to `dest`, creating parent directories (again, if a
+/// concurrent delete removed them).
+fn place(from: &Path, dest: &Path, exclusive: bool) -> StoreResult<()> {
+    for attempt in 0..3 {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io_err)?;
+        }
+        let result = if exclusive {
+            fs::hard_link(from, dest).and_then(|_| fs::remove_file(from))
+        } else {
+            fs::rename(from, dest)
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && exclusive => {
+                let _ = fs::remove_file(from);
+                return Err(StoreError::AlreadyExists);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
+            Err(e) => {
+                let _ = fs::remove_file(from);
+                return Err(io_err(e));
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Removes now-empty directories from `dir` up to (not including) `root`.
+fn prune_empty_dirs(root: &Path, mut dir: &Path) {
+    while dir != root && dir.starts_with(root) {
+        if fs::remove_dir(dir).is_err() {
+            return;
+        }
+        match dir.parent() {
+            Some(parent) => dir = parent,
+            None => return,
+        }
+    }
+}
+
+/// Every key under `dir` (recursively), as `prefix_of_dir/...`.
+fn collect_keys(dir: &Path, key_prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let key = format!("{key_prefix}{name}");
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            collect_keys(&entry.path(), &format!("{key}/"), out)?;
+        } else if file_type.is_file() {
+            out.push(key);
+        }
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for FsStore {
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let path = self.path(key)?;
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(object_meta(&meta))),
+            Ok(_) => Ok(None),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(io_err(e)),
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+        let path = self.path(key)?;
+        let opened = blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.kind() == io::ErrorKind::NotADirectory =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(io_err(e)),
+            };
+            let meta = file.metadata().map_err(io_err)?;
+            if !meta.is_file() {
+                return Ok(None);
+            }
+            let range = range.unwrap_or(0..meta.size());
+            if range.start > range.end || range.end > meta.size() {
+                return Err(StoreError::Invalid(format!(
+                    "range {range:?} outside object of {} bytes",
+                    meta.size()
+                )));
+            }
+            file.seek(SeekFrom::Start(range.start)).map_err(io_err)?;
+            Ok(Some((file, object_meta(&meta), range.end - range.start)))
+        })
+        .await?;
+        let Some((file, meta, length)) = opened else {
+            return Ok(None);
+        };
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), length);
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+            .map(|r| r.map_err(io_err));
+        Ok(Some(GetResult {
+            meta,
+            body: box_stream(stream),
+        }))
+    }
+
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        let dest = self.path(key)?;
+        let tmp = self.temp_path();
+        let write =
+            move |tmp: PathBuf, dest: PathBuf, exclusive: bool| -> StoreResult<ObjectMeta> {
+                fs::write(&tmp, &data).map_err(io_err)?;
+                place(&tmp, &dest, exclusive)?;
+                fs::metadata(&dest).map(|m| object_meta(&m)).map_err(io_err)
+            };
+        match mode {
+            PutMode::Overwrite => blocking(move || write(tmp, dest, false)).await,
+            PutMode::Create => blocking(move || write(tmp, dest, true)).await,
+            PutMode::Update(expected) => {
+                let _guard = self.update_lock.lock().await;
+                blocking(move || {
+                    match fs::metadata(&dest) {
+                        Ok(meta) if etag_of(&meta) == expected => {}
+                        Ok(_) => return Err(StoreError::PreconditionFailed),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            return Err(StoreError::PreconditionFailed)
+                        }
+                        Err(e) => return Err(io_err(e)),
+                    }
+                    write(tmp, dest, false)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let path = self.path(key)?;
+        let root = self.root.clone();
+        blocking(move || {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.kind() == io::ErrorKind::NotADirectory =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+            if let Some(parent) = path.parent() {
+                prune_empty_dirs(&root, parent);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<ListPage> {
+        // Walk the deepest directory that contains the whole prefix.
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        if !dir_part.is_empty() {
+            self.path(dir_part)?;
+        }
+        let dir = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let key_prefix = if dir_part.is_empty() {
+            String::new()
+        } else {
+            format!("{dir_part}/")
+        };
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        blocking(move || {
+            let mut keys = Vec::new();
+            collect_keys(&dir, &key_prefix, &mut keys).map_err(io_err)?;
+            keys.retain(|k| {
+                k.starts_with(&prefix) && start_after.as_ref().is_none_or(|after| k > after)
+            });
+            keys.sort_unstable();
+            let more = keys.len() > limit;
+            keys.truncate(limit);
+            Ok(ListPage { keys, more })
+        })
+        .await
+    }
+
+    fn part_size(&self) -> usize {
+        self.part_size
+    }
+
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        self.path(key)?;
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let id = pier_core::digest::hex(&raw);
+        let path = self.multipart_path(&id)?;
+        blocking(move || File::create_new(&path).map(|_| ()).map_err(io_err)).await?;
+        Ok(id)
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        data: Bytes,
+    ) -> StoreResult<PartRef> {
+        self.path(key)?;
+        if number == 0 {
+            return Err(StoreError::Invalid("parts are numbered from 1".into()));
+        }
+        let path = self.multipart_path(upload_id)?;
+        let offset = (number as u64 - 1) * self.part_size as u64;
+        blocking(move || {
+            let file = match File::options().write(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+                Err(e) => return Err(io_err(e)),
+            };
+            file.write_all_at(&data, offset).map_err(io_err)?;
+            Ok(PartRef {
+                number,
+                etag: format!("{number}:{}", data.len()),
+            })
+        })
+        .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<PartRef>,
+    ) -> StoreResult<ObjectMeta> {
+        let dest = self.path(key)?;
+        let path = self.multipart_path(upload_id)?;
+        let part_size = self.part_size as u64;
+        blocking(move || {
+            let last_len: u64 = parts
+                .last()
+                .and_then(|p| p.etag.split(':').nth(1)?.parse().ok())
+                .unwrap_or(0);
+            let size = (parts.len() as u64).saturating_sub(1) * part_size + last_len;
+            let file = match File::options().write(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+                Err(e) => return Err(io_err(e)),
+            };
+            // A retried part may have left a longer file; the parts define the object.
+            file.set_len(size).map_err(io_err)?;
+            drop(file);
+            place(&path, &dest, false)?;
+            fs::metadata(&dest).map(|m| object_meta(&m)).map_err(io_err)
+        })
+        .await
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
+        let path = self.multipart_path(upload_id)?;
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn passes_the_storage_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path(), 1024).unwrap();
+        pier_core::store::suite::run_all(&store, "suite/").await;
+    }
+
+    #[tokio::test]
+    async fn one_process_per_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = FsStore::open(dir.path(), 1024).unwrap();
+        assert!(
+            FsStore::open(dir.path(), 1024).is_err(),
+            "a second open of the same directory is refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_keys_escaping_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FsStore::open(dir.path(), 1024).unwrap());
+        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", ".tmp/x", ""] {
+            assert!(
+                store
+                    .put(key, Bytes::new(), PutMode::Overwrite)
+                    .await
+                    .is_err(),
+                "{key}"
+            );
+        }
+    }
+}

