@@ -61,12 +61,9 @@ impl Digest {
     pub fn parse(text: &str) -> Result<Digest, DigestError> {
         let (alg, encoded) = text.split_once(':').ok_or(DigestError::Malformed)?;
         let alg_ok = !alg.is_empty()
-            && alg.split(['+', '.', '_', '-']).all(|part| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+            && alg
+                .split(['+', '.', '_', '-'])
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         let encoded_ok = !encoded.is_empty()
             && encoded
                 .bytes()
@@ -168,12 +165,8 @@ impl Hasher {
     pub fn restore(algorithm: Algorithm, saved: &str) -> Option<Hasher> {
         let raw = unhex(saved)?;
         Some(match algorithm {
-            Algorithm::Sha256 => {
-                Hasher::Sha256(Sha256::deserialize(raw.as_slice().try_into().ok()?).ok()?)
-            }
-            Algorithm::Sha512 => {
-                Hasher::Sha512(Sha512::deserialize(raw.as_slice().try_into().ok()?).ok()?)
-            }
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::deserialize(raw.as_slice().try_into().ok()?).ok()?),
+            Algorithm::Sha512 => Hasher::Sha512(Sha512::deserialize(raw.as_slice().try_into().ok()?).ok()?),
         })
     }
 }
@@ -205,10 +198,7 @@ mod tests {
 
     #[test]
     fn parses_supported_digests() {
-        let d = Digest::parse(
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        )
-        .unwrap();
+        let d = Digest::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").unwrap();
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d, Digest::of(Algorithm::Sha256, b""));
         let d512 = Digest::of(Algorithm::Sha512, b"x");

@@ -117,23 +117,16 @@ impl RegistryError {
 
 impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.code.as_str(),
-            self.status.as_u16(),
-            self.message
-        )
+        write!(f, "{} ({}): {}", self.code.as_str(), self.status.as_u16(), self.message)
     }
 }
 
 impl From<StoreError> for RegistryError {
     fn from(err: StoreError) -> RegistryError {
         match err {
-            StoreError::Unavailable(msg) => RegistryError::new(
-                ErrorCode::Unavailable,
-                format!("storage unavailable: {msg}"),
-            ),
+            StoreError::Unavailable(msg) => {
+                RegistryError::new(ErrorCode::Unavailable, format!("storage unavailable: {msg}"))
+            }
             other => RegistryError::new(ErrorCode::Internal, format!("storage: {other}")),
         }
     }

@@ -32,19 +32,11 @@ pub fn repo_prefix(repo: &RepoName) -> String {
 }
 
 pub fn layer_link(repo: &RepoName, digest: &Digest) -> String {
-    format!(
-        "repos/{repo}/_layers/{}/{}",
-        digest.algorithm().name(),
-        digest.hex()
-    )
+    format!("repos/{repo}/_layers/{}/{}", digest.algorithm().name(), digest.hex())
 }
 
 pub fn manifest(repo: &RepoName, digest: &Digest) -> String {
-    format!(
-        "repos/{repo}/_manifests/{}/{}",
-        digest.algorithm().name(),
-        digest.hex()
-    )
+    format!("repos/{repo}/_manifests/{}/{}", digest.algorithm().name(), digest.hex())
 }
 
 pub fn manifests_prefix(repo: &RepoName) -> String {

@@ -45,9 +45,7 @@ impl Manifest {
     /// The artifact type a referrers listing reports: `artifactType`, else the
     /// config's media type for image manifests.
     pub fn referrer_artifact_type(&self) -> Option<&str> {
-        self.artifact_type
-            .as_deref()
-            .or(self.config_media_type.as_deref())
+        self.artifact_type.as_deref().or(self.config_media_type.as_deref())
     }
 
     /// Whether a blob may be missing from the registry: layers declared
@@ -76,9 +74,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
         .filter(|ct| !ct.is_empty());
     if let (Some(declared), Some(ct)) = (declared, content_type) {
         if declared != ct {
-            return Err(format!(
-                "mediaType {declared} does not match Content-Type {ct}"
-            ));
+            return Err(format!("mediaType {declared} does not match Content-Type {ct}"));
         }
     }
     let media_type = declared
@@ -136,10 +132,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
         None if is_index => return Err("manifests is required".into()),
         None => {}
     }
-    let subject = object
-        .get("subject")
-        .map(|s| descriptor(s, "subject"))
-        .transpose()?;
+    let subject = object.get("subject").map(|s| descriptor(s, "subject")).transpose()?;
     let artifact_type = match object.get("artifactType") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -191,9 +184,7 @@ fn descriptor(value: &Value, field: &str) -> Result<Descriptor, String> {
         _ => return Err(format!("{field}.mediaType is required")),
     };
     let digest = match object.get("digest") {
-        Some(Value::String(s)) => {
-            Digest::parse(s).map_err(|_| format!("{field}.digest {s} is not a valid digest"))?
-        }
+        Some(Value::String(s)) => Digest::parse(s).map_err(|_| format!("{field}.digest {s} is not a valid digest"))?,
         _ => return Err(format!("{field}.digest is required")),
     };
     let size = match object.get("size") {
@@ -211,8 +202,7 @@ fn descriptor(value: &Value, field: &str) -> Result<Descriptor, String> {
         let Value::String(encoded) = data else {
             return Err(format!("{field}.data must be a base64 string"));
         };
-        let decoded =
-            base64_decode(encoded).ok_or_else(|| format!("{field}.data is not valid base64"))?;
+        let decoded = base64_decode(encoded).ok_or_else(|| format!("{field}.data is not valid base64"))?;
         if decoded.len() as u64 != size || Digest::of(digest.algorithm(), &decoded) != digest {
             return Err(format!("{field}.data does not match its digest and size"));
         }
@@ -282,7 +272,8 @@ mod tests {
 
     #[test]
     fn index_references_children() {
-        let m = serde_json::json!({"schemaVersion": 2, "manifests": [desc(OCI_MANIFEST, b"1"), desc(OCI_MANIFEST, b"2")]});
+        let m =
+            serde_json::json!({"schemaVersion": 2, "manifests": [desc(OCI_MANIFEST, b"1"), desc(OCI_MANIFEST, b"2")]});
         let parsed = parse(&serde_json::to_vec(&m).unwrap(), Some(OCI_INDEX)).unwrap();
         assert_eq!(parsed.media_type, OCI_INDEX);
         assert_eq!(parsed.children.len(), 2);
@@ -300,11 +291,7 @@ mod tests {
             (br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":-1},"layers":[]}"#, OCI_MANIFEST),
         ];
         for (bytes, ct) in cases {
-            assert!(
-                parse(bytes, Some(ct)).is_err(),
-                "{}",
-                String::from_utf8_lossy(bytes)
-            );
+            assert!(parse(bytes, Some(ct)).is_err(), "{}", String::from_utf8_lossy(bytes));
         }
     }
 

@@ -15,8 +15,7 @@ pub struct RepoName(String);
 
 impl RepoName {
     pub fn parse(text: &str) -> Option<RepoName> {
-        (text.len() <= MAX_NAME_LEN && text.split('/').all(valid_component))
-            .then(|| RepoName(text.to_string()))
+        (text.len() <= MAX_NAME_LEN && text.split('/').all(valid_component)).then(|| RepoName(text.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -73,9 +72,7 @@ pub struct Tag(String);
 impl Tag {
     pub fn parse(text: &str) -> Option<Tag> {
         let bytes = text.as_bytes();
-        let first_ok = bytes
-            .first()
-            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_');
+        let first_ok = bytes.first().is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_');
         let rest_ok = bytes
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -99,13 +96,7 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in [
-            "a",
-            "library/ubuntu",
-            "a.b/c_d/e__f/g---h",
-            "0/1",
-            "team-1/app.v2",
-        ] {
+        for ok in ["a", "library/ubuntu", "a.b/c_d/e__f/g---h", "0/1", "team-1/app.v2"] {
             assert!(RepoName::parse(ok).is_some(), "{ok}");
         }
         let long = "a".repeat(MAX_NAME_LEN + 1);

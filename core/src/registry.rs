@@ -78,11 +78,7 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
-        Registry {
-            store,
-            env,
-            options,
-        }
+        Registry { store, env, options }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -100,26 +96,18 @@ impl Registry {
         let Some((bytes, _)) = read_small(self.store(), &layout::blob_record(digest)).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            RegistryError::new(
-                ErrorCode::Internal,
-                format!("corrupt blob record {digest}: {e}"),
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("corrupt blob record {digest}: {e}")))
     }
 
     async fn is_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        Ok(self
-            .store
-            .head(&layout::layer_link(repo, digest))
-            .await?
-            .is_some())
+        Ok(self.store.head(&layout::layer_link(repo, digest)).await?.is_some())
     }
 
     /// The record of a blob readable in `repo`.
     pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobRecord> {
-        let (linked, record) =
-            futures::join!(self.is_linked(repo, digest), self.blob_record(digest));
+        let (linked, record) = futures::join!(self.is_linked(repo, digest), self.blob_record(digest));
         match (linked?, record?) {
             (true, Some(record)) => Ok(record),
             _ => Err(blob_unknown(digest)),
@@ -150,12 +138,7 @@ impl Registry {
 
     /// Links an existing blob into `repo`: from `from` when given, else from
     /// anywhere in the registry (automatic mount). `false` if it cannot.
-    pub async fn mount_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        from: Option<&RepoName>,
-    ) -> Result<bool> {
+    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
         if let Some(from) = from {
             if !self.is_linked(from, digest).await? {
                 return Ok(false);
@@ -165,11 +148,7 @@ impl Registry {
             return Ok(false);
         }
         self.store
-            .put(
-                &layout::layer_link(repo, digest),
-                Bytes::new(),
-                PutMode::Overwrite,
-            )
+            .put(&layout::layer_link(repo, digest), Bytes::new(), PutMode::Overwrite)
             .await?;
         Ok(true)
     }
@@ -184,12 +163,7 @@ impl Registry {
     }
 
     /// A whole blob in one request (POST or PUT with the digest known up front).
-    pub async fn upload_whole(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        body: RequestBody,
-    ) -> Result<()> {
+    pub async fn upload_whole(&self, repo: &RepoName, digest: &Digest, body: RequestBody) -> Result<()> {
         let mut upload = Upload::new(self.store(), self.env.as_ref(), repo, digest.algorithm());
         if let Err(e) = upload.append(None, body).await {
             upload.discard().await;
@@ -199,9 +173,7 @@ impl Registry {
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
-        Ok(Upload::open(self.store(), self.env.as_ref(), repo, id)
-            .await?
-            .status())
+        Ok(Upload::open(self.store(), self.env.as_ref(), repo, id).await?.status())
     }
 
     /// Adds a chunk (PATCH).
@@ -250,9 +222,7 @@ impl Registry {
                 std::str::from_utf8(&bytes)
                     .ok()
                     .and_then(|text| Digest::parse(text.trim()).ok())
-                    .ok_or_else(|| {
-                        RegistryError::new(ErrorCode::Internal, format!("corrupt tag record {tag}"))
-                    })
+                    .ok_or_else(|| RegistryError::new(ErrorCode::Internal, format!("corrupt tag record {tag}")))
             }
         }
     }
@@ -302,16 +272,12 @@ impl Registry {
                 ));
             }
         }
-        let parsed = manifest::parse(&bytes, content_type)
-            .map_err(|msg| RegistryError::new(ErrorCode::ManifestInvalid, msg))?;
+        let parsed =
+            manifest::parse(&bytes, content_type).map_err(|msg| RegistryError::new(ErrorCode::ManifestInvalid, msg))?;
         self.check_references(repo, &parsed).await?;
 
         self.store
-            .put(
-                &layout::manifest(repo, &digest),
-                bytes.clone(),
-                PutMode::Overwrite,
-            )
+            .put(&layout::manifest(repo, &digest), bytes.clone(), PutMode::Overwrite)
             .await?;
         if let Some(subject) = &parsed.subject {
             let entry = referrer_descriptor(&parsed, &digest, bytes.len());
@@ -330,11 +296,7 @@ impl Registry {
         try_join_all(tags.into_iter().map(|tag| async {
             let key = layout::tag(repo, tag);
             self.store
-                .put(
-                    &key,
-                    Bytes::from(digest.as_str().to_string()),
-                    PutMode::Overwrite,
-                )
+                .put(&key, Bytes::from(digest.as_str().to_string()), PutMode::Overwrite)
                 .await
         }))
         .await?;
@@ -365,12 +327,7 @@ impl Registry {
                 }
             });
         let child_checks = parsed.children.iter().map(|d| async move {
-            if self
-                .store
-                .head(&layout::manifest(repo, &d.digest))
-                .await?
-                .is_some()
-            {
+            if self.store.head(&layout::manifest(repo, &d.digest)).await?.is_some() {
                 Ok(())
             } else {
                 Err(RegistryError::new(
@@ -433,20 +390,11 @@ impl Registry {
     // ---- discovery ----
 
     async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
-        Ok(self
-            .store
-            .head(&layout::catalog_entry(repo))
-            .await?
-            .is_some())
+        Ok(self.store.head(&layout::catalog_entry(repo)).await?.is_some())
     }
 
     /// Tags of `repo` in lexical order, after `last`, at most `n`.
-    pub async fn tags(
-        &self,
-        repo: &RepoName,
-        n: Option<usize>,
-        last: Option<&str>,
-    ) -> Result<NamePage> {
+    pub async fn tags(&self, repo: &RepoName, n: Option<usize>, last: Option<&str>) -> Result<NamePage> {
         if !self.repo_exists(repo).await? {
             return Err(RegistryError::new(
                 ErrorCode::NameUnknown,
@@ -504,9 +452,7 @@ impl Registry {
             .flatten()
             .filter_map(|(bytes, _)| serde_json::from_slice::<Value>(&bytes).ok())
             .filter(|entry| {
-                artifact_type.is_none_or(|wanted| {
-                    entry.get("artifactType").and_then(Value::as_str) == Some(wanted)
-                })
+                artifact_type.is_none_or(|wanted| entry.get("artifactType").and_then(Value::as_str) == Some(wanted))
             })
             .collect())
     }
@@ -514,8 +460,7 @@ impl Registry {
 
 /// The descriptor a referrers listing shows for a manifest with a subject.
 fn referrer_descriptor(parsed: &Manifest, digest: &Digest, size: usize) -> Value {
-    let mut entry =
-        json!({ "mediaType": parsed.media_type, "digest": digest.as_str(), "size": size });
+    let mut entry = json!({ "mediaType": parsed.media_type, "digest": digest.as_str(), "size": size });
     if let Some(artifact_type) = parsed.referrer_artifact_type() {
         entry["artifactType"] = json!(artifact_type);
     }

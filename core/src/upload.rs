@@ -85,12 +85,7 @@ fn upload_unknown() -> RegistryError {
 
 impl<'a> Upload<'a> {
     /// A new session, not yet saved.
-    pub fn new(
-        store: &'a dyn Store,
-        env: &'a dyn Env,
-        repo: &RepoName,
-        algorithm: Algorithm,
-    ) -> Upload<'a> {
+    pub fn new(store: &'a dyn Store, env: &'a dyn Env, repo: &RepoName, algorithm: Algorithm) -> Upload<'a> {
         let now = env.now_millis();
         let hasher = Hasher::new(algorithm);
         let state = UploadState {
@@ -123,12 +118,7 @@ impl<'a> Upload<'a> {
 
     /// Opens a saved session of `repo`; unknown ids and sessions of another
     /// repository are both `BLOB_UPLOAD_UNKNOWN`.
-    pub async fn open(
-        store: &'a dyn Store,
-        env: &'a dyn Env,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<Upload<'a>> {
+    pub async fn open(store: &'a dyn Store, env: &'a dyn Env, repo: &RepoName, id: &str) -> Result<Upload<'a>> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(upload_unknown());
         }
@@ -180,11 +170,7 @@ impl<'a> Upload<'a> {
         let bytes = serde_json::to_vec(&state).expect("state serializes");
         match self
             .store
-            .put(
-                &layout::upload_state(&self.id, next),
-                bytes.into(),
-                PutMode::Create,
-            )
+            .put(&layout::upload_state(&self.id, next), bytes.into(), PutMode::Create)
             .await
         {
             Ok(_) => {}
@@ -199,10 +185,7 @@ impl<'a> Upload<'a> {
         }
         if let Some(previous) = self.seq.replace(next) {
             // Best effort: a leftover old state is ignored by `load_state`.
-            let _ = self
-                .store
-                .delete(&layout::upload_state(&self.id, previous))
-                .await;
+            let _ = self.store.delete(&layout::upload_state(&self.id, previous)).await;
         }
         Ok(())
     }
@@ -223,18 +206,11 @@ impl<'a> Upload<'a> {
             }
         }
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                RegistryError::new(
-                    ErrorCode::BlobUploadInvalid,
-                    format!("request body: {}", e.0),
-                )
-            })?;
+            let chunk = chunk
+                .map_err(|e| RegistryError::new(ErrorCode::BlobUploadInvalid, format!("request body: {}", e.0)))?;
             self.hasher.update(&chunk);
             self.state.offset += chunk.len() as u64;
-            if self.buffer.is_empty()
-                && self.tails_loaded
-                && chunk.len() >= self.state.part_size as usize
-            {
+            if self.buffer.is_empty() && self.tails_loaded && chunk.len() >= self.state.part_size as usize {
                 // Fast path: whole parts straight from the incoming chunk.
                 let mut chunk = chunk;
                 while chunk.len() >= self.state.part_size as usize {
@@ -270,9 +246,7 @@ impl<'a> Upload<'a> {
         for &offset in &self.state.tails {
             let (bytes, _) = read_small(self.store, &layout::upload_tail(&self.id, offset))
                 .await?
-                .ok_or_else(|| {
-                    RegistryError::new(ErrorCode::Internal, "upload tail piece missing")
-                })?;
+                .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "upload tail piece missing"))?;
             loaded.extend_from_slice(&bytes);
         }
         self.loaded_tail_bytes = loaded.len();
@@ -318,10 +292,7 @@ impl<'a> Upload<'a> {
         }
         let number = self.state.parts.len() as u32 + 1;
         let multipart = self.state.multipart.clone().expect("created above");
-        let part_ref = self
-            .store
-            .put_part(&data_key, &multipart, number, part)
-            .await?;
+        let part_ref = self.store.put_part(&data_key, &multipart, number, part).await?;
         self.state.parts.push(part_ref);
         if self.loaded_tail_bytes > 0 {
             self.tails_consumed = true;
@@ -360,10 +331,7 @@ impl<'a> Upload<'a> {
         self.save().await?;
         if !keep_old {
             for offset in old_tails {
-                let _ = self
-                    .store
-                    .delete(&layout::upload_tail(&self.id, offset))
-                    .await;
+                let _ = self.store.delete(&layout::upload_tail(&self.id, offset)).await;
             }
         }
         Ok(())
@@ -400,9 +368,7 @@ impl<'a> Upload<'a> {
                                 .await?,
                         );
                     }
-                    self.store
-                        .complete_multipart(&data_key, &multipart, parts)
-                        .await?;
+                    self.store.complete_multipart(&data_key, &multipart, parts).await?;
                     self.state.multipart = None;
                 }
                 None => {
@@ -422,11 +388,7 @@ impl<'a> Upload<'a> {
                 object: data_key.clone(),
             })
             .expect("record serializes");
-            match self
-                .store
-                .put(&record_key, record.into(), PutMode::Create)
-                .await
-            {
+            match self.store.put(&record_key, record.into(), PutMode::Create).await {
                 Ok(_) => {}
                 // Someone else stored the same content first: keep one copy.
                 Err(StoreError::AlreadyExists) => {
@@ -440,11 +402,7 @@ impl<'a> Upload<'a> {
             self.discard().await;
         }
         self.store
-            .put(
-                &layout::layer_link(repo, expected),
-                Bytes::new(),
-                PutMode::Overwrite,
-            )
+            .put(&layout::layer_link(repo, expected), Bytes::new(), PutMode::Overwrite)
             .await?;
         Ok(())
     }
@@ -494,9 +452,8 @@ pub async fn load_state(store: &dyn Store, id: &str) -> Result<Option<(u64, Uplo
     let Some((bytes, _)) = read_small(store, last).await? else {
         return Ok(None);
     };
-    let state = serde_json::from_slice(&bytes).map_err(|e| {
-        RegistryError::new(ErrorCode::Internal, format!("corrupt upload state: {e}"))
-    })?;
+    let state = serde_json::from_slice(&bytes)
+        .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("corrupt upload state: {e}")))?;
     Ok(Some((seq, state)))
 }
 

@@ -72,9 +72,7 @@ impl Config {
         };
         let part_size = args.part_size.or(file.part_size).unwrap_or(1 << 20);
         if !(4096..=(5 << 30)).contains(&part_size) {
-            return Err(format!(
-                "part_size {part_size} must be between 4 KiB and 5 GiB"
-            ));
+            return Err(format!("part_size {part_size} must be between 4 KiB and 5 GiB"));
         }
         Ok(Config {
             listen: args
@@ -91,17 +89,13 @@ impl Config {
                 .unwrap_or(false),
             part_size,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            shutdown_grace_secs: args
-                .shutdown_grace_secs
-                .or(file.shutdown_grace_secs)
-                .unwrap_or(30),
+            shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
         })
     }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 

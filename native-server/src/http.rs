@@ -25,14 +25,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
 async fn registry_handler(State(registry): State<Arc<Registry>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let stream = body
-        .into_data_stream()
-        .map_err(|e| BodyError(e.to_string()));
+    let stream = body.into_data_stream().map_err(|e| BodyError(e.to_string()));
     let core_request = http::Request::from_parts(parts, box_stream(stream));
-    let (method, path) = (
-        core_request.method().clone(),
-        core_request.uri().path().to_string(),
-    );
+    let (method, path) = (core_request.method().clone(), core_request.uri().path().to_string());
     let response = api::handle(&registry, core_request).await;
     let status = response.status();
     if status.is_server_error() {
@@ -44,9 +39,9 @@ async fn registry_handler(State(registry): State<Arc<Registry>>, request: Reques
     let body = match body {
         Body::Empty => AxumBody::empty(),
         Body::Full(bytes) => AxumBody::from(bytes),
-        Body::Stream { stream, .. } => AxumBody::from_stream(
-            stream.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))),
-        ),
+        Body::Stream { stream, .. } => {
+            AxumBody::from_stream(stream.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))))
+        }
     };
     Response::from_parts(parts, body)
 }

@@ -42,8 +42,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("PIER_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_LOG").unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -62,9 +61,13 @@ fn serve(config: Config) -> Result<(), String> {
     runtime.block_on(async move {
         let store = store::fs::FsStore::open(&config.data_dir, config.part_size)
             .map_err(|e| format!("data directory {}: {e}", config.data_dir.display()))?;
-        let options = RegistryOptions { allow_sparse_manifests: config.allow_sparse_manifests };
+        let options = RegistryOptions {
+            allow_sparse_manifests: config.allow_sparse_manifests,
+        };
         let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(env::SystemEnv), options));
-        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("listen on {}: {e}", config.listen))?;
         tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "pier is serving");
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -91,8 +94,7 @@ fn serve(config: Config) -> Result<(), String> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -10,12 +10,7 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
 use crate::registry::Registry;
 
-pub(super) async fn get(
-    registry: &Registry,
-    req: &Req<'_>,
-    repo: &RepoName,
-    digest: &str,
-) -> Result<HttpResponse> {
+pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
     let digest = parse_digest(digest)?;
     let record = registry.blob(repo, &digest).await?;
     let range = match req.header(RANGE) {
@@ -91,11 +86,7 @@ fn parse_range(text: &str, size: u64) -> Result<Option<Range<u64>>> {
     Ok(Some(range))
 }
 
-pub(super) async fn delete(
-    registry: &Registry,
-    repo: &RepoName,
-    digest: &str,
-) -> Result<HttpResponse> {
+pub(super) async fn delete(registry: &Registry, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
     let digest = parse_digest(digest)?;
     registry.delete_blob(repo, &digest).await?;
     Ok(empty(response(StatusCode::ACCEPTED)))

@@ -4,24 +4,18 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{HeaderName, StatusCode};
 
 use super::{
-    digest_header, empty, header_value, parse_reference, parse_tag, read_body, response,
-    with_location, Body, HttpResponse, Req,
+    digest_header, empty, header_value, parse_reference, parse_tag, read_body, response, with_location, Body, BodySlot,
+    HttpResponse, Req,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::names::RepoName;
-use crate::platform::RequestBody;
 use crate::registry::Registry;
 
 const SUBJECT_HEADER: &str = "oci-subject";
 const TAG_HEADER: &str = "oci-tag";
 
-pub(super) async fn get(
-    registry: &Registry,
-    req: &Req<'_>,
-    repo: &RepoName,
-    reference: &str,
-) -> Result<HttpResponse> {
+pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, reference: &str) -> Result<HttpResponse> {
     let reference = parse_reference(reference)?;
     let manifest = registry.manifest(repo, &reference).await?;
     let builder = digest_header(response(StatusCode::OK), &manifest.digest)
@@ -41,14 +35,10 @@ pub(super) async fn put(
     req: &Req<'_>,
     repo: &RepoName,
     reference: &str,
-    body: RequestBody,
+    body: &mut BodySlot,
 ) -> Result<HttpResponse> {
     let reference = parse_reference(reference)?;
-    let extra_tags = req
-        .query
-        .all("tag")
-        .map(parse_tag)
-        .collect::<Result<Vec<_>>>()?;
+    let extra_tags = req.query.all("tag").map(parse_tag).collect::<Result<Vec<_>>>()?;
     let too_large = || {
         RegistryError::new(
             ErrorCode::SizeInvalid,
@@ -56,23 +46,14 @@ pub(super) async fn put(
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
-    if req
-        .content_length()?
-        .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
-    {
+    if req.content_length()?.is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
         return Err(too_large());
     }
-    let bytes = read_body(body, MAX_MANIFEST_BYTES)
+    let bytes = read_body(body.take(), MAX_MANIFEST_BYTES)
         .await?
         .ok_or_else(too_large)?;
     let pushed = registry
-        .put_manifest(
-            repo,
-            &reference,
-            req.header(CONTENT_TYPE),
-            bytes,
-            &extra_tags,
-        )
+        .put_manifest(repo, &reference, req.header(CONTENT_TYPE), bytes, &extra_tags)
         .await?;
     let mut builder = digest_header(
         with_location(
@@ -82,25 +63,15 @@ pub(super) async fn put(
         &pushed.digest,
     );
     if let Some(subject) = &pushed.subject {
-        builder = builder.header(
-            HeaderName::from_static(SUBJECT_HEADER),
-            header_value(subject.as_str()),
-        );
+        builder = builder.header(HeaderName::from_static(SUBJECT_HEADER), header_value(subject.as_str()));
     }
     for tag in &extra_tags {
-        builder = builder.header(
-            HeaderName::from_static(TAG_HEADER),
-            header_value(tag.as_str()),
-        );
+        builder = builder.header(HeaderName::from_static(TAG_HEADER), header_value(tag.as_str()));
     }
     Ok(empty(builder))
 }
 
-pub(super) async fn delete(
-    registry: &Registry,
-    repo: &RepoName,
-    reference: &str,
-) -> Result<HttpResponse> {
+pub(super) async fn delete(registry: &Registry, repo: &RepoName, reference: &str) -> Result<HttpResponse> {
     let reference = parse_reference(reference)?;
     registry.delete_manifest(repo, &reference).await?;
     Ok(empty(response(StatusCode::ACCEPTED)))

@@ -62,11 +62,8 @@ fn route(path: &str) -> Result<Option<Route>> {
     }
     let name = |text: &str| -> Result<RepoName> {
         RepoName::parse(text).ok_or_else(|| {
-            RegistryError::new(
-                ErrorCode::NameInvalid,
-                format!("invalid repository name {text:?}"),
-            )
-            .with_detail(serde_json::json!({ "name": text }))
+            RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name {text:?}"))
+                .with_detail(serde_json::json!({ "name": text }))
         })
     };
     if let Some(repo) = rest.strip_suffix("/tags/list") {
@@ -106,8 +103,42 @@ pub async fn handle(registry: &Registry, request: Request<RequestBody>) -> HttpR
     response
 }
 
+/// Longest request body drained after an early error, so that the client
+/// reads the error instead of a reset connection.
+const DRAIN_LIMIT: usize = 16 << 20;
+
 async fn dispatch(registry: &Registry, request: Request<RequestBody>) -> Result<HttpResponse> {
     let (parts, body) = request.into_parts();
+    let mut body = BodySlot(Some(body));
+    let result = route_request(registry, &parts, &mut body).await;
+    if result.is_err() {
+        body.drain().await;
+    }
+    result
+}
+
+/// The request body until a handler takes it.
+pub(crate) struct BodySlot(Option<RequestBody>);
+
+impl BodySlot {
+    fn take(&mut self) -> RequestBody {
+        self.0.take().unwrap_or_else(crate::platform::empty_body)
+    }
+
+    async fn drain(&mut self) {
+        if let Some(mut body) = self.0.take() {
+            let mut seen = 0;
+            while let Some(Ok(chunk)) = body.next().await {
+                seen += chunk.len();
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn route_request(registry: &Registry, parts: &http::request::Parts, body: &mut BodySlot) -> Result<HttpResponse> {
     let route = route(parts.uri.path())?.ok_or_else(|| {
         RegistryError::new(
             ErrorCode::Unsupported,
@@ -122,37 +153,23 @@ async fn dispatch(registry: &Registry, request: Request<RequestBody>) -> Result<
         query: &query,
     };
     match (route, parts.method.clone()) {
-        (Route::Ping, Method::GET | Method::HEAD) => {
-            Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}")))
-        }
+        (Route::Ping, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}"))),
         (Route::Catalog, Method::GET) => discovery::catalog(registry, &req).await,
         (Route::Tags(repo), Method::GET) => discovery::tags(registry, &req, &repo).await,
-        (Route::Referrers(repo, digest), Method::GET) => {
-            discovery::referrers(registry, &req, &repo, &digest).await
-        }
+        (Route::Referrers(repo, digest), Method::GET) => discovery::referrers(registry, &req, &repo, &digest).await,
         (Route::Manifest(repo, reference), Method::GET | Method::HEAD) => {
             manifests::get(registry, &req, &repo, &reference).await
         }
         (Route::Manifest(repo, reference), Method::PUT) => {
             manifests::put(registry, &req, &repo, &reference, body).await
         }
-        (Route::Manifest(repo, reference), Method::DELETE) => {
-            manifests::delete(registry, &repo, &reference).await
-        }
-        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => {
-            blobs::get(registry, &req, &repo, &digest).await
-        }
-        (Route::Blob(repo, digest), Method::DELETE) => {
-            blobs::delete(registry, &repo, &digest).await
-        }
+        (Route::Manifest(repo, reference), Method::DELETE) => manifests::delete(registry, &repo, &reference).await,
+        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(registry, &req, &repo, &digest).await,
+        (Route::Blob(repo, digest), Method::DELETE) => blobs::delete(registry, &repo, &digest).await,
         (Route::Uploads(repo), Method::POST) => uploads::start(registry, &req, &repo, body).await,
         (Route::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,
-        (Route::Upload(repo, id), Method::PATCH) => {
-            uploads::chunk(registry, &req, &repo, &id, body).await
-        }
-        (Route::Upload(repo, id), Method::PUT) => {
-            uploads::finish(registry, &req, &repo, &id, body).await
-        }
+        (Route::Upload(repo, id), Method::PATCH) => uploads::chunk(registry, &req, &repo, &id, body).await,
+        (Route::Upload(repo, id), Method::PUT) => uploads::finish(registry, &req, &repo, &id, body).await,
         (Route::Upload(repo, id), Method::DELETE) => uploads::cancel(registry, &repo, &id).await,
         (_, method) => Err(RegistryError::new(
             ErrorCode::Unsupported,
@@ -176,11 +193,11 @@ impl Req<'_> {
     fn content_length(&self) -> Result<Option<u64>> {
         match self.header(CONTENT_LENGTH) {
             None => Ok(None),
-            Some(text) => {
-                text.trim().parse().map(Some).map_err(|_| {
-                    RegistryError::new(ErrorCode::SizeInvalid, "invalid Content-Length")
-                })
-            }
+            Some(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| RegistryError::new(ErrorCode::SizeInvalid, "invalid Content-Length")),
         }
     }
 
@@ -202,17 +219,11 @@ impl Query {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -222,8 +233,7 @@ fn parse_digest(text: &str) -> Result<Digest> {
             DigestError::Malformed => format!("invalid digest {text:?}"),
             DigestError::Unsupported => format!("unsupported digest algorithm in {text:?}"),
         };
-        RegistryError::new(ErrorCode::DigestInvalid, message)
-            .with_detail(serde_json::json!({ "digest": text }))
+        RegistryError::new(ErrorCode::DigestInvalid, message).with_detail(serde_json::json!({ "digest": text }))
     })
 }
 
@@ -247,12 +257,8 @@ fn parse_reference(text: &str) -> Result<Reference> {
 async fn read_body(mut body: RequestBody, limit: usize) -> Result<Option<Bytes>> {
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                format!("request body: {}", e.0),
-            )
-        })?;
+        let chunk =
+            chunk.map_err(|e| RegistryError::new(ErrorCode::BlobUploadInvalid, format!("request body: {}", e.0)))?;
         if out.len() + chunk.len() > limit {
             return Ok(None);
         }
@@ -294,10 +300,7 @@ fn with_location(builder: http::response::Builder, location: &str) -> http::resp
 }
 
 fn digest_header(builder: http::response::Builder, digest: &Digest) -> http::response::Builder {
-    builder.header(
-        HeaderName::from_static(CONTENT_DIGEST),
-        header_value(digest.as_str()),
-    )
+    builder.header(HeaderName::from_static(CONTENT_DIGEST), header_value(digest.as_str()))
 }
 
 #[cfg(test)]
@@ -313,14 +316,8 @@ mod tests {
         assert_eq!(route("/v2/").unwrap(), Some(Route::Ping));
         assert_eq!(route("/v2").unwrap(), Some(Route::Ping));
         assert_eq!(route("/v2/_catalog").unwrap(), Some(Route::Catalog));
-        assert_eq!(
-            route("/v2/a/b/tags/list").unwrap(),
-            Some(Route::Tags(name("a/b")))
-        );
-        assert_eq!(
-            route("/v2/a/blobs/uploads/").unwrap(),
-            Some(Route::Uploads(name("a")))
-        );
+        assert_eq!(route("/v2/a/b/tags/list").unwrap(), Some(Route::Tags(name("a/b"))));
+        assert_eq!(route("/v2/a/blobs/uploads/").unwrap(), Some(Route::Uploads(name("a"))));
         assert_eq!(
             route("/v2/a/blobs/uploads/x1").unwrap(),
             Some(Route::Upload(name("a"), "x1".into()))
@@ -339,13 +336,7 @@ mod tests {
         );
         assert_eq!(route("/v3/a").unwrap(), None);
         assert_eq!(route("/v2/a/unknown/x").unwrap(), None);
-        assert_eq!(
-            route("/v2/A/manifests/x").unwrap_err().code,
-            ErrorCode::NameInvalid
-        );
-        assert_eq!(
-            route("/v2/a//b/manifests/x").unwrap_err().code,
-            ErrorCode::NameInvalid
-        );
+        assert_eq!(route("/v2/A/manifests/x").unwrap_err().code, ErrorCode::NameInvalid);
+        assert_eq!(route("/v2/a//b/manifests/x").unwrap_err().code, ErrorCode::NameInvalid);
     }
 }

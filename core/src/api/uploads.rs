@@ -3,11 +3,10 @@
 use http::header::{CONTENT_RANGE, RANGE};
 use http::{HeaderName, StatusCode};
 
-use super::{digest_header, empty, parse_digest, response, with_location, HttpResponse, Req};
+use super::{digest_header, empty, parse_digest, response, with_location, BodySlot, HttpResponse, Req};
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
-use crate::platform::RequestBody;
 use crate::registry::Registry;
 use crate::upload::{ChunkRange, UploadStatus};
 
@@ -19,29 +18,18 @@ fn upload_location(repo: &RepoName, id: &str) -> String {
 }
 
 /// 202 with where the upload stands.
-fn in_progress(
-    registry: &Registry,
-    repo: &RepoName,
-    status: &UploadStatus,
-    status_code: StatusCode,
-) -> HttpResponse {
+fn in_progress(registry: &Registry, repo: &RepoName, status: &UploadStatus, status_code: StatusCode) -> HttpResponse {
     let end = status.offset.saturating_sub(1);
     let builder = with_location(response(status_code), &upload_location(repo, &status.id))
         .header(RANGE, format!("0-{end}"))
         .header(HeaderName::from_static(UPLOAD_UUID), status.id.as_str())
-        .header(
-            HeaderName::from_static(CHUNK_MIN_LENGTH),
-            registry.chunk_min_length(),
-        );
+        .header(HeaderName::from_static(CHUNK_MIN_LENGTH), registry.chunk_min_length());
     empty(builder)
 }
 
 fn created(repo: &RepoName, digest: &Digest) -> HttpResponse {
     empty(digest_header(
-        with_location(
-            response(StatusCode::CREATED),
-            &format!("/v2/{repo}/blobs/{digest}"),
-        ),
+        with_location(response(StatusCode::CREATED), &format!("/v2/{repo}/blobs/{digest}")),
         digest,
     ))
 }
@@ -50,7 +38,7 @@ pub(super) async fn start(
     registry: &Registry,
     req: &Req<'_>,
     repo: &RepoName,
-    body: RequestBody,
+    body: &mut BodySlot,
 ) -> Result<HttpResponse> {
     if let Some(mount) = req.query.get("mount") {
         let digest = parse_digest(mount)?;
@@ -66,7 +54,7 @@ pub(super) async fn start(
         }
     } else if let Some(digest) = req.query.get("digest") {
         let digest = parse_digest(digest)?;
-        registry.upload_whole(repo, &digest, body).await?;
+        registry.upload_whole(repo, &digest, body.take()).await?;
         return Ok(created(repo, &digest));
     }
     let status = registry.start_upload(repo).await?;
@@ -83,22 +71,19 @@ fn chunk_range(req: &Req<'_>) -> Result<Option<ChunkRange>> {
     let Some(text) = req.header(CONTENT_RANGE) else {
         return Ok(None);
     };
-    let invalid = || {
-        RegistryError::new(
-            ErrorCode::RangeInvalid,
-            format!("invalid Content-Range {text:?}"),
-        )
+    let invalid = || RegistryError::new(ErrorCode::RangeInvalid, format!("invalid Content-Range {text:?}"));
+    // The spec's form only: `^[0-9]+-[0-9]+$`.
+    let number = |s: &str| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
     };
-    let spec = text.trim();
-    let spec = spec
-        .strip_prefix("bytes=")
-        .or_else(|| spec.strip_prefix("bytes "))
-        .unwrap_or(spec);
-    let spec = spec.split('/').next().unwrap_or(spec);
-    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
+    let (start, end) = text.split_once('-').ok_or_else(invalid)?;
     let range = ChunkRange {
-        start: start.trim().parse().map_err(|_| invalid())?,
-        end: end.trim().parse().map_err(|_| invalid())?,
+        start: number(start).ok_or_else(invalid)?,
+        end: number(end).ok_or_else(invalid)?,
     };
     if range.end < range.start {
         return Err(invalid());
@@ -122,10 +107,10 @@ pub(super) async fn chunk(
     req: &Req<'_>,
     repo: &RepoName,
     id: &str,
-    body: RequestBody,
+    body: &mut BodySlot,
 ) -> Result<HttpResponse> {
     let range = chunk_range(req)?;
-    let status = registry.upload_chunk(repo, id, range, body).await?;
+    let status = registry.upload_chunk(repo, id, range, body.take()).await?;
     Ok(in_progress(registry, repo, &status, StatusCode::ACCEPTED))
 }
 
@@ -134,7 +119,7 @@ pub(super) async fn finish(
     req: &Req<'_>,
     repo: &RepoName,
     id: &str,
-    body: RequestBody,
+    body: &mut BodySlot,
 ) -> Result<HttpResponse> {
     let digest = req.query.get("digest").ok_or_else(|| {
         RegistryError::new(
@@ -144,9 +129,7 @@ pub(super) async fn finish(
     })?;
     let digest = parse_digest(digest)?;
     let range = chunk_range(req)?;
-    registry
-        .finish_upload(repo, id, &digest, range, body)
-        .await?;
+    registry.finish_upload(repo, id, &digest, range, body.take()).await?;
     Ok(created(repo, &digest))
 }
 

@@ -71,9 +71,7 @@ impl Store for MemoryStore {
             etag,
         };
         let slice = match range {
-            Some(r) if r.start <= r.end && r.end <= meta.size => {
-                data.slice(r.start as usize..r.end as usize)
-            }
+            Some(r) if r.start <= r.end && r.end <= meta.size => data.slice(r.start as usize..r.end as usize),
             Some(r) => {
                 return Err(StoreError::Invalid(format!(
                     "range {r:?} outside object of {} bytes",
@@ -110,12 +108,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<ListPage> {
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
         let objects = self.objects.lock().unwrap();
         let mut keys = objects
             .range(prefix.to_string()..)
@@ -140,13 +133,7 @@ impl Store for MemoryStore {
         Ok(id)
     }
 
-    async fn put_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: u32,
-        data: Bytes,
-    ) -> StoreResult<PartRef> {
+    async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
         let mut uploads = self.uploads.lock().unwrap();
         match uploads.get_mut(upload_id) {
             Some((target, parts)) if target == key => {
@@ -160,12 +147,7 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<PartRef>,
-    ) -> StoreResult<ObjectMeta> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
         let (target, stored) = self
             .uploads
             .lock()
@@ -202,6 +184,6 @@ mod tests {
     #[test]
     fn passes_the_storage_suite() {
         let store = super::MemoryStore::new(1024);
-        futures::executor::block_on(crate::store::suite::run_all(&store));
+        futures::executor::block_on(crate::store::suite::run_all(&store, "suite/"));
     }
 }

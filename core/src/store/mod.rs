@@ -124,12 +124,7 @@ pub trait Store: MaybeSend + MaybeSync {
 
     /// Up to `limit` keys starting with `prefix` and greater than `start_after`,
     /// in lexicographic order.
-    async fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<ListPage>;
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage>;
 
     /// The size of every multipart part but the last. Callers buffer at most
     /// this much per upload, so it bounds memory.
@@ -140,21 +135,10 @@ pub trait Store: MaybeSend + MaybeSync {
 
     /// Writes part `number` (1-based); every part but the last must be exactly
     /// [`Store::part_size`] bytes.
-    async fn put_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: u32,
-        data: Bytes,
-    ) -> StoreResult<PartRef>;
+    async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef>;
 
     /// Makes the parts, in order, the object at `key`.
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<PartRef>,
-    ) -> StoreResult<ObjectMeta>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta>;
 
     /// Discards a multipart write and its parts; aborting an unknown one succeeds.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
@@ -175,9 +159,7 @@ pub async fn read_small(store: &dyn Store, key: &str) -> StoreResult<Option<(Byt
 pub async fn list_all(store: &dyn Store, prefix: &str) -> StoreResult<Vec<String>> {
     let mut keys: Vec<String> = Vec::new();
     loop {
-        let page = store
-            .list(prefix, keys.last().map(String::as_str), 1000)
-            .await?;
+        let page = store.list(prefix, keys.last().map(String::as_str), 1000).await?;
         keys.extend(page.keys);
         if !page.more {
             return Ok(keys);

@@ -17,19 +17,12 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
 }
 
 async fn get_all(store: &dyn Store, key: &str) -> Option<Bytes> {
-    read_small(store, key)
-        .await
-        .expect("get")
-        .map(|(bytes, _)| bytes)
+    read_small(store, key).await.expect("get").map(|(bytes, _)| bytes)
 }
 
 async fn put_get_head_delete(store: &dyn Store, p: &str) {
     let key = format!("{p}a/b");
-    assert_eq!(
-        store.head(&key).await.unwrap(),
-        None,
-        "head of a missing key is None"
-    );
+    assert_eq!(store.head(&key).await.unwrap(), None, "head of a missing key is None");
     assert!(
         store.get(&key, None).await.unwrap().is_none(),
         "get of a missing key is None"
@@ -44,10 +37,7 @@ async fn put_get_head_delete(store: &dyn Store, p: &str) {
     assert_eq!(head.etag, meta.etag, "head reports the etag put returned");
     assert_eq!(get_all(store, &key).await.as_deref(), Some(&b"hello"[..]));
     let empty = format!("{p}empty");
-    store
-        .put(&empty, Bytes::new(), PutMode::Overwrite)
-        .await
-        .unwrap();
+    store.put(&empty, Bytes::new(), PutMode::Overwrite).await.unwrap();
     assert_eq!(
         get_all(store, &empty).await.as_deref(),
         Some(&b""[..]),
@@ -55,10 +45,7 @@ async fn put_get_head_delete(store: &dyn Store, p: &str) {
     );
     store.delete(&key).await.unwrap();
     assert_eq!(store.head(&key).await.unwrap(), None, "deleted");
-    store
-        .delete(&key)
-        .await
-        .expect("deleting a missing key succeeds");
+    store.delete(&key).await.expect("deleting a missing key succeeds");
 }
 
 async fn ranged_reads(store: &dyn Store, p: &str) {
@@ -77,11 +64,7 @@ async fn ranged_reads(store: &dyn Store, p: &str) {
             .bytes()
             .await
             .unwrap();
-        assert_eq!(
-            &got[..],
-            &data[start as usize..end as usize],
-            "range {start}..{end}"
-        );
+        assert_eq!(&got[..], &data[start as usize..end as usize], "range {start}..{end}");
     }
 }
 
@@ -92,9 +75,7 @@ async fn conditional_writes(store: &dyn Store, p: &str) {
         .await
         .expect("create on absent key");
     assert_eq!(
-        store
-            .put(&key, Bytes::from_static(b"two"), PutMode::Create)
-            .await,
+        store.put(&key, Bytes::from_static(b"two"), PutMode::Create).await,
         Err(StoreError::AlreadyExists),
         "a second create fails"
     );
@@ -104,21 +85,13 @@ async fn conditional_writes(store: &dyn Store, p: &str) {
         "the failed create changed nothing"
     );
     let second = store
-        .put(
-            &key,
-            Bytes::from_static(b"two"),
-            PutMode::Update(first.etag.clone()),
-        )
+        .put(&key, Bytes::from_static(b"two"), PutMode::Update(first.etag.clone()))
         .await
         .expect("update with the current etag");
     assert_ne!(second.etag, first.etag, "a rewrite changes the etag");
     assert_eq!(
         store
-            .put(
-                &key,
-                Bytes::from_static(b"three"),
-                PutMode::Update(first.etag.clone())
-            )
+            .put(&key, Bytes::from_static(b"three"), PutMode::Update(first.etag.clone()))
             .await,
         Err(StoreError::PreconditionFailed),
         "update with a stale etag fails"
@@ -127,11 +100,7 @@ async fn conditional_writes(store: &dyn Store, p: &str) {
     let missing = format!("{p}missing");
     assert_eq!(
         store
-            .put(
-                &missing,
-                Bytes::from_static(b"x"),
-                PutMode::Update(second.etag)
-            )
+            .put(&missing, Bytes::from_static(b"x"), PutMode::Update(second.etag))
             .await,
         Err(StoreError::PreconditionFailed),
         "update of a missing key fails"
@@ -160,11 +129,7 @@ async fn listing(store: &dyn Store, p: &str) {
     }
     let under_k = format!("{p}k/");
     let all = list_all(store, &under_k).await.unwrap();
-    let mut expected: Vec<String> = names
-        .iter()
-        .filter(|n| n.starts_with(&under_k))
-        .cloned()
-        .collect();
+    let mut expected: Vec<String> = names.iter().filter(|n| n.starts_with(&under_k)).cloned().collect();
     expected.sort();
     assert_eq!(
         all, expected,
@@ -176,10 +141,7 @@ async fn listing(store: &dyn Store, p: &str) {
     assert!(page.more, "first page says more remain");
     let page = store.list(&under_k, Some(&expected[9]), 10).await.unwrap();
     assert_eq!(page.keys, expected[10..20].to_vec(), "page after a cursor");
-    let page = store
-        .list(&under_k, Some(&expected[19]), 100)
-        .await
-        .unwrap();
+    let page = store.list(&under_k, Some(&expected[19]), 100).await.unwrap();
     assert_eq!(page.keys, expected[20..].to_vec(), "last page");
     assert!(!page.more, "last page says nothing remains");
     let none = store.list(&format!("{p}nothing/"), None, 10).await.unwrap();
@@ -209,23 +171,10 @@ async fn multipart(store: &dyn Store, p: &str) {
         None,
         "nothing is visible before completion"
     );
-    let meta = store
-        .complete_multipart(&key, &id, vec![p1, p2, p3])
-        .await
-        .unwrap();
+    let meta = store.complete_multipart(&key, &id, vec![p1, p2, p3]).await.unwrap();
     assert_eq!(meta.size, data.len() as u64);
-    let got = store
-        .get(&key, None)
-        .await
-        .unwrap()
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(
-        got[..] == data[..],
-        "completed object equals the parts in order"
-    );
+    let got = store.get(&key, None).await.unwrap().unwrap().bytes().await.unwrap();
+    assert!(got[..] == data[..], "completed object equals the parts in order");
     let tail = store
         .get(&key, Some(part as u64 - 5..part as u64 + 5))
         .await
@@ -246,10 +195,7 @@ async fn multipart(store: &dyn Store, p: &str) {
         .put_part(&single, &id, 1, Bytes::from_static(b"short"))
         .await
         .unwrap();
-    store
-        .complete_multipart(&single, &id, vec![only])
-        .await
-        .unwrap();
+    store.complete_multipart(&single, &id, vec![only]).await.unwrap();
     assert_eq!(
         get_all(store, &single).await.as_deref(),
         Some(&b"short"[..]),

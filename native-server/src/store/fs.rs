@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::StreamExt;
 use pier_core::platform::box_stream;
-use pier_core::store::{
-    GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
-};
+use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 use tokio::sync::Mutex;
 
 const TMP_DIR: &str = ".tmp";
@@ -97,9 +95,7 @@ impl FsStore {
                 .split('/')
                 .any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with("."))
         {
-            return Err(StoreError::Invalid(format!(
-                "key {key:?} is not a valid path"
-            )));
+            return Err(StoreError::Invalid(format!("key {key:?} is not a valid path")));
         }
         Ok(self.root.join(key))
     }
@@ -119,9 +115,7 @@ impl FsStore {
 }
 
 /// Runs blocking filesystem work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> StoreResult<T> + Send + 'static,
-) -> StoreResult<T> {
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StoreError::Unavailable(format!("worker thread: {e}")))?
@@ -172,11 +166,7 @@ fn prune_empty_dirs(root: &Path, mut dir: &Path) {
 fn collect_keys(dir: &Path, key_prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
-        {
-            return Ok(())
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => return Ok(()),
         Err(e) => return Err(e),
     };
     for entry in entries {
@@ -204,12 +194,7 @@ impl Store for FsStore {
         blocking(move || match fs::metadata(&path) {
             Ok(meta) if meta.is_file() => Ok(Some(object_meta(&meta))),
             Ok(_) => Ok(None),
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.kind() == io::ErrorKind::NotADirectory =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => Ok(None),
             Err(e) => Err(io_err(e)),
         })
         .await
@@ -220,10 +205,7 @@ impl Store for FsStore {
         let opened = blocking(move || {
             let mut file = match File::open(&path) {
                 Ok(file) => file,
-                Err(e)
-                    if e.kind() == io::ErrorKind::NotFound
-                        || e.kind() == io::ErrorKind::NotADirectory =>
-                {
+                Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
                     return Ok(None)
                 }
                 Err(e) => return Err(io_err(e)),
@@ -247,8 +229,7 @@ impl Store for FsStore {
             return Ok(None);
         };
         let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), length);
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
-            .map(|r| r.map_err(io_err));
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).map(|r| r.map_err(io_err));
         Ok(Some(GetResult {
             meta,
             body: box_stream(stream),
@@ -258,12 +239,11 @@ impl Store for FsStore {
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
         let dest = self.path(key)?;
         let tmp = self.temp_path();
-        let write =
-            move |tmp: PathBuf, dest: PathBuf, exclusive: bool| -> StoreResult<ObjectMeta> {
-                fs::write(&tmp, &data).map_err(io_err)?;
-                place(&tmp, &dest, exclusive)?;
-                fs::metadata(&dest).map(|m| object_meta(&m)).map_err(io_err)
-            };
+        let write = move |tmp: PathBuf, dest: PathBuf, exclusive: bool| -> StoreResult<ObjectMeta> {
+            fs::write(&tmp, &data).map_err(io_err)?;
+            place(&tmp, &dest, exclusive)?;
+            fs::metadata(&dest).map(|m| object_meta(&m)).map_err(io_err)
+        };
         match mode {
             PutMode::Overwrite => blocking(move || write(tmp, dest, false)).await,
             PutMode::Create => blocking(move || write(tmp, dest, true)).await,
@@ -273,9 +253,7 @@ impl Store for FsStore {
                     match fs::metadata(&dest) {
                         Ok(meta) if etag_of(&meta) == expected => {}
                         Ok(_) => return Err(StoreError::PreconditionFailed),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            return Err(StoreError::PreconditionFailed)
-                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::PreconditionFailed),
                         Err(e) => return Err(io_err(e)),
                     }
                     write(tmp, dest, false)
@@ -291,10 +269,7 @@ impl Store for FsStore {
         blocking(move || {
             match fs::remove_file(&path) {
                 Ok(()) => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::NotFound
-                        || e.kind() == io::ErrorKind::NotADirectory =>
-                {
+                Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
                     return Ok(())
                 }
                 Err(e) => return Err(io_err(e)),
@@ -307,12 +282,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<ListPage> {
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
         // Walk the deepest directory that contains the whole prefix.
         let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
         if !dir_part.is_empty() {
@@ -333,9 +303,7 @@ impl Store for FsStore {
         blocking(move || {
             let mut keys = Vec::new();
             collect_keys(&dir, &key_prefix, &mut keys).map_err(io_err)?;
-            keys.retain(|k| {
-                k.starts_with(&prefix) && start_after.as_ref().is_none_or(|after| k > after)
-            });
+            keys.retain(|k| k.starts_with(&prefix) && start_after.as_ref().is_none_or(|after| k > after));
             keys.sort_unstable();
             let more = keys.len() > limit;
             keys.truncate(limit);
@@ -358,13 +326,7 @@ impl Store for FsStore {
         Ok(id)
     }
 
-    async fn put_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: u32,
-        data: Bytes,
-    ) -> StoreResult<PartRef> {
+    async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
         self.path(key)?;
         if number == 0 {
             return Err(StoreError::Invalid("parts are numbered from 1".into()));
@@ -386,12 +348,7 @@ impl Store for FsStore {
         .await
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<PartRef>,
-    ) -> StoreResult<ObjectMeta> {
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
         let dest = self.path(key)?;
         let path = self.multipart_path(upload_id)?;
         let part_size = self.part_size as u64;
@@ -453,13 +410,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FsStore::open(dir.path(), 1024).unwrap());
         for key in ["../x", "a/../../x", "/etc/passwd", "a//b", ".tmp/x", ""] {
-            assert!(
-                store
-                    .put(key, Bytes::new(), PutMode::Overwrite)
-                    .await
-                    .is_err(),
-                "{key}"
-            );
+            assert!(store.put(key, Bytes::new(), PutMode::Overwrite).await.is_err(), "{key}");
         }
     }
 }
