@@ -51,6 +51,9 @@ pub struct RegistryOptions {
     /// repository (sparse images and indexes, e.g. one platform of a
     /// multi-arch image). Off by default: a push must be complete.
     pub allow_sparse_manifests: bool,
+    /// Largest request body accepted, in bytes (the edge platform's limit);
+    /// larger blobs must be pushed in chunks. `None`: no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// The registry over one store.
@@ -79,6 +82,10 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 impl Registry {
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
         Registry { store, env, options }
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
     pub fn store(&self) -> &dyn Store {

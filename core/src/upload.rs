@@ -17,7 +17,7 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::layout;
 use crate::names::RepoName;
-use crate::platform::{Env, RequestBody};
+use crate::platform::{BodyError, Env, RequestBody};
 use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
 
 /// The persisted state of an upload session.
@@ -206,8 +206,7 @@ impl<'a> Upload<'a> {
             }
         }
         while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| RegistryError::new(ErrorCode::BlobUploadInvalid, format!("request body: {}", e.0)))?;
+            let chunk = chunk.map_err(BodyError::into_registry_error)?;
             self.hasher.update(&chunk);
             self.state.offset += chunk.len() as u64;
             if self.buffer.is_empty() && self.tails_loaded && chunk.len() >= self.state.part_size as usize {

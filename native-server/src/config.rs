@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Accept manifests whose blobs or child manifests are absent (sparse).
     #[arg(long, env = "PIER_ALLOW_SPARSE_MANIFESTS")]
     pub allow_sparse_manifests: Option<bool>,
+    /// Largest request body in bytes; larger blobs must be pushed in chunks [default: no limit].
+    #[arg(long, env = "PIER_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
     /// Bytes per multipart part: the memory bound of one upload [default: 1 MiB on disk].
     #[arg(long, env = "PIER_PART_SIZE")]
     pub part_size: Option<usize>,
@@ -49,6 +52,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     allow_sparse_manifests: Option<bool>,
     part_size: Option<usize>,
+    max_body_bytes: Option<u64>,
     log_format: Option<LogFormat>,
     shutdown_grace_secs: Option<u64>,
 }
@@ -60,6 +64,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub allow_sparse_manifests: bool,
     pub part_size: usize,
+    pub max_body_bytes: Option<u64>,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
 }
@@ -88,6 +93,7 @@ impl Config {
                 .or(file.allow_sparse_manifests)
                 .unwrap_or(false),
             part_size,
+            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
         })

@@ -25,7 +25,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
 async fn registry_handler(State(registry): State<Arc<Registry>>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let stream = body.into_data_stream().map_err(|e| BodyError(e.to_string()));
+    let stream = body.into_data_stream().map_err(|e| BodyError::Read(e.to_string()));
     let core_request = http::Request::from_parts(parts, box_stream(stream));
     let (method, path) = (core_request.method().clone(), core_request.uri().path().to_string());
     let response = api::handle(&registry, core_request).await;

@@ -63,6 +63,7 @@ fn serve(config: Config) -> Result<(), String> {
             .map_err(|e| format!("data directory {}: {e}", config.data_dir.display()))?;
         let options = RegistryOptions {
             allow_sparse_manifests: config.allow_sparse_manifests,
+            max_body_bytes: config.max_body_bytes,
         };
         let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(env::SystemEnv), options));
         let listener = tokio::net::TcpListener::bind(config.listen)

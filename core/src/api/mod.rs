@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::digest::{Digest, DigestError};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::{RepoName, Tag};
-use crate::platform::RequestBody;
+use crate::platform::{BodyError, RequestBody};
 use crate::registry::{Reference, Registry};
 use crate::store::ByteStream;
 
@@ -257,8 +257,7 @@ fn parse_reference(text: &str) -> Result<Reference> {
 async fn read_body(mut body: RequestBody, limit: usize) -> Result<Option<Bytes>> {
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| RegistryError::new(ErrorCode::BlobUploadInvalid, format!("request body: {}", e.0)))?;
+        let chunk = chunk.map_err(BodyError::into_registry_error)?;
         if out.len() + chunk.len() > limit {
             return Ok(None);
         }

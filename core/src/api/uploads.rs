@@ -7,6 +7,7 @@ use super::{digest_header, empty, parse_digest, response, with_location, BodySlo
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
+use crate::platform::{limit_body, BodyError, RequestBody};
 use crate::registry::Registry;
 use crate::upload::{ChunkRange, UploadStatus};
 
@@ -34,6 +35,17 @@ fn created(repo: &RepoName, digest: &Digest) -> HttpResponse {
     ))
 }
 
+/// The body of an upload request, held to the deployment's body limit.
+fn upload_body(registry: &Registry, req: &Req<'_>, body: &mut BodySlot) -> Result<RequestBody> {
+    let Some(limit) = registry.options().max_body_bytes else {
+        return Ok(body.take());
+    };
+    if req.content_length()?.is_some_and(|length| length > limit) {
+        return Err(BodyError::TooLarge(limit).into_registry_error());
+    }
+    Ok(limit_body(body.take(), limit))
+}
+
 pub(super) async fn start(
     registry: &Registry,
     req: &Req<'_>,
@@ -54,7 +66,9 @@ pub(super) async fn start(
         }
     } else if let Some(digest) = req.query.get("digest") {
         let digest = parse_digest(digest)?;
-        registry.upload_whole(repo, &digest, body.take()).await?;
+        registry
+            .upload_whole(repo, &digest, upload_body(registry, req, body)?)
+            .await?;
         return Ok(created(repo, &digest));
     }
     let status = registry.start_upload(repo).await?;
@@ -110,7 +124,9 @@ pub(super) async fn chunk(
     body: &mut BodySlot,
 ) -> Result<HttpResponse> {
     let range = chunk_range(req)?;
-    let status = registry.upload_chunk(repo, id, range, body.take()).await?;
+    let status = registry
+        .upload_chunk(repo, id, range, upload_body(registry, req, body)?)
+        .await?;
     Ok(in_progress(registry, repo, &status, StatusCode::ACCEPTED))
 }
 
@@ -129,7 +145,9 @@ pub(super) async fn finish(
     })?;
     let digest = parse_digest(digest)?;
     let range = chunk_range(req)?;
-    registry.finish_upload(repo, id, &digest, range, body.take()).await?;
+    registry
+        .finish_upload(repo, id, &digest, range, upload_body(registry, req, body)?)
+        .await?;
     Ok(created(repo, &digest))
 }
 
