@@ -192,8 +192,16 @@ impl Registry {
         body: RequestBody,
     ) -> Result<UploadStatus> {
         let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
-        upload.append(range, body).await?;
-        upload.commit().await?;
+        upload.check_start(range)?;
+        upload.claim().await?;
+        let written = match upload.append(range, body).await {
+            Ok(()) => upload.commit().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            upload.release().await;
+            return Err(e);
+        }
         Ok(upload.status())
     }
 
@@ -207,7 +215,12 @@ impl Registry {
         body: RequestBody,
     ) -> Result<()> {
         let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
-        upload.append(range, body).await?;
+        upload.check_start(range)?;
+        upload.claim().await?;
+        if let Err(e) = upload.append(range, body).await {
+            upload.release().await;
+            return Err(e);
+        }
         upload.finish(repo, digest).await
     }
 

@@ -8,6 +8,12 @@
 //! writers cannot both win and no key is rewritten). Any instance can therefore
 //! take the next request, memory stays under about one part per upload, and
 //! nothing is visible until the digest is verified and the blob record written.
+//!
+//! A request that writes claims the session first (a new state naming it as the
+//! writer), so a second concurrent request on the same upload is refused before
+//! it writes a byte and can never overwrite a part or tail of the first. A claim
+//! left by a crashed request lapses after [`CLAIM_LEASE_MS`]; long requests
+//! renew theirs.
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -36,7 +42,13 @@ pub struct UploadState {
     pub tails: Vec<u64>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The request writing to the session now, if any (see [`CLAIM_LEASE_MS`]).
+    #[serde(default)]
+    pub writer: Option<String>,
 }
+
+/// How long a writer's claim holds without renewal.
+pub const CLAIM_LEASE_MS: u64 = 60_000;
 
 impl UploadState {
     fn flushed(&self) -> u64 {
@@ -45,6 +57,7 @@ impl UploadState {
 }
 
 /// The position of an upload, as reported to clients.
+#[derive(Debug)]
 pub struct UploadStatus {
     pub id: String,
     pub offset: u64,
@@ -77,6 +90,8 @@ pub struct Upload<'a> {
     tails_consumed: bool,
     /// Offset when this request began.
     start_offset: u64,
+    /// When this request last claimed or renewed its claim.
+    renewed_ms: u64,
 }
 
 fn upload_unknown() -> RegistryError {
@@ -99,6 +114,7 @@ impl<'a> Upload<'a> {
             tails: Vec::new(),
             created_ms: now,
             updated_ms: now,
+            writer: None,
         };
         Upload {
             store,
@@ -113,6 +129,7 @@ impl<'a> Upload<'a> {
             tails_loaded: true,
             tails_consumed: false,
             start_offset: 0,
+            renewed_ms: now,
         }
     }
 
@@ -142,6 +159,7 @@ impl<'a> Upload<'a> {
             loaded_tail_bytes: 0,
             tails_loaded,
             tails_consumed: false,
+            renewed_ms: 0,
         })
     }
 
@@ -190,23 +208,64 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
+    /// Refuses a chunk that does not start where the upload stands.
+    pub fn check_start(&self, range: Option<ChunkRange>) -> Result<()> {
+        match range {
+            Some(range) if range.start != self.state.offset => Err(RegistryError::new(
+                ErrorCode::RangeInvalid,
+                format!(
+                    "chunk starts at {} but the upload is at offset {}",
+                    range.start, self.state.offset
+                ),
+            )
+            .with_detail(serde_json::json!({ "offset": self.state.offset }))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes this request the session's only writer, or refuses with 409 if
+    /// another live request holds it.
+    pub async fn claim(&mut self) -> Result<()> {
+        let now = self.env.now_millis();
+        if self.state.writer.is_some() && now.saturating_sub(self.state.updated_ms) < CLAIM_LEASE_MS {
+            return Err(RegistryError::new(
+                ErrorCode::BlobUploadInvalid,
+                "another request is writing to this upload",
+            )
+            .with_status(http::StatusCode::CONFLICT));
+        }
+        let nonce = self.env.random_id();
+        self.state.writer = Some(nonce);
+        self.save_state(self.state.clone()).await?;
+        self.committed = self.state.clone();
+        self.renewed_ms = now;
+        Ok(())
+    }
+
+    /// Gives up a claim after a failed request, keeping the committed progress.
+    pub async fn release(&mut self) {
+        let mut state = self.committed.clone();
+        state.writer = None;
+        let _ = self.save_state(state).await;
+    }
+
+    /// Renews the claim of a long request before it lapses.
+    async fn renew_claim(&mut self) -> Result<()> {
+        let now = self.env.now_millis();
+        if self.committed.writer.is_some() && now.saturating_sub(self.renewed_ms) > CLAIM_LEASE_MS / 3 {
+            self.save_state(self.committed.clone()).await?;
+            self.renewed_ms = now;
+        }
+        Ok(())
+    }
+
     /// Streams `body` into the upload. `range`, when the client sent one, must
     /// start at the current offset and match the body's length.
     pub async fn append(&mut self, range: Option<ChunkRange>, mut body: RequestBody) -> Result<()> {
-        if let Some(range) = range {
-            if range.start != self.state.offset {
-                return Err(RegistryError::new(
-                    ErrorCode::RangeInvalid,
-                    format!(
-                        "chunk starts at {} but the upload is at offset {}",
-                        range.start, self.state.offset
-                    ),
-                )
-                .with_detail(serde_json::json!({ "offset": self.state.offset })));
-            }
-        }
+        self.check_start(range)?;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(BodyError::into_registry_error)?;
+            self.renew_claim().await?;
             self.hasher.update(&chunk);
             self.state.offset += chunk.len() as u64;
             if self.buffer.is_empty() && self.tails_loaded && chunk.len() >= self.state.part_size as usize {
@@ -245,7 +304,7 @@ impl<'a> Upload<'a> {
         for &offset in &self.state.tails {
             let (bytes, _) = read_small(self.store, &layout::upload_tail(&self.id, offset))
                 .await?
-                .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "upload tail piece missing"))?;
+                .ok_or_else(upload_unknown)?;
             loaded.extend_from_slice(&bytes);
         }
         self.loaded_tail_bytes = loaded.len();
@@ -327,6 +386,7 @@ impl<'a> Upload<'a> {
             self.state.tails.push(piece_offset);
         }
         self.state.hash = self.hasher.save();
+        self.state.writer = None;
         self.save().await?;
         if !keep_old {
             for offset in old_tails {

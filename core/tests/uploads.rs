@@ -1,0 +1,379 @@
+//! The upload state machine through the registry engine, over the in-memory
+//! store with tiny parts so that every path (tails, part boundaries, resuming
+//! on another instance, concurrent writers) is exercised with small data.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::executor::block_on;
+use pier_core::digest::{Algorithm, Digest};
+use pier_core::error::ErrorCode;
+use pier_core::names::RepoName;
+use pier_core::platform::{full_body, Env};
+use pier_core::registry::RegistryOptions;
+use pier_core::store::memory::MemoryStore;
+use pier_core::store::{list_all, Store};
+use pier_core::upload::ChunkRange;
+use pier_core::Registry;
+
+struct CountingEnv(AtomicU64);
+
+impl Env for CountingEnv {
+    fn now_millis(&self) -> u64 {
+        1_700_000_000_000
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        let n = self.0.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = n[i % 8] ^ (i as u8);
+        }
+    }
+}
+
+const PART: usize = 8;
+
+fn setup() -> (Arc<MemoryStore>, Registry) {
+    let store = Arc::new(MemoryStore::new(PART));
+    (store.clone(), registry_over(store, RegistryOptions::default()))
+}
+
+fn registry_over(store: Arc<MemoryStore>, options: RegistryOptions) -> Registry {
+    static SEED: AtomicU64 = AtomicU64::new(1);
+    let env = CountingEnv(AtomicU64::new(SEED.fetch_add(1 << 32, Ordering::Relaxed)));
+    Registry::new(store, Arc::new(env), options)
+}
+
+fn repo() -> RepoName {
+    RepoName::parse("team/app").unwrap()
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn read_blob(registry: &Registry, digest: &Digest) -> Vec<u8> {
+    let record = registry.blob(&repo(), digest).await.expect("blob is visible");
+    let result = registry.open_blob(digest, &record, None).await.unwrap();
+    result.bytes().await.unwrap().to_vec()
+}
+
+async fn keys(store: &MemoryStore, prefix: &str) -> Vec<String> {
+    list_all(store, prefix).await.unwrap()
+}
+
+/// Pushes `content` in the given chunk sizes, alternating between `registries`.
+async fn push_chunked(registries: &[&Registry], content: &[u8], sizes: &[usize]) -> Digest {
+    let digest = Digest::of(Algorithm::Sha256, content);
+    let id = registries[0].start_upload(&repo()).await.unwrap().id;
+    let mut offset = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        let chunk = content[offset..offset + size].to_vec();
+        let range = (size > 0).then(|| ChunkRange {
+            start: offset as u64,
+            end: (offset + size) as u64 - 1,
+        });
+        let registry = registries[i % registries.len()];
+        let status = registry
+            .upload_chunk(&repo(), &id, range, full_body(chunk))
+            .await
+            .unwrap();
+        offset += size;
+        assert_eq!(status.offset, offset as u64);
+    }
+    let last = registries[sizes.len() % registries.len()];
+    last.finish_upload(&repo(), &id, &digest, None, full_body(content[offset..].to_vec()))
+        .await
+        .unwrap();
+    digest
+}
+
+#[test]
+fn chunks_of_every_size_across_part_boundaries() {
+    block_on(async {
+        let (store, registry) = setup();
+        for sizes in [
+            vec![],
+            vec![1],
+            vec![3, 5, 8, 1],
+            vec![7, 7, 7, 7],
+            vec![16, 1, 15],
+            vec![2; 13],
+            vec![0, 9, 0, 23],
+        ] {
+            let total: usize = sizes.iter().sum::<usize>() + 5;
+            let content = data(total);
+            let digest = push_chunked(&[&registry], &content, &sizes).await;
+            assert_eq!(read_blob(&registry, &digest).await, content, "sizes {sizes:?}");
+        }
+        assert!(
+            keys(&store, "uploads/").await.is_empty(),
+            "finished uploads leave no session keys"
+        );
+    });
+}
+
+#[test]
+fn any_instance_takes_the_next_chunk() {
+    block_on(async {
+        let (store, first) = setup();
+        let second = registry_over(store.clone(), RegistryOptions::default());
+        let content = data(61);
+        let digest = push_chunked(&[&first, &second], &content, &[5, 9, 3, 17, 8, 2]).await;
+        assert_eq!(read_blob(&second, &digest).await, content);
+        assert_eq!(read_blob(&first, &digest).await, content);
+    });
+}
+
+#[test]
+fn a_digest_mismatch_leaves_nothing_behind() {
+    block_on(async {
+        let (store, registry) = setup();
+        let content = data(30);
+        let wrong = Digest::of(Algorithm::Sha256, b"something else");
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content[..20].to_vec()))
+            .await
+            .unwrap();
+        let err = registry
+            .finish_upload(&repo(), &id, &wrong, None, full_body(content[20..].to_vec()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::DigestInvalid);
+        assert_eq!(
+            registry.blob(&repo(), &wrong).await.unwrap_err().code,
+            ErrorCode::BlobUnknown
+        );
+        assert!(keys(&store, "uploads/").await.is_empty(), "the session is gone");
+        assert!(keys(&store, "data/").await.is_empty(), "no data object remains");
+        assert!(keys(&store, "blobs/").await.is_empty(), "no blob record");
+        assert_eq!(store.total_bytes(), 0, "nothing at all is stored");
+    });
+}
+
+#[test]
+fn out_of_order_chunks_are_refused_and_change_nothing() {
+    block_on(async {
+        let (_, registry) = setup();
+        let content = data(24);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(
+                &repo(),
+                &id,
+                Some(ChunkRange { start: 0, end: 9 }),
+                full_body(content[..10].to_vec()),
+            )
+            .await
+            .unwrap();
+        for (start, end) in [(0, 9), (5, 14), (11, 20)] {
+            let chunk = content[start..=end].to_vec();
+            let err = registry
+                .upload_chunk(
+                    &repo(),
+                    &id,
+                    Some(ChunkRange {
+                        start: start as u64,
+                        end: end as u64,
+                    }),
+                    full_body(chunk),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::RangeInvalid, "{start}-{end}");
+            assert_eq!(
+                registry.upload_status(&repo(), &id).await.unwrap().offset,
+                10,
+                "offset unchanged"
+            );
+        }
+        // A range that disagrees with the body's length is refused too.
+        let err = registry
+            .upload_chunk(
+                &repo(),
+                &id,
+                Some(ChunkRange { start: 10, end: 19 }),
+                full_body(content[10..15].to_vec()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::RangeInvalid);
+        assert_eq!(registry.upload_status(&repo(), &id).await.unwrap().offset, 10);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        registry
+            .finish_upload(
+                &repo(),
+                &id,
+                &digest,
+                Some(ChunkRange { start: 10, end: 23 }),
+                full_body(content[10..].to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+    });
+}
+
+#[test]
+fn concurrent_writers_to_one_session_cannot_both_win() {
+    block_on(async {
+        let (store, a) = setup();
+        let b = registry_over(store.clone(), RegistryOptions::default());
+        let id = a.start_upload(&repo()).await.unwrap().id;
+        a.upload_chunk(&repo(), &id, None, full_body(data(3))).await.unwrap();
+        // Both requests load the session at offset 3; only one may write.
+        let (env_a, env_b) = (CountingEnv(AtomicU64::new(9)), CountingEnv(AtomicU64::new(99)));
+        let mut first = pier_core::upload::Upload::open(a.store(), &env_a, &repo(), &id)
+            .await
+            .unwrap();
+        let mut second = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id)
+            .await
+            .unwrap();
+        first.claim().await.unwrap();
+        assert_eq!(
+            second.claim().await.unwrap_err().status.as_u16(),
+            409,
+            "a stale view cannot claim"
+        );
+        let mut third = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id)
+            .await
+            .unwrap();
+        assert_eq!(
+            third.claim().await.unwrap_err().status.as_u16(),
+            409,
+            "a live claim is respected"
+        );
+        first.append(None, full_body(vec![1u8; 4])).await.unwrap();
+        first.commit().await.unwrap();
+        assert_eq!(a.upload_status(&repo(), &id).await.unwrap().offset, 7);
+        let mut expected = data(3);
+        expected.extend_from_slice(&[1u8; 4]);
+        let digest = Digest::of(Algorithm::Sha256, &expected);
+        a.finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&a, &digest).await, expected, "the winner's bytes, only");
+    });
+}
+
+#[test]
+fn sha512_digest_on_a_chunked_upload() {
+    block_on(async {
+        let (_, registry) = setup();
+        let content = data(45);
+        let digest = Digest::of(Algorithm::Sha512, &content);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content[..20].to_vec()))
+            .await
+            .unwrap();
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(content[20..].to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        let wrong = Digest::of(Algorithm::Sha512, b"nope");
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        let err = registry
+            .finish_upload(&repo(), &id, &wrong, None, full_body(content.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::DigestInvalid);
+        assert!(registry.blob(&repo(), &wrong).await.is_err());
+    });
+}
+
+#[test]
+fn the_same_content_is_stored_once() {
+    block_on(async {
+        let (store, registry) = setup();
+        let content = data(40);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let other = RepoName::parse("team/other").unwrap();
+        registry
+            .upload_whole(&repo(), &digest, full_body(content.clone()))
+            .await
+            .unwrap();
+        registry
+            .upload_whole(&other, &digest, full_body(content.clone()))
+            .await
+            .unwrap();
+        push_chunked(&[&registry], &content, &[8, 8, 3]).await;
+        assert_eq!(keys(&store, "data/").await.len(), 1, "one data object");
+        assert_eq!(
+            store.total_bytes() as usize,
+            content.len() + store_overhead(&store).await
+        );
+    });
+}
+
+/// Bytes in everything but data objects (records, links).
+async fn store_overhead(store: &MemoryStore) -> usize {
+    let mut total = 0;
+    for key in keys(store, "").await {
+        if !key.starts_with("data/") {
+            total += store.head(&key).await.unwrap().unwrap().size as usize;
+        }
+    }
+    total
+}
+
+#[test]
+fn blobs_are_readable_only_where_pushed_or_mounted() {
+    block_on(async {
+        let (_, registry) = setup();
+        let content = data(10);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let other = RepoName::parse("team/other").unwrap();
+        registry
+            .upload_whole(&repo(), &digest, full_body(content.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            registry.blob(&other, &digest).await.unwrap_err().code,
+            ErrorCode::BlobUnknown
+        );
+        assert!(!registry
+            .mount_blob(&other, &digest, Some(&RepoName::parse("nowhere").unwrap()))
+            .await
+            .unwrap());
+        assert!(registry.mount_blob(&other, &digest, Some(&repo())).await.unwrap());
+        assert!(registry.blob(&other, &digest).await.is_ok());
+        registry.delete_blob(&repo(), &digest).await.unwrap();
+        assert!(
+            registry.blob(&repo(), &digest).await.is_err(),
+            "unlinked from the first repository"
+        );
+        assert!(
+            registry.blob(&other, &digest).await.is_ok(),
+            "still linked in the second"
+        );
+    });
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused_whole() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new(PART));
+        let registry = registry_over(
+            store.clone(),
+            RegistryOptions {
+                max_body_bytes: Some(16),
+                ..Default::default()
+            },
+        );
+        let content = data(40);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let body = pier_core::platform::limit_body(full_body(Bytes::from(content.clone())), 16);
+        let err = registry.upload_whole(&repo(), &digest, body).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::SizeInvalid);
+        assert_eq!(err.status.as_u16(), 413);
+        assert!(
+            err.message.contains("chunks"),
+            "the error names the way out: {}",
+            err.message
+        );
+        assert_eq!(store.total_bytes(), 0, "nothing is left behind");
+    });
+}
