@@ -1,0 +1,128 @@
+// Command loadgen is the load generator of pier's benchmark harness (bench/run.sh,
+// bench/edge.sh). Subcommands:
+//
+//	suite   run the workloads against pier and the reference, alternating; write results (JSON lines)
+//	report  turn a results file into the markdown tables of docs/benchmarks.md
+//	edge    per-request latency and CPU against a local Worker
+//	freeport print a free TCP port on 127.0.0.1
+//
+// Standard library only; traffic goes to the given URLs (127.0.0.1 in the scripts).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge|freeport [flags]")
+		os.Exit(2)
+	}
+	var err error
+	defer func() {
+		cleanupWrk()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}()
+	switch os.Args[1] {
+	case "suite":
+		err = cmdSuite(os.Args[2:])
+	case "report":
+		err = cmdReport(os.Args[2:])
+	case "edge":
+		err = cmdEdge(os.Args[2:])
+	case "freeport":
+		var l net.Listener
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			fmt.Println(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+		}
+	default:
+		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
+	}
+}
+
+func cmdSuite(args []string) error {
+	fs := flag.NewFlagSet("suite", flag.ExitOnError)
+	pierURL := fs.String("pier", "", "pier base URL")
+	pierPID := fs.Int("pier-pid", 0, "pier process id (memory figures; 0: none)")
+	refURL := fs.String("ref", "", "reference registry base URL (empty: pier only)")
+	refPID := fs.Int("ref-pid", 0, "reference process id")
+	reps := fs.Int("reps", 3, "repetitions of every workload on every registry")
+	smallN := fs.Int("small-n", 100, "number of small blobs")
+	smallSize := fs.Int("small-size", 1<<20, "small blob size, bytes")
+	largeSize := fs.Int("large-size", 256<<20, "large blob size, bytes")
+	chunk := fs.Int("chunk", 16<<20, "chunk size of the chunked push, bytes")
+	dur := fs.Duration("duration", 5*time.Second, "duration of each HEAD and manifest GET load")
+	headConns := fs.Int("head-conns", 16, "connections of the HEAD load")
+	only := fs.String("only", "", "regexp: run only workloads whose id matches")
+	wrk := fs.String("wrk", "wrk", "wrk binary")
+	out := fs.String("out", "results.jsonl", "results file (appended)")
+	fs.Parse(args)
+	if *pierURL == "" {
+		return fmt.Errorf("-pier is required")
+	}
+	f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s := &suite{reps: *reps, smallN: *smallN, smallSize: *smallSize, largeSize: *largeSize, chunk: *chunk,
+		dur: *dur, conns: []int{16, 64, 256}, headConns: *headConns, wrk: *wrk, out: f}
+	if *only != "" {
+		if s.only, err = regexp.Compile(*only); err != nil {
+			return err
+		}
+	}
+	for _, t := range []struct {
+		name, url string
+		pid       int
+	}{{"pier", *pierURL, *pierPID}, {"ref", *refURL, *refPID}} {
+		if t.url == "" {
+			continue
+		}
+		c, err := newClient(t.url, 256, 120*time.Second)
+		if err != nil {
+			return err
+		}
+		s.targets = append(s.targets, &target{name: t.name, url: c.Base.String(), pid: t.pid, c: c, broken: map[string]error{}})
+	}
+	s.run()
+	return nil
+}
+
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	in := fs.String("in", "results.jsonl", "results file")
+	fs.Parse(args)
+	t, err := loadResults(*in)
+	if err != nil {
+		return err
+	}
+	writeReport(os.Stdout, t, "pier", "ref")
+	return nil
+}
+
+func cmdEdge(args []string) error {
+	fs := flag.NewFlagSet("edge", flag.ExitOnError)
+	var o edgeOpts
+	fs.StringVar(&o.url, "url", "", "Worker base URL")
+	fs.IntVar(&o.pid, "pid", 0, "root process of the local Worker (CPU per request of its tree)")
+	fs.IntVar(&o.n, "n", 200, "requests per measurement")
+	fs.IntVar(&o.blobs, "blobs", 20, "blobs for the cache-miss measurement")
+	fs.StringVar(&o.wrk, "wrk", "", "wrk binary for a short 64-connection load (empty: skip)")
+	fs.DurationVar(&o.dur, "duration", 5*time.Second, "duration of the wrk load")
+	fs.StringVar(&o.cacheHeader, "cache-header", "cf-cache-status", "response header that tells a cache hit")
+	fs.Parse(args)
+	if o.url == "" {
+		return fmt.Errorf("-url is required")
+	}
+	return runEdge(o)
+}
