@@ -9,11 +9,12 @@
 #
 # Usage: bench/run.sh [--quick] [--reps N] [--only REGEX] [--pier-only] [--out FILE]
 #   --quick      small counts and short loads, one repetition (~1 minute)
-#   --reps N     repetitions per workload per registry (default 3; quick 1)
+#   --reps N     repetitions per workload per registry (default 5; quick 1)
 #   --only RE    only workloads whose id matches RE (ids: push-small-p1, push-small-p4,
 #                pull-small-p1, pull-small-p4, push-large-mono, push-large-chunked,
-#                pull-large, head-c16, manifest-tag-c16|64|256, manifest-digest-c16|64|256,
+#                pull-large, head-c16, v2-c64, manifest-tag-c16|64|256, manifest-digest-c16|64|256,
 #                sha256-1core)
+#   --duration S seconds of each HEAD and GET load (default 3; quick 2)
 #   --pier-only  do not start the reference (no ratios)
 #   --out FILE   where to write the markdown (default: docs/benchmarks.md for a
 #                full run of everything, else the run directory)
@@ -27,12 +28,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 COMMAND="bench/run.sh${*:+ $*}"
 
-quick=0 reps="" only="" pier_only=0 out=""
+quick=0 reps="" only="" pier_only=0 out="" duration=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --reps) reps=$2; shift ;;
     --only) only=$2; shift ;;
+    --duration) duration=$2; shift ;;
     --pier-only) pier_only=1 ;;
     --out) out=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -45,9 +47,10 @@ if [ $quick = 1 ]; then
   reps=${reps:-1}
   loadargs=(-small-n 20 -large-size $((64 << 20)) -duration 2s)
 else
-  reps=${reps:-3}
-  loadargs=(-small-n 100 -large-size $((256 << 20)) -duration 5s)
+  reps=${reps:-5}
+  loadargs=(-small-n 100 -large-size $((256 << 20)) -duration 3s)
 fi
+[ -n "$duration" ] && loadargs+=(-duration "${duration}s")
 
 BENCH_SRC=$ROOT/bench
 . "$BENCH_SRC/lib.sh"
@@ -122,6 +125,7 @@ storage:
       enabled: false
 http:
   addr: 127.0.0.1:$port
+  secret: pier-bench-only
 EOF
   cp "$DATA/ref.yml" "$RUN/ref.yml"
   docker-registry serve "$DATA/ref.yml" 2>"$RUN/ref.log" &

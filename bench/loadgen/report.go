@@ -129,7 +129,7 @@ func metricsFor(id string) []metricSpec {
 		return []metricSpec{{"ops_per_s", "blobs/s", true}, {"p50_ms", "p50 ms per blob", false}}
 	case strings.HasPrefix(id, "push-large"), strings.HasPrefix(id, "pull-large"):
 		return []metricSpec{{"mib_per_s", "MiB/s", true}}
-	case strings.HasPrefix(id, "head"), strings.HasPrefix(id, "manifest"):
+	case strings.HasPrefix(id, "head"), strings.HasPrefix(id, "manifest"), strings.HasPrefix(id, "v2-"):
 		return append([]metricSpec{{"req_per_s", "req/s", true}}, lat...)
 	}
 	return nil

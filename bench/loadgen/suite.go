@@ -193,6 +193,8 @@ func (s *suite) workloads() []workload {
 		workload{id: fmt.Sprintf("head-c%d", s.headConns), title: fmt.Sprintf("HEAD blob, %d connections, %s", s.headConns, s.dur), needs: "pull",
 			run: func(t *target, _ any, r *Result) { s.headLoad(t, r) }},
 	)
+	ws = append(ws, workload{id: "v2-c64", title: fmt.Sprintf("GET /v2/ (version check: the HTTP stack's floor), 64 connections, %s (wrk)", s.dur),
+		run: func(t *target, _ any, r *Result) { s.wrkLoad(t, "/v2/", "", 64, r) }})
 	for _, by := range []string{"tag", "digest"} {
 		for _, c := range s.conns {
 			by, c := by, c
@@ -296,12 +298,34 @@ func (s *suite) headLoad(t *target, r *Result) {
 }
 
 func (s *suite) manifestLoad(t *target, ref string, conns int, r *Result) {
+	s.wrkLoad(t, "/v2/"+repoApp+"/manifests/"+ref, ref, conns, r)
+}
+
+// wrkLoad runs wrk on path; with a manifest reference, the manifest is read
+// and its digest checked before and after the load.
+func (s *suite) wrkLoad(t *target, path, manifestRef string, conns int, r *Result) {
 	ctx := context.Background()
-	if _, err := t.c.GetManifest(ctx, repoApp, ref, t.manifest); err != nil {
-		r.fail(fmt.Errorf("before load: %v", err))
+	check := func(when string) {
+		if manifestRef != "" {
+			if _, err := t.c.GetManifest(ctx, repoApp, manifestRef, t.manifest); err != nil {
+				r.fail(fmt.Errorf("%s load: %v", when, err))
+			}
+			return
+		}
+		resp, err := t.c.do(ctx, "GET", t.c.url(path), nil, nil)
+		if err != nil {
+			r.fail(fmt.Errorf("%s load: GET %s: %v", when, path, err))
+			return
+		}
+		if resp.StatusCode != 200 {
+			r.fail(statusError(when+" load: GET "+path, resp))
+		}
+		drain(resp)
+	}
+	if check("before"); r.Errors > 0 {
 		return
 	}
-	w, err := runWrk(s.wrk, t.url+"/v2/"+repoApp+"/manifests/"+ref, conns, s.dur)
+	w, err := runWrk(s.wrk, t.url+path, conns, s.dur)
 	if err != nil {
 		r.fail(err)
 		return
@@ -315,9 +339,7 @@ func (s *suite) manifestLoad(t *target, ref string, conns int, r *Result) {
 	r.Metrics["p90_ms"] = float64(w.P90) / 1000
 	r.Metrics["p99_ms"] = float64(w.P99) / 1000
 	r.Metrics["max_ms"] = float64(w.Max) / 1000
-	if _, err := t.c.GetManifest(ctx, repoApp, ref, t.manifest); err != nil {
-		r.fail(fmt.Errorf("after load: %v", err))
-	}
+	check("after")
 }
 
 // touched allocates n bytes and faults their pages in, so that a timed pull

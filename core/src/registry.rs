@@ -62,6 +62,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     env: Arc<dyn Env>,
     options: RegistryOptions,
+    /// Identifies this process in upload claims.
+    instance: String,
 }
 
 fn blob_unknown(digest: &Digest) -> RegistryError {
@@ -81,7 +83,13 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
-        Registry { store, env, options }
+        let instance = env.random_id();
+        Registry {
+            store,
+            env,
+            options,
+            instance,
+        }
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -193,7 +201,7 @@ impl Registry {
     ) -> Result<UploadStatus> {
         let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
         upload.check_start(range)?;
-        upload.claim().await?;
+        upload.claim(&self.instance).await?;
         let written = match upload.append(range, body).await {
             Ok(()) => upload.commit().await,
             Err(e) => Err(e),
@@ -216,7 +224,7 @@ impl Registry {
     ) -> Result<()> {
         let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
         upload.check_start(range)?;
-        upload.claim().await?;
+        upload.claim(&self.instance).await?;
         if let Err(e) = upload.append(range, body).await {
             upload.release().await;
             return Err(e);

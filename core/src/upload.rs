@@ -12,8 +12,9 @@
 //! A request that writes claims the session first (a new state naming it as the
 //! writer), so a second concurrent request on the same upload is refused before
 //! it writes a byte and can never overwrite a part or tail of the first. A claim
-//! left by a crashed request lapses after [`CLAIM_LEASE_MS`]; long requests
-//! renew theirs.
+//! left by a crashed request lapses after [`CLAIM_LEASE_MS`] (long requests
+//! renew theirs), or at once on a single-process store when the claim was made
+//! by an earlier run of the process.
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -48,7 +49,7 @@ pub struct UploadState {
 }
 
 /// How long a writer's claim holds without renewal.
-pub const CLAIM_LEASE_MS: u64 = 60_000;
+pub const CLAIM_LEASE_MS: u64 = 15_000;
 
 impl UploadState {
     fn flushed(&self) -> u64 {
@@ -224,18 +225,18 @@ impl<'a> Upload<'a> {
     }
 
     /// Makes this request the session's only writer, or refuses with 409 if
-    /// another live request holds it.
-    pub async fn claim(&mut self) -> Result<()> {
+    /// another live request holds it. `instance` identifies this process.
+    pub async fn claim(&mut self, instance: &str) -> Result<()> {
         let now = self.env.now_millis();
-        if self.state.writer.is_some() && now.saturating_sub(self.state.updated_ms) < CLAIM_LEASE_MS {
-            return Err(RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                "another request is writing to this upload",
-            )
-            .with_status(http::StatusCode::CONFLICT));
+        if let Some(writer) = &self.state.writer {
+            let lapsed = now.saturating_sub(self.state.updated_ms) >= CLAIM_LEASE_MS;
+            let from_dead_process = self.store.single_process() && writer.split(':').next() != Some(instance);
+            if !lapsed && !from_dead_process {
+                return Err(RegistryError::new(ErrorCode::BlobUploadInvalid, "another request is writing to this upload")
+                    .with_status(http::StatusCode::CONFLICT));
+            }
         }
-        let nonce = self.env.random_id();
-        self.state.writer = Some(nonce);
+        self.state.writer = Some(format!("{instance}:{}", self.env.random_id()));
         self.save_state(self.state.clone()).await?;
         self.committed = self.state.clone();
         self.renewed_ms = now;

@@ -2,10 +2,10 @@
 
 use std::ops::Range;
 
-use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
+use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
 use http::StatusCode;
 
-use super::{digest_header, empty, parse_digest, response, Body, HttpResponse, Req};
+use super::{digest_header, empty, parse_digest, response, Body, HttpResponse, Req, IMMUTABLE_CACHE_CONTROL};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
 use crate::registry::Registry;
@@ -27,7 +27,8 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, dig
     )
     .header(CONTENT_TYPE, "application/octet-stream")
     .header(ACCEPT_RANGES, "bytes")
-    .header(ETAG, format!("\"{digest}\""));
+    .header(ETAG, format!("\"{digest}\""))
+    .header(CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL);
     let builder = match &range {
         Some(r) => builder.header(
             CONTENT_RANGE,

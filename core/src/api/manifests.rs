@@ -1,16 +1,16 @@
 //! Manifests by tag or digest: GET/HEAD, PUT (with `?tag=`), DELETE.
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{HeaderName, StatusCode};
 
 use super::{
     digest_header, empty, header_value, parse_reference, parse_tag, read_body, response, with_location, Body, BodySlot,
-    HttpResponse, Req,
+    HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::names::RepoName;
-use crate::registry::Registry;
+use crate::registry::{Reference, Registry};
 
 const SUBJECT_HEADER: &str = "oci-subject";
 const TAG_HEADER: &str = "oci-tag";
@@ -22,6 +22,11 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, ref
         .header(CONTENT_TYPE, header_value(&manifest.media_type))
         .header(CONTENT_LENGTH, manifest.bytes.len())
         .header(ETAG, format!("\"{}\"", manifest.digest));
+    // By tag the answer changes when the tag moves: only by digest is it immutable.
+    let builder = match reference {
+        Reference::Digest(_) => builder.header(CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL),
+        Reference::Tag(_) => builder,
+    };
     let body = if req.is_head() {
         Body::Empty
     } else {

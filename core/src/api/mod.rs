@@ -30,6 +30,10 @@ pub type HttpResponse = Response<Body>;
 
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 pub const CONTENT_DIGEST: &str = "docker-content-digest";
+/// `Cache-Control` of digest-addressed responses (blobs, manifests by digest):
+/// their bytes never change, so any cache may keep them. Everything is public
+/// while pier has no auth; with auth this becomes a per-repository decision.
+pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// What a request is for, after routing.
 #[derive(Debug, PartialEq)]

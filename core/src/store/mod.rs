@@ -126,6 +126,13 @@ pub trait Store: MaybeSend + MaybeSync {
     /// in lexicographic order.
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage>;
 
+    /// Whether this store is served by one process only (a local directory
+    /// locked by its process), so that state left by another process is
+    /// known to be dead rather than possibly in use elsewhere.
+    fn single_process(&self) -> bool {
+        false
+    }
+
     /// The size of every multipart part but the last. Callers buffer at most
     /// this much per upload, so it bounds memory.
     fn part_size(&self) -> usize;

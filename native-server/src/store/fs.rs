@@ -312,6 +312,10 @@ impl Store for FsStore {
         .await
     }
 
+    fn single_process(&self) -> bool {
+        true
+    }
+
     fn part_size(&self) -> usize {
         self.part_size
     }
