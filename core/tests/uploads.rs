@@ -230,9 +230,9 @@ fn concurrent_writers_to_one_session_cannot_both_win() {
         let mut second = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id)
             .await
             .unwrap();
-        first.claim().await.unwrap();
+        first.claim("a").await.unwrap();
         assert_eq!(
-            second.claim().await.unwrap_err().status.as_u16(),
+            second.claim("b").await.unwrap_err().status.as_u16(),
             409,
             "a stale view cannot claim"
         );
@@ -240,7 +240,7 @@ fn concurrent_writers_to_one_session_cannot_both_win() {
             .await
             .unwrap();
         assert_eq!(
-            third.claim().await.unwrap_err().status.as_u16(),
+            third.claim("b").await.unwrap_err().status.as_u16(),
             409,
             "a live claim is respected"
         );
