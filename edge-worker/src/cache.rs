@@ -1,0 +1,335 @@
+//! Edge caches in front of the R2 store, for pulls served from the Cloudflare
+//! location nearest the puller.
+//!
+//! Only keys whose bytes never change ([`layout::is_immutable`]) are cached:
+//! blob data through the Cache API (per location, ranged reads served from the
+//! cached object), and the small immutable objects (blob records, manifests by
+//! digest) through KV (global, eventually consistent). Tags, links, uploads and
+//! the catalog always come from R2, so a pull right after a push sees it.
+//!
+//! Caches fill after a miss, in the background (`waitUntil`), from a fresh read
+//! of R2, so the puller never waits for a cache write. A delete through this
+//! store drops the entry from this location's Cache API and from KV; other
+//! locations may serve a deleted object until KV's propagation (about a
+//! minute) or, for blob data, until their cached copy is evicted. Blob data is
+//! keyed by upload id and never reused, so a stale copy is never wrong, only
+//! kept.
+
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pier_core::layout;
+use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use worker::{console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBuilder};
+
+use crate::streams::{from_readable, readable_of_length};
+
+/// `Cache-Control` of cached blob data: the Cache API keeps a response only as
+/// long as it says, and the bytes under a data key never change.
+const CACHED_DATA_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// The R2 etag of a cached object, kept beside it.
+const STORE_ETAG_HEADER: &str = "x-pier-store-etag";
+/// KV refuses values over 25 MiB.
+const KV_MAX_VALUE_BYTES: u64 = 25 << 20;
+
+/// Which edge cache holds a key, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheKind {
+    /// Blob bytes: the Cache API.
+    Data,
+    /// Blob records and manifests by digest: KV.
+    Small,
+}
+
+pub fn cache_kind(key: &str) -> Option<CacheKind> {
+    if !layout::is_immutable(key) {
+        None
+    } else if key.starts_with("data/") {
+        Some(CacheKind::Data)
+    } else {
+        Some(CacheKind::Small)
+    }
+}
+
+/// What KV keeps beside a value.
+#[derive(Serialize, Deserialize)]
+struct KvMetadata {
+    etag: String,
+}
+
+/// Where the edge caches live, for one request.
+#[derive(Clone)]
+pub struct EdgeCaches {
+    /// KV namespace for small immutable objects; `None` when not bound.
+    kv: Option<KvStore>,
+    /// Prefix of the synthetic URLs keying blob data in the Cache API.
+    cache_url_prefix: String,
+    /// Largest blob put in the Cache API; 0 disables it.
+    cache_max_object_bytes: u64,
+}
+
+impl EdgeCaches {
+    /// `origin` is the request's own (`https://registry.example.com`): the Cache
+    /// API only serves keys of the zone the Worker runs on.
+    pub fn new(kv: Option<KvStore>, origin: &str, cache_max_object_bytes: u64) -> EdgeCaches {
+        EdgeCaches {
+            kv,
+            cache_url_prefix: format!("{origin}/.pier-cache/"),
+            cache_max_object_bytes,
+        }
+    }
+
+    fn cache_url(&self, key: &str) -> String {
+        format!("{}{key}", self.cache_url_prefix)
+    }
+
+    /// A small object from KV, if it is there.
+    pub async fn kv_get(&self, key: &str) -> Option<(Bytes, ObjectMeta)> {
+        let kv = self.kv.as_ref()?;
+        match kv.get(key).bytes_with_metadata::<KvMetadata>().await {
+            Ok((Some(value), Some(metadata))) => {
+                let meta = ObjectMeta {
+                    size: value.len() as u64,
+                    etag: metadata.etag,
+                };
+                Some((Bytes::from(value), meta))
+            }
+            Ok(_) => None,
+            Err(err) => {
+                console_warn!("pier: KV get {key} failed, reading R2: {err}");
+                None
+            }
+        }
+    }
+
+    async fn kv_put(&self, key: &str, value: &[u8], etag: String) {
+        let Some(kv) = &self.kv else { return };
+        let written = match kv
+            .put_bytes(key, value)
+            .and_then(|put| put.metadata(KvMetadata { etag }))
+        {
+            Ok(put) => put.execute().await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = written {
+            console_warn!("pier: KV put {key} failed: {err}");
+        }
+    }
+
+    /// Blob data (or a range of it) from this location's Cache API.
+    pub async fn cache_get(&self, key: &str, range: Option<&Range<u64>>) -> Option<GetResult> {
+        let headers = Headers::new();
+        if let Some(r) = range {
+            headers.set("range", &format!("bytes={}-{}", r.start, r.end - 1)).ok()?;
+        }
+        let mut init = RequestInit::new();
+        init.with_headers(headers);
+        let request = Request::new_with_init(&self.cache_url(key), &init).ok()?;
+        let mut response = match Cache::default().get(&request, false).await {
+            Ok(found) => found?,
+            Err(err) => {
+                console_warn!("pier: cache match {key} failed, reading R2: {err}");
+                return None;
+            }
+        };
+        let etag = response.headers().get(STORE_ETAG_HEADER).ok()??;
+        let size = match (response.status_code(), range) {
+            (200, None) => response.headers().get("content-length").ok()??.parse().ok()?,
+            (206, Some(_)) => total_of_content_range(&response.headers().get("content-range").ok()??)?,
+            _ => return None,
+        };
+        let key = key.to_string();
+        let body = from_readable(response.stream().ok()?, move |err| {
+            StoreError::Unavailable(format!("cached {key}: {err}"))
+        });
+        Some(GetResult {
+            meta: ObjectMeta { size, etag },
+            body,
+        })
+    }
+
+    /// Copies blob data from `store` into this location's Cache API.
+    async fn cache_fill(&self, store: &dyn Store, key: &str) {
+        let object = match store.get(key, None).await {
+            Ok(Some(object)) => object,
+            Ok(None) => return,
+            Err(err) => {
+                console_warn!("pier: cache fill of {key} could not read it: {err}");
+                return;
+            }
+        };
+        let headers = Headers::new();
+        let filled = async {
+            headers.set("cache-control", CACHED_DATA_CACHE_CONTROL)?;
+            headers.set("content-type", "application/octet-stream")?;
+            headers.set(STORE_ETAG_HEADER, &object.meta.etag)?;
+            let body = readable_of_length(object.body, object.meta.size)?;
+            let response: Response = ResponseBuilder::new().with_headers(headers).stream(body);
+            Cache::default().put(self.cache_url(key), response).await
+        };
+        if let Err(err) = filled.await {
+            console_warn!("pier: cache fill of {key} failed: {err}");
+        }
+    }
+
+    /// Whether `key` is in the edge caches (for tests that must know a later
+    /// read will be served from them).
+    pub async fn holds(&self, key: &str) -> bool {
+        match cache_kind(key) {
+            Some(CacheKind::Small) => self.kv_get(key).await.is_some(),
+            Some(CacheKind::Data) => self.cache_get(key, None).await.is_some(),
+            None => false,
+        }
+    }
+
+    async fn forget(&self, key: &str, kind: CacheKind) {
+        match kind {
+            CacheKind::Small => {
+                if let Some(kv) = &self.kv {
+                    if let Err(err) = kv.delete(key).await {
+                        console_warn!("pier: KV delete {key} failed: {err}");
+                    }
+                }
+            }
+            CacheKind::Data => {
+                if let Err(err) = Cache::default().delete(self.cache_url(key), false).await {
+                    console_warn!("pier: cache delete {key} failed: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// The object size in `bytes a-b/size`.
+fn total_of_content_range(text: &str) -> Option<u64> {
+    text.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// A store that answers immutable reads from the edge caches when it can.
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    caches: EdgeCaches,
+    /// The request's context, to fill caches after the response is sent.
+    context: Rc<Context>,
+}
+
+impl CachedStore {
+    pub fn new(inner: Arc<dyn Store>, caches: EdgeCaches, context: Rc<Context>) -> CachedStore {
+        CachedStore { inner, caches, context }
+    }
+
+    async fn get_small(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+        if let Some((bytes, meta)) = self.caches.kv_get(key).await {
+            return Ok(Some(small_result(bytes, meta, range)?));
+        }
+        let Some(object) = self.inner.get(key, None).await? else {
+            return Ok(None);
+        };
+        if object.meta.size > KV_MAX_VALUE_BYTES {
+            return match range {
+                None => Ok(Some(object)),
+                Some(range) => self.inner.get(key, Some(range)).await,
+            };
+        }
+        let meta = object.meta.clone();
+        let bytes = object.bytes().await?;
+        let (caches, owned_key, value, etag) = (self.caches.clone(), key.to_string(), bytes.clone(), meta.etag.clone());
+        self.context
+            .wait_until(async move { caches.kv_put(&owned_key, &value, etag).await });
+        Ok(Some(small_result(bytes, meta, range)?))
+    }
+
+    async fn get_data(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+        let empty_range = range.as_ref().is_some_and(Range::is_empty);
+        if self.caches.cache_max_object_bytes > 0 && !empty_range {
+            if let Some(cached) = self.caches.cache_get(key, range.as_ref()).await {
+                return Ok(Some(cached));
+            }
+        }
+        let found = self.inner.get(key, range).await?;
+        if let Some(object) = &found {
+            if (1..=self.caches.cache_max_object_bytes).contains(&object.meta.size) {
+                let (caches, store, owned_key) = (self.caches.clone(), self.inner.clone(), key.to_string());
+                self.context
+                    .wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn small_result(bytes: Bytes, meta: ObjectMeta, range: Option<Range<u64>>) -> StoreResult<GetResult> {
+    let bytes = match range {
+        None => bytes,
+        Some(r) if r.start <= r.end && r.end <= meta.size => bytes.slice(r.start as usize..r.end as usize),
+        Some(r) => {
+            return Err(StoreError::Invalid(format!(
+                "range {r:?} outside object of {} bytes",
+                meta.size
+            )))
+        }
+    };
+    Ok(GetResult {
+        meta,
+        body: pier_core::platform::box_stream(futures::stream::once(async move { Ok(bytes) })),
+    })
+}
+
+#[async_trait::async_trait(?Send)]
+impl Store for CachedStore {
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        if cache_kind(key) == Some(CacheKind::Small) {
+            if let Some((_, meta)) = self.caches.kv_get(key).await {
+                return Ok(Some(meta));
+            }
+        }
+        self.inner.head(key).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+        match cache_kind(key) {
+            None => self.inner.get(key, range).await,
+            Some(CacheKind::Small) => self.get_small(key, range).await,
+            Some(CacheKind::Data) => self.get_data(key, range).await,
+        }
+    }
+
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.inner.put(key, data, mode).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await?;
+        if let Some(kind) = cache_kind(key) {
+            self.caches.forget(key, kind).await;
+        }
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    fn part_size(&self) -> usize {
+        self.inner.part_size()
+    }
+
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        self.inner.create_multipart(key).await
+    }
+
+    async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
+        self.inner.put_part(key, upload_id, number, data).await
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+}

@@ -1,0 +1,87 @@
+//! The deployment's settings, read from the Worker's vars (wrangler.toml
+//! `[vars]`, or the dashboard) on every request: a Worker has no start-up hook
+//! and vars are cheap to read. Bad values are refused with a message naming
+//! the var, never silently replaced by a default.
+
+use pier_core::registry::RegistryOptions;
+use worker::Env;
+
+/// The R2 bucket holding everything (binding name in wrangler.toml).
+pub const BUCKET_BINDING: &str = "PIER_BUCKET";
+/// The optional KV namespace caching small immutable objects.
+pub const KV_BINDING: &str = "PIER_KV";
+
+const MIB: u64 = 1 << 20;
+/// R2 refuses multipart parts under 5 MiB (all but the last).
+const MIN_PART_SIZE: u64 = 5 * MIB;
+/// One upload buffers up to a part in wasm memory and copies it once to hand it
+/// to R2; more than this would not fit an isolate's 128 MB with room to spare.
+const MAX_PART_SIZE: u64 = 32 * MIB;
+const DEFAULT_PART_SIZE: u64 = 10 * MIB;
+/// Cloudflare's request body limit on the Free and Pro plans.
+const DEFAULT_MAX_BODY_BYTES: u64 = 100_000_000;
+/// The Cache API refuses objects over 512 MB on all plans but Enterprise.
+const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
+
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// Bytes per R2 multipart part (`PIER_PART_SIZE`).
+    pub part_size: usize,
+    /// Largest request body (`PIER_MAX_BODY_BYTES`, `0` for none).
+    pub max_body_bytes: Option<u64>,
+    /// `PIER_ALLOW_SPARSE_MANIFESTS`.
+    pub allow_sparse_manifests: bool,
+    /// Largest blob kept in the Cache API (`PIER_CACHE_MAX_OBJECT_BYTES`, `0`
+    /// disables blob caching).
+    pub cache_max_object_bytes: u64,
+}
+
+impl EdgeConfig {
+    pub fn from_env(env: &Env) -> Result<EdgeConfig, String> {
+        let part_size = number(env, "PIER_PART_SIZE", DEFAULT_PART_SIZE)?;
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return Err(format!(
+                "PIER_PART_SIZE={part_size} must be between {MIN_PART_SIZE} (R2's minimum part) \
+                 and {MAX_PART_SIZE} (what fits an isolate's memory)"
+            ));
+        }
+        let max_body_bytes = number(env, "PIER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
+        Ok(EdgeConfig {
+            part_size: part_size as usize,
+            max_body_bytes: (max_body_bytes > 0).then_some(max_body_bytes),
+            allow_sparse_manifests: flag(env, "PIER_ALLOW_SPARSE_MANIFESTS")?,
+            cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
+        })
+    }
+
+    pub fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            allow_sparse_manifests: self.allow_sparse_manifests,
+            max_body_bytes: self.max_body_bytes,
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+/// A var's text, `None` when it is not set.
+pub fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|value| value.to_string())
+}
+
+fn number(env: &Env, name: &str, default: u64) -> Result<u64, String> {
+    match var(env, name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={text:?} is not a number of bytes")),
+    }
+}
+
+fn flag(env: &Env, name: &str) -> Result<bool, String> {
+    match var(env, name).as_deref().map(str::trim) {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(format!("{name}={other:?} must be true or false")),
+    }
+}

@@ -1,0 +1,75 @@
+//! The Worker's entry points: `fetch` hands every request to the core over the
+//! cached R2 store; `scheduled` is the cron trigger that will drive GC.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use pier_core::error::{ErrorCode, RegistryError};
+use pier_core::Registry;
+use worker::{console_error, console_log, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+
+use crate::cache::{CachedStore, EdgeCaches};
+use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
+use crate::env::WorkerEnv;
+use crate::http_shell::{core_request, worker_response};
+use crate::r2::R2Store;
+
+#[event(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| console_error!("pier: panic: {info}")));
+}
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<Response> {
+    let (method, path) = (request.inner().method(), request.path());
+    let response = match serve(request, &env, context).await {
+        Ok(response) => response,
+        Err(err) => failure(&format!("{method} {path}: {err}"))?,
+    };
+    if response.status_code() >= 500 {
+        console_error!("pier: {method} {path} -> {}", response.status_code());
+    }
+    Ok(response)
+}
+
+async fn serve(request: Request, env: &Env, context: Context) -> Result<Response, String> {
+    let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
+    #[cfg(feature = "test-endpoints")]
+    if let Some(response) = crate::test_routes::serve(&request, env, &config).await {
+        return response.map_err(|err| err.to_string());
+    }
+    let bucket = env
+        .bucket(BUCKET_BINDING)
+        .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
+    let origin = request
+        .url()
+        .map_err(|err| err.to_string())?
+        .origin()
+        .ascii_serialization();
+    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
+    let store = CachedStore::new(
+        Arc::new(R2Store::new(bucket, config.part_size)),
+        caches,
+        Rc::new(context),
+    );
+    let registry = Registry::new(Arc::new(store), Arc::new(WorkerEnv), config.registry_options());
+    let request = core_request(request).map_err(|err| err.to_string())?;
+    let response = pier_core::api::handle(&registry, request).await;
+    worker_response(response).map_err(|err| err.to_string())
+}
+
+/// A 500 in the registry's error format, for failures of the shell itself
+/// (configuration, bindings).
+fn failure(message: &str) -> worker::Result<Response> {
+    console_error!("pier: {message}");
+    let response = pier_core::api::error_response(&RegistryError::new(ErrorCode::Internal, message));
+    worker_response(response)
+}
+
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, _env: Env, _context: ScheduleContext) {
+    console_log!(
+        "pier: cron {:?} fired; garbage collection is not built yet, nothing to do",
+        event.cron()
+    );
+}

@@ -1,0 +1,67 @@
+//! Request and response translation between the Workers runtime and core's
+//! `http` types: the edge counterpart of the native server's axum shell. No
+//! registry decision is made here.
+
+use http::header::{HeaderName, HeaderValue};
+use pier_core::api::Body;
+use pier_core::platform::{empty_body, BodyError, RequestBody};
+use worker::{EncodeBody, Headers, Response, ResponseBuilder};
+
+use crate::streams::{from_readable, readable_of_length};
+
+/// The core request for a Worker request; its body streams from the client.
+pub fn core_request(mut request: worker::Request) -> worker::Result<http::Request<RequestBody>> {
+    let url = request.url()?;
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut builder = http::Request::builder()
+        .method(request.inner().method().as_str())
+        .uri(path_and_query);
+    if let Some(headers) = builder.headers_mut() {
+        copy_request_headers(request.headers(), headers);
+    }
+    let body = if request.inner().body().is_some() {
+        from_readable(request.stream()?, |err| BodyError::Read(err.to_string()))
+    } else {
+        empty_body()
+    };
+    builder
+        .body(body)
+        .map_err(|err| worker::Error::RustError(err.to_string()))
+}
+
+/// Headers a client sent, minus any the `http` crate cannot represent (a
+/// registry never reads such headers; refusing the request over one would be
+/// a worse answer than ignoring it).
+fn copy_request_headers(from: &Headers, to: &mut http::HeaderMap) {
+    for (name, value) in from.entries() {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            to.append(name, value);
+        }
+    }
+}
+
+/// The Worker response for a core response. Bodies are sent exactly as core
+/// produced them (`encodeBody: "manual"`): digest-addressed content must not be
+/// compressed on the fly, which would drop Content-Length and change the bytes
+/// on the wire.
+pub fn worker_response(response: http::Response<Body>) -> worker::Result<Response> {
+    let (parts, body) = response.into_parts();
+    let headers = Headers::new();
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            headers.append(name.as_str(), value)?;
+        }
+    }
+    let builder = ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(headers)
+        .with_encode_body(EncodeBody::Manual);
+    Ok(match body {
+        Body::Empty => builder.empty(),
+        Body::Full(bytes) => builder.fixed(bytes.to_vec()),
+        Body::Stream { stream, length } => builder.stream(readable_of_length(stream, length)?),
+    })
+}

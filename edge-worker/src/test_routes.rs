@@ -1,0 +1,76 @@
+//! Routes for tests under local workerd, compiled only with the
+//! `test-endpoints` feature (scripts/edge-build.sh --test) and answered only
+//! when the var `PIER_TEST_ENDPOINTS` is `1`. A production build has none of
+//! this code.
+//!
+//! - `POST /_pier_test/storage-suite`: the shared storage-port suite against R2.
+//! - `PUT|DELETE /_pier_test/objects/<key>`: raw R2 writes and deletes, for
+//!   importing a native data directory and for proving reads come from caches.
+//! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
+
+use worker::{Env, Method, Request, Response};
+
+use crate::cache::EdgeCaches;
+use crate::config::{var, EdgeConfig, BUCKET_BINDING, KV_BINDING};
+use crate::env::WorkerEnv;
+use crate::r2::R2Store;
+use pier_core::platform::Env as _;
+use pier_core::store::{PutMode, Store};
+
+const PREFIX: &str = "/_pier_test/";
+
+/// The response to a test route, or `None` for every other request.
+pub async fn serve(request: &Request, env: &Env, config: &EdgeConfig) -> Option<worker::Result<Response>> {
+    let route = request.path().strip_prefix(PREFIX)?.to_string();
+    if var(env, "PIER_TEST_ENDPOINTS").as_deref() != Some("1") {
+        return None;
+    }
+    Some(answer(request, env, config, &route).await)
+}
+
+async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) -> worker::Result<Response> {
+    let store = R2Store::new(env.bucket(BUCKET_BINDING)?, config.part_size);
+    let method = request.method();
+    if route == "storage-suite" && method == Method::Post {
+        let prefix = format!("storage-suite/{}/", WorkerEnv.random_id());
+        pier_core::store::suite::run_all(&store, &prefix).await;
+        return Response::ok(format!("storage suite passed under {prefix}\n"));
+    }
+    if let Some(key) = route.strip_prefix("objects/") {
+        let key = decode(key)?;
+        return match method {
+            Method::Put => {
+                let body = request.clone()?.bytes().await?;
+                let meta = store
+                    .put(&key, body.into(), PutMode::Overwrite)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Response::ok(format!("{} {}\n", meta.size, meta.etag))
+            }
+            Method::Delete => {
+                store.delete(&key).await.map_err(|e| e.to_string())?;
+                Response::ok("deleted\n")
+            }
+            _ => Response::error("method not allowed", 405),
+        };
+    }
+    if let Some(key) = route.strip_prefix("cached/") {
+        let origin = request.url()?.origin().ascii_serialization();
+        let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
+        return if caches.holds(&decode(key)?).await {
+            Response::ok("cached\n")
+        } else {
+            Response::error("not cached", 404)
+        };
+    }
+    Response::error("no such test route", 404)
+}
+
+/// The store key in a route. Layout keys need no escaping in a URL path, so an
+/// escaped one is refused rather than guessed at.
+fn decode(key: &str) -> worker::Result<String> {
+    if key.is_empty() || key.contains('%') {
+        return Err(worker::Error::RustError(format!("bad key {key:?}")));
+    }
+    Ok(key.to_string())
+}

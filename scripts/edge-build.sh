@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the edge Worker with worker-build, offline: wasm-bindgen, wasm-opt and
+# esbuild come from the machine (scripts/install-deps.sh edge), never from the
+# internet. Output: edge-worker/build/{index.js,index_bg.wasm}.
+#
+# Usage: scripts/edge-build.sh [--test]
+#   --test   the test build: also compiles the test-only routes (feature
+#            test-endpoints) into edge-worker/build-test/, which only
+#            `wrangler --env test` runs. The production build never has them.
+# Env:   PIER_EDGE_PREBUILT=1  do nothing if the output exists (a test harness
+#                              that built it already starts wrangler)
+#        CARGO_TARGET_DIR      defaults to <repo>/target
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+out=build
+build_args=()
+case ${1:-} in
+  --test) out=build-test; build_args=(--out-dir build-test --features test-endpoints) ;;
+  "") ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
+if [ "${PIER_EDGE_PREBUILT:-}" = 1 ] && [ -f "$ROOT/edge-worker/$out/index.js" ]; then
+  exit 0
+fi
+PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
+export PATH="$PIER_TOOLS/bin:$PIER_TOOLS/node/bin:$HOME/.cargo/bin:$PATH"
+
+for tool in worker-build wasm-bindgen; do
+  command -v "$tool" >/dev/null || { echo "edge-build: $tool missing (run scripts/install-deps.sh edge)" >&2; exit 2; }
+done
+for tool in wasm-opt esbuild; do
+  [ -x "$ROOT/node_modules/.bin/$tool" ] || { echo "edge-build: node_modules/.bin/$tool missing (run scripts/install-deps.sh edge)" >&2; exit 2; }
+done
+
+export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
+export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
+cd "$ROOT/edge-worker"
+worker-build --release "${build_args[@]}"
