@@ -14,6 +14,10 @@ use crate::env::WorkerEnv;
 use crate::http_shell::{core_request, worker_response};
 use crate::r2::R2Store;
 
+/// How much of an unread request body is read out after an early answer when
+/// bodies are not limited.
+const UNLIMITED_BODY_DRAIN_LIMIT: u64 = 100_000_000;
+
 #[event(start)]
 fn start() {
     std::panic::set_hook(Box::new(|info| console_error!("pier: panic: {info}")));
@@ -53,8 +57,13 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         Rc::new(context),
     );
     let registry = Registry::new(Arc::new(store), Arc::new(WorkerEnv), config.registry_options());
-    let request = core_request(request).map_err(|err| err.to_string())?;
+    let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;
+    if let Some(unread) = unread {
+        unread
+            .drain(config.max_body_bytes.unwrap_or(UNLIMITED_BODY_DRAIN_LIMIT))
+            .await;
+    }
     worker_response(response).map_err(|err| err.to_string())
 }
 

@@ -4,13 +4,14 @@
 
 use http::header::{HeaderName, HeaderValue};
 use pier_core::api::Body;
-use pier_core::platform::{empty_body, BodyError, RequestBody};
+use pier_core::platform::{empty_body, RequestBody};
 use worker::{EncodeBody, Headers, Response, ResponseBuilder};
 
-use crate::streams::{from_readable, readable_of_length};
+use crate::streams::{readable_of_length, request_body, UnreadBody};
 
-/// The core request for a Worker request; its body streams from the client.
-pub fn core_request(mut request: worker::Request) -> worker::Result<http::Request<RequestBody>> {
+/// The core request for a Worker request, its body streaming from the client,
+/// and what core may leave unread of that body (see [`request_body`]).
+pub fn core_request(mut request: worker::Request) -> worker::Result<(http::Request<RequestBody>, Option<UnreadBody>)> {
     let url = request.url()?;
     let path_and_query = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
@@ -22,14 +23,16 @@ pub fn core_request(mut request: worker::Request) -> worker::Result<http::Reques
     if let Some(headers) = builder.headers_mut() {
         copy_request_headers(request.headers(), headers);
     }
-    let body = if request.inner().body().is_some() {
-        from_readable(request.stream()?, |err| BodyError::Read(err.to_string()))
+    let (body, unread) = if request.inner().body().is_some() {
+        let (body, unread) = request_body(request.stream()?);
+        (body, Some(unread))
     } else {
-        empty_body()
+        (empty_body(), None)
     };
-    builder
+    let request = builder
         .body(body)
-        .map_err(|err| worker::Error::RustError(err.to_string()))
+        .map_err(|err| worker::Error::RustError(err.to_string()))?;
+    Ok((request, unread))
 }
 
 /// Headers a client sent, minus any the `http` crate cannot represent (a

@@ -3,9 +3,14 @@
 //! core's streams become `ReadableStream`s of a declared length, so the runtime
 //! sends `Content-Length` and never re-chunks or re-encodes them.
 
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll};
+
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
-use pier_core::platform::{box_stream, BoxStream};
+use futures::{Stream, StreamExt, TryStreamExt};
+use pier_core::platform::{box_stream, BodyError, BoxStream, RequestBody};
 use worker::js_sys::{BigInt, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys::ReadableStream;
@@ -45,4 +50,57 @@ pub fn readable_of_length<E: std::fmt::Display + 'static>(
 
 fn js_error(message: &str) -> worker::js_sys::Error {
     worker::js_sys::Error::new(message)
+}
+
+/// A request body for core, and the handle the shell keeps to read out what
+/// core leaves unread. workerd (unlike hyper under the native server) drops the
+/// connection when a Worker answers before the request body is consumed, so a
+/// client still sending loses the answer; the shell reads the rest of the body
+/// before it answers.
+pub fn request_body(readable: worker::ByteStream) -> (RequestBody, UnreadBody) {
+    let shared = Rc::new(RefCell::new(Some(readable)));
+    (box_stream(SharedBody(shared.clone())), UnreadBody(shared))
+}
+
+struct SharedBody(Rc<RefCell<Option<worker::ByteStream>>>);
+
+impl Stream for SharedBody {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let mut slot = self.0.borrow_mut();
+        let Some(readable) = slot.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match readable.poll_next_unpin(cx) {
+            Poll::Ready(None) => {
+                *slot = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(
+                chunk.map(Bytes::from).map_err(|err| BodyError::Read(err.to_string())),
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// What remains of a request body after core answered.
+pub struct UnreadBody(Rc<RefCell<Option<worker::ByteStream>>>);
+
+impl UnreadBody {
+    /// Reads and drops the rest of the body, up to `limit` bytes (past that the
+    /// client is cut off: it sent more than any request may carry).
+    pub async fn drain(self, limit: u64) {
+        let Some(mut readable) = self.0.borrow_mut().take() else {
+            return;
+        };
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = readable.next().await {
+            seen += chunk.len() as u64;
+            if seen > limit {
+                break;
+            }
+        }
+    }
 }
