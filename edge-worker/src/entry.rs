@@ -14,9 +14,10 @@ use crate::env::WorkerEnv;
 use crate::http_shell::{core_request, worker_response};
 use crate::r2::R2Store;
 
-/// How much of an unread request body is read out after an early answer when
-/// bodies are not limited.
-const UNLIMITED_BODY_DRAIN_LIMIT: u64 = 100_000_000;
+/// How much of a request body core left unread is read out before answering:
+/// the largest body the platform lets through on any plan (Enterprise), so a
+/// client pushing past PIER_MAX_BODY_BYTES still gets its 413 and not a reset.
+const UNREAD_BODY_DRAIN_LIMIT: u64 = 500_000_000;
 
 #[event(start)]
 fn start() {
@@ -60,9 +61,7 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;
     if let Some(unread) = unread {
-        unread
-            .drain(config.max_body_bytes.unwrap_or(UNLIMITED_BODY_DRAIN_LIMIT))
-            .await;
+        unread.drain(UNREAD_BODY_DRAIN_LIMIT).await;
     }
     worker_response(response).map_err(|err| err.to_string())
 }

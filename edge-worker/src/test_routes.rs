@@ -4,8 +4,9 @@
 //! this code.
 //!
 //! - `POST /_pier_test/storage-suite`: the shared storage-port suite against R2.
-//! - `PUT|DELETE /_pier_test/objects/<key>`: raw R2 writes and deletes, for
-//!   importing a native data directory and for proving reads come from caches.
+//! - `GET|PUT|DELETE /_pier_test/objects/<key>`: raw R2 reads, writes and
+//!   deletes, for importing a native data directory and for proving that reads
+//!   come from the caches once R2 no longer has an object.
 //! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
 
 use worker::{Env, Method, Request, Response};
@@ -15,7 +16,7 @@ use crate::config::{var, EdgeConfig, BUCKET_BINDING, KV_BINDING};
 use crate::env::WorkerEnv;
 use crate::r2::R2Store;
 use pier_core::platform::Env as _;
-use pier_core::store::{PutMode, Store};
+use pier_core::store::{read_small, PutMode, Store};
 
 const PREFIX: &str = "/_pier_test/";
 
@@ -39,6 +40,10 @@ async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) 
     if let Some(key) = route.strip_prefix("objects/") {
         let key = decode(key)?;
         return match method {
+            Method::Get => match read_small(&store, &key).await.map_err(|e| e.to_string())? {
+                Some((bytes, _)) => Response::from_bytes(bytes.to_vec()),
+                None => Response::error("no such object", 404),
+            },
             Method::Put => {
                 let body = request.clone()?.bytes().await?;
                 let meta = store

@@ -1,0 +1,250 @@
+// What only the edge deployment has to prove, against the Worker under local
+// workerd started by scripts/test-edge.sh with its test routes on
+// (PIER_TEST_ENDPOINTS=1, see edge-worker/src/test_routes.rs):
+//
+// - the storage-port suite of pier-core passes on R2 (conditional creates and
+//   updates refused by R2 itself, ranged reads, sorted listing, multipart);
+// - digest-addressed bodies go out exactly as stored, with Content-Length and
+//   no on-the-fly compression, whether or not the client accepts gzip (the Go
+//   client of the conformance suite does), and carry the immutable
+//   Cache-Control; tag answers do not;
+// - pulls are served from the edge caches: blob data from the Cache API (ranges
+//   too) and blob records and manifests by digest from KV, proven by deleting
+//   the objects from R2 behind the Worker's back; a tag is always read from R2,
+//   and a manifest DELETE drops the cached copy;
+// - the request body limit: 413 SIZE_INVALID naming the limit and the way out
+//   for a monolithic push over it (declared or streamed), acceptance at it;
+// - the cron entry point runs.
+//
+// Env: PIER_URL (the Worker), PIER_MAX_BODY_BYTES (its limit, default 100000000).
+import { describe, test } from 'node:test';
+import http from 'node:http';
+import {
+  BASE,
+  MT,
+  assert,
+  assertError,
+  assertHeader,
+  assertStatus,
+  finishUpload,
+  getManifest,
+  makeImage,
+  pushBlob,
+  pushManifest,
+  randomBytes,
+  repoName,
+  request,
+  sha256,
+  startUpload,
+  toBytes,
+} from '../http/lib.mjs';
+
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+const MAX_BODY = Number(process.env.PIER_MAX_BODY_BYTES || 100000000);
+const CACHE_WAIT_MS = 15000;
+
+// A GET through node:http, which neither asks for nor undoes compression, so
+// the headers and bytes are exactly what the Worker sent.
+function rawGet(path, headers = {}) {
+  const url = new URL(BASE + path);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { method: headers.method || 'GET', host: url.hostname, port: url.port, path: url.pathname + url.search, headers },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function assertSentAsStored(res, expected, what) {
+  assert.equal(res.headers['content-encoding'], undefined, `${what}: no Content-Encoding`);
+  assert.equal(res.headers['transfer-encoding'], undefined, `${what}: not re-chunked`);
+  assert.equal(res.headers['content-length'], String(expected.length), `${what}: Content-Length`);
+  assert.ok(res.body.equals(expected), `${what}: bytes as stored`);
+}
+
+async function testRoute(method, route, body) {
+  return request(method, `/_pier_test/${route}`, body === undefined ? {} : { body, timeout: 600000 });
+}
+
+async function waitUntilCached(key) {
+  const deadline = Date.now() + CACHE_WAIT_MS;
+  for (;;) {
+    const res = await testRoute('GET', `cached/${key}`);
+    if (res.status === 200) return;
+    assert.equal(res.status, 404, `cache probe of ${key}: ${res.text()}`);
+    assert.ok(Date.now() < deadline, `${key} was not cached within ${CACHE_WAIT_MS} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function deleteFromR2(key) {
+  assertStatus(await testRoute('DELETE', `objects/${key}`), 200, `raw R2 delete of ${key}`);
+  assertStatus(await testRoute('GET', `objects/${key}`), 404, `${key} is gone from R2`);
+}
+
+const blobRecordKey = (digest) => `blobs/${digest.replace(':', '/')}`;
+const manifestKey = (repo, digest) => `repos/${repo}/_manifests/${digest.replace(':', '/')}`;
+
+test('the storage-port suite passes on R2 under workerd', async () => {
+  const res = await testRoute('POST', 'storage-suite', '');
+  assertStatus(res, 200, `storage suite: ${res.text()}`);
+});
+
+describe('digest-addressed bodies are sent as stored', () => {
+  // Highly compressible, so a runtime that compresses on the fly would.
+  const blob = Buffer.from('{"layer": "text that compresses well"}\n'.repeat(8000));
+  const repo = repoName('as-stored');
+  let digest;
+  let manifest;
+
+  test('setup: push a compressible blob and an image', async () => {
+    digest = await pushBlob(repo, blob);
+    const image = await makeImage(repo);
+    manifest = await pushManifest(repo, 'v1', image, MT.ociManifest);
+  });
+
+  for (const acceptEncoding of [undefined, 'gzip', 'gzip, deflate, br']) {
+    const label = acceptEncoding ? `Accept-Encoding: ${acceptEncoding}` : 'no Accept-Encoding';
+
+    test(`blob GET with ${label}`, async () => {
+      const headers = acceptEncoding ? { 'accept-encoding': acceptEncoding } : {};
+      const res = await rawGet(`/v2/${repo}/blobs/${digest}`, headers);
+      assert.equal(res.status, 200);
+      assertSentAsStored(res, blob, 'blob');
+      assert.equal(res.headers['content-type'], 'application/octet-stream');
+      assert.equal(res.headers['cache-control'], IMMUTABLE);
+      assert.equal(res.headers['docker-content-digest'], digest);
+      assert.equal(sha256(res.body), digest);
+    });
+
+    test(`ranged blob GET with ${label}`, async () => {
+      const headers = { range: 'bytes=1000-50999', ...(acceptEncoding ? { 'accept-encoding': acceptEncoding } : {}) };
+      const res = await rawGet(`/v2/${repo}/blobs/${digest}`, headers);
+      assert.equal(res.status, 206);
+      assert.equal(res.headers['content-range'], `bytes 1000-50999/${blob.length}`);
+      assertSentAsStored(res, blob.subarray(1000, 51000), 'range');
+    });
+
+    test(`manifest GET by digest and by tag with ${label}`, async () => {
+      const headers = { accept: MT.ociManifest, ...(acceptEncoding ? { 'accept-encoding': acceptEncoding } : {}) };
+      const byDigest = await rawGet(`/v2/${repo}/manifests/${manifest.digest}`, headers);
+      assert.equal(byDigest.status, 200);
+      assertSentAsStored(byDigest, manifest.bytes, 'manifest by digest');
+      assert.equal(byDigest.headers['cache-control'], IMMUTABLE);
+      const byTag = await rawGet(`/v2/${repo}/manifests/v1`, headers);
+      assert.equal(byTag.status, 200);
+      assertSentAsStored(byTag, manifest.bytes, 'manifest by tag');
+      assert.notEqual(byTag.headers['cache-control'], IMMUTABLE, 'a tag may move: not immutable');
+    });
+  }
+
+  test('blob HEAD keeps its Content-Length', async () => {
+    const res = await rawGet(`/v2/${repo}/blobs/${digest}`, { method: 'HEAD' });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-length'], String(blob.length));
+    assert.equal(res.body.length, 0);
+  });
+});
+
+describe('pulls are served from the edge caches', () => {
+  test('blob data from the Cache API, ranges too, and the blob record from KV', async () => {
+    const repo = repoName('cache-blob');
+    const blob = randomBytes(1 << 20);
+    const digest = await pushBlob(repo, blob);
+    const record = await testRoute('GET', `objects/${blobRecordKey(digest)}`);
+    assertStatus(record, 200, 'blob record in R2');
+    const dataKey = record.json().object;
+    assert.match(dataKey, /^data\//);
+
+    assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first pull');
+    await waitUntilCached(dataKey);
+    await waitUntilCached(blobRecordKey(digest));
+    await deleteFromR2(dataKey);
+    await deleteFromR2(blobRecordKey(digest));
+
+    const whole = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assertStatus(whole, 200, 'pull with the blob gone from R2');
+    assert.ok(whole.body.equals(blob), 'cached bytes equal the pushed ones');
+    const part = await request('GET', `/v2/${repo}/blobs/${digest}`, { headers: { range: 'bytes=4096-8191' } });
+    assertStatus(part, 206, 'ranged pull from the cache');
+    assertHeader(part, 'content-range', `bytes 4096-8191/${blob.length}`);
+    assert.ok(part.body.equals(blob.subarray(4096, 8192)), 'cached range');
+  });
+
+  test('manifests by digest from KV; tags always from R2; DELETE drops the cached copy', async () => {
+    const repo = repoName('cache-manifest');
+    const first = await pushManifest(repo, 'v1', await makeImage(repo), MT.ociManifest);
+    assertStatus(await getManifest(repo, first.digest), 200, 'first pull by digest');
+    await waitUntilCached(manifestKey(repo, first.digest));
+    await deleteFromR2(manifestKey(repo, first.digest));
+
+    const cached = await getManifest(repo, first.digest);
+    assertStatus(cached, 200, 'pull by digest with the manifest gone from R2');
+    assert.ok(cached.body.equals(first.bytes), 'cached manifest bytes');
+
+    const second = await pushManifest(repo, 'v1', await makeImage(repo), MT.ociManifest);
+    const moved = await getManifest(repo, 'v1');
+    assertStatus(moved, 200, 'tag right after it moved');
+    assertHeader(moved, 'docker-content-digest', second.digest);
+
+    assertStatus(await request('DELETE', `/v2/${repo}/manifests/${first.digest}`), 202, 'delete by digest');
+    assertError(await getManifest(repo, first.digest), 404, 'MANIFEST_UNKNOWN', 'deleted manifest, cached before');
+    assertHeader(await getManifest(repo, 'v1'), 'docker-content-digest', second.digest);
+  });
+});
+
+describe('request body limit', () => {
+  const sizeError = (res, what) => {
+    assertError(res, 413, 'SIZE_INVALID', what);
+    const [error] = res.json().errors;
+    assert.match(error.message, new RegExp(String(MAX_BODY)), 'the message names the limit');
+    assert.match(error.message, /chunk/i, 'the message names the way out');
+    assert.equal(error.detail?.limit, MAX_BODY);
+  };
+
+  test('a monolithic push one byte over the limit: 413 SIZE_INVALID', async () => {
+    const repo = repoName('limit');
+    const blob = Buffer.alloc(MAX_BODY + 1, 7);
+    const session = await startUpload(repo);
+    sizeError(await finishUpload(session.location, sha256(blob), blob), 'declared length over the limit');
+  });
+
+  test('a streamed body (no Content-Length) over the limit: 413 SIZE_INVALID', async () => {
+    const repo = repoName('limit-stream');
+    const piece = Buffer.alloc(1 << 20, 3);
+    let sent = 0;
+    const body = new ReadableStream({
+      pull(controller) {
+        if (sent > MAX_BODY) return controller.close();
+        sent += piece.length;
+        controller.enqueue(new Uint8Array(piece));
+      },
+    });
+    const session = await startUpload(repo);
+    sizeError(
+      await request('PATCH', session.location, { headers: { 'content-type': MT.octet }, body }),
+      'streamed past the limit',
+    );
+  });
+
+  test('a monolithic push of exactly the limit is accepted', async () => {
+    const repo = repoName('limit-at');
+    const blob = Buffer.alloc(MAX_BODY, 9);
+    const digest = await pushBlob(repo, blob);
+    const head = await request('HEAD', `/v2/${repo}/blobs/${digest}`);
+    assertStatus(head, 200);
+    assertHeader(head, 'content-length', String(MAX_BODY));
+  });
+});
+
+test('the scheduled (cron) entry point runs', async () => {
+  const res = await request('GET', '/cdn-cgi/handler/scheduled?cron=' + encodeURIComponent('*/30 * * * *'));
+  assertStatus(res, 200, `scheduled handler: ${res.text()}`);
+});
