@@ -14,6 +14,7 @@ use crate::layout;
 use crate::manifest::{self, Manifest};
 use crate::names::{RepoName, Tag};
 use crate::platform::{Env, RequestBody};
+use crate::store::cache::ImmutableCache;
 use crate::store::{list_all, read_small, GetResult, PutMode, Store, StoreError};
 use crate::upload::{BlobRecord, ChunkRange, Upload, UploadStatus};
 
@@ -45,7 +46,7 @@ pub struct NamePage {
 }
 
 /// Behaviour a deployment may choose.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RegistryOptions {
     /// Accept manifests whose blobs or child manifests are not in the
     /// repository (sparse images and indexes, e.g. one platform of a
@@ -54,6 +55,24 @@ pub struct RegistryOptions {
     /// Largest request body accepted, in bytes (the edge platform's limit);
     /// larger blobs must be pushed in chunks. `None`: no limit.
     pub max_body_bytes: Option<u64>,
+    /// Answer blob GETs with a redirect (307) to a short-lived signed URL of
+    /// the bytes in the store, when the store can sign one, so the bytes do
+    /// not flow through the registry. Off by default.
+    pub redirect_blobs: bool,
+    /// Bytes of small immutable objects (blob records, manifests by digest)
+    /// kept in memory; 0 turns the cache off.
+    pub cache_bytes: u64,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            allow_sparse_manifests: false,
+            max_body_bytes: None,
+            redirect_blobs: false,
+            cache_bytes: 8 << 20,
+        }
+    }
 }
 
 /// The registry over one store.
@@ -84,6 +103,10 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 impl Registry {
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
         let instance = env.random_id();
+        let store: Arc<dyn Store> = match options.cache_bytes {
+            0 => store,
+            capacity => Arc::new(ImmutableCache::new(store, env.clone(), capacity)),
+        };
         Registry {
             store,
             env,

@@ -86,6 +86,9 @@ pub struct Upload<'a> {
     buffer: BytesMut,
     /// How many bytes at the start of `buffer` came from saved tails.
     loaded_tail_bytes: usize,
+    /// How many bytes at the start of `buffer` the hasher has seen. Bytes are
+    /// hashed as their part is written, so hashing overlaps the write.
+    hashed_in_buffer: usize,
     tails_loaded: bool,
     /// The saved tails were folded into a part by this request.
     tails_consumed: bool,
@@ -127,6 +130,7 @@ impl<'a> Upload<'a> {
             hasher,
             buffer: BytesMut::new(),
             loaded_tail_bytes: 0,
+            hashed_in_buffer: 0,
             tails_loaded: true,
             tails_consumed: false,
             start_offset: 0,
@@ -158,6 +162,7 @@ impl<'a> Upload<'a> {
             hasher,
             buffer: BytesMut::new(),
             loaded_tail_bytes: 0,
+            hashed_in_buffer: 0,
             tails_loaded,
             tails_consumed: false,
             renewed_ms: 0,
@@ -232,8 +237,11 @@ impl<'a> Upload<'a> {
             let lapsed = now.saturating_sub(self.state.updated_ms) >= CLAIM_LEASE_MS;
             let from_dead_process = self.store.single_process() && writer.split(':').next() != Some(instance);
             if !lapsed && !from_dead_process {
-                return Err(RegistryError::new(ErrorCode::BlobUploadInvalid, "another request is writing to this upload")
-                    .with_status(http::StatusCode::CONFLICT));
+                return Err(RegistryError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    "another request is writing to this upload",
+                )
+                .with_status(http::StatusCode::CONFLICT));
             }
         }
         self.state.writer = Some(format!("{instance}:{}", self.env.random_id()));
@@ -264,17 +272,15 @@ impl<'a> Upload<'a> {
     /// start at the current offset and match the body's length.
     pub async fn append(&mut self, range: Option<ChunkRange>, mut body: RequestBody) -> Result<()> {
         self.check_start(range)?;
+        let part_size = self.state.part_size as usize;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(BodyError::into_registry_error)?;
+            let mut chunk = chunk.map_err(BodyError::into_registry_error)?;
             self.renew_claim().await?;
-            self.hasher.update(&chunk);
             self.state.offset += chunk.len() as u64;
-            if self.buffer.is_empty() && self.tails_loaded && chunk.len() >= self.state.part_size as usize {
+            if self.buffer.is_empty() && self.tails_loaded {
                 // Fast path: whole parts straight from the incoming chunk.
-                let mut chunk = chunk;
-                while chunk.len() >= self.state.part_size as usize {
-                    let part = chunk.split_to(self.state.part_size as usize);
-                    self.write_part(part).await?;
+                while chunk.len() >= part_size {
+                    self.write_part(chunk.split_to(part_size), 0).await?;
                 }
                 self.buffer.extend_from_slice(&chunk);
             } else {
@@ -282,6 +288,7 @@ impl<'a> Upload<'a> {
                 self.flush_full_parts().await?;
             }
         }
+        self.hash_buffer();
         if let Some(range) = range {
             let received = self.state.offset - self.start_offset;
             if range.end + 1 < range.start || range.end + 1 - range.start != received {
@@ -309,6 +316,8 @@ impl<'a> Upload<'a> {
             loaded.extend_from_slice(&bytes);
         }
         self.loaded_tail_bytes = loaded.len();
+        // Saved tails were hashed by the request that received them.
+        self.hashed_in_buffer += loaded.len();
         loaded.extend_from_slice(&self.buffer);
         self.buffer = loaded;
         self.tails_loaded = true;
@@ -322,10 +331,18 @@ impl<'a> Upload<'a> {
         }
         self.load_tails().await?;
         while self.buffer.len() >= part_size {
+            let hashed = self.hashed_in_buffer.min(part_size);
+            self.hashed_in_buffer -= hashed;
             let part = self.buffer.split_to(part_size).freeze();
-            self.write_part(part).await?;
+            self.write_part(part, hashed).await?;
         }
         Ok(())
+    }
+
+    /// Hashes the buffered bytes not hashed yet.
+    fn hash_buffer(&mut self) {
+        self.hasher.update(&self.buffer[self.hashed_in_buffer..]);
+        self.hashed_in_buffer = self.buffer.len();
     }
 
     /// Bytes in saved tails not yet loaded into the buffer.
@@ -337,7 +354,9 @@ impl<'a> Upload<'a> {
         }
     }
 
-    async fn write_part(&mut self, part: Bytes) -> Result<()> {
+    /// Writes the next part; its bytes after `already_hashed` are hashed while
+    /// the write is under way (on disk it runs on another thread).
+    async fn write_part(&mut self, part: Bytes, already_hashed: usize) -> Result<()> {
         let data_key = layout::blob_data(&self.id);
         if self.state.multipart.is_none() {
             let multipart = self.store.create_multipart(&data_key).await?;
@@ -351,8 +370,12 @@ impl<'a> Upload<'a> {
         }
         let number = self.state.parts.len() as u32 + 1;
         let multipart = self.state.multipart.clone().expect("created above");
-        let part_ref = self.store.put_part(&data_key, &multipart, number, part).await?;
-        self.state.parts.push(part_ref);
+        let store = self.store;
+        let hasher = &mut self.hasher;
+        let (written, ()) = futures::join!(store.put_part(&data_key, &multipart, number, part.clone()), async {
+            hasher.update(&part[already_hashed..])
+        });
+        self.state.parts.push(written?);
         if self.loaded_tail_bytes > 0 {
             self.tails_consumed = true;
         }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 
 use crate::platform::{BoxStream, MaybeSend, MaybeSync};
 
+pub mod cache;
 pub mod memory;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
@@ -149,6 +150,14 @@ pub trait Store: MaybeSend + MaybeSync {
 
     /// Discards a multipart write and its parts; aborting an unknown one succeeds.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+
+    /// A URL that lets anyone holding it GET the object at `key` directly from
+    /// the backend for `expires`, so large reads can bypass the registry.
+    /// `None` when the backend cannot sign URLs (the default). Decorators must
+    /// forward this to the store they wrap.
+    async fn signed_url(&self, _key: &str, _expires: std::time::Duration) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Reads a whole small object, `None` if it does not exist.

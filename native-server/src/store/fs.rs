@@ -11,13 +11,13 @@
 //! temporary files behind, which are removed at the next start.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use pier_core::platform::box_stream;
 use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 use tokio::sync::Mutex;
@@ -25,8 +25,10 @@ use tokio::sync::Mutex;
 const TMP_DIR: &str = ".tmp";
 const MULTIPART_DIR: &str = ".multipart";
 const LOCK_FILE: &str = ".lock";
-/// Read buffer for streaming objects out.
-const READ_CHUNK: usize = 256 << 10;
+/// Bytes per read when streaming objects out.
+const READ_CHUNK: u64 = 512 << 10;
+/// Objects up to this size are read in one go.
+const SMALL_OBJECT: u64 = 64 << 10;
 
 /// A store rooted at a directory.
 pub struct FsStore {
@@ -149,6 +151,34 @@ fn place(from: &Path, dest: &Path, exclusive: bool) -> StoreResult<()> {
     unreachable!("the loop returns on its last attempt")
 }
 
+/// An opened object: small ones already read, large ones to stream.
+enum Opened {
+    Small(Bytes, ObjectMeta),
+    Large(Arc<File>, ObjectMeta, Range<u64>),
+}
+
+/// Streams `range` of `file` with positioned reads straight into the chunks
+/// sent out (no intermediate buffer).
+fn read_chunks(file: Arc<File>, range: Range<u64>) -> impl futures::Stream<Item = StoreResult<Bytes>> + Send {
+    futures::stream::try_unfold(range.start, move |offset| {
+        let file = file.clone();
+        let end = range.end;
+        async move {
+            if offset >= end {
+                return Ok(None);
+            }
+            let want = (end - offset).min(READ_CHUNK) as usize;
+            let chunk = blocking(move || {
+                let mut buf = vec![0u8; want];
+                file.read_exact_at(&mut buf, offset).map_err(io_err)?;
+                Ok(Bytes::from(buf))
+            })
+            .await?;
+            Ok(Some((chunk, offset + want as u64)))
+        }
+    })
+}
+
 /// Removes now-empty directories from `dir` up to (not including) `root`.
 fn prune_empty_dirs(root: &Path, mut dir: &Path) {
     while dir != root && dir.starts_with(root) {
@@ -203,7 +233,7 @@ impl Store for FsStore {
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
         let path = self.path(key)?;
         let opened = blocking(move || {
-            let mut file = match File::open(&path) {
+            let file = match File::open(&path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
                     return Ok(None)
@@ -221,18 +251,25 @@ impl Store for FsStore {
                     meta.size()
                 )));
             }
-            file.seek(SeekFrom::Start(range.start)).map_err(io_err)?;
-            Ok(Some((file, object_meta(&meta), range.end - range.start)))
+            let length = range.end - range.start;
+            if length <= SMALL_OBJECT {
+                // Metadata and manifests: one read, one chunk.
+                let mut data = vec![0u8; length as usize];
+                file.read_exact_at(&mut data, range.start).map_err(io_err)?;
+                return Ok(Some(Opened::Small(Bytes::from(data), object_meta(&meta))));
+            }
+            Ok(Some(Opened::Large(Arc::new(file), object_meta(&meta), range)))
         })
         .await?;
-        let Some((file, meta, length)) = opened else {
-            return Ok(None);
-        };
-        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), length);
-        let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).map(|r| r.map_err(io_err));
-        Ok(Some(GetResult {
-            meta,
-            body: box_stream(stream),
+        Ok(opened.map(|opened| match opened {
+            Opened::Small(data, meta) => GetResult {
+                meta,
+                body: box_stream(futures::stream::once(async move { Ok(data) })),
+            },
+            Opened::Large(file, meta, range) => GetResult {
+                meta,
+                body: box_stream(read_chunks(file, range)),
+            },
         }))
     }
 
@@ -390,7 +427,6 @@ impl Store for FsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn passes_the_storage_suite() {

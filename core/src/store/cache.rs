@@ -1,0 +1,292 @@
+//! An in-process cache of small immutable objects (blob records, manifests by
+//! digest) in front of any store.
+//!
+//! Digest-addressed data never changes, so a copy may be served without asking
+//! the store again; that removes a storage round trip from most pulls. Only
+//! existence is cached, never absence, so content pushed through another
+//! instance is seen at once. A delete through this process evicts the entry;
+//! a delete made by another instance (garbage collection, a manifest delete)
+//! may be served from here for at most [`MAX_AGE_MS`].
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
+use crate::layout::is_immutable;
+use crate::platform::{box_stream, Env};
+
+/// Objects larger than this are never cached (blob data streams through).
+pub const MAX_OBJECT_BYTES: u64 = 64 << 10;
+/// How long an entry is served before the store is asked again.
+pub const MAX_AGE_MS: u64 = 10_000;
+
+struct Entry {
+    data: Bytes,
+    meta: ObjectMeta,
+    stored_ms: u64,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<String, Entry>,
+    /// Insertion order, for eviction (oldest first).
+    order: VecDeque<String>,
+    bytes: u64,
+}
+
+/// A store decorator holding up to `capacity` bytes of small immutable objects.
+pub struct ImmutableCache {
+    inner: Arc<dyn Store>,
+    env: Arc<dyn Env>,
+    capacity: u64,
+    entries: Mutex<Entries>,
+}
+
+impl ImmutableCache {
+    pub fn new(inner: Arc<dyn Store>, env: Arc<dyn Env>, capacity: u64) -> ImmutableCache {
+        ImmutableCache {
+            inner,
+            env,
+            capacity,
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    fn lookup(&self, key: &str) -> Option<(Bytes, ObjectMeta)> {
+        let mut entries = self.entries.lock().unwrap();
+        let fresh = entries
+            .by_key
+            .get(key)
+            .map(|e| self.env.now_millis().saturating_sub(e.stored_ms) < MAX_AGE_MS)?;
+        if !fresh {
+            Self::evict(&mut entries, key);
+            return None;
+        }
+        entries.by_key.get(key).map(|e| (e.data.clone(), e.meta.clone()))
+    }
+
+    fn insert(&self, key: &str, data: Bytes, meta: ObjectMeta) {
+        let size = data.len() as u64 + key.len() as u64;
+        if size > self.capacity {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap();
+        Self::evict(&mut entries, key);
+        while entries.bytes + size > self.capacity {
+            let Some(oldest) = entries.order.pop_front() else { break };
+            if let Some(gone) = entries.by_key.remove(&oldest) {
+                entries.bytes -= gone.data.len() as u64 + oldest.len() as u64;
+            }
+        }
+        entries.bytes += size;
+        entries.order.push_back(key.to_string());
+        entries.by_key.insert(
+            key.to_string(),
+            Entry {
+                data,
+                meta,
+                stored_ms: self.env.now_millis(),
+            },
+        );
+    }
+
+    fn evict(entries: &mut Entries, key: &str) {
+        if let Some(gone) = entries.by_key.remove(key) {
+            entries.bytes -= gone.data.len() as u64 + key.len() as u64;
+            entries.order.retain(|k| k != key);
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        Self::evict(&mut self.entries.lock().unwrap(), key);
+    }
+}
+
+fn one_chunk(data: Bytes) -> super::ByteStream {
+    box_stream(futures::stream::once(async move { Ok(data) }))
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for ImmutableCache {
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        if let Some((_, meta)) = self.lookup(key) {
+            return Ok(Some(meta));
+        }
+        self.inner.head(key).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+        if !is_immutable(key) {
+            return self.inner.get(key, range).await;
+        }
+        if let Some((data, meta)) = self.lookup(key) {
+            let slice = match range {
+                Some(r) if r.start <= r.end && r.end <= meta.size => data.slice(r.start as usize..r.end as usize),
+                Some(_) => return self.inner.get(key, range).await,
+                None => data,
+            };
+            return Ok(Some(GetResult {
+                meta,
+                body: one_chunk(slice),
+            }));
+        }
+        let Some(result) = self.inner.get(key, range.clone()).await? else {
+            return Ok(None);
+        };
+        if range.is_some() || result.meta.size > MAX_OBJECT_BYTES {
+            return Ok(Some(result));
+        }
+        let meta = result.meta.clone();
+        let data = result.bytes().await?;
+        self.insert(key, data.clone(), meta.clone());
+        Ok(Some(GetResult {
+            meta,
+            body: one_chunk(data),
+        }))
+    }
+
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.forget(key);
+        self.inner.put(key, data, mode).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.forget(key);
+        self.inner.delete(key).await
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    fn single_process(&self) -> bool {
+        self.inner.single_process()
+    }
+
+    fn part_size(&self) -> usize {
+        self.inner.part_size()
+    }
+
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        self.inner.create_multipart(key).await
+    }
+
+    async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
+        self.inner.put_part(key, upload_id, number, data).await
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
+        self.forget(key);
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
+        self.inner.signed_url(key, expires).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::read_small;
+
+    struct Clock(AtomicU64);
+    impl Env for Clock {
+        fn now_millis(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+        fn fill_random(&self, buf: &mut [u8]) {
+            buf.fill(7);
+        }
+    }
+
+    #[test]
+    fn passes_the_storage_suite() {
+        let inner = Arc::new(MemoryStore::new(1024));
+        let cache = ImmutableCache::new(inner, Arc::new(Clock(AtomicU64::new(0))), 1 << 20);
+        futures::executor::block_on(crate::store::suite::run_all(&cache, "suite/"));
+        futures::executor::block_on(crate::store::suite::run_all(&cache, "blobs/suite/"));
+    }
+
+    #[test]
+    fn serves_immutable_objects_from_memory_until_they_age_out() {
+        futures::executor::block_on(async {
+            let inner = Arc::new(MemoryStore::new(1024));
+            let clock = Arc::new(Clock(AtomicU64::new(0)));
+            let cache = ImmutableCache::new(inner.clone(), clock.clone(), 1 << 20);
+            inner
+                .put("blobs/sha256/aa", Bytes::from_static(b"record"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            inner
+                .put("repos/a/_tags/t", Bytes::from_static(b"one"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            assert_eq!(
+                read_small(&cache, "blobs/sha256/aa").await.unwrap().unwrap().0,
+                "record"
+            );
+            assert_eq!(read_small(&cache, "repos/a/_tags/t").await.unwrap().unwrap().0, "one");
+            // Changed behind the cache's back (another instance):
+            inner.delete("blobs/sha256/aa").await.unwrap();
+            inner
+                .put("repos/a/_tags/t", Bytes::from_static(b"two"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            assert!(
+                read_small(&cache, "blobs/sha256/aa").await.unwrap().is_some(),
+                "immutable: served from memory"
+            );
+            assert_eq!(
+                read_small(&cache, "repos/a/_tags/t").await.unwrap().unwrap().0,
+                "two",
+                "tags always from the store"
+            );
+            clock.0.store(MAX_AGE_MS, Ordering::Relaxed);
+            assert!(
+                read_small(&cache, "blobs/sha256/aa").await.unwrap().is_none(),
+                "aged out"
+            );
+            // Deletes through the cache are seen at once.
+            cache
+                .put("blobs/sha256/bb", Bytes::from_static(b"x"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            assert!(read_small(&cache, "blobs/sha256/bb").await.unwrap().is_some());
+            cache.delete("blobs/sha256/bb").await.unwrap();
+            assert!(read_small(&cache, "blobs/sha256/bb").await.unwrap().is_none());
+            assert!(cache.head("blobs/sha256/bb").await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn stays_within_its_capacity() {
+        futures::executor::block_on(async {
+            let inner = Arc::new(MemoryStore::new(1024));
+            let cache = ImmutableCache::new(inner.clone(), Arc::new(Clock(AtomicU64::new(0))), 1000);
+            for i in 0..50 {
+                let key = format!("blobs/sha256/{i:02}");
+                inner
+                    .put(&key, Bytes::from(vec![0u8; 100]), PutMode::Overwrite)
+                    .await
+                    .unwrap();
+                read_small(&cache, &key).await.unwrap().unwrap();
+            }
+            let entries = cache.entries.lock().unwrap();
+            assert!(entries.bytes <= 1000, "{} bytes cached", entries.bytes);
+            assert!(entries.by_key.contains_key("blobs/sha256/49"), "the newest is kept");
+            assert!(!entries.by_key.contains_key("blobs/sha256/00"), "the oldest went first");
+        });
+    }
+}
