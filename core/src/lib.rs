@@ -1,12 +1,13 @@
 //! pier-core: everything pier decides, independent of where it runs.
 //!
 //! The OCI Distribution protocol (`api` over `registry`), the storage port
-//! (`store`) and its layout (`layout`), uploads (`upload`), manifests, names
-//! and digests. The native server and the edge Worker are thin shells that
-//! implement [`store::Store`] and [`platform::Env`] and pass requests to
-//! [`api::handle`].
+//! (`store`) and its layout (`layout`), uploads (`upload`), manifests, names,
+//! digests, and who may do what (`auth`). The native server and the edge
+//! Worker are thin shells that implement [`store::Store`] and
+//! [`platform::Env`] and pass requests to [`api::handle_with_auth`].
 
 pub mod api;
+pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod layout;

@@ -1,0 +1,312 @@
+//! Who a caller is: users with passwords, robot accounts with long random
+//! tokens, and (in `oidc`) identities vouched for by trusted issuers.
+//!
+//! Passwords are Argon2id PHC strings. Argon2id because it is memory-hard
+//! (GPU guessing costs memory, not just cycles) and pure Rust, so the Worker
+//! verifies the same hashes as the native server. The default parameters are
+//! OWASP's first recommendation (19 MiB, 2 passes, 1 lane): about 40-50 ms on
+//! one native core here and 60-65 ms in wasm under V8, inside a paid Worker's
+//! CPU budget but not the free plan's 10 ms (use robot tokens there).
+//! Parameters live in each hash, so stronger ones can be chosen per user.
+//!
+//! Robot tokens carry 256 random bits, so a fast SHA-256 of them is as good as
+//! a slow hash: only the digest is configured, compared in constant time.
+
+use std::collections::HashMap;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder, Hex};
+use sha2::{Digest as _, Sha256};
+
+use super::config::{RobotConfig, UserConfig};
+use crate::platform::Env;
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub kind: IdentityKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    User,
+    Robot,
+    Oidc,
+}
+
+/// Argon2id with OWASP's minimum recommended cost.
+pub const DEFAULT_MEMORY_KIB: u32 = 19 * 1024;
+pub const DEFAULT_PASSES: u32 = 2;
+/// Limits on configured hashes: a hash's parameters decide how much memory
+/// and CPU every login attempt costs, and an isolate has 128 MB.
+const MAX_MEMORY_KIB: u32 = 64 * 1024;
+const MAX_PASSES: u32 = 16;
+const SALT_BYTES: usize = 16;
+const ROBOT_TOKEN_BYTES: usize = 32;
+/// Prefix of robot tokens, so that secret scanners can recognise leaked ones.
+pub const ROBOT_TOKEN_PREFIX: &str = "pier_";
+
+/// An Argon2id hash with the default parameters that no known password
+/// matches: unknown user names are checked against it, so that they take as
+/// long to refuse as wrong passwords and do not reveal which names exist.
+const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3ktc2FsdC1waWVy$\
+                          6Q0Yl+I8nTz0Ga0kbdU1pVUL3IQ+oCwXfNEUbP4Szds";
+
+/// Hashes `password` with a fresh salt into a PHC string.
+pub fn hash_password(password: &str, memory_kib: u32, passes: u32, env: &dyn Env) -> Result<String, String> {
+    let params = Params::new(memory_kib, passes, 1, None).map_err(|e| format!("argon2 parameters: {e}"))?;
+    let mut salt = [0u8; SALT_BYTES];
+    env.fill_random(&mut salt);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| format!("argon2: {e}"))
+}
+
+/// A new robot token and the SHA-256 hex digest to put in the configuration.
+pub fn new_robot_token(env: &dyn Env) -> (String, String) {
+    let mut raw = [0u8; ROBOT_TOKEN_BYTES];
+    env.fill_random(&mut raw);
+    let token = format!(
+        "{ROBOT_TOKEN_PREFIX}{}",
+        Base64UrlSafeNoPadding::encode_to_string(raw).expect("base64 of 32 bytes")
+    );
+    let digest = robot_token_digest(&token);
+    (token, digest)
+}
+
+fn robot_token_digest(token: &str) -> String {
+    crate::digest::hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Checks a configured hash: Argon2id, within the cost limits.
+fn parse_password_hash(user: &str, text: &str) -> Result<PasswordHash, String> {
+    let hash = PasswordHash::new(text).map_err(|e| format!("user {user}: password_hash is not a PHC string: {e}"))?;
+    if hash.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "user {user}: password_hash must be argon2id (made by `pier auth hash-password`), not {}",
+            hash.algorithm
+        ));
+    }
+    let params = Params::try_from(&hash).map_err(|e| format!("user {user}: argon2 parameters: {e}"))?;
+    if params.m_cost() > MAX_MEMORY_KIB || params.t_cost() > MAX_PASSES || params.p_cost() != 1 {
+        return Err(format!(
+            "user {user}: argon2 parameters must stay within m={MAX_MEMORY_KIB} KiB, t={MAX_PASSES}, p=1 \
+             (each login costs that much memory and time)"
+        ));
+    }
+    Ok(hash)
+}
+
+struct User {
+    password_hash: PasswordHash,
+    groups: Vec<String>,
+}
+
+struct Robot {
+    token_sha256: [u8; 32],
+    groups: Vec<String>,
+}
+
+/// The configured users and robots.
+pub struct Directory {
+    users: HashMap<String, User>,
+    robots: HashMap<String, Robot>,
+    decoy: PasswordHash,
+}
+
+impl Directory {
+    pub fn new(users: &[UserConfig], robots: &[RobotConfig]) -> Result<Directory, String> {
+        let mut directory = Directory {
+            users: HashMap::new(),
+            robots: HashMap::new(),
+            decoy: PasswordHash::new(DECOY_HASH).expect("the decoy is a valid PHC string"),
+        };
+        for user in users {
+            let hash = parse_password_hash(&user.name, &user.password_hash)?;
+            let entry = User {
+                password_hash: hash,
+                groups: user.groups.clone(),
+            };
+            if directory.users.insert(user.name.clone(), entry).is_some() {
+                return Err(format!("user {} is configured twice", user.name));
+            }
+        }
+        for robot in robots {
+            let mut digest = [0u8; 32];
+            let decoded = Hex::decode(&mut digest, robot.token_sha256.trim(), None);
+            if !matches!(decoded, Ok(bytes) if bytes.len() == 32) {
+                return Err(format!(
+                    "robot {}: token_sha256 must be 64 hex digits (made by `pier auth new-robot`)",
+                    robot.name
+                ));
+            }
+            if directory.users.contains_key(&robot.name) {
+                return Err(format!("{} is both a user and a robot", robot.name));
+            }
+            let entry = Robot {
+                token_sha256: digest,
+                groups: robot.groups.clone(),
+            };
+            if directory.robots.insert(robot.name.clone(), entry).is_some() {
+                return Err(format!("robot {} is configured twice", robot.name));
+            }
+        }
+        Ok(directory)
+    }
+
+    /// The identity `name` proves with `secret`, if it does: a robot's token
+    /// or a user's password.
+    pub fn verify(&self, name: &str, secret: &str) -> Option<Identity> {
+        if let Some(robot) = self.robots.get(name) {
+            let digest = Sha256::digest(secret.as_bytes());
+            return ct_codecs::verify(&digest, &robot.token_sha256).then(|| Identity {
+                name: name.to_string(),
+                groups: robot.groups.clone(),
+                kind: IdentityKind::Robot,
+            });
+        }
+        let (hash, user) = match self.users.get(name) {
+            Some(user) => (&user.password_hash, Some(user)),
+            None => (&self.decoy, None),
+        };
+        let verified = Argon2::default().verify_password(secret.as_bytes(), hash).is_ok();
+        match user {
+            Some(user) if verified => Some(Identity {
+                name: name.to_string(),
+                groups: user.groups.clone(),
+                kind: IdentityKind::User,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The identity of a configured user or robot, as it stands now (for
+    /// refresh tokens: a removed account can no longer refresh).
+    pub fn current(&self, name: &str, kind: IdentityKind) -> Option<Identity> {
+        let groups = match kind {
+            IdentityKind::User => &self.users.get(name)?.groups,
+            IdentityKind::Robot => &self.robots.get(name)?.groups,
+            IdentityKind::Oidc => return None,
+        };
+        Some(Identity {
+            name: name.to_string(),
+            groups: groups.clone(),
+            kind,
+        })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().chain(self.robots.keys()).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::testing::FixedEnv;
+
+    /// Cheap parameters so the tests run fast; the defaults are checked once.
+    fn quick_hash(password: &str) -> String {
+        hash_password(password, 1024, 1, &FixedEnv::at(0)).unwrap()
+    }
+
+    fn user(name: &str, hash: String) -> UserConfig {
+        UserConfig {
+            name: name.into(),
+            password_hash: hash,
+            groups: vec!["dev".into()],
+        }
+    }
+
+    #[test]
+    fn a_password_verifies_and_a_wrong_one_does_not() {
+        let directory = Directory::new(&[user("alice", quick_hash("s3cret pass"))], &[]).unwrap();
+        let identity = directory.verify("alice", "s3cret pass").unwrap();
+        assert_eq!(identity.name, "alice");
+        assert_eq!(identity.groups, ["dev"]);
+        assert_eq!(identity.kind, IdentityKind::User);
+        assert!(directory.verify("alice", "s3cret pasS").is_none());
+        assert!(directory.verify("alice", "").is_none());
+        assert!(directory.verify("bob", "s3cret pass").is_none());
+    }
+
+    #[test]
+    fn hashes_are_salted_argon2id_with_the_chosen_cost() {
+        let env = FixedEnv::at(0);
+        let first = hash_password("same", DEFAULT_MEMORY_KIB, DEFAULT_PASSES, &env).unwrap();
+        let second = hash_password("same", DEFAULT_MEMORY_KIB, DEFAULT_PASSES, &env).unwrap();
+        assert_ne!(first, second, "each hash has its own salt");
+        assert!(first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{first}");
+        let directory = Directory::new(&[user("a", first)], &[]).unwrap();
+        assert!(directory.verify("a", "same").is_some());
+    }
+
+    #[test]
+    fn the_decoy_hash_has_the_default_cost() {
+        let decoy = PasswordHash::new(DECOY_HASH).unwrap();
+        let params = Params::try_from(&decoy).unwrap();
+        assert_eq!((params.m_cost(), params.t_cost()), (DEFAULT_MEMORY_KIB, DEFAULT_PASSES));
+    }
+
+    #[test]
+    fn weak_foreign_or_costly_hashes_are_refused_at_load() {
+        let too_costly = hash_password("x", MAX_MEMORY_KIB * 2, 1, &FixedEnv::at(0)).unwrap();
+        for (hash, complaint) in [
+            ("plaintext".to_string(), "PHC"),
+            (
+                "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA".to_string(),
+                "argon2id",
+            ),
+            (too_costly, "within"),
+        ] {
+            let err = Directory::new(&[user("a", hash)], &[]).err().unwrap();
+            assert!(err.contains(complaint), "{err}");
+        }
+    }
+
+    #[test]
+    fn robot_tokens_verify_by_digest_only() {
+        let (token, digest) = new_robot_token(&FixedEnv::at(0));
+        assert!(token.starts_with(ROBOT_TOKEN_PREFIX));
+        assert!(
+            token.len() >= ROBOT_TOKEN_PREFIX.len() + 43,
+            "256 bits of token: {token}"
+        );
+        assert!(!digest.contains(&token[5..]), "the digest does not contain the token");
+        let robots = [RobotConfig {
+            name: "ci".into(),
+            token_sha256: digest,
+            groups: vec!["ci".into()],
+        }];
+        let directory = Directory::new(&[], &robots).unwrap();
+        let identity = directory.verify("ci", &token).unwrap();
+        assert_eq!(
+            (identity.kind, identity.groups.as_slice()),
+            (IdentityKind::Robot, &["ci".to_string()][..])
+        );
+        let mut wrong = token.clone();
+        wrong.pop();
+        wrong.push('A');
+        assert!(directory.verify("ci", &wrong).is_none());
+        assert!(directory.verify("ci", "").is_none());
+    }
+
+    #[test]
+    fn duplicate_or_malformed_accounts_are_refused() {
+        let robot = |digest: &str| RobotConfig {
+            name: "r".into(),
+            token_sha256: digest.into(),
+            groups: vec![],
+        };
+        assert!(Directory::new(&[], &[robot("abc")]).is_err());
+        let digest = "0".repeat(64);
+        assert!(Directory::new(&[], &[robot(&digest), robot(&digest)]).is_err());
+        assert!(Directory::new(&[user("r", quick_hash("x"))], &[robot(&digest)]).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Authentication and authorization, decided here once for both shells.
+//!
+//! A shell builds one [`Auth`] from an [`AuthConfig`] and the signing-key
+//! secret, keeps it for as long as it can (the failed-login counts live in
+//! it), marks each request with the [`ClientAddress`] it came from, and
+//! passes it to [`crate::api::handle_with_auth`]. Without an `Auth`, the
+//! registry is open, as before auth existed.
+
+use std::sync::Arc;
+
+use ct_codecs::{Base64, Decoder};
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+pub mod challenge;
+mod config;
+mod glob;
+pub mod identity;
+mod limiter;
+mod oidc;
+pub mod policy;
+pub mod scope;
+#[cfg(test)]
+mod testing;
+pub mod token;
+
+pub use config::{
+    AuthConfig, FailedLoginConfig, OidcIdentityConfig, OidcIssuerConfig, RobotConfig, RuleConfig, UserConfig,
+};
+pub use identity::{Identity, IdentityKind};
+
+use identity::Directory;
+use limiter::FailedLogins;
+use oidc::TrustedIssuers;
+use policy::Policy;
+use scope::{AccessEntry, Scope};
+use token::{TokenKeys, Tokens, VerifiedAccess};
+
+use crate::platform::Env;
+
+/// The client a request comes from, as its shell knows it (the native
+/// server's peer address, the edge's `CF-Connecting-IP`): a request
+/// extension. Failed logins are counted per client; requests without one
+/// share a single count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAddress(pub String);
+
+/// Who a request says it is, once its credentials are checked.
+#[derive(Debug)]
+pub enum Caller {
+    /// No credentials.
+    Anonymous,
+    /// A password, robot token or OIDC ID token, checked on this request.
+    Identified(Identity),
+    /// One of pier's access tokens.
+    Token(VerifiedAccess),
+}
+
+impl Caller {
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Identified(identity) => Some(identity),
+            Caller::Token(token) => token.identity.as_ref(),
+        }
+    }
+}
+
+/// Why credentials were not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong name, password, robot token or OIDC token.
+    Invalid,
+    /// Too many failures from this client: try again in this many seconds.
+    Blocked(u64),
+    /// A bearer token that is not a valid pier access token.
+    InvalidToken(String),
+    /// An `Authorization` header pier cannot read.
+    Malformed,
+}
+
+pub struct Auth {
+    service: String,
+    realm: Option<String>,
+    policy: Policy,
+    directory: Directory,
+    issuers: TrustedIssuers,
+    tokens: Tokens,
+    failed_logins: FailedLogins,
+    env: Arc<dyn Env>,
+}
+
+impl Auth {
+    /// Checks the whole configuration up front: a mistake is an error at
+    /// start, never a surprise at the first login.
+    pub fn new(config: AuthConfig, signing_keys: &str, env: Arc<dyn Env>) -> Result<Auth, String> {
+        if config.service.is_empty() {
+            return Err("auth: service must not be empty".into());
+        }
+        if config.token_lifetime_secs == 0 || config.refresh_token_lifetime_secs == 0 {
+            return Err("auth: token lifetimes must be at least one second".into());
+        }
+        let policy = Policy::new(&config.rules, &config.admins).map_err(|e| format!("auth: {e}"))?;
+        let directory = Directory::new(&config.users, &config.robots).map_err(|e| format!("auth: {e}"))?;
+        if let Some(reserved) = directory.names().find(|n| matches!(*n, "anonymous" | "authenticated")) {
+            return Err(format!("auth: {reserved:?} is a reserved subject, not an account name"));
+        }
+        let issuers = TrustedIssuers::new(&config.oidc).map_err(|e| format!("auth: {e}"))?;
+        let keys = TokenKeys::parse(signing_keys).map_err(|e| format!("auth: {e}"))?;
+        let issuer = config.issuer.as_deref().unwrap_or(&config.service);
+        let tokens = Tokens::new(
+            keys,
+            &config.service,
+            issuer,
+            config.token_lifetime_secs,
+            config.refresh_token_lifetime_secs,
+        );
+        Ok(Auth {
+            realm: config.realm,
+            policy,
+            directory,
+            issuers,
+            tokens,
+            failed_logins: FailedLogins::new(config.failed_logins.limit, config.failed_logins.window_secs),
+            service: config.service,
+            env,
+        })
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    pub fn env(&self) -> &dyn Env {
+        self.env.as_ref()
+    }
+
+    /// The token endpoint's URL for challenges: configured, or `/token` on
+    /// the host the client addressed.
+    pub fn realm(&self, headers: &HeaderMap) -> String {
+        if let Some(realm) = &self.realm {
+            return realm.clone();
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let scheme = header("x-forwarded-proto").unwrap_or("http");
+        match header("host") {
+            Some(host) => format!("{scheme}://{host}/token"),
+            None => "/token".into(),
+        }
+    }
+
+    /// Checks a name and secret (password, robot token, or an OIDC ID token
+    /// from a trusted issuer), counting failures against `client`.
+    pub fn login(&self, client: &str, name: &str, secret: &str) -> Result<Identity, LoginError> {
+        let now = self.env.now_millis();
+        self.failed_logins.check(client, now).map_err(LoginError::Blocked)?;
+        let identity = match self.issuers.verify(secret, self.env()) {
+            Some(result) => result.ok(),
+            None => self.directory.verify(name, secret),
+        };
+        identity.ok_or_else(|| {
+            self.failed_logins.record_failure(client, now);
+            LoginError::Invalid
+        })
+    }
+
+    /// The caller of a request, from its `Authorization` header.
+    pub fn caller(&self, headers: &HeaderMap, client: &str) -> Result<Caller, LoginError> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(Caller::Anonymous);
+        };
+        let value = value.to_str().map_err(|_| LoginError::Malformed)?.trim();
+        let (scheme, credentials) = value.split_once(' ').ok_or(LoginError::Malformed)?;
+        let credentials = credentials.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let (name, secret) = basic_credentials(credentials).ok_or(LoginError::Malformed)?;
+            self.login(client, &name, &secret).map(Caller::Identified)
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            self.tokens
+                .verify_access(credentials, self.env())
+                .map(Caller::Token)
+                .map_err(LoginError::InvalidToken)
+        } else {
+            Err(LoginError::Malformed)
+        }
+    }
+
+    /// Of the requested scopes, what `identity` (or an anonymous caller)
+    /// gets: per repository the allowed subset of the actions; the catalog
+    /// always (it lists only what the caller may pull).
+    pub fn grant(&self, identity: Option<&Identity>, requested: &[Scope]) -> Vec<AccessEntry> {
+        requested
+            .iter()
+            .filter_map(|scope| match scope {
+                Scope::Catalog => Some(AccessEntry::of(scope)),
+                Scope::Repository { name, actions } => {
+                    let granted = self.policy.granted(identity, name.as_str(), actions);
+                    (!granted.is_empty()).then(|| AccessEntry::of(&Scope::repository(name, &granted)))
+                }
+            })
+            .collect()
+    }
+
+    /// The current identity of a refresh token's holder: users and robots
+    /// as configured now (removed ones get nothing), OIDC identities as the
+    /// token recorded them.
+    pub fn refresh(&self, refresh_token: &str) -> Option<Identity> {
+        let recorded = self.tokens.verify_refresh(refresh_token, self.env()).ok()?;
+        match recorded.kind {
+            IdentityKind::Oidc => Some(recorded),
+            kind => self.directory.current(&recorded.name, kind),
+        }
+    }
+}
+
+/// `name:secret` from a Basic credential.
+fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+    let decoded = Base64::decode_to_vec(encoded, None).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, secret) = text.split_once(':')?;
+    Some((name.to_string(), secret.to_string()))
+}
