@@ -44,9 +44,14 @@ pub(super) async fn tags(registry: &Registry, req: &Req<'_>, repo: &RepoName) ->
     Ok(paged(body, &page, n, &format!("/v2/{repo}/tags/list")))
 }
 
+/// The repositories the caller may pull, paged after filtering.
 pub(super) async fn catalog(registry: &Registry, req: &Req<'_>) -> Result<HttpResponse> {
     let (n, last) = page_params(req)?;
-    let page = registry.catalog(n, last.as_deref()).await?;
+    let mut page = registry.catalog(None, last.as_deref()).await?;
+    page.names.retain(|name| req.access.lists(name));
+    let limit = n.unwrap_or(usize::MAX);
+    page.more = page.names.len() > limit;
+    page.names.truncate(limit);
     let body = json!({ "repositories": page.names });
     Ok(paged(body, &page, n, "/v2/_catalog"))
 }

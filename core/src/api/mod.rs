@@ -1,12 +1,14 @@
 //! The HTTP mapping of the distribution API on `http` crate types: routing,
 //! status codes, headers and error bodies. Both shells hand every request to
-//! [`handle`] and send back what it returns, so they agree to the byte.
+//! [`handle_with_auth`] (or [`handle`] for an open registry) and send back
+//! what it returns, so they agree to the byte.
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::auth::Auth;
 use crate::digest::{Digest, DigestError};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::{RepoName, Tag};
@@ -16,8 +18,12 @@ use crate::store::ByteStream;
 
 mod blobs;
 mod discovery;
+mod guard;
 mod manifests;
+mod token;
 mod uploads;
+
+use guard::Access;
 
 /// A response body: nothing, bytes in hand, or a stream of known length.
 pub enum Body {
@@ -95,11 +101,16 @@ fn route(path: &str) -> Result<Option<Route>> {
     Ok(None)
 }
 
-/// Answers one request.
+/// Answers one request of an open registry: everyone may do everything.
 pub async fn handle(registry: &Registry, request: Request<RequestBody>) -> HttpResponse {
-    let mut response = match dispatch(registry, request).await {
+    handle_with_auth(registry, None, request).await
+}
+
+/// Answers one request, checking it against `auth` when there is one.
+pub async fn handle_with_auth(registry: &Registry, auth: Option<&Auth>, request: Request<RequestBody>) -> HttpResponse {
+    let mut response = match dispatch(registry, auth, request).await {
         Ok(response) => response,
-        Err(err) => error_response(&err),
+        Err(refusal) => refusal.into_response(),
     };
     response
         .headers_mut()
@@ -107,14 +118,50 @@ pub async fn handle(registry: &Registry, request: Request<RequestBody>) -> HttpR
     response
 }
 
+/// An error answer, with the headers that go with it (auth challenges,
+/// `Retry-After`).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    error: RegistryError,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Refusal {
+    fn with_header(mut self, name: HeaderName, value: &str) -> Refusal {
+        self.headers.push((name, header_value(value)));
+        self
+    }
+
+    fn into_response(self) -> HttpResponse {
+        let mut response = error_response(&self.error);
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+impl From<RegistryError> for Refusal {
+    fn from(error: RegistryError) -> Refusal {
+        Refusal {
+            error,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// Longest request body drained after an early error, so that the client
 /// reads the error instead of a reset connection.
 const DRAIN_LIMIT: usize = 16 << 20;
 
-async fn dispatch(registry: &Registry, request: Request<RequestBody>) -> Result<HttpResponse> {
+async fn dispatch(
+    registry: &Registry,
+    auth: Option<&Auth>,
+    request: Request<RequestBody>,
+) -> Result<HttpResponse, Refusal> {
     let (parts, body) = request.into_parts();
     let mut body = BodySlot(Some(body));
-    let result = route_request(registry, &parts, &mut body).await;
+    let result = authorize_and_route(registry, auth, &parts, &mut body).await;
     if result.is_err() {
         body.drain().await;
     }
@@ -142,7 +189,20 @@ impl BodySlot {
     }
 }
 
-async fn route_request(registry: &Registry, parts: &http::request::Parts, body: &mut BodySlot) -> Result<HttpResponse> {
+/// The path of the token endpoint, served only when auth is on.
+const TOKEN_PATH: &str = "/token";
+
+/// Routes a request and, when auth is on, checks what it needs before any
+/// handler runs.
+async fn authorize_and_route(
+    registry: &Registry,
+    auth: Option<&Auth>,
+    parts: &http::request::Parts,
+    body: &mut BodySlot,
+) -> Result<HttpResponse, Refusal> {
+    if let (Some(auth), TOKEN_PATH) = (auth, parts.uri.path()) {
+        return token::serve(auth, parts, body).await;
+    }
     let route = route(parts.uri.path())?.ok_or_else(|| {
         RegistryError::new(
             ErrorCode::Unsupported,
@@ -151,29 +211,36 @@ async fn route_request(registry: &Registry, parts: &http::request::Parts, body: 
         .with_status(StatusCode::NOT_FOUND)
     })?;
     let query = Query::parse(parts.uri.query());
+    let access = match auth {
+        Some(auth) => guard::check(auth, parts, &route, &query)?,
+        None => Access::Open,
+    };
     let req = Req {
         method: &parts.method,
         headers: &parts.headers,
         query: &query,
+        access: &access,
     };
-    match (route, parts.method.clone()) {
+    Ok(route_request(registry, route, &req, body).await?)
+}
+
+async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &mut BodySlot) -> Result<HttpResponse> {
+    match (route, req.method.clone()) {
         (Route::Ping, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}"))),
-        (Route::Catalog, Method::GET) => discovery::catalog(registry, &req).await,
-        (Route::Tags(repo), Method::GET) => discovery::tags(registry, &req, &repo).await,
-        (Route::Referrers(repo, digest), Method::GET) => discovery::referrers(registry, &req, &repo, &digest).await,
+        (Route::Catalog, Method::GET) => discovery::catalog(registry, req).await,
+        (Route::Tags(repo), Method::GET) => discovery::tags(registry, req, &repo).await,
+        (Route::Referrers(repo, digest), Method::GET) => discovery::referrers(registry, req, &repo, &digest).await,
         (Route::Manifest(repo, reference), Method::GET | Method::HEAD) => {
-            manifests::get(registry, &req, &repo, &reference).await
+            manifests::get(registry, req, &repo, &reference).await
         }
-        (Route::Manifest(repo, reference), Method::PUT) => {
-            manifests::put(registry, &req, &repo, &reference, body).await
-        }
+        (Route::Manifest(repo, reference), Method::PUT) => manifests::put(registry, req, &repo, &reference, body).await,
         (Route::Manifest(repo, reference), Method::DELETE) => manifests::delete(registry, &repo, &reference).await,
-        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(registry, &req, &repo, &digest).await,
+        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(registry, req, &repo, &digest).await,
         (Route::Blob(repo, digest), Method::DELETE) => blobs::delete(registry, &repo, &digest).await,
-        (Route::Uploads(repo), Method::POST) => uploads::start(registry, &req, &repo, body).await,
+        (Route::Uploads(repo), Method::POST) => uploads::start(registry, req, &repo, body).await,
         (Route::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,
-        (Route::Upload(repo, id), Method::PATCH) => uploads::chunk(registry, &req, &repo, &id, body).await,
-        (Route::Upload(repo, id), Method::PUT) => uploads::finish(registry, &req, &repo, &id, body).await,
+        (Route::Upload(repo, id), Method::PATCH) => uploads::chunk(registry, req, &repo, &id, body).await,
+        (Route::Upload(repo, id), Method::PUT) => uploads::finish(registry, req, &repo, &id, body).await,
         (Route::Upload(repo, id), Method::DELETE) => uploads::cancel(registry, &repo, &id).await,
         (_, method) => Err(RegistryError::new(
             ErrorCode::Unsupported,
@@ -187,6 +254,9 @@ struct Req<'a> {
     method: &'a Method,
     headers: &'a http::HeaderMap,
     query: &'a Query,
+    /// What the caller may do, for the decisions handlers make themselves
+    /// (what the catalog lists, where a blob may be mounted from).
+    access: &'a Access<'a>,
 }
 
 impl Req<'_> {

@@ -4,6 +4,7 @@ use http::header::{CONTENT_RANGE, RANGE};
 use http::{HeaderName, StatusCode};
 
 use super::{digest_header, empty, parse_digest, response, with_location, BodySlot, HttpResponse, Req};
+use crate::auth::policy::Action;
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
@@ -55,9 +56,12 @@ pub(super) async fn start(
     if let Some(mount) = req.query.get("mount") {
         let digest = parse_digest(mount)?;
         let from = match req.query.get("from") {
-            // A malformed source cannot hold the blob: fall back to an upload.
-            Some(from) => RepoName::parse(from).map(Some),
-            None => Some(None),
+            // A malformed source, or one the caller may not pull, cannot
+            // give the blob: fall back to an upload.
+            Some(from) => RepoName::parse(from)
+                .filter(|from| req.access.allows(from, Action::Pull))
+                .map(Some),
+            None => req.access.pulls_everywhere().then_some(None),
         };
         if let Some(from) = from {
             if registry.mount_blob(repo, &digest, from.as_ref()).await? {

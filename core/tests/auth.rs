@@ -1,0 +1,892 @@
+//! Auth through the HTTP layer (`api::handle_with_auth`) over the in-memory
+//! store: challenges, Basic and Bearer on `/v2/`, the token endpoint (GET
+//! and the OAuth2 POST form), every forged or unusable token, policy
+//! refusals, catalog filtering, mount sources and failed-login limits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::executor::block_on;
+use futures::StreamExt;
+use http::{Method, Request, StatusCode};
+use jwt_simple::prelude::*;
+use pier_core::api::{handle, handle_with_auth, Body, HttpResponse};
+use pier_core::auth::identity::{hash_password, new_robot_token};
+use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
+use pier_core::auth::{Auth, AuthConfig, ClientAddress};
+use pier_core::digest::{Algorithm, Digest};
+use pier_core::platform::{empty_body, full_body, Env};
+use pier_core::registry::RegistryOptions;
+use pier_core::store::memory::MemoryStore;
+use pier_core::Registry;
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+const NOW_MS: u64 = 1_700_000_000_000;
+const HOST: &str = "reg.test";
+
+struct TestEnv {
+    millis: AtomicU64,
+    draws: AtomicU64,
+}
+
+impl Env for TestEnv {
+    fn now_millis(&self) -> u64 {
+        self.millis.load(Ordering::Relaxed)
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(32) {
+            let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+            chunk.copy_from_slice(&sha2::Sha256::digest(draw.to_be_bytes())[..chunk.len()]);
+        }
+    }
+}
+
+/// A registry with the three-namespace layout of docs/auth.md.
+struct Fixture {
+    env: Arc<TestEnv>,
+    registry: Registry,
+    auth: Auth,
+    config: Value,
+    signing_key: String,
+    ci_token: String,
+    promoter_token: String,
+}
+
+fn cheap_hash(env: &TestEnv, password: &str) -> String {
+    hash_password(password, 256, 1, env).unwrap()
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with_oidc(json!([]))
+    }
+
+    fn with_oidc(oidc: Value) -> Fixture {
+        let env = Arc::new(TestEnv {
+            millis: AtomicU64::new(NOW_MS),
+            draws: AtomicU64::new(0),
+        });
+        let (ci_token, ci_digest) = new_robot_token(env.as_ref());
+        let (promoter_token, promoter_digest) = new_robot_token(env.as_ref());
+        let config = json!({
+            "service": "pier",
+            "admins": ["group:admins"],
+            "users": [
+                { "name": "alice", "password_hash": cheap_hash(&env, "alice-pass"), "groups": ["dev"] },
+                { "name": "root", "password_hash": cheap_hash(&env, "root-pass"), "groups": ["admins"] },
+            ],
+            "robots": [
+                { "name": "ci-bot", "token_sha256": ci_digest, "groups": ["ci"] },
+                { "name": "promoter", "token_sha256": promoter_digest },
+            ],
+            "oidc": oidc,
+            "rules": [
+                { "repositories": "sandbox/**", "pull": ["authenticated"], "push": ["authenticated"], "delete": ["authenticated"] },
+                { "repositories": "ci/**", "pull": ["anonymous"], "push": ["group:ci"], "delete": ["group:ci"] },
+                { "repositories": "prod/**", "pull": ["group:production", "promoter"], "push": ["promoter"] },
+                { "repositories": "public/**", "pull": ["anonymous"], "push": ["promoter"] },
+            ],
+            "failed_logins": { "limit": 3, "window_secs": 60 },
+        });
+        let signing_key = new_signing_key(KeyAlgorithm::Es256, env.as_ref());
+        let auth = Auth::new(
+            AuthConfig::from_json(&config.to_string()).unwrap(),
+            &signing_key,
+            env.clone(),
+        )
+        .unwrap();
+        let registry = Registry::new(
+            Arc::new(MemoryStore::new(1 << 20)),
+            env.clone(),
+            RegistryOptions::default(),
+        );
+        Fixture {
+            env,
+            registry,
+            auth,
+            config,
+            signing_key,
+            ci_token,
+            promoter_token,
+        }
+    }
+
+    fn send(&self, request: Request<pier_core::platform::RequestBody>) -> Answer {
+        Answer::of(block_on(handle_with_auth(&self.registry, Some(&self.auth), request)))
+    }
+
+    fn call(&self, method: Method, uri: &str, authorization: Option<&str>, body: &[u8]) -> Answer {
+        self.send(request(method, uri, authorization, body, "10.0.0.1"))
+    }
+
+    /// An access token from the token endpoint.
+    fn token(&self, basic: Option<&str>, scopes: &[&str]) -> String {
+        let query: String = scopes
+            .iter()
+            .map(|s| format!("&scope={}", s.replace(' ', "%20")))
+            .collect();
+        let answer = self.call(Method::GET, &format!("/token?service=pier{query}"), basic, b"");
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.json()["token"].as_str().unwrap().to_string()
+    }
+
+    fn push_blob(&self, repo: &str, data: &[u8], authorization: &str) -> Digest {
+        let digest = Digest::of(Algorithm::Sha256, data);
+        let answer = self.call(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            Some(authorization),
+            data,
+        );
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        digest
+    }
+
+    /// A token signed with this registry's key, with claims of the test's
+    /// choosing.
+    fn signed(&self, claims: JWTClaims<Value>) -> String {
+        ES256KeyPair::from_jwk(&self.signing_key).unwrap().sign(claims).unwrap()
+    }
+
+    fn kid(&self) -> String {
+        serde_json::from_str::<Value>(&self.signing_key).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn request(
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+    client: &str,
+) -> Request<pier_core::platform::RequestBody> {
+    let mut builder = Request::builder().method(method).uri(uri).header("host", HOST);
+    if let Some(authorization) = authorization {
+        builder = builder.header("authorization", authorization);
+    }
+    let body = if body.is_empty() {
+        empty_body()
+    } else {
+        full_body(Bytes::copy_from_slice(body))
+    };
+    let mut request = builder.body(body).unwrap();
+    request.extensions_mut().insert(ClientAddress(client.to_string()));
+    request
+}
+
+fn basic(name: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        Base64::encode_to_string(format!("{name}:{secret}")).unwrap()
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn of(response: HttpResponse) -> Answer {
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            Body::Empty => Bytes::new(),
+            Body::Full(bytes) => bytes,
+            Body::Stream { mut stream, .. } => block_on(async {
+                let mut all = Vec::new();
+                while let Some(chunk) = stream.next().await {
+                    all.extend_from_slice(&chunk.unwrap());
+                }
+                Bytes::from(all)
+            }),
+        };
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
+    }
+
+    fn code(&self) -> String {
+        self.json()["errors"][0]["code"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Asserts a 401 UNAUTHORIZED with a Bearer challenge and returns it.
+    fn challenge(&self) -> &str {
+        assert_eq!(self.status, StatusCode::UNAUTHORIZED, "{self:?}");
+        assert_eq!(self.code(), "UNAUTHORIZED", "{self:?}");
+        let challenge = self.header("www-authenticate");
+        assert!(
+            challenge.starts_with(&format!("Bearer realm=\"http://{HOST}/token\",service=\"pier\"")),
+            "{challenge}"
+        );
+        challenge
+    }
+
+    fn denied(&self) {
+        assert_eq!(self.status, StatusCode::FORBIDDEN, "{self:?}");
+        assert_eq!(self.code(), "DENIED", "{self:?}");
+        assert!(self.headers.get("www-authenticate").is_none());
+    }
+}
+
+/// The claims of a normal access token for `access`, to be altered.
+fn claims(fixture: &Fixture, access: Value) -> JWTClaims<Value> {
+    let now = UnixTimeStamp::from_secs(fixture.env.now_millis() / 1000);
+    JWTClaims {
+        issued_at: Some(now),
+        expires_at: Some(now + Duration::from_secs(300)),
+        invalid_before: Some(now),
+        audiences: Some(Audiences::AsString("pier".into())),
+        issuer: Some("pier".into()),
+        jwt_id: None,
+        subject: Some("alice".into()),
+        nonce: None,
+        custom: json!({ "access": access, "groups": ["dev"], "kind": "user" }),
+    }
+}
+
+fn sandbox_pull() -> Value {
+    json!([{ "type": "repository", "name": "sandbox/app", "actions": ["pull"] }])
+}
+
+const SANDBOX_TAGS: &str = "/v2/sandbox/app/tags/list";
+
+// ---------------------------------------------------------------- basics
+
+#[test]
+fn without_auth_the_registry_stays_open_and_has_no_token_endpoint() {
+    let fixture = Fixture::new();
+    let open = |uri: &str| {
+        Answer::of(block_on(handle(
+            &fixture.registry,
+            request(Method::GET, uri, None, b"", "c"),
+        )))
+    };
+    assert_eq!(open("/v2/").status, StatusCode::OK);
+    assert_eq!(open("/token").status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn the_version_check_challenges_callers_without_credentials() {
+    let fixture = Fixture::new();
+    let answer = fixture.call(Method::GET, "/v2/", None, b"");
+    assert_eq!(
+        answer.challenge(),
+        "Bearer realm=\"http://reg.test/token\",service=\"pier\""
+    );
+    assert_eq!(answer.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        fixture
+            .call(Method::GET, "/v2/", Some(&basic("alice", "alice-pass")), b"")
+            .status,
+        StatusCode::OK
+    );
+    let token = fixture.token(Some(&basic("alice", "alice-pass")), &[]);
+    assert_eq!(
+        fixture.call(Method::GET, "/v2/", Some(&bearer(&token)), b"").status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn the_realm_follows_the_configuration_or_the_forwarded_scheme() {
+    let fixture = Fixture::new();
+    let mut forwarded = request(Method::GET, "/v2/", None, b"", "c");
+    forwarded
+        .headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
+    let answer = fixture.send(forwarded);
+    assert!(answer
+        .header("www-authenticate")
+        .starts_with("Bearer realm=\"https://reg.test/token\""));
+    let mut config = fixture.config.clone();
+    config["realm"] = json!("https://auth.example/token");
+    let auth = Auth::new(
+        AuthConfig::from_json(&config.to_string()).unwrap(),
+        &fixture.signing_key,
+        fixture.env.clone(),
+    )
+    .unwrap();
+    let answer = Answer::of(block_on(handle_with_auth(
+        &fixture.registry,
+        Some(&auth),
+        request(Method::GET, "/v2/", None, b"", "c"),
+    )));
+    assert!(answer
+        .header("www-authenticate")
+        .starts_with("Bearer realm=\"https://auth.example/token\""));
+}
+
+#[test]
+fn anonymous_pulls_work_where_policy_allows_and_are_challenged_elsewhere() {
+    let fixture = Fixture::new();
+    let ci = basic("ci-bot", &fixture.ci_token);
+    let digest = fixture.push_blob("ci/app", b"layer", &ci);
+    let answer = fixture.call(Method::GET, &format!("/v2/ci/app/blobs/{digest}"), None, b"");
+    assert_eq!((answer.status, answer.body.as_ref()), (StatusCode::OK, &b"layer"[..]));
+    let answer = fixture.call(Method::GET, &format!("/v2/sandbox/app/blobs/{digest}"), None, b"");
+    assert!(answer.challenge().ends_with(",scope=\"repository:sandbox/app:pull\""));
+    let answer = fixture.call(Method::POST, "/v2/ci/app/blobs/uploads/", None, b"");
+    assert!(answer.challenge().ends_with(",scope=\"repository:ci/app:pull,push\""));
+    let answer = fixture.call(Method::DELETE, &format!("/v2/ci/app/blobs/{digest}"), None, b"");
+    assert!(answer.challenge().ends_with(",scope=\"repository:ci/app:delete\""));
+}
+
+#[test]
+fn basic_credentials_on_registry_requests_follow_the_policy() {
+    let fixture = Fixture::new();
+    let alice = basic("alice", "alice-pass");
+    fixture.push_blob("sandbox/app", b"mine", &alice);
+    let answer = fixture.call(Method::POST, "/v2/ci/app/blobs/uploads/", Some(&alice), b"");
+    answer.denied();
+    assert_eq!(
+        answer.json()["errors"][0]["detail"],
+        json!({ "repository": "ci/app", "action": "push" })
+    );
+    fixture
+        .call(Method::GET, "/v2/prod/app/tags/list", Some(&alice), b"")
+        .denied();
+    let answer = fixture.call(Method::GET, "/v2/", Some(&basic("alice", "wrong")), b"");
+    answer.challenge();
+    let answer = fixture.call(Method::GET, "/v2/", Some("Negotiate abc"), b"");
+    answer.challenge();
+}
+
+#[test]
+fn nobody_deletes_in_prod_but_ci_robots_delete_in_ci() {
+    let fixture = Fixture::new();
+    let promoter = basic("promoter", &fixture.promoter_token);
+    let digest = fixture.push_blob("prod/app", b"release", &promoter);
+    fixture
+        .call(
+            Method::DELETE,
+            &format!("/v2/prod/app/blobs/{digest}"),
+            Some(&promoter),
+            b"",
+        )
+        .denied();
+    let ci = basic("ci-bot", &fixture.ci_token);
+    let digest = fixture.push_blob("ci/app", b"build", &ci);
+    let answer = fixture.call(Method::DELETE, &format!("/v2/ci/app/blobs/{digest}"), Some(&ci), b"");
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{answer:?}");
+}
+
+// ---------------------------------------------------------------- token endpoint
+
+#[test]
+fn the_token_endpoint_grants_only_what_the_policy_allows() {
+    let fixture = Fixture::new();
+    let ci = basic("ci-bot", &fixture.ci_token);
+    let answer = fixture.call(
+        Method::GET,
+        "/token?service=pier&scope=repository:ci/app:pull,push&scope=repository:prod/app:pull,push",
+        Some(&ci),
+        b"",
+    );
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.header("cache-control"), "no-store");
+    let body = answer.json();
+    assert_eq!(body["token"], body["access_token"]);
+    assert_eq!(body["expires_in"], json!(300));
+    assert_eq!(body["issued_at"], json!("2023-11-14T22:13:20Z"));
+    let token = body["token"].as_str().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&Base64UrlSafeNoPadding::decode_to_vec(payload, None).unwrap()).unwrap();
+    assert_eq!(
+        claims["access"],
+        json!([{ "type": "repository", "name": "ci/app", "actions": ["pull", "push"] }])
+    );
+    assert_eq!(
+        (claims["sub"].as_str(), claims["aud"].as_str()),
+        (Some("ci-bot"), Some("pier"))
+    );
+
+    let pushed = fixture.call(Method::POST, "/v2/ci/app/blobs/uploads/", Some(&bearer(token)), b"");
+    assert_eq!(pushed.status, StatusCode::ACCEPTED, "{pushed:?}");
+    fixture
+        .call(Method::POST, "/v2/prod/app/blobs/uploads/", Some(&bearer(token)), b"")
+        .denied();
+}
+
+#[test]
+fn anonymous_tokens_carry_only_anonymous_rights() {
+    let fixture = Fixture::new();
+    let token = fixture.token(None, &["repository:ci/app:pull,push", "repository:sandbox/app:pull"]);
+    let with_token = |method, uri: &str| fixture.call(method, uri, Some(&bearer(&token)), b"");
+    assert_eq!(with_token(Method::GET, "/v2/ci/app/tags/list").code(), "NAME_UNKNOWN");
+    with_token(Method::POST, "/v2/ci/app/blobs/uploads/").challenge();
+    with_token(Method::GET, SANDBOX_TAGS).challenge();
+}
+
+#[test]
+fn several_scopes_in_one_parameter_are_all_considered() {
+    let fixture = Fixture::new();
+    let alice = basic("alice", "alice-pass");
+    let token = fixture.token(Some(&alice), &["repository:sandbox/a:pull repository:sandbox/b:push"]);
+    assert_eq!(
+        fixture
+            .call(Method::GET, "/v2/sandbox/a/tags/list", Some(&bearer(&token)), b"")
+            .code(),
+        "NAME_UNKNOWN"
+    );
+    let answer = fixture.call(Method::POST, "/v2/sandbox/b/blobs/uploads/", Some(&bearer(&token)), b"");
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+}
+
+#[test]
+fn the_token_endpoint_refuses_bad_credentials_with_a_basic_challenge() {
+    let fixture = Fixture::new();
+    for credentials in [
+        basic("alice", "nope"),
+        basic("nobody", "x"),
+        basic("ci-bot", "pier_forged"),
+    ] {
+        let answer = fixture.send(request(
+            Method::GET,
+            "/token?service=pier",
+            Some(&credentials),
+            b"",
+            "10.9.9.9",
+        ));
+        assert_eq!(
+            (answer.status, answer.code().as_str()),
+            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+        );
+        assert_eq!(
+            answer.header("www-authenticate"),
+            "Basic realm=\"pier\",charset=\"UTF-8\""
+        );
+    }
+    let answer = fixture.call(Method::GET, "/token?service=elsewhere", None, b"");
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn failed_logins_are_limited_per_client() {
+    let fixture = Fixture::new();
+    let attempt = |client: &str, password: &str| {
+        fixture.send(request(
+            Method::GET,
+            "/token",
+            Some(&basic("alice", password)),
+            b"",
+            client,
+        ))
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("10.6.6.6", "guess").status, StatusCode::UNAUTHORIZED);
+    }
+    let blocked = attempt("10.6.6.6", "alice-pass");
+    assert_eq!(
+        (blocked.status, blocked.code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS")
+    );
+    assert_eq!(blocked.header("retry-after"), "60");
+    let direct = fixture.send(request(
+        Method::GET,
+        "/v2/",
+        Some(&basic("alice", "alice-pass")),
+        b"",
+        "10.6.6.6",
+    ));
+    assert_eq!(direct.status, StatusCode::TOO_MANY_REQUESTS, "Basic on /v2/ counts too");
+    assert_eq!(
+        attempt("10.7.7.7", "alice-pass").status,
+        StatusCode::OK,
+        "other clients log in"
+    );
+    fixture.env.millis.fetch_add(60_000, Ordering::Relaxed);
+    assert_eq!(
+        attempt("10.6.6.6", "alice-pass").status,
+        StatusCode::OK,
+        "the window ended"
+    );
+}
+
+#[test]
+fn the_oauth2_form_gives_refresh_tokens_that_give_access_tokens() {
+    let fixture = Fixture::new();
+    let form = "grant_type=password&username=alice&password=alice-pass&service=pier\
+                &client_id=docker&access_type=offline&scope=repository%3Asandbox%2Fapp%3Apull";
+    let answer = fixture.call(Method::POST, "/token", None, form.as_bytes());
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let refresh = answer.json()["refresh_token"].as_str().unwrap().to_string();
+    let access = answer.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        fixture
+            .call(Method::GET, SANDBOX_TAGS, Some(&bearer(&access)), b"")
+            .code(),
+        "NAME_UNKNOWN"
+    );
+    fixture
+        .call(Method::GET, SANDBOX_TAGS, Some(&bearer(&refresh)), b"")
+        .challenge();
+
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}&service=pier&scope=repository:sandbox/b:push");
+    let answer = fixture.call(Method::POST, "/token", None, form.as_bytes());
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let access = answer.json()["access_token"].as_str().unwrap().to_string();
+    let pushed = fixture.call(
+        Method::POST,
+        "/v2/sandbox/b/blobs/uploads/",
+        Some(&bearer(&access)),
+        b"",
+    );
+    assert_eq!(pushed.status, StatusCode::ACCEPTED);
+
+    let form = format!("grant_type=refresh_token&refresh_token={access}&service=pier");
+    assert_eq!(
+        fixture.call(Method::POST, "/token", None, form.as_bytes()).status,
+        StatusCode::UNAUTHORIZED,
+        "an access token is no refresh token"
+    );
+    let answer = fixture.call(Method::POST, "/token", None, b"grant_type=client_credentials");
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn a_removed_user_can_no_longer_refresh() {
+    let fixture = Fixture::new();
+    let form = "grant_type=password&username=alice&password=alice-pass&access_type=offline";
+    let refresh = fixture.call(Method::POST, "/token", None, form.as_bytes()).json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut config = fixture.config.clone();
+    config["users"].as_array_mut().unwrap().retain(|u| u["name"] != "alice");
+    let auth = Auth::new(
+        AuthConfig::from_json(&config.to_string()).unwrap(),
+        &fixture.signing_key,
+        fixture.env.clone(),
+    )
+    .unwrap();
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let answer = Answer::of(block_on(handle_with_auth(
+        &fixture.registry,
+        Some(&auth),
+        request(Method::POST, "/token", None, form.as_bytes(), "c"),
+    )));
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------- forged and unusable tokens
+
+fn assert_invalid_token(fixture: &Fixture, token: &str) {
+    let answer = fixture.call(Method::GET, SANDBOX_TAGS, Some(&bearer(token)), b"");
+    let challenge = answer.challenge();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.contains("scope=\"repository:sandbox/app:pull\""),
+        "{challenge}"
+    );
+}
+
+#[test]
+fn a_well_formed_token_is_accepted() {
+    let fixture = Fixture::new();
+    let token = fixture.signed(claims(&fixture, sandbox_pull()));
+    let answer = fixture.call(Method::GET, SANDBOX_TAGS, Some(&bearer(&token)), b"");
+    assert_eq!(
+        answer.code(),
+        "NAME_UNKNOWN",
+        "the baseline the forgeries below differ from"
+    );
+}
+
+#[test]
+fn a_token_with_a_wrong_signature_is_refused() {
+    let fixture = Fixture::new();
+    let token = fixture.signed(claims(&fixture, sandbox_pull()));
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    let mut tampered = claims(&fixture, sandbox_pull());
+    tampered.custom["access"][0]["actions"] = json!(["pull", "push", "delete"]);
+    parts[1] = Base64UrlSafeNoPadding::encode_to_string(serde_json::to_vec(&tampered).unwrap()).unwrap();
+    assert_invalid_token(&fixture, &parts.join("."));
+}
+
+#[test]
+fn a_token_with_alg_none_is_refused() {
+    let fixture = Fixture::new();
+    let header = json!({ "alg": "none", "typ": "JWT", "kid": fixture.kid() });
+    let encode = |v: &Value| Base64UrlSafeNoPadding::encode_to_string(v.to_string()).unwrap();
+    let claims = serde_json::to_value(claims(&fixture, sandbox_pull())).unwrap();
+    assert_invalid_token(&fixture, &format!("{}.{}.", encode(&header), encode(&claims)));
+}
+
+#[test]
+fn a_token_signed_by_another_key_under_our_kid_is_refused() {
+    let fixture = Fixture::new();
+    let impostor = ES256KeyPair::generate().with_key_id(&fixture.kid());
+    assert_invalid_token(&fixture, &impostor.sign(claims(&fixture, sandbox_pull())).unwrap());
+}
+
+#[test]
+fn a_token_of_an_unknown_key_is_refused() {
+    let fixture = Fixture::new();
+    let other = ES256KeyPair::generate().with_key_id("someone-else");
+    assert_invalid_token(&fixture, &other.sign(claims(&fixture, sandbox_pull())).unwrap());
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let fixture = Fixture::new();
+    let mut expired = claims(&fixture, sandbox_pull());
+    expired.issued_at = Some(UnixTimeStamp::from_secs(NOW_MS / 1000 - 3600));
+    expired.invalid_before = expired.issued_at;
+    expired.expires_at = Some(UnixTimeStamp::from_secs(NOW_MS / 1000 - 3300));
+    assert_invalid_token(&fixture, &fixture.signed(expired));
+}
+
+#[test]
+fn a_token_not_valid_yet_is_refused() {
+    let fixture = Fixture::new();
+    let mut future = claims(&fixture, sandbox_pull());
+    future.invalid_before = Some(UnixTimeStamp::from_secs(NOW_MS / 1000 + 3600));
+    future.expires_at = Some(UnixTimeStamp::from_secs(NOW_MS / 1000 + 7200));
+    assert_invalid_token(&fixture, &fixture.signed(future));
+}
+
+#[test]
+fn a_token_for_another_audience_is_refused() {
+    let fixture = Fixture::new();
+    let mut elsewhere = claims(&fixture, sandbox_pull());
+    elsewhere.audiences = Some(Audiences::AsString("another-registry".into()));
+    assert_invalid_token(&fixture, &fixture.signed(elsewhere));
+}
+
+#[test]
+fn a_token_from_another_issuer_is_refused() {
+    let fixture = Fixture::new();
+    let mut foreign = claims(&fixture, sandbox_pull());
+    foreign.issuer = Some("someone-else".into());
+    assert_invalid_token(&fixture, &fixture.signed(foreign));
+}
+
+#[test]
+fn a_token_without_expiry_is_refused() {
+    let fixture = Fixture::new();
+    let mut forever = claims(&fixture, sandbox_pull());
+    forever.expires_at = None;
+    assert_invalid_token(&fixture, &fixture.signed(forever));
+}
+
+#[test]
+fn a_scope_the_token_lacks_but_the_caller_may_have_asks_for_a_new_token() {
+    let fixture = Fixture::new();
+    let token = fixture.signed(claims(&fixture, sandbox_pull()));
+    let answer = fixture.call(
+        Method::POST,
+        "/v2/sandbox/app/blobs/uploads/",
+        Some(&bearer(&token)),
+        b"",
+    );
+    let challenge = answer.challenge();
+    assert!(
+        challenge.contains("scope=\"repository:sandbox/app:pull,push\""),
+        "{challenge}"
+    );
+    assert!(challenge.ends_with("error=\"insufficient_scope\""), "{challenge}");
+}
+
+#[test]
+fn a_scope_the_policy_refuses_to_the_caller_is_denied() {
+    let fixture = Fixture::new();
+    let forged_grant = json!([{ "type": "repository", "name": "ci/app", "actions": ["pull"] }]);
+    let token = fixture.signed(claims(&fixture, forged_grant));
+    fixture
+        .call(Method::POST, "/v2/ci/app/blobs/uploads/", Some(&bearer(&token)), b"")
+        .denied();
+    fixture
+        .call(Method::GET, "/v2/prod/app/tags/list", Some(&bearer(&token)), b"")
+        .denied();
+}
+
+// ---------------------------------------------------------------- listings and mounts
+
+#[test]
+fn the_catalog_lists_only_what_the_caller_may_pull() {
+    let fixture = Fixture::new();
+    let root = basic("root", "root-pass");
+    for repo in ["ci/app", "prod/app", "sandbox/app"] {
+        let digest = fixture.push_blob(repo, b"{}", &root);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.as_str(), "size": 2 },
+            "layers": [],
+        })
+        .to_string();
+        let mut put = request(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/v1"),
+            Some(&root),
+            manifest.as_bytes(),
+            "c",
+        );
+        put.headers_mut().insert(
+            "content-type",
+            "application/vnd.oci.image.manifest.v1+json".parse().unwrap(),
+        );
+        assert_eq!(fixture.send(put).status, StatusCode::CREATED);
+    }
+    let listed = |authorization: Option<&str>, query: &str| {
+        let answer = fixture.call(Method::GET, &format!("/v2/_catalog{query}"), authorization, b"");
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        (answer.json()["repositories"].clone(), answer.header("link").to_string())
+    };
+    fixture.call(Method::GET, "/v2/_catalog", None, b"").challenge();
+    let anonymous = fixture.token(None, &["registry:catalog:*"]);
+    assert_eq!(listed(Some(&bearer(&anonymous)), "").0, json!(["ci/app"]));
+    assert_eq!(
+        listed(Some(&basic("alice", "alice-pass")), "").0,
+        json!(["ci/app", "sandbox/app"])
+    );
+    let (page, link) = listed(Some(&basic("alice", "alice-pass")), "?n=1");
+    assert_eq!(page, json!(["ci/app"]));
+    assert_eq!(link, "</v2/_catalog?n=1&last=ci%2Fapp>; rel=\"next\"");
+    let (page, link) = listed(Some(&basic("alice", "alice-pass")), "?n=1&last=ci%2Fapp");
+    assert_eq!((page, link.as_str()), (json!(["sandbox/app"]), ""));
+    assert_eq!(listed(Some(&root), "").0, json!(["ci/app", "prod/app", "sandbox/app"]));
+    let repo_only = fixture.token(Some(&root), &["repository:ci/app:pull"]);
+    let answer = fixture.call(Method::GET, "/v2/_catalog", Some(&bearer(&repo_only)), b"");
+    assert!(answer.challenge().contains("scope=\"registry:catalog:*\""));
+}
+
+#[test]
+fn referrers_need_pull_on_the_repository() {
+    let fixture = Fixture::new();
+    let subject = Digest::of(Algorithm::Sha256, b"x");
+    let uri = format!("/v2/sandbox/app/referrers/{subject}");
+    fixture.call(Method::GET, &uri, None, b"").challenge();
+    let answer = fixture.call(Method::GET, &uri, Some(&basic("alice", "alice-pass")), b"");
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = fixture.call(
+        Method::GET,
+        &format!("/v2/prod/app/referrers/{subject}"),
+        Some(&basic("alice", "alice-pass")),
+        b"",
+    );
+    answer.denied();
+}
+
+#[test]
+fn mounts_take_blobs_only_from_sources_the_caller_may_pull() {
+    let fixture = Fixture::new();
+    let promoter = basic("promoter", &fixture.promoter_token);
+    let digest = fixture.push_blob("prod/app", b"secret layer", &promoter);
+    let alice = basic("alice", "alice-pass");
+    let mount = |authorization: &str, from: Option<&str>| {
+        let from = from.map_or(String::new(), |f| format!("&from={f}"));
+        fixture.call(
+            Method::POST,
+            &format!("/v2/sandbox/copy/blobs/uploads/?mount={digest}{from}"),
+            Some(authorization),
+            b"",
+        )
+    };
+    assert_eq!(
+        mount(&alice, Some("prod/app")).status,
+        StatusCode::ACCEPTED,
+        "an upload, not a mount"
+    );
+    assert_eq!(
+        mount(&alice, None).status,
+        StatusCode::ACCEPTED,
+        "no automatic mount for non-admins"
+    );
+    let answer = fixture.call(
+        Method::GET,
+        &format!("/v2/sandbox/copy/blobs/{digest}"),
+        Some(&alice),
+        b"",
+    );
+    assert_eq!(answer.code(), "BLOB_UNKNOWN");
+    let root = basic("root", "root-pass");
+    assert_eq!(mount(&root, Some("prod/app")).status, StatusCode::CREATED);
+    assert_eq!(mount(&root, None).status, StatusCode::CREATED);
+}
+
+#[test]
+fn a_token_without_the_mount_source_asks_for_both_scopes() {
+    let fixture = Fixture::new();
+    let promoter = basic("promoter", &fixture.promoter_token);
+    let digest = fixture.push_blob("prod/app", b"layer", &promoter);
+    let push_only = fixture.token(Some(&promoter), &["repository:public/app:pull,push"]);
+    let uri = format!("/v2/public/app/blobs/uploads/?mount={digest}&from=prod/app");
+    let challenge = fixture.call(Method::POST, &uri, Some(&bearer(&push_only)), b"");
+    assert!(challenge
+        .challenge()
+        .contains("scope=\"repository:public/app:pull,push repository:prod/app:pull\",error=\"insufficient_scope\""));
+    let both = fixture.token(
+        Some(&promoter),
+        &["repository:public/app:pull,push", "repository:prod/app:pull"],
+    );
+    assert_eq!(
+        fixture.call(Method::POST, &uri, Some(&bearer(&both)), b"").status,
+        StatusCode::CREATED
+    );
+}
+
+// ---------------------------------------------------------------- OIDC
+
+#[test]
+fn an_oidc_id_token_logs_in_as_its_mapped_identity() {
+    let provider = ES256KeyPair::generate().with_key_id("ci-provider-1");
+    let oidc = json!([{
+        "issuer": "https://ci.example.test",
+        "audience": "pier",
+        "jwks": json!({ "keys": [serde_json::from_str::<Value>(&provider.public_key().to_jwk()).unwrap()] }).to_string(),
+        "identities": [
+            { "claims": { "repository": "acme/release", "ref": "refs/heads/main" }, "name": "promoter" },
+        ],
+    }]);
+    let fixture = Fixture::with_oidc(oidc);
+    let id_token = |repository: &str| {
+        let now = UnixTimeStamp::from_secs(NOW_MS / 1000);
+        let claims = JWTClaims {
+            issued_at: Some(now),
+            expires_at: Some(now + Duration::from_secs(600)),
+            invalid_before: Some(now),
+            audiences: Some(Audiences::AsString("pier".into())),
+            issuer: Some("https://ci.example.test".into()),
+            jwt_id: None,
+            subject: Some(format!("repo:{repository}")),
+            nonce: None,
+            custom: json!({ "repository": repository, "ref": "refs/heads/main" }),
+        };
+        provider.sign(claims).unwrap()
+    };
+    let token = fixture.token(
+        Some(&basic("oidc", &id_token("acme/release"))),
+        &["repository:prod/app:pull,push"],
+    );
+    let pushed = fixture.call(Method::POST, "/v2/prod/app/blobs/uploads/", Some(&bearer(&token)), b"");
+    assert_eq!(pushed.status, StatusCode::ACCEPTED, "{pushed:?}");
+    let answer = fixture.call(
+        Method::GET,
+        "/token",
+        Some(&basic("oidc", &id_token("acme/other"))),
+        b"",
+    );
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
