@@ -3,6 +3,9 @@
 //! [`handle_with_auth`] (or [`handle`] for an open registry) and send back
 //! what it returns, so they agree to the byte.
 
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -160,7 +163,7 @@ async fn dispatch(
     request: Request<RequestBody>,
 ) -> Result<HttpResponse, Refusal> {
     let (parts, body) = request.into_parts();
-    let mut body = BodySlot(Some(body));
+    let mut body = BodySlot::new(body);
     let result = authorize_and_route(registry, auth, &parts, &mut body).await;
     if result.is_err() {
         body.drain().await;
@@ -168,22 +171,36 @@ async fn dispatch(
     result
 }
 
-/// The request body until a handler takes it.
-pub(crate) struct BodySlot(Option<RequestBody>);
+/// The request body, shared between the handler that reads it and the
+/// dispatcher, which drains whatever the handler left unread when it fails
+/// (a handler may refuse a chunk after taking the body but before reading it).
+pub(crate) struct BodySlot(Arc<Mutex<Option<RequestBody>>>);
 
 impl BodySlot {
+    fn new(body: RequestBody) -> BodySlot {
+        BodySlot(Arc::new(Mutex::new(Some(body))))
+    }
+
+    /// A stream reading the body through the slot.
     fn take(&mut self) -> RequestBody {
-        self.0.take().unwrap_or_else(crate::platform::empty_body)
+        let shared = self.0.clone();
+        crate::platform::box_stream(futures::stream::poll_fn(move |cx| {
+            match shared.lock().expect("body lock").as_mut() {
+                Some(body) => body.poll_next_unpin(cx),
+                None => Poll::Ready(None),
+            }
+        }))
     }
 
     async fn drain(&mut self) {
-        if let Some(mut body) = self.0.take() {
-            let mut seen = 0;
-            while let Some(Ok(chunk)) = body.next().await {
-                seen += chunk.len();
-                if seen > DRAIN_LIMIT {
-                    break;
-                }
+        let Some(mut body) = self.0.lock().expect("body lock").take() else {
+            return;
+        };
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
             }
         }
     }
