@@ -23,9 +23,12 @@ use bytes::Bytes;
 use pier_core::layout;
 use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
-use worker::{console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBuilder};
+use worker::{
+    console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
+};
 
-use crate::streams::{from_readable, readable_of_length};
+use crate::js_body::js_body;
+use crate::streams::readable_of_length;
 
 /// `Cache-Control` of cached blob data: the Cache API keeps a response only as
 /// long as it says, and the bytes under a data key never change.
@@ -128,7 +131,7 @@ impl EdgeCaches {
         let mut init = RequestInit::new();
         init.with_headers(headers);
         let request = Request::new_with_init(&self.cache_url(key), &init).ok()?;
-        let mut response = match Cache::default().get(&request, false).await {
+        let response = match Cache::default().get(&request, false).await {
             Ok(found) => found?,
             Err(err) => {
                 console_warn!("pier: cache match {key} failed, reading R2: {err}");
@@ -141,13 +144,12 @@ impl EdgeCaches {
             (206, Some(_)) => total_of_content_range(&response.headers().get("content-range").ok()??)?,
             _ => return None,
         };
-        let key = key.to_string();
-        let body = from_readable(response.stream().ok()?, move |err| {
-            StoreError::Unavailable(format!("cached {key}: {err}"))
-        });
+        let ResponseBody::Stream(readable) = response.body() else {
+            return None;
+        };
         Some(GetResult {
             meta: ObjectMeta { size, etag },
-            body,
+            body: js_body(readable.clone(), format!("cached {key}")),
         })
     }
 

@@ -20,6 +20,8 @@ mod env;
 #[cfg(target_arch = "wasm32")]
 mod http_shell;
 #[cfg(target_arch = "wasm32")]
+mod js_body;
+#[cfg(target_arch = "wasm32")]
 mod js_error;
 #[cfg(target_arch = "wasm32")]
 mod r2;

@@ -8,11 +8,11 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use pier_core::platform::box_stream;
 use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
-use worker::{Bucket, Conditional, Object, UploadedPart};
+use worker::{Bucket, Conditional, Object, ResponseBody, UploadedPart};
 
+use crate::js_body::js_body;
 use crate::js_error::r2_error;
 
 /// R2 answers at most this many keys per list call.
@@ -93,15 +93,13 @@ impl Store for R2Store {
         let Some(body) = object.body() else {
             return Ok(Some(empty_result(meta)));
         };
-        let owned_key = key.to_string();
-        let stream = body
-            .stream()
-            .map_err(|e| r2_error("get", key, e))?
-            .map_ok(Bytes::from)
-            .map_err(move |e| r2_error("read", &owned_key, e));
+        let readable = match body.response_body().map_err(|e| r2_error("get", key, e))? {
+            ResponseBody::Stream(readable) => readable,
+            _ => return Err(StoreError::Unavailable(format!("R2 get {key}: no body stream"))),
+        };
         Ok(Some(GetResult {
             meta,
-            body: box_stream(stream),
+            body: js_body(readable, format!("R2 object {key}")),
         }))
     }
 

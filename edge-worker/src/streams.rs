@@ -10,19 +10,11 @@ use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use pier_core::platform::{box_stream, BodyError, BoxStream, RequestBody};
+use pier_core::platform::{box_stream, BodyError, RequestBody};
 use worker::js_sys::{BigInt, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys::ReadableStream;
 use worker::worker_sys::FixedLengthStream;
-
-/// Core's chunk stream reading a JavaScript stream; errors become `E`.
-pub fn from_readable<E: 'static>(
-    readable: worker::ByteStream,
-    error: impl Fn(worker::Error) -> E + 'static,
-) -> BoxStream<'static, E> {
-    box_stream(readable.map_ok(Bytes::from).map_err(error))
-}
 
 /// A `ReadableStream` of exactly `length` bytes fed from `stream`. The runtime
 /// knows the length up front (`FixedLengthStream`), so it sends Content-Length
@@ -31,20 +23,25 @@ pub fn readable_of_length<E: std::fmt::Display + 'static>(
     stream: impl Stream<Item = Result<Bytes, E>> + 'static,
     length: u64,
 ) -> worker::Result<ReadableStream> {
-    let fixed = if length <= u32::MAX as u64 {
-        FixedLengthStream::new(length as u32)?
-    } else {
-        FixedLengthStream::new_big_int(BigInt::from(length))?
-    };
     let chunks = stream
         .map_ok(|chunk| JsValue::from(Uint8Array::from(&chunk[..])))
         .map_err(|err| JsValue::from(js_error(&err.to_string())));
     let source: ReadableStream = wasm_streams::ReadableStream::from_stream(chunks)
         .into_raw()
         .unchecked_into();
+    of_length(source, length)
+}
+
+/// `readable` as a stream of declared `length`; the bytes stay in JavaScript.
+pub fn of_length(readable: ReadableStream, length: u64) -> worker::Result<ReadableStream> {
+    let fixed = if length <= u32::MAX as u64 {
+        FixedLengthStream::new(length as u32)?
+    } else {
+        FixedLengthStream::new_big_int(BigInt::from(length))?
+    };
     // The pipe runs on its own; a failure aborts the response body, which is
     // all a client can be told once the headers are out.
-    let _ = source.pipe_to(&fixed.writable());
+    let _ = readable.pipe_to(&fixed.writable());
     Ok(fixed.readable())
 }
 
