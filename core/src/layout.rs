@@ -12,6 +12,16 @@
 //! uploads/<id>/s/<seq>                           upload session state, one new key per change
 //! uploads/<id>/t/<offset>                        upload bytes not yet in a multipart part
 //! catalog/<name>/_repo                           marker: the repository exists
+//! repos/<name>/_pushed/<alg>/<hex>               when the manifest was last pushed (ms), for untagged expiry
+//! gc/run, gc/dry-run                             state of the current collection (see `gc`)
+//! gc/journal/<ms>-<id>                           what a manifest push references, published before its checks
+//! gc/touched/<alg>/<hex>                         when an existing blob was last reused (ms)
+//! gc/doomed/blobs/<alg>/<hex>                    tombstone: the sweep is deleting this blob
+//! gc/doomed/repos/<name>/<alg>/<hex>             tombstone: retention is deleting this manifest
+//! gc/marks/<run>/blobs/<alg>/<hex>               mark: a kept manifest references the blob
+//! gc/marks/<run>/data/<id>                       mark: a live blob record points at the data object
+//! gc/suspect-data/<id>                           data object with no record, seen by an earlier run
+//! gc/last-report                                 what the last collection did
 //! ```
 
 use crate::digest::Digest;
@@ -85,6 +95,76 @@ pub const CATALOG: &str = "catalog/";
 pub fn catalog_entry(repo: &RepoName) -> String {
     format!("catalog/{repo}/_repo")
 }
+
+pub fn layers_prefix(repo: &RepoName) -> String {
+    format!("repos/{repo}/_layers/")
+}
+
+pub fn referrers_root(repo: &RepoName) -> String {
+    format!("repos/{repo}/_referrers/")
+}
+
+pub fn manifest_pushed(repo: &RepoName, digest: &Digest) -> String {
+    format!("repos/{repo}/_pushed/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub const UPLOADS: &str = "uploads/";
+
+pub const BLOB_DATA: &str = "data/";
+
+/// Where the state of the current collection lives; a dry run keeps its own
+/// so that it never disturbs a real one.
+pub fn gc_state(dry_run: bool) -> &'static str {
+    if dry_run {
+        "gc/dry-run"
+    } else {
+        "gc/run"
+    }
+}
+
+pub const GC_REPORT: &str = "gc/last-report";
+
+pub const GC_JOURNAL: &str = "gc/journal/";
+
+pub fn gc_journal_entry(now_ms: u64, id: &str) -> String {
+    format!("{GC_JOURNAL}{now_ms:020}-{id}")
+}
+
+/// The time in the key of a journal entry.
+pub fn gc_journal_time(key: &str) -> Option<u64> {
+    key.strip_prefix(GC_JOURNAL)?.split('-').next()?.parse().ok()
+}
+
+pub fn gc_touch(digest: &Digest) -> String {
+    format!("gc/touched/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub fn gc_doomed_blob(digest: &Digest) -> String {
+    format!("gc/doomed/blobs/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub fn gc_doomed_manifest(repo: &RepoName, digest: &Digest) -> String {
+    format!("gc/doomed/repos/{repo}/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub fn gc_marks(run: &str) -> String {
+    format!("gc/marks/{run}/")
+}
+
+/// Blob marks of a run; `<prefix><alg>/<hex>` sorts like `blobs/<alg>/<hex>`.
+pub fn gc_blob_marks(run: &str) -> String {
+    format!("gc/marks/{run}/blobs/")
+}
+
+pub fn gc_blob_mark(run: &str, digest: &Digest) -> String {
+    format!("{}{}/{}", gc_blob_marks(run), digest.algorithm().name(), digest.hex())
+}
+
+pub fn gc_data_marks(run: &str) -> String {
+    format!("gc/marks/{run}/data/")
+}
+
+pub const GC_SUSPECT_DATA: &str = "gc/suspect-data/";
 
 /// The repository named by a catalog key.
 pub fn repo_of_catalog_entry(key: &str) -> Option<&str> {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod layout;
 pub mod manifest;
 pub mod names;

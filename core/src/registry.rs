@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::gc::{protocol, retention, RetentionRule};
 use crate::layout;
 use crate::manifest::{self, Manifest};
 use crate::names::{RepoName, Tag};
 use crate::platform::{Env, RequestBody};
 use crate::store::cache::ImmutableCache;
-use crate::store::{list_all, read_small, GetResult, PutMode, Store, StoreError};
+use crate::store::{list_all, read_small, GetResult, PutMode, Store, StoreError, StoreResult};
 use crate::upload::{BlobRecord, ChunkRange, Upload, UploadStatus};
 
 /// A manifest reference: a tag or a digest.
@@ -62,6 +63,9 @@ pub struct RegistryOptions {
     /// Bytes of small immutable objects (blob records, manifests by digest)
     /// kept in memory; 0 turns the cache off.
     pub cache_bytes: u64,
+    /// The retention rules (the `[gc]` configuration): the registry enforces
+    /// their `immutable_tags`, collection the rest.
+    pub retention: Vec<RetentionRule>,
 }
 
 impl Default for RegistryOptions {
@@ -71,6 +75,7 @@ impl Default for RegistryOptions {
             max_body_bytes: None,
             redirect_blobs: false,
             cache_bytes: 8 << 20,
+            retention: Vec::new(),
         }
     }
 }
@@ -79,6 +84,9 @@ impl Default for RegistryOptions {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The store without the cache, for what must see deletes at once: the
+    /// checks that race with garbage collection, and uploads.
+    origin: Arc<dyn Store>,
     env: Arc<dyn Env>,
     options: RegistryOptions,
     /// Identifies this process in upload claims.
@@ -103,12 +111,14 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 impl Registry {
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
         let instance = env.random_id();
+        let origin = store.clone();
         let store: Arc<dyn Store> = match options.cache_bytes {
             0 => store,
             capacity => Arc::new(ImmutableCache::new(store, env.clone(), capacity)),
         };
         Registry {
             store,
+            origin,
             env,
             options,
             instance,
@@ -121,6 +131,10 @@ impl Registry {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    fn origin(&self) -> &dyn Store {
+        self.origin.as_ref()
     }
 
     /// The preferred minimum chunk size for chunked uploads.
@@ -182,7 +196,11 @@ impl Registry {
                 return Ok(false);
             }
         }
-        if self.blob_record(digest).await?.is_none() {
+        // Touch before looking, so a collection either sees the reuse or we see its tombstone.
+        protocol::touch(self.origin(), self.env.as_ref(), digest).await?;
+        if self.origin.head(&layout::blob_record(digest)).await?.is_none()
+            || protocol::blob_doomed(self.origin(), digest).await?
+        {
             return Ok(false);
         }
         self.store
@@ -195,14 +213,14 @@ impl Registry {
 
     /// Opens an upload session.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
-        let mut upload = Upload::new(self.store(), self.env.as_ref(), repo, Algorithm::Sha256);
+        let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, Algorithm::Sha256);
         upload.save().await?;
         Ok(upload.status())
     }
 
     /// A whole blob in one request (POST or PUT with the digest known up front).
     pub async fn upload_whole(&self, repo: &RepoName, digest: &Digest, body: RequestBody) -> Result<()> {
-        let mut upload = Upload::new(self.store(), self.env.as_ref(), repo, digest.algorithm());
+        let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
         if let Err(e) = upload.append(None, body).await {
             upload.discard().await;
             return Err(e);
@@ -211,7 +229,7 @@ impl Registry {
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
-        Ok(Upload::open(self.store(), self.env.as_ref(), repo, id).await?.status())
+        Ok(Upload::open(self.origin(), self.env.as_ref(), repo, id).await?.status())
     }
 
     /// Adds a chunk (PATCH).
@@ -222,7 +240,7 @@ impl Registry {
         range: Option<ChunkRange>,
         body: RequestBody,
     ) -> Result<UploadStatus> {
-        let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
+        let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
         upload.check_start(range)?;
         upload.claim(&self.instance).await?;
         let written = match upload.append(range, body).await {
@@ -245,7 +263,7 @@ impl Registry {
         range: Option<ChunkRange>,
         body: RequestBody,
     ) -> Result<()> {
-        let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
+        let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
         upload.check_start(range)?;
         upload.claim(&self.instance).await?;
         if let Err(e) = upload.append(range, body).await {
@@ -256,7 +274,7 @@ impl Registry {
     }
 
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let mut upload = Upload::open(self.store(), self.env.as_ref(), repo, id).await?;
+        let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
         upload.discard().await;
         Ok(())
     }
@@ -266,15 +284,19 @@ impl Registry {
     async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
         match reference {
             Reference::Digest(digest) => Ok(digest.clone()),
-            Reference::Tag(tag) => {
-                let (bytes, _) = read_small(self.store(), &layout::tag(repo, tag))
-                    .await?
-                    .ok_or_else(|| manifest_unknown(tag.as_str()))?;
-                std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| Digest::parse(text.trim()).ok())
-                    .ok_or_else(|| RegistryError::new(ErrorCode::Internal, format!("corrupt tag record {tag}")))
-            }
+            Reference::Tag(tag) => self
+                .tag_target(repo, tag)
+                .await?
+                .ok_or_else(|| manifest_unknown(tag.as_str())),
+        }
+    }
+
+    async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        match read_small(self.store(), &layout::tag(repo, tag)).await? {
+            None => Ok(None),
+            Some((bytes, _)) => TagRecord::parse(&bytes)
+                .map(|record| Some(record.digest))
+                .ok_or_else(|| RegistryError::new(ErrorCode::Internal, format!("corrupt tag record {tag}"))),
         }
     }
 
@@ -325,10 +347,35 @@ impl Registry {
         }
         let parsed =
             manifest::parse(&bytes, content_type).map_err(|msg| RegistryError::new(ErrorCode::ManifestInvalid, msg))?;
+        let tags = match reference {
+            Reference::Tag(tag) => std::iter::once(tag).chain(extra_tags).collect::<Vec<_>>(),
+            Reference::Digest(_) => extra_tags.iter().collect(),
+        };
+        let immutable = retention::tags_immutable(&self.options.retention, repo.as_str());
+        if immutable {
+            for tag in &tags {
+                self.refuse_moving_tag(repo, tag, &digest).await?;
+            }
+        }
+        // A cheap early refusal; the check after the write is the one that counts.
         self.check_references(repo, &parsed).await?;
 
+        protocol::publish_push(self.origin(), self.env.as_ref(), repo, &digest, &parsed).await?;
+        let manifest_key = layout::manifest(repo, &digest);
+        let created = match self.store.put(&manifest_key, bytes.clone(), PutMode::Create).await {
+            Ok(_) => true,
+            Err(StoreError::AlreadyExists) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = self.check_published(repo, &digest, &parsed).await {
+            if created {
+                self.store.delete(&manifest_key).await?;
+            }
+            return Err(e);
+        }
+        let now = Bytes::from(self.env.now_millis().to_string());
         self.store
-            .put(&layout::manifest(repo, &digest), bytes.clone(), PutMode::Overwrite)
+            .put(&layout::manifest_pushed(repo, &digest), now, PutMode::Overwrite)
             .await?;
         if let Some(subject) = &parsed.subject {
             let entry = referrer_descriptor(&parsed, &digest, bytes.len());
@@ -340,15 +387,28 @@ impl Registry {
                 )
                 .await?;
         }
-        let tags = match reference {
-            Reference::Tag(tag) => std::iter::once(tag).chain(extra_tags).collect::<Vec<_>>(),
-            Reference::Digest(_) => extra_tags.iter().collect(),
-        };
-        try_join_all(tags.into_iter().map(|tag| async {
-            let key = layout::tag(repo, tag);
-            self.store
-                .put(&key, Bytes::from(digest.as_str().to_string()), PutMode::Overwrite)
-                .await
+        let record = TagRecord {
+            digest: digest.clone(),
+            tagged_ms: self.env.now_millis(),
+        }
+        .to_bytes();
+        let digest_ref = &digest;
+        try_join_all(tags.into_iter().map(|tag| {
+            let record = record.clone();
+            async move {
+                if !immutable {
+                    self.store
+                        .put(&layout::tag(repo, tag), record, PutMode::Overwrite)
+                        .await?;
+                    return Ok(());
+                }
+                match self.store.put(&layout::tag(repo, tag), record, PutMode::Create).await {
+                    Ok(_) => Ok(()),
+                    // Pushed concurrently: fine if to the same manifest.
+                    Err(StoreError::AlreadyExists) => self.refuse_moving_tag(repo, tag, digest_ref).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
         }))
         .await?;
         self.add_to_catalog(repo).await?;
@@ -356,6 +416,80 @@ impl Registry {
             digest,
             subject: parsed.subject.map(|s| s.digest),
         })
+    }
+
+    /// Refuses to move an immutable tag to another manifest. 409 because the
+    /// request conflicts with the tag's current state (nothing is wrong with
+    /// the caller's rights, which 403 would suggest); `DENIED` because it is
+    /// the spec's code for a refused operation, so clients print our message.
+    async fn refuse_moving_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        match self.tag_target(repo, tag).await? {
+            Some(current) if &current != digest => Err(RegistryError::new(
+                ErrorCode::Denied,
+                format!("tag {tag} is immutable in {repo} and points to {current}; push a new tag"),
+            )
+            .with_status(http::StatusCode::CONFLICT)
+            .with_detail(json!({ "tag": tag.as_str(), "digest": current.as_str() }))),
+            _ => Ok(()),
+        }
+    }
+
+    /// After the manifest is written (and its push published in the GC
+    /// journal): everything it references is still there and no collection
+    /// is deleting it. Reads bypass the cache, which may hold deleted records.
+    async fn check_published(&self, repo: &RepoName, digest: &Digest, parsed: &Manifest) -> Result<()> {
+        let store = self.origin();
+        let sparse = self.options.allow_sparse_manifests;
+        let missing = |what: &str, d: &Digest| {
+            RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("{what} {d} is not in this repository"),
+            )
+            .with_detail(json!({ "digest": d.as_str() }))
+        };
+        let collected = |d: &Digest| {
+            RegistryError::new(
+                ErrorCode::Unavailable,
+                format!("{d} is being garbage collected; push it again and retry"),
+            )
+            .with_detail(json!({ "digest": d.as_str() }))
+        };
+        if protocol::manifest_doomed(store, repo, digest).await? {
+            return Err(collected(digest));
+        }
+        let blob_checks = parsed
+            .blobs
+            .iter()
+            .filter(|d| !Manifest::blob_may_be_foreign(d))
+            .map(|d| async move {
+                let (linked, recorded, doomed) = futures::try_join!(
+                    exists(store, layout::layer_link(repo, &d.digest)),
+                    exists(store, layout::blob_record(&d.digest)),
+                    protocol::blob_doomed(store, &d.digest),
+                )?;
+                if doomed {
+                    Err(collected(&d.digest))
+                } else if sparse || (linked && recorded) {
+                    Ok(())
+                } else {
+                    Err(missing("blob", &d.digest))
+                }
+            });
+        let child_checks = parsed.children.iter().map(|d| async move {
+            let (present, doomed) = futures::try_join!(
+                exists(store, layout::manifest(repo, &d.digest)),
+                protocol::manifest_doomed(store, repo, &d.digest),
+            )?;
+            if doomed {
+                Err(collected(&d.digest))
+            } else if sparse || present {
+                Ok(())
+            } else {
+                Err(missing("manifest", &d.digest))
+            }
+        });
+        futures::try_join!(try_join_all(blob_checks), try_join_all(child_checks))?;
+        Ok(())
     }
 
     async fn check_references(&self, repo: &RepoName, parsed: &Manifest) -> Result<()> {
@@ -419,8 +553,8 @@ impl Registry {
                     .await?
                     .ok_or_else(|| manifest_unknown(digest.as_str()))?;
                 for tag_key in list_all(self.store(), &layout::tags_prefix(repo)).await? {
-                    if let Some((target, _)) = read_small(self.store(), &tag_key).await? {
-                        if target.as_ref() == digest.as_str().as_bytes() {
+                    if let Some((record, _)) = read_small(self.store(), &tag_key).await? {
+                        if TagRecord::parse(&record).is_some_and(|r| &r.digest == digest) {
                             self.store.delete(&tag_key).await?;
                         }
                     }
@@ -433,6 +567,7 @@ impl Registry {
                     }
                 }
                 self.store.delete(&key).await?;
+                self.store.delete(&layout::manifest_pushed(repo, digest)).await?;
             }
         }
         Ok(())
@@ -506,6 +641,46 @@ impl Registry {
                 artifact_type.is_none_or(|wanted| entry.get("artifactType").and_then(Value::as_str) == Some(wanted))
             })
             .collect())
+    }
+}
+
+async fn exists(store: &dyn Store, key: String) -> StoreResult<bool> {
+    Ok(store.head(&key).await?.is_some())
+}
+
+/// What a tag record holds: `{"digest", "tagged_ms"}`. Older builds wrote the
+/// digest as plain text; those read with `tagged_ms` 0 (as old as can be).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TagRecord {
+    pub digest: Digest,
+    pub tagged_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TagRecordJson {
+    digest: String,
+    #[serde(default)]
+    tagged_ms: u64,
+}
+
+impl TagRecord {
+    pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
+        let (digest, tagged_ms) = match serde_json::from_slice::<TagRecordJson>(bytes) {
+            Ok(json) => (json.digest, json.tagged_ms),
+            Err(_) => (std::str::from_utf8(bytes).ok()?.trim().to_string(), 0),
+        };
+        Some(TagRecord {
+            digest: Digest::parse(&digest).ok()?,
+            tagged_ms,
+        })
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let json = TagRecordJson {
+            digest: self.digest.as_str().to_string(),
+            tagged_ms: self.tagged_ms,
+        };
+        serde_json::to_vec(&json).expect("tag record serializes").into()
     }
 }
 

@@ -438,6 +438,7 @@ impl<'a> Upload<'a> {
         let data_key = layout::blob_data(&self.id);
         if exists && digest.is_some() {
             self.discard().await;
+            reuse_existing(self.store, self.env, expected).await?;
         } else {
             let size = self.state.offset;
             let tail = self.buffer.split().freeze();
@@ -469,20 +470,25 @@ impl<'a> Upload<'a> {
             let record = serde_json::to_vec(&BlobRecord {
                 size,
                 object: data_key.clone(),
+                created_ms: self.env.now_millis(),
             })
             .expect("record serializes");
-            match self.store.put(&record_key, record.into(), PutMode::Create).await {
-                Ok(_) => {}
+            let reused = match self.store.put(&record_key, record.into(), PutMode::Create).await {
+                Ok(_) => false,
                 // Someone else stored the same content first: keep one copy.
                 Err(StoreError::AlreadyExists) => {
                     let _ = self.store.delete(&data_key).await;
+                    true
                 }
                 Err(e) => {
                     let _ = self.store.delete(&data_key).await;
                     return Err(e.into());
                 }
-            }
+            };
             self.discard().await;
+            if reused {
+                reuse_existing(self.store, self.env, expected).await?;
+            }
         }
         self.store
             .put(&layout::layer_link(repo, expected), Bytes::new(), PutMode::Overwrite)
@@ -502,6 +508,21 @@ impl<'a> Upload<'a> {
             remove_upload_keys(self.store, &self.id).await;
         }
     }
+}
+
+/// Claims an existing blob for a new use: touches it, then makes sure no
+/// collection is deleting it (the order matters: see `gc::protocol`). A blob
+/// being deleted is answered 503 so that the client retries after the sweep,
+/// when the upload stores the bytes anew.
+async fn reuse_existing(store: &dyn Store, env: &dyn Env, digest: &Digest) -> Result<()> {
+    crate::gc::protocol::touch(store, env, digest).await?;
+    if crate::gc::protocol::blob_doomed(store, digest).await? {
+        return Err(RegistryError::new(
+            ErrorCode::Unavailable,
+            format!("blob {digest} is being garbage collected; retry the upload"),
+        ));
+    }
+    Ok(())
 }
 
 fn digest_mismatch(expected: &Digest, actual: Option<&Digest>) -> RegistryError {
@@ -558,4 +579,7 @@ async fn rehash(store: &dyn Store, key: &str, algorithm: Algorithm) -> Result<Di
 pub struct BlobRecord {
     pub size: u64,
     pub object: String,
+    /// When the record was written; records of older builds read as 0 (old).
+    #[serde(default)]
+    pub created_ms: u64,
 }

@@ -1,0 +1,311 @@
+//! Online garbage collection: mark and sweep with no read-only window,
+//! retention rules and upload expiry, in bounded, resumable steps.
+//!
+//! A collection is a state machine whose state (`gc/run`, or `gc/dry-run`)
+//! and marks live in the store, so it survives a crash or a restart and the
+//! edge can advance it a few steps per cron invocation. Each step does at most
+//! about one page of work and saves the state with a conditional write, so two
+//! collectors over one store never both advance the same step (the loser
+//! redoes idempotent work and moves on with the winner's state).
+//!
+//! Phases: expire idle uploads; per repository apply retention and mark the
+//! blobs kept manifests reference; sweep unmarked old blobs (merge-join of
+//! sorted listings); remove orphaned data objects; remove dangling repository
+//! links; clean up and write the report. Why this is safe against concurrent
+//! pushes: `protocol` and docs/gc.md.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::layout;
+use crate::platform::Env;
+use crate::store::{read_small, ObjectMeta, PutMode, Store, StoreError};
+
+pub mod glob;
+mod marks;
+pub mod protocol;
+pub mod report;
+mod repos;
+pub mod retention;
+mod sweep;
+mod uploads;
+
+pub use report::Report;
+pub use retention::RetentionRule;
+
+/// How collection behaves; the `[gc]` section of the native configuration and
+/// the `GC` variable of the Worker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GcConfig {
+    /// Unreferenced blobs younger than this (since upload or last reuse) are
+    /// kept: they belong to pushes whose manifest has not arrived yet.
+    pub grace_secs: u64,
+    /// Upload sessions idle longer than this are removed with their parts.
+    pub upload_expiry_secs: u64,
+    /// Keys one step lists or examines at most.
+    pub page_size: usize,
+    pub rules: Vec<RetentionRule>,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace_secs: 3600,
+            upload_expiry_secs: 24 * 3600,
+            page_size: 500,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Where a collection stands.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Uploads,
+    Repos,
+    Sweep,
+    Orphans,
+    Links,
+    Finish,
+}
+
+/// The persisted state of a collection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunState {
+    run: String,
+    started_ms: u64,
+    phase: Phase,
+    /// The last key (suffix under the phase's prefix) the phase is done with.
+    cursor: Option<String>,
+    report: Report,
+}
+
+/// What one step did.
+#[derive(Debug)]
+pub struct StepOutcome {
+    /// The collection has ended; `report` says what it did.
+    pub done: bool,
+    pub phase: Phase,
+    /// Objects examined so far in this collection (blobs, data objects, uploads, repositories).
+    pub examined: u64,
+    pub report: Option<Report>,
+}
+
+/// A collector over one store.
+pub struct Gc {
+    store: Arc<dyn Store>,
+    env: Arc<dyn Env>,
+    config: GcConfig,
+    dry_run: bool,
+    /// Journal entries read so far, by key (they never change once written).
+    journal: BTreeMap<String, protocol::JournalEntry>,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(ErrorCode::Internal, format!("corrupt {what}: {e}"))
+}
+
+impl Gc {
+    /// A collector; `dry_run` removes nothing and reports what would go.
+    pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, config: GcConfig, dry_run: bool) -> Gc {
+        Gc {
+            store,
+            env,
+            config,
+            dry_run,
+            journal: BTreeMap::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.env.now_millis()
+    }
+
+    fn grace_ms(&self) -> u64 {
+        self.config.grace_secs * 1000
+    }
+
+    fn page_size(&self) -> usize {
+        self.config.page_size.max(1)
+    }
+
+    /// Journal entries older than this cannot concern a run started at `started_ms`.
+    fn journal_horizon(&self, started_ms: u64) -> u64 {
+        started_ms.saturating_sub(self.grace_ms())
+    }
+
+    /// Runs steps until the collection ends; returns its report.
+    pub async fn run_to_end(&mut self) -> Result<Report> {
+        loop {
+            let outcome = self.step().await?;
+            if let Some(report) = outcome.report {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Advances the collection (starting one if none is under way) by one
+    /// bounded step.
+    pub async fn step(&mut self) -> Result<StepOutcome> {
+        let (mut state, etag) = self.load_or_start().await?;
+        state.report.steps += 1;
+        self.advance(&mut state).await?;
+        if state.phase == Phase::Finish && state.cursor.as_deref() == Some(FINISHED) {
+            let report = self.finish(state).await?;
+            return Ok(StepOutcome {
+                done: true,
+                phase: Phase::Finish,
+                examined: examined(&report),
+                report: Some(report),
+            });
+        }
+        let bytes = serde_json::to_vec(&state).expect("state serializes");
+        match self
+            .store
+            .put(layout::gc_state(self.dry_run), bytes.into(), PutMode::Update(etag.etag))
+            .await
+        {
+            // Another collector saved first: the next step continues from its state.
+            Ok(_) | Err(StoreError::PreconditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(StepOutcome {
+            done: false,
+            phase: state.phase,
+            examined: examined(&state.report),
+            report: None,
+        })
+    }
+
+    async fn load_or_start(&self) -> Result<(RunState, ObjectMeta)> {
+        let key = layout::gc_state(self.dry_run);
+        loop {
+            if let Some((bytes, meta)) = read_small(self.store.as_ref(), key).await? {
+                let state = serde_json::from_slice(&bytes).map_err(|e| corrupt("gc state", e))?;
+                return Ok((state, meta));
+            }
+            let started_ms = self.now();
+            let run = self.env.random_id();
+            let state = RunState {
+                report: Report {
+                    run: run.clone(),
+                    dry_run: self.dry_run,
+                    started_ms,
+                    ..Report::default()
+                },
+                run,
+                started_ms,
+                phase: Phase::Uploads,
+                cursor: None,
+            };
+            let bytes = serde_json::to_vec(&state).expect("state serializes");
+            match self.store.put(key, bytes.into(), PutMode::Create).await {
+                Ok(meta) => return Ok((state, meta)),
+                Err(StoreError::AlreadyExists) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn advance(&mut self, state: &mut RunState) -> Result<()> {
+        let next = match state.phase {
+            Phase::Uploads => self.expire_uploads(state).await?,
+            Phase::Repos => self.collect_repo(state).await?,
+            Phase::Sweep => self.sweep_blobs(state).await?,
+            Phase::Orphans => self.sweep_orphan_data(state).await?,
+            Phase::Links => self.remove_dangling_links(state).await?,
+            Phase::Finish => self.remove_marks(state).await?,
+        };
+        if let Some(phase) = next {
+            state.phase = phase;
+            state.cursor = None;
+        }
+        Ok(())
+    }
+
+    /// Deletes a page of this run's marks; when none are left, marks the run finished.
+    async fn remove_marks(&self, state: &mut RunState) -> Result<Option<Phase>> {
+        let prefix = layout::gc_marks(&state.run);
+        let page = self.store.list(&prefix, None, self.page_size()).await?;
+        for key in &page.keys {
+            self.store.delete(key).await?;
+        }
+        if !page.more {
+            state.cursor = Some(FINISHED.to_string());
+        }
+        Ok(None)
+    }
+
+    /// Drops journal entries no collection can need any more, writes the
+    /// report and ends the run.
+    async fn finish(&mut self, mut state: RunState) -> Result<Report> {
+        if !self.dry_run {
+            let horizon = self.journal_horizon(state.started_ms);
+            for key in crate::store::list_all(self.store.as_ref(), layout::GC_JOURNAL).await? {
+                if layout::gc_journal_time(&key).is_some_and(|t| t < horizon) {
+                    self.store.delete(&key).await?;
+                }
+            }
+        }
+        let finished_ms = self.now();
+        state.report.finished_ms = finished_ms;
+        state.report.duration_ms = finished_ms.saturating_sub(state.started_ms);
+        let bytes = serde_json::to_vec_pretty(&state.report).expect("report serializes");
+        self.store
+            .put(layout::GC_REPORT, bytes.into(), PutMode::Overwrite)
+            .await?;
+        self.store.delete(layout::gc_state(self.dry_run)).await?;
+        Ok(state.report)
+    }
+
+    /// Every digest named (blobs and manifests) by the journal entries of
+    /// pushes that may overlap the run, re-read so that pushes published since
+    /// the last look are seen. Older entries belong to pushes that ended long
+    /// before the run listed the repositories (a push lasts less than the
+    /// grace window), so the listing already shows what they wrote.
+    async fn journaled(&mut self, started_ms: u64) -> Result<HashSet<String>> {
+        let horizon = self.journal_horizon(started_ms);
+        let keys: Vec<String> = crate::store::list_all(self.store.as_ref(), layout::GC_JOURNAL)
+            .await?
+            .into_iter()
+            .filter(|key| layout::gc_journal_time(key).is_none_or(|t| t >= horizon))
+            .collect();
+        self.journal.retain(|key, _| keys.binary_search(key).is_ok());
+        for key in keys {
+            if self.journal.contains_key(&key) {
+                continue;
+            }
+            if let Some((bytes, _)) = read_small(self.store.as_ref(), &key).await? {
+                let entry = serde_json::from_slice(&bytes).map_err(|e| corrupt("gc journal entry", e))?;
+                self.journal.insert(key, entry);
+            }
+        }
+        Ok(self
+            .journal
+            .values()
+            .flat_map(|entry| entry.blobs.iter().chain(&entry.manifests).cloned())
+            .collect())
+    }
+}
+
+/// The cursor of the finish phase once every mark is gone.
+const FINISHED: &str = "finished";
+
+fn examined(report: &Report) -> u64 {
+    report.blobs_examined + report.repos_examined + report.uploads_expired
+}
+
+/// The last report written, if any collection has ended.
+pub async fn last_report(store: &dyn Store) -> Result<Option<Report>> {
+    match read_small(store, layout::GC_REPORT).await? {
+        None => Ok(None),
+        Some((bytes, _)) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt("gc report", e)),
+    }
+}

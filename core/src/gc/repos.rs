@@ -1,0 +1,262 @@
+//! Phase 2, one repository per step: apply the retention rules to its tags,
+//! find the manifests it keeps (tagged, children of kept indexes, referrers of
+//! kept subjects, untagged ones the rules do not expire), delete the others
+//! and their referrer entries, and mark every blob a kept manifest references.
+//! Memory is one repository's manifests.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+
+use super::retention::{self, TagInfo};
+use super::{Gc, Phase, RunState};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::layout;
+use crate::manifest;
+use crate::names::RepoName;
+use crate::registry::TagRecord;
+use crate::store::{list_all, read_small, PutMode};
+
+/// What retention needs to know about one stored manifest.
+struct ManifestNode {
+    blobs: Vec<Digest>,
+    children: Vec<Digest>,
+    subject: Option<Digest>,
+}
+
+impl Gc {
+    pub(super) async fn collect_repo(&mut self, state: &mut RunState) -> Result<Option<Phase>> {
+        let page = super::marks::page(self.store.as_ref(), layout::CATALOG, state.cursor.as_deref(), 1).await?;
+        let Some(suffix) = page.suffixes.first() else {
+            return Ok(Some(Phase::Sweep));
+        };
+        if let Some(repo) = suffix.strip_suffix("/_repo").and_then(RepoName::parse) {
+            state.report.repos_examined += 1;
+            self.collect(&repo, state).await?;
+        }
+        state.cursor = Some(suffix.clone());
+        Ok((!page.more).then_some(Phase::Sweep))
+    }
+
+    async fn collect(&mut self, repo: &RepoName, state: &mut RunState) -> Result<()> {
+        let store = self.store.clone();
+        let store = store.as_ref();
+        let now = self.now();
+        let tags = self.read_tags(repo).await?;
+        let expired = retention::expired_tags(&self.config.rules, repo.as_str(), &tags, now);
+        let expired_names: HashSet<&str> = expired.iter().map(|t| t.name.as_str()).collect();
+        for tag in &expired {
+            state.report.tags_deleted += 1;
+            state.report.list(format!("tag {repo}:{}", tag.name));
+            if !self.dry_run {
+                self.delete_tag_unless_moved(repo, tag).await?;
+            }
+        }
+
+        let mut nodes = HashMap::new();
+        for key in list_all(store, &layout::manifests_prefix(repo)).await? {
+            let Some(digest) = layout::digest_at_end(&key) else {
+                continue;
+            };
+            if let Some((bytes, _)) = read_small(store, &key).await? {
+                nodes.insert(digest, node_of(&bytes));
+            }
+        }
+
+        let mut roots: Vec<Digest> = tags
+            .iter()
+            .filter(|t| !expired_names.contains(t.name.as_str()))
+            .map(|t| t.digest.clone())
+            .collect();
+        match retention::untagged_expiry_ms(&self.config.rules, repo.as_str()) {
+            None => roots.extend(nodes.keys().cloned()),
+            Some(expiry) => {
+                for digest in nodes.keys() {
+                    if now.saturating_sub(self.pushed_ms(repo, digest).await?) <= expiry {
+                        roots.push(digest.clone());
+                    }
+                }
+            }
+        }
+        let mut kept = keep_closure(&nodes, roots);
+
+        let doomed: Vec<Digest> = nodes.keys().filter(|d| !kept.contains(*d)).cloned().collect();
+        if !doomed.is_empty() {
+            let spared = self.delete_manifests(repo, &doomed, &nodes, state).await?;
+            kept.extend(spared);
+        }
+        self.remove_orphaned_referrers(repo, &nodes, &kept, state).await?;
+
+        let mut marked = HashSet::new();
+        for digest in &kept {
+            let Some(node) = nodes.get(digest) else { continue };
+            for blob in &node.blobs {
+                if marked.insert(blob.clone()) {
+                    store
+                        .put(
+                            &layout::gc_blob_mark(&state.run, blob),
+                            Bytes::new(),
+                            PutMode::Overwrite,
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_tags(&self, repo: &RepoName) -> Result<Vec<TagInfo>> {
+        let prefix = layout::tags_prefix(repo);
+        let mut tags = Vec::new();
+        for key in list_all(self.store.as_ref(), &prefix).await? {
+            let Some((bytes, _)) = read_small(self.store.as_ref(), &key).await? else {
+                continue;
+            };
+            if let Some(record) = TagRecord::parse(&bytes) {
+                tags.push(TagInfo {
+                    name: key[prefix.len()..].to_string(),
+                    digest: record.digest,
+                    tagged_ms: record.tagged_ms,
+                });
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Deletes an expired tag, unless a push moved it since it was read.
+    async fn delete_tag_unless_moved(&self, repo: &RepoName, tag: &TagInfo) -> Result<()> {
+        let key = format!("{}{}", layout::tags_prefix(repo), tag.name);
+        let current = read_small(self.store.as_ref(), &key).await?;
+        let unchanged = current
+            .and_then(|(bytes, _)| TagRecord::parse(&bytes))
+            .is_some_and(|record| record.digest == tag.digest && record.tagged_ms == tag.tagged_ms);
+        if unchanged {
+            self.store.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn pushed_ms(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        Ok(read_small(self.store.as_ref(), &layout::manifest_pushed(repo, digest))
+            .await?
+            .and_then(|(bytes, _)| std::str::from_utf8(&bytes).ok()?.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Deletes manifests retention dropped, except those a push named since
+    /// the run started (tombstone first, then the journal: see `protocol`).
+    /// Returns the spared ones.
+    async fn delete_manifests(
+        &mut self,
+        repo: &RepoName,
+        doomed: &[Digest],
+        nodes: &HashMap<Digest, ManifestNode>,
+        state: &mut RunState,
+    ) -> Result<Vec<Digest>> {
+        if self.dry_run {
+            for digest in doomed {
+                state.report.manifests_deleted += 1;
+                state.report.list(format!("manifest {repo}@{digest}"));
+            }
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        for digest in doomed {
+            store
+                .put(
+                    &layout::gc_doomed_manifest(repo, digest),
+                    Bytes::new(),
+                    PutMode::Overwrite,
+                )
+                .await?;
+        }
+        let journaled = self.journaled(state.started_ms).await?;
+        let mut spared = Vec::new();
+        for digest in doomed {
+            if journaled.contains(digest.as_str()) {
+                spared.push(digest.clone());
+            } else {
+                if let Some(subject) = nodes.get(digest).and_then(|n| n.subject.as_ref()) {
+                    store.delete(&layout::referrer(repo, subject, digest)).await?;
+                }
+                store.delete(&layout::manifest(repo, digest)).await?;
+                store.delete(&layout::manifest_pushed(repo, digest)).await?;
+                state.report.manifests_deleted += 1;
+                state.report.list(format!("manifest {repo}@{digest}"));
+            }
+            store.delete(&layout::gc_doomed_manifest(repo, digest)).await?;
+        }
+        Ok(spared)
+    }
+
+    /// Deletes referrer entries whose referring manifest is gone.
+    async fn remove_orphaned_referrers(
+        &self,
+        repo: &RepoName,
+        nodes: &HashMap<Digest, ManifestNode>,
+        kept: &HashSet<Digest>,
+        state: &mut RunState,
+    ) -> Result<()> {
+        for key in list_all(self.store.as_ref(), &layout::referrers_root(repo)).await? {
+            let Some(referrer) = layout::digest_at_end(&key) else {
+                continue;
+            };
+            let deleted_now = nodes.contains_key(&referrer) && !kept.contains(&referrer);
+            if kept.contains(&referrer) || (self.dry_run && deleted_now) {
+                continue;
+            }
+            // Entries are written after their manifest, so a listed entry
+            // whose manifest is absent now is an orphan, not a push under way.
+            if self.store.head(&layout::manifest(repo, &referrer)).await?.is_some() {
+                continue;
+            }
+            state.report.referrers_deleted += 1;
+            if !self.dry_run {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn node_of(bytes: &[u8]) -> ManifestNode {
+    match manifest::parse(bytes, None) {
+        Ok(parsed) => ManifestNode {
+            blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
+            children: parsed.children.into_iter().map(|d| d.digest).collect(),
+            subject: parsed.subject.map(|d| d.digest),
+        },
+        // Stored manifests were valid when pushed; an unreadable one keeps nothing.
+        Err(_) => ManifestNode {
+            blobs: Vec::new(),
+            children: Vec::new(),
+            subject: None,
+        },
+    }
+}
+
+/// Everything `roots` keep: children of kept indexes and referrers of kept
+/// subjects, transitively.
+fn keep_closure(nodes: &HashMap<Digest, ManifestNode>, roots: Vec<Digest>) -> HashSet<Digest> {
+    let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+    for (digest, node) in nodes {
+        if let Some(subject) = &node.subject {
+            referrers.entry(subject).or_default().push(digest);
+        }
+    }
+    let mut kept = HashSet::new();
+    let mut pending = roots;
+    while let Some(digest) = pending.pop() {
+        if !kept.insert(digest.clone()) {
+            continue;
+        }
+        if let Some(node) = nodes.get(&digest) {
+            pending.extend(node.children.iter().cloned());
+        }
+        if let Some(found) = referrers.get(&digest) {
+            pending.extend(found.iter().map(|d| (*d).clone()));
+        }
+    }
+    kept
+}

@@ -1,0 +1,179 @@
+//! Retention rules: which tags and untagged manifests a namespace keeps.
+//!
+//! Every rule whose `namespace` glob matches a repository applies to it. A tag
+//! goes when any applicable rule would drop it (beyond `keep_last` of the
+//! tags it covers, or older than `expire_after_days`) and no applicable rule
+//! protects it. Untagged manifests are kept forever unless a rule sets
+//! `untagged_expire_after_days`. The same rules say where tags are immutable,
+//! so one place in the configuration describes a namespace's policy.
+
+use serde::{Deserialize, Serialize};
+
+use super::glob;
+use crate::digest::Digest;
+
+const DAY_MS: f64 = 86_400_000.0;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Repositories the rule applies to, e.g. `ci/**`.
+    pub namespace: String,
+    /// Tags `keep_last` and `expire_after_days` apply to; every tag by default.
+    #[serde(default = "every_tag")]
+    pub tags: String,
+    /// Keep only the N most recently pushed of the tags matching `tags`.
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    /// Delete tags matching `tags` pushed more than D days ago.
+    #[serde(default)]
+    pub expire_after_days: Option<f64>,
+    /// Delete manifests no tag, index or subject keeps, pushed more than D days ago.
+    #[serde(default)]
+    pub untagged_expire_after_days: Option<f64>,
+    /// Tags (globs) no rule ever deletes, e.g. `v*`.
+    #[serde(default)]
+    pub protect: Vec<String>,
+    /// Refuse a push that would move an existing tag to another manifest.
+    #[serde(default)]
+    pub immutable_tags: bool,
+}
+
+fn every_tag() -> String {
+    "*".to_string()
+}
+
+/// A tag as retention sees it.
+#[derive(Clone, Debug)]
+pub struct TagInfo {
+    pub name: String,
+    pub digest: Digest,
+    pub tagged_ms: u64,
+}
+
+fn applicable<'a>(rules: &'a [RetentionRule], repo: &'a str) -> impl Iterator<Item = &'a RetentionRule> + 'a {
+    rules.iter().filter(move |rule| glob::matches(&rule.namespace, repo))
+}
+
+/// The tags of `repo` the rules delete at `now_ms`.
+pub fn expired_tags<'a>(rules: &[RetentionRule], repo: &str, tags: &'a [TagInfo], now_ms: u64) -> Vec<&'a TagInfo> {
+    let rules: Vec<&RetentionRule> = applicable(rules, repo).collect();
+    let protected = |tag: &TagInfo| {
+        rules
+            .iter()
+            .any(|rule| rule.protect.iter().any(|pattern| glob::matches(pattern, &tag.name)))
+    };
+    let mut doomed = vec![false; tags.len()];
+    for rule in &rules {
+        let mut covered: Vec<usize> = (0..tags.len())
+            .filter(|&i| glob::matches(&rule.tags, &tags[i].name))
+            .collect();
+        if let Some(days) = rule.expire_after_days {
+            let max_age = (days * DAY_MS) as u64;
+            for &i in &covered {
+                doomed[i] |= now_ms.saturating_sub(tags[i].tagged_ms) > max_age;
+            }
+        }
+        if let Some(keep) = rule.keep_last {
+            // Newest first; equal times by name, newest name first, so the order is stable.
+            covered.sort_by(|&a, &b| (tags[b].tagged_ms, &tags[b].name).cmp(&(tags[a].tagged_ms, &tags[a].name)));
+            for &i in covered.iter().skip(keep) {
+                doomed[i] = true;
+            }
+        }
+    }
+    tags.iter()
+        .zip(doomed)
+        .filter(|(tag, doomed)| *doomed && !protected(tag))
+        .map(|(tag, _)| tag)
+        .collect()
+}
+
+/// How long untagged manifests of `repo` live, `None` for ever.
+pub fn untagged_expiry_ms(rules: &[RetentionRule], repo: &str) -> Option<u64> {
+    applicable(rules, repo)
+        .filter_map(|rule| rule.untagged_expire_after_days)
+        .map(|days| (days * DAY_MS) as u64)
+        .min()
+}
+
+/// Whether tags of `repo` may not be moved once pushed.
+pub fn tags_immutable(rules: &[RetentionRule], repo: &str) -> bool {
+    applicable(rules, repo).any(|rule| rule.immutable_tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+
+    fn tag(name: &str, tagged_ms: u64) -> TagInfo {
+        TagInfo {
+            name: name.into(),
+            digest: Digest::of(Algorithm::Sha256, name.as_bytes()),
+            tagged_ms,
+        }
+    }
+
+    fn rule(namespace: &str) -> RetentionRule {
+        RetentionRule {
+            namespace: namespace.into(),
+            tags: every_tag(),
+            keep_last: None,
+            expire_after_days: None,
+            untagged_expire_after_days: None,
+            protect: Vec::new(),
+            immutable_tags: false,
+        }
+    }
+
+    fn names(tags: Vec<&TagInfo>) -> Vec<&str> {
+        let mut names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn rules_apply_only_to_their_namespace() {
+        let rules = [RetentionRule {
+            keep_last: Some(0),
+            ..rule("ci/**")
+        }];
+        let tags = [tag("a", 1)];
+        assert_eq!(names(expired_tags(&rules, "ci/app", &tags, 10)), ["a"]);
+        assert!(expired_tags(&rules, "prod/app", &tags, 10).is_empty());
+    }
+
+    #[test]
+    fn protection_wins_over_every_rule() {
+        let rules = [
+            RetentionRule {
+                keep_last: Some(1),
+                ..rule("prod/**")
+            },
+            RetentionRule {
+                protect: vec!["v*".into()],
+                ..rule("prod/**")
+            },
+        ];
+        let tags = [tag("v1", 1), tag("v2", 2), tag("dev", 0)];
+        assert_eq!(names(expired_tags(&rules, "prod/app", &tags, 10)), ["dev"]);
+    }
+
+    #[test]
+    fn untagged_expiry_is_the_shortest_that_applies() {
+        let rules = [
+            RetentionRule {
+                untagged_expire_after_days: Some(7.0),
+                ..rule("**")
+            },
+            RetentionRule {
+                untagged_expire_after_days: Some(1.0),
+                ..rule("ci/**")
+            },
+        ];
+        assert_eq!(untagged_expiry_ms(&rules, "ci/x"), Some(86_400_000));
+        assert_eq!(untagged_expiry_ms(&rules, "prod/x"), Some(7 * 86_400_000));
+        assert_eq!(untagged_expiry_ms(&[], "prod/x"), None);
+    }
+}

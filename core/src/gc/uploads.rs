@@ -1,0 +1,47 @@
+//! Phase 1: upload sessions idle longer than the expiry are removed with their
+//! tails, and their multipart writes aborted (so R2 and S3 free the parts).
+
+use super::{Gc, Phase, RunState};
+use crate::error::Result;
+use crate::layout;
+use crate::upload::{load_state, remove_upload_keys};
+
+impl Gc {
+    pub(super) async fn expire_uploads(&self, state: &mut RunState) -> Result<Option<Phase>> {
+        let page = super::marks::page(
+            self.store.as_ref(),
+            layout::UPLOADS,
+            state.cursor.as_deref(),
+            self.page_size(),
+        )
+        .await?;
+        let expiry_ms = self.config.upload_expiry_secs * 1000;
+        let now = self.now();
+        // A session's state keys (`<id>/s/...`) sort before its tails (`<id>/t/...`).
+        let mut seen = None;
+        for suffix in &page.suffixes {
+            let Some(id) = suffix.split('/').next() else { continue };
+            if seen == Some(id) {
+                continue;
+            }
+            seen = Some(id);
+            let Some((_, upload)) = load_state(self.store.as_ref(), id).await? else {
+                continue;
+            };
+            if now.saturating_sub(upload.updated_ms) <= expiry_ms {
+                continue;
+            }
+            state.report.uploads_expired += 1;
+            state.report.list(format!("upload {id}"));
+            if self.dry_run {
+                continue;
+            }
+            if let Some(multipart) = &upload.multipart {
+                self.store.abort_multipart(&layout::blob_data(id), multipart).await?;
+            }
+            remove_upload_keys(self.store.as_ref(), id).await;
+        }
+        state.cursor = page.suffixes.last().cloned().or(state.cursor.take());
+        Ok((!page.more).then_some(Phase::Repos))
+    }
+}

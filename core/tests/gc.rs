@@ -1,0 +1,552 @@
+//! Garbage collection over the in-memory store: what marking keeps for every
+//! kind of manifest, what sweeping frees, each retention rule, dry runs,
+//! upload expiry and resuming an interrupted collection.
+
+mod gc_support;
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use gc_support::*;
+use pier_core::error::ErrorCode;
+use pier_core::gc::{Gc, RetentionRule};
+use pier_core::manifest::{DOCKER_LIST, OCI_INDEX};
+use pier_core::registry::Reference;
+use pier_core::store::memory::MemoryStore;
+use pier_core::store::{list_all, Store};
+use pier_core::upload::load_state;
+use serde_json::Value;
+
+fn rule(namespace: &str) -> RetentionRule {
+    RetentionRule {
+        namespace: namespace.into(),
+        tags: "*".into(),
+        keep_last: None,
+        expire_after_days: None,
+        untagged_expire_after_days: None,
+        protect: Vec::new(),
+        immutable_tags: false,
+    }
+}
+
+/// Untagged manifests expire at once: only what tags reach survives, so each
+/// marking test shows the path from the tag to the blob is followed.
+fn only_tagged() -> Vec<RetentionRule> {
+    vec![RetentionRule {
+        untagged_expire_after_days: Some(0.0),
+        ..rule("**")
+    }]
+}
+
+struct World {
+    store: Arc<MemoryStore>,
+    env: Arc<TestEnv>,
+    registry: pier_core::Registry,
+}
+
+fn world(rules: Vec<RetentionRule>) -> World {
+    let store = Arc::new(MemoryStore::new(8));
+    let env = TestEnv::new();
+    let registry = registry(store.clone(), env.clone(), rules);
+    World { store, env, registry }
+}
+
+impl World {
+    async fn blob(&self, repo: &str, content: &str) -> Value {
+        push_blob(&self.registry, &gc_support::repo(repo), content.as_bytes()).await
+    }
+
+    async fn manifest(&self, repo: &str, reference: Reference, body: &Value) -> Value {
+        push_manifest(&self.registry, &gc_support::repo(repo), reference, body).await
+    }
+
+    /// Moves past the grace window and collects with `rules`.
+    async fn collect_later(&self, rules: Vec<RetentionRule>, dry_run: bool) -> pier_core::gc::Report {
+        self.env.advance(2 * HOUR_MS);
+        collect(self.store.clone(), self.env.clone(), config(rules), dry_run).await
+    }
+
+    async fn stored(&self, descriptor: &Value) -> bool {
+        blob_stored(self.store.as_ref(), descriptor).await
+    }
+}
+
+/// Pushes an unreferenced blob too, so that each marking test also shows the
+/// collection did delete something.
+async fn assert_keeps_only(w: &World, kept: &[&Value]) {
+    let stray = w.blob("app", "stray").await;
+    let report = w.collect_later(only_tagged(), false).await;
+    for descriptor in kept {
+        assert!(w.stored(descriptor).await, "{descriptor} was collected");
+    }
+    assert!(!w.stored(&stray).await, "the unreferenced blob survived");
+    assert!(report.blobs_deleted >= 1);
+    assert!(assert_every_manifest_complete(w.store.as_ref()).await > 0);
+}
+
+#[test]
+fn an_image_keeps_its_config_and_layers() {
+    block_on(async {
+        let w = world(Vec::new());
+        let (config, layer) = (w.blob("app", "config").await, w.blob("app", "layer").await);
+        w.manifest("app", tag("v1"), &image(&config, &[&layer])).await;
+        assert_keeps_only(&w, &[&config, &layer]).await;
+    });
+}
+
+#[test]
+fn an_index_keeps_its_untagged_children() {
+    block_on(async {
+        let w = world(Vec::new());
+        let (config, layer) = (w.blob("app", "config").await, w.blob("app", "layer").await);
+        let child = w
+            .manifest(
+                "app",
+                Reference::Digest(digest_of(&json_image_digest(&config, &layer))),
+                &image(&config, &[&layer]),
+            )
+            .await;
+        w.manifest("app", tag("multi"), &index(OCI_INDEX, &[&child])).await;
+        assert_keeps_only(&w, &[&config, &layer]).await;
+        assert!(manifest_stored(w.store.as_ref(), &repo("app"), &child).await);
+    });
+}
+
+/// The descriptor of `image(config, [layer])`, to push it by digest.
+fn json_image_digest(config: &Value, layer: &Value) -> Value {
+    let bytes = serde_json::to_vec(&image(config, &[layer])).unwrap();
+    let digest = pier_core::digest::Digest::of(pier_core::digest::Algorithm::Sha256, &bytes);
+    serde_json::json!({ "digest": digest.as_str() })
+}
+
+#[test]
+fn a_nested_index_keeps_the_whole_tree() {
+    block_on(async {
+        let w = world(Vec::new());
+        let (config, layer) = (w.blob("app", "config").await, w.blob("app", "layer").await);
+        let leaf = w
+            .manifest(
+                "app",
+                Reference::Digest(digest_of(&json_image_digest(&config, &layer))),
+                &image(&config, &[&layer]),
+            )
+            .await;
+        let inner_body = index(OCI_INDEX, &[&leaf]);
+        let inner_digest = digest_of(
+            &serde_json::json!({ "digest": pier_core::digest::Digest::of(pier_core::digest::Algorithm::Sha256, &serde_json::to_vec(&inner_body).unwrap()).as_str() }),
+        );
+        let inner = w.manifest("app", Reference::Digest(inner_digest), &inner_body).await;
+        w.manifest("app", tag("outer"), &index(OCI_INDEX, &[&inner])).await;
+        assert_keeps_only(&w, &[&config, &layer]).await;
+        assert!(manifest_stored(w.store.as_ref(), &repo("app"), &inner).await);
+        assert!(manifest_stored(w.store.as_ref(), &repo("app"), &leaf).await);
+    });
+}
+
+#[test]
+fn an_artifact_is_kept_by_its_subject() {
+    block_on(async {
+        let w = world(Vec::new());
+        let (config, layer) = (w.blob("app", "config").await, w.blob("app", "layer").await);
+        let subject = w.manifest("app", tag("v1"), &image(&config, &[&layer])).await;
+        let sbom = w.blob("app", "sbom").await;
+        let body = artifact(&subject, &sbom);
+        let digest = pier_core::digest::Digest::of(
+            pier_core::digest::Algorithm::Sha256,
+            &serde_json::to_vec(&body).unwrap(),
+        );
+        w.manifest("app", Reference::Digest(digest), &body).await;
+        assert_keeps_only(&w, &[&config, &layer, &sbom]).await;
+    });
+}
+
+#[test]
+fn an_artifact_whose_subject_goes_goes_too() {
+    block_on(async {
+        let w = world(Vec::new());
+        let (config, layer) = (w.blob("app", "config").await, w.blob("app", "layer").await);
+        let subject = w.manifest("app", tag("v1"), &image(&config, &[&layer])).await;
+        let sbom = w.blob("app", "sbom").await;
+        let body = artifact(&subject, &sbom);
+        let digest = pier_core::digest::Digest::of(
+            pier_core::digest::Algorithm::Sha256,
+            &serde_json::to_vec(&body).unwrap(),
+        );
+        w.manifest("app", Reference::Digest(digest.clone()), &body).await;
+        w.registry
+            .delete_manifest(&repo("app"), &Reference::Digest(digest_of(&subject)))
+            .await
+            .unwrap();
+        let report = w.collect_later(only_tagged(), false).await;
+        assert!(!w.stored(&sbom).await && !w.stored(&config).await);
+        assert_eq!(report.manifests_deleted, 1);
+        let referrers = list_all(w.store.as_ref(), "repos/app/_referrers/").await.unwrap();
+        assert!(referrers.is_empty(), "{referrers:?}");
+    });
+}
+
+#[test]
+fn a_docker_list_keeps_its_images() {
+    block_on(async {
+        let w = world(Vec::new());
+        let (config, layer) = (w.blob("app", "config").await, w.blob("app", "layer").await);
+        let body = docker_image(&config, &[&layer]);
+        let digest = pier_core::digest::Digest::of(
+            pier_core::digest::Algorithm::Sha256,
+            &serde_json::to_vec(&body).unwrap(),
+        );
+        let child = w.manifest("app", Reference::Digest(digest), &body).await;
+        w.manifest("app", tag("list"), &index(DOCKER_LIST, &[&child])).await;
+        assert_keeps_only(&w, &[&config, &layer]).await;
+    });
+}
+
+#[test]
+fn deleting_a_manifest_frees_what_no_one_else_uses() {
+    block_on(async {
+        let w = world(Vec::new());
+        let base = w.blob("app", &"base layer ".repeat(100)).await;
+        let (config_a, only_a) = (
+            w.blob("app", "config a").await,
+            w.blob("app", &"only in a ".repeat(300)).await,
+        );
+        let config_b = w.blob("other", "config b").await;
+        w.registry
+            .mount_blob(&repo("other"), &digest_of(&base), Some(&repo("app")))
+            .await
+            .unwrap();
+        let a = w.manifest("app", tag("a"), &image(&config_a, &[&base, &only_a])).await;
+        w.manifest("other", tag("b"), &image(&config_b, &[&base])).await;
+
+        let before = w.store.total_bytes();
+        let first = w.collect_later(Vec::new(), false).await;
+        assert_eq!(first.blobs_deleted, 0, "nothing is unreferenced yet");
+        w.registry
+            .delete_manifest(&repo("app"), &Reference::Digest(digest_of(&a)))
+            .await
+            .unwrap();
+        let report = w.collect_later(Vec::new(), false).await;
+
+        assert_eq!(report.blobs_deleted, 2);
+        assert_eq!(report.blob_bytes_freed, 3000 + "config a".len() as u64);
+        assert!(!w.stored(&only_a).await && !w.stored(&config_a).await);
+        assert!(w.stored(&base).await && w.stored(&config_b).await);
+        let freed = before - w.store.total_bytes();
+        assert!(freed >= report.blob_bytes_freed, "store shrank by {freed} bytes");
+        assert_eq!(report.links_deleted, 2, "app's links to the deleted blobs go too");
+        assert!(w.registry.blob(&repo("app"), &digest_of(&base)).await.is_ok());
+    });
+}
+
+#[test]
+fn the_grace_window_keeps_blobs_whose_manifest_has_not_arrived() {
+    block_on(async {
+        let w = world(Vec::new());
+        let old = w.blob("app", "old").await;
+        w.env.advance(2 * HOUR_MS);
+        let fresh = w.blob("app", "fresh").await;
+        let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert!(!w.stored(&old).await);
+        assert!(w.stored(&fresh).await);
+        assert_eq!(report.blobs_in_grace, 1);
+    });
+}
+
+#[test]
+fn reusing_an_old_blob_restarts_its_grace_window() {
+    block_on(async {
+        let w = world(Vec::new());
+        let old = w.blob("app", "old").await;
+        w.env.advance(2 * HOUR_MS);
+        w.blob("other", "old").await; // uploaded again: deduplicated and touched
+        let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert!(w.stored(&old).await);
+        assert_eq!(report.blobs_in_grace, 1);
+    });
+}
+
+async fn tags_of(w: &World, name: &str) -> Vec<String> {
+    w.registry.tags(&repo(name), None, None).await.unwrap().names
+}
+
+/// Pushes image `i` tagged `name`, an hour apart each.
+async fn push_tagged(w: &World, repo: &str, names: &[&str]) -> Vec<Value> {
+    let mut descriptors = Vec::new();
+    for name in names {
+        let config = w.blob(repo, &format!("config {name}")).await;
+        descriptors.push(w.manifest(repo, tag(name), &image(&config, &[])).await);
+        w.env.advance(HOUR_MS);
+    }
+    descriptors
+}
+
+#[test]
+fn keep_last_keeps_the_newest_matching_tags() {
+    block_on(async {
+        let w = world(Vec::new());
+        push_tagged(&w, "ci/app", &["b1", "b2", "b3", "b4", "latest"]).await;
+        let rules = vec![RetentionRule {
+            tags: "b*".into(),
+            keep_last: Some(2),
+            ..rule("ci/**")
+        }];
+        let report = w.collect_later(rules, false).await;
+        assert_eq!(tags_of(&w, "ci/app").await, ["b3", "b4", "latest"]);
+        assert_eq!(report.tags_deleted, 2);
+        assert_eq!(
+            report.blobs_deleted, 0,
+            "untagged manifests are kept without an untagged rule"
+        );
+    });
+}
+
+#[test]
+fn expire_after_days_deletes_old_matching_tags() {
+    block_on(async {
+        let w = world(Vec::new());
+        push_tagged(&w, "ci/app", &["pr-1", "stable"]).await;
+        w.env.advance(3 * DAY_MS);
+        push_tagged(&w, "ci/app", &["pr-2"]).await;
+        let rules = vec![RetentionRule {
+            tags: "pr-*".into(),
+            expire_after_days: Some(2.0),
+            ..rule("ci/**")
+        }];
+        w.collect_later(rules, false).await;
+        assert_eq!(tags_of(&w, "ci/app").await, ["pr-2", "stable"]);
+    });
+}
+
+#[test]
+fn untagged_manifests_expire_after_their_days() {
+    block_on(async {
+        let w = world(Vec::new());
+        let old = push_tagged(&w, "ci/app", &["old"]).await.remove(0);
+        w.registry.delete_manifest(&repo("ci/app"), &tag("old")).await.unwrap();
+        w.env.advance(2 * DAY_MS);
+        let young = push_tagged(&w, "ci/app", &["young"]).await.remove(0);
+        w.registry
+            .delete_manifest(&repo("ci/app"), &tag("young"))
+            .await
+            .unwrap();
+        let rules = vec![RetentionRule {
+            untagged_expire_after_days: Some(1.0),
+            ..rule("ci/**")
+        }];
+        let report = w.collect_later(rules, false).await;
+        assert!(!manifest_stored(w.store.as_ref(), &repo("ci/app"), &old).await);
+        assert!(manifest_stored(w.store.as_ref(), &repo("ci/app"), &young).await);
+        assert_eq!((report.manifests_deleted, report.blobs_deleted), (1, 1));
+    });
+}
+
+#[test]
+fn protected_tags_survive_every_rule() {
+    block_on(async {
+        let w = world(Vec::new());
+        push_tagged(&w, "prod/app", &["v1", "v2", "nightly", "v3"]).await;
+        let rules = vec![RetentionRule {
+            keep_last: Some(1),
+            protect: vec!["v*".into()],
+            ..rule("prod/**")
+        }];
+        w.collect_later(rules, false).await;
+        assert_eq!(tags_of(&w, "prod/app").await, ["v1", "v2", "v3"]);
+    });
+}
+
+#[test]
+fn a_dry_run_reports_and_removes_nothing() {
+    block_on(async {
+        let w = world(Vec::new());
+        push_tagged(&w, "ci/app", &["a", "b", "c"]).await;
+        let stray = w.blob("ci/app", &"x".repeat(50)).await;
+        let rules = vec![RetentionRule {
+            keep_last: Some(1),
+            untagged_expire_after_days: Some(0.0),
+            ..rule("ci/**")
+        }];
+        let keys_before = list_all(w.store.as_ref(), "").await.unwrap();
+        let report = w.collect_later(rules.clone(), true).await;
+        assert!(report.dry_run);
+        assert_eq!(
+            (report.tags_deleted, report.manifests_deleted, report.blobs_deleted),
+            (2, 2, 3)
+        );
+        assert_eq!(report.blob_bytes_freed, 50 + 2 * "config a".len() as u64);
+        let keys_after: Vec<String> = list_all(w.store.as_ref(), "")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k != "gc/last-report")
+            .collect();
+        assert_eq!(keys_before, keys_after, "a dry run changed the store");
+        let real = collect(w.store.clone(), w.env.clone(), config(rules), false).await;
+        assert_eq!(
+            (real.tags_deleted, real.manifests_deleted, real.blobs_deleted),
+            (2, 2, 3)
+        );
+        assert!(!w.stored(&stray).await);
+    });
+}
+
+#[test]
+fn immutable_tags_refuse_to_move_but_accept_the_same_push() {
+    block_on(async {
+        let rules = vec![RetentionRule {
+            immutable_tags: true,
+            ..rule("prod/**")
+        }];
+        let w = world(rules);
+        let config_1 = w.blob("prod/app", "one").await;
+        let config_2 = w.blob("prod/app", "two").await;
+        w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
+        w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
+        let body = serde_json::to_vec(&image(&config_2, &[])).unwrap();
+        let err = w
+            .registry
+            .put_manifest(
+                &repo("prod/app"),
+                &tag("v1"),
+                Some(pier_core::manifest::OCI_MANIFEST),
+                body.clone().into(),
+                &[],
+            )
+            .await
+            .err()
+            .expect("moving an immutable tag is refused");
+        assert_eq!((err.code, err.status.as_u16()), (ErrorCode::Denied, 409));
+        // Elsewhere tags move as usual.
+        let config_3 = w.blob("dev/app", "one").await;
+        w.manifest("dev/app", tag("v1"), &image(&config_3, &[])).await;
+        w.manifest("dev/app", tag("v1"), &image(&w.blob("dev/app", "two").await, &[]))
+            .await;
+    });
+}
+
+#[test]
+fn tag_records_of_older_builds_still_resolve() {
+    block_on(async {
+        let w = world(Vec::new());
+        let config = w.blob("app", "config").await;
+        let pushed = w.manifest("app", tag("v1"), &image(&config, &[])).await;
+        let plain = pushed["digest"].as_str().unwrap().to_string();
+        w.store
+            .put(
+                "repos/app/_tags/old",
+                plain.into(),
+                pier_core::store::PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let found = w.registry.manifest(&repo("app"), &tag("old")).await.unwrap();
+        assert_eq!(found.digest, digest_of(&pushed));
+        w.collect_later(only_tagged(), false).await;
+        assert!(w.stored(&config).await);
+    });
+}
+
+#[test]
+fn idle_uploads_expire_with_their_multipart_writes() {
+    block_on(async {
+        let w = world(Vec::new());
+        let app = repo("app");
+        let idle = w.registry.start_upload(&app).await.unwrap().id;
+        // 20 bytes with 8-byte parts: two parts written, a tail left.
+        w.registry
+            .upload_chunk(&app, &idle, None, pier_core::platform::full_body(vec![7u8; 20]))
+            .await
+            .unwrap();
+        let (_, state) = load_state(w.store.as_ref(), &idle).await.unwrap().unwrap();
+        let multipart = state.multipart.clone().expect("a multipart write was started");
+        w.env.advance(25 * HOUR_MS);
+        let active = w.registry.start_upload(&app).await.unwrap().id;
+
+        let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert_eq!(report.uploads_expired, 1);
+        assert!(list_all(w.store.as_ref(), &format!("uploads/{idle}/"))
+            .await
+            .unwrap()
+            .is_empty());
+        let aborted = w
+            .store
+            .put_part(&format!("data/{idle}"), &multipart, 3, bytes::Bytes::from_static(b"x"))
+            .await;
+        assert!(aborted.is_err(), "the multipart write was not aborted");
+        assert!(w.registry.upload_status(&app, &active).await.is_ok());
+    });
+}
+
+#[test]
+fn an_interrupted_collection_resumes_where_it_stopped() {
+    block_on(async {
+        let w = world(Vec::new());
+        let mut kept = Vec::new();
+        let mut dropped = Vec::new();
+        for i in 0..6 {
+            let config = w.blob(&format!("r{i}"), &format!("config {i}")).await;
+            let layer = w.blob(&format!("r{i}"), &format!("layer {i}")).await;
+            w.manifest(&format!("r{i}"), tag("v1"), &image(&config, &[&layer]))
+                .await;
+            kept.extend([config, layer]);
+            dropped.push(w.blob(&format!("r{i}"), &format!("stray {i}")).await);
+        }
+        w.env.advance(2 * HOUR_MS);
+        for steps in [3, 9, 14] {
+            let mut first = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
+            for _ in 0..steps {
+                assert!(!first.step().await.unwrap().done);
+            }
+            drop(first); // the process dies here
+            assert!(
+                w.store.head("gc/run").await.unwrap().is_some(),
+                "the state is in the store"
+            );
+            if steps != 14 {
+                continue; // and restarts a few more times before finishing
+            }
+            let report = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false)
+                .run_to_end()
+                .await
+                .unwrap();
+            assert!(
+                report.steps > 14,
+                "resumed rather than restarted: {} steps",
+                report.steps
+            );
+        }
+        for blob in &kept {
+            assert!(w.stored(blob).await);
+        }
+        for blob in &dropped {
+            assert!(!w.stored(blob).await);
+        }
+        assert!(w.store.head("gc/run").await.unwrap().is_none());
+        assert!(list_all(w.store.as_ref(), "gc/marks/").await.unwrap().is_empty());
+        assert!(list_all(w.store.as_ref(), "gc/doomed/").await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn orphaned_data_goes_in_the_run_after_it_is_suspected() {
+    block_on(async {
+        let w = world(Vec::new());
+        let config = w.blob("app", "config").await;
+        w.manifest("app", tag("v1"), &image(&config, &[])).await;
+        w.store
+            .put(
+                "data/deadbeef",
+                bytes::Bytes::from_static(b"lost bytes"),
+                pier_core::store::PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let first = w.collect_later(Vec::new(), false).await;
+        assert_eq!(first.orphan_data_deleted, 0);
+        assert!(w.store.head("data/deadbeef").await.unwrap().is_some());
+        let second = w.collect_later(Vec::new(), false).await;
+        assert_eq!((second.orphan_data_deleted, second.orphan_bytes_freed), (1, 10));
+        assert!(w.store.head("data/deadbeef").await.unwrap().is_none());
+        assert!(w.stored(&config).await);
+    });
+}
