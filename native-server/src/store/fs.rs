@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use pier_core::platform::box_stream;
 use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 use tokio::sync::Mutex;
@@ -26,7 +27,9 @@ const TMP_DIR: &str = ".tmp";
 const MULTIPART_DIR: &str = ".multipart";
 const LOCK_FILE: &str = ".lock";
 /// Bytes per read when streaming objects out.
-const READ_CHUNK: u64 = 512 << 10;
+const READ_CHUNK: u64 = 1 << 20;
+/// Reads in flight per stream: one being sent, one being read.
+const READ_AHEAD: usize = 2;
 /// Objects up to this size are read in one go.
 const SMALL_OBJECT: u64 = 64 << 10;
 
@@ -158,25 +161,21 @@ enum Opened {
 }
 
 /// Streams `range` of `file` with positioned reads straight into the chunks
-/// sent out (no intermediate buffer).
+/// sent out (no intermediate buffer), reading the next chunk while the
+/// current one is being sent.
 fn read_chunks(file: Arc<File>, range: Range<u64>) -> impl futures::Stream<Item = StoreResult<Bytes>> + Send {
-    futures::stream::try_unfold(range.start, move |offset| {
-        let file = file.clone();
-        let end = range.end;
-        async move {
-            if offset >= end {
-                return Ok(None);
-            }
-            let want = (end - offset).min(READ_CHUNK) as usize;
-            let chunk = blocking(move || {
-                let mut buf = vec![0u8; want];
+    let end = range.end;
+    let offsets = (range.start..range.end).step_by(READ_CHUNK as usize);
+    futures::stream::iter(offsets)
+        .map(move |offset| {
+            let file = file.clone();
+            blocking(move || {
+                let mut buf = vec![0u8; (end - offset).min(READ_CHUNK) as usize];
                 file.read_exact_at(&mut buf, offset).map_err(io_err)?;
                 Ok(Bytes::from(buf))
             })
-            .await?;
-            Ok(Some((chunk, offset + want as u64)))
-        }
-    })
+        })
+        .buffered(READ_AHEAD)
 }
 
 /// Removes now-empty directories from `dir` up to (not including) `root`.
