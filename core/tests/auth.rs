@@ -353,6 +353,20 @@ fn anonymous_pulls_work_where_policy_allows_and_are_challenged_elsewhere() {
 }
 
 #[test]
+fn only_what_anyone_may_pull_is_left_to_shared_caches() {
+    let fixture = Fixture::new();
+    let root = basic("root", "root-pass");
+    for (repo, cache_control) in [
+        ("ci/app", "public, max-age=31536000, immutable"),
+        ("sandbox/app", "private, max-age=31536000, immutable"),
+    ] {
+        let digest = fixture.push_blob(repo, b"cacheable?", &root);
+        let answer = fixture.call(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), Some(&root), b"");
+        assert_eq!(answer.header("cache-control"), cache_control, "{repo}");
+    }
+}
+
+#[test]
 fn basic_credentials_on_registry_requests_follow_the_policy() {
     let fixture = Fixture::new();
     let alice = basic("alice", "alice-pass");

@@ -49,6 +49,15 @@ impl Access<'_> {
         }
     }
 
+    /// Whether `repo` is pullable without credentials, so that shared caches
+    /// may keep what it serves.
+    pub(super) fn anyone_may_pull(&self, repo: &RepoName) -> bool {
+        match self {
+            Access::Open => true,
+            Access::Checked { auth, .. } => auth.policy().allows(None, repo.as_str(), Action::Pull),
+        }
+    }
+
     /// Whether a mount without `from` may take a blob from any repository,
     /// which only a caller who may pull everywhere (an admin) may do.
     pub(super) fn pulls_everywhere(&self) -> bool {

@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::auth::Auth;
@@ -40,8 +40,9 @@ pub type HttpResponse = Response<Body>;
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 pub const CONTENT_DIGEST: &str = "docker-content-digest";
 /// `Cache-Control` of digest-addressed responses (blobs, manifests by digest):
-/// their bytes never change, so any cache may keep them. Everything is public
-/// while pier has no auth; with auth this becomes a per-repository decision.
+/// their bytes never change, so any cache may keep them. With auth, answers
+/// from a repository not everyone may pull say `private` instead, so that no
+/// shared cache hands them to someone else.
 pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// What a request is for, after routing.
@@ -55,6 +56,20 @@ enum Route {
     Uploads(RepoName),
     Upload(RepoName, String),
     Referrers(RepoName, String),
+}
+
+impl Route {
+    fn repository(&self) -> Option<&RepoName> {
+        match self {
+            Route::Ping | Route::Catalog => None,
+            Route::Tags(repo)
+            | Route::Manifest(repo, _)
+            | Route::Blob(repo, _)
+            | Route::Uploads(repo)
+            | Route::Upload(repo, _)
+            | Route::Referrers(repo, _) => Some(repo),
+        }
+    }
 }
 
 /// Splits `/v2/<name>/<resource>` paths. The name is everything before the
@@ -238,7 +253,24 @@ async fn authorize_and_route(
         query: &query,
         access: &access,
     };
-    Ok(route_request(registry, route, &req, body).await?)
+    let shared_caches_may_keep = route.repository().is_none_or(|repo| access.anyone_may_pull(repo));
+    let mut response = route_request(registry, route, &req, body).await?;
+    if !shared_caches_may_keep {
+        keep_out_of_shared_caches(&mut response);
+    }
+    Ok(response)
+}
+
+/// Turns a `public` `Cache-Control` into a `private` one.
+fn keep_out_of_shared_caches(response: &mut HttpResponse) {
+    let private = match response.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()) {
+        Some(value) => match value.strip_prefix("public") {
+            Some(rest) => format!("private{rest}"),
+            None => return,
+        },
+        None => return,
+    };
+    response.headers_mut().insert(CACHE_CONTROL, header_value(&private));
 }
 
 async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &mut BodySlot) -> Result<HttpResponse> {
