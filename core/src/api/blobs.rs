@@ -1,14 +1,21 @@
 //! Blob reads (GET/HEAD with Range) and deletes.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE};
 use http::StatusCode;
 
-use super::{digest_header, empty, parse_digest, response, Body, HttpResponse, Req, IMMUTABLE_CACHE_CONTROL};
+use super::{
+    digest_header, empty, parse_digest, response, with_location, Body, HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
+};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
 use crate::registry::Registry;
+
+/// How long a signed URL handed out by a blob redirect stays valid: long
+/// enough for a client to follow it, short enough that a leaked one soon dies.
+const SIGNED_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
     let digest = parse_digest(digest)?;
@@ -17,6 +24,13 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, dig
         Some(text) => parse_range(text, record.size)?,
         None => None,
     };
+    if registry.options().redirect_blobs && !req.is_head() && record.size > 0 {
+        // The client repeats its Range header on the redirected request.
+        if let Some(url) = registry.store().signed_url(&record.object, SIGNED_URL_LIFETIME).await? {
+            let builder = digest_header(response(StatusCode::TEMPORARY_REDIRECT), &digest);
+            return Ok(empty(with_location(builder, &url)));
+        }
+    }
     let builder = digest_header(
         response(if range.is_some() {
             StatusCode::PARTIAL_CONTENT
