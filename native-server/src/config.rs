@@ -1,11 +1,43 @@
-//! Settings of `pier serve`: command-line flags, `PIER_*` environment
-//! variables and an optional TOML file, in that order of precedence.
+//! Settings of `pier serve` and `pier check-storage`: command-line flags,
+//! `PIER_*` environment variables and an optional TOML file, in that order of
+//! precedence.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Deserialize;
+use url::Url;
+
+use crate::store::object::S3Options;
+
+/// Where the registry keeps its data, as flags and environment variables.
+#[derive(Args, Debug, Default)]
+pub struct StorageArgs {
+    /// Storage: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
+    /// file:///path [default: the data directory].
+    #[arg(long, env = "PIER_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// Directory for all registry data when no storage URL is set [default: ./pier-data].
+    #[arg(long, env = "PIER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Bytes per multipart part: the memory bound of one upload [default: 1 MiB on disk, 8 MiB in a bucket].
+    #[arg(long, env = "PIER_PART_SIZE")]
+    pub part_size: Option<usize>,
+    /// S3 endpoint of an S3-compatible server (MinIO, Ceph, R2...) [default: AWS_ENDPOINT, else AWS].
+    #[arg(long, env = "PIER_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1].
+    #[arg(long, env = "PIER_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint [default: false].
+    #[arg(long, env = "PIER_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
+    /// Address buckets as bucket.endpoint rather than endpoint/bucket [default: false].
+    #[arg(long, env = "PIER_S3_VIRTUAL_HOSTED_STYLE")]
+    pub s3_virtual_hosted_style: Option<bool>,
+}
 
 /// Flags and environment variables; every one may also be set in the file.
 #[derive(Args, Debug, Default)]
@@ -16,24 +48,33 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000].
     #[arg(long, env = "PIER_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory for all registry data [default: ./pier-data].
-    #[arg(long, env = "PIER_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Accept manifests whose blobs or child manifests are absent (sparse).
     #[arg(long, env = "PIER_ALLOW_SPARSE_MANIFESTS")]
     pub allow_sparse_manifests: Option<bool>,
     /// Largest request body in bytes; larger blobs must be pushed in chunks [default: no limit].
     #[arg(long, env = "PIER_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
-    /// Bytes per multipart part: the memory bound of one upload [default: 1 MiB on disk].
-    #[arg(long, env = "PIER_PART_SIZE")]
-    pub part_size: Option<usize>,
+    /// Redirect blob GETs to signed URLs of the store, where it can sign them [default: false].
+    #[arg(long, env = "PIER_REDIRECT_BLOBS")]
+    pub redirect_blobs: Option<bool>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "PIER_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
     /// Seconds in-flight requests get to finish after a shutdown signal [default: 30].
     #[arg(long, env = "PIER_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+}
+
+/// `pier check-storage`: the storage settings only.
+#[derive(Args, Debug, Default)]
+pub struct CheckStorageArgs {
+    /// TOML configuration file (the one `pier serve` uses).
+    #[arg(long, short = 'c', env = "PIER_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -49,54 +90,152 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    storage_url: Option<String>,
     data_dir: Option<PathBuf>,
     allow_sparse_manifests: Option<bool>,
     part_size: Option<usize>,
     max_body_bytes: Option<u64>,
+    redirect_blobs: Option<bool>,
     log_format: Option<LogFormat>,
     shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    s3: S3File,
+}
+
+/// The file's `[s3]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3File {
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    virtual_hosted_style: Option<bool>,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageLocation {
+    /// A local directory owned by this process.
+    Disk(PathBuf),
+    /// A bucket (and prefix) shared by any number of instances.
+    Bucket(Url),
+}
+
+impl fmt::Display for StorageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageLocation::Disk(path) => write!(f, "{}", path.display()),
+            StorageLocation::Bucket(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// Resolved storage settings.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub location: StorageLocation,
+    pub part_size: usize,
+    pub s3: S3Options,
 }
 
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
     pub allow_sparse_manifests: bool,
-    pub part_size: usize,
     pub max_body_bytes: Option<u64>,
+    pub redirect_blobs: bool,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
 }
 
 impl Config {
     pub fn load(args: ServeArgs) -> Result<Config, String> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let part_size = args.part_size.or(file.part_size).unwrap_or(1 << 20);
-        if !(4096..=(5 << 30)).contains(&part_size) {
-            return Err(format!("part_size {part_size} must be between 4 KiB and 5 GiB"));
-        }
+        let file = read_optional_file(args.config.as_deref())?;
         Ok(Config {
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:5000".parse().expect("literal")),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("pier-data")),
+            storage: StorageConfig::resolve(args.storage, &file)?,
             allow_sparse_manifests: args
                 .allow_sparse_manifests
                 .or(file.allow_sparse_manifests)
                 .unwrap_or(false),
-            part_size,
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
+            redirect_blobs: args.redirect_blobs.or(file.redirect_blobs).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
         })
+    }
+}
+
+/// Parts below this size are refused by S3 and GCS (all but the last part).
+const MIN_BUCKET_PART_SIZE: usize = 5 << 20;
+
+impl StorageConfig {
+    pub fn load(args: CheckStorageArgs) -> Result<StorageConfig, String> {
+        let file = read_optional_file(args.config.as_deref())?;
+        StorageConfig::resolve(args.storage, &file)
+    }
+
+    fn resolve(args: StorageArgs, file: &FileConfig) -> Result<StorageConfig, String> {
+        let location = match args.storage_url.or(file.storage_url.clone()) {
+            Some(text) => parse_storage_url(&text)?,
+            None => StorageLocation::Disk(
+                args.data_dir
+                    .or(file.data_dir.clone())
+                    .unwrap_or_else(|| PathBuf::from("pier-data")),
+            ),
+        };
+        let (default_part_size, min_part_size) = match &location {
+            StorageLocation::Disk(_) => (1 << 20, 4096),
+            StorageLocation::Bucket(url) if url.scheme().starts_with("az") => (8 << 20, 4096),
+            StorageLocation::Bucket(_) => (8 << 20, MIN_BUCKET_PART_SIZE),
+        };
+        let part_size = args.part_size.or(file.part_size).unwrap_or(default_part_size);
+        if !(min_part_size..=(5 << 30)).contains(&part_size) {
+            return Err(format!(
+                "part_size {part_size} must be between {min_part_size} bytes and 5 GiB for {location}"
+            ));
+        }
+        Ok(StorageConfig {
+            location,
+            part_size,
+            s3: S3Options {
+                endpoint: args.s3_endpoint.or(file.s3.endpoint.clone()),
+                region: args.s3_region.or(file.s3.region.clone()),
+                allow_http: args.s3_allow_http.or(file.s3.allow_http),
+                virtual_hosted_style: args.s3_virtual_hosted_style.or(file.s3.virtual_hosted_style),
+            },
+        })
+    }
+}
+
+fn parse_storage_url(text: &str) -> Result<StorageLocation, String> {
+    let url = Url::parse(text).map_err(|e| format!("storage_url {text:?}: {e}"))?;
+    match url.scheme() {
+        "file" => url
+            .to_file_path()
+            .map(StorageLocation::Disk)
+            .map_err(|_| format!("storage_url {text:?} is not a local path")),
+        "s3" | "s3a" | "gs" | "az" | "azure" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(format!("storage_url {text:?} names no bucket"));
+            }
+            Ok(StorageLocation::Bucket(url))
+        }
+        other => Err(format!(
+            "storage_url {text:?}: scheme {other:?} is not one of s3, gs, az, file"
+        )),
+    }
+}
+
+fn read_optional_file(path: Option<&Path>) -> Result<FileConfig, String> {
+    match path {
+        Some(path) => read_file(path),
+        None => Ok(FileConfig::default()),
     }
 }
 
@@ -109,25 +248,31 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flags_override_the_file_and_defaults_fill_the_rest() {
+    fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pier.toml");
-        std::fs::write(
-            &path,
-            "listen = \"0.0.0.0:6000\"\ndata_dir = \"/srv/pier\"\nallow_sparse_manifests = true\n",
-        )
-        .unwrap();
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let (_dir, path) =
+            write_config("listen = \"0.0.0.0:6000\"\ndata_dir = \"/srv/pier\"\nallow_sparse_manifests = true\n");
         let args = ServeArgs {
             config: Some(path.clone()),
-            data_dir: Some("/flag".into()),
+            storage: StorageArgs {
+                data_dir: Some("/flag".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let config = Config::load(args).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:6000");
-        assert_eq!(config.data_dir, PathBuf::from("/flag"));
+        assert_eq!(config.storage.location, StorageLocation::Disk("/flag".into()));
         assert!(config.allow_sparse_manifests);
-        assert_eq!(config.part_size, 1 << 20);
+        assert!(!config.redirect_blobs);
+        assert_eq!(config.storage.part_size, 1 << 20);
         std::fs::write(&path, "listn = \"x\"\n").unwrap();
         let err = Config::load(ServeArgs {
             config: Some(path),
@@ -135,5 +280,70 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn a_bucket_with_s3_options_from_file_and_flags() {
+        let (_dir, path) = write_config(
+            "storage_url = \"s3://images/team/registry\"\nredirect_blobs = true\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\nallow_http = true\n",
+        );
+        let config = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            storage: StorageArgs {
+                s3_region: Some("auto".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let StorageLocation::Bucket(url) = &config.storage.location else {
+            panic!("a bucket: {:?}", config.storage.location)
+        };
+        assert_eq!(url.host_str(), Some("images"));
+        assert_eq!(url.path(), "/team/registry");
+        assert_eq!(config.storage.part_size, 8 << 20, "buckets default to 8 MiB parts");
+        assert!(config.redirect_blobs);
+        assert_eq!(
+            config.storage.s3,
+            S3Options {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("auto".into()),
+                allow_http: Some(true),
+                virtual_hosted_style: None,
+            }
+        );
+        std::fs::write(&path, "[s3]\nendpont = \"x\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn storage_urls_are_checked() {
+        let load = |url: &str, part_size: Option<usize>| {
+            StorageConfig::load(CheckStorageArgs {
+                config: None,
+                storage: StorageArgs {
+                    storage_url: Some(url.into()),
+                    part_size,
+                    ..Default::default()
+                },
+            })
+        };
+        assert_eq!(
+            load("file:///var/lib/pier", None).unwrap().location,
+            StorageLocation::Disk("/var/lib/pier".into())
+        );
+        assert!(load("gs://bucket", None).is_ok());
+        assert!(load("az://container/prefix", Some(1 << 20)).is_ok());
+        let err = load("s3://bucket", Some(1 << 20)).unwrap_err();
+        assert!(err.contains("part_size"), "S3 needs 5 MiB parts: {err}");
+        assert!(load("ftp://host/x", None).unwrap_err().contains("scheme"));
+        assert!(load("s3:///prefix", None).unwrap_err().contains("bucket"));
+        assert!(load("not a url", None).is_err());
     }
 }

@@ -5,14 +5,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pier_core::registry::RegistryOptions;
+use pier_core::store::Store;
 use pier_core::Registry;
-
-mod config;
-mod env;
-mod http;
-mod store;
-
-use config::{Config, LogFormat, ServeArgs};
+use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
+use pier_server::store::metered::MeteredStore;
+use pier_server::{check, env, http, metrics, store};
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -25,12 +22,16 @@ struct Cli {
 enum Command {
     /// Run the registry server (the default command).
     Serve(ServeArgs),
+    /// Check that a storage configuration can do what the registry needs:
+    /// list, write, conditional writes, ranged reads, multipart, delete.
+    CheckStorage(CheckStorageArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => Config::load(args).and_then(serve),
+        Command::CheckStorage(args) => StorageConfig::load(args).and_then(check_storage),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -52,33 +53,45 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(config: Config) -> Result<(), String> {
-    init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async move {
-        let store = store::fs::FsStore::open(&config.data_dir, config.part_size)
-            .map_err(|e| format!("data directory {}: {e}", config.data_dir.display()))?;
+        .map_err(|e| e.to_string())
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    init_logging(config.log_format);
+    runtime()?.block_on(async move {
+        let metrics = metrics::install()?;
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store::open(&config.storage)?));
+        if config.redirect_blobs && matches!(config.storage.location, StorageLocation::Disk(_)) {
+            tracing::warn!("redirect_blobs is on, but a local directory cannot sign URLs: blobs are served directly");
+        }
         let options = RegistryOptions {
             allow_sparse_manifests: config.allow_sparse_manifests,
             max_body_bytes: config.max_body_bytes,
+            redirect_blobs: config.redirect_blobs,
+            ..RegistryOptions::default()
         };
-        let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(env::SystemEnv), options));
+        let registry = Arc::new(Registry::new(store.clone(), Arc::new(env::SystemEnv), options));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("listen on {}: {e}", config.listen))?;
-        tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "pier is serving");
+        tracing::info!(listen = %config.listen, storage = %config.storage.location, "pier is serving");
         let grace = Duration::from_secs(config.shutdown_grace_secs);
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, http::router(registry)).with_graceful_shutdown(async move {
+        let app = http::router(http::AppState {
+            registry,
+            store,
+            metrics,
+        });
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = signalled_tx.send(());
         });
-        let server = tokio::spawn(async move { server.await });
-        let mut server = server;
+        let mut server = tokio::spawn(async move { server.await });
         tokio::select! {
             result = &mut server => return result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
             _ = signalled_rx => {}
@@ -89,6 +102,35 @@ fn serve(config: Config) -> Result<(), String> {
                 tracing::warn!("requests still running after {}s; stopping", grace.as_secs());
                 Ok(())
             }
+        }
+    })
+}
+
+fn check_storage(config: StorageConfig) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let store = store::open(&config)?;
+        let prefix = format!(
+            "pier-check-storage/{}/",
+            pier_core::platform::Env::random_id(&env::SystemEnv)
+        );
+        println!(
+            "checking {} (part size {} bytes) under {prefix}",
+            config.location, config.part_size
+        );
+        let results = check::run(store.as_ref(), &prefix).await;
+        let failures = results.iter().filter(|r| r.outcome.is_err()).count();
+        for result in &results {
+            let elapsed_ms = result.elapsed.as_millis();
+            match &result.outcome {
+                Ok(()) => println!("ok    {} ({elapsed_ms} ms)", result.name),
+                Err(why) => println!("FAIL  {} ({elapsed_ms} ms): {why}", result.name),
+            }
+        }
+        println!("check-storage: {} passed, {failures} failed", results.len() - failures);
+        if failures == 0 {
+            Ok(())
+        } else {
+            Err(format!("{failures} storage check(s) failed"))
         }
     })
 }
