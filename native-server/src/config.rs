@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 use url::Url;
 
+use crate::gc::GcSection;
 use crate::store::object::S3Options;
 
 /// Where the registry keeps its data, as flags and environment variables.
@@ -100,6 +101,9 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     s3: S3File,
+    /// Garbage collection and retention rules.
+    #[serde(default)]
+    gc: GcSection,
 }
 
 /// The file's `[s3]` table.
@@ -148,6 +152,7 @@ pub struct Config {
     pub redirect_blobs: bool,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
+    pub gc: GcSection,
 }
 
 impl Config {
@@ -167,6 +172,7 @@ impl Config {
             redirect_blobs: args.redirect_blobs.or(file.redirect_blobs).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
+            gc: file.gc,
         })
     }
 }
@@ -230,6 +236,11 @@ fn parse_storage_url(text: &str) -> Result<StorageLocation, String> {
             "storage_url {text:?}: scheme {other:?} is not one of s3, gs, az, file"
         )),
     }
+}
+
+/// The `[gc]` table of the file at `path` (defaults without one).
+pub fn gc_section(path: Option<&Path>) -> Result<GcSection, String> {
+    Ok(read_optional_file(path)?.gc)
 }
 
 fn read_optional_file(path: Option<&Path>) -> Result<FileConfig, String> {

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod config;
 pub mod env;
+pub mod gc;
 pub mod http;
 pub mod metrics;
 pub mod store;

@@ -9,7 +9,7 @@ use pier_core::store::Store;
 use pier_core::Registry;
 use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
 use pier_server::store::metered::MeteredStore;
-use pier_server::{check, env, http, metrics, store};
+use pier_server::{check, env, gc, http, metrics, store};
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -25,6 +25,9 @@ enum Command {
     /// Check that a storage configuration can do what the registry needs:
     /// list, write, conditional writes, ranged reads, multipart, delete.
     CheckStorage(CheckStorageArgs),
+    /// Collect garbage: unreferenced blobs, manifests and tags the retention
+    /// rules drop, idle uploads. A dry run unless `--apply`.
+    Gc(gc::GcArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => Config::load(args).and_then(serve),
         Command::CheckStorage(args) => StorageConfig::load(args).and_then(check_storage),
+        Command::Gc(args) => gc::run_command(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -72,8 +76,12 @@ fn serve(config: Config) -> Result<(), String> {
             allow_sparse_manifests: config.allow_sparse_manifests,
             max_body_bytes: config.max_body_bytes,
             redirect_blobs: config.redirect_blobs,
+            retention: config.gc.collection.rules.clone(),
             ..RegistryOptions::default()
         };
+        if config.gc.interval_secs > 0 {
+            tokio::spawn(gc::schedule(store.clone(), config.gc.clone()));
+        }
         let registry = Arc::new(Registry::new(store.clone(), Arc::new(env::SystemEnv), options));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
