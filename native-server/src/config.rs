@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use pier_core::auth::AuthConfig;
 use serde::Deserialize;
 use url::Url;
 
@@ -66,6 +67,9 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after a shutdown signal [default: 30].
     #[arg(long, env = "PIER_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// JWK Set whose first key signs auth tokens (`pier auth new-signing-key`); needed with `[auth]`.
+    #[arg(long, env = "PIER_AUTH_SIGNING_KEYS_FILE")]
+    pub auth_signing_keys_file: Option<PathBuf>,
 }
 
 /// `pier check-storage`: the storage settings only.
@@ -101,6 +105,9 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     s3: S3File,
+    /// Authentication and namespace policies; without it the registry is open.
+    auth: Option<AuthConfig>,
+    auth_signing_keys_file: Option<PathBuf>,
     /// Garbage collection and retention rules.
     #[serde(default)]
     gc: GcSection,
@@ -152,7 +159,31 @@ pub struct Config {
     pub redirect_blobs: bool,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
+    pub auth: Option<AuthSettings>,
     pub gc: GcSection,
+}
+
+/// The `[auth]` table and the file of the keys that sign tokens.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub config: AuthConfig,
+    pub signing_keys_file: PathBuf,
+}
+
+impl AuthSettings {
+    fn resolve(config: Option<AuthConfig>, keys_file: Option<PathBuf>) -> Result<Option<AuthSettings>, String> {
+        match (config, keys_file) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err("auth_signing_keys_file is set but there is no [auth] table".into()),
+            (Some(_), None) => {
+                Err("[auth] needs auth_signing_keys_file (make one with `pier auth new-signing-key`)".into())
+            }
+            (Some(config), Some(signing_keys_file)) => Ok(Some(AuthSettings {
+                config,
+                signing_keys_file,
+            })),
+        }
+    }
 }
 
 impl Config {
@@ -172,6 +203,7 @@ impl Config {
             redirect_blobs: args.redirect_blobs.or(file.redirect_blobs).unwrap_or(false),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
+            auth: AuthSettings::resolve(file.auth, args.auth_signing_keys_file.or(file.auth_signing_keys_file))?,
             gc: file.gc,
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body as AxumBody;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +14,7 @@ use axum::Router;
 use futures::{StreamExt, TryStreamExt};
 use metrics_exporter_prometheus::PrometheusHandle;
 use pier_core::api::{self, Body};
+use pier_core::auth::{Auth, ClientAddress};
 use pier_core::platform::{box_stream, BodyError};
 use pier_core::store::Store;
 use pier_core::Registry;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// The store as the registry sees it, for readiness.
     pub store: Arc<dyn Store>,
     pub metrics: PrometheusHandle,
+    /// Who may do what; `None` leaves the registry open.
+    pub auth: Option<Arc<Auth>>,
 }
 
 /// The application: process endpoints, everything else to the registry core.
@@ -69,9 +72,14 @@ async fn registry_handler(State(state): State<AppState>, request: Request) -> Re
         .into_data_stream()
         .map_err(|e| BodyError::Read(e.to_string()))
         .inspect_ok(move |chunk| bytes_in.increment(chunk.len() as u64));
-    let core_request = http::Request::from_parts(parts, box_stream(stream));
+    let mut core_request = http::Request::from_parts(parts, box_stream(stream));
+    // Failed logins are counted per peer address.
+    if let Some(ConnectInfo(peer)) = core_request.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
+        let client = ClientAddress(peer.ip().to_string());
+        core_request.extensions_mut().insert(client);
+    }
     let (method, path) = (core_request.method().clone(), core_request.uri().path().to_string());
-    let response = api::handle(&state.registry, core_request).await;
+    let response = api::handle_with_auth(&state.registry, state.auth.as_deref(), core_request).await;
     let status = response.status();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     if status.is_server_error() {

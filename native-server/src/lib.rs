@@ -2,6 +2,7 @@
 //! command line over it, and the integration tests in `tests/` drive the same
 //! pieces (stores, configuration, HTTP shell) directly.
 
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod env;

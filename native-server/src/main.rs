@@ -9,7 +9,7 @@ use pier_core::store::Store;
 use pier_core::Registry;
 use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
 use pier_server::store::metered::MeteredStore;
-use pier_server::{check, env, gc, http, metrics, store};
+use pier_server::{auth, check, env, gc, http, metrics, store};
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -25,6 +25,9 @@ enum Command {
     /// Check that a storage configuration can do what the registry needs:
     /// list, write, conditional writes, ranged reads, multipart, delete.
     CheckStorage(CheckStorageArgs),
+    /// Make what an `[auth]` table needs: password hashes, robot tokens, signing keys.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Collect garbage: unreferenced blobs, manifests and tags the retention
     /// rules drop, idle uploads. A dry run unless `--apply`.
     Gc(gc::GcArgs),
@@ -35,6 +38,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => Config::load(args).and_then(serve),
         Command::CheckStorage(args) => StorageConfig::load(args).and_then(check_storage),
+        Command::Auth(command) => auth::run(command),
         Command::Gc(args) => gc::run_command(args),
     };
     match result {
@@ -83,6 +87,10 @@ fn serve(config: Config) -> Result<(), String> {
             tokio::spawn(gc::schedule(store.clone(), config.gc.clone()));
         }
         let registry = Arc::new(Registry::new(store.clone(), Arc::new(env::SystemEnv), options));
+        let auth = config.auth.as_ref().map(auth::load).transpose()?;
+        if auth.is_none() {
+            tracing::warn!("no [auth] table: anyone may pull, push and delete anything");
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("listen on {}: {e}", config.listen))?;
@@ -93,7 +101,9 @@ fn serve(config: Config) -> Result<(), String> {
             registry,
             store,
             metrics,
+            auth,
         });
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");
