@@ -11,6 +11,7 @@ pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod gc;
+pub mod glob;
 pub mod layout;
 pub mod manifest;
 pub mod names;

@@ -14,7 +14,6 @@ use http::HeaderMap;
 
 pub mod challenge;
 mod config;
-mod glob;
 pub mod identity;
 mod limiter;
 mod oidc;

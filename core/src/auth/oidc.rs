@@ -10,8 +10,8 @@ use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
 
 use super::config::{OidcIdentityConfig, OidcIssuerConfig};
-use super::glob::Glob;
 use super::identity::{Identity, IdentityKind};
+use crate::glob::Glob;
 use crate::platform::Env;
 
 /// Accepted clock difference between the issuer and this registry.

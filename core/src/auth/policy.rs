@@ -7,8 +7,8 @@
 use std::cmp::Ordering;
 
 use super::config::RuleConfig;
-use super::glob::Glob;
 use super::identity::Identity;
+use crate::glob::Glob;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {

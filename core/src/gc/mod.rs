@@ -24,7 +24,6 @@ use crate::layout;
 use crate::platform::Env;
 use crate::store::{read_small, ObjectMeta, PutMode, Store, StoreError};
 
-pub mod glob;
 mod marks;
 pub mod protocol;
 pub mod report;

@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::glob;
 use crate::digest::Digest;
+use crate::glob;
 
 const DAY_MS: f64 = 86_400_000.0;
 

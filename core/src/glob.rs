@@ -1,11 +1,19 @@
-//! Globs over repository names (and OIDC claim values): `*` matches any run of
-//! characters within one `/`-separated component, `**` any run across
-//! components. Names are plain lowercase paths, so no classes or escapes.
+//! Globs over repository names, tags and OIDC claim values, shared by access
+//! policies and retention rules: `*` matches within one `/`-separated
+//! component, `**` across components (`prod/**` matches `prod/a` and
+//! `prod/a/b`, not `prod` itself: a namespace is what is under it), `?` one
+//! character. Names are plain lowercase paths, so no classes or escapes: rules
+//! are written by people and must stay readable.
 //!
 //! Policies pick the most specific matching rule, so a glob also knows how
 //! specific it is.
 
 use std::cmp::Ordering;
+
+/// Whether `text` matches `pattern` (for patterns kept as plain strings).
+pub fn matches(pattern: &str, text: &str) -> bool {
+    match_from(pattern.as_bytes(), text.as_bytes())
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Glob {
@@ -30,11 +38,11 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        matches(self.pattern.as_bytes(), text.as_bytes())
+        match_from(self.pattern.as_bytes(), text.as_bytes())
     }
 
     fn literal_chars(&self) -> usize {
-        self.pattern.bytes().filter(|&b| b != b'*').count()
+        self.pattern.bytes().filter(|&b| b != b'*' && b != b'?').count()
     }
 
     fn deep_wildcards(&self) -> usize {
@@ -59,15 +67,22 @@ impl Glob {
     }
 }
 
-fn matches(pattern: &[u8], text: &[u8]) -> bool {
+fn match_from(pattern: &[u8], text: &[u8]) -> bool {
     match pattern {
         [] => text.is_empty(),
-        [b'*', b'*', rest @ ..] => (0..=text.len()).any(|skip| matches(rest, &text[skip..])),
-        [b'*', rest @ ..] => {
-            let component_end = text.iter().position(|&b| b == b'/').unwrap_or(text.len());
-            (0..=component_end).any(|skip| matches(rest, &text[skip..]))
+        [b'*', b'*', rest @ ..] => {
+            if rest.is_empty() {
+                return true;
+            }
+            let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+            (0..=text.len()).any(|i| (i == 0 || text[i - 1] == b'/') && match_from(rest, &text[i..]))
         }
-        [first, rest @ ..] => text.first() == Some(first) && matches(rest, &text[1..]),
+        [b'*', rest @ ..] => {
+            let segment_end = text.iter().position(|&c| c == b'/').unwrap_or(text.len());
+            (0..=segment_end).any(|i| match_from(rest, &text[i..]))
+        }
+        [b'?', rest @ ..] => matches!(text, [c, tail @ ..] if *c != b'/' && match_from(rest, tail)),
+        [p, rest @ ..] => matches!(text, [c, tail @ ..] if c == p && match_from(rest, tail)),
     }
 }
 
@@ -93,7 +108,10 @@ mod tests {
     fn double_star_crosses_components() {
         assert!(glob("sandbox/**").matches("sandbox/a"));
         assert!(glob("sandbox/**").matches("sandbox/a/b/c"));
-        assert!(!glob("sandbox/**").matches("sandbox"));
+        assert!(
+            !glob("sandbox/**").matches("sandbox"),
+            "a namespace is what is under it"
+        );
         assert!(!glob("sandbox/**").matches("sandboxes/a"));
         assert!(glob("**").matches("any/thing/at/all"));
         assert!(glob("**/cache").matches("a/b/cache"));
@@ -126,5 +144,22 @@ mod tests {
     fn bad_patterns_are_refused() {
         assert!(Glob::new("").is_err());
         assert!(Glob::new("a/***").is_err());
+    }
+
+    #[test]
+    fn stars_stay_in_their_segment_and_double_stars_cross() {
+        assert!(matches("v*", "v1.2.3"));
+        assert!(!matches("v*", "latest"));
+        assert!(matches("*", "anything"));
+        assert!(matches("prod/*", "prod/app"));
+        assert!(!matches("prod/*", "prod/team/app"));
+        assert!(matches("prod/**", "prod/team/app"));
+        assert!(!matches("prod/**", "prod"));
+        assert!(!matches("prod/**", "production/app"));
+        assert!(matches("**/cache", "a/b/cache"));
+        assert!(matches("**/cache", "cache"));
+        assert!(matches("ci-??", "ci-42"));
+        assert!(!matches("ci-??", "ci-420"));
+        assert!(matches("**", "x/y"));
     }
 }
