@@ -3,7 +3,7 @@
 # already there at the right version. Tools outside the clone live under
 # $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
 #
-# Usage: scripts/install-deps.sh [core|clients|edge|all]   (default: all)
+# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|all]   (default: all)
 set -euo pipefail
 
 PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
@@ -17,6 +17,8 @@ CRANE_VERSION=v0.22.1
 ORAS_VERSION=v1.3.6
 NODE_VERSION=22.23.3
 WORKER_BUILD_VERSION=0.8.7
+# MinIO publishes no semver tags: this pseudo-version is its 2026-02-12 commit.
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 log() { echo "[install-deps] $*" >&2; }
 
@@ -83,11 +85,19 @@ install_edge() {
   (cd "$(dirname "$0")/.." && PATH="$PIER_TOOLS/node/bin:$PATH" npm install --silent --no-audit --no-fund >/dev/null)
 }
 
+install_scaleout() {
+  # An S3-compatible server with conditional writes for tests/scaleout (a
+  # large Go build: several minutes the first time), and crane for pulls.
+  go_tool minio github.com/minio/minio "$MINIO_VERSION"
+  go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+}
+
 case $what in
   core) install_core ;;
   clients) install_clients ;;
   edge) install_edge ;;
-  all) install_core; install_clients; install_edge ;;
-  *) echo "usage: $0 [core|clients|edge|all]" >&2; exit 2 ;;
+  scaleout) install_scaleout ;;
+  all) install_core; install_clients; install_edge; install_scaleout ;;
+  *) echo "usage: $0 [core|clients|edge|scaleout|all]" >&2; exit 2 ;;
 esac
 log "done ($what)"

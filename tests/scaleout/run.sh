@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# Scale-out: several `pier serve` instances over one S3-compatible bucket.
+#
+# Starts a MinIO server (scripts/install-deps.sh scaleout installs it), a
+# bucket, three pier instances over it (A; B with blob redirects on; F talking
+# to the bucket through tests/scaleout/fault-proxy.mjs) and checks:
+#   - the storage-port suite and blob redirects against the real server (cargo)
+#   - `pier check-storage` on the bucket
+#   - a chunked push whose PATCHes alternate between A and B
+#   - the OCI conformance suite against A, 0 failed
+#   - an image pushed through A is pulled whole from B at once (crane)
+#   - redirected blob GETs from B honour Range
+#   - the same tag pushed through A and B at once: one manifest wins, every
+#     read in between is a whole manifest
+#   - the same blob pushed through A and B at once: one stored copy
+#   - storage failing (503s, connections cut mid-part): clean 503s, nothing
+#     partial visible, the push resumes and succeeds once storage is back
+#   - /readyz and /metrics
+#
+# Usage: tests/scaleout/run.sh            (PIER_BIN=path/to/pier to skip the build)
+# Output: one line per check, last line "scaleout: N passed, N failed";
+#         exit 1 if any check failed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+export PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
+export PATH="$PIER_TOOLS/bin:$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+scripts/install-deps.sh scaleout || { echo "scaleout: 0 passed, 1 failed (install)"; exit 1; }
+if [ -z "${PIER_BIN:-}" ]; then
+  cargo build -q -p pier-server || { echo "scaleout: 0 passed, 1 failed (build)"; exit 1; }
+  PIER_BIN=${CARGO_TARGET_DIR:-target}/debug/pier
+fi
+PIER_BIN=$(realpath "$PIER_BIN")
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/pier-scaleout.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "${KEEP:-}" = 1 ]; then echo "scratch kept: $scratch"; else rm -rf "$scratch"; fi
+}
+trap cleanup EXIT
+
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+wait_for() { # url
+  for _ in $(seq 1 150); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+  return 1
+}
+
+# ------------------------------------------------------------------ storage
+export AWS_ACCESS_KEY_ID=pier-scaleout AWS_SECRET_ACCESS_KEY=pier-scaleout-secret AWS_REGION=us-east-1
+s3_port=$(free_port)
+S3=http://127.0.0.1:$s3_port
+BUCKET=pier-scaleout
+PREFIX=registry
+MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY \
+  minio server "$scratch/minio" --address "127.0.0.1:$s3_port" --console-address "127.0.0.1:$(free_port)" \
+  >"$scratch/minio.log" 2>&1 &
+pids+=($!)
+wait_for "$S3/minio/health/live" || { cat "$scratch/minio.log"; echo "scaleout: 0 passed, 1 failed (minio)"; exit 1; }
+
+s3() { # METHOD PATH-AND-QUERY [curl args...]: a signed request to the S3 server
+  local method=$1 path=$2; shift 2
+  curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -X "$method" "$@" "$S3$path"
+}
+s3 PUT "/$BUCKET" -o /dev/null -f || { echo "scaleout: 0 passed, 1 failed (bucket)"; exit 1; }
+
+uri() { jq -rn --arg v "$1" '$v|@uri'; } # query values must be encoded for the signature
+# count_objects PREFIX: objects in the bucket whose key starts with PREFIX.
+count_objects() {
+  local token="" total=0 page
+  while :; do
+    page=$(s3 GET "/$BUCKET?list-type=2&prefix=$(uri "$1")${token:+&continuation-token=$(uri "$token")}")
+    grep -q '<ListBucketResult' <<<"$page" || { echo "listing failed: $page" >&2; return 1; }
+    total=$((total + $(grep -o '<Key>' <<<"$page" | wc -l)))
+    token=$(sed -n 's:.*<NextContinuationToken>\([^<]*\)</NextContinuationToken>.*:\1:p' <<<"$page")
+    [ -n "$token" ] || break
+  done
+  echo "$total"
+}
+# open_multipart_uploads PREFIX: multipart uploads begun and neither completed nor aborted.
+open_multipart_uploads() {
+  local page
+  page=$(s3 GET "/$BUCKET?prefix=$(uri "$1")&uploads=")
+  grep -q '<ListMultipartUploadsResult' <<<"$page" || { echo "listing uploads failed: $page" >&2; return 1; }
+  grep -o '<Upload>' <<<"$page" | wc -l
+}
+
+# ------------------------------------------------------------------ instances
+proxy_port=$(free_port) control_port=$(free_port)
+node tests/scaleout/fault-proxy.mjs "$proxy_port" "$s3_port" "$control_port" >"$scratch/proxy.log" 2>&1 &
+pids+=($!)
+PROXY=http://127.0.0.1:$control_port
+fault() { curl -fsS -X PUT "$PROXY/mode/$1" >/dev/null; }
+
+start_pier() { # name port-variable endpoint-port extra-args...: starts an instance, sets the variable
+  local name=$1 var=$2 endpoint=$3 port; shift 3
+  port=$(free_port)
+  PIER_LOG=${PIER_LOG:-info} "$PIER_BIN" serve --listen "127.0.0.1:$port" \
+    --storage-url "s3://$BUCKET/$PREFIX" --s3-endpoint "http://127.0.0.1:$endpoint" --s3-allow-http true \
+    --allow-sparse-manifests true "$@" >"$scratch/$name.log" 2>&1 &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$port/v2/" || { echo "pier $name did not start:"; cat "$scratch/$name.log"; return 1; }
+  printf -v "$var" %s "$port"
+}
+start_pier a A_PORT "$s3_port" && start_pier b B_PORT "$s3_port" --redirect-blobs true \
+  && start_pier f F_PORT "$proxy_port" || { echo "scaleout: 0 passed, 1 failed (start)"; exit 1; }
+A=http://127.0.0.1:$A_PORT B=http://127.0.0.1:$B_PORT F=http://127.0.0.1:$F_PORT
+echo "scaleout: minio $S3, bucket $BUCKET/$PREFIX; pier A $A, B $B (redirects), F $F (through the fault proxy)"
+
+# ------------------------------------------------------------------ harness
+npass=0 nfail=0
+check() { # name function
+  local name=$1; shift
+  local log="$scratch/check-$((npass + nfail + 1)).log"
+  if ( set -euo pipefail; cd "$scratch"; "$@" ) >"$log" 2>&1; then
+    npass=$((npass + 1)); echo "PASS  $name"
+    [ -n "${VERBOSE:-}" ] && sed 's/^/      /' "$log"
+  else
+    nfail=$((nfail + 1)); echo "FAIL  $name (log $log)"
+    tail -n 30 "$log" | sed 's/^/      /'
+  fi
+  return 0
+}
+die() { echo "ERROR: $*" >&2; exit 1; }
+sha() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
+# status_of: the HTTP status of a curl call (-o /dev/null -w).
+status_of() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+header() { tr -d '\r' | sed -n "s/^$1: //Ip" | tail -n1; }
+random_file() { head -c "$2" /dev/urandom >"$1"; }
+with_query() { case $1 in *\?*) echo "$1&$2" ;; *) echo "$1?$2" ;; esac; }
+CRANE=(crane --insecure)
+
+# ------------------------------------------------------------------ checks
+rust_suite() {
+  cd "$root"
+  PIER_TEST_S3_ENDPOINT=$S3 PIER_TEST_S3_BUCKET=$BUCKET cargo test -p pier-server --test bucket_store 2>&1 \
+    | tee "$scratch/cargo-test.out"
+  ! grep -q "skipped:" "$scratch/cargo-test.out" || die "the S3 tests were skipped"
+}
+
+check_storage() {
+  "$PIER_BIN" check-storage --storage-url "s3://$BUCKET/check-storage" --s3-endpoint "$S3" --s3-allow-http true
+}
+
+# push_chunks HOSTS... : pushes alt.bin in 5 MiB + 777 byte PATCHes (not
+# aligned with the 8 MiB parts, so tails carry over), each PATCH to the next
+# host in turn, the closing PUT to the one after.
+chunked_push_alternating() {
+  local size=$((30 * 1024 * 1024 + 12345)) chunk=$((5 * 1024 * 1024 + 777))
+  random_file alt.bin $size
+  local digest location offset=0 i=0 hosts=("$A" "$B") host len code
+  digest=$(sha alt.bin)
+  location=$(curl -fsS -X POST -D - -o /dev/null "$A/v2/scaleout/alternate/blobs/uploads/" | header location)
+  [ -n "$location" ] || die "no upload location"
+  while [ $offset -lt $size ]; do
+    host=${hosts[$((i % 2))]}
+    len=$(( size - offset < chunk ? size - offset : chunk ))
+    tail -c +$((offset + 1)) alt.bin | head -c $len >piece
+    code=$(curl -s -D hdr -o body -w '%{http_code}' -X PATCH --data-binary @piece \
+      -H "Content-Type: application/octet-stream" -H "Content-Range: $offset-$((offset + len - 1))" "$host$location")
+    [ "$code" = 202 ] || { cat body; die "PATCH $i to $host: $code"; }
+    location=$(header location <hdr)
+    offset=$((offset + len)); i=$((i + 1))
+    echo "PATCH $i via $host: $(header range <hdr)"
+  done
+  host=${hosts[$((i % 2))]}
+  code=$(curl -s -o body -w '%{http_code}' -X PUT "$host$(with_query "$location" "digest=$digest")")
+  [ "$code" = 201 ] || { cat body; die "PUT via $host: $code"; }
+  for host in "$A" "$B"; do
+    curl -fsSL -o pulled "$host/v2/scaleout/alternate/blobs/$digest"
+    [ "$(sha pulled)" = "$digest" ] || die "$host serves other bytes"
+  done
+  echo "$digest" >alt.digest
+}
+
+conformance() {
+  cd "$root"
+  OUT="$scratch/conformance" bash tests/conformance/run.sh "127.0.0.1:$A_PORT" | tee "$scratch/conformance.out"
+}
+
+make_layer() { # dir tar
+  mkdir -p "$1"; head -c $((3 * 1024 * 1024)) /dev/urandom >"$1/data.bin"; echo "$1" >"$1/name"
+  tar -cf "$2" -C "$1" .
+}
+
+pull_from_the_other_instance() {
+  make_layer img1 layer1.tar
+  "${CRANE[@]}" append --oci-empty-base -f layer1.tar -t "127.0.0.1:$A_PORT/scaleout/app:v1"
+  local pushed seen
+  pushed=$("${CRANE[@]}" digest "127.0.0.1:$A_PORT/scaleout/app:v1")
+  # B, at once: the tag, the manifest and every blob (validate hashes them all).
+  seen=$("${CRANE[@]}" digest "127.0.0.1:$B_PORT/scaleout/app:v1")
+  [ "$seen" = "$pushed" ] || die "B says $seen, A pushed $pushed"
+  "${CRANE[@]}" validate --remote "127.0.0.1:$B_PORT/scaleout/app:v1"
+  "${CRANE[@]}" ls "127.0.0.1:$B_PORT/scaleout/app" | grep -qx v1
+  "${CRANE[@]}" catalog "127.0.0.1:$B_PORT" | grep -qx scaleout/app
+  "${CRANE[@]}" export "127.0.0.1:$B_PORT/scaleout/app:v1" - | tar -xO data.bin | cmp - img1/data.bin
+}
+
+redirects_with_range() {
+  local digest location code
+  digest=$(cat alt.digest)
+  code=$(curl -s -D hdr -o /dev/null -w '%{http_code}' -H 'Range: bytes=1000000-1999999' "$B/v2/scaleout/alternate/blobs/$digest")
+  [ "$code" = 307 ] || die "B answered $code, not a redirect"
+  location=$(header location <hdr)
+  case $location in "$S3/$BUCKET/$PREFIX/data/"*X-Amz-Signature=*) ;; *) die "not a signed URL of the bucket: $location" ;; esac
+  code=$(curl -s -o part -w '%{http_code}' -H 'Range: bytes=1000000-1999999' "$location")
+  [ "$code" = 206 ] || die "the signed URL answered $code"
+  tail -c +1000001 alt.bin | head -c 1000000 | cmp - part
+  # Clients follow it: the whole blob through B, and HEAD stays local.
+  curl -fsSL -o whole "$B/v2/scaleout/alternate/blobs/$digest"; cmp whole alt.bin
+  [ "$(status_of -I "$B/v2/scaleout/alternate/blobs/$digest")" = 200 ] || die "HEAD was not answered by B"
+  [ "$(status_of "$A/v2/scaleout/alternate/blobs/$digest")" = 200 ] || die "A (no redirects) must serve the bytes"
+}
+
+# A reader that fetches the tag while it is being rewritten: every answer must
+# be a whole manifest (its bytes hash to its digest, which is one of those
+# pushed) or, before the first push, 404.
+read_tag_until_stopped() {
+  local n=0 code digest
+  while [ ! -e stop-reading ]; do
+    for host in "$A" "$B"; do
+      code=$(curl -s -D rhdr -o rbody -w '%{http_code}' -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        "$host/v2/scaleout/race/manifests/live")
+      if [ "$code" = 200 ]; then
+        digest=$(header docker-content-digest <rhdr)
+        [ "$(sha rbody)" = "$digest" ] || die "read $n: body does not hash to $digest"
+        grep -qx "$digest" candidates || die "read $n: $digest was never pushed"
+      elif [ "$code" != 404 ]; then
+        die "read $n: $code"
+      fi
+      n=$((n + 1))
+    done
+  done
+  echo "$n reads, all whole" >reads.ok
+}
+
+same_tag_race() {
+  make_layer race1 race1.tar; make_layer race2 race2.tar
+  "${CRANE[@]}" append --oci-empty-base -f race1.tar -t "127.0.0.1:$A_PORT/scaleout/race:one"
+  "${CRANE[@]}" append --oci-empty-base -f race2.tar -t "127.0.0.1:$B_PORT/scaleout/race:two"
+  "${CRANE[@]}" manifest "127.0.0.1:$A_PORT/scaleout/race:one" >m1
+  "${CRANE[@]}" manifest "127.0.0.1:$A_PORT/scaleout/race:two" >m2
+  sha m1 >candidates; sha m2 >>candidates
+  read_tag_until_stopped &
+  local reader=$! round put_a put_b a b
+  for round in $(seq 1 15); do
+    curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @m1 -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+      "$A/v2/scaleout/race/manifests/live" >put_a &
+    put_a=$!
+    curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @m2 -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+      "$B/v2/scaleout/race/manifests/live" >put_b &
+    put_b=$!
+    wait $put_a $put_b
+    [ "$(cat put_a)" = 201 ] && [ "$(cat put_b)" = 201 ] || die "round $round: PUTs answered $(cat put_a) and $(cat put_b)"
+    a=$("${CRANE[@]}" digest "127.0.0.1:$A_PORT/scaleout/race:live")
+    b=$("${CRANE[@]}" digest "127.0.0.1:$B_PORT/scaleout/race:live")
+    [ "$a" = "$b" ] || die "round $round: A sees $a, B sees $b"
+    grep -qx "$a" candidates || die "round $round: the tag points at $a"
+    echo "round $round: $a won"
+  done
+  touch stop-reading; wait $reader || die "the reader saw a partial manifest"
+  cat reads.ok
+  "${CRANE[@]}" validate --remote "127.0.0.1:$B_PORT/scaleout/race:live"
+}
+
+same_blob_race() {
+  random_file same.bin $((20 * 1024 * 1024 + 99))
+  local digest before uploads_before after uploads_after i pids_=() code
+  digest=$(sha same.bin)
+  before=$(count_objects "$PREFIX/data/"); uploads_before=$(open_multipart_uploads "$PREFIX/data/")
+  for i in 1 2 3 4; do
+    host=$([ $((i % 2)) = 0 ] && echo "$A" || echo "$B")
+    curl -s -o "same.out.$i" -w '%{http_code}' -X POST --data-binary @same.bin \
+      -H 'Content-Type: application/octet-stream' "$host/v2/scaleout/same$i/blobs/uploads/?digest=$digest" >"same.code.$i" &
+    pids_+=($!)
+  done
+  wait "${pids_[@]}"
+  for i in 1 2 3 4; do
+    code=$(cat "same.code.$i")
+    [ "$code" = 201 ] || { cat "same.out.$i"; die "push $i answered $code"; }
+  done
+  after=$(count_objects "$PREFIX/data/"); uploads_after=$(open_multipart_uploads "$PREFIX/data/")
+  echo "data objects: $before before, $after after; open multipart uploads: $uploads_before before, $uploads_after after"
+  [ $((after - before)) = 1 ] || die "$((after - before)) stored copies of one blob"
+  [ "$uploads_after" = "$uploads_before" ] || die "multipart uploads left open"
+  for i in 1 2 3 4; do
+    curl -fsS -o got "$A/v2/scaleout/same$i/blobs/$digest"; cmp got same.bin
+  done
+}
+
+# A chunked push through F while the proxy fails: PATCH answers 503 with the
+# registry's UNAVAILABLE error, the blob never shows up half-made, and after
+# storage is back the client resumes from the offset F reports and finishes.
+faults_mid_push() {
+  local size=$((20 * 1024 * 1024)) chunk=$((9 * 1024 * 1024)) digest location code offset deadline
+  random_file fault.bin $size
+  digest=$(sha fault.bin)
+  fault pass
+  location=$(curl -fsS -X POST -D - -o /dev/null "$F/v2/scaleout/faults/blobs/uploads/" | header location)
+  head -c $chunk fault.bin >piece0
+  code=$(curl -s -D hdr -o body -w '%{http_code}' -X PATCH --data-binary @piece0 -H "Content-Range: 0-$((chunk - 1))" "$F$location")
+  [ "$code" = 202 ] || { cat body; die "first PATCH: $code"; }
+  location=$(header location <hdr)
+  tail -c +$((chunk + 1)) fault.bin >rest
+
+  fault cut # connections die once 1 MiB of a request went through: parts fail, small calls pass
+  code=$(curl -s -o body -w '%{http_code}' -X PATCH --data-binary @rest -H "Content-Range: $chunk-$((size - 1))" "$F$location")
+  echo "PATCH while parts are cut: $code $(cat body)"
+  [ "$code" = 503 ] && grep -q UNAVAILABLE body || die "expected 503 UNAVAILABLE"
+  fault error # every storage request answered 503
+  code=$(curl -s -o body -w '%{http_code}' -X PATCH --data-binary @rest -H "Content-Range: $chunk-$((size - 1))" "$F$location")
+  echo "PATCH while storage answers 503: $code $(cat body)"
+  [ "$code" = 503 ] && grep -q UNAVAILABLE body || die "expected 503 UNAVAILABLE"
+  [ "$(status_of "$F/readyz")" = 503 ] || die "F says it is ready while storage fails"
+  [ "$(status_of "$A/readyz")" = 200 ] || die "A lost readiness"
+  [ "$(status_of -I "$A/v2/scaleout/faults/blobs/$digest")" = 404 ] || die "a partial blob is visible"
+  code=$(curl -s -o body -w '%{http_code}' -X PUT "$F$(with_query "$location" "digest=$digest")")
+  echo "PUT while storage answers 503: $code"
+  [ "$code" = 503 ] || die "expected 503"
+  curl -fsS "$F/metrics" | grep -E '^pier_storage_errors_total\{.*\} [1-9]' || die "storage errors not counted"
+
+  fault pass
+  wait_for "$F/readyz" || die "F not ready after storage came back"
+  offset=$(curl -fsS -D - -o /dev/null "$F$location" | header range | sed 's/^0-//')
+  offset=$((offset + 1))
+  echo "F reports $offset bytes stored"
+  [ "$offset" = "$chunk" ] || die "the failed requests changed the upload (offset $offset)"
+  # A request cut off by the outage may hold the upload for its lease (15 s).
+  deadline=$((SECONDS + 40))
+  while :; do
+    code=$(curl -s -D hdr -o body -w '%{http_code}' -X PATCH --data-binary @rest \
+      -H "Content-Range: $offset-$((size - 1))" "$F$location")
+    [ "$code" = 409 ] && [ $SECONDS -lt $deadline ] && { sleep 1; continue; }
+    break
+  done
+  [ "$code" = 202 ] || { cat body; die "resumed PATCH: $code"; }
+  location=$(header location <hdr)
+  code=$(curl -s -o body -w '%{http_code}' -X PUT "$F$(with_query "$location" "digest=$digest")")
+  [ "$code" = 201 ] || { cat body; die "final PUT: $code"; }
+  curl -fsS -o got "$A/v2/scaleout/faults/blobs/$digest"
+  [ "$(sha got)" = "$digest" ] || die "the stored blob is corrupt"
+  curl -fsS "$PROXY/mode/pass"
+}
+
+readiness_and_metrics() {
+  [ "$(curl -fsS "$A/readyz")" = ready ] || die "A not ready"
+  [ "$(curl -fsS "$A/healthz")" = ok ] || die "A not live"
+  curl -fsS "$A/metrics" >metrics.txt
+  grep -E '^pier_http_requests_total\{.*route="upload_patch".*status="202".*\} [1-9]' metrics.txt
+  grep -E '^pier_http_requests_total\{.*route="manifest_put".*\} [1-9]' metrics.txt
+  grep -E '^pier_http_request_duration_seconds_bucket\{.*route="blob_get".*le="\+Inf"\} [1-9]' metrics.txt
+  grep -E '^pier_http_request_body_bytes_total\{route="upload_patch"\} [1-9]' metrics.txt
+  grep -E '^pier_http_response_body_bytes_total\{route="blob_get"\} [1-9]' metrics.txt
+  grep -E '^pier_uploads_in_flight 0' metrics.txt
+  grep -E '^pier_storage_operation_duration_seconds_count\{operation="put_part"\} [1-9]' metrics.txt
+}
+
+check "storage suite against the S3 server (cargo test)" rust_suite
+check "pier check-storage on the bucket" check_storage
+check "chunked push with PATCHes alternating between instances" chunked_push_alternating
+check "OCI conformance against instance A" conformance
+check "image pushed through A is pulled whole from B at once" pull_from_the_other_instance
+check "blob redirects from B to signed URLs honour Range" redirects_with_range
+check "same tag pushed through both at once: one whole winner" same_tag_race
+check "same blob pushed through both at once: one stored copy" same_blob_race
+check "storage faults mid-push: clean 503s, then the push resumes" faults_mid_push
+check "readiness and metrics" readiness_and_metrics
+
+for name in a b f; do
+  if grep -qiE 'panicked' "$scratch/$name.log"; then
+    echo "FAIL  pier $name panicked:"; grep -i -A5 panicked "$scratch/$name.log" | head -20; nfail=$((nfail + 1))
+  fi
+done
+echo "scaleout: $npass passed, $nfail failed"
+[ "$nfail" -eq 0 ]
