@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The edge Worker's suites, from a fresh machine: installs the edge tooling
+# (scripts/install-deps.sh edge; core and clients tools only if missing),
+# builds the production Worker (measuring its size and checking it carries no
+# test routes) and the test Worker, starts it under local workerd (wrangler dev)
+# on a free port, and runs against it:
+#   - tests/edge/edge.test.mjs: the storage-port suite on R2, bodies sent as
+#     stored (with and without gzip), the edge caches, the body limit, cron;
+#   - the black-box HTTP suite (tests/http);
+#   - real clients (tests/clients/run.sh);
+#   - the shared layout with the native server (tests/edge/shared-layout.sh);
+#   - a 1 GiB push in 64 MiB chunks and pull, with workerd's memory sampled;
+#   - the OCI conformance suite, on a second Worker that allows sparse manifests.
+# Then stops the Workers and prints measurements and one counts line.
+#
+# Usage: scripts/test-edge.sh
+# Env:   PIER_EDGE_SKIP_BIG=1   leave out the 1 GiB push
+#        PIER_EDGE_KEEP=1       keep the scratch directory (logs, local state)
+# Output: last line "edge: N passed, N failed"; exit 1 if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STARTED=$SECONDS
+
+export PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
+export PATH="$PIER_TOOLS/node/bin:$PIER_TOOLS/bin:$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pier-test-edge.XXXXXX")
+MEASUREMENTS=$WORK/measurements.txt
+: >"$MEASUREMENTS"
+
+total_pass=0 total_fail=0 parts=() groups=()
+record() { # PART PASSED FAILED
+  total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3))
+  parts+=("$(printf '%-34s %4d passed, %d failed' "$1:" "$2" "$3")")
+}
+measure() { echo "$*" | tee -a "$MEASUREMENTS"; }
+
+stop_workers() {
+  for group in "${groups[@]}"; do kill -- "-$group" 2>/dev/null; done
+  groups=()
+}
+finish() {
+  stop_workers
+  echo
+  echo "==> edge measurements"
+  sed 's/^/  /' "$MEASUREMENTS"
+  echo "  cold time of the edge run: $((SECONDS - STARTED)) s"
+  echo "==> edge results"
+  for part in "${parts[@]}"; do echo "  $part"; done
+  if [ "$total_fail" -eq 0 ] && [ -z "${PIER_EDGE_KEEP:-}" ]; then rm -rf "$WORK"; else echo "  logs: $WORK"; fi
+  echo "edge: $total_pass passed, $total_fail failed"
+}
+trap finish EXIT
+
+fail_setup() { echo "test-edge: $*" >&2; record "setup" 0 1; exit 1; }
+
+echo "==> tools"
+scripts/install-deps.sh edge || fail_setup "install-deps.sh edge failed"
+command -v conformance >/dev/null || scripts/install-deps.sh core || fail_setup "install-deps.sh core failed"
+for tool in skopeo buildah crane oras jq; do
+  command -v "$tool" >/dev/null || { scripts/install-deps.sh clients || fail_setup "install-deps.sh clients failed"; break; }
+done
+
+echo "==> build"
+t0=$SECONDS
+scripts/edge-build.sh >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log"; fail_setup "production build failed"; }
+wasm=edge-worker/build/index_bg.wasm
+measure "wasm (production): $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped (build $((SECONDS - t0)) s)"
+if grep -q "_pier_test" "$wasm" edge-worker/build/index.js; then
+  record "production build has no test routes" 0 1
+else
+  record "production build has no test routes" 1 0
+fi
+scripts/edge-build.sh --test >"$WORK/build-test.log" 2>&1 || { tail -n 30 "$WORK/build-test.log"; fail_setup "test build failed"; }
+cargo build -q -p pier-server 2>"$WORK/build-native.log" || { tail -n 30 "$WORK/build-native.log"; fail_setup "native build failed"; }
+
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+# start_worker NAME PORT [WRANGLER_ARGS...]: the test Worker on PORT in its own
+# process group (recorded for the stop), state under $WORK/NAME; sets PGID.
+start_worker() {
+  local name=$1 port=$2; shift 2
+  local t0=$SECONDS started_ms
+  started_ms=$(date +%s%3N)
+  PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$WORK/$name" \
+    --port "$port" --persist "$WORK/$name-state" --env test -- "$@" >"$WORK/$name.log" 2>&1 &
+  for _ in $(seq 1 600); do
+    if curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then
+      PGID=$(cat "$WORK/$name.pgid")
+      groups+=("$PGID")
+      measure "time to ready ($name): $(($(date +%s%3N) - started_ms)) ms"
+      return 0
+    fi
+    sleep 0.1
+  done
+  [ -f "$WORK/$name.pgid" ] && groups+=("$(cat "$WORK/$name.pgid")")
+  tail -n 30 "$WORK/$name.log"
+  fail_setup "the $name Worker did not answer on port $port within $((SECONDS - t0)) s"
+}
+
+# node_suite PART LOG node-test-args...: runs node's test runner, records its counts.
+node_suite() {
+  local part=$1 log=$2; shift 2
+  echo "==> $part"
+  node --test --test-reporter=tap "$@" >"$log" 2>&1
+  local pass fail
+  pass=$(awk '/^# pass /{print $3}' "$log" | tail -n 1)
+  fail=$(awk '/^# fail /{print $3}' "$log" | tail -n 1)
+  if [ -z "$pass" ]; then tail -n 30 "$log"; record "$part" 0 1; return; fi
+  grep -E "^\s*not ok|^# (big push|storage)" "$log" | head -n 40
+  record "$part" "$pass" "${fail:-0}"
+}
+
+# script_suite PART LOG PATTERN command...: records the "PATTERN: N passed, N failed" line.
+script_suite() {
+  local part=$1 log=$2 pattern=$3; shift 3
+  echo "==> $part"
+  "$@" >"$log" 2>&1
+  local counts
+  counts=$(grep -E "^$pattern: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+  grep -E "^FAIL|^  FAIL" "$log" | head -n 40
+  if [ -z "$counts" ]; then tail -n 30 "$log"; record "$part" 0 1; return; fi
+  echo "  $counts"
+  record "$part" "$(echo "$counts" | awk '{print $2}')" "$(echo "$counts" | awk '{print $4}' | tr -d ,)"
+}
+
+PORT=$(free_port)
+start_worker strict "$PORT"
+URL=http://127.0.0.1:$PORT
+PIER_URL=$URL node_suite "edge checks" "$WORK/edge.tap" tests/edge/edge.test.mjs
+# workerd resolves `..` before the Worker sees it, as Cloudflare does.
+PIER_URL=$URL PIER_NORMALIZES_PATHS=1 node_suite "HTTP suite" "$WORK/http.tap" tests/http/*.test.mjs
+script_suite "real clients" "$WORK/clients.log" clients bash tests/clients/run.sh "127.0.0.1:$PORT"
+script_suite "shared layout with native" "$WORK/shared-layout.log" shared-layout \
+  bash tests/edge/shared-layout.sh "$CARGO_TARGET_DIR/debug/pier" "127.0.0.1:$PORT"
+if [ -z "${PIER_EDGE_SKIP_BIG:-}" ]; then
+  PIER_URL=$URL PIER_EDGE_PGID=$PGID PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
+    node_suite "1 GiB push in 64 MiB chunks" "$WORK/big.tap" tests/edge/big-push.test.mjs
+fi
+stop_workers
+
+PORT=$(free_port)
+start_worker sparse "$PORT" --var PIER_ALLOW_SPARSE_MANIFESTS:true
+script_suite "OCI conformance (dev, all on)" "$WORK/conformance.log" conformance \
+  env OUT="$WORK/conformance" bash tests/conformance/run.sh "127.0.0.1:$PORT"
+grep -E "^conformance: [0-9]+ passed" "$WORK/conformance.log" | sed 's/^/OCI /' >>"$MEASUREMENTS"
+
+exit $((total_fail > 0))
