@@ -179,6 +179,7 @@ impl EdgeCaches {
 
     /// Whether `key` is in the edge caches (for tests that must know a later
     /// read will be served from them).
+    #[cfg(feature = "test-endpoints")]
     pub async fn holds(&self, key: &str) -> bool {
         match cache_kind(key) {
             Some(CacheKind::Small) => self.kv_get(key).await.is_some(),

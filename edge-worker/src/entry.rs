@@ -57,7 +57,11 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         caches,
         Rc::new(context),
     );
-    let registry = Registry::new(Arc::new(store), Arc::new(WorkerEnv), config.registry_options());
+    // Core takes `Arc<dyn Store>` for the native server's threads; a Worker
+    // isolate has one thread, so the JavaScript handles inside need not be Send.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let store = Arc::new(store);
+    let registry = Registry::new(store, Arc::new(WorkerEnv), config.registry_options());
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;
     if let Some(unread) = unread {
