@@ -16,14 +16,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+    ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, RetryConfig,
+    UpdateVersion,
 };
 use pier_core::platform::box_stream;
 use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
@@ -49,6 +50,14 @@ fn retry_policy() -> RetryConfig {
         ..RetryConfig::default()
     }
 }
+
+/// object_store's default client gives a request 30 s from connecting to the
+/// last body byte, which would cut off any blob pull that streams for longer.
+/// A stalled connection is caught by the read timeout instead; the request
+/// timeout is only a backstop. Set as config keys, so that client settings
+/// read from the environment (proxies, `*_ALLOW_HTTP`) are kept.
+const CLIENT_TIMEOUTS: [(ClientConfigKey, &str); 2] =
+    [(ClientConfigKey::Timeout, "24h"), (ClientConfigKey::ReadTimeout, "30s")];
 
 /// A store over one bucket (or a prefix inside it).
 pub struct BucketStore {
@@ -100,6 +109,9 @@ impl BucketStore {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_url(url.as_str())
                     .with_retry(retry_policy());
+                for (key, value) in CLIENT_TIMEOUTS {
+                    builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+                }
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }
@@ -116,16 +128,22 @@ impl BucketStore {
                 Ok(BucketStore::new(backend.clone(), prefix, part_size)?.with_signer(backend))
             }
             "gs" => {
-                let builder = GoogleCloudStorageBuilder::from_env()
+                let mut builder = GoogleCloudStorageBuilder::from_env()
                     .with_url(url.as_str())
                     .with_retry(retry_policy());
+                for (key, value) in CLIENT_TIMEOUTS {
+                    builder = builder.with_config(GoogleConfigKey::Client(key), value);
+                }
                 let backend = Arc::new(builder.build().map_err(failed)?);
                 Ok(BucketStore::new(backend.clone(), prefix, part_size)?.with_signer(backend))
             }
             "az" | "azure" => {
-                let builder = MicrosoftAzureBuilder::from_env()
+                let mut builder = MicrosoftAzureBuilder::from_env()
                     .with_url(url.as_str())
                     .with_retry(retry_policy());
+                for (key, value) in CLIENT_TIMEOUTS {
+                    builder = builder.with_config(AzureConfigKey::Client(key), value);
+                }
                 let backend = Arc::new(builder.build().map_err(failed)?);
                 Ok(BucketStore::new(backend.clone(), prefix, part_size)?.with_signer(backend))
             }
