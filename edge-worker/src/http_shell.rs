@@ -7,8 +7,7 @@ use pier_core::api::Body;
 use pier_core::platform::{empty_body, RequestBody};
 use worker::{EncodeBody, Headers, Response, ResponseBuilder};
 
-use crate::js_body::take_js_body;
-use crate::streams::{of_length, readable_of_length, request_body, UnreadBody};
+use crate::streams::{readable_of_length, request_body, UnreadBody};
 
 /// The core request for a Worker request, its body streaming from the client,
 /// and what core may leave unread of that body (see [`request_body`]).
@@ -66,9 +65,6 @@ pub fn worker_response(response: http::Response<Body>) -> worker::Result<Respons
     Ok(match body {
         Body::Empty => builder.empty(),
         Body::Full(bytes) => builder.fixed(bytes.to_vec()),
-        Body::Stream { stream, length } => match take_js_body(&stream) {
-            Some(readable) => builder.stream(of_length(readable, length)?),
-            None => builder.stream(readable_of_length(stream, length)?),
-        },
+        Body::Stream { stream, length } => builder.stream(readable_of_length(stream, length)?),
     })
 }

@@ -11,18 +11,23 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use pier_core::platform::{box_stream, BodyError, RequestBody};
+use pier_core::store::ByteStream;
 use worker::js_sys::{BigInt, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::web_sys::ReadableStream;
 use worker::worker_sys::FixedLengthStream;
 
-/// A `ReadableStream` of exactly `length` bytes fed from `stream`. The runtime
-/// knows the length up front (`FixedLengthStream`), so it sends Content-Length
-/// and fails the response if the stream ends early or runs long.
-pub fn readable_of_length<E: std::fmt::Display + 'static>(
-    stream: impl Stream<Item = Result<Bytes, E>> + 'static,
-    length: u64,
-) -> worker::Result<ReadableStream> {
+use crate::js_body::take_js_body;
+
+/// A `ReadableStream` of exactly `length` bytes with what `stream` yields: the
+/// JavaScript stream behind it when it has one nobody read from (the bytes
+/// never enter wasm), else the chunks copied out of wasm. The runtime knows
+/// the length up front (`FixedLengthStream`), so it sends Content-Length and
+/// fails the body if the stream ends early or runs long.
+pub fn readable_of_length(stream: ByteStream, length: u64) -> worker::Result<ReadableStream> {
+    if let Some(readable) = take_js_body(&stream) {
+        return of_length(readable, length);
+    }
     let chunks = stream
         .map_ok(|chunk| JsValue::from(Uint8Array::from(&chunk[..])))
         .map_err(|err| JsValue::from(js_error(&err.to_string())));
@@ -33,7 +38,7 @@ pub fn readable_of_length<E: std::fmt::Display + 'static>(
 }
 
 /// `readable` as a stream of declared `length`; the bytes stay in JavaScript.
-pub fn of_length(readable: ReadableStream, length: u64) -> worker::Result<ReadableStream> {
+fn of_length(readable: ReadableStream, length: u64) -> worker::Result<ReadableStream> {
     let fixed = if length <= u32::MAX as u64 {
         FixedLengthStream::new(length as u32)?
     } else {

@@ -8,7 +8,10 @@
 //!   deletes, for importing a native data directory and for proving that reads
 //!   come from the caches once R2 no longer has an object.
 //! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
+//! - `GET /_pier_test/wasm-memory`: the isolate's wasm memory in bytes, which
+//!   never shrinks, so it is the peak of what pier's code has held at once.
 
+use worker::wasm_bindgen::JsCast;
 use worker::{Env, Method, Request, Response};
 
 use crate::cache::EdgeCaches;
@@ -36,6 +39,14 @@ async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) 
         let prefix = format!("storage-suite/{}/", WorkerEnv.random_id());
         pier_core::store::suite::run_all(&store, &prefix).await;
         return Response::ok(format!("storage suite passed under {prefix}\n"));
+    }
+    if route == "wasm-memory" && method == Method::Get {
+        let memory: worker::js_sys::WebAssembly::Memory = worker::wasm_bindgen::memory().unchecked_into();
+        let bytes = memory
+            .buffer()
+            .unchecked_into::<worker::js_sys::ArrayBuffer>()
+            .byte_length();
+        return Response::ok(format!("{bytes}\n"));
     }
     if let Some(key) = route.strip_prefix("objects/") {
         let key = decode(key)?;

@@ -1,8 +1,12 @@
 // A 1 GiB blob pushed through the Worker in 64 MiB chunks (each under the
 // 100 MB body limit) and pulled back whole, with matching digests: chunked
 // pushes of any size work at the edge, and memory stays bounded by a part, not
-// by the blob. The resident memory of the local workerd processes is sampled
-// during the run and reported (and written to PIER_EDGE_MEASUREMENTS if set).
+// by the blob. Reported (and written to PIER_EDGE_MEASUREMENTS if set): the
+// resident memory of the local workerd processes, sampled during the run (it
+// includes miniflare's R2/KV/cache simulators and uncollected JavaScript
+// garbage), and the Worker's wasm memory, which never shrinks and so is the
+// peak of what pier's own code held; the test fails if that peak grows with
+// the blob instead of staying near a few parts.
 //
 // Env: PIER_URL (the Worker), PIER_EDGE_PGID (process group of the local
 //      wrangler/workerd, for memory sampling; optional),
@@ -26,6 +30,15 @@ const TOTAL = Number(process.env.PIER_BIG_PUSH_BYTES || 1 << 30);
 const CHUNK = Number(process.env.PIER_BIG_PUSH_CHUNK || 64 << 20);
 const PGID = process.env.PIER_EDGE_PGID;
 const MiB = 1 << 20;
+// What pier's code may hold at once for one upload: a few parts of 10 MiB and
+// the runtime's own allocations; a buffered blob would be far above.
+const WASM_MEMORY_LIMIT = 128 * MiB;
+
+async function wasmMemoryBytes() {
+  const res = await fetch(`${BASE}/_pier_test/wasm-memory`);
+  assert.equal(res.status, 200, 'wasm memory route');
+  return Number((await res.text()).trim());
+}
 
 // Resident set of every workerd process in the Worker's process group.
 function workerdRssBytes() {
@@ -64,6 +77,7 @@ const mib = (bytes) => (bytes === null ? 'n/a' : `${(bytes / MiB).toFixed(0)} Mi
 
 test(`push ${TOTAL / MiB} MiB in ${CHUNK / MiB} MiB chunks and pull it back`, { timeout: 30 * 60 * 1000 }, async (t) => {
   const repo = repoName('big-push');
+  const wasmBefore = await wasmMemoryBytes();
   const memory = sampler();
   const hash = createHash('sha256');
   const chunk = Buffer.alloc(CHUNK);
@@ -95,6 +109,7 @@ test(`push ${TOTAL / MiB} MiB in ${CHUNK / MiB} MiB chunks and pull it back`, { 
   }
   const pullSeconds = (Date.now() - pullStarted) / 1000;
   const rss = memory.stop();
+  const wasmAfter = await wasmMemoryBytes();
   assert.equal(received, TOTAL, 'bytes pulled');
   assert.equal(`sha256:${pulled.digest('hex')}`, digest, 'pulled digest');
 
@@ -102,7 +117,8 @@ test(`push ${TOTAL / MiB} MiB in ${CHUNK / MiB} MiB chunks and pull it back`, { 
     `big push: ${TOTAL / MiB} MiB in ${CHUNK / MiB} MiB chunks, push ${pushSeconds.toFixed(1)} s ` +
     `(${(TOTAL / MiB / pushSeconds).toFixed(0)} MiB/s), pull ${pullSeconds.toFixed(1)} s ` +
     `(${(TOTAL / MiB / pullSeconds).toFixed(0)} MiB/s); workerd RSS start ${mib(rss.start)}, ` +
-    `peak ${mib(rss.peak)}, end ${mib(rss.end)}`;
+    `peak ${mib(rss.peak)}, end ${mib(rss.end)}; Worker wasm memory ${mib(wasmBefore)} before, ${mib(wasmAfter)} after`;
   t.diagnostic(line);
   if (process.env.PIER_EDGE_MEASUREMENTS) appendFileSync(process.env.PIER_EDGE_MEASUREMENTS, line + '\n');
+  assert.ok(wasmAfter <= WASM_MEMORY_LIMIT, `wasm memory ${mib(wasmAfter)} over ${mib(WASM_MEMORY_LIMIT)}`);
 });
