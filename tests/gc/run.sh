@@ -21,7 +21,7 @@ page_size = 200
 TOML
 PIER_LOG=info,pier_server::gc=info "$bin" serve -c "$scratch/pier.toml" --log-format json 2> "$scratch/server.log" &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$scratch"' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$scratch"' EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 
 status=0

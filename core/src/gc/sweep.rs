@@ -180,11 +180,23 @@ impl Gc {
                 let Some(digest) = layout::digest_at_end(&key) else {
                     continue;
                 };
-                if store.head(&layout::blob_record(&digest)).await?.is_none() {
+                let record = layout::blob_record(&digest);
+                if store.head(&record).await?.is_some() {
+                    continue;
+                }
+                if self.dry_run {
                     state.report.links_deleted += 1;
-                    if !self.dry_run {
-                        store.delete(&key).await?;
-                    }
+                    continue;
+                }
+                store.delete(&key).await?;
+                // An upload of the same content may have recreated the record
+                // and its link between the check and the delete (an upload
+                // writes the record before the link): put the link back, so a
+                // manifest pushed on the strength of it keeps its blob.
+                if store.head(&record).await?.is_some() {
+                    store.put(&key, Bytes::new(), PutMode::Overwrite).await?;
+                } else {
+                    state.report.links_deleted += 1;
                 }
             }
         }
