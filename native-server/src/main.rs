@@ -126,6 +126,8 @@ fn serve(config: Config) -> Result<(), String> {
 }
 
 fn check_storage(config: StorageConfig) -> Result<(), String> {
+    // Storage failures are reported briefly per check and logged in full.
+    init_logging(LogFormat::Text);
     runtime()?.block_on(async move {
         let store = store::open(&config)?;
         let prefix = format!(

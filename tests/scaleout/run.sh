@@ -64,7 +64,13 @@ s3() { # METHOD PATH-AND-QUERY [curl args...]: a signed request to the S3 server
   local method=$1 path=$2; shift 2
   curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -X "$method" "$@" "$S3$path"
 }
-s3 PUT "/$BUCKET" -o /dev/null -f || { echo "scaleout: 0 passed, 1 failed (bucket)"; exit 1; }
+# MinIO is live before it is ready: it answers 503 until it has initialised.
+for _ in $(seq 1 60); do
+  bucket_status=$(s3 PUT "/$BUCKET" -o /dev/null -w '%{http_code}')
+  [ "$bucket_status" = 503 ] || break
+  sleep 0.5
+done
+[ "$bucket_status" = 200 ] || { echo "scaleout: 0 passed, 1 failed (bucket: $bucket_status)"; exit 1; }
 
 uri() { jq -rn --arg v "$1" '$v|@uri'; } # query values must be encoded for the signature
 # count_objects PREFIX: objects in the bucket whose key starts with PREFIX.
@@ -314,6 +320,8 @@ faults_mid_push() {
   code=$(curl -s -o body -w '%{http_code}' -X PATCH --data-binary @rest -H "Content-Range: $chunk-$((size - 1))" "$F$location")
   echo "PATCH while storage answers 503: $code $(cat body)"
   [ "$code" = 503 ] && grep -q UNAVAILABLE body || die "expected 503 UNAVAILABLE"
+  ! grep -qE "127\.0\.0\.1|$BUCKET" body || die "the error shows the storage endpoint to clients"
+  grep -q "object store request failed" "$scratch/f.log" || die "the storage failure is not in F's log"
   [ "$(status_of "$F/readyz")" = 503 ] || die "F says it is ready while storage fails"
   [ "$(status_of "$A/readyz")" = 200 ] || die "A lost readiness"
   [ "$(status_of -I "$A/v2/scaleout/faults/blobs/$digest")" = 404 ] || die "a partial blob is visible"

@@ -178,7 +178,8 @@ fn port_meta(meta: &object_store::ObjectMeta) -> ObjectMeta {
 }
 
 /// Maps a backend error onto the port's; `NotFound` is left to callers that
-/// give absence a meaning.
+/// give absence a meaning. Failures are logged whole here and reach clients
+/// (as the 503's message) without the backend's endpoint, bucket or keys.
 fn port_error(err: object_store::Error) -> StoreError {
     match err {
         object_store::Error::NotFound { .. } => StoreError::NotFound,
@@ -191,7 +192,10 @@ fn port_error(err: object_store::Error) -> StoreError {
             store: "InMemory",
             ref source,
         } if source.to_string().starts_with("MultipartUpload not found") => StoreError::NotFound,
-        other => StoreError::Unavailable(other.to_string()),
+        other => {
+            tracing::warn!(error = %other, "object store request failed");
+            StoreError::Unavailable("the object store failed or did not answer; retry later".into())
+        }
     }
 }
 
