@@ -37,6 +37,10 @@ const CACHED_DATA_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 const STORE_ETAG_HEADER: &str = "x-pier-store-etag";
 /// KV refuses values over 25 MiB.
 const KV_MAX_VALUE_BYTES: u64 = 25 << 20;
+/// KV entries expire after a day: a delete made outside this Worker (GC run
+/// by a native server on the same bucket) is then seen within a day, at the
+/// cost of one KV write a day per object still being pulled.
+const KV_ENTRY_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// Which edge cache holds a key, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +118,7 @@ impl EdgeCaches {
             .put_bytes(key, value)
             .and_then(|put| put.metadata(KvMetadata { etag }))
         {
-            Ok(put) => put.execute().await,
+            Ok(put) => put.expiration_ttl(KV_ENTRY_TTL_SECS).execute().await,
             Err(err) => Err(err),
         };
         if let Err(err) = written {
