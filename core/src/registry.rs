@@ -270,7 +270,15 @@ impl Registry {
             upload.release().await;
             return Err(e);
         }
-        upload.finish(repo, digest).await
+        match upload.finish(repo, digest).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // A failed finish keeps the session (unless it discarded it),
+                // so a retry of the PUT can take it at once.
+                upload.release().await;
+                Err(e)
+            }
+        }
     }
 
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {

@@ -96,6 +96,8 @@ pub struct Upload<'a> {
     start_offset: u64,
     /// When this request last claimed or renewed its claim.
     renewed_ms: u64,
+    /// The session was removed: nothing may be saved for it any more.
+    discarded: bool,
 }
 
 fn upload_unknown() -> RegistryError {
@@ -135,6 +137,7 @@ impl<'a> Upload<'a> {
             tails_consumed: false,
             start_offset: 0,
             renewed_ms: now,
+            discarded: false,
         }
     }
 
@@ -166,6 +169,7 @@ impl<'a> Upload<'a> {
             tails_loaded,
             tails_consumed: false,
             renewed_ms: 0,
+            discarded: false,
         })
     }
 
@@ -251,8 +255,12 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    /// Gives up a claim after a failed request, keeping the committed progress.
+    /// Gives up a claim after a failed request, keeping the committed progress
+    /// (nothing to do once the session is discarded).
     pub async fn release(&mut self) {
+        if self.discarded {
+            return;
+        }
         let mut state = self.committed.clone();
         state.writer = None;
         let _ = self.save_state(state).await;
@@ -422,7 +430,7 @@ impl<'a> Upload<'a> {
 
     /// Verifies the digest and makes the blob visible in `repo`. On a digest
     /// mismatch everything the upload wrote is removed.
-    pub async fn finish(mut self, repo: &RepoName, expected: &Digest) -> Result<()> {
+    pub async fn finish(&mut self, repo: &RepoName, expected: &Digest) -> Result<()> {
         self.load_tails().await?;
         let digest = if expected.algorithm() == self.state.algorithm {
             Some(self.hasher.clone().finish())
@@ -498,6 +506,7 @@ impl<'a> Upload<'a> {
 
     /// Removes the session, its tails and any unfinished multipart write.
     pub async fn discard(&mut self) {
+        self.discarded = true;
         if let Some(multipart) = self.state.multipart.take() {
             let _ = self
                 .store
