@@ -20,6 +20,7 @@
 //! gc/doomed/repos/<name>/<alg>/<hex>             tombstone: retention is deleting this manifest
 //! gc/marks/<run>/blobs/<alg>/<hex>               mark: a kept manifest references the blob
 //! gc/marks/<run>/data/<id>                       mark: a live blob record points at the data object
+//! gc/marked/<run>                                the run's marking is complete (its marks may be trusted)
 //! gc/suspect-data/<id>                           data object with no record, seen by an earlier run
 //! gc/last-report                                 what the last collection did
 //! ```
@@ -158,6 +159,14 @@ pub fn gc_blob_marks(run: &str) -> String {
 
 pub fn gc_blob_mark(run: &str, digest: &Digest) -> String {
     format!("{}{}/{}", gc_blob_marks(run), digest.algorithm().name(), digest.hex())
+}
+
+/// Present from the end of a run's marking until its marks are removed: a
+/// collector that finds it absent is behind a run another one finished.
+pub const GC_MARKED: &str = "gc/marked/";
+
+pub fn gc_marked(run: &str) -> String {
+    format!("{GC_MARKED}{run}")
 }
 
 pub fn gc_data_marks(run: &str) -> String {

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use serde_json::{json, Value};
 
 use crate::digest::{Algorithm, Digest};
@@ -16,6 +16,7 @@ use crate::manifest::{self, Manifest};
 use crate::names::{RepoName, Tag};
 use crate::platform::{Env, RequestBody};
 use crate::store::cache::ImmutableCache;
+use crate::store::fresh::FreshReads;
 use crate::store::{list_all, read_small, GetResult, PutMode, Store, StoreError, StoreResult};
 use crate::upload::{BlobRecord, ChunkRange, Upload, UploadStatus};
 
@@ -93,6 +94,15 @@ pub struct Registry {
     instance: String,
 }
 
+async fn read_blob_record(store: &dyn Store, digest: &Digest) -> Result<Option<BlobRecord>> {
+    let Some((bytes, _)) = read_small(store, &layout::blob_record(digest)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("corrupt blob record {digest}: {e}")))
+}
+
 fn blob_unknown(digest: &Digest) -> RegistryError {
     RegistryError::new(
         ErrorCode::BlobUnknown,
@@ -109,20 +119,45 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 }
 
 impl Registry {
+    /// The registry over `store`, with an in-process cache of
+    /// `options.cache_bytes` in front of it (none if 0).
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
-        let instance = env.random_id();
-        let origin = store.clone();
-        let store: Arc<dyn Store> = match options.cache_bytes {
-            0 => store,
-            capacity => Arc::new(ImmutableCache::new(store, env.clone(), capacity)),
+        match options.cache_bytes {
+            0 => Registry::with_cache(store.clone(), store, env, options),
+            capacity => {
+                let cache = Arc::new(ImmutableCache::new(store.clone(), env.clone(), capacity));
+                Registry::with_cache(store, cache, env, options)
+            }
+        }
+    }
+
+    /// The registry over `backend` with `cache`, a caching decorator of it
+    /// the shell built (`options.cache_bytes` is not used): pulls read
+    /// through the cache, everything that must see the backend as it is reads
+    /// it directly (see [`FreshReads`]).
+    pub fn with_cache(
+        backend: Arc<dyn Store>,
+        cache: Arc<dyn Store>,
+        env: Arc<dyn Env>,
+        options: RegistryOptions,
+    ) -> Registry {
+        let origin: Arc<dyn Store> = match Arc::ptr_eq(&backend, &cache) {
+            true => backend,
+            false => Arc::new(FreshReads::new(backend, cache.clone())),
         };
         Registry {
-            store,
+            store: cache,
             origin,
+            instance: env.random_id(),
             env,
             options,
-            instance,
         }
+    }
+
+    /// The store as garbage collection must use it beside this registry:
+    /// reads bypass the cache, deletes drop cached copies.
+    pub fn fresh_store(&self) -> Arc<dyn Store> {
+        self.origin.clone()
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -145,12 +180,12 @@ impl Registry {
     // ---- blobs ----
 
     async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
-        let Some((bytes, _)) = read_small(self.store(), &layout::blob_record(digest)).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("corrupt blob record {digest}: {e}")))
+        read_blob_record(self.store(), digest).await
+    }
+
+    /// The blob's record as the backend holds it now, not as cached.
+    async fn fresh_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        read_blob_record(self.origin(), digest).await
     }
 
     async fn is_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
@@ -173,6 +208,12 @@ impl Registry {
         record: &BlobRecord,
         range: Option<Range<u64>>,
     ) -> Result<GetResult> {
+        if let Some(found) = self.store.get(&record.object, range.clone()).await? {
+            return Ok(found);
+        }
+        // The record came from the cache, and a collection has since deleted
+        // it; an upload may have written a new one, pointing at new bytes.
+        let record = self.fresh_record(digest).await?.ok_or_else(|| blob_unknown(digest))?;
         self.store
             .get(&record.object, range)
             .await?
@@ -496,8 +537,11 @@ impl Registry {
                 Err(missing("manifest", &d.digest))
             }
         });
-        futures::try_join!(try_join_all(blob_checks), try_join_all(child_checks))?;
-        Ok(())
+        // Every check runs to the end, even after one fails: a fresh read that
+        // finds a record gone drops its stale cached copy, so the client's
+        // next HEAD of each missing blob tells it to upload again.
+        let (blobs, children) = futures::join!(join_all(blob_checks), join_all(child_checks));
+        blobs.into_iter().chain(children).collect()
     }
 
     async fn check_references(&self, repo: &RepoName, parsed: &Manifest) -> Result<()> {

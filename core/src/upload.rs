@@ -520,12 +520,16 @@ impl<'a> Upload<'a> {
 }
 
 /// Claims an existing blob for a new use: touches it, then makes sure no
-/// collection is deleting it (the order matters: see `gc::protocol`). A blob
-/// being deleted is answered 503 so that the client retries after the sweep,
-/// when the upload stores the bytes anew.
+/// collection is deleting it or has just deleted it (the order matters: see
+/// `gc::protocol`). A blob being deleted is answered 503 so that the client
+/// retries after the sweep, when the upload stores the bytes anew.
 async fn reuse_existing(store: &dyn Store, env: &dyn Env, digest: &Digest) -> Result<()> {
     crate::gc::protocol::touch(store, env, digest).await?;
-    if crate::gc::protocol::blob_doomed(store, digest).await? {
+    let record_key = layout::blob_record(digest);
+    let (doomed, record) = futures::try_join!(crate::gc::protocol::blob_doomed(store, digest), async {
+        Ok(store.head(&record_key).await?)
+    },)?;
+    if doomed || record.is_none() {
         return Err(RegistryError::new(
             ErrorCode::Unavailable,
             format!("blob {digest} is being garbage collected; retry the upload"),

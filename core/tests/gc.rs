@@ -265,6 +265,66 @@ fn reusing_an_old_blob_restarts_its_grace_window() {
     });
 }
 
+/// What a pull of `descriptor` from `repo` through the registry returns.
+async fn pull(w: &World, name: &str, descriptor: &Value) -> Result<Vec<u8>, ErrorCode> {
+    let digest = digest_of(descriptor);
+    let record = w.registry.blob(&repo(name), &digest).await.map_err(|e| e.code)?;
+    let found = w.registry.open_blob(&digest, &record, None).await.map_err(|e| e.code)?;
+    Ok(found.bytes().await.unwrap().to_vec())
+}
+
+/// The registry caches blob records, but a record is not immutable: a
+/// collection (run by another instance here, so the cache does not see it)
+/// deletes it, and the next upload of the same bytes writes a new one
+/// pointing at new data. A pull must then find the new bytes at once, not
+/// the stale record's deleted data (the 404 the GC stress test found).
+#[test]
+fn a_collected_blob_pushed_again_pulls_at_once_through_the_cache() {
+    block_on(async {
+        let w = world(Vec::new());
+        // Larger than the cache keeps, so the bytes come from the store.
+        let content = "x".repeat(100_000);
+        let x = w.blob("app", &content).await;
+        w.env.advance(2 * HOUR_MS);
+        assert!(pull(&w, "app", &x).await.is_ok()); // the record is now cached
+        collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert!(!w.stored(&x).await);
+        w.blob("app", &content).await;
+        assert_eq!(pull(&w, "app", &x).await.unwrap(), content.as_bytes());
+    });
+}
+
+/// A HEAD answered from a stale cached record makes a client skip an upload
+/// the collection has just undone; its manifest is refused (the check reads
+/// the store), and the refusal drops the stale record, so the client's next
+/// HEAD says the blob is missing and it uploads it again.
+#[test]
+fn a_manifest_refused_for_a_collected_blob_clears_the_stale_record() {
+    block_on(async {
+        let w = world(Vec::new());
+        let config_blob = w.blob("app", "config").await;
+        let x = w.blob("app", "x").await;
+        w.env.advance(2 * HOUR_MS);
+        assert!(pull(&w, "app", &x).await.is_ok()); // now cached
+        let mut gc = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
+        // Stop after the sweep, before the links of deleted blobs go.
+        while gc.step().await.unwrap().phase != pier_core::gc::Phase::Links {}
+        assert!(!w.stored(&x).await);
+        let pushed = w
+            .registry
+            .put_manifest(
+                &repo("app"),
+                &tag("v1"),
+                Some(pier_core::manifest::OCI_MANIFEST),
+                serde_json::to_vec(&image(&config_blob, &[&x])).unwrap().into(),
+                &[],
+            )
+            .await;
+        assert_eq!(pushed.err().map(|e| e.code), Some(ErrorCode::ManifestBlobUnknown));
+        assert_eq!(pull(&w, "app", &x).await.unwrap_err(), ErrorCode::BlobUnknown);
+    });
+}
+
 async fn tags_of(w: &World, name: &str) -> Vec<String> {
     w.registry.tags(&repo(name), None, None).await.unwrap().names
 }

@@ -114,62 +114,120 @@ fn interleave<A: Future, B: Future>(gate: &Gate, ops: usize, first: A, second: B
 
 #[derive(Default, Debug)]
 struct Tally {
-    pushed: usize,
+    succeeded: usize,
     refused: usize,
     blob_collected: usize,
+}
+
+/// What the client does with the old blob while the collection runs.
+#[derive(Clone, Copy, Debug)]
+enum Reuse {
+    /// Pushes a manifest referencing it without uploading it (a HEAD found it).
+    ManifestPush,
+    /// Uploads the same bytes again (deduplicated against the stored copy).
+    Upload,
+    /// Mounts it into another repository.
+    Mount,
 }
 
 /// One interleaving: the blob is old and unreferenced; `gc_first` says which
 /// side is frozen after `ops` operations. Returns whether the frozen side
 /// ended before its freeze point (no later point exists).
-fn run(gc_first: bool, ops: usize, tally: &mut Tally) -> bool {
+fn run(reuse: Reuse, gc_first: bool, ops: usize, tally: &mut Tally) -> bool {
     let memory = Arc::new(MemoryStore::new(8));
     let env = TestEnv::new();
-    let (gc_gate, push_gate) = (Gate::new(memory.clone()), Gate::new(memory.clone()));
+    let (gc_gate, client_gate) = (Gate::new(memory.clone()), Gate::new(memory.clone()));
     let setup = registry(memory.clone(), env.clone(), Vec::new());
-    let app = repo("app");
+    let (app, other) = (repo("app"), repo("other"));
     let (config, old) = block_on(async {
         let old = push_blob(&setup, &app, b"old layer").await;
         env.advance(2 * HOUR_MS);
         (push_blob(&setup, &app, b"fresh config").await, old)
     });
-    let pusher = registry(push_gate.clone(), env.clone(), Vec::new());
+    let client = registry(client_gate.clone(), env.clone(), Vec::new());
     let manifest = image(&config, &[&old]);
     let body = serde_json::to_vec(&manifest).unwrap();
     let manifest_digest = pier_core::digest::Digest::of(pier_core::digest::Algorithm::Sha256, &body);
-    let v1 = tag("v1");
-    let push = pusher.put_manifest(&app, &v1, Some(pier_core::manifest::OCI_MANIFEST), body.into(), &[]);
+    let old_digest = digest_of(&old);
+    let (v1, client_ref) = (tag("v1"), &client);
+    let act = async move {
+        match reuse {
+            Reuse::ManifestPush => client_ref
+                .put_manifest(&app, &v1, Some(pier_core::manifest::OCI_MANIFEST), body.into(), &[])
+                .await
+                .map(|_| ()),
+            Reuse::Upload => {
+                client_ref
+                    .upload_whole(
+                        &other,
+                        &old_digest,
+                        pier_core::platform::full_body(b"old layer".to_vec()),
+                    )
+                    .await
+            }
+            Reuse::Mount => match client_ref.mount_blob(&other, &old_digest, Some(&app)).await {
+                Ok(true) => Ok(()),
+                // Not mountable: the client uploads instead, which is a refusal here.
+                Ok(false) => Err(pier_core::error::RegistryError::new(
+                    ErrorCode::BlobUnknown,
+                    "not mounted",
+                )),
+                Err(e) => Err(e),
+            },
+        }
+    };
     let mut gc = Gc::new(gc_gate.clone(), env.clone(), config_for_race(), false);
     let collect = gc.run_to_end();
 
-    let (ended_early, pushed) = if gc_first {
-        let (early, report, pushed) = interleave(&gc_gate, ops, collect, push);
+    let (ended_early, acted) = if gc_first {
+        let (early, report, acted) = interleave(&gc_gate, ops, collect, act);
         report.unwrap();
-        (early, pushed)
+        (early, acted)
     } else {
-        let (early, pushed, report) = interleave(&push_gate, ops, push, collect);
+        let (early, acted, report) = interleave(&client_gate, ops, act, collect);
         report.unwrap();
-        (early, pushed)
+        (early, acted)
     };
-    let push_ok = pushed.is_ok();
-    match pushed {
-        Ok(_) => tally.pushed += 1,
+    let succeeded = acted.is_ok();
+    match acted {
+        Ok(()) => tally.succeeded += 1,
         Err(e) => {
             assert!(
-                matches!(e.code, ErrorCode::Unavailable | ErrorCode::ManifestBlobUnknown),
-                "unexpected refusal {e:?}"
+                matches!(
+                    e.code,
+                    ErrorCode::Unavailable | ErrorCode::ManifestBlobUnknown | ErrorCode::BlobUnknown
+                ),
+                "{reuse:?}: unexpected refusal {e:?}"
             );
             tally.refused += 1;
         }
     }
     block_on(async {
-        if !blob_stored(memory.as_ref(), &old).await {
+        let stored = blob_stored(memory.as_ref(), &old).await;
+        if !stored {
             tally.blob_collected += 1;
         }
         assert_every_manifest_complete(memory.as_ref()).await;
-        // A refused push leaves nothing behind, a successful one its manifest.
-        let descriptor = serde_json::json!({ "digest": manifest_digest.as_str() });
-        assert_eq!(manifest_stored(memory.as_ref(), &app, &descriptor).await, push_ok);
+        match reuse {
+            // A refused push leaves nothing behind, a successful one its manifest.
+            Reuse::ManifestPush => {
+                let descriptor = serde_json::json!({ "digest": manifest_digest.as_str() });
+                assert_eq!(
+                    manifest_stored(memory.as_ref(), &repo("app"), &descriptor).await,
+                    succeeded
+                );
+            }
+            // An upload or mount answered with success must leave the blob
+            // readable where the client put it.
+            Reuse::Upload | Reuse::Mount if succeeded => {
+                assert!(stored, "{reuse:?} succeeded at {ops} but the blob is gone");
+                assert!(
+                    setup.blob(&repo("other"), &digest_of(&old)).await.is_ok(),
+                    "{reuse:?} succeeded at {ops} but other/ cannot read the blob"
+                );
+            }
+            Reuse::Upload | Reuse::Mount => {}
+        }
     });
     ended_early
 }
@@ -181,14 +239,20 @@ fn config_for_race() -> pier_core::gc::GcConfig {
     }
 }
 
-fn every_point(gc_first: bool) -> Tally {
+fn every_point(reuse: Reuse, gc_first: bool) -> Tally {
     let mut tally = Tally::default();
     let mut ops = 0;
-    while !run(gc_first, ops, &mut tally) {
+    while !run(reuse, gc_first, ops, &mut tally) {
         ops += 1;
     }
+    // A mount or an upload of a small blob takes only a few store operations.
+    let least = if gc_first || matches!(reuse, Reuse::ManifestPush) {
+        10
+    } else {
+        3
+    };
     assert!(
-        ops > 10,
+        ops > least,
         "only {ops} freeze points: the sides did not really interleave"
     );
     tally
@@ -196,12 +260,70 @@ fn every_point(gc_first: bool) -> Tally {
 
 #[test]
 fn a_push_frozen_at_every_point_of_a_collection_never_loses_its_blob() {
-    let tally = every_point(true);
-    assert!(tally.pushed > 0 && tally.blob_collected > 0, "{tally:?}");
+    let tally = every_point(Reuse::ManifestPush, true);
+    assert!(tally.succeeded > 0 && tally.blob_collected > 0, "{tally:?}");
 }
 
 #[test]
 fn a_collection_frozen_at_every_point_of_a_push_never_loses_its_blob() {
-    let tally = every_point(false);
-    assert!(tally.pushed > 0, "{tally:?}");
+    let tally = every_point(Reuse::ManifestPush, false);
+    assert!(tally.succeeded > 0, "{tally:?}");
+}
+
+#[test]
+fn an_upload_of_the_same_bytes_at_every_point_of_a_collection_is_never_lost() {
+    for gc_first in [true, false] {
+        let tally = every_point(Reuse::Upload, gc_first);
+        assert!(tally.succeeded > 0, "{tally:?}");
+    }
+}
+
+#[test]
+fn a_mount_at_every_point_of_a_collection_is_never_lost() {
+    for gc_first in [true, false] {
+        let tally = every_point(Reuse::Mount, gc_first);
+        assert!(tally.succeeded > 0, "{tally:?}");
+    }
+}
+
+/// Two collectors on one store (two instances): one is paused in the middle
+/// of a sweep step while the other finishes the run and removes its marks.
+/// The paused one must not then take the missing marks for unreferenced
+/// blobs, at any point of its step.
+#[test]
+fn a_collector_paused_mid_sweep_behind_a_finished_run_deletes_nothing_in_use() {
+    let mut ops = 0;
+    loop {
+        let memory = Arc::new(MemoryStore::new(8));
+        let env = TestEnv::new();
+        let gate = Gate::new(memory.clone());
+        let setup = registry(memory.clone(), env.clone(), Vec::new());
+        let app = repo("app");
+        let kept = block_on(async {
+            let config = push_blob(&setup, &app, b"config").await;
+            let layer = push_blob(&setup, &app, b"layer").await;
+            push_blob(&setup, &app, b"unreferenced").await;
+            push_manifest(&setup, &app, tag("v1"), &image(&config, &[&layer])).await;
+            env.advance(2 * HOUR_MS);
+            layer
+        });
+        let mut paused = Gc::new(gate.clone(), env.clone(), config_for_race(), false);
+        block_on(async { while paused.step().await.unwrap().phase != pier_core::gc::Phase::Sweep {} });
+        let mut other = Gc::new(memory.clone(), env.clone(), config_for_race(), false);
+        let (ended_early, stepped, report) = interleave(&gate, ops, paused.step(), other.run_to_end());
+        stepped.unwrap();
+        report.unwrap();
+        block_on(async {
+            assert!(
+                blob_stored(memory.as_ref(), &kept).await,
+                "freeze at {ops}: a kept layer was deleted"
+            );
+            assert_every_manifest_complete(memory.as_ref()).await;
+        });
+        if ended_early {
+            break;
+        }
+        ops += 1;
+    }
+    assert!(ops > 3, "only {ops} freeze points");
 }

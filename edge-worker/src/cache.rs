@@ -310,10 +310,14 @@ impl Store for CachedStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await?;
+        self.forget(key).await;
+        Ok(())
+    }
+
+    async fn forget(&self, key: &str) {
         if let Some(kind) = cache_kind(key) {
             self.caches.forget(key, kind).await;
         }
-        Ok(())
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {

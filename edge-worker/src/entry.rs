@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pier_core::error::{ErrorCode, RegistryError};
+use pier_core::store::Store;
 use pier_core::Registry;
 use worker::{console_error, console_log, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
@@ -52,16 +53,14 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         .origin()
         .ascii_serialization();
     let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
-    let store = CachedStore::new(
-        Arc::new(R2Store::new(bucket, config.part_size)),
-        caches,
-        Rc::new(context),
-    );
     // Core takes `Arc<dyn Store>` for the native server's threads; a Worker
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
-    let store = Arc::new(store);
-    let registry = Registry::new(store, Arc::new(WorkerEnv), config.registry_options());
+    let r2: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
+    #[allow(clippy::arc_with_non_send_sync)]
+    let cached = Arc::new(CachedStore::new(r2.clone(), caches, Rc::new(context)));
+    // Pulls read through the edge caches; what races with GC reads R2.
+    let registry = Registry::with_cache(r2, cached, Arc::new(WorkerEnv), config.registry_options());
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;
     if let Some(unread) = unread {

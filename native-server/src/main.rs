@@ -84,10 +84,11 @@ fn serve(config: Config) -> Result<(), String> {
             retention: config.gc.collection.rules.clone(),
             ..RegistryOptions::default()
         };
-        if config.gc.interval_secs > 0 {
-            tokio::spawn(gc::schedule(store.clone(), config.gc.clone()));
-        }
         let registry = Arc::new(Registry::new(store.clone(), Arc::new(env::SystemEnv), options));
+        if config.gc.interval_secs > 0 {
+            // Through the registry's fresh view, so its deletes drop cached copies at once.
+            tokio::spawn(gc::schedule(registry.fresh_store(), config.gc.clone()));
+        }
         let auth = config.auth.as_ref().map(auth::load).transpose()?;
         if auth.is_none() {
             tracing::warn!("no [auth] table: anyone may pull, push and delete anything");

@@ -4,10 +4,14 @@
 # GC_STRESS_SECS (default 60). Then, with the server stopped, a dry run of
 # `pier gc` over the same data must find nothing unreferenced older than the
 # grace window. Exits non-zero on failure.
+# Env: PIER_BIN (default: build it), GC_STRESS_SECS, GC_STRESS_CLIENTS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -q -p pier-server
-bin=${CARGO_TARGET_DIR:-target}/debug/pier
+if [ -z "${PIER_BIN:-}" ]; then
+  cargo build -q -p pier-server
+  PIER_BIN=${CARGO_TARGET_DIR:-target}/debug/pier
+fi
+bin=$PIER_BIN
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/pier-gc-stress.XXXXXX")
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 cat > "$scratch/pier.toml" <<TOML

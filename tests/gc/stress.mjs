@@ -3,7 +3,8 @@
 // collects every second with a short grace window. Afterwards every manifest
 // the registry holds must have every blob it references (all pulled and
 // hashed), and every manifest a client pushed and did not delete must still
-// be there. Prints one counts line; exits non-zero on any failure.
+// be there. Clients also pull their own images while the collection runs.
+// Prints one counts line; exits non-zero on any failure.
 //
 // Environment: PIER_URL, GC_STRESS_SECS (default 60), GC_STRESS_CLIENTS (default 4).
 
@@ -22,7 +23,7 @@ const REPOS = ['stress/shared-a', 'stress/shared-b', 'stress/solo'];
 const BASES = Array.from({ length: 40 }, (_, i) => Buffer.from(`base layer ${i} `.repeat(2000 + i)));
 const pickBase = () => BASES[randomInt(10) < 7 ? randomInt(4) : randomInt(BASES.length)];
 
-const counts = { pushes: 0, retried: 0, skippedUploads: 0, deletes: 0, failures: 0 };
+const counts = { pushes: 0, retried: 0, skippedUploads: 0, deletes: 0, pulls: 0, failures: 0 };
 const live = new Map(); // `${repo}@${digest}` -> { repo, digest, tag }
 
 function fail(message) {
@@ -92,12 +93,31 @@ async function deleteOne(client) {
   counts.deletes++;
 }
 
+// Pulls one of the client's own images (no one else deletes them) while the
+// collection runs: every blob must come back whole. Shared base layers are
+// collected and uploaded again all the time, so this pulls through cached
+// records of blobs that have since been deleted and stored anew.
+async function pullOne(client) {
+  const mine = [...live.values()].filter((m) => m.tag.startsWith(`c${client}-`));
+  if (mine.length === 0) return;
+  const image = mine[randomInt(mine.length)];
+  const m = await request('GET', `/v2/${image.repo}/manifests/${image.digest}`, { headers: { accept: ACCEPT_ALL_MANIFESTS } });
+  if (m.status !== 200) return fail(`pull ${image.repo}@${image.digest}: ${m.status}`);
+  const manifest = m.json();
+  for (const d of [manifest.config, ...manifest.layers]) {
+    const b = await request('GET', `/v2/${image.repo}/blobs/${d.digest}`);
+    if (b.status !== 200 || sha256(b.body) !== d.digest) fail(`pull ${image.repo}@${image.digest} blob ${d.digest}: ${b.status}`);
+  }
+  counts.pulls++;
+}
+
 async function client(id, until) {
   let n = 0;
   while (Date.now() < until) {
     await pushImage(REPOS[randomInt(REPOS.length)], id, n++);
     // Delete a bit less than is pushed: the registry grows slowly.
     if (randomInt(10) < 7) await deleteOne(id);
+    await pullOne(id);
   }
 }
 
@@ -136,7 +156,7 @@ await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i, until)));
 const pulled = await pullAll();
 console.log(
   `gc-stress: ${BASE} ${SECONDS}s ${CLIENTS} clients: pushes=${counts.pushes} retried=${counts.retried} ` +
-    `skipped_uploads=${counts.skippedUploads} deletes=${counts.deletes} live=${live.size} ` +
+    `skipped_uploads=${counts.skippedUploads} deletes=${counts.deletes} pulls=${counts.pulls} live=${live.size} ` +
     `manifests_pulled=${pulled.manifests} blobs_pulled=${pulled.blobs} failures=${counts.failures}`,
 );
 process.exit(counts.failures === 0 ? 0 : 1);

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, RegistryError, Result};
@@ -221,14 +222,34 @@ impl Gc {
             Phase::Finish => self.remove_marks(state).await?,
         };
         if let Some(phase) = next {
+            if phase == Phase::Sweep && !self.dry_run {
+                let marked = layout::gc_marked(&state.run);
+                self.store.put(&marked, Bytes::new(), PutMode::Overwrite).await?;
+            }
             state.phase = phase;
             state.cursor = None;
         }
         Ok(())
     }
 
+    /// Whether the marks read so far are all of this run's. Two collectors
+    /// may work on one run (two instances); one that was paused can resume a
+    /// step of a run the other has finished, whose marks are being removed:
+    /// it must not take an absent mark for an unreferenced blob. A dry run
+    /// deletes nothing, so it needs no such guard.
+    async fn marks_trusted(&self, state: &RunState) -> Result<bool> {
+        if self.dry_run {
+            return Ok(true);
+        }
+        Ok(self.store.head(&layout::gc_marked(&state.run)).await?.is_some())
+    }
+
     /// Deletes a page of this run's marks; when none are left, marks the run finished.
     async fn remove_marks(&self, state: &mut RunState) -> Result<Option<Phase>> {
+        if !self.dry_run {
+            // First, so that a collector still sweeping this run stops trusting its marks.
+            self.store.delete(&layout::gc_marked(&state.run)).await?;
+        }
         let prefix = layout::gc_marks(&state.run);
         let page = self.store.list(&prefix, None, self.page_size()).await?;
         for key in &page.keys {
@@ -249,6 +270,11 @@ impl Gc {
                 if layout::gc_journal_time(&key).is_some_and(|t| t < horizon) {
                     self.store.delete(&key).await?;
                 }
+            }
+            // Only one real run exists at a time: any other completion marker
+            // was left by a collector that fell behind a finished run.
+            for key in crate::store::list_all(self.store.as_ref(), layout::GC_MARKED).await? {
+                self.store.delete(&key).await?;
             }
         }
         let finished_ms = self.now();

@@ -30,6 +30,9 @@ impl Gc {
             &last,
         )
         .await?;
+        if !self.marks_trusted(state).await? {
+            return Ok(None);
+        }
         let now = self.now();
         let mut candidates = Vec::new();
         for suffix in &listed.suffixes {
@@ -125,6 +128,9 @@ impl Gc {
         let after = state.cursor.as_deref();
         let marked = suffixes_in_range(store, &layout::gc_data_marks(&state.run), after, &last).await?;
         let suspects = suffixes_in_range(store, layout::GC_SUSPECT_DATA, after, &last).await?;
+        if !self.marks_trusted(state).await? {
+            return Ok(None);
+        }
         for id in &listed.suffixes {
             let suspect_key = format!("{}{id}", layout::GC_SUSPECT_DATA);
             if marked.contains(id) {

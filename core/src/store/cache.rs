@@ -6,7 +6,8 @@
 //! existence is cached, never absence, so content pushed through another
 //! instance is seen at once. A delete through this process evicts the entry;
 //! a delete made by another instance (garbage collection, a manifest delete)
-//! may be served from here for at most [`MAX_AGE_MS`].
+//! may be served from here for at most [`MAX_AGE_MS`], or until a read of the
+//! store itself finds the object gone ([`Store::forget`], see `fresh`).
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
@@ -100,7 +101,7 @@ impl ImmutableCache {
         }
     }
 
-    fn forget(&self, key: &str) {
+    fn forget_entry(&self, key: &str) {
         Self::evict(&mut self.entries.lock().unwrap(), key);
     }
 }
@@ -150,12 +151,12 @@ impl Store for ImmutableCache {
     }
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        self.forget(key);
+        self.forget_entry(key);
         self.inner.put(key, data, mode).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.forget(key);
+        self.forget_entry(key);
         self.inner.delete(key).await
     }
 
@@ -180,7 +181,7 @@ impl Store for ImmutableCache {
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
-        self.forget(key);
+        self.forget_entry(key);
         self.inner.complete_multipart(key, upload_id, parts).await
     }
 
@@ -190,6 +191,11 @@ impl Store for ImmutableCache {
 
     async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
         self.inner.signed_url(key, expires).await
+    }
+
+    async fn forget(&self, key: &str) {
+        self.forget_entry(key);
+        self.inner.forget(key).await
     }
 }
 

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use crate::platform::{BoxStream, MaybeSend, MaybeSync};
 
 pub mod cache;
+pub mod fresh;
 pub mod memory;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
@@ -158,6 +159,12 @@ pub trait Store: MaybeSend + MaybeSync {
     async fn signed_url(&self, _key: &str, _expires: std::time::Duration) -> StoreResult<Option<String>> {
         Ok(None)
     }
+
+    /// Drops any copy of `key` a cache in this store holds; the stored object
+    /// is untouched. Called when a read of the backend found that a cached
+    /// object is gone. A no-op for stores without a cache; decorators must
+    /// forward it.
+    async fn forget(&self, _key: &str) {}
 }
 
 /// Reads a whole small object, `None` if it does not exist.

@@ -97,4 +97,8 @@ impl Store for MeteredStore {
     async fn signed_url(&self, key: &str, expires: Duration) -> StoreResult<Option<String>> {
         metered!("signed_url", self.inner.signed_url(key, expires))
     }
+
+    async fn forget(&self, key: &str) {
+        self.inner.forget(key).await
+    }
 }
