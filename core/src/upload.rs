@@ -452,15 +452,21 @@ impl<'a> Upload<'a> {
             let tail = self.buffer.split().freeze();
             match self.state.multipart.clone() {
                 Some(multipart) => {
-                    let mut parts = std::mem::take(&mut self.state.parts);
-                    if !tail.is_empty() {
-                        parts.push(
-                            self.store
-                                .put_part(&data_key, &multipart, parts.len() as u32 + 1, tail)
-                                .await?,
-                        );
+                    // A retried final PUT whose first attempt joined the parts
+                    // and then failed: only this session writes its object, so
+                    // one of the full size holds exactly the bytes hashed.
+                    let joined = self.store.head(&data_key).await?.is_some_and(|meta| meta.size == size);
+                    if !joined {
+                        let mut parts = std::mem::take(&mut self.state.parts);
+                        if !tail.is_empty() {
+                            parts.push(
+                                self.store
+                                    .put_part(&data_key, &multipart, parts.len() as u32 + 1, tail)
+                                    .await?,
+                            );
+                        }
+                        self.store.complete_multipart(&data_key, &multipart, parts).await?;
                     }
-                    self.store.complete_multipart(&data_key, &multipart, parts).await?;
                     self.state.multipart = None;
                 }
                 None => {
@@ -488,10 +494,10 @@ impl<'a> Upload<'a> {
                     let _ = self.store.delete(&data_key).await;
                     true
                 }
-                Err(e) => {
-                    let _ = self.store.delete(&data_key).await;
-                    return Err(e.into());
-                }
+                // The object stays for a retry of the PUT (the session still
+                // names it); if none comes, upload expiry and the orphan sweep
+                // remove both.
+                Err(e) => return Err(e.into()),
             };
             self.discard().await;
             if reused {

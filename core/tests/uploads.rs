@@ -13,7 +13,7 @@ use pier_core::names::RepoName;
 use pier_core::platform::{full_body, Env};
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
-use pier_core::store::{list_all, Store};
+use pier_core::store::{list_all, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 use pier_core::upload::ChunkRange;
 use pier_core::Registry;
 
@@ -375,5 +375,93 @@ fn bodies_over_the_limit_are_refused_whole() {
             err.message
         );
         assert_eq!(store.total_bytes(), 0, "nothing is left behind");
+    });
+}
+
+/// Lets everything through to the memory store but refuses the first write
+/// of a blob record, as a bucket failing for a moment would.
+struct RecordWriteFailsOnce {
+    inner: Arc<MemoryStore>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for RecordWriteFailsOnce {
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn get(&self, key: &str, range: Option<std::ops::Range<u64>>) -> StoreResult<Option<GetResult>> {
+        self.inner.get(key, range).await
+    }
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        if key.starts_with("blobs/") && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the bucket is away".into()));
+        }
+        self.inner.put(key, data, mode).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+    fn part_size(&self) -> usize {
+        self.inner.part_size()
+    }
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        self.inner.create_multipart(key).await
+    }
+    async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
+        self.inner.put_part(key, upload_id, number, data).await
+    }
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+}
+
+/// The final PUT fails after the parts were joined into the blob's object
+/// but before its record was written; the client retries the same PUT, which
+/// must find the joined object rather than write parts to a finished
+/// multipart write.
+#[test]
+fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
+    block_on(async {
+        let memory = Arc::new(MemoryStore::new(PART));
+        let store = Arc::new(RecordWriteFailsOnce {
+            inner: memory.clone(),
+            failed: Default::default(),
+        });
+        let registry = Registry::new(
+            store,
+            Arc::new(CountingEnv(AtomicU64::new(7))),
+            RegistryOptions::default(),
+        );
+        let content = data(3 * PART + 5);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content[..3 * PART].to_vec()))
+            .await
+            .unwrap();
+        let tail = || full_body(content[3 * PART..].to_vec());
+        let refused = registry
+            .finish_upload(&repo(), &id, &digest, None, tail())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unavailable);
+        assert!(
+            registry.blob(&repo(), &digest).await.is_err(),
+            "nothing visible after the failure"
+        );
+        // The retry sends the same last chunk again.
+        registry
+            .finish_upload(&repo(), &id, &digest, None, tail())
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert!(keys(&memory, "uploads/").await.is_empty());
     });
 }
