@@ -19,7 +19,8 @@ use pier_core::platform::{box_stream, BodyError};
 use pier_core::store::Store;
 use pier_core::Registry;
 
-use crate::metrics::{route_class, RequestMeters};
+use crate::metrics::RequestMeters;
+use pier_core::api::route_class;
 
 /// A key that never exists: readiness reads it to prove the store answers.
 const READINESS_PROBE_KEY: &str = "pier-readiness-probe";

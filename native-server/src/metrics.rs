@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use http::Method;
 use metrics::{Counter, Gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -65,56 +64,6 @@ fn describe() {
     );
 }
 
-/// The class of a registry request, for labels: the kind of resource and
-/// what is done to it (`blob_get`, `manifest_put`, `upload_patch`...). The
-/// set is fixed, so label cardinality stays bounded whatever clients send.
-pub fn route_class(method: &Method, path: &str) -> &'static str {
-    let Some(rest) = path.strip_prefix("/v2") else {
-        return "other";
-    };
-    let resource = if rest.is_empty() || rest == "/" {
-        "ping"
-    } else if rest == "/_catalog" {
-        "catalog"
-    } else if rest.ends_with("/tags/list") {
-        "tags"
-    } else if rest.ends_with("/blobs/uploads") || rest.ends_with("/blobs/uploads/") {
-        "uploads"
-    } else {
-        match rest.rsplit_once('/').map(|(head, _)| head) {
-            Some(head) if head.ends_with("/blobs/uploads") => "upload",
-            Some(head) if head.ends_with("/blobs") => "blob",
-            Some(head) if head.ends_with("/manifests") => "manifest",
-            Some(head) if head.ends_with("/referrers") => "referrers",
-            _ => "other",
-        }
-    };
-    match (resource, method.as_str()) {
-        ("ping", _) => "ping",
-        ("catalog", _) => "catalog",
-        ("tags", _) => "tags_list",
-        ("referrers", _) => "referrers",
-        ("uploads", "POST") => "upload_start",
-        ("upload", "GET") => "upload_status",
-        ("upload", "PATCH") => "upload_patch",
-        ("upload", "PUT") => "upload_put",
-        ("upload", "DELETE") => "upload_cancel",
-        ("blob", "GET") => "blob_get",
-        ("blob", "HEAD") => "blob_head",
-        ("blob", "DELETE") => "blob_delete",
-        ("manifest", "GET") => "manifest_get",
-        ("manifest", "HEAD") => "manifest_head",
-        ("manifest", "PUT") => "manifest_put",
-        ("manifest", "DELETE") => "manifest_delete",
-        _ => "other",
-    }
-}
-
-/// Whether a route class receives blob bytes.
-fn is_upload(route: &str) -> bool {
-    matches!(route, "upload_start" | "upload_patch" | "upload_put")
-}
-
 /// The meters of one request, taken once so that counting each body chunk
 /// is an atomic add.
 pub struct RequestMeters {
@@ -130,7 +79,7 @@ impl RequestMeters {
             route,
             bytes_in: metrics::counter!(BYTES_IN, "route" => route),
             bytes_out: metrics::counter!(BYTES_OUT, "route" => route),
-            _upload: is_upload(route).then(|| InFlight::enter(metrics::gauge!(UPLOADS_IN_FLIGHT))),
+            _upload: pier_core::api::is_upload(route).then(|| InFlight::enter(metrics::gauge!(UPLOADS_IN_FLIGHT))),
         }
     }
 
@@ -155,36 +104,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_routes() {
-        let cases = [
-            (Method::GET, "/v2/", "ping"),
-            (Method::GET, "/v2", "ping"),
-            (Method::GET, "/v2/_catalog", "catalog"),
-            (Method::GET, "/v2/a/b/tags/list", "tags_list"),
-            (Method::POST, "/v2/a/blobs/uploads/", "upload_start"),
-            (Method::PATCH, "/v2/a/blobs/uploads/0f3c", "upload_patch"),
-            (Method::PUT, "/v2/a/blobs/uploads/0f3c", "upload_put"),
-            (Method::GET, "/v2/a/blobs/uploads/0f3c", "upload_status"),
-            (Method::DELETE, "/v2/a/blobs/uploads/0f3c", "upload_cancel"),
-            (Method::GET, "/v2/blobs/blobs/sha256:1", "blob_get"),
-            (Method::HEAD, "/v2/a/blobs/sha256:1", "blob_head"),
-            (Method::PUT, "/v2/a/manifests/latest", "manifest_put"),
-            (Method::GET, "/v2/manifests/manifests/latest", "manifest_get"),
-            (Method::GET, "/v2/a/referrers/sha256:1", "referrers"),
-            (Method::POST, "/v2/a/manifests/latest", "other"),
-            (Method::GET, "/v3/x", "other"),
-            (Method::GET, "/v2/a/unknown/x", "other"),
-        ];
-        for (method, path, class) in cases {
-            assert_eq!(route_class(&method, path), class, "{method} {path}");
-        }
     }
 }

@@ -23,8 +23,11 @@ mod blobs;
 mod discovery;
 mod guard;
 mod manifests;
+mod route_class;
 mod token;
 mod uploads;
+
+pub use route_class::{is_upload, route_class};
 
 use guard::Access;
 
