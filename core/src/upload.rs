@@ -287,13 +287,13 @@ impl<'a> Upload<'a> {
             self.state.offset += chunk.len() as u64;
             if self.buffer.is_empty() && self.tails_loaded {
                 // Fast path: whole parts straight from the incoming chunk.
-                while chunk.len() >= part_size {
+                while chunk.len() > part_size {
                     self.write_part(chunk.split_to(part_size), 0).await?;
                 }
                 self.buffer.extend_from_slice(&chunk);
             } else {
                 self.buffer.extend_from_slice(&chunk);
-                self.flush_full_parts().await?;
+                self.flush_full_parts(HoldLast::Yes).await?;
             }
         }
         self.hash_buffer();
@@ -332,13 +332,19 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    async fn flush_full_parts(&mut self) -> Result<()> {
+    /// Writes the buffered full parts; with `HoldLast::Yes` one full part
+    /// stays buffered until more bytes show it is not the blob's last.
+    async fn flush_full_parts(&mut self, hold: HoldLast) -> Result<()> {
         let part_size = self.state.part_size as usize;
-        if self.buffer.len() + self.pending_tail_bytes() < part_size {
+        let keep = match hold {
+            HoldLast::Yes => part_size,
+            HoldLast::No => part_size - 1,
+        };
+        if self.buffer.len() + self.pending_tail_bytes() <= keep {
             return Ok(());
         }
         self.load_tails().await?;
-        while self.buffer.len() >= part_size {
+        while self.buffer.len() > keep {
             let hashed = self.hashed_in_buffer.min(part_size);
             self.hashed_in_buffer -= hashed;
             let part = self.buffer.split_to(part_size).freeze();
@@ -393,6 +399,8 @@ impl<'a> Upload<'a> {
     /// Ends a request that does not finish the upload: keeps the unflushed
     /// bytes as a tail piece and saves the new state.
     pub async fn commit(&mut self) -> Result<()> {
+        // A held-back full part goes out as a part, not into a tail.
+        self.flush_full_parts(HoldLast::No).await?;
         let old_tails = std::mem::take(&mut self.state.tails);
         let flushed = self.state.flushed();
         let (keep_old, new_piece, piece_offset) = if self.tails_consumed {
@@ -523,6 +531,15 @@ impl<'a> Upload<'a> {
             remove_upload_keys(self.store, &self.id).await;
         }
     }
+}
+
+/// Whether [`Upload::flush_full_parts`] keeps the last full part buffered. A
+/// blob that fits in one part is then stored with one plain write, never a
+/// multipart write of one part (three storage calls and a state save more).
+#[derive(Clone, Copy)]
+enum HoldLast {
+    Yes,
+    No,
 }
 
 /// Claims an existing blob for a new use: touches it, then makes sure no
