@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod names;
 pub mod platform;
 pub mod registry;
+pub mod remote;
 pub mod store;
 pub mod upload;
 

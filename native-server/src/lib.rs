@@ -9,4 +9,5 @@ pub mod env;
 pub mod gc;
 pub mod http;
 pub mod metrics;
+pub mod remote;
 pub mod store;
