@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod copy;
 pub mod env;
 pub mod gc;
 pub mod http;

@@ -9,7 +9,7 @@ use pier_core::store::Store;
 use pier_core::Registry;
 use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
 use pier_server::store::metered::MeteredStore;
-use pier_server::{auth, check, env, gc, http, metrics, store};
+use pier_server::{auth, check, copy, env, gc, http, metrics, store};
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -31,6 +31,9 @@ enum Command {
     /// Collect garbage: unreferenced blobs, manifests and tags the retention
     /// rules drop, idle uploads. A dry run unless `--apply`.
     Gc(gc::GcArgs),
+    /// Copy an image or a whole index between registries, or to and from an
+    /// OCI image layout directory (`oci:DIR[:tag]`).
+    Copy(copy::CopyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckStorage(args) => StorageConfig::load(args).and_then(check_storage),
         Command::Auth(command) => auth::run(command),
         Command::Gc(args) => gc::run_command(args),
+        Command::Copy(args) => copy::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
