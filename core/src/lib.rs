@@ -14,6 +14,7 @@ pub mod gc;
 pub mod glob;
 pub mod layout;
 pub mod manifest;
+pub mod mirror;
 pub mod names;
 pub mod platform;
 pub mod registry;

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pier_core::mirror::Mirror;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::Store;
 use pier_core::Registry;
 use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
 use pier_server::store::metered::MeteredStore;
-use pier_server::{auth, check, copy, env, gc, http, metrics, store};
+use pier_server::{auth, check, copy, env, gc, http, metrics, remote, store};
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -91,7 +92,16 @@ fn serve(config: Config) -> Result<(), String> {
         if config.gc.interval_secs > 0 {
             tokio::spawn(gc::schedule(store.clone(), config.gc.clone()));
         }
-        let registry = Arc::new(Registry::new(store.clone(), Arc::new(env::SystemEnv), options));
+        let mut registry = Registry::new(store.clone(), Arc::new(env::SystemEnv), options);
+        if !config.mirrors.is_empty() {
+            let http = Arc::new(remote::ReqwestClient::new()?);
+            let mirror = Mirror::new(&config.mirrors, http, Arc::new(env::SystemEnv))?;
+            for rule in &config.mirrors {
+                tracing::info!(namespace = %rule.namespace, upstream = %rule.upstream, "pull-through cache");
+            }
+            registry = registry.with_mirror(Arc::new(mirror));
+        }
+        let registry = Arc::new(registry);
         let auth = config.auth.as_ref().map(auth::load).transpose()?;
         if auth.is_none() {
             tracing::warn!("no [auth] table: anyone may pull, push and delete anything");

@@ -12,23 +12,6 @@ make_image "$src_addr/team/amd64:v1" 2000000 --oci-empty-base || exit 2
 crane index append --insecure -m "$src_addr/team/app:v1" -m "$src_addr/team/amd64:v1" \
   -t "$src_addr/team/multi:v1" >/dev/null || exit 2
 
-same_manifest() { # REF-A REF-B: byte-identical manifests (skopeo inspect --raw)
-  local a b; a=$(raw_digest "$1"); b=$(raw_digest "$2")
-  echo "$1 $a"; echo "$2 $b"
-  [ "$a" = "$b" ]
-}
-
-repo_of() { case $1 in *@*) echo "${1%@*}" ;; *) echo "${1%:*}" ;; esac; }
-
-same_blobs() { # REF-A REF-B: every layer and config has the same bytes in both
-  local layer ref
-  for layer in $(crane manifest --insecure "$1" | jq -r '.config.digest, .layers[].digest'); do
-    for ref in "$1" "$2"; do
-      [ "$(crane blob --insecure "$(repo_of "$ref")@$layer" | sha256sum | cut -d' ' -f1)" = "${layer#sha256:}" ]
-    done
-  done
-}
-
 between_two_piers() {
   pier copy --insecure "$src_addr/team/app:v1" "$dst_addr/copied/app:v1" | tee out.txt
   grep -q '2 copied' out.txt

@@ -53,10 +53,11 @@ wait_http() {
   echo "no answer $2 from $1:"; cat "$4"; return 1
 }
 
-# start_pier NAME [serve args...]: a pier on a free port; sets NAME_addr, NAME_pid.
+# start_pier NAME [serve args...]: a pier on a free port (or $PORT); sets
+# NAME_addr, NAME_pid. Its data stays in $scratch/NAME-data across restarts.
 start_pier() {
   local name=$1; shift
-  local port; port=$(free_port)
+  local port=${PORT:-$(free_port)}
   "$PIER_BIN" serve --listen "127.0.0.1:$port" --data-dir "$scratch/$name-data" "$@" 2>>"$scratch/$name.log" &
   local pid=$!
   pids+=("$pid")
@@ -92,7 +93,15 @@ YML
   wait_http "http://127.0.0.1:$port/v2/" 200 "$pid" "$scratch/$name.log"
 }
 
-stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; true; }
+# stop PID ADDR: stops a server and waits until its port refuses connections.
+stop() {
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$2/v2/")" = 000 ] && return 0
+    sleep 0.1
+  done
+  echo "$2 still answers"; return 1
+}
 
 npass=0 nfail=0 failed=()
 record() { # name rc
@@ -117,6 +126,23 @@ pier() { "$PIER_BIN" "$@"; }
 
 # The manifest bytes' digest as skopeo reads them (docker:// or oci:).
 raw_digest() { echo "sha256:$("${SKOPEO[@]}" inspect --tls-verify=false --raw "$1" | sha256sum | cut -d' ' -f1)"; }
+
+same_manifest() { # REF-A REF-B: byte-identical manifests (skopeo inspect --raw)
+  local a b; a=$(raw_digest "$1"); b=$(raw_digest "$2")
+  echo "$1 $a"; echo "$2 $b"
+  [ "$a" = "$b" ]
+}
+
+repo_of() { case $1 in *@*) echo "${1%@*}" ;; *) echo "${1%:*}" ;; esac; }
+
+same_blobs() { # REF-A REF-B: every layer and config has the same bytes in both
+  local layer ref
+  for layer in $(crane manifest --insecure "$1" | jq -r '.config.digest, .layers[].digest'); do
+    for ref in "$1" "$2"; do
+      [ "$(crane blob --insecure "$(repo_of "$ref")@$layer" | sha256sum | cut -d' ' -f1)" = "${layer#sha256:}" ]
+    done
+  done
+}
 
 # make_image REF SIZE [crane flags]: a one-layer image of SIZE random bytes.
 make_image() {
