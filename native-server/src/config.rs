@@ -297,6 +297,14 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 mod tests {
     use super::*;
 
+    /// The configuration from the file at `path` alone.
+    fn load_file(path: &Path) -> Result<Config, String> {
+        Config::load(ServeArgs {
+            config: Some(path.to_path_buf()),
+            ..Default::default()
+        })
+    }
+
     fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pier.toml");
@@ -323,11 +331,7 @@ mod tests {
         assert!(!config.redirect_blobs);
         assert_eq!(config.storage.part_size, 1 << 20);
         std::fs::write(&path, "listn = \"x\"\n").unwrap();
-        let err = Config::load(ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 
@@ -363,11 +367,7 @@ mod tests {
             }
         );
         std::fs::write(&path, "[s3]\nendpont = \"x\"\n").unwrap();
-        let err = Config::load(ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 
@@ -378,21 +378,13 @@ mod tests {
              [[mirror]]\nnamespace = \"ghcr/**\"\nupstream = \"https://ghcr.io\"\ntag_ttl_secs = 0\n\
              username = \"u\"\npassword = \"p\"\n",
         );
-        let config = Config::load(ServeArgs {
-            config: Some(path.clone()),
-            ..Default::default()
-        })
-        .unwrap();
+        let config = load_file(&path).unwrap();
         assert_eq!(config.mirrors.len(), 2);
         assert_eq!(config.mirrors[0].tag_ttl_secs, pier_core::mirror::DEFAULT_TAG_TTL_SECS);
         assert_eq!(config.mirrors[1].tag_ttl_secs, 0);
         assert_eq!(config.mirrors[1].username.as_deref(), Some("u"));
         std::fs::write(&path, "[[mirror]]\nnamespace = \"hub/**\"\nupstrem = \"x\"\n").unwrap();
-        let err = Config::load(ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 

@@ -9,8 +9,11 @@
 #             the reference registry): first pull upstream, second with the
 #             upstream stopped, a tag re-check after its TTL seeing a re-tag,
 #             an upstream with token auth, skopeo and crane as pullers.
+#   edge.sh   the same cache on the edge Worker under local workerd.
 #
-# Usage: tests/mirror/run.sh [copy|cache]...     (default: both)
+# Usage: tests/mirror/run.sh [copy|cache|edge]...
+#        (default: copy and cache, and edge where the Worker toolchain is
+#        installed, unless PIER_SKIP_EDGE=1)
 # Env:   PIER_BIN  the pier binary [default: build it, then $CARGO_TARGET_DIR/debug/pier]
 #        KEEP=1    keep the scratch directory
 # Output: one line per check; last line "mirror: N passed, N failed";
@@ -32,10 +35,12 @@ PIER_BIN=$(cd "$(dirname "$PIER_BIN")" && pwd)/$(basename "$PIER_BIN")
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/pier-mirror.XXXXXX")
 mkdir -p "$scratch/logs" "$scratch/work"
-pids=()
+pids=() edge_groups=()
 cleanup() {
   local rc=$?
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  # wrangler and workerd run in a process group of their own.
+  for group in "${edge_groups[@]}"; do kill -- "-$group" 2>/dev/null; done
   wait 2>/dev/null
   if [ -n "${KEEP:-}" ] || [ "$rc" -ne 0 ]; then echo "scratch kept in $scratch"; else rm -rf "$scratch"; fi
 }
@@ -53,17 +58,21 @@ wait_http() {
   echo "no answer $2 from $1:"; cat "$4"; return 1
 }
 
+# register NAME PORT PID: a server to stop at the end; sets NAME_addr, NAME_pid.
+register() {
+  pids+=("$3")
+  printf -v "${1}_addr" '%s' "127.0.0.1:$2"
+  printf -v "${1}_pid" '%s' "$3"
+}
+
 # start_pier NAME [serve args...]: a pier on a free port (or $PORT); sets
 # NAME_addr, NAME_pid. Its data stays in $scratch/NAME-data across restarts.
 start_pier() {
   local name=$1; shift
   local port=${PORT:-$(free_port)}
   "$PIER_BIN" serve --listen "127.0.0.1:$port" --data-dir "$scratch/$name-data" "$@" 2>>"$scratch/$name.log" &
-  local pid=$!
-  pids+=("$pid")
-  printf -v "${name}_addr" '%s' "127.0.0.1:$port"
-  printf -v "${name}_pid" '%s' "$pid"
-  wait_http "http://127.0.0.1:$port/healthz" 200 "$pid" "$scratch/$name.log"
+  register "$name" "$port" $!
+  wait_http "http://127.0.0.1:$port/healthz" 200 "$!" "$scratch/$name.log"
 }
 
 # start_reference NAME: the reference registry (CNCF Distribution) on a free port.
@@ -86,11 +95,8 @@ http:
 YML
   # (REGISTRY_* variables would override its configuration: skopeo's auth file is one)
   env -u REGISTRY_AUTH_FILE docker-registry serve "$scratch/$name.yml" 2>"$scratch/$name.log" &
-  local pid=$!
-  pids+=("$pid")
-  printf -v "${name}_addr" '%s' "127.0.0.1:$port"
-  printf -v "${name}_pid" '%s' "$pid"
-  wait_http "http://127.0.0.1:$port/v2/" 200 "$pid" "$scratch/$name.log"
+  register "$name" "$port" $!
+  wait_http "http://127.0.0.1:$port/v2/" 200 "$!" "$scratch/$name.log"
 }
 
 # stop PID ADDR: stops a server and waits until its port refuses connections.
@@ -153,7 +159,15 @@ make_image() {
 }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(copy cache)
+if [ ${#suites[@]} -eq 0 ]; then
+  suites=(copy cache)
+  # The Worker too, where its toolchain is installed (scripts/install-deps.sh edge).
+  if [ "${PIER_SKIP_EDGE:-}" != 1 ] && [ -x node_modules/.bin/wrangler ] && command -v worker-build >/dev/null; then
+    suites+=(edge)
+  fi
+fi
+# shellcheck source=tests/mirror/pulls.sh
+source "$here/pulls.sh"
 for suite in "${suites[@]}"; do
   echo; echo "==> $suite"
   # shellcheck source=/dev/null

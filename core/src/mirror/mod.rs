@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::platform::Env;
 use crate::registry::{Reference, Registry, StoredManifest};
 use crate::remote::http::HttpClient;
@@ -189,7 +189,7 @@ pub async fn manifest(
             if let Some(cached) = cached_manifest(registry, repo, digest).await? {
                 return Ok(cached);
             }
-            return fetch_manifest(registry, upstream, remote, repo, reference).await;
+            return fetch_manifest(registry, upstream, remote, repo, reference, None).await;
         }
         Reference::Tag(tag) => tag,
     };
@@ -200,7 +200,7 @@ pub async fn manifest(
         None => None,
     };
     let Some((record, manifest)) = cached else {
-        return fetch_manifest(registry, upstream, remote, repo, reference).await;
+        return fetch_manifest(registry, upstream, remote, repo, reference, Some(tag)).await;
     };
     if registry.env().now_millis().saturating_sub(record.checked_ms) < upstream.tag_ttl_ms {
         return Ok(manifest);
@@ -212,14 +212,7 @@ pub async fn manifest(
         }
         Ok(Some(info)) => {
             let moved = Reference::Digest(info.digest);
-            let fetched = upstream
-                .client
-                .manifest(remote, &moved)
-                .await
-                .map_err(|e| upstream.failed(e))?
-                .ok_or_else(|| manifest_unknown(upstream, remote, &moved))?;
-            registry.put_upstream_manifest(repo, &fetched, Some(tag)).await?;
-            Ok(fetched)
+            fetch_manifest(registry, upstream, remote, repo, &moved, Some(tag)).await
         }
         Ok(None) => Err(manifest_unknown(upstream, remote, reference)),
         // Upstream down, refusing us or answering nonsense: the copy we have stands.
@@ -235,12 +228,14 @@ async fn cached_manifest(registry: &Registry, repo: &RepoName, digest: &Digest) 
     }
 }
 
+/// Fetches `reference` upstream and caches it, under `tag` if given.
 async fn fetch_manifest(
     registry: &Registry,
     upstream: &Upstream,
     remote: &str,
     repo: &RepoName,
     reference: &Reference,
+    tag: Option<&Tag>,
 ) -> Result<StoredManifest> {
     let fetched = upstream
         .client
@@ -248,10 +243,6 @@ async fn fetch_manifest(
         .await
         .map_err(|e| upstream.failed(e))?
         .ok_or_else(|| manifest_unknown(upstream, remote, reference))?;
-    let tag = match reference {
-        Reference::Tag(tag) => Some(tag),
-        Reference::Digest(_) => None,
-    };
     registry.put_upstream_manifest(repo, &fetched, tag).await?;
     Ok(fetched)
 }
@@ -393,7 +384,9 @@ mod tests {
             tagged_ms: 5,
             checked_ms: 0,
         };
-        assert!(!String::from_utf8(pushed.to_bytes().to_vec()).unwrap().contains("checked_ms"));
+        assert!(!String::from_utf8(pushed.to_bytes().to_vec())
+            .unwrap()
+            .contains("checked_ms"));
         assert_eq!(TagRecord::parse(digest.as_str().as_bytes()).unwrap().checked_ms, 0);
     }
 

@@ -162,26 +162,36 @@ impl RegistryClient {
             .map_err(|e| RemoteError::Transport(format!("{method} {url}: {e}")))
     }
 
+    /// A read (GET or HEAD) of `path` in `repo`: the answer if it is 200,
+    /// `None` if 404, else the error it reports.
+    async fn read(
+        &self,
+        method: Method,
+        repo: &str,
+        path: &str,
+        headers: &[(HeaderName, String)],
+    ) -> Result<Option<(Url, IncomingResponse)>, RemoteError> {
+        let url = self.url(&format!("/v2/{repo}/{path}"))?;
+        let response = self
+            .send(&Scopes::pull(repo), method.clone(), &url, headers, OutgoingBody::Empty)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = expect(response, StatusCode::OK, &format!("{method} {url}")).await?;
+        Ok(Some((url, response)))
+    }
+
     // ---- manifests ----
 
     /// A manifest by tag or digest; `None` if the registry does not have it.
     /// By digest the bytes are checked against it; by tag against the
     /// registry's `Docker-Content-Digest`, when sent.
     pub async fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>, RemoteError> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{}", reference_text(reference)))?;
-        let response = self
-            .send(
-                &Scopes::pull(repo),
-                Method::GET,
-                &url,
-                &accept_manifests(),
-                OutgoingBody::Empty,
-            )
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let path = format!("manifests/{}", reference_text(reference));
+        let Some((url, response)) = self.read(Method::GET, repo, &path, &accept_manifests()).await? else {
             return Ok(None);
-        }
-        let response = expect(response, StatusCode::OK, &format!("GET {url}")).await?;
+        };
         let announced = header_digest(&response);
         let bytes = read_body(response.into_body(), MAX_MANIFEST_BYTES)
             .await?
@@ -208,20 +218,10 @@ impl RegistryClient {
     /// What a manifest HEAD says; `None` if the registry does not have it.
     /// Falls back to a GET for registries that answer HEAD without a digest.
     pub async fn manifest_info(&self, repo: &str, reference: &Reference) -> Result<Option<ManifestInfo>, RemoteError> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{}", reference_text(reference)))?;
-        let response = self
-            .send(
-                &Scopes::pull(repo),
-                Method::HEAD,
-                &url,
-                &accept_manifests(),
-                OutgoingBody::Empty,
-            )
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let path = format!("manifests/{}", reference_text(reference));
+        let Some((_, response)) = self.read(Method::HEAD, repo, &path, &accept_manifests()).await? else {
             return Ok(None);
-        }
-        let response = expect(response, StatusCode::OK, &format!("HEAD {url}")).await?;
+        };
         let (digest, length) = (header_digest(&response), content_length(&response));
         let media_type =
             header_text(&response, CONTENT_TYPE).map(|t| t.split(';').next().unwrap_or("").trim().to_string());
@@ -265,14 +265,9 @@ impl RegistryClient {
 
     /// A blob's bytes as they arrive (unchecked: see `verify`); `None` if absent.
     pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<Option<RemoteBlob>, RemoteError> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let response = self
-            .send(&Scopes::pull(repo), Method::GET, &url, &[], OutgoingBody::Empty)
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some((_, response)) = self.read(Method::GET, repo, &format!("blobs/{digest}"), &[]).await? else {
             return Ok(None);
-        }
-        let response = expect(response, StatusCode::OK, &format!("GET {url}")).await?;
+        };
         Ok(Some(RemoteBlob {
             length: content_length(&response),
             body: response.into_body(),
@@ -281,14 +276,9 @@ impl RegistryClient {
 
     /// A blob's size if the registry has it in `repo`.
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RemoteError> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let response = self
-            .send(&Scopes::pull(repo), Method::HEAD, &url, &[], OutgoingBody::Empty)
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let Some((url, response)) = self.read(Method::HEAD, repo, &format!("blobs/{digest}"), &[]).await? else {
             return Ok(None);
-        }
-        let response = expect(response, StatusCode::OK, &format!("HEAD {url}")).await?;
+        };
         content_length(&response)
             .map(Some)
             .ok_or_else(|| invalid(format!("HEAD {url}: no Content-Length")))
