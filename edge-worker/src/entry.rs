@@ -61,7 +61,10 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
     let store = Arc::new(store);
-    let registry = Registry::new(store, Arc::new(WorkerEnv), config.registry_options());
+    let mut registry = Registry::new(store, Arc::new(WorkerEnv), config.registry_options());
+    if let Some(mirror) = crate::mirror::from_env(env).map_err(|err| format!("configuration: {err}"))? {
+        registry = registry.with_mirror(mirror);
+    }
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;
     if let Some(unread) = unread {

@@ -2,7 +2,8 @@
 # the test build): the same core, its HTTP port over `fetch`, the mirrors in
 # the PIER_MIRRORS var, and the same checks as the native server (pulls.sh).
 # Sourced by tests/mirror/run.sh (its harness and helpers).
-PIER_EDGE_PREBUILT=1 scripts/edge-build.sh --test >"$scratch/edge-build.log" 2>&1 \
+# Built every time (incremental): a build left from older sources would pass for this one.
+scripts/edge-build.sh --test >"$scratch/edge-build.log" 2>&1 \
   || { tail -n 30 "$scratch/edge-build.log"; exit 2; }
 start_pier edgeup || exit 2
 edgeup_port=${edgeup_addr##*:}
@@ -14,10 +15,10 @@ U=$edgeup_addr TOK=$edgetokens_addr CACHE_DATA=
 
 edge_port=$(free_port)
 C=127.0.0.1:$edge_port
-setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$scratch/edge" \
+PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$scratch/edge" \
   --port "$edge_port" --persist "$scratch/edge-state" --env test -- --var "PIER_MIRRORS:$(mirrors_json)" \
   >"$scratch/edge.log" 2>&1 &
-for _ in $(seq 1 600); do
+for _ in $(seq 1 1200); do
   curl -fs "http://$C/v2/" >/dev/null 2>&1 && break
   sleep 0.1
 done

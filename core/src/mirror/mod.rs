@@ -109,7 +109,7 @@ impl Mirror {
             });
         }
         // The longest prefix is the most specific: it is looked at first.
-        upstreams.sort_by(|a, b| b.local_prefix.len().cmp(&a.local_prefix.len()));
+        upstreams.sort_by_key(|u| std::cmp::Reverse(u.local_prefix.len()));
         Ok(Mirror { upstreams })
     }
 

@@ -114,7 +114,7 @@ impl RegistryClient {
         headers: &[(HeaderName, String)],
         body: OutgoingBody,
     ) -> Result<IncomingResponse, RemoteError> {
-        let replay = body.replayable();
+        let replay = body.try_clone();
         let response = self.send_once(scopes, &method, url, headers, body).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);

@@ -34,8 +34,8 @@ pub enum OutgoingBody {
 }
 
 impl OutgoingBody {
-    /// Whether the request can be sent again (a stream is used up once sent).
-    pub fn replayable(&self) -> Option<OutgoingBody> {
+    /// A copy to send the request again with; `None` for a stream, used up once sent.
+    pub fn try_clone(&self) -> Option<OutgoingBody> {
         match self {
             OutgoingBody::Empty => Some(OutgoingBody::Empty),
             OutgoingBody::Full(bytes) => Some(OutgoingBody::Full(bytes.clone())),
