@@ -28,6 +28,8 @@ make_upstream_images || exit 2
 make_image "$refup_addr/library/base:3" 1500000 || exit 2
 
 blob_record() { echo "$CACHE_DATA/blobs/sha256/${1#sha256:}"; }
+# gated KEY: what the gated upstream serves (good, other, bad: digests; size).
+gated() { curl -s "http://$gated_addr/digests" | jq -r ".$1"; }
 
 # wait_for_bytes FILE N: until FILE holds at least N bytes (30 s at most).
 wait_for_bytes() {
@@ -47,15 +49,21 @@ the_reference_registry_as_upstream() {
   cmp base.tar base2.tar
 }
 
+# pull_part_way KEY FILE: pulls the gated blob KEY through the cache into
+# FILE in the background, until a quarter of it has arrived; sets $puller.
+pull_part_way() {
+  curl -s "http://$cache_addr/v2/gated/blob/blobs/$(gated "$1")" -o "$2" &
+  puller=$!
+  wait_for_bytes "$2" $(($(gated size) / 4))
+}
+
 the_first_puller_streams_while_upstream_sends() {
-  local good size
-  good=$(curl -s "http://$gated_addr/digests" | jq -r .good)
-  size=$(curl -s "http://$gated_addr/digests" | jq -r .size)
-  curl -s "http://$cache_addr/v2/gated/blob/blobs/$good" -o streamed.bin &
-  local puller=$!
-  # Upstream has sent half and waits: the client already has bytes, and
+  local good size puller
+  good=$(gated good)
+  size=$(gated size)
+  # Upstream sends half and waits: the client already has bytes, and
   # nothing is cached yet.
-  wait_for_bytes streamed.bin $((size / 4))
+  pull_part_way good streamed.bin
   echo "received $(stat -c %s streamed.bin) of $size bytes before upstream finished"
   [ ! -e "$(blob_record "$good")" ]
   curl -s -X POST "http://$gated_addr/release"
@@ -69,8 +77,8 @@ the_first_puller_streams_while_upstream_sends() {
 wrong_bytes_from_upstream_cache_nothing() {
   curl -s -X POST "http://$gated_addr/release"
   local bad size
-  bad=$(curl -s "http://$gated_addr/digests" | jq -r .bad)
-  size=$(curl -s "http://$gated_addr/digests" | jq -r .size)
+  bad=$(gated bad)
+  size=$(gated size)
   # The transfer breaks off before its last bytes: the client cannot take
   # the wrong content for the blob, and nothing is cached.
   fails curl -sf "http://$cache_addr/v2/gated/blob/blobs/$bad" -o wrong.bin
@@ -80,12 +88,9 @@ wrong_bytes_from_upstream_cache_nothing() {
 
 a_puller_leaving_half_way_leaves_nothing_partial() {
   curl -s -X POST "http://$gated_addr/hold"
-  local other size
-  other=$(curl -s "http://$gated_addr/digests" | jq -r .other)
-  size=$(curl -s "http://$gated_addr/digests" | jq -r .size)
-  curl -s "http://$cache_addr/v2/gated/blob/blobs/$other" -o half.bin &
-  local puller=$!
-  wait_for_bytes half.bin $((size / 4))
+  local other puller
+  other=$(gated other)
+  pull_part_way other half.bin
   kill "$puller"; wait "$puller" || true
   [ ! -e "$(blob_record "$other")" ]
   curl -s -X POST "http://$gated_addr/release"
