@@ -14,9 +14,11 @@ pub mod gc;
 pub mod glob;
 pub mod layout;
 pub mod manifest;
+pub mod mirror;
 pub mod names;
 pub mod platform;
 pub mod registry;
+pub mod remote;
 pub mod store;
 pub mod upload;
 

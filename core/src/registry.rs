@@ -13,6 +13,7 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::gc::{protocol, retention, RetentionRule};
 use crate::layout;
 use crate::manifest::{self, Manifest};
+use crate::mirror::Mirror;
 use crate::names::{RepoName, Tag};
 use crate::platform::{Env, RequestBody};
 use crate::store::cache::ImmutableCache;
@@ -92,6 +93,17 @@ pub struct Registry {
     options: RegistryOptions,
     /// Identifies this process in upload claims.
     instance: String,
+    /// The pull-through cache: namespaces filled from upstream registries.
+    mirror: Option<Arc<Mirror>>,
+}
+
+/// Where a stored manifest came from.
+enum ManifestOrigin {
+    /// A client pushed it: checked against the deployment's options.
+    Push,
+    /// The pull-through cache fetched it from upstream at `checked_ms`:
+    /// stored sparse (blobs and children arrive when pulled).
+    Upstream { checked_ms: u64 },
 }
 
 async fn read_blob_record(store: &dyn Store, digest: &Digest) -> Result<Option<BlobRecord>> {
@@ -151,6 +163,7 @@ impl Registry {
             instance: env.random_id(),
             env,
             options,
+            mirror: None,
         }
     }
 
@@ -158,6 +171,20 @@ impl Registry {
     /// reads bypass the cache, deletes drop cached copies.
     pub fn fresh_store(&self) -> Arc<dyn Store> {
         self.origin.clone()
+    }
+
+    /// Serves the mirror's namespaces as pull-through caches of their upstreams.
+    pub fn with_mirror(mut self, mirror: Arc<Mirror>) -> Registry {
+        self.mirror = Some(mirror);
+        self
+    }
+
+    pub fn mirror(&self) -> Option<&Mirror> {
+        self.mirror.as_deref()
+    }
+
+    pub(crate) fn env(&self) -> &dyn Env {
+        self.env.as_ref()
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -341,12 +368,48 @@ impl Registry {
     }
 
     async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        Ok(self.tag_record(repo, tag).await?.map(|record| record.digest))
+    }
+
+    pub(crate) async fn tag_record(&self, repo: &RepoName, tag: &Tag) -> Result<Option<TagRecord>> {
         match read_small(self.store(), &layout::tag(repo, tag)).await? {
             None => Ok(None),
             Some((bytes, _)) => TagRecord::parse(&bytes)
-                .map(|record| Some(record.digest))
+                .map(Some)
                 .ok_or_else(|| RegistryError::new(ErrorCode::Internal, format!("corrupt tag record {tag}"))),
         }
+    }
+
+    /// Records that upstream still has `record`'s manifest under `tag`.
+    pub(crate) async fn mark_tag_checked(&self, repo: &RepoName, tag: &Tag, record: &TagRecord) -> Result<()> {
+        let record = TagRecord {
+            checked_ms: self.env.now_millis(),
+            ..record.clone()
+        };
+        self.store
+            .put(&layout::tag(repo, tag), record.to_bytes(), PutMode::Overwrite)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a manifest the pull-through cache fetched from upstream,
+    /// tagged `tag` when it was asked for by tag.
+    pub(crate) async fn put_upstream_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &StoredManifest,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let reference = match tag {
+            Some(tag) => Reference::Tag(tag.clone()),
+            None => Reference::Digest(manifest.digest.clone()),
+        };
+        let origin = ManifestOrigin::Upstream {
+            checked_ms: self.env.now_millis(),
+        };
+        self.store_manifest(repo, &reference, None, manifest.bytes.clone(), &[], origin)
+            .await?;
+        Ok(())
     }
 
     pub async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
@@ -370,6 +433,23 @@ impl Registry {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PushedManifest> {
+        self.store_manifest(repo, reference, content_type, bytes, extra_tags, ManifestOrigin::Push)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+        origin: ManifestOrigin,
+    ) -> Result<PushedManifest> {
+        let (sparse, checked_ms) = match origin {
+            ManifestOrigin::Push => (self.options.allow_sparse_manifests, 0),
+            ManifestOrigin::Upstream { checked_ms } => (true, checked_ms),
+        };
         if bytes.len() > manifest::MAX_MANIFEST_BYTES {
             return Err(RegistryError::new(
                 ErrorCode::SizeInvalid,
@@ -407,7 +487,9 @@ impl Registry {
             }
         }
         // A cheap early refusal; the check after the write is the one that counts.
-        self.check_references(repo, &parsed).await?;
+        if !sparse {
+            self.check_references(repo, &parsed).await?;
+        }
 
         protocol::publish_push(self.origin(), self.env.as_ref(), repo, &digest, &parsed).await?;
         let manifest_key = layout::manifest(repo, &digest);
@@ -416,7 +498,7 @@ impl Registry {
             Err(StoreError::AlreadyExists) => false,
             Err(e) => return Err(e.into()),
         };
-        if let Err(e) = self.check_published(repo, &digest, &parsed).await {
+        if let Err(e) = self.check_published(repo, &digest, &parsed, sparse).await {
             if created {
                 self.store.delete(&manifest_key).await?;
             }
@@ -439,6 +521,7 @@ impl Registry {
         let record = TagRecord {
             digest: digest.clone(),
             tagged_ms: self.env.now_millis(),
+            checked_ms,
         }
         .to_bytes();
         let digest_ref = &digest;
@@ -486,9 +569,8 @@ impl Registry {
     /// After the manifest is written (and its push published in the GC
     /// journal): everything it references is still there and no collection
     /// is deleting it. Reads bypass the cache, which may hold deleted records.
-    async fn check_published(&self, repo: &RepoName, digest: &Digest, parsed: &Manifest) -> Result<()> {
+    async fn check_published(&self, repo: &RepoName, digest: &Digest, parsed: &Manifest, sparse: bool) -> Result<()> {
         let store = self.origin();
-        let sparse = self.options.allow_sparse_manifests;
         let missing = |what: &str, d: &Digest| {
             RegistryError::new(
                 ErrorCode::ManifestBlobUnknown,
@@ -545,9 +627,6 @@ impl Registry {
     }
 
     async fn check_references(&self, repo: &RepoName, parsed: &Manifest) -> Result<()> {
-        if self.options.allow_sparse_manifests {
-            return Ok(());
-        }
         let blob_checks = parsed
             .blobs
             .iter()
@@ -700,12 +779,16 @@ async fn exists(store: &dyn Store, key: String) -> StoreResult<bool> {
     Ok(store.head(&key).await?.is_some())
 }
 
-/// What a tag record holds: `{"digest", "tagged_ms"}`. Older builds wrote the
-/// digest as plain text; those read with `tagged_ms` 0 (as old as can be).
+/// What a tag record holds: `{"digest", "tagged_ms"}`, and `checked_ms` in
+/// a pull-through cache. Older builds wrote the digest as plain text; those
+/// read with `tagged_ms` 0 (as old as can be).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TagRecord {
     pub digest: Digest,
     pub tagged_ms: u64,
+    /// When upstream last confirmed the tag (pull-through caches); 0 for
+    /// tags pushed here.
+    pub checked_ms: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -713,17 +796,24 @@ struct TagRecordJson {
     digest: String,
     #[serde(default)]
     tagged_ms: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    checked_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TagRecord {
     pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
-        let (digest, tagged_ms) = match serde_json::from_slice::<TagRecordJson>(bytes) {
-            Ok(json) => (json.digest, json.tagged_ms),
-            Err(_) => (std::str::from_utf8(bytes).ok()?.trim().to_string(), 0),
+        let (digest, tagged_ms, checked_ms) = match serde_json::from_slice::<TagRecordJson>(bytes) {
+            Ok(json) => (json.digest, json.tagged_ms, json.checked_ms),
+            Err(_) => (std::str::from_utf8(bytes).ok()?.trim().to_string(), 0, 0),
         };
         Some(TagRecord {
             digest: Digest::parse(&digest).ok()?,
             tagged_ms,
+            checked_ms,
         })
     }
 
@@ -731,6 +821,7 @@ impl TagRecord {
         let json = TagRecordJson {
             digest: self.digest.as_str().to_string(),
             tagged_ms: self.tagged_ms,
+            checked_ms: self.checked_ms,
         };
         serde_json::to_vec(&json).expect("tag record serializes").into()
     }

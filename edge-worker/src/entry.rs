@@ -60,7 +60,10 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     #[allow(clippy::arc_with_non_send_sync)]
     let cached = Arc::new(CachedStore::new(r2.clone(), caches, Rc::new(context)));
     // Pulls read through the edge caches; what races with GC reads R2.
-    let registry = Registry::with_cache(r2, cached, Arc::new(WorkerEnv), config.registry_options());
+    let mut registry = Registry::with_cache(r2, cached, Arc::new(WorkerEnv), config.registry_options());
+    if let Some(mirror) = crate::mirror::from_env(env).map_err(|err| format!("configuration: {err}"))? {
+        registry = registry.with_mirror(mirror);
+    }
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;
     if let Some(unread) = unread {

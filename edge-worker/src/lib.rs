@@ -18,11 +18,15 @@ mod entry;
 #[cfg(target_arch = "wasm32")]
 mod env;
 #[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
 mod http_shell;
 #[cfg(target_arch = "wasm32")]
 mod js_body;
 #[cfg(target_arch = "wasm32")]
 mod js_error;
+#[cfg(target_arch = "wasm32")]
+mod mirror;
 #[cfg(target_arch = "wasm32")]
 mod r2;
 #[cfg(target_arch = "wasm32")]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pier_core::auth::AuthConfig;
+use pier_core::mirror::MirrorConfig;
 use serde::Deserialize;
 use url::Url;
 
@@ -111,6 +112,9 @@ struct FileConfig {
     /// Garbage collection and retention rules.
     #[serde(default)]
     gc: GcSection,
+    /// Pull-through caches: `[[mirror]]` tables.
+    #[serde(default)]
+    mirror: Vec<MirrorConfig>,
 }
 
 /// The file's `[s3]` table.
@@ -161,6 +165,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub auth: Option<AuthSettings>,
     pub gc: GcSection,
+    pub mirrors: Vec<MirrorConfig>,
 }
 
 /// The `[auth]` table and the file of the keys that sign tokens.
@@ -205,6 +210,7 @@ impl Config {
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
             auth: AuthSettings::resolve(file.auth, args.auth_signing_keys_file.or(file.auth_signing_keys_file))?,
             gc: file.gc,
+            mirrors: file.mirror,
         })
     }
 }
@@ -291,6 +297,14 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 mod tests {
     use super::*;
 
+    /// The configuration from the file at `path` alone.
+    fn load_file(path: &Path) -> Result<Config, String> {
+        Config::load(ServeArgs {
+            config: Some(path.to_path_buf()),
+            ..Default::default()
+        })
+    }
+
     fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pier.toml");
@@ -317,11 +331,7 @@ mod tests {
         assert!(!config.redirect_blobs);
         assert_eq!(config.storage.part_size, 1 << 20);
         std::fs::write(&path, "listn = \"x\"\n").unwrap();
-        let err = Config::load(ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 
@@ -357,11 +367,24 @@ mod tests {
             }
         );
         std::fs::write(&path, "[s3]\nendpont = \"x\"\n").unwrap();
-        let err = Config::load(ServeArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .unwrap_err();
+        let err = load_file(&path).unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn mirror_tables() {
+        let (_dir, path) = write_config(
+            "[[mirror]]\nnamespace = \"hub/**\"\nupstream = \"https://registry-1.docker.io\"\n\
+             [[mirror]]\nnamespace = \"ghcr/**\"\nupstream = \"https://ghcr.io\"\ntag_ttl_secs = 0\n\
+             username = \"u\"\npassword = \"p\"\n",
+        );
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.mirrors.len(), 2);
+        assert_eq!(config.mirrors[0].tag_ttl_secs, pier_core::mirror::DEFAULT_TAG_TTL_SECS);
+        assert_eq!(config.mirrors[1].tag_ttl_secs, 0);
+        assert_eq!(config.mirrors[1].username.as_deref(), Some("u"));
+        std::fs::write(&path, "[[mirror]]\nnamespace = \"hub/**\"\nupstrem = \"x\"\n").unwrap();
+        let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 

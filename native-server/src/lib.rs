@@ -5,8 +5,10 @@
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod copy;
 pub mod env;
 pub mod gc;
 pub mod http;
 pub mod metrics;
+pub mod remote;
 pub mod store;

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pier_core::mirror::Mirror;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::Store;
 use pier_core::Registry;
 use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
 use pier_server::store::metered::MeteredStore;
-use pier_server::{auth, check, env, gc, http, metrics, store};
+use pier_server::{auth, check, copy, env, gc, http, metrics, remote, store};
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -31,6 +32,9 @@ enum Command {
     /// Collect garbage: unreferenced blobs, manifests and tags the retention
     /// rules drop, idle uploads. A dry run unless `--apply`.
     Gc(gc::GcArgs),
+    /// Copy an image or a whole index between registries, or to and from an
+    /// OCI image layout directory (`oci:DIR[:tag]`).
+    Copy(copy::CopyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckStorage(args) => StorageConfig::load(args).and_then(check_storage),
         Command::Auth(command) => auth::run(command),
         Command::Gc(args) => gc::run_command(args),
+        Command::Copy(args) => copy::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -85,11 +90,20 @@ fn serve(config: Config) -> Result<(), String> {
             retention: config.gc.collection.rules.clone(),
             ..RegistryOptions::default()
         };
-        let registry = Arc::new(Registry::new(store.clone(), Arc::new(env::SystemEnv), options));
+        let mut registry = Registry::new(store.clone(), Arc::new(env::SystemEnv), options);
         if config.gc.interval_secs > 0 {
             // Through the registry's fresh view, so its deletes drop cached copies at once.
             tokio::spawn(gc::schedule(registry.fresh_store(), config.gc.clone()));
         }
+        if !config.mirrors.is_empty() {
+            let http = Arc::new(remote::ReqwestClient::new()?);
+            let mirror = Mirror::new(&config.mirrors, http, Arc::new(env::SystemEnv))?;
+            for rule in &config.mirrors {
+                tracing::info!(namespace = %rule.namespace, upstream = %rule.upstream, "pull-through cache");
+            }
+            registry = registry.with_mirror(Arc::new(mirror));
+        }
+        let registry = Arc::new(registry);
         let auth = config.auth.as_ref().map(auth::load).transpose()?;
         if auth.is_none() {
             tracing::warn!("no [auth] table: anyone may pull, push and delete anything");

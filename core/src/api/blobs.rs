@@ -9,9 +9,12 @@ use http::StatusCode;
 use super::{
     digest_header, empty, parse_digest, response, with_location, Body, HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
 };
+use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::mirror::{self, BlobAnswer};
 use crate::names::RepoName;
 use crate::registry::Registry;
+use crate::upload::BlobRecord;
 
 /// How long a signed URL handed out by a blob redirect stays valid: long
 /// enough for a client to follow it, short enough that a leaked one soon dies.
@@ -19,7 +22,42 @@ const SIGNED_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
     let digest = parse_digest(digest)?;
-    let record = registry.blob(repo, &digest).await?;
+    let record = match registry.blob(repo, &digest).await {
+        Err(e) if e.code == ErrorCode::BlobUnknown => match registry.mirror().and_then(|m| m.upstream_for(repo)) {
+            None => return Err(e),
+            Some((upstream, remote)) => {
+                match mirror::blob(registry, upstream, &remote, repo, &digest, req.is_head()).await? {
+                    BlobAnswer::Local(record) => record,
+                    BlobAnswer::Upstream { length, body } => return Ok(from_upstream(&digest, length, body)),
+                }
+            }
+        },
+        other => other?,
+    };
+    local(registry, req, &digest, record).await
+}
+
+/// A blob's headers, however it is served.
+fn blob_headers(status: StatusCode, digest: &Digest) -> http::response::Builder {
+    digest_header(response(status), digest)
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .header(ETAG, format!("\"{digest}\""))
+        .header(CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL)
+}
+
+/// A blob of a pull-through cache on its way from upstream: whole (a Range
+/// is answered once it is cached).
+fn from_upstream(digest: &Digest, length: u64, body: Option<crate::store::ByteStream>) -> HttpResponse {
+    let builder = blob_headers(StatusCode::OK, digest).header(CONTENT_LENGTH, length);
+    let body = match body {
+        Some(stream) if length > 0 => Body::Stream { stream, length },
+        _ => Body::Empty,
+    };
+    builder.body(body).expect("valid response")
+}
+
+async fn local(registry: &Registry, req: &Req<'_>, digest: &Digest, record: BlobRecord) -> Result<HttpResponse> {
+    let digest = digest.clone();
     let range = match req.header(RANGE) {
         Some(text) => parse_range(text, record.size)?,
         None => None,
@@ -31,18 +69,12 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, dig
             return Ok(empty(with_location(builder, &url)));
         }
     }
-    let builder = digest_header(
-        response(if range.is_some() {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        }),
-        &digest,
-    )
-    .header(CONTENT_TYPE, "application/octet-stream")
-    .header(ACCEPT_RANGES, "bytes")
-    .header(ETAG, format!("\"{digest}\""))
-    .header(CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL);
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let builder = blob_headers(status, &digest).header(ACCEPT_RANGES, "bytes");
     let builder = match &range {
         Some(r) => builder.header(
             CONTENT_RANGE,

@@ -17,7 +17,10 @@ const TAG_HEADER: &str = "oci-tag";
 
 pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, reference: &str) -> Result<HttpResponse> {
     let reference = parse_reference(reference)?;
-    let manifest = registry.manifest(repo, &reference).await?;
+    let manifest = match registry.mirror().and_then(|m| m.upstream_for(repo)) {
+        Some((upstream, remote)) => crate::mirror::manifest(registry, upstream, &remote, repo, &reference).await?,
+        None => registry.manifest(repo, &reference).await?,
+    };
     let builder = digest_header(response(StatusCode::OK), &manifest.digest)
         .header(CONTENT_TYPE, header_value(&manifest.media_type))
         .header(CONTENT_LENGTH, manifest.bytes.len())

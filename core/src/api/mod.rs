@@ -277,6 +277,15 @@ fn keep_out_of_shared_caches(response: &mut HttpResponse) {
 }
 
 async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &mut BodySlot) -> Result<HttpResponse> {
+    let pushes = matches!(
+        (&route, req.method),
+        (Route::Manifest(..), &Method::PUT)
+            | (Route::Uploads(_), &Method::POST)
+            | (Route::Upload(..), &Method::PATCH | &Method::PUT)
+    );
+    if let (true, Some(repo)) = (pushes, route.repository()) {
+        crate::mirror::refuse_push(registry, repo)?;
+    }
     match (route, req.method.clone()) {
         (Route::Ping, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}"))),
         (Route::Catalog, Method::GET) => discovery::catalog(registry, req).await,

@@ -20,7 +20,7 @@ mod oidc;
 pub mod policy;
 pub mod scope;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod token;
 
 pub use config::{

@@ -1,0 +1,62 @@
+//! The HTTP client port on native: core's requests to other registries
+//! (`pier copy`, the pull-through cache) sent with reqwest over rustls,
+//! bodies streamed both ways. Redirects are followed (reqwest drops
+//! `Authorization` when one leads to another host).
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use pier_core::platform::box_stream;
+use pier_core::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingBody, OutgoingRequest};
+
+/// How long connecting may take, and the longest silence inside an answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct ReqwestClient(reqwest::Client);
+
+impl ReqwestClient {
+    pub fn new() -> Result<ReqwestClient, String> {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map(ReqwestClient)
+            .map_err(|e| format!("HTTP client: {}", error_chain(&e)))
+    }
+}
+
+/// An error with its causes, which is where reqwest says what went wrong.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[async_trait::async_trait]
+impl HttpClient for ReqwestClient {
+    async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
+        let (parts, body) = request.into_parts();
+        let mut builder = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers);
+        builder = match body {
+            OutgoingBody::Empty => builder,
+            OutgoingBody::Full(bytes) => builder.body(bytes),
+            OutgoingBody::Stream(stream) => builder.body(reqwest::Body::wrap_stream(stream)),
+        };
+        let response = builder.send().await.map_err(|e| HttpError(error_chain(&e)))?;
+        let mut answer = http::Response::builder().status(response.status());
+        if let Some(headers) = answer.headers_mut() {
+            *headers = response.headers().clone();
+        }
+        let body = box_stream(response.bytes_stream().map_err(|e| HttpError(error_chain(&e))));
+        answer.body(body).map_err(|e| HttpError(e.to_string()))
+    }
+}

@@ -1,0 +1,37 @@
+# The pull-through cache on the edge Worker under local workerd (wrangler dev,
+# the test build): the same core, its HTTP port over `fetch`, the mirrors in
+# the PIER_MIRRORS var, and the same checks as the native server (pulls.sh).
+# Sourced by tests/mirror/run.sh (its harness and helpers).
+# Built every time (incremental): a build left from older sources would pass for this one.
+scripts/edge-build.sh --test >"$scratch/edge-build.log" 2>&1 \
+  || { tail -n 30 "$scratch/edge-build.log"; exit 2; }
+start_pier edgeup || exit 2
+edgeup_port=${edgeup_addr##*:}
+[ -f "$scratch/auth/pier.toml" ] || PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
+start_pier edgetokens -c "$scratch/auth/pier.toml" || exit 2
+alice=$(jq -r .sandbox.username "$scratch/auth/credentials.json")
+alice_password=$(jq -r .sandbox.password "$scratch/auth/credentials.json")
+U=$edgeup_addr TOK=$edgetokens_addr CACHE_DATA=
+
+edge_port=$(free_port)
+C=127.0.0.1:$edge_port
+PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$scratch/edge" \
+  --port "$edge_port" --persist "$scratch/edge-state" --env test -- --var "PIER_MIRRORS:$(mirrors_json)" \
+  >"$scratch/edge.log" 2>&1 &
+for _ in $(seq 1 1200); do
+  curl -fs "http://$C/v2/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ -f "$scratch/edge.pgid" ] && edge_groups+=("$(cat "$scratch/edge.pgid")")
+curl -fs "http://$C/v2/" >/dev/null || { tail -n 30 "$scratch/edge.log"; exit 2; }
+echo "edge: worker=$C upstream=$U tokens=$TOK"
+make_upstream_images || exit 2
+
+check "edge: first pull goes upstream and is cached (crane)"         first_pull_goes_upstream
+check "edge: skopeo pulls a multi-arch index through the cache"     skopeo_pulls_an_index_through_the_cache
+stop "$edgeup_pid" "$edgeup_addr"
+check "edge: second pull is served with the upstream stopped"       served_with_the_upstream_stopped
+PORT=$edgeup_port start_pier edgeup || exit 2
+check "edge: a re-tag upstream is seen after the tag TTL, not before" a_retag_upstream_is_seen_after_the_ttl
+check "edge: an upstream with token auth (and one refusing us)"    an_upstream_with_token_auth
+check "edge: pushes into a mirrored namespace are DENIED"           pushes_into_a_mirror_are_denied
