@@ -22,8 +22,10 @@
 #   - a chunked push alternating between AZ1 and AZ2, a pull from the other
 #   - the OCI conformance suite against AZ1, 0 failed
 # And GCS on fake-gcs-server, which lacks the XML API writes object_store
-# sends (docs/scale-out.md): a check that the gap is still there, so that a
-# release of the emulator that closes it is noticed and the suite turned on.
+# sends (docs/scale-out.md): pier's reads of objects written through the
+# emulator's JSON API (cargo), and a check that the gap is still there, so
+# that a release of the emulator that closes it is noticed and the suite
+# turned on.
 #
 # Usage: tests/scaleout/run.sh            (PIER_BIN=path/to/pier to skip the build)
 # Output: one line per check, last line "scaleout: N passed, N failed";
@@ -194,11 +196,13 @@ with_query() { case $1 in *\?*) echo "$1&$2" ;; *) echo "$1?$2" ;; esac; }
 CRANE=(crane --insecure)
 
 # ------------------------------------------------------------------ checks
-# rust_suite BACKEND: the tests of bucket_store.rs named after BACKEND (s3,
-# azure), with the environment that points them at the server started above.
+# rust_suite NAME: the tests of bucket_store.rs whose names start with NAME_
+# (s3, azure, gcs_emulator), with the environment that points them at the
+# servers started above.
 rust_suite() {
   cd "$root"
   PIER_TEST_S3_ENDPOINT=$S3 PIER_TEST_S3_BUCKET=$BUCKET PIER_TEST_AZURE_CONTAINER=$CONTAINER \
+    PIER_TEST_GCS_EMULATOR=$GCS PIER_TEST_GCS_EMULATOR_BUCKET=$GCS_BUCKET GOOGLE_SERVICE_ACCOUNT_KEY=$GCS_EMULATOR_KEY \
     cargo test -p pier-server --test bucket_store "$1_" 2>&1 | tee "$scratch/cargo-test-$1.out"
   ! grep -q "skipped:" "$scratch/cargo-test-$1.out" || die "the $1 tests were skipped"
   grep -Eq "^test result: ok\. [1-9][0-9]* passed" "$scratch/cargo-test-$1.out" || die "no $1 test ran"
@@ -464,6 +468,7 @@ check "azure: pier check-storage on the container" check_storage --storage-url "
 check "azure: chunked push with PATCHes alternating between instances" chunked_push_alternating "$AZ1" "$AZ2"
 check "azure: image pushed through AZ1 is pulled whole from AZ2 at once" pull_from_the_other_instance "$AZ1_PORT" "$AZ2_PORT"
 check "azure: OCI conformance against instance AZ1" conformance "$AZ1_PORT" azure
+check "gcs: pier reads what fake-gcs-server's JSON API wrote (cargo test)" rust_suite gcs_emulator
 check "gcs: fake-gcs-server still lacks the XML API writes (see docs/scale-out.md)" gcs_emulator_gap
 
 for name in a b f az1 az2; do
