@@ -99,7 +99,9 @@ install_scaleout() {
   go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
   # The GCS emulator (docs/scale-out.md says what of GCS it lacks).
   go_tool fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_SERVER_VERSION"
-  # Azurite, the Azure Blob emulator, run by Node 22 through a wrapper in bin/.
+  # Azurite, the Azure Blob emulator, run by Node 22 through a wrapper in bin/
+  # (tests/scaleout signs its Create Container with openssl).
+  apt_packages openssl
   node22
   local azurite="$PIER_TOOLS/azurite"
   if [ ! -f "$azurite/node_modules/azurite/dist/src/blob/main.js" ] \

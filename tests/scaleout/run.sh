@@ -99,7 +99,7 @@ azure_create_container() { # NAME: a Shared Key signed Create Container (curl ca
   date=$(LC_ALL=C TZ=GMT date '+%a, %d %b %Y %H:%M:%S GMT')
   sig=$(printf 'PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:%s\nx-ms-version:%s\n/%s/%s/%s\nrestype:container' \
     "$date" "$version" "$account" "$account" "$1" \
-    | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(base64 -d <<<"$key" | xxd -p -c 256)" -binary | base64 -w0)
+    | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(base64 -d <<<"$key" | od -An -v -tx1 | tr -d " \n")" -binary | base64 -w0)
   curl -sS -o /dev/null -w '%{http_code}' -X PUT -H "x-ms-date: $date" -H "x-ms-version: $version" \
     -H "Content-Length: 0" -H "Authorization: SharedKey $account:$sig" "$AZURITE_BLOB_STORAGE_URL/$account/$1?restype=container"
 }
