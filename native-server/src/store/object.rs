@@ -3,7 +3,8 @@
 //!
 //! This is what lets many stateless `pier` instances share one bucket. The
 //! port's conditional writes map onto the backends' own (`If-None-Match: *`,
-//! `If-Match: <etag>`), and multipart writes go through `MultipartStore`, whose
+//! `If-Match: <etag>`; on GCS generation preconditions, the port's etag being
+//! the generation there), and multipart writes go through `MultipartStore`, whose
 //! uploads are addressed by id rather than held in a process, so a chunked
 //! push may continue on any instance. Keys live under an optional prefix inside
 //! the bucket. Failures other than "not found" and refused conditions are
@@ -59,6 +60,19 @@ fn retry_policy() -> RetryConfig {
 const CLIENT_TIMEOUTS: [(ClientConfigKey, &str); 2] =
     [(ClientConfigKey::Timeout, "24h"), (ClientConfigKey::ReadTimeout, "30s")];
 
+/// What names one version of an object in the port's `etag` (what a
+/// conditional update must match).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Versions {
+    /// The backend's ETag, matched with `If-Match` (S3, Azure, memory).
+    ETag,
+    /// GCS's generation number, matched with `x-goog-if-generation-match`.
+    /// `object_store` makes conditional updates on GCS by generation only,
+    /// and a GCS ETag is no version anyway: for a simple upload it is the
+    /// MD5 of the bytes, the same again when the same bytes are rewritten.
+    Generation,
+}
+
 /// A store over one bucket (or a prefix inside it).
 pub struct BucketStore {
     objects: Arc<dyn ObjectStore>,
@@ -67,6 +81,7 @@ pub struct BucketStore {
     /// Prepended to every key: empty, or a path ending with `/`.
     root: String,
     part_size: usize,
+    versions: Versions,
 }
 
 impl BucketStore {
@@ -90,6 +105,7 @@ impl BucketStore {
                 format!("{prefix}/")
             },
             part_size,
+            versions: Versions::ETag,
         })
     }
 
@@ -135,7 +151,11 @@ impl BucketStore {
                     builder = builder.with_config(GoogleConfigKey::Client(key), value);
                 }
                 let backend = Arc::new(builder.build().map_err(failed)?);
-                Ok(BucketStore::new(backend.clone(), prefix, part_size)?.with_signer(backend))
+                let store = BucketStore::new(backend.clone(), prefix, part_size)?.with_signer(backend);
+                Ok(BucketStore {
+                    versions: Versions::Generation,
+                    ..store
+                })
             }
             "az" | "azure" => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
@@ -165,15 +185,19 @@ impl BucketStore {
         self.objects
             .head(path)
             .await
-            .map(|meta| port_meta(&meta))
+            .map(|meta| self.port_meta(&meta))
             .map_err(port_error)
     }
-}
 
-fn port_meta(meta: &object_store::ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        size: meta.size,
-        etag: meta.e_tag.clone().unwrap_or_default(),
+    fn port_meta(&self, meta: &object_store::ObjectMeta) -> ObjectMeta {
+        let version = match self.versions {
+            Versions::ETag => &meta.e_tag,
+            Versions::Generation => &meta.version,
+        };
+        ObjectMeta {
+            size: meta.size,
+            etag: version.clone().unwrap_or_default(),
+        }
     }
 }
 
@@ -212,7 +236,7 @@ fn absent_as_none<T>(result: object_store::Result<T>) -> StoreResult<Option<T>> 
 impl Store for BucketStore {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
         let path = self.path(key)?;
-        Ok(absent_as_none(self.objects.head(&path).await)?.map(|meta| port_meta(&meta)))
+        Ok(absent_as_none(self.objects.head(&path).await)?.map(|meta| self.port_meta(&meta)))
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
@@ -242,7 +266,7 @@ impl Store for BucketStore {
         let Some(result) = absent_as_none(self.objects.get_opts(&path, options).await)? else {
             return Ok(None);
         };
-        let meta = port_meta(&result.meta);
+        let meta = self.port_meta(&result.meta);
         let body = result.into_stream().map_err(port_error);
         Ok(Some(GetResult {
             meta,
@@ -257,9 +281,15 @@ impl Store for BucketStore {
         let mode = match mode {
             PutMode::Overwrite => object_store::PutMode::Overwrite,
             PutMode::Create => object_store::PutMode::Create,
-            PutMode::Update(etag) => object_store::PutMode::Update(UpdateVersion {
-                e_tag: Some(etag),
-                version: None,
+            PutMode::Update(etag) => object_store::PutMode::Update(match self.versions {
+                Versions::ETag => UpdateVersion {
+                    e_tag: Some(etag),
+                    version: None,
+                },
+                Versions::Generation => UpdateVersion {
+                    e_tag: None,
+                    version: Some(etag),
+                },
             }),
         };
         let options = PutOptions {
@@ -267,10 +297,16 @@ impl Store for BucketStore {
             ..PutOptions::default()
         };
         match self.objects.put_opts(&path, PutPayload::from(data), options).await {
-            Ok(result) => match result.e_tag {
-                Some(etag) => Ok(ObjectMeta { size, etag }),
-                None => self.meta_of(&path).await,
-            },
+            Ok(result) => {
+                let version = match self.versions {
+                    Versions::ETag => result.e_tag,
+                    Versions::Generation => result.version,
+                };
+                match version {
+                    Some(etag) => Ok(ObjectMeta { size, etag }),
+                    None => self.meta_of(&path).await,
+                }
+            }
             // An update of an object that is gone is a refused condition.
             Err(object_store::Error::NotFound { .. }) if updating => Err(StoreError::PreconditionFailed),
             Err(e) => Err(port_error(e)),
