@@ -65,8 +65,8 @@ step "real clients (native)" bash tests/clients/run.sh "127.0.0.1:$strict"
 step "OCI conformance (native)" env OUT="$scratch/conformance" bash tests/conformance/run.sh "127.0.0.1:$sparse"
 step "crash safety (native)" env PIER_BIN="$CARGO_TARGET_DIR/debug/pier" node --test tests/native/*.test.mjs
 # Suites that start their own servers (auth, GC under concurrent pushes for a
-# minute, scale-out over S3, mirroring).
-for suite in tests/auth/run.sh tests/gc/run.sh tests/scaleout/run.sh tests/mirror/run.sh; do
+# minute, scale-out over S3, mirroring, events).
+for suite in tests/auth/run.sh tests/gc/run.sh tests/scaleout/run.sh tests/mirror/run.sh tests/events/run.sh; do
   [ -f "$suite" ] && step "$(basename "$(dirname "$suite")") suite" env PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash "$suite"
 done
 if [ $with_edge = 1 ]; then

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod glob;
 pub mod layout;

@@ -63,6 +63,22 @@ pub trait Env: MaybeSend + MaybeSync {
     }
 }
 
+/// Work the platform runs after a response, so the client never waits for
+/// it: webhook deliveries and replication copies (`crate::events`). Native
+/// spawns a tokio task; the Worker hands the future to `waitUntil`, which
+/// keeps the isolate alive until it ends (up to the platform's limit).
+/// Core cannot do this itself: it has no runtime and no clock to sleep on.
+pub trait Background: MaybeSend + MaybeSync {
+    /// Runs `task` to its end, detached from the request that started it.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// A future that completes after `duration` (backoff between retries,
+    /// timeouts of deliveries).
+    fn sleep(&self, duration: std::time::Duration) -> BoxFuture<'static, ()>;
+    /// Tells the operator about background work that failed or finished,
+    /// since no client is there to see it (a log line).
+    fn report(&self, failed: bool, message: &str);
+}
+
 /// A request body could not be read whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {

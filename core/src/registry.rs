@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::EventSink;
 use crate::gc::{protocol, retention, RetentionRule};
 use crate::layout;
 use crate::manifest::{self, Manifest};
@@ -28,6 +29,16 @@ pub enum Reference {
     Digest(Digest),
 }
 
+impl Reference {
+    /// The tag, when it is one.
+    pub fn tag(&self) -> Option<&Tag> {
+        match self {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        }
+    }
+}
+
 /// A manifest as read back.
 pub struct StoredManifest {
     pub digest: Digest,
@@ -39,6 +50,16 @@ pub struct StoredManifest {
 pub struct PushedManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// The manifest a delete removed (or the tag pointed at), for events.
+pub struct DeletedManifest {
+    pub digest: Digest,
+    /// Empty when a deleted tag pointed at a manifest no longer there.
+    pub media_type: String,
+    pub size: u64,
 }
 
 /// A page of names (tags or repositories).
@@ -95,6 +116,8 @@ pub struct Registry {
     instance: String,
     /// The pull-through cache: namespaces filled from upstream registries.
     mirror: Option<Arc<Mirror>>,
+    /// Webhooks and replication rules, told about pushes, deletes and pulls.
+    events: Option<EventSink>,
 }
 
 /// Where a stored manifest came from.
@@ -164,6 +187,7 @@ impl Registry {
             env,
             options,
             mirror: None,
+            events: None,
         }
     }
 
@@ -181,6 +205,16 @@ impl Registry {
 
     pub fn mirror(&self) -> Option<&Mirror> {
         self.mirror.as_deref()
+    }
+
+    /// Tells `events` (webhooks, replication rules) what happens here.
+    pub fn with_events(mut self, events: EventSink) -> Registry {
+        self.events = Some(events);
+        self
+    }
+
+    pub fn events(&self) -> Option<&EventSink> {
+        self.events.as_ref()
     }
 
     pub(crate) fn env(&self) -> &dyn Env {
@@ -545,6 +579,8 @@ impl Registry {
         .await?;
         self.add_to_catalog(repo).await?;
         Ok(PushedManifest {
+            media_type: manifest::media_type_of(&bytes),
+            size: bytes.len() as u64,
             digest,
             subject: parsed.subject.map(|s| s.digest),
         })
@@ -669,14 +705,24 @@ impl Registry {
     }
 
     /// Deletes a manifest by digest (with every tag on it), or a tag alone.
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<DeletedManifest> {
         match reference {
             Reference::Tag(tag) => {
                 let key = layout::tag(repo, tag);
-                if self.store.head(&key).await?.is_none() {
-                    return Err(manifest_unknown(tag.as_str()));
-                }
+                let digest = self
+                    .tag_target(repo, tag)
+                    .await?
+                    .ok_or_else(|| manifest_unknown(tag.as_str()))?;
+                let target = read_small(self.store(), &layout::manifest(repo, &digest)).await?;
                 self.store.delete(&key).await?;
+                let (media_type, size) = target.map_or((String::new(), 0), |(bytes, _)| {
+                    (manifest::media_type_of(&bytes), bytes.len() as u64)
+                });
+                Ok(DeletedManifest {
+                    digest,
+                    media_type,
+                    size,
+                })
             }
             Reference::Digest(digest) => {
                 let key = layout::manifest(repo, digest);
@@ -699,9 +745,13 @@ impl Registry {
                 }
                 self.store.delete(&key).await?;
                 self.store.delete(&layout::manifest_pushed(repo, digest)).await?;
+                Ok(DeletedManifest {
+                    digest: digest.clone(),
+                    media_type: manifest::media_type_of(&bytes),
+                    size: bytes.len() as u64,
+                })
             }
         }
-        Ok(())
     }
 
     // ---- discovery ----

@@ -85,3 +85,22 @@ fn flag(env: &Env, name: &str) -> Result<bool, String> {
         Some(other) => Err(format!("{name}={other:?} must be true or false")),
     }
 }
+
+/// What is built from a var's text (the mirror, webhooks and replication
+/// rules), kept per isolate with that text.
+pub type IsolateSlot<T> = std::thread::LocalKey<std::cell::RefCell<Option<(String, T)>>>;
+
+/// The value `slot` holds for `text`, built by `build` when the text changed
+/// (a new deployment's vars) or nothing is held yet.
+pub fn kept_per_isolate<T: Clone>(
+    slot: &'static IsolateSlot<T>,
+    text: String,
+    build: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    if let Some(kept) = slot.with(|s| s.borrow().as_ref().filter(|(t, _)| *t == text).map(|(_, v)| v.clone())) {
+        return Ok(kept);
+    }
+    let value = build(&text)?;
+    slot.with(|s| *s.borrow_mut() = Some((text, value.clone())));
+    Ok(value)
+}

@@ -57,12 +57,16 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
     let r2: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
+    let context = Rc::new(context);
     #[allow(clippy::arc_with_non_send_sync)]
-    let cached = Arc::new(CachedStore::new(r2.clone(), caches, Rc::new(context)));
+    let cached = Arc::new(CachedStore::new(r2.clone(), caches, context.clone()));
     // Pulls read through the edge caches; what races with GC reads R2.
     let mut registry = Registry::with_cache(r2, cached, Arc::new(WorkerEnv), config.registry_options());
     if let Some(mirror) = crate::mirror::from_env(env).map_err(|err| format!("configuration: {err}"))? {
         registry = registry.with_mirror(mirror);
+    }
+    if let Some(events) = crate::events::from_env(env, context).map_err(|err| format!("configuration: {err}"))? {
+        registry = registry.with_events(events);
     }
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = pier_core::api::handle(&registry, request).await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use pier_core::mirror::{Mirror, MirrorConfig};
 use worker::Env;
 
-use crate::config::var;
+use crate::config::{kept_per_isolate, var};
 use crate::env::WorkerEnv;
 use crate::fetch::FetchClient;
 
@@ -26,16 +26,14 @@ pub fn from_env(env: &Env) -> Result<Option<Arc<Mirror>>, String> {
     let Some(text) = var(env, MIRRORS_VAR).filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
-    if let Some(mirror) = MIRROR.with(|m| m.borrow().as_ref().filter(|(t, _)| *t == text).map(|(_, m)| m.clone())) {
-        return Ok(Some(mirror));
-    }
-    let configs: Vec<MirrorConfig> =
-        serde_json::from_str(&text).map_err(|e| format!("{MIRRORS_VAR}: not a JSON array of mirrors: {e}"))?;
-    // One isolate, one thread: the port's JavaScript handles need not be Send.
-    #[allow(clippy::arc_with_non_send_sync)]
-    let mirror = Arc::new(
-        Mirror::new(&configs, Arc::new(FetchClient), Arc::new(WorkerEnv)).map_err(|e| format!("{MIRRORS_VAR}: {e}"))?,
-    );
-    MIRROR.with(|m| *m.borrow_mut() = Some((text, mirror.clone())));
-    Ok(Some(mirror))
+    kept_per_isolate(&MIRROR, text, |text| {
+        let configs: Vec<MirrorConfig> =
+            serde_json::from_str(text).map_err(|e| format!("{MIRRORS_VAR}: not a JSON array of mirrors: {e}"))?;
+        // One isolate, one thread: the port's JavaScript handles need not be Send.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let mirror = Mirror::new(&configs, Arc::new(FetchClient), Arc::new(WorkerEnv))
+            .map_err(|e| format!("{MIRRORS_VAR}: {e}"))?;
+        Ok(Arc::new(mirror))
+    })
+    .map(Some)
 }

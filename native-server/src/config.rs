@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pier_core::auth::AuthConfig;
+use pier_core::events::{ReplicateConfig, WebhookConfig};
 use pier_core::mirror::MirrorConfig;
 use serde::Deserialize;
 use url::Url;
@@ -115,6 +116,12 @@ struct FileConfig {
     /// Pull-through caches: `[[mirror]]` tables.
     #[serde(default)]
     mirror: Vec<MirrorConfig>,
+    /// Receivers of push, delete and pull events: `[[webhook]]` tables.
+    #[serde(default)]
+    webhook: Vec<WebhookConfig>,
+    /// Promotion and replication on push: `[[replicate]]` tables.
+    #[serde(default)]
+    replicate: Vec<ReplicateConfig>,
 }
 
 /// The file's `[s3]` table.
@@ -166,6 +173,8 @@ pub struct Config {
     pub auth: Option<AuthSettings>,
     pub gc: GcSection,
     pub mirrors: Vec<MirrorConfig>,
+    pub webhooks: Vec<WebhookConfig>,
+    pub replicate: Vec<ReplicateConfig>,
 }
 
 /// The `[auth]` table and the file of the keys that sign tokens.
@@ -211,6 +220,8 @@ impl Config {
             auth: AuthSettings::resolve(file.auth, args.auth_signing_keys_file.or(file.auth_signing_keys_file))?,
             gc: file.gc,
             mirrors: file.mirror,
+            webhooks: file.webhook,
+            replicate: file.replicate,
         })
     }
 }
@@ -386,6 +397,22 @@ mod tests {
         std::fs::write(&path, "[[mirror]]\nnamespace = \"hub/**\"\nupstrem = \"x\"\n").unwrap();
         let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn webhook_and_replicate_tables() {
+        let (_dir, path) = write_config(
+            "[[webhook]]\nurl = \"https://hooks.example/pier\"\nevents = [\"push\", \"pull\"]\n\
+             repository = \"team/**\"\nheaders = { Authorization = \"Bearer s3cret\" }\n\
+             [[replicate]]\nrepository = \"ci/**\"\ntags = \"v*\"\nto_namespace = \"prod/**\"\n",
+        );
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.webhooks.len(), 1);
+        assert_eq!(config.webhooks[0].events.len(), 2);
+        assert_eq!(config.webhooks[0].headers["Authorization"], "Bearer s3cret");
+        assert_eq!(config.replicate[0].to_namespace.as_deref(), Some("prod/**"));
+        std::fs::write(&path, "[[webhook]]\nurl = \"https://h/\"\nevents = [\"poke\"]\n").unwrap();
+        assert!(load_file(&path).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! pieces (stores, configuration, HTTP shell) directly.
 
 pub mod auth;
+pub mod background;
 pub mod check;
 pub mod config;
 pub mod copy;

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pier_core::events::{EventSink, Hooks};
 use pier_core::mirror::Mirror;
 use pier_core::registry::RegistryOptions;
+use pier_core::remote::http::HttpClient;
 use pier_core::store::Store;
 use pier_core::Registry;
+use pier_server::background::TokioBackground;
 use pier_server::config::{CheckStorageArgs, Config, LogFormat, ServeArgs, StorageConfig, StorageLocation};
 use pier_server::store::metered::MeteredStore;
 use pier_server::{auth, check, copy, env, gc, http, metrics, remote, store};
@@ -95,13 +98,22 @@ fn serve(config: Config) -> Result<(), String> {
             // Through the registry's fresh view, so its deletes drop cached copies at once.
             tokio::spawn(gc::schedule(registry.fresh_store(), config.gc.clone()));
         }
+        let http: Arc<dyn HttpClient> = Arc::new(remote::ReqwestClient::new()?);
         if !config.mirrors.is_empty() {
-            let http = Arc::new(remote::ReqwestClient::new()?);
-            let mirror = Mirror::new(&config.mirrors, http, Arc::new(env::SystemEnv))?;
+            let mirror = Mirror::new(&config.mirrors, http.clone(), Arc::new(env::SystemEnv))?;
             for rule in &config.mirrors {
                 tracing::info!(namespace = %rule.namespace, upstream = %rule.upstream, "pull-through cache");
             }
             registry = registry.with_mirror(Arc::new(mirror));
+        }
+        let hooks = Hooks::new(&config.webhooks, &config.replicate, http, Arc::new(env::SystemEnv))?;
+        if !hooks.is_empty() {
+            tracing::info!(
+                webhooks = config.webhooks.len(),
+                replication_rules = config.replicate.len(),
+                "events"
+            );
+            registry = registry.with_events(EventSink::new(Arc::new(hooks), Arc::new(TokioBackground)));
         }
         let registry = Arc::new(registry);
         let auth = config.auth.as_ref().map(auth::load).transpose()?;

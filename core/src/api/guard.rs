@@ -58,6 +58,14 @@ impl Access<'_> {
         }
     }
 
+    /// Who is asking, as events name them: the identity's name, else `anonymous`.
+    pub(super) fn actor(&self) -> &str {
+        match self {
+            Access::Checked { caller, .. } => caller.identity().map_or("anonymous", |i| i.name.as_str()),
+            Access::Open => "anonymous",
+        }
+    }
+
     /// Whether a mount without `from` may take a blob from any repository,
     /// which only a caller who may pull everywhere (an admin) may do.
     pub(super) fn pulls_everywhere(&self) -> bool {

@@ -8,8 +8,9 @@ use super::{
     HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::{Action, Event, Subject};
 use crate::manifest::MAX_MANIFEST_BYTES;
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::registry::{Reference, Registry};
 
 const SUBJECT_HEADER: &str = "oci-subject";
@@ -33,6 +34,13 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, ref
     let body = if req.is_head() {
         Body::Empty
     } else {
+        let subject = Subject {
+            repo,
+            digest: &manifest.digest,
+            media_type: &manifest.media_type,
+            size: manifest.bytes.len() as u64,
+        };
+        report(registry, req, Action::Pull, &[reference.tag()], &subject);
         Body::Full(manifest.bytes)
     };
     Ok(builder.body(body).expect("valid response"))
@@ -63,6 +71,18 @@ pub(super) async fn put(
     let pushed = registry
         .put_manifest(repo, &reference, req.header(CONTENT_TYPE), bytes, &extra_tags)
         .await?;
+    let tags: Vec<Option<&Tag>> = match &reference {
+        Reference::Tag(tag) => std::iter::once(tag).chain(&extra_tags).map(Some).collect(),
+        Reference::Digest(_) if extra_tags.is_empty() => vec![None],
+        Reference::Digest(_) => extra_tags.iter().map(Some).collect(),
+    };
+    let subject = Subject {
+        repo,
+        digest: &pushed.digest,
+        media_type: &pushed.media_type,
+        size: pushed.size,
+    };
+    report(registry, req, Action::Push, &tags, &subject);
     let mut builder = digest_header(
         with_location(
             response(StatusCode::CREATED),
@@ -79,8 +99,32 @@ pub(super) async fn put(
     Ok(empty(builder))
 }
 
-pub(super) async fn delete(registry: &Registry, repo: &RepoName, reference: &str) -> Result<HttpResponse> {
+pub(super) async fn delete(
+    registry: &Registry,
+    req: &Req<'_>,
+    repo: &RepoName,
+    reference: &str,
+) -> Result<HttpResponse> {
     let reference = parse_reference(reference)?;
-    registry.delete_manifest(repo, &reference).await?;
+    let deleted = registry.delete_manifest(repo, &reference).await?;
+    let subject = Subject {
+        repo,
+        digest: &deleted.digest,
+        media_type: &deleted.media_type,
+        size: deleted.size,
+    };
+    report(registry, req, Action::Delete, &[reference.tag()], &subject);
     Ok(empty(response(StatusCode::ACCEPTED)))
+}
+
+/// Tells the registry's webhooks and replication rules about a manifest
+/// request that succeeded: one event per tag it concerned (`None`: by digest).
+fn report(registry: &Registry, req: &Req<'_>, action: Action, tags: &[Option<&Tag>], subject: &Subject<'_>) {
+    let Some(sink) = registry.events().filter(|sink| sink.wants(action, subject.repo)) else {
+        return;
+    };
+    for tag in tags {
+        let event = Event::new(registry.env(), action, subject, *tag, req.access.actor());
+        sink.emit(registry, event);
+    }
 }

@@ -24,7 +24,7 @@ mod discovery;
 mod guard;
 mod manifests;
 mod route_class;
-mod token;
+pub(crate) mod token;
 mod uploads;
 
 pub use route_class::{is_upload, route_class};
@@ -295,7 +295,7 @@ async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &
             manifests::get(registry, req, &repo, &reference).await
         }
         (Route::Manifest(repo, reference), Method::PUT) => manifests::put(registry, req, &repo, &reference, body).await,
-        (Route::Manifest(repo, reference), Method::DELETE) => manifests::delete(registry, &repo, &reference).await,
+        (Route::Manifest(repo, reference), Method::DELETE) => manifests::delete(registry, req, &repo, &reference).await,
         (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(registry, req, &repo, &digest).await,
         (Route::Blob(repo, digest), Method::DELETE) => blobs::delete(registry, &repo, &digest).await,
         (Route::Uploads(repo), Method::POST) => uploads::start(registry, req, &repo, body).await,

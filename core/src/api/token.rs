@@ -151,7 +151,7 @@ fn issue(
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (UTC).
-fn rfc3339(epoch_secs: u64) -> String {
+pub(crate) fn rfc3339(epoch_secs: u64) -> String {
     let (days, secs_of_day) = (epoch_secs / 86_400, epoch_secs % 86_400);
     // Civil date from a day count, counting in 400-year eras that start on
     // 1 March so that the leap day falls at the end of a year.

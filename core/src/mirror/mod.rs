@@ -89,14 +89,7 @@ impl Mirror {
                     format!("{prefix}/")
                 }
             };
-            let credentials = match (&config.username, &config.password) {
-                (None, None) => None,
-                (Some(username), Some(password)) => Some(Credentials {
-                    username: username.clone(),
-                    password: password.clone(),
-                }),
-                _ => return Err(at("username and password go together".into())),
-            };
+            let credentials = Credentials::from_config(&config.username, &config.password).map_err(at)?;
             if upstreams.iter().any(|u: &Upstream| u.local_prefix == local_prefix) {
                 return Err(at("another mirror has the same namespace".into()));
             }
@@ -123,7 +116,7 @@ impl Mirror {
 }
 
 /// `hub/**` -> `hub/`, `**` -> ``.
-fn namespace_prefix(namespace: &str) -> std::result::Result<String, String> {
+pub(crate) fn namespace_prefix(namespace: &str) -> std::result::Result<String, String> {
     if namespace == "**" {
         return Ok(String::new());
     }
@@ -325,17 +318,7 @@ mod tests {
         }
     }
 
-    struct NoNetwork;
-
-    #[async_trait::async_trait]
-    impl HttpClient for NoNetwork {
-        async fn send(
-            &self,
-            _: crate::remote::http::OutgoingRequest,
-        ) -> std::result::Result<crate::remote::http::IncomingResponse, crate::remote::http::HttpError> {
-            Err(crate::remote::http::HttpError("no network in unit tests".into()))
-        }
-    }
+    use crate::remote::http::NoNetwork;
 
     fn mirror(configs: &[MirrorConfig]) -> std::result::Result<Mirror, String> {
         Mirror::new(

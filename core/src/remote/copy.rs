@@ -31,6 +31,16 @@ pub enum ManifestRole {
     Root(Option<Tag>),
 }
 
+impl ManifestRole {
+    /// How a registry stores the manifest: under the tag, else by digest.
+    pub fn reference(&self, digest: &Digest) -> Reference {
+        match self {
+            ManifestRole::Root(Some(tag)) => Reference::Tag(tag.clone()),
+            _ => Reference::Digest(digest.clone()),
+        }
+    }
+}
+
 /// Something that holds images: read from, written to.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -296,10 +306,7 @@ impl ImageStore for RemoteRepo {
     }
 
     async fn put_manifest(&self, manifest: &StoredManifest, role: &ManifestRole) -> Result<(), RemoteError> {
-        let reference = match role {
-            ManifestRole::Root(Some(tag)) => Reference::Tag(tag.clone()),
-            _ => Reference::Digest(manifest.digest.clone()),
-        };
+        let reference = role.reference(&manifest.digest);
         self.client.put_manifest(self.repo.as_str(), &reference, manifest).await
     }
 }

@@ -9,6 +9,7 @@ pub mod challenge;
 pub mod client;
 pub mod copy;
 pub mod http;
+pub mod local;
 pub mod reference;
 pub mod token;
 pub mod verify;
@@ -88,6 +89,19 @@ impl Credentials {
             username: username.to_string(),
             password: password.to_string(),
         })
+    }
+
+    /// Credentials from a configuration's optional `username` and
+    /// `password`, which go together.
+    pub fn from_config(username: &Option<String>, password: &Option<String>) -> Result<Option<Credentials>, String> {
+        match (username, password) {
+            (None, None) => Ok(None),
+            (Some(username), Some(password)) => Ok(Some(Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            })),
+            _ => Err("username and password go together".into()),
+        }
     }
 
     /// The `Authorization` header value for Basic auth.

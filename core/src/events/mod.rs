@@ -1,0 +1,182 @@
+//! Events: a manifest was pushed, deleted or pulled. The API layer reports
+//! one after it answered a request successfully (it knows the caller); the
+//! deployment's webhooks (`webhook`) and replication rules (`replicate`)
+//! act on it. Their work runs as background tasks of the platform
+//! ([`Background`]), so the response to the client never waits for a
+//! receiver or a copy, and failed attempts are retried with backoff
+//! (`retry`).
+//!
+//! Configuration is the same on both shells: `[[webhook]]` and
+//! `[[replicate]]` tables natively, JSON arrays in `PIER_WEBHOOKS` and
+//! `PIER_REPLICATE` on the Worker.
+
+pub mod replicate;
+pub mod retry;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::names::{RepoName, Tag};
+use crate::platform::{Background, Env};
+use crate::registry::Registry;
+use crate::remote::http::HttpClient;
+
+pub use replicate::ReplicateConfig;
+pub use webhook::WebhookConfig;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Push,
+    Delete,
+    Pull,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Delete => "delete",
+            Action::Pull => "pull",
+        }
+    }
+}
+
+/// One event, as webhooks receive it (JSON, camelCase keys).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Unique per event, the same on every retry: receivers deduplicate by it.
+    pub id: String,
+    pub action: Action,
+    /// RFC 3339, UTC, seconds.
+    pub timestamp: String,
+    pub repository: String,
+    /// The tag pushed, deleted or pulled; `None` when by digest.
+    pub tag: Option<String>,
+    pub digest: String,
+    pub media_type: String,
+    /// The manifest's size in bytes.
+    pub size: u64,
+    /// Who did it: the authenticated identity's name, `anonymous` without
+    /// credentials or auth, or `pier` for a replication's own pushes.
+    pub actor: String,
+}
+
+/// The facts of a manifest an event is about.
+pub struct Subject<'a> {
+    pub repo: &'a RepoName,
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub size: u64,
+}
+
+impl Event {
+    pub fn new(env: &dyn Env, action: Action, subject: &Subject<'_>, tag: Option<&Tag>, actor: &str) -> Event {
+        Event {
+            id: env.random_id(),
+            action,
+            timestamp: crate::api::token::rfc3339(env.now_millis() / 1000),
+            repository: subject.repo.to_string(),
+            tag: tag.map(|t| t.to_string()),
+            digest: subject.digest.to_string(),
+            media_type: subject.media_type.to_string(),
+            size: subject.size,
+            actor: actor.to_string(),
+        }
+    }
+}
+
+/// The configured webhooks and replication rules of a deployment.
+pub struct Hooks {
+    webhooks: Vec<Arc<webhook::Webhook>>,
+    rules: Vec<Arc<replicate::Rule>>,
+}
+
+impl Hooks {
+    pub fn new(
+        webhooks: &[WebhookConfig],
+        rules: &[ReplicateConfig],
+        http: Arc<dyn HttpClient>,
+        env: Arc<dyn Env>,
+    ) -> Result<Hooks, String> {
+        Ok(Hooks {
+            webhooks: webhooks
+                .iter()
+                .map(|c| webhook::Webhook::new(c, http.clone()).map(Arc::new))
+                .collect::<Result<_, _>>()?,
+            rules: rules
+                .iter()
+                .map(|c| replicate::Rule::new(c, http.clone(), env.clone()).map(Arc::new))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.webhooks.is_empty() && self.rules.is_empty()
+    }
+}
+
+/// The hooks with the platform's background tasks, as a registry holds them.
+#[derive(Clone)]
+pub struct EventSink {
+    hooks: Arc<Hooks>,
+    background: Arc<dyn Background>,
+}
+
+impl EventSink {
+    pub fn new(hooks: Arc<Hooks>, background: Arc<dyn Background>) -> EventSink {
+        EventSink { hooks, background }
+    }
+
+    /// Whether anything acts on `action` events on `repo` (the API skips
+    /// building events nobody wants, pulls above all).
+    pub fn wants(&self, action: Action, repo: &RepoName) -> bool {
+        self.hooks.webhooks.iter().any(|w| w.wants(action, repo.as_str()))
+            || (action == Action::Push && self.hooks.rules.iter().any(|r| r.covers(repo)))
+    }
+
+    /// Starts what `event` calls for: deliveries to the webhooks that want
+    /// it and, for a tag push, the replication rules that match. Returns at
+    /// once; the work runs in the background.
+    pub fn emit(&self, registry: &Registry, event: Event) {
+        if let (Action::Push, Some(tag)) = (event.action, &event.tag) {
+            let parsed = (
+                RepoName::parse(&event.repository),
+                Tag::parse(tag),
+                Digest::parse(&event.digest).ok(),
+            );
+            if let (Some(repo), Some(tag), Some(digest)) = parsed {
+                for rule in self.hooks.rules.iter().filter(|r| r.matches(&repo, &tag)) {
+                    let task = rule.clone().run(
+                        registry.clone(),
+                        self.clone(),
+                        repo.clone(),
+                        tag.clone(),
+                        digest.clone(),
+                    );
+                    self.background.spawn(Box::pin(task));
+                }
+            }
+        }
+        self.notify(event);
+    }
+
+    /// Delivers `event` to the webhooks that want it, and only to them.
+    pub fn notify(&self, event: Event) {
+        let event = Arc::new(event);
+        for hook in self
+            .hooks
+            .webhooks
+            .iter()
+            .filter(|w| w.wants(event.action, &event.repository))
+        {
+            let task = hook.clone().deliver(event.clone(), self.background.clone());
+            self.background.spawn(Box::pin(task));
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Webhooks and replication rules on the Worker: the `PIER_WEBHOOKS` and
+//! `PIER_REPLICATE` vars hold the `[[webhook]]` and `[[replicate]]` tables
+//! of the native configuration as JSON arrays (docs/mirroring.md). Core
+//! decides and sends; this shell gives it `fetch` and background tasks
+//! that run under `waitUntil`, so deliveries and copies go on after the
+//! response without delaying it (within the runtime's limit on work after
+//! a response: retries far apart may be cut short).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pier_core::events::{EventSink, Hooks, ReplicateConfig, WebhookConfig};
+use pier_core::platform::{Background, BoxFuture};
+use serde::de::DeserializeOwned;
+use worker::{console_error, console_log, Context, Delay, Env};
+
+use crate::config::{kept_per_isolate, var};
+use crate::env::WorkerEnv;
+use crate::fetch::FetchClient;
+
+const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
+const REPLICATE_VAR: &str = "PIER_REPLICATE";
+
+thread_local! {
+    /// The hooks built from both vars' text, with that text.
+    static HOOKS: RefCell<Option<(String, Arc<Hooks>)>> = const { RefCell::new(None) };
+}
+
+/// Background work of one request, kept alive by its `waitUntil`.
+struct WaitUntil(Rc<Context>);
+
+impl Background for WaitUntil {
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.0.wait_until(task);
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(Delay::from(duration))
+    }
+
+    fn report(&self, failed: bool, message: &str) {
+        if failed {
+            console_error!("pier: {message}");
+        } else {
+            console_log!("pier: {message}");
+        }
+    }
+}
+
+fn tables<T: DeserializeOwned>(text: &str, name: &str) -> Result<Vec<T>, String> {
+    match text.trim() {
+        "" => Ok(Vec::new()),
+        text => serde_json::from_str(text).map_err(|e| format!("{name}: not a JSON array of tables: {e}")),
+    }
+}
+
+/// The deployment's webhooks and rules with this request's background,
+/// `None` when neither var is set.
+pub fn from_env(env: &Env, context: Rc<Context>) -> Result<Option<EventSink>, String> {
+    let webhooks = var(env, WEBHOOKS_VAR).unwrap_or_default();
+    let replicate = var(env, REPLICATE_VAR).unwrap_or_default();
+    if webhooks.trim().is_empty() && replicate.trim().is_empty() {
+        return Ok(None);
+    }
+    let key = format!("{webhooks}\n{replicate}");
+    let hooks = kept_per_isolate(&HOOKS, key, |_| {
+        let webhooks: Vec<WebhookConfig> = tables(&webhooks, WEBHOOKS_VAR)?;
+        let rules: Vec<ReplicateConfig> = tables(&replicate, REPLICATE_VAR)?;
+        // One isolate, one thread: the port's JavaScript handles need not be Send.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let hooks = Hooks::new(&webhooks, &rules, Arc::new(FetchClient), Arc::new(WorkerEnv))?;
+        Ok(Arc::new(hooks))
+    })?;
+    #[allow(clippy::arc_with_non_send_sync)]
+    Ok(Some(EventSink::new(hooks, Arc::new(WaitUntil(context)))))
+}
