@@ -14,7 +14,7 @@ use jwt_simple::prelude::*;
 use pier_core::api::{handle, handle_with_auth, Body, HttpResponse};
 use pier_core::auth::identity::{hash_password, new_robot_token};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
-use pier_core::auth::{Auth, AuthConfig, ClientAddress};
+use pier_core::auth::{Auth, AuthConfig, ClientAddress, RequestOrigin};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::platform::{empty_body, full_body, Env};
 use pier_core::registry::RegistryOptions;
@@ -309,7 +309,7 @@ fn the_version_check_challenges_callers_without_credentials() {
 }
 
 #[test]
-fn the_realm_follows_the_configuration_or_the_forwarded_scheme() {
+fn the_realm_follows_the_configuration_the_addressed_origin_or_the_forwarded_scheme() {
     let fixture = Fixture::new();
     let mut forwarded = request(Method::GET, "/v2/", None, b"", "c");
     forwarded
@@ -319,6 +319,16 @@ fn the_realm_follows_the_configuration_or_the_forwarded_scheme() {
     assert!(answer
         .header("www-authenticate")
         .starts_with("Bearer realm=\"https://reg.test/token\""));
+    // A shell that knows the URL the client used (the edge) says so; it wins
+    // over the headers.
+    let mut addressed = request(Method::GET, "/v2/", None, b"", "c");
+    addressed
+        .extensions_mut()
+        .insert(RequestOrigin("https://edge.example".into()));
+    let answer = fixture.send(addressed);
+    assert!(answer
+        .header("www-authenticate")
+        .starts_with("Bearer realm=\"https://edge.example/token\""));
     let mut config = fixture.config.clone();
     config["realm"] = json!("https://auth.example/token");
     let auth = Auth::new(

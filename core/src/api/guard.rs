@@ -209,7 +209,7 @@ pub(super) fn check<'a>(
     let need = need(route, &parts.method, query);
     let refusals = Refusals {
         auth,
-        realm: auth.realm(&parts.headers),
+        realm: auth.realm(parts),
         scopes: need.scopes(),
     };
     let caller = auth
