@@ -110,8 +110,21 @@ fn manifest_unknown(reference: &str) -> RegistryError {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, env: Arc<dyn Env>, options: RegistryOptions) -> Registry {
+        Registry::with_origin(store.clone(), store, env, options)
+    }
+
+    /// A registry reading through `store`, which may answer immutable reads
+    /// from caches of its own (the edge's KV and Cache API), while uploads and
+    /// the checks that race with garbage collection use `origin`, the same
+    /// objects with no cache in front: a cache may still hold a blob record a
+    /// collection has deleted.
+    pub fn with_origin(
+        store: Arc<dyn Store>,
+        origin: Arc<dyn Store>,
+        env: Arc<dyn Env>,
+        options: RegistryOptions,
+    ) -> Registry {
         let instance = env.random_id();
-        let origin = store.clone();
         let store: Arc<dyn Store> = match options.cache_bytes {
             0 => store,
             capacity => Arc::new(ImmutableCache::new(store, env.clone(), capacity)),
