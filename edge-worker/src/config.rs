@@ -4,7 +4,8 @@
 //! the var, never silently replaced by a default.
 
 use pier_core::registry::RegistryOptions;
-use worker::Env;
+use worker::wasm_bindgen::JsValue;
+use worker::{js_sys, Env};
 
 /// The R2 bucket holding everything (binding name in wrangler.toml).
 pub const BUCKET_BINDING: &str = "PIER_BUCKET";
@@ -61,6 +62,23 @@ impl EdgeConfig {
             ..RegistryOptions::default()
         }
     }
+}
+
+/// The text of a var or secret holding a document (`PIER_AUTH`, the
+/// signing keys), `None` when it is unset or blank. A binding that is not
+/// text (a table written under `[vars]` in wrangler.toml) is an error, never
+/// taken for unset: auth must not be off by mistake.
+pub fn text_var(env: &Env, name: &str) -> Result<Option<String>, String> {
+    let bindings: &JsValue = env.as_ref();
+    let value =
+        js_sys::Reflect::get(bindings, &JsValue::from_str(name)).map_err(|_| format!("{name} cannot be read"))?;
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    let text = value
+        .as_string()
+        .ok_or_else(|| format!("{name} must be text: a JSON document in a string"))?;
+    Ok((!text.trim().is_empty()).then_some(text))
 }
 
 /// A var's text, `None` when it is not set.

@@ -1,5 +1,6 @@
 //! The Worker's entry points: `fetch` hands every request to the core over the
-//! cached R2 store; `scheduled` is the cron trigger that will drive GC.
+//! cached R2 store, with this isolate's auth; `scheduled` is the cron trigger
+//! that will drive GC.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
 
 async fn serve(request: Request, env: &Env, context: Context) -> Result<Response, String> {
     let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
+    let auth = crate::auth::auth(env).map_err(|err| format!("configuration: {err}"))?;
     #[cfg(feature = "test-endpoints")]
     if let Some(response) = crate::test_routes::serve(&request, env, &config).await {
         return response.map_err(|err| err.to_string());
@@ -46,24 +48,22 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let bucket = env
         .bucket(BUCKET_BINDING)
         .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
-    let origin = request
+    let url_origin = request
         .url()
         .map_err(|err| err.to_string())?
         .origin()
         .ascii_serialization();
-    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
-    let store = CachedStore::new(
-        Arc::new(R2Store::new(bucket, config.part_size)),
-        caches,
-        Rc::new(context),
-    );
+    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &url_origin, config.cache_max_object_bytes);
     // Core takes `Arc<dyn Store>` for the native server's threads; a Worker
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
-    let store = Arc::new(store);
-    let registry = Registry::new(store, Arc::new(WorkerEnv), config.registry_options());
+    let r2 = Arc::new(R2Store::new(bucket, config.part_size));
+    #[allow(clippy::arc_with_non_send_sync)]
+    let cached = Arc::new(CachedStore::new(r2.clone(), caches, Rc::new(context)));
+    // Uploads and the checks that race with garbage collection read R2 itself.
+    let registry = Registry::with_origin(cached, r2, Arc::new(WorkerEnv), config.registry_options());
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
-    let response = pier_core::api::handle(&registry, request).await;
+    let response = pier_core::api::handle_with_auth(&registry, auth.as_deref(), request).await;
     if let Some(unread) = unread {
         unread.drain(UNREAD_BODY_DRAIN_LIMIT).await;
     }

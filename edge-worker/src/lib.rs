@@ -10,6 +10,8 @@
 //! empty library so `cargo build --workspace` keeps working.
 
 #[cfg(target_arch = "wasm32")]
+mod auth;
+#[cfg(target_arch = "wasm32")]
 mod cache;
 #[cfg(target_arch = "wasm32")]
 mod config;
@@ -23,6 +25,8 @@ mod http_shell;
 mod js_body;
 #[cfg(target_arch = "wasm32")]
 mod js_error;
+#[cfg(target_arch = "wasm32")]
+mod per_isolate;
 #[cfg(target_arch = "wasm32")]
 mod r2;
 #[cfg(target_arch = "wasm32")]
