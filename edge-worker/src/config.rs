@@ -3,9 +3,12 @@
 //! and vars are cheap to read. Bad values are refused with a message naming
 //! the var, never silently replaced by a default.
 
+use pier_core::gc::GcConfig;
 use pier_core::registry::RegistryOptions;
 use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, Env};
+
+use crate::per_isolate::PerIsolate;
 
 /// The R2 bucket holding everything (binding name in wrangler.toml).
 pub const BUCKET_BINDING: &str = "PIER_BUCKET";
@@ -23,6 +26,16 @@ const DEFAULT_PART_SIZE: u64 = 10 * MIB;
 const DEFAULT_MAX_BODY_BYTES: u64 = 100_000_000;
 /// The Cache API refuses objects over 512 MB on all plans but Enterprise.
 const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
+/// Wall-clock seconds of collection per cron invocation: well inside the 30 s
+/// the platform allows a cron invocation on the Free plan.
+const DEFAULT_GC_BUDGET_SECS: u64 = 20;
+
+/// The var holding the `[gc]` table as JSON; without it the cron does nothing.
+pub const GC_VAR: &str = "PIER_GC";
+
+thread_local! {
+    static GC_CONFIG: PerIsolate<Result<GcConfig, String>> = const { PerIsolate::new() };
+}
 
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -35,6 +48,12 @@ pub struct EdgeConfig {
     /// Largest blob kept in the Cache API (`PIER_CACHE_MAX_OBJECT_BYTES`, `0`
     /// disables blob caching).
     pub cache_max_object_bytes: u64,
+    /// Garbage collection and retention rules (`PIER_GC`); `None`: the cron
+    /// collects nothing and no tag is immutable.
+    pub gc: Option<GcConfig>,
+    /// Seconds of collection per cron invocation (`PIER_GC_BUDGET_SECS`); each
+    /// invocation takes at least one step.
+    pub gc_budget_secs: u64,
 }
 
 impl EdgeConfig {
@@ -52,20 +71,36 @@ impl EdgeConfig {
             max_body_bytes: (max_body_bytes > 0).then_some(max_body_bytes),
             allow_sparse_manifests: flag(env, "PIER_ALLOW_SPARSE_MANIFESTS")?,
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
+            gc: gc_config(env)?,
+            gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
         })
     }
 
+    /// What every request's registry applies: pushes honour the retention
+    /// rules' `immutable_tags`, as on the native server.
     pub fn registry_options(&self) -> RegistryOptions {
         RegistryOptions {
             allow_sparse_manifests: self.allow_sparse_manifests,
             max_body_bytes: self.max_body_bytes,
+            retention: self.gc.as_ref().map(|gc| gc.rules.clone()).unwrap_or_default(),
             ..RegistryOptions::default()
         }
     }
 }
 
-/// The text of a var or secret holding a document (`PIER_AUTH`, the
-/// signing keys), `None` when it is unset or blank. A binding that is not
+/// `PIER_GC`, parsed once per isolate.
+fn gc_config(env: &Env) -> Result<Option<GcConfig>, String> {
+    let Some(text) = text_var(env, GC_VAR)? else {
+        return Ok(None);
+    };
+    GC_CONFIG
+        .with(|parsed| parsed.get(text, GcConfig::from_json))
+        .map(Some)
+        .map_err(|err| format!("{GC_VAR}: {err}"))
+}
+
+/// The text of a var or secret holding a document (`PIER_AUTH`, `PIER_GC`,
+/// the signing keys), `None` when it is unset or blank. A binding that is not
 /// text (a table written under `[vars]` in wrangler.toml) is an error, never
 /// taken for unset: auth must not be off by mistake.
 pub fn text_var(env: &Env, name: &str) -> Result<Option<String>, String> {
@@ -92,7 +127,7 @@ fn number(env: &Env, name: &str, default: u64) -> Result<u64, String> {
         Some(text) => text
             .trim()
             .parse()
-            .map_err(|_| format!("{name}={text:?} is not a number of bytes")),
+            .map_err(|_| format!("{name}={text:?} is not a whole number")),
     }
 }
 

@@ -1,13 +1,13 @@
 //! The Worker's entry points: `fetch` hands every request to the core over the
-//! cached R2 store, with this isolate's auth; `scheduled` is the cron trigger
-//! that will drive GC.
+//! cached R2 store, with this isolate's auth; `scheduled` is the cron trigger,
+//! which advances garbage collection.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use pier_core::error::{ErrorCode, RegistryError};
 use pier_core::Registry;
-use worker::{console_error, console_log, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::{console_error, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::cache::{CachedStore, EdgeCaches};
 use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
@@ -79,9 +79,6 @@ fn failure(message: &str) -> worker::Result<Response> {
 }
 
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, _env: Env, _context: ScheduleContext) {
-    console_log!(
-        "pier: cron {:?} fired; garbage collection is not built yet, nothing to do",
-        event.cron()
-    );
+async fn scheduled(event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+    crate::gc::collect(&env, &event.cron()).await;
 }

@@ -20,6 +20,8 @@ mod entry;
 #[cfg(target_arch = "wasm32")]
 mod env;
 #[cfg(target_arch = "wasm32")]
+mod gc;
+#[cfg(target_arch = "wasm32")]
 mod http_shell;
 #[cfg(target_arch = "wasm32")]
 mod js_body;
