@@ -10,7 +10,12 @@
 #   - real clients (tests/clients/run.sh);
 #   - the shared layout with the native server (tests/edge/shared-layout.sh);
 #   - a 1 GiB push in 64 MiB chunks and pull, with workerd's memory sampled;
-#   - the OCI conformance suite, on a second Worker that allows sparse manifests.
+#   - garbage collection from the cron trigger (tests/edge/gc.test.mjs), on a
+#     Worker with PIER_GC set and one collection step per invocation;
+#   - Workers with a broken PIER_AUTH or PIER_GC: every request a 500 naming it;
+#   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
+#     and the signing-keys secret), and the token endpoint's latency and CPU;
+#   - the OCI conformance suite, on a Worker that allows sparse manifests.
 # Then stops the Workers and prints measurements and one counts line.
 #
 # Usage: scripts/test-edge.sh
@@ -80,6 +85,7 @@ free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0
 
 # start_worker NAME PORT [WRANGLER_ARGS...]: the test Worker on PORT in its own
 # process group (recorded for the stop), state under $WORK/NAME; sets PGID.
+# Ready when GET /v2/ answers $READY_STATUS (default 200).
 start_worker() {
   local name=$1 port=$2; shift 2
   local t0=$SECONDS started_ms
@@ -87,7 +93,7 @@ start_worker() {
   PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$WORK/$name" \
     --port "$port" --persist "$WORK/$name-state" --env test -- "$@" >"$WORK/$name.log" 2>&1 &
   for _ in $(seq 1 600); do
-    if curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; then
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = "${READY_STATUS:-200}" ]; then
       PGID=$(cat "$WORK/$name.pgid")
       groups+=("$PGID")
       measure "time to ready ($name): $(($(date +%s%3N) - started_ms)) ms"
@@ -140,6 +146,33 @@ if [ -z "${PIER_EDGE_SKIP_BIG:-}" ]; then
     node_suite "1 GiB push in 64 MiB chunks" "$WORK/big.tap" tests/edge/big-push.test.mjs
 fi
 stop_workers
+
+# Garbage collection from the cron trigger, one step per invocation.
+PORT=$(free_port)
+start_worker gc "$PORT" --test-scheduled --var PIER_GC_BUDGET_SECS:0 \
+  --var 'PIER_GC:{"grace_secs":0,"upload_expiry_secs":0,"rules":[{"namespace":"locked/**","immutable_tags":true}]}'
+PIER_URL=http://127.0.0.1:$PORT PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
+  node_suite "GC from the cron trigger" "$WORK/gc.tap" tests/edge/gc.test.mjs
+stop_workers
+
+# bad_var VAR WRANGLER_ARGS...: a Worker with VAR broken answers every request
+# with a 500 that names VAR.
+bad_var() {
+  local var=$1; shift
+  PORT=$(free_port)
+  READY_STATUS=500 start_worker "bad-$var" "$PORT" "$@"
+  PIER_URL=http://127.0.0.1:$PORT PIER_EDGE_BAD_VAR=$var \
+    node_suite "broken $var refused" "$WORK/bad-$var.tap" tests/edge/bad-config.test.mjs
+  stop_workers
+}
+bad_var PIER_AUTH --var 'PIER_AUTH:{"servise":"pier"}' --var 'PIER_AUTH_SIGNING_KEYS:{"keys":[]}'
+bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
+
+# Auth: the auth suite against a Worker configured with PIER_AUTH and the
+# signing-keys secret (it starts its own), with the token endpoint measured.
+script_suite "auth (matrix, flow, conformance, clients)" "$WORK/auth.log" auth \
+  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" PIER_AUTH_MEASUREMENTS="$MEASUREMENTS" \
+  bash tests/auth/run.sh --edge
 
 PORT=$(free_port)
 start_worker sparse "$PORT" --var PIER_ALLOW_SPARSE_MANIFESTS:true

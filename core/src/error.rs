@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TooManyRequests,
     RangeInvalid,
     TagInvalid,
+    /// No garbage collection has finished yet, so there is no report.
+    GcReportUnknown,
     /// A storage failure: the request may be retried.
     Unavailable,
     /// A bug or an unexpected state; never caused by client input.
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::TagInvalid => "TAG_INVALID",
+            ErrorCode::GcReportUnknown => "GC_REPORT_UNKNOWN",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_ERROR",
         }
@@ -61,7 +64,8 @@ impl ErrorCode {
             ErrorCode::BlobUnknown
             | ErrorCode::BlobUploadUnknown
             | ErrorCode::ManifestUnknown
-            | ErrorCode::NameUnknown => StatusCode::NOT_FOUND,
+            | ErrorCode::NameUnknown
+            | ErrorCode::GcReportUnknown => StatusCode::NOT_FOUND,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Denied => StatusCode::FORBIDDEN,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,

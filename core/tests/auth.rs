@@ -14,8 +14,9 @@ use jwt_simple::prelude::*;
 use pier_core::api::{handle, handle_with_auth, Body, HttpResponse};
 use pier_core::auth::identity::{hash_password, new_robot_token};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
-use pier_core::auth::{Auth, AuthConfig, ClientAddress};
+use pier_core::auth::{Auth, AuthConfig, ClientAddress, RequestOrigin};
 use pier_core::digest::{Algorithm, Digest};
+use pier_core::gc::{Gc, GcConfig};
 use pier_core::platform::{empty_body, full_body, Env};
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
@@ -46,6 +47,7 @@ impl Env for TestEnv {
 /// A registry with the three-namespace layout of docs/auth.md.
 struct Fixture {
     env: Arc<TestEnv>,
+    store: Arc<MemoryStore>,
     registry: Registry,
     auth: Auth,
     config: Value,
@@ -97,13 +99,11 @@ impl Fixture {
             env.clone(),
         )
         .unwrap();
-        let registry = Registry::new(
-            Arc::new(MemoryStore::new(1 << 20)),
-            env.clone(),
-            RegistryOptions::default(),
-        );
+        let store = Arc::new(MemoryStore::new(1 << 20));
+        let registry = Registry::new(store.clone(), env.clone(), RegistryOptions::default());
         Fixture {
             env,
+            store,
             registry,
             auth,
             config,
@@ -309,7 +309,7 @@ fn the_version_check_challenges_callers_without_credentials() {
 }
 
 #[test]
-fn the_realm_follows_the_configuration_or_the_forwarded_scheme() {
+fn the_realm_follows_the_configuration_the_addressed_origin_or_the_forwarded_scheme() {
     let fixture = Fixture::new();
     let mut forwarded = request(Method::GET, "/v2/", None, b"", "c");
     forwarded
@@ -319,6 +319,16 @@ fn the_realm_follows_the_configuration_or_the_forwarded_scheme() {
     assert!(answer
         .header("www-authenticate")
         .starts_with("Bearer realm=\"https://reg.test/token\""));
+    // A shell that knows the URL the client used (the edge) says so; it wins
+    // over the headers.
+    let mut addressed = request(Method::GET, "/v2/", None, b"", "c");
+    addressed
+        .extensions_mut()
+        .insert(RequestOrigin("https://edge.example".into()));
+    let answer = fixture.send(addressed);
+    assert!(answer
+        .header("www-authenticate")
+        .starts_with("Bearer realm=\"https://edge.example/token\""));
     let mut config = fixture.config.clone();
     config["realm"] = json!("https://auth.example/token");
     let auth = Auth::new(
@@ -903,4 +913,75 @@ fn an_oidc_id_token_logs_in_as_its_mapped_identity() {
         b"",
     );
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn only_admins_read_the_gc_report() {
+    let fixture = Fixture::new();
+    let path = "/_pier/gc/report";
+    let anonymous = fixture.call(Method::GET, path, None, b"");
+    assert!(!anonymous.challenge().contains("scope="), "no scope to ask for");
+    let alice = basic("alice", "alice-pass");
+    fixture.call(Method::GET, path, Some(&alice), b"").denied();
+    let alice_token = fixture.token(Some(&alice), &[]);
+    fixture
+        .call(Method::GET, path, Some(&bearer(&alice_token)), b"")
+        .denied();
+    let ci_token = fixture.token(Some(&basic("ci-bot", &fixture.ci_token)), &[]);
+    fixture.call(Method::GET, path, Some(&bearer(&ci_token)), b"").denied();
+    let anonymous_token = fixture.token(None, &[]);
+    fixture
+        .call(Method::GET, path, Some(&bearer(&anonymous_token)), b"")
+        .challenge();
+    assert_eq!(
+        fixture
+            .call(Method::GET, path, Some(&basic("root", "wrong")), b"")
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let root = basic("root", "root-pass");
+    let none_yet = fixture.call(Method::GET, path, Some(&root), b"");
+    assert_eq!(none_yet.status, StatusCode::NOT_FOUND, "{none_yet:?}");
+    assert_eq!(none_yet.code(), "GC_REPORT_UNKNOWN");
+
+    let report =
+        block_on(Gc::new(fixture.store.clone(), fixture.env.clone(), GcConfig::default(), false).run_to_end()).unwrap();
+    let root_token = fixture.token(Some(&root), &[]);
+    for authorization in [root, bearer(&root_token)] {
+        let answer = fixture.call(Method::GET, path, Some(&authorization), b"");
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(answer.header("content-type"), "application/json");
+        assert_eq!(answer.header("cache-control"), "no-store");
+        assert_eq!(answer.json()["run"], report.run.as_str());
+        assert_eq!(answer.json()["steps"], report.steps);
+    }
+    fixture.call(Method::GET, path, Some(&alice), b"").denied();
+}
+
+#[test]
+fn without_auth_the_gc_report_is_open() {
+    let fixture = Fixture::new();
+    let open = |method: Method| {
+        Answer::of(block_on(handle(
+            &fixture.registry,
+            request(method, "/_pier/gc/report", None, b"", "c"),
+        )))
+    };
+    let none_yet = open(Method::GET);
+    assert_eq!(
+        (none_yet.status, none_yet.code().as_str()),
+        (StatusCode::NOT_FOUND, "GC_REPORT_UNKNOWN")
+    );
+    block_on(Gc::new(fixture.store.clone(), fixture.env.clone(), GcConfig::default(), true).run_to_end()).unwrap();
+    let answer = open(Method::GET);
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["dry_run"], true);
+    let head = open(Method::HEAD);
+    assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
+    let post = open(Method::POST);
+    assert_eq!(
+        (post.status, post.code().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
+    );
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use gc_support::*;
 use pier_core::error::ErrorCode;
-use pier_core::gc::{Gc, RetentionRule};
+use pier_core::gc::{Gc, GcConfig, RetentionRule};
 use pier_core::manifest::{DOCKER_LIST, OCI_INDEX};
 use pier_core::registry::Reference;
 use pier_core::store::memory::MemoryStore;
@@ -609,4 +609,55 @@ fn orphaned_data_goes_in_the_run_after_it_is_suspected() {
         assert!(w.store.head("data/deadbeef").await.unwrap().is_none());
         assert!(w.stored(&config).await);
     });
+}
+
+#[test]
+fn a_budgeted_run_takes_at_least_one_step_and_the_next_one_resumes() {
+    block_on(async {
+        let w = world(Vec::new());
+        for i in 0..4 {
+            let config = w.blob(&format!("r{i}"), &format!("config {i}")).await;
+            w.manifest(&format!("r{i}"), tag("v1"), &image(&config, &[])).await;
+            w.blob(&format!("r{i}"), &format!("stray {i}")).await;
+        }
+        w.env.advance(2 * HOUR_MS);
+        // A budget of nothing: one step per call, as a cron invocation that
+        // is out of time at once; each call is a new collector (a new isolate).
+        let mut calls = 0;
+        let report = loop {
+            let mut gc = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
+            let run = gc.run_for(0).await.unwrap();
+            assert_eq!(run.steps, 1);
+            calls += 1;
+            if let Some(report) = run.last.report {
+                break report;
+            }
+        };
+        assert_eq!(report.steps, calls, "every call advanced the same collection");
+        assert_eq!(report.blobs_deleted, 4);
+        // The clock of this test stands still, so steps take no time and any
+        // budget finishes a collection in one call.
+        w.blob("r0", "another stray").await;
+        w.env.advance(2 * HOUR_MS);
+        let mut gc = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
+        let run = gc.run_for(1000).await.unwrap();
+        assert!(run.last.done);
+        assert_eq!(run.steps, run.last.report.unwrap().steps);
+    });
+}
+
+#[test]
+fn the_json_form_of_the_gc_table_is_checked() {
+    let config = GcConfig::from_json(
+        r#"{"grace_secs": 60, "interval_secs": 3600,
+            "rules": [{"namespace": "prod/**", "immutable_tags": true}]}"#,
+    )
+    .unwrap();
+    assert_eq!(config.grace_secs, 60);
+    assert_eq!(config.page_size, GcConfig::default().page_size);
+    assert!(config.rules[0].immutable_tags);
+    let misspelt = GcConfig::from_json(r#"{"grace_sec": 60}"#).unwrap_err();
+    assert!(misspelt.contains("grace_sec"), "{misspelt}");
+    assert!(GcConfig::from_json("[]").is_err());
+    assert!(GcConfig::from_json(r#"{"rules": [{"namespace": "a", "keep": 1}]}"#).is_err());
 }

@@ -3,8 +3,12 @@
 //! and vars are cheap to read. Bad values are refused with a message naming
 //! the var, never silently replaced by a default.
 
+use pier_core::gc::GcConfig;
 use pier_core::registry::RegistryOptions;
-use worker::Env;
+use worker::wasm_bindgen::JsValue;
+use worker::{js_sys, Env};
+
+use crate::per_isolate::PerIsolate;
 
 /// The R2 bucket holding everything (binding name in wrangler.toml).
 pub const BUCKET_BINDING: &str = "PIER_BUCKET";
@@ -22,6 +26,16 @@ const DEFAULT_PART_SIZE: u64 = 10 * MIB;
 const DEFAULT_MAX_BODY_BYTES: u64 = 100_000_000;
 /// The Cache API refuses objects over 512 MB on all plans but Enterprise.
 const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
+/// Wall-clock seconds of collection per cron invocation: well inside the 30 s
+/// the platform allows a cron invocation on the Free plan.
+const DEFAULT_GC_BUDGET_SECS: u64 = 20;
+
+/// The var holding the `[gc]` table as JSON; without it the cron does nothing.
+pub const GC_VAR: &str = "PIER_GC";
+
+thread_local! {
+    static GC_CONFIG: PerIsolate<Result<GcConfig, String>> = const { PerIsolate::new() };
+}
 
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -34,6 +48,12 @@ pub struct EdgeConfig {
     /// Largest blob kept in the Cache API (`PIER_CACHE_MAX_OBJECT_BYTES`, `0`
     /// disables blob caching).
     pub cache_max_object_bytes: u64,
+    /// Garbage collection and retention rules (`PIER_GC`); `None`: the cron
+    /// collects nothing and no tag is immutable.
+    pub gc: Option<GcConfig>,
+    /// Seconds of collection per cron invocation (`PIER_GC_BUDGET_SECS`); each
+    /// invocation takes at least one step.
+    pub gc_budget_secs: u64,
 }
 
 impl EdgeConfig {
@@ -51,16 +71,49 @@ impl EdgeConfig {
             max_body_bytes: (max_body_bytes > 0).then_some(max_body_bytes),
             allow_sparse_manifests: flag(env, "PIER_ALLOW_SPARSE_MANIFESTS")?,
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
+            gc: gc_config(env)?,
+            gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
         })
     }
 
+    /// What every request's registry applies: pushes honour the retention
+    /// rules' `immutable_tags`, as on the native server.
     pub fn registry_options(&self) -> RegistryOptions {
         RegistryOptions {
             allow_sparse_manifests: self.allow_sparse_manifests,
             max_body_bytes: self.max_body_bytes,
+            retention: self.gc.as_ref().map(|gc| gc.rules.clone()).unwrap_or_default(),
             ..RegistryOptions::default()
         }
     }
+}
+
+/// `PIER_GC`, parsed once per isolate.
+fn gc_config(env: &Env) -> Result<Option<GcConfig>, String> {
+    let Some(text) = text_var(env, GC_VAR)? else {
+        return Ok(None);
+    };
+    GC_CONFIG
+        .with(|parsed| parsed.get(text, GcConfig::from_json))
+        .map(Some)
+        .map_err(|err| format!("{GC_VAR}: {err}"))
+}
+
+/// The text of a var or secret holding a document (`PIER_AUTH`, `PIER_GC`,
+/// the signing keys), `None` when it is unset or blank. A binding that is not
+/// text (a table written under `[vars]` in wrangler.toml) is an error, never
+/// taken for unset: auth must not be off by mistake.
+pub fn text_var(env: &Env, name: &str) -> Result<Option<String>, String> {
+    let bindings: &JsValue = env.as_ref();
+    let value =
+        js_sys::Reflect::get(bindings, &JsValue::from_str(name)).map_err(|_| format!("{name} cannot be read"))?;
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    let text = value
+        .as_string()
+        .ok_or_else(|| format!("{name} must be text: a JSON document in a string"))?;
+    Ok((!text.trim().is_empty()).then_some(text))
 }
 
 /// A var's text, `None` when it is not set.
@@ -74,7 +127,7 @@ fn number(env: &Env, name: &str, default: u64) -> Result<u64, String> {
         Some(text) => text
             .trim()
             .parse()
-            .map_err(|_| format!("{name}={text:?} is not a number of bytes")),
+            .map_err(|_| format!("{name}={text:?} is not a whole number")),
     }
 }
 
@@ -84,23 +137,4 @@ fn flag(env: &Env, name: &str) -> Result<bool, String> {
         Some("true") | Some("1") => Ok(true),
         Some(other) => Err(format!("{name}={other:?} must be true or false")),
     }
-}
-
-/// What is built from a var's text (the mirror, webhooks and replication
-/// rules), kept per isolate with that text.
-pub type IsolateSlot<T> = std::thread::LocalKey<std::cell::RefCell<Option<(String, T)>>>;
-
-/// The value `slot` holds for `text`, built by `build` when the text changed
-/// (a new deployment's vars) or nothing is held yet.
-pub fn kept_per_isolate<T: Clone>(
-    slot: &'static IsolateSlot<T>,
-    text: String,
-    build: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, String> {
-    if let Some(kept) = slot.with(|s| s.borrow().as_ref().filter(|(t, _)| *t == text).map(|(_, v)| v.clone())) {
-        return Ok(kept);
-    }
-    let value = build(&text)?;
-    slot.with(|s| *s.borrow_mut() = Some((text, value.clone())));
-    Ok(value)
 }

@@ -1,5 +1,6 @@
 //! The Worker's entry points: `fetch` hands every request to the core over the
-//! cached R2 store; `scheduled` is the cron trigger that will drive GC.
+//! cached R2 store, with this isolate's auth; `scheduled` is the cron trigger,
+//! which advances garbage collection.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use pier_core::error::{ErrorCode, RegistryError};
 use pier_core::store::Store;
 use pier_core::Registry;
-use worker::{console_error, console_log, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::{console_error, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::cache::{CachedStore, EdgeCaches};
 use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
@@ -40,6 +41,7 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
 
 async fn serve(request: Request, env: &Env, context: Context) -> Result<Response, String> {
     let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
+    let auth = crate::auth::auth(env).map_err(|err| format!("configuration: {err}"))?;
     #[cfg(feature = "test-endpoints")]
     if let Some(response) = crate::test_routes::serve(&request, env, &config).await {
         return response.map_err(|err| err.to_string());
@@ -47,12 +49,12 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let bucket = env
         .bucket(BUCKET_BINDING)
         .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
-    let origin = request
+    let url_origin = request
         .url()
         .map_err(|err| err.to_string())?
         .origin()
         .ascii_serialization();
-    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
+    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &url_origin, config.cache_max_object_bytes);
     // Core takes `Arc<dyn Store>` for the native server's threads; a Worker
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
@@ -69,7 +71,7 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         registry = registry.with_events(events);
     }
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
-    let response = pier_core::api::handle(&registry, request).await;
+    let response = pier_core::api::handle_with_auth(&registry, auth.as_deref(), request).await;
     if let Some(unread) = unread {
         unread.drain(UNREAD_BODY_DRAIN_LIMIT).await;
     }
@@ -85,9 +87,6 @@ fn failure(message: &str) -> worker::Result<Response> {
 }
 
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, _env: Env, _context: ScheduleContext) {
-    console_log!(
-        "pier: cron {:?} fired; garbage collection is not built yet, nothing to do",
-        event.cron()
-    );
+async fn scheduled(event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+    crate::gc::collect(&env, &event.cron()).await;
 }

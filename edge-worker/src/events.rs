@@ -6,7 +6,6 @@
 //! response without delaying it (within the runtime's limit on work after
 //! a response: retries far apart may be cut short).
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +15,17 @@ use pier_core::platform::{Background, BoxFuture};
 use serde::de::DeserializeOwned;
 use worker::{console_error, console_log, Context, Delay, Env};
 
-use crate::config::{kept_per_isolate, var};
+use crate::config::var;
 use crate::env::WorkerEnv;
 use crate::fetch::FetchClient;
+use crate::per_isolate::PerIsolate;
 
 const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
 const REPLICATE_VAR: &str = "PIER_REPLICATE";
 
 thread_local! {
-    /// The hooks built from both vars' text, with that text.
-    static HOOKS: RefCell<Option<(String, Arc<Hooks>)>> = const { RefCell::new(None) };
+    /// The hooks built from both vars' text.
+    static HOOKS: PerIsolate<Result<Arc<Hooks>, String>> = const { PerIsolate::new() };
 }
 
 /// Background work of one request, kept alive by its `waitUntil`.
@@ -65,13 +65,15 @@ pub fn from_env(env: &Env, context: Rc<Context>) -> Result<Option<EventSink>, St
         return Ok(None);
     }
     let key = format!("{webhooks}\n{replicate}");
-    let hooks = kept_per_isolate(&HOOKS, key, |_| {
-        let webhooks: Vec<WebhookConfig> = tables(&webhooks, WEBHOOKS_VAR)?;
-        let rules: Vec<ReplicateConfig> = tables(&replicate, REPLICATE_VAR)?;
-        // One isolate, one thread: the port's JavaScript handles need not be Send.
-        #[allow(clippy::arc_with_non_send_sync)]
-        let hooks = Hooks::new(&webhooks, &rules, Arc::new(FetchClient), Arc::new(WorkerEnv))?;
-        Ok(Arc::new(hooks))
+    let hooks = HOOKS.with(|kept| {
+        kept.get(key, |_| {
+            let webhooks: Vec<WebhookConfig> = tables(&webhooks, WEBHOOKS_VAR)?;
+            let rules: Vec<ReplicateConfig> = tables(&replicate, REPLICATE_VAR)?;
+            // One isolate, one thread: the port's JavaScript handles need not be Send.
+            #[allow(clippy::arc_with_non_send_sync)]
+            let hooks = Hooks::new(&webhooks, &rules, Arc::new(FetchClient), Arc::new(WorkerEnv))?;
+            Ok(Arc::new(hooks))
+        })
     })?;
     #[allow(clippy::arc_with_non_send_sync)]
     Ok(Some(EventSink::new(hooks, Arc::new(WaitUntil(context)))))

@@ -4,10 +4,14 @@
 
 use http::header::{HeaderName, HeaderValue};
 use pier_core::api::Body;
+use pier_core::auth::{ClientAddress, RequestOrigin};
 use pier_core::platform::{empty_body, RequestBody};
 use worker::{EncodeBody, Headers, Response, ResponseBuilder};
 
 use crate::streams::{readable_of_length, request_body, UnreadBody};
+
+/// The address of the client, set by Cloudflare on every request.
+const CLIENT_IP_HEADER: &str = "cf-connecting-ip";
 
 /// The core request for a Worker request, its body streaming from the client,
 /// and what core may leave unread of that body (see [`request_body`]).
@@ -23,15 +27,24 @@ pub fn core_request(mut request: worker::Request) -> worker::Result<(http::Reque
     if let Some(headers) = builder.headers_mut() {
         copy_request_headers(request.headers(), headers);
     }
+    let client = request.headers().get(CLIENT_IP_HEADER)?;
     let (body, unread) = if request.inner().body().is_some() {
         let (body, unread) = request_body(request.stream()?);
         (body, Some(unread))
     } else {
         (empty_body(), None)
     };
-    let request = builder
+    let mut request = builder
         .body(body)
         .map_err(|err| worker::Error::RustError(err.to_string()))?;
+    // What auth needs to know of the client: who it is, for the failed-login
+    // counts, and the URL it used, for the token realm of challenges.
+    if let Some(client) = client {
+        request.extensions_mut().insert(ClientAddress(client));
+    }
+    request
+        .extensions_mut()
+        .insert(RequestOrigin(url.origin().ascii_serialization()));
     Ok((request, unread))
 }
 

@@ -10,6 +10,8 @@
 //! empty library so `cargo build --workspace` keeps working.
 
 #[cfg(target_arch = "wasm32")]
+mod auth;
+#[cfg(target_arch = "wasm32")]
 mod cache;
 #[cfg(target_arch = "wasm32")]
 mod config;
@@ -22,6 +24,8 @@ mod events;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
+mod gc;
+#[cfg(target_arch = "wasm32")]
 mod http_shell;
 #[cfg(target_arch = "wasm32")]
 mod js_body;
@@ -29,6 +33,8 @@ mod js_body;
 mod js_error;
 #[cfg(target_arch = "wasm32")]
 mod mirror;
+#[cfg(target_arch = "wasm32")]
+mod per_isolate;
 #[cfg(target_arch = "wasm32")]
 mod r2;
 #[cfg(target_arch = "wasm32")]

@@ -4,21 +4,20 @@
 //! is kept per isolate while the var is unchanged, so upstream tokens are
 //! fetched once, not on every request.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use pier_core::mirror::{Mirror, MirrorConfig};
 use worker::Env;
 
-use crate::config::{kept_per_isolate, var};
+use crate::config::var;
 use crate::env::WorkerEnv;
 use crate::fetch::FetchClient;
+use crate::per_isolate::PerIsolate;
 
 const MIRRORS_VAR: &str = "PIER_MIRRORS";
 
 thread_local! {
-    /// The mirror built from the var's text, with that text.
-    static MIRROR: RefCell<Option<(String, Arc<Mirror>)>> = const { RefCell::new(None) };
+    static MIRROR: PerIsolate<Result<Arc<Mirror>, String>> = const { PerIsolate::new() };
 }
 
 /// The deployment's mirror, `None` when `PIER_MIRRORS` is unset or empty.
@@ -26,14 +25,15 @@ pub fn from_env(env: &Env) -> Result<Option<Arc<Mirror>>, String> {
     let Some(text) = var(env, MIRRORS_VAR).filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
-    kept_per_isolate(&MIRROR, text, |text| {
-        let configs: Vec<MirrorConfig> =
-            serde_json::from_str(text).map_err(|e| format!("{MIRRORS_VAR}: not a JSON array of mirrors: {e}"))?;
-        // One isolate, one thread: the port's JavaScript handles need not be Send.
-        #[allow(clippy::arc_with_non_send_sync)]
-        let mirror = Mirror::new(&configs, Arc::new(FetchClient), Arc::new(WorkerEnv))
-            .map_err(|e| format!("{MIRRORS_VAR}: {e}"))?;
-        Ok(Arc::new(mirror))
-    })
-    .map(Some)
+    MIRROR.with(|kept| kept.get(text, build)).map(Some)
+}
+
+fn build(text: &str) -> Result<Arc<Mirror>, String> {
+    let configs: Vec<MirrorConfig> =
+        serde_json::from_str(text).map_err(|e| format!("{MIRRORS_VAR}: not a JSON array of mirrors: {e}"))?;
+    // One isolate, one thread: the port's JavaScript handles need not be Send.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let mirror =
+        Mirror::new(&configs, Arc::new(FetchClient), Arc::new(WorkerEnv)).map_err(|e| format!("{MIRRORS_VAR}: {e}"))?;
+    Ok(Arc::new(mirror))
 }

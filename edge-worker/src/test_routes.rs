@@ -10,6 +10,10 @@
 //! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
 //! - `GET /_pier_test/wasm-memory`: the isolate's wasm memory in bytes, which
 //!   never shrinks, so it is the peak of what pier's code has held at once.
+//! - `GET /_pier_test/uploads/<id>/multipart`: the R2 multipart upload an
+//!   upload session writes its parts to, and `POST` on it with
+//!   `?multipart=<upload id>`: 200 if R2 still takes parts for it, 404 if R2
+//!   no longer knows it (aborted), to prove that expiring a session aborts it.
 
 use worker::wasm_bindgen::JsCast;
 use worker::{Env, Method, Request, Response};
@@ -18,8 +22,10 @@ use crate::cache::EdgeCaches;
 use crate::config::{var, EdgeConfig, BUCKET_BINDING, KV_BINDING};
 use crate::env::WorkerEnv;
 use crate::r2::R2Store;
+use pier_core::layout;
 use pier_core::platform::Env as _;
-use pier_core::store::{read_small, PutMode, Store};
+use pier_core::store::{read_small, PutMode, Store, StoreError};
+use pier_core::upload::load_state;
 
 const PREFIX: &str = "/_pier_test/";
 
@@ -70,6 +76,12 @@ async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) 
             _ => Response::error("method not allowed", 405),
         };
     }
+    if let Some(id) = route
+        .strip_prefix("uploads/")
+        .and_then(|r| r.strip_suffix("/multipart"))
+    {
+        return multipart(request, &store, id).await;
+    }
     if let Some(key) = route.strip_prefix("cached/") {
         let origin = request.url()?.origin().ascii_serialization();
         let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
@@ -80,6 +92,33 @@ async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) 
         };
     }
     Response::error("no such test route", 404)
+}
+
+async fn multipart(request: &Request, store: &R2Store, id: &str) -> worker::Result<Response> {
+    let id = decode(id)?;
+    match request.method() {
+        Method::Get => match load_state(store, &id).await.map_err(|e| e.to_string())? {
+            Some((_, state)) => match state.multipart {
+                Some(multipart) => Response::ok(multipart),
+                None => Response::error("the session has no multipart write", 404),
+            },
+            None => Response::error("no such upload session", 404),
+        },
+        Method::Post => {
+            let url = request.url()?;
+            let Some((_, multipart)) = url.query_pairs().find(|(name, _)| name == "multipart") else {
+                return Response::error("?multipart= is required", 400);
+            };
+            // A last part may be of any size; 10000 is past any part a test writes.
+            let probe = bytes::Bytes::from_static(b"probe");
+            match store.put_part(&layout::blob_data(&id), &multipart, 10_000, probe).await {
+                Ok(_) => Response::ok("R2 takes parts for it\n"),
+                Err(StoreError::NotFound) => Response::error("R2 does not know this multipart upload", 404),
+                Err(err) => Err(worker::Error::RustError(err.to_string())),
+            }
+        }
+        _ => Response::error("method not allowed", 405),
+    }
 }
 
 /// The store key in a route. Layout keys need no escaping in a URL path, so an

@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# Auth end to end on the native server: makes a full auth setup with
-# `pier auth` (make-config.sh), starts `pier serve` with it, then runs
+# Auth end to end, on the native server or on the edge Worker: makes a full
+# auth setup with `pier auth` (make-config.sh), starts the registry with it,
+# then runs
 #   1. the HTTP suite of this directory (role x endpoint matrix, token flow,
-#      forged tokens, OIDC, failed-login limits);
+#      forged tokens, OIDC, failed-login limits, the admin-only GC report);
 #   2. the OCI conformance suite logged in as the admin (0 failed expected);
 #   3. the real-client round trips of tests/clients logged in as the admin;
 #   4. real clients logging in as each role and doing what the policy allows
 #      and no more: skopeo login, crane auth login, oras login, push and pull,
 #      refused pushes, and anonymous pulls of public/ with no login at all.
 #
-# Usage: tests/auth/run.sh
+# Usage: tests/auth/run.sh [--edge]
+#   (none)   `pier serve -c pier.toml`, collecting garbage once at start so that
+#            a GC report exists
+#   --edge   the test Worker under local workerd (scripts/edge-dev.sh --env
+#            test), configured as a deployment is: the var PIER_AUTH holds
+#            auth.json, the secret PIER_AUTH_SIGNING_KEYS comes from a .env
+#            file (--env-file), PIER_GC is set and the cron is triggered once
+#            through wrangler's /__scheduled (--test-scheduled)
 # Env:   PIER_BIN   the pier binary [default: build it, then $CARGO_TARGET_DIR/debug/pier]
+#        PIER_EDGE_PREBUILT=1   --edge: use edge-worker/build-test/ as it is
+#                               (default: scripts/edge-build.sh --test first)
+#        PIER_AUTH_MEASUREMENTS=FILE  also measure the token endpoint (bench/token-latency.mjs)
+#                                     and append its lines to FILE
 #        KEEP=1     keep the scratch directory
 # Output: one line per step and check; last line "auth: N passed, N failed";
 #         exit 1 if anything failed, 2 on setup problems.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+
+target=native
+case ${1:-} in
+  --edge) target=edge ;;
+  "") ;;
+  *) echo "usage: $0 [--edge]" >&2; exit 2 ;;
+esac
 
 PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
 export PATH="$PIER_TOOLS/bin:$PIER_TOOLS/node/bin:$PATH"
@@ -26,11 +45,15 @@ if [ -z "${PIER_BIN:-}" ]; then
   cargo build -q -p pier-server || exit 2
   PIER_BIN=${CARGO_TARGET_DIR:-target}/debug/pier
 fi
+if [ "$target" = edge ] && [ "${PIER_EDGE_PREBUILT:-}" != 1 ]; then
+  scripts/edge-build.sh --test >/dev/null || { echo "auth: the test Worker did not build" >&2; exit 2; }
+fi
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/pier-auth.XXXXXX")
-server=
+server= worker_group=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null
+  [ -n "$worker_group" ] && kill -- "-$worker_group" 2>/dev/null
   if [ -n "${KEEP:-}" ] || [ "${nfail:-1}" -gt 0 ]; then echo "scratch kept in $scratch"; else rm -rf "$scratch"; fi
 }
 trap cleanup EXIT
@@ -38,20 +61,41 @@ trap cleanup EXIT
 PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/cfg" >/dev/null || exit 2
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 REG=127.0.0.1:$port
-# Sparse manifests: the conformance suite's OCI_DATA_SPARSE data set needs them.
-"$PIER_BIN" serve -c "$scratch/cfg/pier.toml" --listen "$REG" --data-dir "$scratch/data" \
-  --allow-sparse-manifests true 2>"$scratch/pier.log" &
-server=$!
-for _ in $(seq 1 100); do
+if [ "$target" = native ]; then
+  # A collection at start (then hourly), for the admin-only GC report.
+  printf '\n[gc]\ninterval_secs = 3600\n' >>"$scratch/cfg/pier.toml"
+  # Sparse manifests: the conformance suite's OCI_DATA_SPARSE data set needs them.
+  "$PIER_BIN" serve -c "$scratch/cfg/pier.toml" --listen "$REG" --data-dir "$scratch/data" \
+    --allow-sparse-manifests true 2>"$scratch/pier.log" &
+  server=$!
+  log=$scratch/pier.log ready_tries=100
+else
+  # The secret as `wrangler secret put` would hold it, from a .env file.
+  printf "PIER_AUTH_SIGNING_KEYS='%s'\n" "$(jq -c . "$scratch/cfg/signing-keys.json")" >"$scratch/cfg/worker.env"
+  PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0"; exec scripts/edge-dev.sh "$@"' "$scratch/worker.pgid" \
+    --port "$port" --persist "$scratch/worker-state" --env test -- \
+    --var "PIER_AUTH:$(jq -c . "$scratch/cfg/auth.json")" --env-file "$scratch/cfg/worker.env" \
+    --var 'PIER_GC:{}' --test-scheduled --var PIER_ALLOW_SPARSE_MANIFESTS:true >"$scratch/worker.log" 2>&1 &
+  log=$scratch/worker.log ready_tries=1200
+fi
+for _ in $(seq 1 "$ready_tries"); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/")" = 401 ] && break
   sleep 0.1
 done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/")" = 401 ] || { cat "$scratch/pier.log"; exit 2; }
-echo "auth: pier at $REG, setup in $scratch/cfg"
+[ "$target" = edge ] && [ -f "$scratch/worker.pgid" ] && worker_group=$(cat "$scratch/worker.pgid")
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/")" = 401 ] || { tail -n 40 "$log"; exit 2; }
+echo "auth: pier ($target) at $REG, setup in $scratch/cfg"
 
 creds=$scratch/cfg/credentials.json
 user() { jq -r ".$1.username" "$creds"; }
 secret() { jq -r ".$1.password" "$creds"; }
+
+# A finished collection, so the suite can read its report as the admin.
+[ "$target" = edge ] && curl -s -o /dev/null "http://$REG/__scheduled?cron=*/30+*+*+*+*"
+for _ in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -u "$(user admin):$(secret admin)" "http://$REG/_pier/gc/report")" = 200 ] && break
+  sleep 0.1
+done
 
 npass=0 nfail=0 failed=()
 record() { # name rc
@@ -75,8 +119,9 @@ check() {
 }
 fails() { if "$@"; then echo "unexpectedly succeeded: $*"; return 1; fi; }
 
-step "HTTP matrix, token flow, forged tokens, OIDC, limits" \
-  env PIER_URL="http://$REG" PIER_AUTH_CREDENTIALS="$creds" node --test --test-concurrency=1 tests/auth/*.test.mjs
+step "HTTP matrix, token flow, forged tokens, OIDC, limits, GC report" \
+  env PIER_URL="http://$REG" PIER_AUTH_CREDENTIALS="$creds" PIER_GC_REPORT=present \
+  node --test --test-concurrency=1 tests/auth/*.test.mjs
 step "OCI conformance logged in as the admin" \
   env USERNAME="$(user admin)" PASSWORD="$(secret admin)" OUT="$scratch/conformance" bash tests/conformance/run.sh "$REG"
 step "real clients (tests/clients) logged in as the admin" \
@@ -165,6 +210,14 @@ check "skopeo login (sandbox user), copy ci/ -> sandbox/, not public/" skopeo_lo
 check "oras login (promoter), push to prod/, promote to public/"   oras_login_promoter_promotes_to_prod_and_public
 check "production pulls prod/ (skopeo, oras) and cannot push"      production_pulls_prod
 check "anonymous pulls public/ with no login, not prod/"          anonymous_pulls_public_without_login
+
+# ---------------------------------------------------------------- measurements
+if [ -n "${PIER_AUTH_MEASUREMENTS:-}" ]; then
+  if [ "$target" = edge ]; then cpu=(--pgid "$worker_group" --only workerd); else cpu=(--pgid "$(ps -o pgid= "$server" | tr -d ' ')" --only pier); fi
+  echo; echo "==> token endpoint latency and CPU ($target)"
+  PIER_URL="http://$REG" PIER_AUTH_CREDENTIALS="$creds" node bench/token-latency.mjs "${cpu[@]}" |
+    sed "s/^/auth ($target): /" | tee -a "$PIER_AUTH_MEASUREMENTS"
+fi
 
 echo
 if [ $nfail -gt 0 ]; then

@@ -14,7 +14,8 @@
 //   and a manifest DELETE drops the cached copy;
 // - the request body limit: 413 SIZE_INVALID naming the limit and the way out
 //   for a monolithic push over it (declared or streamed), acceptance at it;
-// - the cron entry point runs.
+// - the cron entry point runs, and does nothing without PIER_GC (garbage
+//   collection from the cron: gc.test.mjs).
 //
 // Env: PIER_URL (the Worker), PIER_MAX_BODY_BYTES (its limit, default 100000000).
 import { describe, test } from 'node:test';
@@ -244,7 +245,9 @@ describe('request body limit', () => {
   });
 });
 
-test('the scheduled (cron) entry point runs', async () => {
+test('the scheduled (cron) entry point runs, and without PIER_GC collects nothing', async () => {
   const res = await request('GET', '/cdn-cgi/handler/scheduled?cron=' + encodeURIComponent('*/30 * * * *'));
   assertStatus(res, 200, `scheduled handler: ${res.text()}`);
+  assertStatus(await request('GET', '/_pier_test/objects/gc/run'), 404, 'no collection was started');
+  assertError(await request('GET', '/_pier/gc/report'), 404, ['GC_REPORT_UNKNOWN'], 'no collection has run');
 });

@@ -207,6 +207,29 @@ pub(super) fn client_of(parts: &http::request::Parts) -> &str {
     parts.extensions.get::<ClientAddress>().map_or("", |c| c.0.as_str())
 }
 
+/// Authenticates the caller of an operator endpoint and checks that it is an
+/// admin (`admins` in the auth configuration). Such endpoints have no
+/// repository scope: any pier token of an admin will do, so a client gets
+/// one from the token endpoint without asking for scopes.
+pub(super) fn check_admin(auth: &Auth, parts: &http::request::Parts) -> Result<(), Refusal> {
+    let refusals = Refusals {
+        auth,
+        realm: auth.realm(parts),
+        scopes: Vec::new(),
+    };
+    let caller = auth
+        .caller(&parts.headers, client_of(parts))
+        .map_err(|e| refusals.login_failed(e))?;
+    match caller.identity() {
+        None => Err(refusals.unauthorized("authentication required", None)),
+        Some(identity) if auth.policy().is_admin(Some(identity)) => Ok(()),
+        Some(identity) => Err(Refusal::from(RegistryError::new(
+            ErrorCode::Denied,
+            format!("{} is not an admin", identity.name),
+        ))),
+    }
+}
+
 /// Authenticates the caller and checks that it may do what the request needs.
 pub(super) fn check<'a>(
     auth: &'a Auth,
@@ -217,7 +240,7 @@ pub(super) fn check<'a>(
     let need = need(route, &parts.method, query);
     let refusals = Refusals {
         auth,
-        realm: auth.realm(&parts.headers),
+        realm: auth.realm(parts),
         scopes: need.scopes(),
     };
     let caller = auth

@@ -19,6 +19,7 @@ use crate::platform::{BodyError, RequestBody};
 use crate::registry::{Reference, Registry};
 use crate::store::ByteStream;
 
+mod admin;
 mod blobs;
 mod discovery;
 mod guard;
@@ -237,6 +238,9 @@ async fn authorize_and_route(
 ) -> Result<HttpResponse, Refusal> {
     if let (Some(auth), TOKEN_PATH) = (auth, parts.uri.path()) {
         return token::serve(auth, parts, body).await;
+    }
+    if parts.uri.path() == admin::GC_REPORT_PATH {
+        return admin::gc_report(registry, auth, parts).await;
     }
     let route = route(parts.uri.path())?.ok_or_else(|| {
         RegistryError::new(

@@ -44,6 +44,14 @@ use crate::platform::Env;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientAddress(pub String);
 
+/// The scheme and host the client addressed (`https://registry.example.com`),
+/// when the shell knows them for certain: a request extension. The edge
+/// Worker does (the runtime hands it the URL the client used, while TLS ends
+/// at Cloudflare, so no header says `https`); the native server does not and
+/// leaves the realm to the `Host` and `X-Forwarded-Proto` headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestOrigin(pub String);
+
 /// Who a request says it is, once its credentials are checked.
 #[derive(Debug)]
 pub enum Caller {
@@ -143,12 +151,17 @@ impl Auth {
     }
 
     /// The token endpoint's URL for challenges: configured, or `/token` on
-    /// the host the client addressed.
-    pub fn realm(&self, headers: &HeaderMap) -> String {
+    /// the origin the client addressed ([`RequestOrigin`] when the shell
+    /// knows it, else the `Host` header with the scheme of
+    /// `X-Forwarded-Proto`, default `http`).
+    pub fn realm(&self, parts: &http::request::Parts) -> String {
         if let Some(realm) = &self.realm {
             return realm.clone();
         }
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(RequestOrigin(origin)) = parts.extensions.get::<RequestOrigin>() {
+            return format!("{}/token", origin.trim_end_matches('/'));
+        }
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let scheme = header("x-forwarded-proto").unwrap_or("http");
         match header("host") {
             Some(host) => format!("{scheme}://{host}/token"),

@@ -62,6 +62,32 @@ impl Default for GcConfig {
     }
 }
 
+/// Keys of the `[gc]` table besides [`GcConfig`]'s own: the native server's
+/// schedule, which other deployments accept and ignore (the edge's cron
+/// trigger says when it collects).
+const SCHEDULE_KEYS: &[&str] = &["interval_secs"];
+
+impl GcConfig {
+    /// Reads the JSON form of the `[gc]` table (the edge Worker's `PIER_GC`
+    /// var). Unknown keys are refused, so a misspelt setting is an error and
+    /// not a silent default.
+    pub fn from_json(text: &str) -> std::result::Result<GcConfig, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("gc configuration: {e}"))?;
+        let serde_json::Value::Object(mut table) = value else {
+            return Err("gc configuration: expected a JSON object (the [gc] table)".into());
+        };
+        table.retain(|key, _| !SCHEDULE_KEYS.contains(&key.as_str()));
+        let known = ["grace_secs", "upload_expiry_secs", "page_size", "rules"];
+        if let Some(unknown) = table.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(format!(
+                "gc configuration: unknown key {unknown:?} (known: {})",
+                known.join(", ")
+            ));
+        }
+        serde_json::from_value(serde_json::Value::Object(table)).map_err(|e| format!("gc configuration: {e}"))
+    }
+}
+
 /// Where a collection stands.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +120,15 @@ pub struct StepOutcome {
     /// Objects examined so far in this collection (blobs, data objects, uploads, repositories).
     pub examined: u64,
     pub report: Option<Report>,
+}
+
+/// What [`Gc::run_for`] did within its budget.
+#[derive(Debug)]
+pub struct BudgetedRun {
+    /// Steps taken by this call.
+    pub steps: u64,
+    /// The outcome of the last of them.
+    pub last: StepOutcome,
 }
 
 /// A collector over one store.
@@ -145,6 +180,28 @@ impl Gc {
             let outcome = self.step().await?;
             if let Some(report) = outcome.report {
                 return Ok(report);
+            }
+        }
+    }
+
+    /// Runs steps until the collection ends or `budget_ms` is spent, for a
+    /// caller with a time limit (the edge's cron invocations). Takes at least
+    /// one step, and no step it expects to end past the budget: it expects
+    /// the next step to take as long as the longest one so far. The state is
+    /// in the store, so the next call goes on where this one stopped.
+    pub async fn run_for(&mut self, budget_ms: u64) -> Result<BudgetedRun> {
+        let started = self.now();
+        let deadline = started.saturating_add(budget_ms);
+        let mut longest_step = 0;
+        let mut steps = 0;
+        loop {
+            let before = self.now();
+            let outcome = self.step().await?;
+            steps += 1;
+            let after = self.now();
+            longest_step = longest_step.max(after.saturating_sub(before));
+            if outcome.done || after.saturating_add(longest_step) >= deadline {
+                return Ok(BudgetedRun { steps, last: outcome });
             }
         }
     }
