@@ -12,6 +12,8 @@
 #   - a 1 GiB push in 64 MiB chunks and pull, with workerd's memory sampled;
 #   - garbage collection from the cron trigger (tests/edge/gc.test.mjs), on a
 #     Worker with PIER_GC set and one collection step per invocation;
+#   - the GC stress test (tests/gc/edge-stress.sh) with the cron collecting
+#     every second while clients push, delete and pull;
 #   - Workers with a broken PIER_AUTH or PIER_GC: every request a 500 naming it;
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
@@ -153,6 +155,14 @@ start_worker gc "$PORT" --test-scheduled --var PIER_GC_BUDGET_SECS:0 \
   --var 'PIER_GC:{"grace_secs":0,"upload_expiry_secs":0,"rules":[{"namespace":"locked/**","immutable_tags":true}]}'
 PIER_URL=http://127.0.0.1:$PORT PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
   node_suite "GC from the cron trigger" "$WORK/gc.tap" tests/edge/gc.test.mjs
+stop_workers
+
+# The GC stress test with the cron collecting every second (3 s grace window).
+PORT=$(free_port)
+start_worker gc-stress "$PORT" --test-scheduled --var PIER_GC_BUDGET_SECS:5 \
+  --var 'PIER_GC:{"grace_secs":3,"upload_expiry_secs":60,"page_size":200}'
+script_suite "GC stress under the cron trigger" "$WORK/gc-stress.log" gc-stress \
+  env PIER_URL=http://127.0.0.1:$PORT GC_STRESS_SECS="${GC_STRESS_SECS:-60}" bash tests/gc/edge-stress.sh
 stop_workers
 
 # bad_var VAR WRANGLER_ARGS...: a Worker with VAR broken answers every request
