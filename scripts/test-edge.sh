@@ -161,7 +161,7 @@ stop_workers
 PORT=$(free_port)
 start_worker gc-stress "$PORT" --test-scheduled --var PIER_GC_BUDGET_SECS:5 \
   --var 'PIER_GC:{"grace_secs":3,"upload_expiry_secs":60,"page_size":200}'
-script_suite "GC stress under the cron trigger" "$WORK/gc-stress.log" gc-stress \
+script_suite "GC stress under the cron trigger" "$WORK/gc-stress-run.log" gc-stress \
   env PIER_URL=http://127.0.0.1:$PORT GC_STRESS_SECS="${GC_STRESS_SECS:-60}" bash tests/gc/edge-stress.sh
 stop_workers
 
