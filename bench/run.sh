@@ -89,7 +89,7 @@ else
   port=$("$LOADGEN" freeport)
   PIER=http://127.0.0.1:$port
   mkdir -p "$DATA/pier"
-  PIER_LOG=warn target/release/pier serve --data-dir "$DATA/pier" --listen "127.0.0.1:$port" 2>"$RUN/pier.log" &
+  PIER_LOG=warn "${CARGO_TARGET_DIR:-target}/release/pier" serve --data-dir "$DATA/pier" --listen "127.0.0.1:$port" 2>"$RUN/pier.log" &
   pier_pid=$!
   started+=("$pier_pid")
   wait_ready "$PIER" "$pier_pid" pier "$RUN/pier.log" 30
