@@ -196,14 +196,14 @@ async fn shutdown_signal() {
 /// glibc's allocator gives every thread that allocates its own arena (tokio's
 /// workers and the blocking threads of disk I/O: dozens) and keeps what is
 /// freed in each, so the buffers of a large push or pull stay resident long
-/// after. Two arenas, each giving back what it has free beyond 4 MiB, keep
-/// the resident set near what is in use (docs/performance.md, memory).
+/// after, once per arena. Two arenas keep the resident set near what is in use
+/// (docs/performance.md, memory). Its thresholds stay dynamic: fixing them
+/// (M_TRIM_THRESHOLD) made every 1 MiB read buffer a fresh mmap.
 fn keep_freed_memory_small() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tunables; called before any
     // other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
     }
 }
