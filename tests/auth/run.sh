@@ -97,27 +97,15 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-npass=0 nfail=0 failed=()
-record() { # name rc
-  if [ "$2" -eq 0 ]; then npass=$((npass + 1)); echo "PASS  $1"; else nfail=$((nfail + 1)); failed+=("$1"); echo "FAIL  $1"; fi
-}
+# shellcheck source=tests/lib/checks.sh
+source tests/lib/checks.sh
 step() { # name command... (output shown)
   local name=$1; shift
   echo; echo "==> $name"
   "$@"
   record "$name" $?
 }
-# check NAME FUNCTION: a client check in a subshell with set -e, log kept.
 mkdir -p "$scratch/logs" "$scratch/work"
-check() {
-  local name=$1; shift
-  local log="$scratch/logs/${name//[^A-Za-z0-9._-]/_}.log"
-  ( set -euo pipefail; cd "$scratch/work"; "$@" ) >"$log" 2>&1
-  local rc=$?
-  record "$name" $rc
-  [ $rc -eq 0 ] || tail -n 20 "$log" | sed 's/^/      /'
-}
-fails() { if "$@"; then echo "unexpectedly succeeded: $*"; return 1; fi; }
 
 step "HTTP matrix, token flow, forged tokens, OIDC, limits, GC report" \
   env PIER_URL="http://$REG" PIER_AUTH_CREDENTIALS="$creds" PIER_GC_REPORT=present \

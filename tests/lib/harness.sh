@@ -91,20 +91,8 @@ stop() {
   echo "$2 still answers"; return 1
 }
 
-npass=0 nfail=0 failed=()
-record() { # name rc
-  if [ "$2" -eq 0 ]; then npass=$((npass + 1)); echo "PASS  $1"; else nfail=$((nfail + 1)); failed+=("$1"); echo "FAIL  $1"; fi
-}
-# check NAME FUNCTION [ARGS...]: a check in a subshell with set -e, log kept.
-check() {
-  local name=$1; shift
-  local log="$scratch/logs/$(printf '%02d' $((npass + nfail + 1)))-${name//[^A-Za-z0-9._-]/_}.log"
-  ( set -euo pipefail; cd "$scratch/work"; "$@" ) >"$log" 2>&1
-  local rc=$?
-  record "$name" $rc
-  [ $rc -eq 0 ] || tail -n 20 "$log" | sed 's/^/      /'
-}
-fails() { if "$@"; then echo "unexpectedly succeeded: $*"; return 1; fi; }
+# shellcheck source=tests/lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$scratch/policy.json"
 mkdir -p "$scratch/docker"; echo '{"auths":{}}' >"$scratch/docker/config.json"

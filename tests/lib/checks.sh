@@ -1,0 +1,17 @@
+# Shared by the suites' runners (tests/lib/harness.sh, tests/auth/run.sh):
+# pass/fail bookkeeping and checks run in a subshell with their log kept.
+# Needs $scratch; counts in npass, nfail and failed.
+npass=0 nfail=0 failed=()
+record() { # name rc
+  if [ "$2" -eq 0 ]; then npass=$((npass + 1)); echo "PASS  $1"; else nfail=$((nfail + 1)); failed+=("$1"); echo "FAIL  $1"; fi
+}
+# check NAME FUNCTION [ARGS...]: a check in a subshell with set -e, log kept.
+check() {
+  local name=$1; shift
+  local log="$scratch/logs/$(printf '%02d' $((npass + nfail + 1)))-${name//[^A-Za-z0-9._-]/_}.log"
+  ( set -euo pipefail; cd "$scratch/work"; "$@" ) >"$log" 2>&1
+  local rc=$?
+  record "$name" $rc
+  [ $rc -eq 0 ] || tail -n 20 "$log" | sed 's/^/      /'
+}
+fails() { if "$@"; then echo "unexpectedly succeeded: $*"; return 1; fi; }
