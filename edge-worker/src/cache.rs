@@ -310,13 +310,20 @@ impl Store for CachedStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await?;
-        self.forget(key).await;
+        if let Some(kind) = cache_kind(key) {
+            self.caches.forget(key, kind).await;
+        }
         Ok(())
     }
 
+    /// Called for every key a fresh read found missing, most of them never
+    /// cached (a new blob's record before its upload writes it). Only a small
+    /// object's copy can mislead (a blob record a collection deleted and an
+    /// upload wrote anew); data keys are never reused. KV is read before it
+    /// is written to: its writes are the scarce ones.
     async fn forget(&self, key: &str) {
-        if let Some(kind) = cache_kind(key) {
-            self.caches.forget(key, kind).await;
+        if cache_kind(key) == Some(CacheKind::Small) && self.caches.kv_get(key).await.is_some() {
+            self.caches.forget(key, CacheKind::Small).await;
         }
     }
 
