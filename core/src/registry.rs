@@ -322,8 +322,20 @@ impl Registry {
 
     /// A whole blob in one request (POST or PUT with the digest known up front).
     pub async fn upload_whole(&self, repo: &RepoName, digest: &Digest, body: RequestBody) -> Result<()> {
+        self.store_whole(repo, digest, None, body).await
+    }
+
+    /// Stores a blob received whole in a session of its own, never saved
+    /// unless the blob needs a multipart write.
+    async fn store_whole(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        body: RequestBody,
+    ) -> Result<()> {
         let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
-        if let Err(e) = upload.append(None, body).await {
+        if let Err(e) = upload.append(range, body).await {
             upload.discard().await;
             return Err(e);
         }
@@ -367,6 +379,18 @@ impl Registry {
     ) -> Result<()> {
         let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
         upload.check_start(range)?;
+        if upload.is_untouched() {
+            // Nothing was sent before this request (POST then PUT, the common
+            // push): the blob goes to an object of its own, as in a monolithic
+            // POST, so no claim is needed (racing requests cannot share that
+            // object). The session ends once the blob exists or its digest
+            // was wrong; other failures leave it for a retry.
+            let stored = self.store_whole(repo, digest, range, body).await;
+            if stored.as_ref().err().is_none_or(|e| e.code == ErrorCode::DigestInvalid) {
+                upload.remove_untouched().await;
+            }
+            return stored;
+        }
         upload.claim(&self.instance).await?;
         if let Err(e) = upload.append(range, body).await {
             upload.release().await;

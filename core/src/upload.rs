@@ -296,7 +296,6 @@ impl<'a> Upload<'a> {
                 self.flush_full_parts(HoldLast::Yes).await?;
             }
         }
-        self.hash_buffer();
         if let Some(range) = range {
             let received = self.state.offset - self.start_offset;
             if range.end + 1 < range.start || range.end + 1 - range.start != received {
@@ -401,6 +400,7 @@ impl<'a> Upload<'a> {
     pub async fn commit(&mut self) -> Result<()> {
         // A held-back full part goes out as a part, not into a tail.
         self.flush_full_parts(HoldLast::No).await?;
+        self.hash_buffer();
         let old_tails = std::mem::take(&mut self.state.tails);
         let flushed = self.state.flushed();
         let (keep_old, new_piece, piece_offset) = if self.tails_consumed {
@@ -440,57 +440,54 @@ impl<'a> Upload<'a> {
     /// mismatch everything the upload wrote is removed.
     pub async fn finish(&mut self, repo: &RepoName, expected: &Digest) -> Result<()> {
         self.load_tails().await?;
-        let digest = if expected.algorithm() == self.state.algorithm {
-            Some(self.hasher.clone().finish())
-        } else {
-            None // hashed after the data is written, from storage
-        };
-        if digest.as_ref().is_some_and(|d| d != expected) {
-            self.discard().await;
-            return Err(digest_mismatch(expected, digest.as_ref()));
-        }
+        // A digest of another algorithm than the session's is checked from storage.
+        let hashed_here = expected.algorithm() == self.state.algorithm;
         let record_key = layout::blob_record(expected);
         let exists = self.store.head(&record_key).await?.is_some();
-        let data_key = layout::blob_data(&self.id);
-        if exists && digest.is_some() {
+        if exists && hashed_here {
+            self.hash_buffer();
+            let actual = self.hasher.clone().finish();
             self.discard().await;
+            if &actual != expected {
+                return Err(digest_mismatch(expected, Some(&actual)));
+            }
             reuse_existing(self.store, self.env, expected).await?;
         } else {
-            let size = self.state.offset;
-            let tail = self.buffer.split().freeze();
-            match self.state.multipart.clone() {
-                Some(multipart) => {
-                    // A retried final PUT whose first attempt joined the parts
-                    // and then failed: only this session writes its object, so
-                    // one of the full size holds exactly the bytes hashed.
-                    let joined = self.store.head(&data_key).await?.is_some_and(|meta| meta.size == size);
-                    if !joined {
-                        let mut parts = std::mem::take(&mut self.state.parts);
-                        if !tail.is_empty() {
-                            parts.push(
-                                self.store
-                                    .put_part(&data_key, &multipart, parts.len() as u32 + 1, tail)
-                                    .await?,
-                            );
-                        }
-                        self.store.complete_multipart(&data_key, &multipart, parts).await?;
-                    }
-                    self.state.multipart = None;
-                }
-                None => {
-                    self.store.put(&data_key, tail, PutMode::Overwrite).await?;
+            let data_key = layout::blob_data(&self.id);
+            // A retried final PUT whose first attempt joined the parts and then
+            // failed: only this session writes its object, so one of the full
+            // size holds exactly the bytes hashed.
+            let joined = match self.state.multipart {
+                Some(_) => self
+                    .store
+                    .head(&data_key)
+                    .await?
+                    .is_some_and(|meta| meta.size == self.state.offset),
+                None => false,
+            };
+            if joined {
+                self.hash_buffer();
+            } else {
+                self.write_last(&data_key, hashed_here).await?;
+            }
+            if let Some(multipart) = self.state.multipart.take() {
+                if !joined {
+                    let parts = std::mem::take(&mut self.state.parts);
+                    self.store.complete_multipart(&data_key, &multipart, parts).await?;
                 }
             }
-            if digest.is_none() {
-                let actual = rehash(self.store, &data_key, expected.algorithm()).await?;
-                if &actual != expected {
-                    let _ = self.store.delete(&data_key).await;
-                    self.discard().await;
-                    return Err(digest_mismatch(expected, Some(&actual)));
-                }
+            let actual = if hashed_here {
+                self.hasher.clone().finish()
+            } else {
+                rehash(self.store, &data_key, expected.algorithm()).await?
+            };
+            if &actual != expected {
+                let _ = self.store.delete(&data_key).await;
+                self.discard().await;
+                return Err(digest_mismatch(expected, Some(&actual)));
             }
             let record = serde_json::to_vec(&BlobRecord {
-                size,
+                size: self.state.offset,
                 object: data_key.clone(),
                 created_ms: self.env.now_millis(),
             })
@@ -516,6 +513,46 @@ impl<'a> Upload<'a> {
             .put(&layout::layer_link(repo, expected), Bytes::new(), PutMode::Overwrite)
             .await?;
         Ok(())
+    }
+
+    /// Writes the buffered last bytes (the whole blob when it fits one part)
+    /// while hashing what the hasher has not seen: hash and write overlap.
+    async fn write_last(&mut self, data_key: &str, hash: bool) -> Result<()> {
+        let last = self.buffer.split().freeze();
+        let unhashed = last.slice(std::mem::take(&mut self.hashed_in_buffer)..);
+        let hasher = &mut self.hasher;
+        let hashing = async {
+            if hash {
+                hasher.update(&unhashed)
+            }
+        };
+        match self.state.multipart.clone() {
+            Some(_) if last.is_empty() => hashing.await,
+            Some(multipart) => {
+                let number = self.state.parts.len() as u32 + 1;
+                let (written, ()) = futures::join!(self.store.put_part(data_key, &multipart, number, last), hashing);
+                self.state.parts.push(written?);
+            }
+            None => {
+                let (written, ()) = futures::join!(self.store.put(data_key, last, PutMode::Overwrite), hashing);
+                written?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the session holds nothing but the state its POST saved.
+    pub fn is_untouched(&self) -> bool {
+        let state = &self.state;
+        state.offset == 0 && state.writer.is_none() && state.multipart.is_none() && state.tails.is_empty()
+    }
+
+    /// Removes an untouched session: its one state key is all there is.
+    pub async fn remove_untouched(&mut self) {
+        self.discarded = true;
+        if let Some(seq) = self.seq {
+            let _ = self.store.delete(&layout::upload_state(&self.id, seq)).await;
+        }
     }
 
     /// Removes the session, its tails and any unfinished multipart write.

@@ -152,6 +152,54 @@ fn a_digest_mismatch_leaves_nothing_behind() {
     });
 }
 
+/// The common push (POST, then a PUT with the whole blob) on its own path:
+/// a wrong digest ends the session and keeps nothing, and a body that breaks
+/// off leaves the session for a retry.
+#[test]
+fn a_put_right_after_the_post_keeps_nothing_of_a_wrong_digest() {
+    block_on(async {
+        let (store, registry) = setup();
+        for size in [5, 3 * PART + 1] {
+            let content = data(size);
+            let wrong = Digest::of(Algorithm::Sha256, b"something else");
+            let id = registry.start_upload(&repo()).await.unwrap().id;
+            let err = registry
+                .finish_upload(&repo(), &id, &wrong, None, full_body(content))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::DigestInvalid, "{size} bytes");
+            assert_eq!(
+                registry.upload_status(&repo(), &id).await.unwrap_err().code,
+                ErrorCode::BlobUploadUnknown,
+                "the session ended"
+            );
+            assert_eq!(store.total_bytes(), 0, "nothing at all is stored ({size} bytes)");
+        }
+        let content = data(3 * PART + 1);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        let broken: pier_core::platform::RequestBody = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from(content[..PART + 2].to_vec())),
+            Err(pier_core::platform::BodyError::Read("the client went away".into())),
+        ]));
+        registry
+            .finish_upload(&repo(), &id, &digest, None, broken)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            registry.upload_status(&repo(), &id).await.unwrap().offset,
+            0,
+            "kept for a retry"
+        );
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert!(keys(&store, "uploads/").await.is_empty(), "the session ended");
+    });
+}
+
 #[test]
 fn out_of_order_chunks_are_refused_and_change_nothing() {
     block_on(async {
