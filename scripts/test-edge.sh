@@ -14,8 +14,10 @@
 #     Worker with PIER_GC set and one collection step per invocation;
 #   - the GC stress test (tests/gc/edge-stress.sh) with the cron collecting
 #     every second while clients push, delete and pull;
-#   - Workers with a broken PIER_AUTH or PIER_GC: every request a 500 naming it;
+#   - Workers with a broken PIER_AUTH, PIER_GC, PIER_WEBHOOKS or PIER_REPLICATE:
+#     every request a 500 naming it;
 #   - the pull-through cache (tests/mirror/run.sh edge);
+#   - webhooks and promotion/replication rules (tests/events/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
 #   - the OCI conformance suite, on a Worker that allows sparse manifests.
@@ -178,10 +180,17 @@ bad_var() {
 }
 bad_var PIER_AUTH --var 'PIER_AUTH:{"servise":"pier"}' --var 'PIER_AUTH_SIGNING_KEYS:{"keys":[]}'
 bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
+bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
+bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
 
 # The pull-through cache on a Worker (tests/mirror/edge.sh starts its own).
 script_suite "pull-through cache" "$WORK/mirror.log" mirror \
-  env PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/mirror/run.sh edge
+  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/mirror/run.sh edge
+
+# Webhooks and promotion/replication rules on Workers (tests/events/edge.sh
+# starts its own), replicating to a native pier.
+script_suite "events (webhooks, promotion, replication)" "$WORK/events.log" events \
+  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/events/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.

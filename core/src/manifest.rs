@@ -218,7 +218,7 @@ fn descriptor(value: &Value, field: &str) -> Result<Descriptor, String> {
 /// Standard base64 with padding, as the image-spec requires for `data`.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {

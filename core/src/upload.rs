@@ -586,9 +586,8 @@ enum HoldLast {
 async fn reuse_existing(store: &dyn Store, env: &dyn Env, digest: &Digest) -> Result<()> {
     crate::gc::protocol::touch(store, env, digest).await?;
     let record_key = layout::blob_record(digest);
-    let (doomed, record) = futures::try_join!(crate::gc::protocol::blob_doomed(store, digest), async {
-        Ok(store.head(&record_key).await?)
-    },)?;
+    let (doomed, record) =
+        futures::try_join!(crate::gc::protocol::blob_doomed(store, digest), store.head(&record_key))?;
     if doomed || record.is_none() {
         return Err(RegistryError::new(
             ErrorCode::Unavailable,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pier_core::mirror::{Mirror, MirrorConfig};
 use worker::Env;
 
-use crate::config::var;
+use crate::config::text_var;
 use crate::env::WorkerEnv;
 use crate::fetch::FetchClient;
 use crate::per_isolate::PerIsolate;
@@ -22,17 +22,17 @@ thread_local! {
 
 /// The deployment's mirror, `None` when `PIER_MIRRORS` is unset or empty.
 pub fn from_env(env: &Env) -> Result<Option<Arc<Mirror>>, String> {
-    let Some(text) = var(env, MIRRORS_VAR).filter(|t| !t.trim().is_empty()) else {
+    let Some(text) = text_var(env, MIRRORS_VAR)? else {
         return Ok(None);
     };
     MIRROR.with(|kept| kept.get(text, build)).map(Some)
 }
 
+// One isolate, one thread: the port's JavaScript handles need not be Send.
+#[allow(clippy::arc_with_non_send_sync)]
 fn build(text: &str) -> Result<Arc<Mirror>, String> {
     let configs: Vec<MirrorConfig> =
         serde_json::from_str(text).map_err(|e| format!("{MIRRORS_VAR}: not a JSON array of mirrors: {e}"))?;
-    // One isolate, one thread: the port's JavaScript handles need not be Send.
-    #[allow(clippy::arc_with_non_send_sync)]
     let mirror =
         Mirror::new(&configs, Arc::new(FetchClient), Arc::new(WorkerEnv)).map_err(|e| format!("{MIRRORS_VAR}: {e}"))?;
     Ok(Arc::new(mirror))

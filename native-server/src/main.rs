@@ -106,7 +106,8 @@ fn serve(config: Config) -> Result<(), String> {
             }
             registry = registry.with_mirror(Arc::new(mirror));
         }
-        let hooks = Hooks::new(&config.webhooks, &config.replicate, http, Arc::new(env::SystemEnv))?;
+        let hooks = Hooks::new(&config.webhooks, &config.replicate, http, Arc::new(env::SystemEnv))
+            .map_err(|err| err.to_string())?;
         if !hooks.is_empty() {
             tracing::info!(
                 webhooks = config.webhooks.len(),

@@ -1,7 +1,8 @@
 # The harness of the suites that start their own pier servers and check them
 # with real clients (tests/mirror/run.sh, tests/events/run.sh): tools on the
-# PATH, the binary, a scratch directory removed at exit, servers on free
-# ports stopped at exit, and checks counted PASS/FAIL with their logs kept.
+# PATH, the binary, a scratch directory removed at exit, servers (and test
+# Workers under local workerd) on free ports stopped at exit, and checks
+# counted PASS/FAIL with their logs kept.
 # Sourced from the repository root with HARNESS_NAME set (it names the
 # scratch directory); the caller prints the summary from $npass and $nfail.
 PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
@@ -57,6 +58,55 @@ start_pier() {
   wait_http "http://127.0.0.1:$port/healthz" 200 "$!" "$scratch/$name.log"
 }
 
+# build_test_worker: the test build of the edge Worker, built every time
+# (incrementally): a build left from older sources would pass for this one.
+# PIER_EDGE_PREBUILT=1 skips it, for a caller that has just built it.
+build_test_worker() {
+  scripts/edge-build.sh --test >"$scratch/edge-build.log" 2>&1 || { tail -n 30 "$scratch/edge-build.log"; return 1; }
+}
+
+# start_worker NAME STATUS [WRANGLER_ARGS...]: the test Worker under local
+# workerd (scripts/edge-dev.sh --env test) on a free port, its state in
+# $scratch/NAME-state, ready when GET /v2/ answers STATUS; sets NAME_addr.
+# wrangler and workerd run in a process group of their own, stopped at exit
+# or by stop_worker.
+start_worker() {
+  local name=$1 status=$2 port; shift 2
+  port=$(free_port)
+  PIER_EDGE_PREBUILT=1 setsid --wait bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$scratch/$name" \
+    --port "$port" --persist "$scratch/$name-state" --env test -- "$@" >"$scratch/$name.log" 2>&1 &
+  local launcher=$! ready=
+  printf -v "${name}_addr" '%s' "127.0.0.1:$port"
+  # The first start of workerd on a busy machine takes a while.
+  for _ in $(seq 1 1200); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = "$status" ] && { ready=1; break; }
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -s "$scratch/$name.pgid" ] && edge_groups+=("$(cat "$scratch/$name.pgid")")
+  [ -n "$ready" ] || { echo "the $name Worker never answered $status on port $port:"; tail -n 30 "$scratch/$name.log"; return 1; }
+}
+
+# stop_worker NAME: stops a Worker start_worker started, until its port refuses.
+stop_worker() {
+  local group addr_var=${1}_addr kept=() kept_group
+  group=$(cat "$scratch/$1.pgid")
+  kill -- "-$group" 2>/dev/null
+  for kept_group in "${edge_groups[@]}"; do [ "$kept_group" = "$group" ] || kept+=("$kept_group"); done
+  edge_groups=("${kept[@]}")
+  refused "${!addr_var}"
+}
+
+# toml_tables NAME JSON: a JSON array of tables (a Worker's var) as the
+# native configuration's [[NAME]] tables.
+toml_tables() {
+  jq -r --arg name "$1" '
+    def toml: if type == "object" then "{ \(to_entries | map("\(.key | tojson) = \(.value | toml)") | join(", ")) }"
+      elif type == "array" then "[\(map(toml) | join(", "))]"
+      else tojson end;
+    .[] | "[[\($name)]]", (to_entries[] | "\(.key) = \(.value | toml)"), ""' <<<"$2"
+}
+
 # start_reference NAME: the reference registry (CNCF Distribution) on a free port.
 start_reference() {
   local name=$1 port; port=$(free_port)
@@ -81,14 +131,19 @@ YML
   wait_http "http://127.0.0.1:$port/v2/" 200 "$!" "$scratch/$name.log"
 }
 
+# refused ADDR: waits until ADDR refuses connections.
+refused() {
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/v2/")" = 000 ] && return 0
+    sleep 0.1
+  done
+  echo "$1 still answers"; return 1
+}
+
 # stop PID ADDR: stops a server and waits until its port refuses connections.
 stop() {
   kill "$1" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$2/v2/")" = 000 ] && return 0
-    sleep 0.1
-  done
-  echo "$2 still answers"; return 1
+  refused "$2"
 }
 
 # shellcheck source=tests/lib/checks.sh

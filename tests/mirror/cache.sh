@@ -16,7 +16,7 @@ U=$upstream_addr TOK=$tokens_addr CACHE_DATA=$scratch/cache-data
 # The shared namespaces (pulls.sh), then the reference registry and the gated
 # upstream, which only this part uses.
 {
-  mirrors_json | jq -r '.[] | "[[mirror]]", (to_entries[] | "\(.key) = \(.value | tojson)"), ""'
+  toml_tables mirror "$(mirrors_json)"
   printf '[[mirror]]\nnamespace = "ref/**"\nupstream = "http://%s"\n\n' "$refup_addr"
   printf '[[mirror]]\nnamespace = "gated/**"\nupstream = "http://%s"\nupstream_prefix = "gated"\n' "$gated_addr"
 } >"$scratch/cache.toml"

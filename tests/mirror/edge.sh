@@ -2,9 +2,7 @@
 # the test build): the same core, its HTTP port over `fetch`, the mirrors in
 # the PIER_MIRRORS var, and the same checks as the native server (pulls.sh).
 # Sourced by tests/mirror/run.sh (its harness and helpers).
-# Built every time (incremental): a build left from older sources would pass for this one.
-scripts/edge-build.sh --test >"$scratch/edge-build.log" 2>&1 \
-  || { tail -n 30 "$scratch/edge-build.log"; exit 2; }
+build_test_worker || exit 2
 start_pier edgeup || exit 2
 edgeup_port=${edgeup_addr##*:}
 [ -f "$scratch/auth/pier.toml" ] || PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
@@ -13,17 +11,8 @@ alice=$(jq -r .sandbox.username "$scratch/auth/credentials.json")
 alice_password=$(jq -r .sandbox.password "$scratch/auth/credentials.json")
 U=$edgeup_addr TOK=$edgetokens_addr CACHE_DATA=
 
-edge_port=$(free_port)
-C=127.0.0.1:$edge_port
-PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$scratch/edge" \
-  --port "$edge_port" --persist "$scratch/edge-state" --env test -- --var "PIER_MIRRORS:$(mirrors_json)" \
-  >"$scratch/edge.log" 2>&1 &
-for _ in $(seq 1 1200); do
-  curl -fs "http://$C/v2/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-[ -f "$scratch/edge.pgid" ] && edge_groups+=("$(cat "$scratch/edge.pgid")")
-curl -fs "http://$C/v2/" >/dev/null || { tail -n 30 "$scratch/edge.log"; exit 2; }
+start_worker edge 200 --var "PIER_MIRRORS:$(mirrors_json)" || exit 2
+C=$edge_addr
 echo "edge: worker=$C upstream=$U tokens=$TOK"
 make_upstream_images || exit 2
 

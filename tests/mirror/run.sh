@@ -15,6 +15,8 @@
 #        (default: copy and cache, and edge where the Worker toolchain is
 #        installed, unless PIER_SKIP_EDGE=1)
 # Env:   PIER_BIN  the pier binary [default: build it, then $CARGO_TARGET_DIR/debug/pier]
+#        PIER_EDGE_PREBUILT=1  edge: use edge-worker/build-test/ as it is
+#                              [default: scripts/edge-build.sh --test first]
 #        KEEP=1    keep the scratch directory
 # Output: one line per check; last line "mirror: N passed, N failed";
 #         exit 1 if anything failed, 2 on setup problems.

@@ -91,6 +91,22 @@ impl Event {
     }
 }
 
+/// A `[[webhook]]` or `[[replicate]]` table that cannot be used: which kind,
+/// so that a shell can name where it came from (the Worker's var), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HooksError {
+    Webhook(String),
+    Replicate(String),
+}
+
+impl std::fmt::Display for HooksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HooksError::Webhook(why) | HooksError::Replicate(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The configured webhooks and replication rules of a deployment.
 pub struct Hooks {
     webhooks: Vec<Arc<webhook::Webhook>>,
@@ -103,16 +119,18 @@ impl Hooks {
         rules: &[ReplicateConfig],
         http: Arc<dyn HttpClient>,
         env: Arc<dyn Env>,
-    ) -> Result<Hooks, String> {
+    ) -> Result<Hooks, HooksError> {
         Ok(Hooks {
             webhooks: webhooks
                 .iter()
                 .map(|c| webhook::Webhook::new(c, http.clone()).map(Arc::new))
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_, _>>()
+                .map_err(HooksError::Webhook)?,
             rules: rules
                 .iter()
                 .map(|c| replicate::Rule::new(c, http.clone(), env.clone()).map(Arc::new))
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<_, _>>()
+                .map_err(HooksError::Replicate)?,
         })
     }
 
@@ -178,5 +196,34 @@ impl EventSink {
             let task = hook.clone().deliver(event.clone(), self.background.clone());
             self.background.spawn(Box::pin(task));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::auth::testing::FixedEnv;
+    use crate::remote::http::NoNetwork;
+
+    fn hooks(webhooks: &str, rules: &str) -> Result<Hooks, HooksError> {
+        let webhooks: Vec<WebhookConfig> = serde_json::from_str(webhooks).unwrap();
+        let rules: Vec<ReplicateConfig> = serde_json::from_str(rules).unwrap();
+        Hooks::new(&webhooks, &rules, Arc::new(NoNetwork), Arc::new(FixedEnv::at(0)))
+    }
+
+    #[test]
+    fn a_bad_table_is_told_apart_by_kind() {
+        let webhook = r#"[{"url": "http://h/"}]"#;
+        let rule = r#"[{"repository": "ci/**", "to_namespace": "prod/**"}]"#;
+        assert!(hooks(webhook, rule).is_ok());
+        assert!(matches!(
+            hooks(r#"[{"url": "ftp://h/"}]"#, rule),
+            Err(HooksError::Webhook(_))
+        ));
+        assert!(matches!(
+            hooks(webhook, r#"[{"repository": "ci/**"}]"#),
+            Err(HooksError::Replicate(_))
+        ));
     }
 }

@@ -10,12 +10,15 @@ use bytes::{Bytes, BytesMut};
 
 use super::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 
+/// A multipart upload in progress: the key it completes into, its parts by number.
+type Multipart = (String, BTreeMap<u32, Bytes>);
+
 /// Objects and multipart uploads in process memory.
 pub struct MemoryStore {
     part_size: usize,
     version: AtomicU64,
     objects: Mutex<BTreeMap<String, (Bytes, String)>>,
-    uploads: Mutex<HashMap<String, (String, BTreeMap<u32, Bytes>)>>,
+    uploads: Mutex<HashMap<String, Multipart>>,
 }
 
 impl MemoryStore {
