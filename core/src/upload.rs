@@ -6,8 +6,9 @@
 //! state, offset, parts and tails are saved as a new state key after every
 //! request (`uploads/<id>/s/<seq>`, created conditionally, so two concurrent
 //! writers cannot both win and no key is rewritten). Any instance can therefore
-//! take the next request, memory stays under about one part per upload, and
-//! nothing is visible until the digest is verified and the blob record written.
+//! take the next request, memory stays under about two parts per upload (one
+//! arriving, one being written), and nothing is visible until the digest is
+//! verified and the blob record written.
 //!
 //! A request that writes claims the session first (a new state naming it as the
 //! writer), so a second concurrent request on the same upload is refused before
@@ -17,6 +18,7 @@
 //! by an earlier run of the process.
 
 use bytes::{Bytes, BytesMut};
+use futures::future::Either;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +26,7 @@ use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::layout;
 use crate::names::RepoName;
-use crate::platform::{BodyError, Env, RequestBody};
+use crate::platform::{BodyError, BoxFuture, Env, RequestBody};
 use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
 
 /// The persisted state of an upload session.
@@ -98,6 +100,10 @@ pub struct Upload<'a> {
     renewed_ms: u64,
     /// The session was removed: nothing may be saved for it any more.
     discarded: bool,
+    /// The write of the newest part, still under way while the next part's
+    /// bytes arrive (on disk it runs on another thread). At most one: parts
+    /// are recorded in order.
+    in_flight: Option<BoxFuture<'a, std::result::Result<PartRef, StoreError>>>,
 }
 
 fn upload_unknown() -> RegistryError {
@@ -138,6 +144,7 @@ impl<'a> Upload<'a> {
             start_offset: 0,
             renewed_ms: now,
             discarded: false,
+            in_flight: None,
         }
     }
 
@@ -170,6 +177,7 @@ impl<'a> Upload<'a> {
             tails_consumed: false,
             renewed_ms: 0,
             discarded: false,
+            in_flight: None,
         })
     }
 
@@ -278,11 +286,17 @@ impl<'a> Upload<'a> {
 
     /// Streams `body` into the upload. `range`, when the client sent one, must
     /// start at the current offset and match the body's length.
-    pub async fn append(&mut self, range: Option<ChunkRange>, mut body: RequestBody) -> Result<()> {
+    pub async fn append(&mut self, range: Option<ChunkRange>, body: RequestBody) -> Result<()> {
+        let received = self.receive(range, body).await;
+        // Even after a failure: no write of this request may land later.
+        let settled = self.settle_in_flight().await;
+        received.and(settled)
+    }
+
+    async fn receive(&mut self, range: Option<ChunkRange>, mut body: RequestBody) -> Result<()> {
         self.check_start(range)?;
         let part_size = self.state.part_size as usize;
-        while let Some(chunk) = body.next().await {
-            let mut chunk = chunk.map_err(BodyError::into_registry_error)?;
+        while let Some(mut chunk) = self.next_chunk(&mut body).await? {
             self.renew_claim().await?;
             self.state.offset += chunk.len() as u64;
             if self.buffer.is_empty() && self.tails_loaded {
@@ -307,6 +321,30 @@ impl<'a> Upload<'a> {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The next piece of the body, while the part write in flight goes on.
+    async fn next_chunk(&mut self, body: &mut RequestBody) -> Result<Option<Bytes>> {
+        let next = match self.in_flight.as_mut() {
+            None => body.next().await,
+            Some(write) => match futures::future::select(body.next(), write).await {
+                Either::Left((next, _)) => next,
+                Either::Right((written, _)) => {
+                    self.in_flight = None;
+                    self.state.parts.push(written?);
+                    body.next().await
+                }
+            },
+        };
+        next.transpose().map_err(BodyError::into_registry_error)
+    }
+
+    /// Waits for the part write in flight and records its part.
+    async fn settle_in_flight(&mut self) -> Result<()> {
+        if let Some(write) = self.in_flight.take() {
+            self.state.parts.push(write.await?);
         }
         Ok(())
     }
@@ -370,6 +408,7 @@ impl<'a> Upload<'a> {
     /// Writes the next part; its bytes after `already_hashed` are hashed while
     /// the write is under way (on disk it runs on another thread).
     async fn write_part(&mut self, part: Bytes, already_hashed: usize) -> Result<()> {
+        self.settle_in_flight().await?;
         let data_key = layout::blob_data(&self.id);
         if self.state.multipart.is_none() {
             let multipart = self.store.create_multipart(&data_key).await?;
@@ -384,11 +423,17 @@ impl<'a> Upload<'a> {
         let number = self.state.parts.len() as u32 + 1;
         let multipart = self.state.multipart.clone().expect("created above");
         let store = self.store;
-        let hasher = &mut self.hasher;
-        let (written, ()) = futures::join!(store.put_part(&data_key, &multipart, number, part.clone()), async {
-            hasher.update(&part[already_hashed..])
-        });
-        self.state.parts.push(written?);
+        let unhashed = part.slice(already_hashed..);
+        let mut write: BoxFuture<'a, _> =
+            Box::pin(async move { store.put_part(&data_key, &multipart, number, part).await });
+        // Started before the hashing, so both run at once; then left running
+        // while the next part's bytes arrive.
+        let started = futures::poll!(write.as_mut());
+        self.hasher.update(&unhashed);
+        match started {
+            std::task::Poll::Ready(written) => self.state.parts.push(written?),
+            std::task::Poll::Pending => self.in_flight = Some(write),
+        }
         if self.loaded_tail_bytes > 0 {
             self.tails_consumed = true;
         }

@@ -426,15 +426,33 @@ fn bodies_over_the_limit_are_refused_whole() {
     });
 }
 
-/// Lets everything through to the memory store but refuses the first write
-/// of a blob record, as a bucket failing for a moment would.
-struct RecordWriteFailsOnce {
+/// The memory store behind the faults of a real one: a blob record write
+/// refused once (a bucket failing for a moment), and part writes that take
+/// their time (a disk or a network), so the next bytes arrive meanwhile.
+#[derive(Default)]
+struct Faulty {
     inner: Arc<MemoryStore>,
-    failed: std::sync::atomic::AtomicBool,
+    refuse_next_record: std::sync::atomic::AtomicBool,
+    slow_parts: bool,
+}
+
+/// Pending once, then ready: a write that is not done at its first poll.
+async fn not_at_once() {
+    let mut polled = false;
+    futures::future::poll_fn(|cx| {
+        if polled {
+            std::task::Poll::Ready(())
+        } else {
+            polled = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 #[async_trait::async_trait]
-impl Store for RecordWriteFailsOnce {
+impl Store for Faulty {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
         self.inner.head(key).await
     }
@@ -442,7 +460,7 @@ impl Store for RecordWriteFailsOnce {
         self.inner.get(key, range).await
     }
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        if key.starts_with("blobs/") && !self.failed.swap(true, Ordering::SeqCst) {
+        if key.starts_with("blobs/") && self.refuse_next_record.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Unavailable("the bucket is away".into()));
         }
         self.inner.put(key, data, mode).await
@@ -460,6 +478,9 @@ impl Store for RecordWriteFailsOnce {
         self.inner.create_multipart(key).await
     }
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
+        if self.slow_parts {
+            not_at_once().await;
+        }
         self.inner.put_part(key, upload_id, number, data).await
     }
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
@@ -478,9 +499,10 @@ impl Store for RecordWriteFailsOnce {
 fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
     block_on(async {
         let memory = Arc::new(MemoryStore::new(PART));
-        let store = Arc::new(RecordWriteFailsOnce {
+        let store = Arc::new(Faulty {
             inner: memory.clone(),
-            failed: Default::default(),
+            refuse_next_record: true.into(),
+            ..Faulty::default()
         });
         let registry = Registry::new(
             store,
@@ -507,6 +529,57 @@ fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
         // The retry sends the same last chunk again.
         registry
             .finish_upload(&repo(), &id, &digest, None, tail())
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert!(keys(&memory, "uploads/").await.is_empty());
+    });
+}
+
+/// Part writes still under way when the next bytes arrive (as on disk, where
+/// they run on another thread): parts are recorded in order whatever the
+/// chunk sizes, and a body that breaks off with a write in flight keeps only
+/// the progress committed before it.
+#[test]
+fn part_writes_overlap_the_next_bytes() {
+    block_on(async {
+        let memory = Arc::new(MemoryStore::new(PART));
+        let store = Arc::new(Faulty {
+            inner: memory.clone(),
+            slow_parts: true,
+            ..Faulty::default()
+        });
+        let registry = Registry::new(
+            store,
+            Arc::new(CountingEnv(AtomicU64::new(11))),
+            RegistryOptions::default(),
+        );
+        let content = data(7 * PART + 3);
+        for sizes in [
+            vec![content.len()],
+            vec![1; content.len()],
+            vec![PART + 1, 3, 2 * PART, 4 * PART - 1],
+        ] {
+            let digest = push_chunked(&[&registry], &content, &sizes).await;
+            assert_eq!(read_blob(&registry, &digest).await, content, "chunks {sizes:?}");
+        }
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let whole = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &whole, None, full_body(content[..PART].to_vec()))
+            .await
+            .unwrap();
+        let broken: pier_core::platform::RequestBody = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from(content[PART..4 * PART].to_vec())),
+            Err(pier_core::platform::BodyError::Read("the client went away".into())),
+        ]));
+        registry.upload_chunk(&repo(), &whole, None, broken).await.unwrap_err();
+        assert_eq!(
+            registry.upload_status(&repo(), &whole).await.unwrap().offset,
+            PART as u64
+        );
+        registry
+            .finish_upload(&repo(), &whole, &digest, None, full_body(content[PART..].to_vec()))
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
