@@ -444,7 +444,10 @@ impl<'a> Upload<'a> {
     /// bytes as a tail piece and saves the new state.
     pub async fn commit(&mut self) -> Result<()> {
         // A held-back full part goes out as a part, not into a tail.
-        self.flush_full_parts(HoldLast::No).await?;
+        let flushed = self.flush_full_parts(HoldLast::No).await;
+        // Even after a failure: no write of this request may land later.
+        let settled = self.settle_in_flight().await;
+        flushed.and(settled)?;
         self.hash_buffer();
         let old_tails = std::mem::take(&mut self.state.tails);
         let flushed = self.state.flushed();

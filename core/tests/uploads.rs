@@ -434,6 +434,9 @@ struct Faulty {
     inner: Arc<MemoryStore>,
     refuse_next_record: std::sync::atomic::AtomicBool,
     slow_parts: bool,
+    /// Part writes begun and finished: a write dropped half way is lost data.
+    parts_begun: AtomicU64,
+    parts_done: AtomicU64,
 }
 
 /// Pending once, then ready: a write that is not done at its first poll.
@@ -478,10 +481,13 @@ impl Store for Faulty {
         self.inner.create_multipart(key).await
     }
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
+        self.parts_begun.fetch_add(1, Ordering::SeqCst);
         if self.slow_parts {
             not_at_once().await;
         }
-        self.inner.put_part(key, upload_id, number, data).await
+        let written = self.inner.put_part(key, upload_id, number, data).await;
+        self.parts_done.fetch_add(1, Ordering::SeqCst);
+        written
     }
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
         self.inner.complete_multipart(key, upload_id, parts).await
@@ -550,7 +556,7 @@ fn part_writes_overlap_the_next_bytes() {
             ..Faulty::default()
         });
         let registry = Registry::new(
-            store,
+            store.clone(),
             Arc::new(CountingEnv(AtomicU64::new(11))),
             RegistryOptions::default(),
         );
@@ -559,9 +565,16 @@ fn part_writes_overlap_the_next_bytes() {
             vec![content.len()],
             vec![1; content.len()],
             vec![PART + 1, 3, 2 * PART, 4 * PART - 1],
+            // A request ending on a part boundary writes its last part as it ends.
+            vec![PART, PART, 2 * PART + 3, 3 * PART],
         ] {
             let digest = push_chunked(&[&registry], &content, &sizes).await;
             assert_eq!(read_blob(&registry, &digest).await, content, "chunks {sizes:?}");
+            assert_eq!(
+                store.parts_begun.load(Ordering::SeqCst),
+                store.parts_done.load(Ordering::SeqCst),
+                "every part write finished (chunks {sizes:?})"
+            );
         }
         let digest = Digest::of(Algorithm::Sha256, &content);
         let whole = registry.start_upload(&repo()).await.unwrap().id;
