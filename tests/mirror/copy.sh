@@ -127,6 +127,40 @@ bad_references_and_missing_images_are_errors() {
   cat err.txt; grep -q 'USER:PASSWORD' err.txt
 }
 
+# referrers_of REGISTRY REPO DIGEST: the digests the referrers API lists.
+referrers_of() { curl -fs "http://$1/v2/$2/referrers/$3" | jq -r '.manifests[].digest' | sort; }
+
+referrers_travel_with_the_image() {
+  local subject sig countersig
+  subject=$(crane digest --insecure "$src_addr/team/app:v1")
+  printf '{"signature":"not-really"}' >sig.json
+  oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
+    "$src_addr/team/app@$subject" sig.json:application/vnd.example.sig.v1+json | tee sig.out
+  sig=$(jq -er .digest sig.out)
+  # A referrer of the referrer (a countersignature) travels too.
+  oras attach --plain-http --artifact-type application/vnd.example.countersig --format json \
+    "$src_addr/team/app@$sig" sig.json:application/vnd.example.sig.v1+json | tee countersig.out
+  countersig=$(jq -er .digest countersig.out)
+  pier copy --insecure "$src_addr/team/app:v1" "$dst_addr/signed/app:v1" | tee out.txt
+  grep -q '(3 manifests;' out.txt
+  [ "$(referrers_of "$dst_addr" signed/app "$subject")" = "$sig" ]
+  [ "$(referrers_of "$dst_addr" signed/app "$sig")" = "$countersig" ]
+  same_manifest "docker://$src_addr/team/app@$sig" "docker://$dst_addr/signed/app@$sig"
+  same_blobs "$src_addr/team/app@$countersig" "$dst_addr/signed/app@$countersig"
+  # Through a layout (listed in its index.json, untagged) and out of it.
+  pier copy --insecure "$src_addr/team/app:v1" "oci:$scratch/work/signed:v1"
+  jq -e --arg s "$sig" --arg c "$countersig" '[.manifests[].digest] | index($s) != null and index($c) != null' \
+    signed/index.json
+  pier copy --insecure "oci:$scratch/work/signed:v1" "$dst_addr/signedfromdisk/app:v1"
+  [ "$(referrers_of "$dst_addr" signedfromdisk/app "$subject")" = "$sig" ]
+  [ "$(referrers_of "$dst_addr" signedfromdisk/app "$sig")" = "$countersig" ]
+  # The reference registry (Distribution 2.8) has no referrers API: the image
+  # is copied, its referrers are not (there is nothing to list them by).
+  pier copy --insecure "$src_addr/team/app:v1" "$ref_addr/signed/app:v1"
+  same_manifest "docker://$src_addr/team/app:v1" "docker://$ref_addr/signed/app:v1"
+  pier copy --insecure "$ref_addr/signed/app:v1" "$dst_addr/viaref/app:v1"
+}
+
 check "pier copy between two pier instances, byte-identical"         between_two_piers
 check "a second copy skips every blob the destination has"          a_second_copy_skips_every_blob
 check "within one registry blobs are mounted, not sent"             within_one_registry_blobs_are_mounted
@@ -137,3 +171,4 @@ check "to and from the reference registry (chunked pushes)"         to_and_from_
 check "into and out of a registry with token auth"                  into_a_registry_with_token_auth
 check "a corrupted blob fails the copy and nothing is left"         corrupted_blobs_are_refused
 check "bad references and missing images are errors"               bad_references_and_missing_images_are_errors
+check "referrers (and theirs) travel with the image, via a layout too" referrers_travel_with_the_image

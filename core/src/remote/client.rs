@@ -362,6 +362,38 @@ impl RegistryClient {
             .map_err(|e| invalid(format!("{request_url}: bad Location {text:?}: {e}")))
     }
 
+    // ---- referrers ----
+
+    /// The digests of the manifests whose subject is `digest` (the referrers
+    /// API of OCI 1.1); none from a registry without that API.
+    pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            digest: String,
+        }
+        let path = format!("referrers/{digest}");
+        let Some((url, response)) = self.read(Method::GET, repo, &path, &[]).await? else {
+            return Ok(Vec::new());
+        };
+        let body = read_body(response.into_body(), MAX_MANIFEST_BYTES)
+            .await?
+            .ok_or_else(|| invalid(format!("GET {url}: referrers list over {MAX_MANIFEST_BYTES} bytes")))?;
+        let index: Index =
+            serde_json::from_slice(&body).map_err(|e| invalid(format!("GET {url}: unreadable referrers list: {e}")))?;
+        index
+            .manifests
+            .iter()
+            .map(|entry| {
+                Digest::parse(&entry.digest).map_err(|_| invalid(format!("GET {url}: bad digest {:?}", entry.digest)))
+            })
+            .collect()
+    }
+
     // ---- tags ----
 
     /// Every tag of `repo`, following the registry's pages.

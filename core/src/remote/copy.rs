@@ -6,7 +6,10 @@
 //! repositories of one registry they are mounted; otherwise they stream
 //! through, checked against their digest, never held whole in memory.
 //! Children go before their index and blobs before their manifest, so a
-//! registry that checks references accepts every push.
+//! registry that checks references accepts every push. The manifests that
+//! name a copied one as their subject (signatures, SBOMs, attestations) go
+//! with it, after it: an image promoted or carried to another site keeps
+//! what vouches for it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,9 @@ pub enum ManifestRole {
     Child,
     /// What was asked for: stored under the tag, or by digest alone.
     Root(Option<Tag>),
+    /// A manifest whose subject was copied: stored by digest, and listed
+    /// where a layout lists what it holds.
+    Referrer,
 }
 
 impl ManifestRole {
@@ -58,6 +64,12 @@ pub trait ImageStore: MaybeSend + MaybeSync {
     async fn manifest(&self, reference: &Reference) -> Result<Option<StoredManifest>, RemoteError>;
 
     async fn has_manifest(&self, digest: &Digest) -> Result<bool, RemoteError>;
+
+    /// The digests of the manifests whose subject is `digest`; none where
+    /// they cannot be listed.
+    async fn referrers(&self, _digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        Ok(Vec::new())
+    }
 
     /// The blob's size if it is here.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RemoteError>;
@@ -200,6 +212,15 @@ impl<'a> Copy<'a> {
             self.dst.put_manifest(manifest, &role).await?;
             self.report.lock().expect("report").manifests += 1;
             self.observer.manifest_done(manifest);
+            for referrer in self.src.referrers(&manifest.digest).await? {
+                if self.dst.has_manifest(&referrer).await? {
+                    continue;
+                }
+                let Some(fetched) = self.src.manifest(&Reference::Digest(referrer)).await? else {
+                    continue; // deleted since it was listed
+                };
+                self.tree(&fetched, ManifestRole::Referrer).await?;
+            }
             Ok(())
         })
     }
@@ -280,6 +301,10 @@ impl ImageStore for RemoteRepo {
             .manifest_info(self.repo.as_str(), &reference)
             .await?
             .is_some())
+    }
+
+    async fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        self.client.referrers(self.repo.as_str(), digest).await
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RemoteError> {

@@ -61,6 +61,15 @@ impl ImageStore for LocalRepo {
         Ok(self.manifest(&Reference::Digest(digest.clone())).await?.is_some())
     }
 
+    async fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        let entries = absent_if(self.registry.referrers(&self.repo, digest, None).await, NO_MANIFEST)?;
+        Ok(entries
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|entry| Digest::parse(entry["digest"].as_str()?).ok())
+            .collect())
+    }
+
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RemoteError> {
         let record = absent_if(self.registry.blob(&self.repo, digest).await, &[ErrorCode::BlobUnknown])?;
         Ok(record.map(|r| r.size))

@@ -193,6 +193,23 @@ impl ImageStore for OciLayout {
         Ok(self.blob_size(digest).await?.is_some())
     }
 
+    /// The manifests listed in `index.json` whose subject is `digest`.
+    async fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        let index = self.index().await?;
+        let mut found = Vec::new();
+        for entry in index["manifests"].as_array().expect("checked") {
+            let listed = entry_digest(entry, &self.index_path())?;
+            let Some(stored) = self.manifest(&Reference::Digest(listed.clone())).await? else {
+                continue;
+            };
+            let subject = manifest::parse(&stored.bytes, None).ok().and_then(|m| m.subject);
+            if subject.is_some_and(|s| &s.digest == digest) {
+                found.push(listed);
+            }
+        }
+        Ok(found)
+    }
+
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RemoteError> {
         let path = self.blob_path(digest);
         match tokio::fs::metadata(&path).await {
@@ -227,8 +244,12 @@ impl ImageStore for OciLayout {
         let size = bytes.len() as u64;
         let body = box_stream(futures::stream::once(async move { Ok(bytes) }));
         self.write_blob(&manifest.digest, size, body).await?;
-        let ManifestRole::Root(tag) = role else {
-            return Ok(());
+        let tag = match role {
+            ManifestRole::Root(tag) => tag,
+            // Listed untagged, so that the layout's readers (and a copy out
+            // of it) find what refers to its images.
+            ManifestRole::Referrer => &None,
+            ManifestRole::Child => return Ok(()),
         };
         let mut index = self.index().await?;
         let entries = index["manifests"].as_array_mut().expect("checked");
