@@ -123,6 +123,27 @@ replicated_to_another_registry() {
   eventually same_digest "$MAIN/ci/app:v2" "$SITE/site-a/app:v2"
 }
 
+# lists_referrer REGISTRY REPO SUBJECT REFERRER: the referrers API lists it.
+lists_referrer() {
+  curl -fs "http://$1/v2/$2/referrers/$3" | jq -e --arg d "$4" '[.manifests[].digest] | index($d) != null'
+}
+
+a_signature_made_before_the_release_tag_goes_with_the_promotion() {
+  make_image "$MAIN/ci/app:rc3" 1000
+  local subject sig
+  subject=$(crane digest --insecure "$MAIN/ci/app:rc3")
+  printf '{"signature":"by-ci"}' >sig.json
+  oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
+    "$MAIN/ci/app@$subject" sig.json:application/vnd.example.sig.v1+json | tee sig.out
+  sig=$(jq -er .digest sig.out)
+  # The release tag on the signed build: the rules fire, the signature goes too.
+  crane tag --insecure "$MAIN/ci/app:rc3" v3
+  eventually same_digest "$MAIN/ci/app:v3" "$MAIN/prod/app:v3"
+  eventually lists_referrer "$MAIN" prod/app "$subject" "$sig"
+  same_manifest "docker://$MAIN/ci/app@$sig" "docker://$MAIN/prod/app@$sig"
+  eventually lists_referrer "$SITE" site-a/app "$subject" "$sig"
+}
+
 with_auth_the_actor_is_the_pusher_and_promotion_is_the_registrys() {
   local creds=$scratch/auth/credentials.json
   crane auth login "$SECURED" -u "$(jq -r .ci.username "$creds")" -p "$(jq -r .ci.password "$creds")"
@@ -144,6 +165,8 @@ run_open_checks() {
   check "$1: ci/app:v1 is promoted to prod/app:v1, same digest" a_v_tag_pushed_to_ci_is_promoted_to_prod
   check "$1: ci/app:dev is not promoted" other_tags_are_not_promoted
   check "$1: replication to a second pier instance, same digest" replicated_to_another_registry
+  check "$1: a signature made before the release tag is promoted and replicated with it" \
+    a_signature_made_before_the_release_tag_goes_with_the_promotion
 }
 
 # run_auth_checks LABEL: the check against SECURED.
