@@ -128,9 +128,9 @@ lists_referrer() {
   curl -fs "http://$1/v2/$2/referrers/$3" | jq -e --arg d "$4" '[.manifests[].digest] | index($d) != null'
 }
 
-a_signature_made_before_the_release_tag_goes_with_the_promotion() {
+signatures_go_with_the_promotion() {
   make_image "$MAIN/ci/app:rc3" 1000
-  local subject sig
+  local subject sig late
   subject=$(crane digest --insecure "$MAIN/ci/app:rc3")
   printf '{"signature":"by-ci"}' >sig.json
   oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
@@ -142,6 +142,14 @@ a_signature_made_before_the_release_tag_goes_with_the_promotion() {
   eventually lists_referrer "$MAIN" prod/app "$subject" "$sig"
   same_manifest "docker://$MAIN/ci/app@$sig" "docker://$MAIN/prod/app@$sig"
   eventually lists_referrer "$SITE" site-a/app "$subject" "$sig"
+  # A signature made after the promotion follows the image to both places.
+  printf '{"signature":"by-release-manager"}' >late.json
+  oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
+    "$MAIN/ci/app@$subject" late.json:application/vnd.example.sig.v1+json | tee late.out
+  late=$(jq -er .digest late.out)
+  eventually lists_referrer "$MAIN" prod/app "$subject" "$late"
+  eventually lists_referrer "$SITE" site-a/app "$subject" "$late"
+  same_manifest "docker://$MAIN/ci/app@$late" "docker://$SITE/site-a/app@$late"
 }
 
 with_auth_the_actor_is_the_pusher_and_promotion_is_the_registrys() {
@@ -165,8 +173,8 @@ run_open_checks() {
   check "$1: ci/app:v1 is promoted to prod/app:v1, same digest" a_v_tag_pushed_to_ci_is_promoted_to_prod
   check "$1: ci/app:dev is not promoted" other_tags_are_not_promoted
   check "$1: replication to a second pier instance, same digest" replicated_to_another_registry
-  check "$1: a signature made before the release tag is promoted and replicated with it" \
-    a_signature_made_before_the_release_tag_goes_with_the_promotion
+  check "$1: signatures made before and after the promotion go with the image" \
+    signatures_go_with_the_promotion
 }
 
 # run_auth_checks LABEL: the check against SECURED.

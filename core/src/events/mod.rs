@@ -159,25 +159,39 @@ impl EventSink {
     }
 
     /// Starts what `event` calls for: deliveries to the webhooks that want
-    /// it and, for a tag push, the replication rules that match. Returns at
-    /// once; the work runs in the background.
+    /// it and, for a push, the replication rules that match (a tag push) or
+    /// cover the repository (a push by digest, which may be a referrer of
+    /// something they copied). Returns at once; the work runs in the
+    /// background.
     pub fn emit(&self, registry: &Registry, event: Event) {
-        if let (Action::Push, Some(tag)) = (event.action, &event.tag) {
-            let parsed = (
-                RepoName::parse(&event.repository),
-                Tag::parse(tag),
-                Digest::parse(&event.digest).ok(),
-            );
-            if let (Some(repo), Some(tag), Some(digest)) = parsed {
-                for rule in self.hooks.rules.iter().filter(|r| r.matches(&repo, &tag)) {
-                    let task = rule.clone().run(
-                        registry.clone(),
-                        self.clone(),
-                        repo.clone(),
-                        tag.clone(),
-                        digest.clone(),
-                    );
-                    self.background.spawn(Box::pin(task));
+        if event.action == Action::Push {
+            let parsed = (RepoName::parse(&event.repository), Digest::parse(&event.digest).ok());
+            if let (Some(repo), Some(digest)) = parsed {
+                match event.tag.as_deref().map(Tag::parse) {
+                    Some(Some(tag)) => {
+                        for rule in self.hooks.rules.iter().filter(|r| r.matches(&repo, &tag)) {
+                            let task = rule.clone().run(
+                                registry.clone(),
+                                self.clone(),
+                                repo.clone(),
+                                tag.clone(),
+                                digest.clone(),
+                            );
+                            self.background.spawn(Box::pin(task));
+                        }
+                    }
+                    Some(None) => {}
+                    None => {
+                        for rule in self.hooks.rules.iter().filter(|r| r.covers(&repo)) {
+                            let task = rule.clone().follow_referrer(
+                                registry.clone(),
+                                self.clone(),
+                                repo.clone(),
+                                digest.clone(),
+                            );
+                            self.background.spawn(Box::pin(task));
+                        }
+                    }
                 }
             }
         }

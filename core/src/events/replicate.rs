@@ -6,7 +6,10 @@
 //! with backoff, and is done by the registry itself: the pusher's rights on
 //! the destination do not matter (the operator who wrote the rule decided).
 //! A replication's own pushes are told to webhooks (actor `pier`) but start
-//! no further rules, so rules cannot loop.
+//! no further rules, so rules cannot loop. The referrers an image has when it
+//! is copied go with it; one pushed later (a signature made after the
+//! promotion) follows it there once the copied image is found at the
+//! destination.
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ use super::retry::{self, retrying};
 use super::{Action, Event, EventSink, Subject};
 use crate::digest::Digest;
 use crate::glob::Glob;
+use crate::manifest;
 use crate::mirror::namespace_prefix;
 use crate::names::{RepoName, Tag};
 use crate::platform::Env;
@@ -117,17 +121,39 @@ impl Rule {
 
     /// Copies `digest` from `repo` to the destination, tagged `tag` there.
     pub async fn run(self: Arc<Self>, registry: Registry, sink: EventSink, repo: RepoName, tag: Tag, digest: Digest) {
-        let background = sink.background.clone();
         let Some(target) = self.target(&repo) else {
-            background.report(true, &format!("replication of {repo}: no valid destination name"));
+            let why = format!("replication of {repo}: no valid destination name");
+            sink.background.report(true, &why);
             return;
         };
-        let what = format!("replication {repo}:{tag}@{digest} -> {}:{tag}", self.describe(&target));
-        let src = LocalRepo {
-            registry: registry.clone(),
-            repo: repo.clone(),
+        self.copy(&registry, &sink, &repo, &target, &digest, Some(&tag)).await;
+    }
+
+    /// Follows a manifest pushed by digest to `repo` (any tag filter) to
+    /// the destination when it refers to a manifest that is there: a
+    /// signature or SBOM made after its image was copied.
+    pub async fn follow_referrer(self: Arc<Self>, registry: Registry, sink: EventSink, repo: RepoName, digest: Digest) {
+        let Ok(pushed) = registry.manifest(&repo, &Reference::Digest(digest.clone())).await else {
+            return;
         };
-        let dst: Box<dyn ImageStore> = match &self.remote {
+        let Some(subject) = manifest::parse(&pushed.bytes, None).ok().and_then(|m| m.subject) else {
+            return;
+        };
+        let Some(target) = self.target(&repo) else {
+            return;
+        };
+        // Only where the image went: a rule's tag filter chose it.
+        if !matches!(
+            self.destination(&registry, &target).has_manifest(&subject.digest).await,
+            Ok(true)
+        ) {
+            return;
+        }
+        self.copy(&registry, &sink, &repo, &target, &digest, None).await;
+    }
+
+    fn destination(&self, registry: &Registry, target: &RepoName) -> Box<dyn ImageStore> {
+        match &self.remote {
             Some(client) => Box::new(RemoteRepo {
                 client: client.clone(),
                 repo: target.clone(),
@@ -136,10 +162,34 @@ impl Rule {
                 registry: registry.clone(),
                 repo: target.clone(),
             }),
+        }
+    }
+
+    /// The copy itself, retried; a promotion within this registry is told
+    /// to webhooks as a push.
+    async fn copy(
+        &self,
+        registry: &Registry,
+        sink: &EventSink,
+        repo: &RepoName,
+        target: &RepoName,
+        digest: &Digest,
+        tag: Option<&Tag>,
+    ) {
+        let background = sink.background.clone();
+        let at_tag = tag.map(|t| format!(":{t}")).unwrap_or_default();
+        let what = format!(
+            "replication {repo}{at_tag}@{digest} -> {}{at_tag}",
+            self.describe(target)
+        );
+        let src = LocalRepo {
+            registry: registry.clone(),
+            repo: repo.clone(),
         };
-        let (src, dst, reference, tag_ref) = (&src, dst.as_ref(), &Reference::Digest(digest.clone()), &tag);
+        let dst = self.destination(registry, target);
+        let (src, dst, reference) = (&src, dst.as_ref(), &Reference::Digest(digest.clone()));
         let result = retrying(background.as_ref(), &what, self.attempts, |_| async move {
-            copy_image(src, reference, dst, Some(tag_ref), Arc::new(Quiet), PARALLEL_BLOBS)
+            copy_image(src, reference, dst, tag, Arc::new(Quiet), PARALLEL_BLOBS)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())
@@ -154,11 +204,11 @@ impl Rule {
         }
         background.report(false, &format!("{what}: done"));
         if self.remote.is_none() {
-            // The promoted tag is a push here too: webhooks hear of it.
-            if let Ok(pushed) = registry.manifest(&target, reference).await {
+            // The promoted manifest is a push here too: webhooks hear of it.
+            if let Ok(pushed) = registry.manifest(target, reference).await {
                 let subject = Subject {
-                    repo: &target,
-                    digest: &digest,
+                    repo: target,
+                    digest,
                     media_type: &pushed.media_type,
                     size: pushed.bytes.len() as u64,
                 };
@@ -166,7 +216,7 @@ impl Rule {
                     registry.env(),
                     Action::Push,
                     &subject,
-                    Some(&tag),
+                    tag,
                     REPLICATION_ACTOR,
                 ));
             }
