@@ -6,9 +6,9 @@
 //! state, offset, parts and tails are saved as a new state key after every
 //! request (`uploads/<id>/s/<seq>`, created conditionally, so two concurrent
 //! writers cannot both win and no key is rewritten). Any instance can therefore
-//! take the next request, memory stays under about two parts per upload (one
-//! arriving, one being written), and nothing is visible until the digest is
-//! verified and the blob record written.
+//! take the next request, memory stays under a few parts per upload (one
+//! arriving, the store's `part_writes_in_flight` being written), and nothing
+//! is visible until the digest is verified and the blob record written.
 //!
 //! A request that writes claims the session first (a new state naming it as the
 //! writer), so a second concurrent request on the same upload is refused before
@@ -16,6 +16,8 @@
 //! left by a crashed request lapses after [`CLAIM_LEASE_MS`] (long requests
 //! renew theirs), or at once on a single-process store when the claim was made
 //! by an earlier run of the process.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::Either;
@@ -100,11 +102,13 @@ pub struct Upload<'a> {
     renewed_ms: u64,
     /// The session was removed: nothing may be saved for it any more.
     discarded: bool,
-    /// The write of the newest part, still under way while the next part's
-    /// bytes arrive (on disk it runs on another thread). At most one: parts
-    /// are recorded in order.
-    in_flight: Option<BoxFuture<'a, std::result::Result<PartRef, StoreError>>>,
+    /// Writes of the newest parts, oldest first, still under way while the
+    /// next part's bytes arrive (on disk each runs on another thread). At
+    /// most the store's `part_writes_in_flight`; parts are recorded in order.
+    in_flight: VecDeque<PartWrite<'a>>,
 }
+
+type PartWrite<'a> = BoxFuture<'a, std::result::Result<PartRef, StoreError>>;
 
 fn upload_unknown() -> RegistryError {
     RegistryError::new(ErrorCode::BlobUploadUnknown, "upload unknown")
@@ -144,7 +148,7 @@ impl<'a> Upload<'a> {
             start_offset: 0,
             renewed_ms: now,
             discarded: false,
-            in_flight: None,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -177,7 +181,7 @@ impl<'a> Upload<'a> {
             tails_consumed: false,
             renewed_ms: 0,
             discarded: false,
-            in_flight: None,
+            in_flight: VecDeque::new(),
         })
     }
 
@@ -325,14 +329,14 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    /// The next piece of the body, while the part write in flight goes on.
+    /// The next piece of the body, while the part writes in flight go on.
     async fn next_chunk(&mut self, body: &mut RequestBody) -> Result<Option<Bytes>> {
-        let next = match self.in_flight.as_mut() {
+        let next = match self.in_flight.front_mut() {
             None => body.next().await,
-            Some(write) => match futures::future::select(body.next(), write).await {
+            Some(oldest) => match futures::future::select(body.next(), oldest).await {
                 Either::Left((next, _)) => next,
                 Either::Right((written, _)) => {
-                    self.in_flight = None;
+                    self.in_flight.pop_front();
                     self.state.parts.push(written?);
                     body.next().await
                 }
@@ -341,12 +345,21 @@ impl<'a> Upload<'a> {
         next.transpose().map_err(BodyError::into_registry_error)
     }
 
-    /// Waits for the part write in flight and records its part.
-    async fn settle_in_flight(&mut self) -> Result<()> {
-        if let Some(write) = self.in_flight.take() {
+    /// Waits for the oldest part write in flight and records its part.
+    async fn settle_oldest(&mut self) -> Result<()> {
+        if let Some(write) = self.in_flight.pop_front() {
             self.state.parts.push(write.await?);
         }
         Ok(())
+    }
+
+    /// Waits for every part write in flight, even after a failure of one.
+    async fn settle_in_flight(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        while !self.in_flight.is_empty() {
+            result = result.and(self.settle_oldest().await);
+        }
+        result
     }
 
     async fn load_tails(&mut self) -> Result<()> {
@@ -408,7 +421,9 @@ impl<'a> Upload<'a> {
     /// Writes the next part; its bytes after `already_hashed` are hashed while
     /// the write is under way (on disk it runs on another thread).
     async fn write_part(&mut self, part: Bytes, already_hashed: usize) -> Result<()> {
-        self.settle_in_flight().await?;
+        while self.in_flight.len() >= self.store.part_writes_in_flight().max(1) {
+            self.settle_oldest().await?;
+        }
         let data_key = layout::blob_data(&self.id);
         if self.state.multipart.is_none() {
             let multipart = self.store.create_multipart(&data_key).await?;
@@ -420,7 +435,7 @@ impl<'a> Upload<'a> {
             self.save_state(committed.clone()).await?;
             self.committed = committed;
         }
-        let number = self.state.parts.len() as u32 + 1;
+        let number = (self.state.parts.len() + self.in_flight.len()) as u32 + 1;
         let multipart = self.state.multipart.clone().expect("created above");
         let store = self.store;
         let unhashed = part.slice(already_hashed..);
@@ -431,8 +446,10 @@ impl<'a> Upload<'a> {
         let started = futures::poll!(write.as_mut());
         self.hasher.update(&unhashed);
         match started {
-            std::task::Poll::Ready(written) => self.state.parts.push(written?),
-            std::task::Poll::Pending => self.in_flight = Some(write),
+            std::task::Poll::Ready(written) if self.in_flight.is_empty() => self.state.parts.push(written?),
+            // Recorded after the parts before it.
+            std::task::Poll::Ready(written) => self.in_flight.push_back(Box::pin(futures::future::ready(written))),
+            std::task::Poll::Pending => self.in_flight.push_back(write),
         }
         if self.loaded_tail_bytes > 0 {
             self.tails_consumed = true;

@@ -477,6 +477,13 @@ impl Store for Faulty {
     fn part_size(&self) -> usize {
         self.inner.part_size()
     }
+    fn part_writes_in_flight(&self) -> usize {
+        if self.slow_parts {
+            2
+        } else {
+            1
+        }
+    }
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         self.inner.create_multipart(key).await
     }

@@ -68,6 +68,10 @@ impl Store for FreshReads {
         self.backend.part_size()
     }
 
+    fn part_writes_in_flight(&self) -> usize {
+        self.backend.part_writes_in_flight()
+    }
+
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         self.cache.create_multipart(key).await
     }

@@ -139,6 +139,14 @@ pub trait Store: MaybeSend + MaybeSync {
     /// this much per upload, so it bounds memory.
     fn part_size(&self) -> usize;
 
+    /// How many part writes one upload keeps under way at once, each holding
+    /// a part in memory. More than one pays where a write is work of its
+    /// own thread (the disk's copy into the page cache costs more than the
+    /// hashing that feeds it); a Worker has little memory to spare.
+    fn part_writes_in_flight(&self) -> usize {
+        1
+    }
+
     /// Starts a multipart write that completes to `key`; returns its id.
     async fn create_multipart(&self, key: &str) -> StoreResult<String>;
 

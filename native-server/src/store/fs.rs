@@ -359,6 +359,11 @@ impl Store for FsStore {
         self.part_size
     }
 
+    /// Two writer threads keep up with one hashing request thread.
+    fn part_writes_in_flight(&self) -> usize {
+        2
+    }
+
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         self.path(key)?;
         let mut raw = [0u8; 16];

@@ -75,6 +75,10 @@ impl Store for MeteredStore {
         self.inner.part_size()
     }
 
+    fn part_writes_in_flight(&self) -> usize {
+        self.inner.part_writes_in_flight()
+    }
+
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         metered!("create_multipart", self.inner.create_multipart(key))
     }
