@@ -335,6 +335,10 @@ impl Store for CachedStore {
         self.inner.part_size()
     }
 
+    fn part_writes_in_flight(&self) -> usize {
+        self.inner.part_writes_in_flight()
+    }
+
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         self.inner.create_multipart(key).await
     }

@@ -124,18 +124,13 @@ replicated_to_another_registry() {
 }
 
 # lists_referrer REGISTRY REPO SUBJECT REFERRER: the referrers API lists it.
-lists_referrer() {
-  curl -fs "http://$1/v2/$2/referrers/$3" | jq -e --arg d "$4" '[.manifests[].digest] | index($d) != null'
-}
+lists_referrer() { referrers_of "$1" "$2" "$3" | grep -qx "$4"; }
 
 signatures_go_with_the_promotion() {
   make_image "$MAIN/ci/app:rc3" 1000
   local subject sig late
   subject=$(crane digest --insecure "$MAIN/ci/app:rc3")
-  printf '{"signature":"by-ci"}' >sig.json
-  oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
-    "$MAIN/ci/app@$subject" sig.json:application/vnd.example.sig.v1+json | tee sig.out
-  sig=$(jq -er .digest sig.out)
+  sig=$(attach "$MAIN/ci/app@$subject" application/vnd.example.sig '{"signature":"by-ci"}')
   # The release tag on the signed build: the rules fire, the signature goes too.
   crane tag --insecure "$MAIN/ci/app:rc3" v3
   eventually same_digest "$MAIN/ci/app:v3" "$MAIN/prod/app:v3"
@@ -143,10 +138,7 @@ signatures_go_with_the_promotion() {
   same_manifest "docker://$MAIN/ci/app@$sig" "docker://$MAIN/prod/app@$sig"
   eventually lists_referrer "$SITE" site-a/app "$subject" "$sig"
   # A signature made after the promotion follows the image to both places.
-  printf '{"signature":"by-release-manager"}' >late.json
-  oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
-    "$MAIN/ci/app@$subject" late.json:application/vnd.example.sig.v1+json | tee late.out
-  late=$(jq -er .digest late.out)
+  late=$(attach "$MAIN/ci/app@$subject" application/vnd.example.sig '{"signature":"by-release-manager"}')
   eventually lists_referrer "$MAIN" prod/app "$subject" "$late"
   eventually lists_referrer "$SITE" site-a/app "$subject" "$late"
   same_manifest "docker://$MAIN/ci/app@$late" "docker://$SITE/site-a/app@$late"

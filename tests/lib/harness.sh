@@ -175,6 +175,18 @@ same_blobs() { # REF-A REF-B: every layer and config has the same bytes in both
   done
 }
 
+# attach REPO@DIGEST ARTIFACT-TYPE TEXT: a referrer of that manifest (a
+# signature, say) pushed with oras, TEXT as its one layer; prints its digest.
+attach() {
+  local file; file=$(mktemp "$scratch/work/attached.XXXXXX")
+  printf '%s' "$3" >"$file"
+  (cd "$(dirname "$file")" && oras attach --plain-http --artifact-type "$2" --format json \
+    "$1" "$(basename "$file"):application/vnd.example.attached.v1+json") | jq -er .digest
+}
+
+# referrers_of REGISTRY REPO DIGEST: the digests the referrers API lists, sorted.
+referrers_of() { curl -fs "http://$1/v2/$2/referrers/$3" | jq -r '.manifests[].digest' | sort; }
+
 # make_image REF SIZE [crane flags]: a one-layer image of SIZE random bytes.
 make_image() {
   local dir; dir=$(mktemp -d "$scratch/work/layer.XXXXXX")

@@ -127,20 +127,12 @@ bad_references_and_missing_images_are_errors() {
   cat err.txt; grep -q 'USER:PASSWORD' err.txt
 }
 
-# referrers_of REGISTRY REPO DIGEST: the digests the referrers API lists.
-referrers_of() { curl -fs "http://$1/v2/$2/referrers/$3" | jq -r '.manifests[].digest' | sort; }
-
 referrers_travel_with_the_image() {
   local subject sig countersig
   subject=$(crane digest --insecure "$src_addr/team/app:v1")
-  printf '{"signature":"not-really"}' >sig.json
-  oras attach --plain-http --artifact-type application/vnd.example.sig --format json \
-    "$src_addr/team/app@$subject" sig.json:application/vnd.example.sig.v1+json | tee sig.out
-  sig=$(jq -er .digest sig.out)
+  sig=$(attach "$src_addr/team/app@$subject" application/vnd.example.sig '{"signature":"not-really"}')
   # A referrer of the referrer (a countersignature) travels too.
-  oras attach --plain-http --artifact-type application/vnd.example.countersig --format json \
-    "$src_addr/team/app@$sig" sig.json:application/vnd.example.sig.v1+json | tee countersig.out
-  countersig=$(jq -er .digest countersig.out)
+  countersig=$(attach "$src_addr/team/app@$sig" application/vnd.example.countersig '{"countersignature":1}')
   pier copy --insecure "$src_addr/team/app:v1" "$dst_addr/signed/app:v1" | tee out.txt
   grep -q '(3 manifests;' out.txt
   [ "$(referrers_of "$dst_addr" signed/app "$subject")" = "$sig" ]
