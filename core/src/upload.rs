@@ -329,18 +329,21 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    /// The next piece of the body, while the part writes in flight go on.
+    /// The next piece of the body, while the part writes in flight go on
+    /// (each recorded as it finishes, oldest first).
     async fn next_chunk(&mut self, body: &mut RequestBody) -> Result<Option<Bytes>> {
-        let next = match self.in_flight.front_mut() {
-            None => body.next().await,
-            Some(oldest) => match futures::future::select(body.next(), oldest).await {
-                Either::Left((next, _)) => next,
+        let next = loop {
+            let Some(oldest) = self.in_flight.front_mut() else {
+                break body.next().await;
+            };
+            // `next` is cancel-safe: a chunk not taken now is taken next time round.
+            match futures::future::select(body.next(), oldest).await {
+                Either::Left((next, _)) => break next,
                 Either::Right((written, _)) => {
                     self.in_flight.pop_front();
                     self.state.parts.push(written?);
-                    body.next().await
                 }
-            },
+            }
         };
         next.transpose().map_err(BodyError::into_registry_error)
     }

@@ -207,9 +207,4 @@ if [ -n "${PIER_AUTH_MEASUREMENTS:-}" ]; then
     sed "s/^/auth ($target): /" | tee -a "$PIER_AUTH_MEASUREMENTS"
 fi
 
-echo
-if [ $nfail -gt 0 ]; then
-  echo "failed:"; printf '  - %s\n' "${failed[@]}"
-fi
-echo "auth: $npass passed, $nfail failed"
-[ $nfail -eq 0 ]
+summary auth

@@ -45,8 +45,7 @@ source tests/lib/harness.sh
 
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(native)
-  # The Worker too, where its toolchain is installed (scripts/install-deps.sh edge).
-  if [ "${PIER_SKIP_EDGE:-}" != 1 ] && [ -x node_modules/.bin/wrangler ] && command -v worker-build >/dev/null; then
+  if worker_suites_wanted; then
     targets+=(edge)
   fi
 fi
@@ -59,9 +58,4 @@ for target in "${targets[@]}"; do
   source "$here/$target.sh"
 done
 
-echo
-if [ $nfail -gt 0 ]; then
-  echo "failed:"; printf '  - %s\n' "${failed[@]}"
-fi
-echo "events: $npass passed, $nfail failed"
-[ $nfail -eq 0 ]
+summary events

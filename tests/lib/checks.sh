@@ -15,3 +15,12 @@ check() {
   [ $rc -eq 0 ] || tail -n 20 "$log" | sed 's/^/      /'
 }
 fails() { if "$@"; then echo "unexpectedly succeeded: $*"; return 1; fi; }
+# summary SUITE: the failed checks and the counts; fails if any check did.
+summary() {
+  echo
+  if [ $nfail -gt 0 ]; then
+    echo "failed:"; printf '  - %s\n' "${failed[@]}"
+  fi
+  echo "$1: $npass passed, $nfail failed"
+  [ $nfail -eq 0 ]
+}

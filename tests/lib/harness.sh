@@ -107,6 +107,12 @@ toml_tables() {
     .[] | "[[\($name)]]", (to_entries[] | "\(.key) = \(.value | toml)"), ""' <<<"$2"
 }
 
+# worker_suites_wanted: the Worker's toolchain is installed
+# (scripts/install-deps.sh edge) and PIER_SKIP_EDGE=1 does not leave it out.
+worker_suites_wanted() {
+  [ "${PIER_SKIP_EDGE:-}" != 1 ] && [ -x node_modules/.bin/wrangler ] && command -v worker-build >/dev/null
+}
+
 # start_reference NAME: the reference registry (CNCF Distribution) on a free port.
 start_reference() {
   local name=$1 port; port=$(free_port)

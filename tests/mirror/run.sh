@@ -31,8 +31,7 @@ source tests/lib/harness.sh
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   suites=(copy cache)
-  # The Worker too, where its toolchain is installed (scripts/install-deps.sh edge).
-  if [ "${PIER_SKIP_EDGE:-}" != 1 ] && [ -x node_modules/.bin/wrangler ] && command -v worker-build >/dev/null; then
+  if worker_suites_wanted; then
     suites+=(edge)
   fi
 fi
@@ -44,9 +43,4 @@ for suite in "${suites[@]}"; do
   source "$here/$suite.sh"
 done
 
-echo
-if [ $nfail -gt 0 ]; then
-  echo "failed:"; printf '  - %s\n' "${failed[@]}"
-fi
-echo "mirror: $npass passed, $nfail failed"
-[ $nfail -eq 0 ]
+summary mirror
