@@ -10,7 +10,7 @@
 //! repos/<name>/_tags/<tag>                       tag record: the digest it points to
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>/<hex> descriptor of a manifest whose subject is the first digest
 //! uploads/<id>/s/<seq>                           upload session state, one new key per change
-//! uploads/<id>/t/<offset>                        upload bytes not yet in a multipart part
+//! uploads/<id>/t/[g<gen>-]<offset>               upload bytes not yet in a multipart part
 //! catalog/<name>/_repo                           marker: the repository exists
 //! repos/<name>/_pushed/<alg>/<hex>               when the manifest was last pushed (ms), for untagged expiry
 //! gc/run, gc/dry-run                             state of the current collection (see `gc`)
@@ -87,8 +87,14 @@ pub fn upload_state(upload_id: &str, seq: u64) -> String {
     format!("uploads/{upload_id}/s/{seq:010}")
 }
 
-pub fn upload_tail(upload_id: &str, offset: u64) -> String {
-    format!("uploads/{upload_id}/t/{offset:020}")
+/// A tail piece starting at `offset`. Pieces merged into one start a new
+/// `generation`, so a merged piece never overwrites a piece the previous
+/// state still names (generation 0 is the form older builds wrote).
+pub fn upload_tail(upload_id: &str, generation: u64, offset: u64) -> String {
+    match generation {
+        0 => format!("uploads/{upload_id}/t/{offset:020}"),
+        g => format!("uploads/{upload_id}/t/g{g:010}-{offset:020}"),
+    }
 }
 
 pub const CATALOG: &str = "catalog/";
@@ -123,6 +129,10 @@ pub fn gc_state(dry_run: bool) -> &'static str {
     }
 }
 
+/// The state of a pass that only expires idle uploads (the default when no
+/// collection is configured).
+pub const GC_UPLOADS_STATE: &str = "gc/uploads-run";
+
 pub const GC_REPORT: &str = "gc/last-report";
 
 pub const GC_JOURNAL: &str = "gc/journal/";
@@ -146,6 +156,10 @@ pub fn gc_doomed_blob(digest: &Digest) -> String {
 
 pub fn gc_doomed_manifest(repo: &RepoName, digest: &Digest) -> String {
     format!("gc/doomed/repos/{repo}/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub fn gc_doomed_tag(repo: &RepoName, tag: &Tag) -> String {
+    format!("gc/doomed/tags/{repo}/{tag}")
 }
 
 pub fn gc_marks(run: &str) -> String {
@@ -217,7 +231,8 @@ mod tests {
             layer_link(&repo, &digest),
             referrer(&repo, &digest, &digest),
             upload_state("u1", 1),
-            upload_tail("u1", 0),
+            upload_tail("u1", 0, 0),
+            upload_tail("u1", 1, 0),
             catalog_entry(&repo),
         ] {
             assert!(!is_immutable(&key), "{key}");

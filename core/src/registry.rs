@@ -299,9 +299,10 @@ impl Registry {
             }
         }
         // Touch before looking, so a collection either sees the reuse or we see its tombstone.
+        // Then the tombstone before the record: see `check_published`.
         protocol::touch(self.origin(), self.env.as_ref(), digest).await?;
-        if self.origin.head(&layout::blob_record(digest)).await?.is_none()
-            || protocol::blob_doomed(self.origin(), digest).await?
+        if protocol::blob_doomed(self.origin(), digest).await?
+            || self.origin.head(&layout::blob_record(digest)).await?.is_none()
         {
             return Ok(false);
         }
@@ -583,7 +584,7 @@ impl Registry {
         }
         .to_bytes();
         let digest_ref = &digest;
-        try_join_all(tags.into_iter().map(|tag| {
+        try_join_all(tags.iter().map(|&tag| {
             let record = record.clone();
             async move {
                 if !immutable {
@@ -601,6 +602,9 @@ impl Registry {
             }
         }))
         .await?;
+        if retention::tags_may_expire(&self.options.retention, repo.as_str()) {
+            self.check_tags_kept(repo, &tags).await?;
+        }
         self.add_to_catalog(repo).await?;
         Ok(PushedManifest {
             media_type: manifest::media_type_of(&bytes),
@@ -626,6 +630,26 @@ impl Registry {
         }
     }
 
+    /// After the tags are written, where retention may expire them: none was
+    /// deleted by a collection that read it before this push (the tombstone
+    /// first, then the tag: see `gc::protocol`). A refused push is retried
+    /// by the client and writes its tags again.
+    async fn check_tags_kept(&self, repo: &RepoName, tags: &[&Tag]) -> Result<()> {
+        let store = self.origin();
+        try_join_all(tags.iter().map(|tag| async move {
+            if protocol::tag_doomed(store, repo, tag).await? || !exists(store, layout::tag(repo, tag)).await? {
+                return Err(RegistryError::new(
+                    ErrorCode::Unavailable,
+                    format!("tag {tag} is being expired by a garbage collection; push it again"),
+                )
+                .with_detail(json!({ "tag": tag.as_str() })));
+            }
+            Ok(())
+        }))
+        .await?;
+        Ok(())
+    }
+
     /// After the manifest is written (and its push published in the GC
     /// journal): everything it references is still there and no collection
     /// is deleting it. Reads bypass the cache, which may hold deleted records.
@@ -645,35 +669,42 @@ impl Registry {
             )
             .with_detail(json!({ "digest": d.as_str() }))
         };
-        if protocol::manifest_doomed(store, repo, digest).await? {
-            return Err(collected(digest));
-        }
+        // Each check reads the tombstone before what it guards: a collector
+        // deletes what it dooms first and its tombstone last, so a check that
+        // finds no tombstone finds anything deleted under it already gone
+        // (docs/gc.md). Reading both at once would let a collection finish
+        // between the two reads, unseen by either.
+        let own_check = async {
+            if protocol::manifest_doomed(store, repo, digest).await?
+                || !exists(store, layout::manifest(repo, digest)).await?
+            {
+                return Err(collected(digest));
+            }
+            Ok(())
+        };
         let blob_checks = parsed
             .blobs
             .iter()
             .filter(|d| !Manifest::blob_may_be_foreign(d))
             .map(|d| async move {
-                let (linked, recorded, doomed) = futures::try_join!(
+                if protocol::blob_doomed(store, &d.digest).await? {
+                    return Err(collected(&d.digest));
+                }
+                let (linked, recorded) = futures::try_join!(
                     exists(store, layout::layer_link(repo, &d.digest)),
                     exists(store, layout::blob_record(&d.digest)),
-                    protocol::blob_doomed(store, &d.digest),
                 )?;
-                if doomed {
-                    Err(collected(&d.digest))
-                } else if sparse || (linked && recorded) {
+                if sparse || (linked && recorded) {
                     Ok(())
                 } else {
                     Err(missing("blob", &d.digest))
                 }
             });
         let child_checks = parsed.children.iter().map(|d| async move {
-            let (present, doomed) = futures::try_join!(
-                exists(store, layout::manifest(repo, &d.digest)),
-                protocol::manifest_doomed(store, repo, &d.digest),
-            )?;
-            if doomed {
-                Err(collected(&d.digest))
-            } else if sparse || present {
+            if protocol::manifest_doomed(store, repo, &d.digest).await? {
+                return Err(collected(&d.digest));
+            }
+            if sparse || exists(store, layout::manifest(repo, &d.digest)).await? {
                 Ok(())
             } else {
                 Err(missing("manifest", &d.digest))
@@ -682,8 +713,8 @@ impl Registry {
         // Every check runs to the end, even after one fails: a fresh read that
         // finds a record gone drops its stale cached copy, so the client's
         // next HEAD of each missing blob tells it to upload again.
-        let (blobs, children) = futures::join!(join_all(blob_checks), join_all(child_checks));
-        blobs.into_iter().chain(children).collect()
+        let (own, blobs, children) = futures::join!(own_check, join_all(blob_checks), join_all(child_checks));
+        std::iter::once(own).chain(blobs).chain(children).collect()
     }
 
     async fn check_references(&self, repo: &RepoName, parsed: &Manifest) -> Result<()> {

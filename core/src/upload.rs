@@ -43,14 +43,23 @@ pub struct UploadState {
     pub part_size: u64,
     pub multipart: Option<String>,
     pub parts: Vec<PartRef>,
-    /// Offsets of the tail pieces covering `[flushed, offset)`, in order.
+    /// Offsets of the tail pieces covering `[flushed, offset)`, in order;
+    /// at most [`MAX_TAIL_PIECES`].
     pub tails: Vec<u64>,
+    /// The generation of the tail pieces' keys (see `layout::upload_tail`).
+    #[serde(default)]
+    pub tail_generation: u64,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// The request writing to the session now, if any (see [`CLAIM_LEASE_MS`]).
     #[serde(default)]
     pub writer: Option<String>,
 }
+
+/// How many tail pieces a session keeps: a request that would add one more
+/// merges them into one (less than a part of bytes, read and written once),
+/// so a stream of tiny PATCHes cannot grow the state or the object count.
+pub const MAX_TAIL_PIECES: usize = 8;
 
 /// How long a writer's claim holds without renewal.
 pub const CLAIM_LEASE_MS: u64 = 15_000;
@@ -114,6 +123,16 @@ fn upload_unknown() -> RegistryError {
     RegistryError::new(ErrorCode::BlobUploadUnknown, "upload unknown")
 }
 
+/// An error writing the session's own objects: a part write or join that
+/// finds its multipart write gone means the session was removed under the
+/// request (expired, or cancelled by another request), not a server fault.
+fn session_error(error: StoreError) -> RegistryError {
+    match error {
+        StoreError::NotFound => upload_unknown(),
+        other => other.into(),
+    }
+}
+
 impl<'a> Upload<'a> {
     /// A new session, not yet saved.
     pub fn new(store: &'a dyn Store, env: &'a dyn Env, repo: &RepoName, algorithm: Algorithm) -> Upload<'a> {
@@ -128,6 +147,7 @@ impl<'a> Upload<'a> {
             multipart: None,
             parts: Vec::new(),
             tails: Vec::new(),
+            tail_generation: 0,
             created_ms: now,
             updated_ms: now,
             writer: None,
@@ -341,7 +361,7 @@ impl<'a> Upload<'a> {
                 Either::Left((next, _)) => break next,
                 Either::Right((written, _)) => {
                     self.in_flight.pop_front();
-                    self.state.parts.push(written?);
+                    self.state.parts.push(written.map_err(session_error)?);
                 }
             }
         };
@@ -351,7 +371,7 @@ impl<'a> Upload<'a> {
     /// Waits for the oldest part write in flight and records its part.
     async fn settle_oldest(&mut self) -> Result<()> {
         if let Some(write) = self.in_flight.pop_front() {
-            self.state.parts.push(write.await?);
+            self.state.parts.push(write.await.map_err(session_error)?);
         }
         Ok(())
     }
@@ -371,9 +391,8 @@ impl<'a> Upload<'a> {
         }
         let mut loaded = BytesMut::new();
         for &offset in &self.state.tails {
-            let (bytes, _) = read_small(self.store, &layout::upload_tail(&self.id, offset))
-                .await?
-                .ok_or_else(upload_unknown)?;
+            let key = layout::upload_tail(&self.id, self.state.tail_generation, offset);
+            let (bytes, _) = read_small(self.store, &key).await?.ok_or_else(upload_unknown)?;
             loaded.extend_from_slice(&bytes);
         }
         self.loaded_tail_bytes = loaded.len();
@@ -449,7 +468,9 @@ impl<'a> Upload<'a> {
         let started = futures::poll!(write.as_mut());
         self.hasher.update(&unhashed);
         match started {
-            std::task::Poll::Ready(written) if self.in_flight.is_empty() => self.state.parts.push(written?),
+            std::task::Poll::Ready(written) if self.in_flight.is_empty() => {
+                self.state.parts.push(written.map_err(session_error)?)
+            }
             // Recorded after the parts before it.
             std::task::Poll::Ready(written) => self.in_flight.push_back(Box::pin(futures::future::ready(written))),
             std::task::Poll::Pending => self.in_flight.push_back(write),
@@ -468,6 +489,13 @@ impl<'a> Upload<'a> {
         // Even after a failure: no write of this request may land later.
         let settled = self.settle_in_flight().await;
         flushed.and(settled)?;
+        let old_generation = self.state.tail_generation;
+        if !self.tails_loaded && self.state.tails.len() >= MAX_TAIL_PIECES {
+            // Merged into one piece of a new generation, below.
+            self.load_tails().await?;
+            self.tails_consumed = true;
+            self.state.tail_generation += 1;
+        }
         self.hash_buffer();
         let old_tails = std::mem::take(&mut self.state.tails);
         let flushed = self.state.flushed();
@@ -484,21 +512,21 @@ impl<'a> Upload<'a> {
             self.state.tails = old_tails.clone();
         }
         if !new_piece.is_empty() {
-            self.store
-                .put(
-                    &layout::upload_tail(&self.id, piece_offset),
-                    new_piece,
-                    PutMode::Overwrite,
-                )
-                .await?;
+            let key = layout::upload_tail(&self.id, self.state.tail_generation, piece_offset);
+            self.store.put(&key, new_piece, PutMode::Overwrite).await?;
             self.state.tails.push(piece_offset);
         }
         self.state.hash = self.hasher.save();
         self.state.writer = None;
         self.save().await?;
         if !keep_old {
+            // None of these is the new piece: it is of a new generation, or
+            // starts at the new end of the parts, past every old piece.
             for offset in old_tails {
-                let _ = self.store.delete(&layout::upload_tail(&self.id, offset)).await;
+                let _ = self
+                    .store
+                    .delete(&layout::upload_tail(&self.id, old_generation, offset))
+                    .await;
             }
         }
         Ok(())
@@ -541,7 +569,10 @@ impl<'a> Upload<'a> {
             if let Some(multipart) = self.state.multipart.take() {
                 if !joined {
                     let parts = std::mem::take(&mut self.state.parts);
-                    self.store.complete_multipart(&data_key, &multipart, parts).await?;
+                    self.store
+                        .complete_multipart(&data_key, &multipart, parts)
+                        .await
+                        .map_err(session_error)?;
                 }
             }
             let actual = if hashed_here {
@@ -599,7 +630,7 @@ impl<'a> Upload<'a> {
             Some(multipart) => {
                 let number = self.state.parts.len() as u32 + 1;
                 let (written, ()) = futures::join!(self.store.put_part(data_key, &multipart, number, last), hashing);
-                self.state.parts.push(written?);
+                self.state.parts.push(written.map_err(session_error)?);
             }
             None => {
                 let (written, ()) = futures::join!(self.store.put(data_key, last, PutMode::Overwrite), hashing);
@@ -653,10 +684,11 @@ enum HoldLast {
 /// retries after the sweep, when the upload stores the bytes anew.
 async fn reuse_existing(store: &dyn Store, env: &dyn Env, digest: &Digest) -> Result<()> {
     crate::gc::protocol::touch(store, env, digest).await?;
-    let record_key = layout::blob_record(digest);
-    let (doomed, record) =
-        futures::try_join!(crate::gc::protocol::blob_doomed(store, digest), store.head(&record_key))?;
-    if doomed || record.is_none() {
+    // The tombstone before the record, never both at once: a collection
+    // deletes the record first and the tombstone last.
+    if crate::gc::protocol::blob_doomed(store, digest).await?
+        || store.head(&layout::blob_record(digest)).await?.is_none()
+    {
         return Err(RegistryError::new(
             ErrorCode::Unavailable,
             format!("blob {digest} is being garbage collected; retry the upload"),

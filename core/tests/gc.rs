@@ -537,6 +537,36 @@ fn idle_uploads_expire_with_their_multipart_writes() {
     });
 }
 
+/// The pass deployments run when no collection is configured: idle
+/// sessions go, fresh ones stay, and nothing else is touched (an unreferenced
+/// old blob survives; there is no report).
+#[test]
+fn the_uploads_only_pass_removes_idle_sessions_and_nothing_else() {
+    block_on(async {
+        let w = world(Vec::new());
+        let app = repo("app");
+        let stray = w.blob("app", "stray").await;
+        let idle = w.registry.start_upload(&app).await.unwrap().id;
+        w.registry
+            .upload_chunk(&app, &idle, None, pier_core::platform::full_body(vec![7u8; 20]))
+            .await
+            .unwrap();
+        w.env.advance(25 * HOUR_MS);
+        let active = w.registry.start_upload(&app).await.unwrap().id;
+        let mut pass = Gc::uploads_only(w.store.clone(), w.env.clone(), config(Vec::new()));
+        let report = pass.run_to_end().await.unwrap();
+        assert_eq!(report.uploads_expired, 1);
+        assert!(w.registry.upload_status(&app, &idle).await.is_err());
+        assert!(w.registry.upload_status(&app, &active).await.is_ok());
+        assert!(w.stored(&stray).await, "the pass collected a blob");
+        assert!(pier_core::gc::last_report(w.store.as_ref()).await.unwrap().is_none());
+        assert!(
+            list_all(w.store.as_ref(), "gc/").await.unwrap().is_empty(),
+            "state left behind"
+        );
+    });
+}
+
 #[test]
 fn an_interrupted_collection_resumes_where_it_stopped() {
     block_on(async {

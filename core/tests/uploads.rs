@@ -606,3 +606,46 @@ fn part_writes_overlap_the_next_bytes() {
         assert!(keys(&memory, "uploads/").await.is_empty());
     });
 }
+
+/// One-byte PATCHes, many more than the tail pieces a session keeps: the
+/// pieces are merged (never more than `MAX_TAIL_PIECES` objects or state
+/// entries at any point), across part boundaries, and on another instance
+/// halfway; the blob is whole.
+#[test]
+fn one_byte_chunks_keep_a_bounded_number_of_tail_pieces() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new(64));
+        let (first, second) = (
+            registry_over(store.clone(), RegistryOptions::default()),
+            registry_over(store.clone(), RegistryOptions::default()),
+        );
+        let content = data(150);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let id = first.start_upload(&repo()).await.unwrap().id;
+        let mut most = 0;
+        for (offset, byte) in content.iter().enumerate() {
+            let registry = if offset < 75 { &first } else { &second };
+            let range = ChunkRange {
+                start: offset as u64,
+                end: offset as u64,
+            };
+            registry
+                .upload_chunk(&repo(), &id, Some(range), full_body(vec![*byte]))
+                .await
+                .unwrap();
+            let tails = keys(&store, &format!("uploads/{id}/t/")).await.len();
+            most = most.max(tails);
+            assert!(
+                tails <= pier_core::upload::MAX_TAIL_PIECES,
+                "{tails} tail pieces at {offset}"
+            );
+        }
+        assert_eq!(most, pier_core::upload::MAX_TAIL_PIECES, "the bound was never reached");
+        first
+            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&first, &digest).await, content);
+        assert!(keys(&store, "uploads/").await.is_empty());
+    });
+}

@@ -97,14 +97,27 @@ fn print_report(report: &Report, elapsed: Duration, verbose: bool) {
     }
 }
 
-/// Runs a collection every `interval_secs` for as long as the server runs. A
-/// collection interrupted by a restart resumes from its saved state.
+/// How often `pier serve` expires idle uploads when no collection is scheduled.
+const UPLOAD_EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs a collection every `interval_secs` for as long as the server runs;
+/// with no interval, only the expiry of idle uploads, hourly, so abandoned
+/// uploads never pile up on a server nobody configured. A run interrupted by
+/// a restart resumes from its saved state.
 pub async fn schedule(store: Arc<dyn Store>, section: GcSection) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(section.interval_secs.max(1)));
+    let every = match section.interval_secs {
+        0 => UPLOAD_EXPIRY_EVERY,
+        secs => Duration::from_secs(secs),
+    };
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let mut gc = Gc::new(store.clone(), Arc::new(SystemEnv), section.collection.clone(), false);
+        let (env, config) = (Arc::new(SystemEnv), section.collection.clone());
+        let mut gc = match section.interval_secs {
+            0 => Gc::uploads_only(store.clone(), env, config),
+            _ => Gc::new(store.clone(), env, config, false),
+        };
         match gc.run_to_end().await {
             Ok(report) => tracing::info!(
                 blobs_deleted = report.blobs_deleted,

@@ -94,10 +94,8 @@ fn serve(config: Config) -> Result<(), String> {
             ..RegistryOptions::default()
         };
         let mut registry = Registry::new(store.clone(), Arc::new(env::SystemEnv), options);
-        if config.gc.interval_secs > 0 {
-            // Through the registry's fresh view, so its deletes drop cached copies at once.
-            tokio::spawn(gc::schedule(registry.fresh_store(), config.gc.clone()));
-        }
+        // Through the registry's fresh view, so its deletes drop cached copies at once.
+        tokio::spawn(gc::schedule(registry.fresh_store(), config.gc.clone()));
         let http: Arc<dyn HttpClient> = Arc::new(remote::ReqwestClient::new()?);
         if !config.mirrors.is_empty() {
             let mirror = Mirror::new(&config.mirrors, http.clone(), Arc::new(env::SystemEnv))?;

@@ -137,6 +137,8 @@ pub struct Gc {
     env: Arc<dyn Env>,
     config: GcConfig,
     dry_run: bool,
+    /// Only the upload phase: idle sessions go, nothing else is examined.
+    uploads_only: bool,
     /// Journal entries read so far, by key (they never change once written).
     journal: BTreeMap<String, protocol::JournalEntry>,
 }
@@ -153,7 +155,26 @@ impl Gc {
             env,
             config,
             dry_run,
+            uploads_only: false,
             journal: BTreeMap::new(),
+        }
+    }
+
+    /// A pass that only removes upload sessions idle longer than
+    /// `config.upload_expiry_secs`, with their parts and tails. Deployments
+    /// run it when no collection is configured, so abandoned uploads never
+    /// pile up. Its state is its own: it may run beside a full collection.
+    pub fn uploads_only(store: Arc<dyn Store>, env: Arc<dyn Env>, config: GcConfig) -> Gc {
+        Gc {
+            uploads_only: true,
+            ..Gc::new(store, env, config, false)
+        }
+    }
+
+    fn state_key(&self) -> &'static str {
+        match self.uploads_only {
+            true => layout::GC_UPLOADS_STATE,
+            false => layout::gc_state(self.dry_run),
         }
     }
 
@@ -224,7 +245,7 @@ impl Gc {
         let bytes = serde_json::to_vec(&state).expect("state serializes");
         match self
             .store
-            .put(layout::gc_state(self.dry_run), bytes.into(), PutMode::Update(etag.etag))
+            .put(self.state_key(), bytes.into(), PutMode::Update(etag.etag))
             .await
         {
             // Another collector saved first: the next step continues from its state.
@@ -240,7 +261,7 @@ impl Gc {
     }
 
     async fn load_or_start(&self) -> Result<(RunState, ObjectMeta)> {
-        let key = layout::gc_state(self.dry_run);
+        let key = self.state_key();
         loop {
             if let Some((bytes, meta)) = read_small(self.store.as_ref(), key).await? {
                 let state = serde_json::from_slice(&bytes).map_err(|e| corrupt("gc state", e))?;
@@ -278,6 +299,11 @@ impl Gc {
             Phase::Links => self.remove_dangling_links(state).await?,
             Phase::Finish => self.remove_marks(state).await?,
         };
+        if self.uploads_only && next.is_some() {
+            state.phase = Phase::Finish;
+            state.cursor = Some(FINISHED.to_string());
+            return Ok(());
+        }
         if let Some(phase) = next {
             if phase == Phase::Sweep && !self.dry_run {
                 let marked = layout::gc_marked(&state.run);
@@ -321,6 +347,12 @@ impl Gc {
     /// Drops journal entries no collection can need any more, writes the
     /// report and ends the run.
     async fn finish(&mut self, mut state: RunState) -> Result<Report> {
+        if self.uploads_only {
+            state.report.finished_ms = self.now();
+            state.report.duration_ms = state.report.finished_ms.saturating_sub(state.started_ms);
+            self.store.delete(self.state_key()).await?;
+            return Ok(state.report);
+        }
         if !self.dry_run {
             let horizon = self.journal_horizon(state.started_ms);
             for key in crate::store::list_all(self.store.as_ref(), layout::GC_JOURNAL).await? {
@@ -341,7 +373,7 @@ impl Gc {
         self.store
             .put(layout::GC_REPORT, bytes.into(), PutMode::Overwrite)
             .await?;
-        self.store.delete(layout::gc_state(self.dry_run)).await?;
+        self.store.delete(self.state_key()).await?;
         Ok(state.report)
     }
 

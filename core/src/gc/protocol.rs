@@ -8,7 +8,14 @@
 //! - the reuse of an existing blob (upload dedupe, mount) touches the blob,
 //!   then checks that it is not doomed;
 //! - the collector writes a tombstone for what it wants to delete, then reads
-//!   the journal and the touches, and spares whatever they name.
+//!   the journal and the touches, and spares whatever they name;
+//! - a tag that retention expires is tombstoned, re-read and deleted only if
+//!   unchanged; a push of that tag writes it, then checks the tombstone and
+//!   re-reads it.
+//!
+//! A check reads the tombstone before the thing it guards, and the collector
+//! deletes the thing before its tombstone, so a check that finds no tombstone
+//! finds anything deleted meanwhile already gone.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -16,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::layout;
 use crate::manifest::Manifest;
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::platform::Env;
 use crate::store::{read_small, PutMode, Store, StoreResult};
 
@@ -75,4 +82,9 @@ pub async fn blob_doomed(store: &dyn Store, digest: &Digest) -> StoreResult<bool
 /// Whether a collection is deleting the manifest.
 pub async fn manifest_doomed(store: &dyn Store, repo: &RepoName, digest: &Digest) -> StoreResult<bool> {
     Ok(store.head(&layout::gc_doomed_manifest(repo, digest)).await?.is_some())
+}
+
+/// Whether a collection is deleting the tag (retention).
+pub async fn tag_doomed(store: &dyn Store, repo: &RepoName, tag: &Tag) -> StoreResult<bool> {
+    Ok(store.head(&layout::gc_doomed_tag(repo, tag)).await?.is_some())
 }

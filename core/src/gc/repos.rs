@@ -2,9 +2,11 @@
 //! find the manifests it keeps (tagged, children of kept indexes, referrers of
 //! kept subjects, untagged ones the rules do not expire), delete the others
 //! and their referrer entries, and mark every blob a kept manifest references.
-//! Memory is one repository's manifests.
+//! Memory is one repository's manifests. Sorted maps, so a step does the same
+//! storage operations in the same order every time (the interleaving explorer
+//! of core/tests replays schedules).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
@@ -14,7 +16,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::layout;
 use crate::manifest;
-use crate::names::RepoName;
+use crate::names::{RepoName, Tag};
 use crate::registry::TagRecord;
 use crate::store::{list_all, read_small, PutMode};
 
@@ -45,7 +47,7 @@ impl Gc {
         let now = self.now();
         let tags = self.read_tags(repo).await?;
         let expired = retention::expired_tags(&self.config.rules, repo.as_str(), &tags, now);
-        let expired_names: HashSet<&str> = expired.iter().map(|t| t.name.as_str()).collect();
+        let expired_names: BTreeSet<&str> = expired.iter().map(|t| t.name.as_str()).collect();
         for tag in &expired {
             state.report.tags_deleted += 1;
             state.report.list(format!("tag {repo}:{}", tag.name));
@@ -54,7 +56,7 @@ impl Gc {
             }
         }
 
-        let mut nodes = HashMap::new();
+        let mut nodes = BTreeMap::new();
         for key in list_all(store, &layout::manifests_prefix(repo)).await? {
             let Some(digest) = layout::digest_at_end(&key) else {
                 continue;
@@ -88,7 +90,7 @@ impl Gc {
         }
         self.remove_orphaned_referrers(repo, &nodes, &kept, state).await?;
 
-        let mut marked = HashSet::new();
+        let mut marked = BTreeSet::new();
         for digest in &kept {
             let Some(node) = nodes.get(digest) else { continue };
             for blob in &node.blobs {
@@ -124,9 +126,15 @@ impl Gc {
         Ok(tags)
     }
 
-    /// Deletes an expired tag, unless a push moved it since it was read.
+    /// Deletes an expired tag, unless a push moved it since it was read. The
+    /// tombstone first, so a push of the tag that this re-read misses sees
+    /// the tombstone or finds its tag gone (see `protocol`).
     async fn delete_tag_unless_moved(&self, repo: &RepoName, tag: &TagInfo) -> Result<()> {
-        let key = format!("{}{}", layout::tags_prefix(repo), tag.name);
+        let Some(name) = Tag::parse(&tag.name) else {
+            return Ok(());
+        };
+        let (key, tombstone) = (layout::tag(repo, &name), layout::gc_doomed_tag(repo, &name));
+        self.store.put(&tombstone, Bytes::new(), PutMode::Overwrite).await?;
         let current = read_small(self.store.as_ref(), &key).await?;
         let unchanged = current
             .and_then(|(bytes, _)| TagRecord::parse(&bytes))
@@ -134,6 +142,7 @@ impl Gc {
         if unchanged {
             self.store.delete(&key).await?;
         }
+        self.store.delete(&tombstone).await?;
         Ok(())
     }
 
@@ -151,7 +160,7 @@ impl Gc {
         &mut self,
         repo: &RepoName,
         doomed: &[Digest],
-        nodes: &HashMap<Digest, ManifestNode>,
+        nodes: &BTreeMap<Digest, ManifestNode>,
         state: &mut RunState,
     ) -> Result<Vec<Digest>> {
         if self.dry_run {
@@ -194,8 +203,8 @@ impl Gc {
     async fn remove_orphaned_referrers(
         &self,
         repo: &RepoName,
-        nodes: &HashMap<Digest, ManifestNode>,
-        kept: &HashSet<Digest>,
+        nodes: &BTreeMap<Digest, ManifestNode>,
+        kept: &BTreeSet<Digest>,
         state: &mut RunState,
     ) -> Result<()> {
         for key in list_all(self.store.as_ref(), &layout::referrers_root(repo)).await? {
@@ -238,14 +247,14 @@ fn node_of(bytes: &[u8]) -> ManifestNode {
 
 /// Everything `roots` keep: children of kept indexes and referrers of kept
 /// subjects, transitively.
-fn keep_closure(nodes: &HashMap<Digest, ManifestNode>, roots: Vec<Digest>) -> HashSet<Digest> {
-    let mut referrers: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
+fn keep_closure(nodes: &BTreeMap<Digest, ManifestNode>, roots: Vec<Digest>) -> BTreeSet<Digest> {
+    let mut referrers: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
     for (digest, node) in nodes {
         if let Some(subject) = &node.subject {
             referrers.entry(subject).or_default().push(digest);
         }
     }
-    let mut kept = HashSet::new();
+    let mut kept = BTreeSet::new();
     let mut pending = roots;
     while let Some(digest) = pending.pop() {
         if !kept.insert(digest.clone()) {

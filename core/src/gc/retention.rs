@@ -97,6 +97,12 @@ pub fn untagged_expiry_ms(rules: &[RetentionRule], repo: &str) -> Option<u64> {
         .min()
 }
 
+/// Whether a collection may delete tags of `repo` (a rule expires or caps
+/// them): a push of such a tag must then check that its tag survived.
+pub fn tags_may_expire(rules: &[RetentionRule], repo: &str) -> bool {
+    applicable(rules, repo).any(|rule| rule.keep_last.is_some() || rule.expire_after_days.is_some())
+}
+
 /// Whether tags of `repo` may not be moved once pushed.
 pub fn tags_immutable(rules: &[RetentionRule], repo: &str) -> bool {
     applicable(rules, repo).any(|rule| rule.immutable_tags)

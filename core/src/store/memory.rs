@@ -36,6 +36,17 @@ impl MemoryStore {
         format!("m{}", self.version.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A copy of everything stored, multipart writes in progress included
+    /// (tests that run many schedules from one setup start each from a copy).
+    pub fn snapshot(&self) -> MemoryStore {
+        MemoryStore {
+            part_size: self.part_size,
+            version: AtomicU64::new(self.version.load(Ordering::Relaxed)),
+            objects: Mutex::new(self.objects.lock().unwrap().clone()),
+            uploads: Mutex::new(self.uploads.lock().unwrap().clone()),
+        }
+    }
+
     /// Total bytes held in objects (for tests measuring what GC frees).
     pub fn total_bytes(&self) -> u64 {
         self.objects

@@ -35,6 +35,14 @@ impl TestEnv {
         })
     }
 
+    /// A clock and id source that go on from where this one stands.
+    pub fn fork(&self) -> Arc<TestEnv> {
+        Arc::new(TestEnv {
+            now: AtomicU64::new(self.now.load(Ordering::SeqCst)),
+            ids: AtomicU64::new(self.ids.load(Ordering::SeqCst)),
+        })
+    }
+
     pub fn advance(&self, ms: u64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }

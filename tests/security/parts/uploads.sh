@@ -1,0 +1,94 @@
+# Finding 6 of docs/security.md: upload sessions a client abuses or abandons.
+#   - 100 one-byte PATCHes keep at most 8 tail pieces in the session (they
+#     are merged), and the blob still finishes with the right digest;
+#   - a session idle past the expiry is removed by a deployment with no GC
+#     configured at all (native: the hourly pass that runs at start-up;
+#     Worker: the cron trigger without PIER_GC).
+# Sourced by tests/security/run.sh with $target set.
+
+up_name=uploads_$target
+
+# start_uploads_target: a registry with nothing configured ($up_name_addr).
+start_uploads_target() {
+  case $target in
+    native) start_pier "$up_name" ;;
+    edge) start_worker "$up_name" 200 --test-scheduled ;;
+  esac
+}
+
+# read_session_state ID SEQ: the JSON of a session's state key.
+read_session_state() {
+  local key; key=$(printf 'uploads/%s/s/%010d' "$1" "$2")
+  case $target in
+    native) cat "$scratch/$up_name-data/$key" ;;
+    edge) curl -fsS "http://$up_addr/_pier_test/objects/$key" ;;
+  esac
+}
+
+# write_session_state ID SEQ JSON: replaces a session's state key.
+write_session_state() {
+  local key; key=$(printf 'uploads/%s/s/%010d' "$1" "$2")
+  case $target in
+    native) printf '%s' "$3" >"$scratch/$up_name-data/$key" ;;
+    edge) curl -fsS -X PUT --data-binary "$3" "http://$up_addr/_pier_test/objects/$key" >/dev/null ;;
+  esac
+}
+
+tiny_patches_keep_few_tails() {
+  local repo=security/tiny location id offset=0 content='' byte
+  location=$(curl -fsS -o /dev/null -w '%header{location}' -X POST "http://$up_addr/v2/$repo/blobs/uploads/")
+  id=${location##*/}; id=${id%%\?*}
+  for i in $(seq 1 100); do
+    byte=$(printf '%x' $((i % 16)))
+    location=$(curl -fsS -o /dev/null -w '%header{location}' -X PATCH \
+      -H 'Content-Type: application/octet-stream' -H "Content-Range: $offset-$offset" \
+      --data-binary "$byte" "http://$up_addr$location")
+    offset=$((offset + 1)); content+=$byte
+  done
+  # The POST saved state 0; each PATCH saves two (its claim, its commit).
+  local tails; tails=$(read_session_state "$id" 200 | jq '.tails | length')
+  echo "tail pieces after 100 one-byte PATCHes: $tails"
+  [ "$tails" -le 8 ]
+  local digest="sha256:$(printf '%s' "$content" | sha256sum | cut -d' ' -f1)"
+  local sep='?'; case $location in *\?*) sep='&' ;; esac
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT "http://$up_addr$location${sep}digest=$digest")" = 201 ]
+  [ "$(curl -fsS "http://$up_addr/v2/$repo/blobs/$digest")" = "$content" ]
+}
+
+# The session the expiry checks use: opened, then made two days idle on disk
+# or in R2 (as if abandoned) while the registry keeps running.
+open_idle_session() {
+  local location id state
+  location=$(curl -fsS -o /dev/null -w '%header{location}' -X POST "http://$up_addr/v2/security/idle/blobs/uploads/")
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$up_addr$location")" = 204 ]
+  id=${location##*/}; id=${id%%\?*}
+  echo "$location" >"$scratch/work/idle-location"
+  state=$(read_session_state "$id" 0 | jq -c '.updated_ms -= 172800000 | .created_ms -= 172800000')
+  write_session_state "$id" 0 "$state"
+}
+
+idle_session_is_gone() {
+  local location status; location=$(cat "$scratch/work/idle-location")
+  for _ in $(seq 1 50); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://$up_addr$location")
+    [ "$status" = 404 ] && break
+    sleep 0.2
+  done
+  echo "upload status after the expiry pass: $status"
+  [ "$status" = 404 ]
+}
+
+if start_uploads_target; then
+  up_addr_var=${up_name}_addr up_pid_var=${up_name}_pid
+  up_addr=${!up_addr_var}
+  check "F6 ($target): 100 one-byte PATCHes keep at most 8 tail pieces, and the blob is whole" tiny_patches_keep_few_tails
+  check "F6 ($target): open a session and make it two days idle" open_idle_session
+  case $target in
+    # The pass with no GC configured runs at start-up, then hourly.
+    native) stop "${!up_pid_var}" "$up_addr" && PORT=${up_addr##*:} start_pier "$up_name" ;;
+    edge) curl -fsS -o /dev/null "http://$up_addr/__scheduled?cron=$(node -e 'console.log(encodeURIComponent("*/30 * * * *"))')" ;;
+  esac
+  check "F6 ($target): the abandoned upload expires with no GC configured" idle_session_is_gone
+else
+  record "F6 ($target): start a registry with nothing configured" 1
+fi
