@@ -20,6 +20,7 @@
 #   - webhooks and promotion/replication rules (tests/events/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
+#   - the adversarial suite (tests/security/run.sh edge);
 #   - the OCI conformance suite, on a Worker that allows sparse manifests.
 # Then stops the Workers and prints measurements and one counts line.
 #
@@ -197,6 +198,11 @@ script_suite "events (webhooks, promotion, replication)" "$WORK/events.log" even
 script_suite "auth (matrix, flow, conformance, clients)" "$WORK/auth.log" auth \
   env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" PIER_AUTH_MEASUREMENTS="$MEASUREMENTS" \
   bash tests/auth/run.sh --edge
+
+# The adversarial suite (tests/security: hostile upstreams, crafted
+# requests, bounds, auth abuse, abandoned uploads); its parts start their own.
+script_suite "security (adversarial)" "$WORK/security.log" security \
+  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/security/run.sh edge
 
 PORT=$(free_port)
 start_worker sparse "$PORT" --var PIER_ALLOW_SPARSE_MANIFESTS:true

@@ -65,8 +65,9 @@ step "real clients (native)" bash tests/clients/run.sh "127.0.0.1:$strict"
 step "OCI conformance (native)" env OUT="$scratch/conformance" bash tests/conformance/run.sh "127.0.0.1:$sparse"
 step "crash safety (native)" env PIER_BIN="$CARGO_TARGET_DIR/debug/pier" node --test tests/native/*.test.mjs
 # Suites that start their own servers (auth, GC under concurrent pushes for a
-# minute, scale-out over S3, mirroring, events).
-for suite in tests/auth/run.sh tests/gc/run.sh tests/scaleout/run.sh tests/mirror/run.sh tests/events/run.sh; do
+# minute, scale-out over S3, mirroring, events, the adversarial suite).
+for suite in tests/auth/run.sh tests/gc/run.sh tests/scaleout/run.sh tests/mirror/run.sh tests/events/run.sh \
+  tests/security/run.sh; do
   # Their Worker parts run in scripts/test-edge.sh, once the Worker is built.
   [ -f "$suite" ] && step "$(basename "$(dirname "$suite")") suite" \
     env PIER_BIN="$CARGO_TARGET_DIR/debug/pier" PIER_SKIP_EDGE=1 bash "$suite"
