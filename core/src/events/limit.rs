@@ -257,7 +257,10 @@ mod tests {
         assert_eq!(tasks.len(), 5, "and never spawned");
         let reports = manual.reports.lock().unwrap().clone();
         assert_eq!(reports.len(), 3, "reported at the 1st, 2nd and 4th drop: {reports:?}");
-        assert!(reports[0].contains("task 5 dropped; 1 dropped since start"), "{reports:?}");
+        assert!(
+            reports[0].contains("task 5 dropped; 1 dropped since start"),
+            "{reports:?}"
+        );
 
         // One ends: a waiting one takes its turn at its next look.
         let _ = finish.remove(0).send(());

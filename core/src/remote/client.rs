@@ -136,9 +136,7 @@ impl RegistryClient {
         redirects: Redirects,
     ) -> Result<IncomingResponse, RemoteError> {
         let replay = body.try_clone();
-        let response = self
-            .send_once(scopes, &method, url, headers, body, redirects)
-            .await?;
+        let response = self.send_once(scopes, &method, url, headers, body, redirects).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -155,10 +153,7 @@ impl RegistryClient {
             None => false,
         };
         match replay {
-            Some(body) if learned => {
-                self.send_once(scopes, &method, url, headers, body, redirects)
-                    .await
-            }
+            Some(body) if learned => self.send_once(scopes, &method, url, headers, body, redirects).await,
             _ => Ok(response),
         }
     }
@@ -231,7 +226,8 @@ impl RegistryClient {
         let path = format!("manifests/{}", reference_text(reference));
         let Some((url, response)) = self
             .read(Method::GET, repo, &path, &accept_manifests(), Redirects::SameOrigin)
-            .await? else {
+            .await?
+        else {
             return Ok(None);
         };
         let announced = header_digest(&response);
@@ -263,7 +259,8 @@ impl RegistryClient {
         let path = format!("manifests/{}", reference_text(reference));
         let Some((_, response)) = self
             .read(Method::HEAD, repo, &path, &accept_manifests(), Redirects::SameOrigin)
-            .await? else {
+            .await?
+        else {
             return Ok(None);
         };
         let (digest, length) = (header_digest(&response), content_length(&response));

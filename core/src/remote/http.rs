@@ -135,11 +135,15 @@ pub async fn send(
             let kept: Vec<(HeaderName, HeaderValue)> = parts
                 .headers
                 .iter()
-                .filter(|(name, _)| CROSS_ORIGIN_HEADERS.contains(name) || *name == CONTENT_TYPE || *name == CONTENT_LENGTH)
+                .filter(|(name, _)| {
+                    CROSS_ORIGIN_HEADERS.contains(name) || *name == CONTENT_TYPE || *name == CONTENT_LENGTH
+                })
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect();
             parts.headers.clear();
-            parts.headers.extend(kept.into_iter().map(|(name, value)| (Some(name), value)));
+            parts
+                .headers
+                .extend(kept.into_iter().map(|(name, value)| (Some(name), value)));
         }
         parts.uri = to
             .as_str()
@@ -159,7 +163,9 @@ fn follows(from: &url::Url, to: &url::Url, redirects: Redirects) -> Result<(), &
     }
     match redirects {
         Redirects::Never => Err("this request follows no redirect"),
-        Redirects::SameOrigin if from.origin() != to.origin() => Err("this request follows redirects within its origin only"),
+        Redirects::SameOrigin if from.origin() != to.origin() => {
+            Err("this request follows redirects within its origin only")
+        }
         Redirects::SameOrigin | Redirects::AnyOrigin => Ok(()),
     }
 }
@@ -188,5 +194,114 @@ pub(crate) struct NoNetwork;
 impl HttpClient for NoNetwork {
     async fn send(&self, _: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
         Err(HttpError("no network in unit tests".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http::header::AUTHORIZATION;
+
+    use super::*;
+
+    /// Answers from a script keyed by URL, recording every request's URL
+    /// and headers; unknown URLs answer 200.
+    struct Scripted {
+        redirects: Vec<(&'static str, u16, &'static str)>,
+        seen: Mutex<Vec<(String, http::HeaderMap)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Scripted {
+        async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
+            let url = request.uri().to_string();
+            self.seen.lock().unwrap().push((url.clone(), request.headers().clone()));
+            let mut answer = http::Response::builder().status(200);
+            if let Some((_, status, location)) = self.redirects.iter().find(|(from, _, _)| *from == url) {
+                answer = answer.status(*status).header(LOCATION, *location);
+            }
+            Ok(answer
+                .body(crate::platform::box_stream(futures::stream::empty()))
+                .unwrap())
+        }
+    }
+
+    fn scripted(redirects: Vec<(&'static str, u16, &'static str)>) -> Scripted {
+        Scripted {
+            redirects,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn get(url: &str) -> OutgoingRequest {
+        http::Request::get(url)
+            .header(AUTHORIZATION, "Bearer secret")
+            .header("x-hook-secret", "s3cr3t")
+            .header(ACCEPT, "application/json")
+            .header(RANGE, "bytes=0-9")
+            .body(OutgoingBody::Empty)
+            .unwrap()
+    }
+
+    fn run(client: &Scripted, request: OutgoingRequest, redirects: Redirects) -> Result<u16, HttpError> {
+        futures::executor::block_on(send(client, request, redirects)).map(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn another_origin_gets_neither_credentials_nor_configured_headers() {
+        let client = scripted(vec![
+            ("https://reg.test/v2/a/blobs/x", 307, "https://storage.test/x?sig=1"),
+            ("https://storage.test/x?sig=1", 302, "https://reg.test/back"),
+        ]);
+        assert_eq!(
+            run(&client, get("https://reg.test/v2/a/blobs/x"), Redirects::AnyOrigin),
+            Ok(200)
+        );
+        let seen = client.seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen[0].1.contains_key(AUTHORIZATION));
+        for (url, headers) in &seen[1..] {
+            assert!(!headers.contains_key(AUTHORIZATION), "{url}");
+            assert!(!headers.contains_key("x-hook-secret"), "{url}");
+            assert_eq!(headers[RANGE], "bytes=0-9", "{url}: what the read needs stays");
+        }
+        // Once left behind, credentials do not come back with a return to the origin.
+        assert_eq!(seen[2].0, "https://reg.test/back");
+    }
+
+    #[test]
+    fn the_same_origin_keeps_headers() {
+        let client = scripted(vec![("https://reg.test/a", 308, "/b")]);
+        assert_eq!(run(&client, get("https://reg.test/a"), Redirects::SameOrigin), Ok(200));
+        let seen = client.seen.lock().unwrap();
+        assert_eq!(seen[1].0, "https://reg.test/b");
+        assert_eq!(seen[1].1[AUTHORIZATION], "Bearer secret");
+    }
+
+    #[test]
+    fn refused_redirects_send_nothing_there() {
+        for (redirects, location) in [
+            (Redirects::AnyOrigin, "http://reg.test/plain"),
+            (Redirects::AnyOrigin, "file:///etc/passwd"),
+            (Redirects::SameOrigin, "https://elsewhere.test/a"),
+            (Redirects::SameOrigin, "https://reg.test:8443/a"),
+        ] {
+            let client = scripted(vec![("https://reg.test/a", 302, location)]);
+            let error = run(&client, get("https://reg.test/a"), redirects).unwrap_err();
+            assert!(error.0.contains("not followed"), "{location}: {error}");
+            assert_eq!(client.seen.lock().unwrap().len(), 1, "{location}");
+        }
+    }
+
+    #[test]
+    fn never_returns_the_redirect_and_loops_end() {
+        let client = scripted(vec![("https://hook.test/", 307, "https://collector.test/")]);
+        assert_eq!(run(&client, get("https://hook.test/"), Redirects::Never), Ok(307));
+        assert_eq!(client.seen.lock().unwrap().len(), 1);
+        let client = scripted(vec![("https://reg.test/loop", 302, "/loop")]);
+        let error = run(&client, get("https://reg.test/loop"), Redirects::SameOrigin).unwrap_err();
+        assert!(error.0.contains("more than"), "{error}");
+        assert_eq!(client.seen.lock().unwrap().len(), MAX_REDIRECTS + 1);
     }
 }

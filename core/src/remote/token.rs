@@ -338,7 +338,8 @@ mod tests {
         });
         let env = Arc::new(FixedEnv::at(1_000_000));
         let credentials = Credentials::parse("user:pw");
-        let client = RegistryClient::new(fake.clone(), env.clone(), "https://reg.test", credentials, &realms()).unwrap();
+        let client =
+            RegistryClient::new(fake.clone(), env.clone(), "https://reg.test", credentials, &realms()).unwrap();
         futures::executor::block_on(async {
             assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
             assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
@@ -355,7 +356,14 @@ mod tests {
             issued: AtomicUsize::new(0),
         });
         let env = Arc::new(FixedEnv::at(0));
-        let client = RegistryClient::new(fake, env, "https://reg.test", Credentials::parse("user:wrong"), &realms()).unwrap();
+        let client = RegistryClient::new(
+            fake,
+            env,
+            "https://reg.test",
+            Credentials::parse("user:wrong"),
+            &realms(),
+        )
+        .unwrap();
         let error = futures::executor::block_on(client.blob_size("a", &digest())).unwrap_err();
         assert_eq!(error.status(), Some(401));
         assert!(
@@ -363,6 +371,79 @@ mod tests {
                 .to_string()
                 .contains("https://auth.test/token refused the credentials"),
             "{error}"
+        );
+    }
+
+    /// A registry whose challenge names a token endpoint elsewhere: a
+    /// collector of whatever is sent there.
+    struct Misdirecting {
+        realm: &'static str,
+        sent: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Misdirecting {
+        async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, super::super::http::HttpError> {
+            self.sent.lock().unwrap().push(request.uri().to_string());
+            let challenge = format!(r#"Bearer realm="{}",service="reg""#, self.realm);
+            Ok(answer(401, &[("www-authenticate", challenge.as_str())], "{}"))
+        }
+    }
+
+    #[test]
+    fn realms_elsewhere_get_nothing_unless_listed() {
+        for (base, realm) in [
+            ("https://reg.test", "https://collector.test/token"),
+            ("https://reg.test", "http://reg.test/token"),
+            ("https://reg.test", "https://reg.test:8443/token"),
+            ("http://127.0.0.1:5000", "http://127.0.0.1:5001/token"),
+            ("https://reg.test", "file:///etc/passwd"),
+            ("https://registry-1.docker.io", "http://auth.docker.io/token"),
+        ] {
+            let fake = Arc::new(Misdirecting {
+                realm,
+                sent: Default::default(),
+            });
+            let client = RegistryClient::new(
+                fake.clone(),
+                Arc::new(FixedEnv::at(0)),
+                base,
+                Credentials::parse("u:p"),
+                &[],
+            )
+            .unwrap();
+            let error = futures::executor::block_on(client.blob_size("a", &digest())).unwrap_err();
+            assert!(error.to_string().contains("token realm"), "{realm}: {error}");
+            let sent = fake.sent.lock().unwrap();
+            assert_eq!(sent.len(), 1, "{realm}: only the registry was asked: {sent:?}");
+        }
+    }
+
+    #[test]
+    fn trusted_realms() {
+        let base = url::Url::parse("https://registry-1.docker.io/").unwrap();
+        let hub = TokenRealms::new(&base, &[]).unwrap();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(
+            hub.trusts(&url("https://auth.docker.io/token")).is_ok(),
+            "Docker Hub's own pairing"
+        );
+        assert!(hub.trusts(&url("https://registry-1.docker.io/token")).is_ok());
+        assert!(hub.trusts(&url("https://auth.docker.io.evil.test/token")).is_err());
+        let gitlab = TokenRealms::new(&url("https://registry.gitlab.com"), &["https://gitlab.com".into()]).unwrap();
+        assert!(gitlab.trusts(&url("https://gitlab.com/jwt/auth")).is_ok(), "listed");
+        assert!(gitlab.trusts(&url("https://auth.docker.io/token")).is_err());
+        for bad in ["https://a/token", "ftp://a", "http://a", "https://u:p@a", "not a url"] {
+            assert!(
+                TokenRealms::new(&url("https://reg.test"), &[bad.into()]).is_err(),
+                "{bad}"
+            );
+        }
+        let plain = TokenRealms::new(&url("http://reg.test:5000"), &["http://auth.test".into()]).unwrap();
+        assert!(plain.trusts(&url("http://auth.test/token")).is_ok());
+        assert!(
+            plain.trusts(&url("https://reg.test:5000/token")).is_err(),
+            "another origin"
         );
     }
 }
