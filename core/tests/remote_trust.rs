@@ -280,7 +280,7 @@ fn a_promotion_carries_only_the_referrer_types_its_rule_lists() {
     );
     later.run();
     let promoted = referrers_in(&registry, "prod/app", &subject);
-    assert_eq!(promoted, [signature.clone()], "the signature only");
+    assert_eq!(promoted, std::slice::from_ref(&signature), "the signature only");
     let (status, _) = call(
         &registry,
         Method::GET,

@@ -108,7 +108,7 @@ impl TaskLimit {
         };
         let Some(admitted) = admitted else {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() || dropped % 1000 == 0 {
+            if dropped.is_power_of_two() || dropped.is_multiple_of(1000) {
                 background.report(
                     true,
                     &format!(
