@@ -141,9 +141,9 @@ pub async fn send(
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect();
             parts.headers.clear();
-            parts
-                .headers
-                .extend(kept.into_iter().map(|(name, value)| (Some(name), value)));
+            for (name, value) in kept {
+                parts.headers.append(name, value);
+            }
         }
         parts.uri = to
             .as_str()
