@@ -2,8 +2,10 @@
 //! registries (the pull-through cache) sent with the runtime's `fetch`.
 //! Bodies stay streams both ways: a request body of known length goes out
 //! as a `FixedLengthStream` (so the runtime sends `Content-Length`), a
-//! response body comes back as the runtime's stream. `fetch` follows
-//! redirects itself.
+//! response body comes back as the runtime's stream. Redirects come back
+//! as they are (`redirect: "manual"`): core follows those its policy allows
+//! (`pier_core::remote::http::send`), without the runtime carrying
+//! credentials or configured headers anywhere.
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -13,7 +15,7 @@ use pier_core::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingB
 use pier_core::store::StoreError;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
-use worker::{Fetch, Headers, Method, RequestInit};
+use worker::{Fetch, Headers, Method, RequestInit, RequestRedirect};
 
 use crate::streams::readable_of_length;
 
@@ -45,7 +47,8 @@ impl HttpClient for FetchClient {
             .and_then(|t| t.trim().parse::<u64>().ok());
         let mut init = RequestInit::new();
         init.with_method(Method::from(parts.method.as_str().to_string()))
-            .with_headers(headers);
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
         init.body = match body {
             OutgoingBody::Empty => None,
             OutgoingBody::Full(bytes) => Some(JsValue::from(Uint8Array::from(&bytes[..]))),

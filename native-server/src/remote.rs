@@ -1,7 +1,7 @@
 //! The HTTP client port on native: core's requests to other registries
 //! (`pier copy`, the pull-through cache) sent with reqwest over rustls,
-//! bodies streamed both ways. Redirects are followed (reqwest drops
-//! `Authorization` when one leads to another host).
+//! bodies streamed both ways. Redirects are returned, not followed: core
+//! follows those its policy allows (`pier_core::remote::http::send`).
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ impl ReqwestClient {
         reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map(ReqwestClient)
             .map_err(|e| format!("HTTP client: {}", error_chain(&e)))

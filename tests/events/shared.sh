@@ -28,10 +28,14 @@ main_webhooks() {
     {url: "\($receiver)/pushes", events: ["push"]}
   ]'
 }
+# The rules carry signatures (the artifact type attach gives them below),
+# also those made after the promotion; nothing else rides along.
 main_rules() {
   jq -cn --arg site "http://$SITE" '[
-    {repository: "ci/**", tags: "v*", to_namespace: "prod/**"},
-    {repository: "ci/**", tags: "v*", to_registry: $site, to_namespace: "site-a/**"}
+    {repository: "ci/**", tags: "v*", to_namespace: "prod/**",
+     referrers: ["application/vnd.example.sig"], follow_referrers: true},
+    {repository: "ci/**", tags: "v*", to_registry: $site, to_namespace: "site-a/**",
+     referrers: ["application/vnd.example.sig"], follow_referrers: true}
   ]'
 }
 secured_webhooks() { jq -cn --arg receiver "$RECEIVER" '[{url: "\($receiver)/secured"}]'; }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
-use crate::mirror::{self, BlobAnswer};
+use crate::mirror;
 use crate::names::RepoName;
 use crate::registry::Registry;
 use crate::upload::BlobRecord;
@@ -26,10 +26,8 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, dig
         Err(e) if e.code == ErrorCode::BlobUnknown => match registry.mirror().and_then(|m| m.upstream_for(repo)) {
             None => return Err(e),
             Some((upstream, remote)) => {
-                match mirror::blob(registry, upstream, &remote, repo, &digest, req.is_head()).await? {
-                    BlobAnswer::Local(record) => record,
-                    BlobAnswer::Upstream { length, body } => return Ok(from_upstream(&digest, length, body)),
-                }
+                let fetched = mirror::blob(upstream, &remote, registry, repo, &digest, req.is_head()).await?;
+                return Ok(from_upstream(&digest, fetched.length, fetched.body));
             }
         },
         other => other?,

@@ -4,12 +4,14 @@
 //! act on it. Their work runs as background tasks of the platform
 //! ([`Background`]), so the response to the client never waits for a
 //! receiver or a copy, and failed attempts are retried with backoff
-//! (`retry`).
+//! (`retry`). Those tasks are bounded per process (`limit`): over the
+//! bound, work is dropped and counted, never queued without end.
 //!
 //! Configuration is the same on both shells: `[[webhook]]` and
 //! `[[replicate]]` tables natively, JSON arrays in `PIER_WEBHOOKS` and
 //! `PIER_REPLICATE` on the Worker.
 
+pub mod limit;
 pub mod replicate;
 pub mod retry;
 pub mod webhook;
@@ -107,10 +109,13 @@ impl std::fmt::Display for HooksError {
     }
 }
 
-/// The configured webhooks and replication rules of a deployment.
+/// The configured webhooks and replication rules of a deployment, and the
+/// bound on the background work they make (one per process or isolate:
+/// whatever holds the `Hooks`).
 pub struct Hooks {
     webhooks: Vec<Arc<webhook::Webhook>>,
     rules: Vec<Arc<replicate::Rule>>,
+    limit: Arc<limit::TaskLimit>,
 }
 
 impl Hooks {
@@ -131,11 +136,17 @@ impl Hooks {
                 .map(|c| replicate::Rule::new(c, http.clone(), env.clone()).map(Arc::new))
                 .collect::<Result<_, _>>()
                 .map_err(HooksError::Replicate)?,
+            limit: Arc::new(limit::TaskLimit::new(limit::MAX_RUNNING, limit::MAX_WAITING, env)),
         })
     }
 
     pub fn is_empty(&self) -> bool {
         self.webhooks.is_empty() && self.rules.is_empty()
+    }
+
+    /// Deliveries and copies dropped over the bound since start.
+    pub fn dropped(&self) -> u64 {
+        self.limit.dropped()
     }
 }
 
@@ -160,8 +171,8 @@ impl EventSink {
 
     /// Starts what `event` calls for: deliveries to the webhooks that want
     /// it and, for a push, the replication rules that match (a tag push) or
-    /// cover the repository (a push by digest, which may be a referrer of
-    /// something they copied). Returns at once; the work runs in the
+    /// that follow referrers pushed to the repository (a push by digest,
+    /// which may be a signature of something they copied). Returns at once; the work runs in the
     /// background.
     pub fn emit(&self, registry: &Registry, event: Event) {
         if event.action == Action::Push {
@@ -177,19 +188,19 @@ impl EventSink {
                                 tag.clone(),
                                 digest.clone(),
                             );
-                            self.background.spawn(Box::pin(task));
+                            self.spawn(&format!("replication of {repo}:{tag}"), Box::pin(task));
                         }
                     }
                     Some(None) => {}
                     None => {
-                        for rule in self.hooks.rules.iter().filter(|r| r.covers(&repo)) {
+                        for rule in self.hooks.rules.iter().filter(|r| r.follows_referrers_of(&repo)) {
                             let task = rule.clone().follow_referrer(
                                 registry.clone(),
                                 self.clone(),
                                 repo.clone(),
                                 digest.clone(),
                             );
-                            self.background.spawn(Box::pin(task));
+                            self.spawn(&format!("replication of {repo}@{digest}"), Box::pin(task));
                         }
                     }
                 }
@@ -208,8 +219,14 @@ impl EventSink {
             .filter(|w| w.wants(event.action, &event.repository))
         {
             let task = hook.clone().deliver(event.clone(), self.background.clone());
-            self.background.spawn(Box::pin(task));
+            let what = format!("webhook delivery of {} {}", event.action.as_str(), event.repository);
+            self.spawn(&what, Box::pin(task));
         }
+    }
+
+    /// Starts background work under the process's bound.
+    fn spawn(&self, what: &str, task: crate::platform::BoxFuture<'static, ()>) {
+        self.hooks.limit.spawn(&self.background, what, task);
     }
 }
 

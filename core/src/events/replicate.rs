@@ -6,10 +6,13 @@
 //! with backoff, and is done by the registry itself: the pusher's rights on
 //! the destination do not matter (the operator who wrote the rule decided).
 //! A replication's own pushes are told to webhooks (actor `pier`) but start
-//! no further rules, so rules cannot loop. The referrers an image has when it
-//! is copied go with it; one pushed later (a signature made after the
-//! promotion) follows it there once the copied image is found at the
-//! destination.
+//! no further rules, so rules cannot loop.
+//!
+//! Referrers go only as the rule says: whoever may push the source may
+//! attach anything to an image, so a rule carries the referrers of the
+//! artifact types it lists (`referrers`, none by default) when the image is
+//! copied, and one pushed later (a signature made after the promotion)
+//! follows it to the destination only with `follow_referrers`.
 
 use std::sync::Arc;
 
@@ -24,7 +27,7 @@ use crate::mirror::namespace_prefix;
 use crate::names::{RepoName, Tag};
 use crate::platform::Env;
 use crate::registry::{Reference, Registry};
-use crate::remote::copy::{copy_image, ImageStore, Quiet, RemoteRepo};
+use crate::remote::copy::{copy_image, ImageStore, Quiet, Referrers, RemoteRepo};
 use crate::remote::http::HttpClient;
 use crate::remote::local::LocalRepo;
 use crate::remote::{Credentials, RegistryClient};
@@ -55,9 +58,21 @@ pub struct ReplicateConfig {
     /// Credentials for `to_registry` (both or neither).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Origins (`https://host[:port]`) besides `to_registry`'s own where its
+    /// token endpoint may be (`remote::token::TokenRealms`).
+    #[serde(default)]
+    pub token_realms: Vec<String>,
     /// Attempts per pushed tag before giving up.
     #[serde(default = "retry::default_attempts")]
     pub attempts: u32,
+    /// The artifact types (globs, e.g. `application/vnd.dev.cosign.*`) of
+    /// the referrers copied with an image; none by default.
+    #[serde(default)]
+    pub referrers: Vec<String>,
+    /// Whether a referrer of those types pushed to the source after its
+    /// image was copied follows it. Off by default.
+    #[serde(default)]
+    pub follow_referrers: bool,
 }
 
 pub struct Rule {
@@ -67,6 +82,8 @@ pub struct Rule {
     /// The other registry; `None`: this one.
     remote: Option<Arc<RegistryClient>>,
     attempts: u32,
+    referrers: Referrers,
+    follow_referrers: bool,
 }
 
 impl Rule {
@@ -79,7 +96,9 @@ impl Rule {
         };
         let credentials = Credentials::from_config(&config.username, &config.password).map_err(at)?;
         let remote = match &config.to_registry {
-            Some(url) => Some(Arc::new(RegistryClient::new(http, env, url, credentials).map_err(at)?)),
+            Some(url) => Some(Arc::new(
+                RegistryClient::new(http, env, url, credentials, &config.token_realms).map_err(at)?,
+            )),
             None if credentials.is_some() => return Err(at("username and password need to_registry".into())),
             None if target_prefix == source_prefix => {
                 return Err(at(
@@ -88,13 +107,31 @@ impl Rule {
             }
             None => None,
         };
+        let referrer_types = config
+            .referrers
+            .iter()
+            .map(|t| Glob::new(t).map_err(|why| at(format!("referrers: {why}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if config.follow_referrers && referrer_types.is_empty() {
+            return Err(at(
+                "follow_referrers needs the artifact types to follow in referrers".into()
+            ));
+        }
         Ok(Rule {
             source_prefix,
             tags: Glob::new(&config.tags).map_err(at)?,
             target_prefix,
             remote,
             attempts: retry::check_attempts(config.attempts).map_err(at)?,
+            referrers: Referrers::OfTypes(referrer_types),
+            follow_referrers: config.follow_referrers,
         })
+    }
+
+    /// Whether a manifest pushed by digest to `repo` may have to follow
+    /// what this rule copied there.
+    pub fn follows_referrers_of(&self, repo: &RepoName) -> bool {
+        self.follow_referrers && self.covers(repo)
     }
 
     /// Whether pushes to `repo` may concern this rule (whatever the tag).
@@ -130,13 +167,20 @@ impl Rule {
     }
 
     /// Follows a manifest pushed by digest to `repo` (any tag filter) to
-    /// the destination when it refers to a manifest that is there: a
-    /// signature or SBOM made after its image was copied.
+    /// the destination when it refers to a manifest that is there and is of
+    /// an artifact type the rule carries: a signature or SBOM made after its
+    /// image was copied.
     pub async fn follow_referrer(self: Arc<Self>, registry: Registry, sink: EventSink, repo: RepoName, digest: Digest) {
+        if !self.follow_referrers {
+            return;
+        }
         let Ok(pushed) = registry.manifest(&repo, &Reference::Digest(digest.clone())).await else {
             return;
         };
-        let Some(subject) = manifest::parse(&pushed.bytes, None).ok().and_then(|m| m.subject) else {
+        let Ok(parsed) = manifest::parse(&pushed.bytes, None) else {
+            return;
+        };
+        let Some(subject) = parsed.subject.clone() else {
             return;
         };
         let Some(target) = self.target(&repo) else {
@@ -147,6 +191,16 @@ impl Rule {
             self.destination(&registry, &target).has_manifest(&subject.digest).await,
             Ok(true)
         ) {
+            return;
+        }
+        if !self.referrers.carries(&parsed) {
+            let why = format!(
+                "replication {repo}@{digest} -> {}: not carried, a referrer of artifact type {:?} \
+                 (the rule carries referrers of the types in its `referrers`, indexes never)",
+                self.describe(&target),
+                parsed.referrer_artifact_type().unwrap_or("none"),
+            );
+            sink.background.report(false, &why);
             return;
         }
         self.copy(&registry, &sink, &repo, &target, &digest, None).await;
@@ -188,8 +242,9 @@ impl Rule {
         };
         let dst = self.destination(registry, target);
         let (src, dst, reference) = (&src, dst.as_ref(), &Reference::Digest(digest.clone()));
+        let referrers = &self.referrers;
         let result = retrying(background.as_ref(), &what, self.attempts, |_| async move {
-            copy_image(src, reference, dst, tag, Arc::new(Quiet), PARALLEL_BLOBS)
+            copy_image(src, reference, dst, tag, referrers, Arc::new(Quiet), PARALLEL_BLOBS)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())
@@ -264,6 +319,10 @@ mod tests {
             r#"{"repository": "ci/**", "to_namespace": "prod/**", "username": "u", "password": "p"}"#,
             r#"{"repository": "ci/**", "to_registry": "https://b", "username": "u"}"#,
             r#"{"repository": "ci/**", "to_registry": "ftp://b"}"#,
+            r#"{"repository": "ci/**", "to_namespace": "prod/**", "follow_referrers": true}"#,
+            r#"{"repository": "ci/**", "to_namespace": "prod/**", "referrers": [""]}"#,
+            r#"{"repository": "ci/**", "to_registry": "https://b", "token_realms": ["https://a/token"]}"#,
+            r#"{"repository": "ci/**", "to_registry": "https://b", "token_realms": ["http://a"]}"#,
         ] {
             assert!(rule(bad).is_err(), "{bad}");
         }

@@ -16,7 +16,7 @@ use super::retry::{self, retrying, within};
 use super::{Action, Event};
 use crate::glob::Glob;
 use crate::platform::Background;
-use crate::remote::http::{read_body, HttpClient, OutgoingBody};
+use crate::remote::http::{read_body, send, HttpClient, OutgoingBody, Redirects};
 
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
 /// What is read of a receiver's answer (and ignored).
@@ -138,12 +138,20 @@ impl Webhook {
         for (name, value) in &self.headers {
             request.headers_mut().insert(name.clone(), value.clone());
         }
-        let response = self.http.send(request).await.map_err(|e| e.to_string())?;
+        // A redirect is not followed: the configured headers (a shared
+        // secret) are for the configured receiver alone.
+        let response = send(self.http.as_ref(), request, Redirects::Never)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status();
         // Read the answer so the connection can be reused; its content does not matter.
         let _ = read_body(response.into_body(), ANSWER_LIMIT).await;
         if status.is_success() {
             Ok(())
+        } else if status.is_redirection() {
+            Err(format!(
+                "the receiver answered {status}: webhooks follow no redirect, configure the final URL"
+            ))
         } else {
             Err(format!("the receiver answered {status}"))
         }

@@ -25,7 +25,6 @@ use crate::remote::http::HttpClient;
 use crate::remote::verify::verified;
 use crate::remote::{Credentials, RegistryClient, RemoteError};
 use crate::store::ByteStream;
-use crate::upload::BlobRecord;
 
 /// How long a cached tag is served before upstream is asked again, by default.
 pub const DEFAULT_TAG_TTL_SECS: u64 = 300;
@@ -50,6 +49,10 @@ pub struct MirrorConfig {
     /// Upstream credentials (both or neither); without them pulls are anonymous.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Origins (`https://host[:port]`) besides the upstream's own where its
+    /// token endpoint may be (`remote::token::TokenRealms`).
+    #[serde(default)]
+    pub token_realms: Vec<String>,
     /// Seconds a cached tag is served before upstream is asked again; 0
     /// asks on every pull.
     #[serde(default = "default_tag_ttl_secs")]
@@ -93,7 +96,14 @@ impl Mirror {
             if upstreams.iter().any(|u: &Upstream| u.local_prefix == local_prefix) {
                 return Err(at("another mirror has the same namespace".into()));
             }
-            let client = RegistryClient::new(http.clone(), env.clone(), &config.upstream, credentials).map_err(at)?;
+            let client = RegistryClient::new(
+                http.clone(),
+                env.clone(),
+                &config.upstream,
+                credentials,
+                &config.token_realms,
+            )
+            .map_err(at)?;
             upstreams.push(Upstream {
                 local_prefix,
                 remote_prefix,
@@ -240,26 +250,28 @@ async fn fetch_manifest(
     Ok(fetched)
 }
 
-/// How a blob of a mirrored repository is answered.
-pub enum BlobAnswer {
-    /// From the registry's own storage (cached earlier, or mounted from
-    /// another repository that cached it).
-    Local(BlobRecord),
-    /// Streamed from upstream while it is cached (`None` for a HEAD).
-    Upstream { length: u64, body: Option<ByteStream> },
+/// A blob of a mirrored repository on its way from upstream.
+pub struct UpstreamBlob {
+    /// Its length, as upstream gave it (and the stream is checked against).
+    pub length: u64,
+    /// The bytes, checked against the digest while cached (`None` for a HEAD).
+    pub body: Option<ByteStream>,
 }
 
-/// A blob `repo` does not have yet. Upstream is asked first, even when the
-/// registry holds the bytes for another repository: only what upstream
-/// serves in this repository may be read here.
+/// A blob `repo` does not have yet, from upstream. Only bytes upstream
+/// delivers (checked against the digest) are served here, never the
+/// registry's own copy on upstream's word: an upstream answering 200 to any
+/// HEAD would otherwise open every blob of the registry (a private layer of
+/// `prod/`, say) to whoever may pull the mirror. Storing what upstream sent
+/// still shares storage with an identical blob already held.
 pub async fn blob(
-    registry: &Registry,
     upstream: &Upstream,
     remote: &str,
+    registry: &Registry,
     repo: &RepoName,
     digest: &Digest,
     head: bool,
-) -> Result<BlobAnswer> {
+) -> Result<UpstreamBlob> {
     let unknown = || {
         RegistryError::new(
             ErrorCode::BlobUnknown,
@@ -267,17 +279,15 @@ pub async fn blob(
         )
         .with_detail(serde_json::json!({ "digest": digest.as_str() }))
     };
-    let length = upstream
-        .client
-        .blob_size(remote, digest)
-        .await
-        .map_err(|e| upstream.failed(e))?
-        .ok_or_else(unknown)?;
     if head {
-        return Ok(BlobAnswer::Upstream { length, body: None });
-    }
-    if registry.mount_blob(repo, digest, None).await? {
-        return Ok(BlobAnswer::Local(registry.blob(repo, digest).await?));
+        // Upstream's word on a blob's existence and size, and nothing local.
+        let length = upstream
+            .client
+            .blob_size(remote, digest)
+            .await
+            .map_err(|e| upstream.failed(e))?
+            .ok_or_else(unknown)?;
+        return Ok(UpstreamBlob { length, body: None });
     }
     let fetched = upstream
         .client
@@ -285,9 +295,20 @@ pub async fn blob(
         .await
         .map_err(|e| upstream.failed(e))?
         .ok_or_else(unknown)?;
+    let length = match fetched.length {
+        Some(length) => length,
+        // A body sent without its length: the size upstream gives on a HEAD
+        // (the stream is checked against it and the digest either way).
+        None => upstream
+            .client
+            .blob_size(remote, digest)
+            .await
+            .map_err(|e| upstream.failed(e))?
+            .ok_or_else(unknown)?,
+    };
     let body = verified(fetched.body, digest, Some(length));
     let stream = tee::fill_while_streaming(registry.clone(), repo.clone(), digest.clone(), length, body);
-    Ok(BlobAnswer::Upstream {
+    Ok(UpstreamBlob {
         length,
         body: Some(stream),
     })
@@ -314,6 +335,7 @@ mod tests {
             upstream_prefix: String::new(),
             username: None,
             password: None,
+            token_realms: Vec::new(),
             tag_ttl_secs: 0,
         }
     }

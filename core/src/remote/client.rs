@@ -16,8 +16,8 @@ use http::header::{
 use http::{Method, StatusCode};
 use url::Url;
 
-use super::http::{read_body, HttpBody, HttpClient, HttpError, IncomingResponse, OutgoingBody};
-use super::token::{Authenticator, Scopes};
+use super::http::{read_body, HttpBody, HttpClient, HttpError, IncomingResponse, OutgoingBody, Redirects};
+use super::token::{Authenticator, Scopes, TokenRealms};
 use super::{Credentials, RemoteError};
 use crate::digest::{Algorithm, Digest};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
@@ -67,21 +67,27 @@ fn invalid(text: String) -> RemoteError {
 }
 
 impl RegistryClient {
+    /// A client of the registry at `base`, answering its challenges with
+    /// `credentials`; its token endpoint must be at its own origin (or be
+    /// Docker Hub's for Docker Hub), unless listed in `token_realms`
+    /// (origins, `https://host[:port]`).
     pub fn new(
         http: Arc<dyn HttpClient>,
         env: Arc<dyn Env>,
         base: &str,
         credentials: Option<Credentials>,
+        token_realms: &[String],
     ) -> Result<RegistryClient, String> {
         let base = Url::parse(base).map_err(|e| format!("registry URL {base:?}: {e}"))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(format!("registry URL {base} must be http(s)://host[:port]"));
         }
+        let realms = TokenRealms::new(&base, token_realms)?;
         Ok(RegistryClient {
             http,
             env,
             base,
-            auth: Authenticator::new(credentials),
+            auth: Authenticator::new(credentials, realms),
             chunk_size: DEFAULT_CHUNK_SIZE,
         })
     }
@@ -106,6 +112,7 @@ impl RegistryClient {
 
     /// Sends a request with whatever credentials the registry wants; after a
     /// 401 it learns the challenge and sends again when the body allows.
+    /// Redirects are followed within the registry's origin only.
     async fn send(
         &self,
         scopes: &Scopes,
@@ -114,8 +121,22 @@ impl RegistryClient {
         headers: &[(HeaderName, String)],
         body: OutgoingBody,
     ) -> Result<IncomingResponse, RemoteError> {
+        self.send_with(scopes, method, url, headers, body, Redirects::SameOrigin)
+            .await
+    }
+
+    /// `send`, following the redirects `redirects` allows.
+    async fn send_with(
+        &self,
+        scopes: &Scopes,
+        method: Method,
+        url: &Url,
+        headers: &[(HeaderName, String)],
+        body: OutgoingBody,
+        redirects: Redirects,
+    ) -> Result<IncomingResponse, RemoteError> {
         let replay = body.try_clone();
-        let response = self.send_once(scopes, &method, url, headers, body).await?;
+        let response = self.send_once(scopes, &method, url, headers, body, redirects).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -124,9 +145,15 @@ impl RegistryClient {
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let learned = challenge.is_some_and(|c| self.auth.learn(&c, &self.base, scopes));
+        let learned = match challenge {
+            Some(challenge) => self
+                .auth
+                .learn(&challenge, scopes)
+                .map_err(|e| invalid(format!("{method} {url}: {e}")))?,
+            None => false,
+        };
         match replay {
-            Some(body) if learned => self.send_once(scopes, &method, url, headers, body).await,
+            Some(body) if learned => self.send_once(scopes, &method, url, headers, body, redirects).await,
             _ => Ok(response),
         }
     }
@@ -138,6 +165,7 @@ impl RegistryClient {
         url: &Url,
         headers: &[(HeaderName, String)],
         body: OutgoingBody,
+        redirects: Redirects,
     ) -> Result<IncomingResponse, RemoteError> {
         let mut request = http::Request::builder()
             .method(method.clone())
@@ -156,8 +184,7 @@ impl RegistryClient {
         let request = request
             .body(body)
             .map_err(|e| invalid(format!("{method} {url}: {e}")))?;
-        self.http
-            .send(request)
+        super::http::send(self.http.as_ref(), request, redirects)
             .await
             .map_err(|e| RemoteError::Transport(format!("{method} {url}: {e}")))
     }
@@ -170,10 +197,18 @@ impl RegistryClient {
         repo: &str,
         path: &str,
         headers: &[(HeaderName, String)],
+        redirects: Redirects,
     ) -> Result<Option<(Url, IncomingResponse)>, RemoteError> {
         let url = self.url(&format!("/v2/{repo}/{path}"))?;
         let response = self
-            .send(&Scopes::pull(repo), method.clone(), &url, headers, OutgoingBody::Empty)
+            .send_with(
+                &Scopes::pull(repo),
+                method.clone(),
+                &url,
+                headers,
+                OutgoingBody::Empty,
+                redirects,
+            )
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -189,7 +224,10 @@ impl RegistryClient {
     /// registry's `Docker-Content-Digest`, when sent.
     pub async fn manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>, RemoteError> {
         let path = format!("manifests/{}", reference_text(reference));
-        let Some((url, response)) = self.read(Method::GET, repo, &path, &accept_manifests()).await? else {
+        let Some((url, response)) = self
+            .read(Method::GET, repo, &path, &accept_manifests(), Redirects::SameOrigin)
+            .await?
+        else {
             return Ok(None);
         };
         let announced = header_digest(&response);
@@ -219,7 +257,10 @@ impl RegistryClient {
     /// Falls back to a GET for registries that answer HEAD without a digest.
     pub async fn manifest_info(&self, repo: &str, reference: &Reference) -> Result<Option<ManifestInfo>, RemoteError> {
         let path = format!("manifests/{}", reference_text(reference));
-        let Some((_, response)) = self.read(Method::HEAD, repo, &path, &accept_manifests()).await? else {
+        let Some((_, response)) = self
+            .read(Method::HEAD, repo, &path, &accept_manifests(), Redirects::SameOrigin)
+            .await?
+        else {
             return Ok(None);
         };
         let (digest, length) = (header_digest(&response), content_length(&response));
@@ -263,9 +304,12 @@ impl RegistryClient {
 
     // ---- blobs ----
 
-    /// A blob's bytes as they arrive (unchecked: see `verify`); `None` if absent.
+    /// A blob's bytes as they arrive (unchecked: see `verify`); `None` if
+    /// absent. Registries send blob reads to storage URLs on other hosts:
+    /// those redirects are followed, without credentials.
     pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<Option<RemoteBlob>, RemoteError> {
-        let Some((_, response)) = self.read(Method::GET, repo, &format!("blobs/{digest}"), &[]).await? else {
+        let path = format!("blobs/{digest}");
+        let Some((_, response)) = self.read(Method::GET, repo, &path, &[], Redirects::AnyOrigin).await? else {
             return Ok(None);
         };
         Ok(Some(RemoteBlob {
@@ -276,7 +320,8 @@ impl RegistryClient {
 
     /// A blob's size if the registry has it in `repo`.
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RemoteError> {
-        let Some((url, response)) = self.read(Method::HEAD, repo, &format!("blobs/{digest}"), &[]).await? else {
+        let path = format!("blobs/{digest}");
+        let Some((url, response)) = self.read(Method::HEAD, repo, &path, &[], Redirects::AnyOrigin).await? else {
             return Ok(None);
         };
         content_length(&response)
@@ -377,7 +422,7 @@ impl RegistryClient {
             digest: String,
         }
         let path = format!("referrers/{digest}");
-        let Some((url, response)) = self.read(Method::GET, repo, &path, &[]).await? else {
+        let Some((url, response)) = self.read(Method::GET, repo, &path, &[], Redirects::SameOrigin).await? else {
             return Ok(Vec::new());
         };
         let body = read_body(response.into_body(), MAX_MANIFEST_BYTES)

@@ -9,7 +9,9 @@
 //! registry that checks references accepts every push. The manifests that
 //! name a copied one as their subject (signatures, SBOMs, attestations) go
 //! with it, after it: an image promoted or carried to another site keeps
-//! what vouches for it.
+//! what vouches for it. Which of them go is the caller's choice
+//! ([`Referrers`]): all of them for `pier copy`, the artifact types a rule
+//! names for a promotion (whoever may push the source may attach anything).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use super::http::HttpBody;
 use super::verify::verified;
 use super::{RegistryClient, RemoteError};
 use crate::digest::Digest;
+use crate::glob::Glob;
 use crate::manifest::{self, Descriptor, Manifest};
 use crate::names::{RepoName, Tag};
 use crate::platform::{box_stream, BoxFuture, MaybeSend, MaybeSync};
@@ -89,6 +92,38 @@ pub trait ImageStore: MaybeSend + MaybeSync {
     async fn put_manifest(&self, manifest: &StoredManifest, role: &ManifestRole) -> Result<(), RemoteError>;
 }
 
+/// Which referrers (manifests naming a copied one as their subject) a copy
+/// carries, theirs included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Referrers {
+    /// Every one (`pier copy`: the person copying reads the source).
+    All,
+    /// Single manifests (not indexes, which would bring whole images along)
+    /// whose artifact type (`artifactType`, else the config's media type)
+    /// matches one of these globs; none when empty.
+    OfTypes(Vec<Glob>),
+}
+
+impl Referrers {
+    /// Whether a referrer `manifest` goes with what it refers to.
+    pub fn carries(&self, manifest: &Manifest) -> bool {
+        match self {
+            Referrers::All => true,
+            Referrers::OfTypes(types) => {
+                manifest.children.is_empty()
+                    && manifest
+                        .referrer_artifact_type()
+                        .is_some_and(|t| types.iter().any(|glob| glob.matches(t)))
+            }
+        }
+    }
+
+    /// Whether any referrer may go at all.
+    pub fn any(&self) -> bool {
+        !matches!(self, Referrers::OfTypes(types) if types.is_empty())
+    }
+}
+
 /// What happened to one blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlobOutcome {
@@ -124,13 +159,14 @@ pub struct CopyReport {
 }
 
 /// Copies the manifest `reference` names in `src` (with its blobs, or its
-/// children and theirs) to `dst`, tagged `tag` there if given.
-/// `parallel` blobs move at once.
+/// children and theirs) to `dst`, tagged `tag` there if given, and the
+/// `referrers` of each manifest copied. `parallel` blobs move at once.
 pub async fn copy_image(
     src: &dyn ImageStore,
     reference: &Reference,
     dst: &dyn ImageStore,
     tag: Option<&Tag>,
+    referrers: &Referrers,
     observer: Arc<dyn CopyObserver>,
     parallel: usize,
 ) -> Result<CopyReport, RemoteError> {
@@ -142,6 +178,7 @@ pub async fn copy_image(
     let copy = Copy {
         src,
         dst,
+        referrers,
         observer,
         parallel: parallel.max(1),
         report: Mutex::new(CopyReport::default()),
@@ -162,6 +199,7 @@ fn reference_text(reference: &Reference) -> String {
 struct Copy<'a> {
     src: &'a dyn ImageStore,
     dst: &'a dyn ImageStore,
+    referrers: &'a Referrers,
     observer: Arc<dyn CopyObserver>,
     parallel: usize,
     report: Mutex<CopyReport>,
@@ -212,6 +250,9 @@ impl<'a> Copy<'a> {
             self.dst.put_manifest(manifest, &role).await?;
             self.report.lock().expect("report").manifests += 1;
             self.observer.manifest_done(manifest);
+            if !self.referrers.any() {
+                return Ok(());
+            }
             for referrer in self.src.referrers(&manifest.digest).await? {
                 if self.dst.has_manifest(&referrer).await? {
                     continue;
@@ -219,7 +260,12 @@ impl<'a> Copy<'a> {
                 let Some(fetched) = self.src.manifest(&Reference::Digest(referrer)).await? else {
                     continue; // deleted since it was listed
                 };
-                self.tree(&fetched, ManifestRole::Referrer).await?;
+                // (`All` takes even one that does not parse: copying it says why.)
+                let carried = *self.referrers == Referrers::All
+                    || manifest::parse(&fetched.bytes, None).is_ok_and(|m| self.referrers.carries(&m));
+                if carried {
+                    self.tree(&fetched, ManifestRole::Referrer).await?;
+                }
             }
             Ok(())
         })

@@ -3,6 +3,14 @@
 //! (with Basic credentials, or anonymously) per set of scopes and kept until
 //! shortly before they expire, so a copy or a cache fill asks once, not per
 //! request.
+//!
+//! The token endpoint (the challenge's `realm`) is the other registry's
+//! word, so it is trusted only where pier was told to trust it
+//! ([`TokenRealms`]): the registry's own origin, Docker Hub's well-known
+//! auth service for Docker Hub, or origins the operator listed. Anywhere
+//! else, nothing is sent at all: neither the configured credentials nor an
+//! anonymous token request (which would let the registry make pier fetch
+//! any URL, an internal one included).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +19,7 @@ use http::header::{ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
 
 use super::challenge::Challenge;
-use super::http::{read_body, HttpClient, OutgoingBody};
+use super::http::{read_body, HttpClient, OutgoingBody, Redirects};
 use super::{Credentials, RemoteError};
 use crate::platform::Env;
 
@@ -56,9 +64,80 @@ const DEFAULT_TOKEN_SECS: u64 = 60;
 /// Tokens are renewed this long before they expire, so none runs out in flight.
 const RENEW_BEFORE_MS: u64 = 10_000;
 
+/// Docker Hub's registry and the auth service its challenges name.
+const DOCKER_HUB_REGISTRIES: [&str; 3] = ["registry-1.docker.io", "index.docker.io", "registry.hub.docker.com"];
+const DOCKER_HUB_AUTH: &str = "https://auth.docker.io";
+
+/// The token endpoints pier may ask for one registry: those at the
+/// registry's own origin (scheme, host, port), Docker Hub's auth service for
+/// Docker Hub, and the origins the operator listed (`token_realms`). Never
+/// an `http` realm for an `https` registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRealms {
+    base: url::Url,
+    listed: Vec<url::Origin>,
+}
+
+impl TokenRealms {
+    /// The realms trusted for the registry at `base`, plus `listed`
+    /// (`https://host[:port]`, as configured).
+    pub fn new(base: &url::Url, listed: &[String]) -> Result<TokenRealms, String> {
+        let mut origins = Vec::new();
+        if base.scheme() == "https" && base.host_str().is_some_and(|h| DOCKER_HUB_REGISTRIES.contains(&h)) {
+            origins.push(url::Url::parse(DOCKER_HUB_AUTH).expect("a valid URL").origin());
+        }
+        for text in listed {
+            let url = url::Url::parse(text).map_err(|e| format!("token realm {text:?}: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https")
+                || url.host_str().is_none()
+                || !matches!(url.path(), "" | "/")
+                || url.query().is_some()
+                || !url.username().is_empty()
+            {
+                return Err(format!(
+                    "token realm {text:?} must be an origin: http(s)://host[:port], without a path"
+                ));
+            }
+            if base.scheme() == "https" && url.scheme() == "http" {
+                return Err(format!(
+                    "token realm {text:?} is http:// for an https:// registry: credentials would travel in clear"
+                ));
+            }
+            origins.push(url.origin());
+        }
+        Ok(TokenRealms {
+            base: base.clone(),
+            listed: origins,
+        })
+    }
+
+    /// Whether pier may send a token request (with credentials, or none) to `realm`.
+    pub fn trusts(&self, realm: &url::Url) -> Result<(), String> {
+        if !matches!(realm.scheme(), "http" | "https") || realm.host_str().is_none() {
+            return Err(format!("token realm {realm} is not an http(s) URL"));
+        }
+        if self.base.scheme() == "https" && realm.scheme() == "http" {
+            return Err(format!(
+                "token realm {realm} is http:// for the https:// registry {}: never downgraded",
+                self.base
+            ));
+        }
+        let origin = realm.origin();
+        if origin == self.base.origin() || self.listed.contains(&origin) {
+            return Ok(());
+        }
+        Err(format!(
+            "token realm {realm} is not at {}'s own origin nor listed in its token_realms: \
+             nothing was sent there",
+            self.base.origin().ascii_serialization()
+        ))
+    }
+}
+
 /// Answers challenges for one registry.
 pub struct Authenticator {
     credentials: Option<Credentials>,
+    realms: TokenRealms,
     state: Mutex<State>,
 }
 
@@ -70,33 +149,38 @@ struct TokenAnswer {
 }
 
 impl Authenticator {
-    pub fn new(credentials: Option<Credentials>) -> Authenticator {
+    pub fn new(credentials: Option<Credentials>, realms: TokenRealms) -> Authenticator {
         Authenticator {
             credentials,
+            realms,
             state: Mutex::new(State::default()),
         }
     }
 
-    /// Remembers a 401's challenge (its realm resolved against `base`) and
-    /// forgets the token just refused for `scopes`. `false` when the
-    /// challenge is one we cannot answer.
-    pub fn learn(&self, header: &str, base: &url::Url, scopes: &Scopes) -> bool {
+    /// Remembers a 401's challenge (its realm resolved against the
+    /// registry's URL) and forgets the token just refused for `scopes`.
+    /// `Ok(false)` when the challenge is one we cannot answer; an error when
+    /// its realm is not one pier trusts (and then nothing is sent there).
+    pub fn learn(&self, header: &str, scopes: &Scopes) -> Result<bool, RemoteError> {
         let challenge = match super::challenge::parse(header) {
-            Some(Challenge::Bearer { realm, service, scope }) => match base.join(&realm) {
-                Ok(realm) => Challenge::Bearer {
-                    realm: realm.to_string(),
-                    service,
-                    scope,
-                },
-                Err(_) => return false,
+            Some(Challenge::Bearer { realm, service, scope }) => match self.realms.base.join(&realm) {
+                Ok(realm) => {
+                    self.realms.trusts(&realm).map_err(RemoteError::Invalid)?;
+                    Challenge::Bearer {
+                        realm: realm.to_string(),
+                        service,
+                        scope,
+                    }
+                }
+                Err(_) => return Ok(false),
             },
             Some(Challenge::Basic) if self.credentials.is_some() => Challenge::Basic,
-            _ => return false,
+            _ => return Ok(false),
         };
         let mut state = self.state.lock().expect("auth state");
         state.tokens.remove(&scopes.key());
         state.challenge = Some(challenge);
-        true
+        Ok(true)
     }
 
     /// The `Authorization` header for a request needing `scopes`, fetching
@@ -145,7 +229,7 @@ impl Authenticator {
         let request = request
             .body(OutgoingBody::Empty)
             .map_err(|e| RemoteError::Invalid(format!("token request: {e}")))?;
-        let response = http.send(request).await?;
+        let response = super::http::send(http, request, Redirects::SameOrigin).await?;
         let status = response.status();
         let body = read_body(response.into_body(), 1 << 20).await?.unwrap_or_default();
         if !status.is_success() {
@@ -238,6 +322,11 @@ mod tests {
         }
     }
 
+    /// The fake registry's token endpoint is on another host: listed.
+    fn realms() -> Vec<String> {
+        vec!["https://auth.test".into()]
+    }
+
     fn digest() -> crate::digest::Digest {
         crate::digest::Digest::of(crate::digest::Algorithm::Sha256, b"content")
     }
@@ -249,7 +338,8 @@ mod tests {
         });
         let env = Arc::new(FixedEnv::at(1_000_000));
         let credentials = Credentials::parse("user:pw");
-        let client = RegistryClient::new(fake.clone(), env.clone(), "https://reg.test", credentials).unwrap();
+        let client =
+            RegistryClient::new(fake.clone(), env.clone(), "https://reg.test", credentials, &realms()).unwrap();
         futures::executor::block_on(async {
             assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
             assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
@@ -266,7 +356,14 @@ mod tests {
             issued: AtomicUsize::new(0),
         });
         let env = Arc::new(FixedEnv::at(0));
-        let client = RegistryClient::new(fake, env, "https://reg.test", Credentials::parse("user:wrong")).unwrap();
+        let client = RegistryClient::new(
+            fake,
+            env,
+            "https://reg.test",
+            Credentials::parse("user:wrong"),
+            &realms(),
+        )
+        .unwrap();
         let error = futures::executor::block_on(client.blob_size("a", &digest())).unwrap_err();
         assert_eq!(error.status(), Some(401));
         assert!(
@@ -274,6 +371,79 @@ mod tests {
                 .to_string()
                 .contains("https://auth.test/token refused the credentials"),
             "{error}"
+        );
+    }
+
+    /// A registry whose challenge names a token endpoint elsewhere: a
+    /// collector of whatever is sent there.
+    struct Misdirecting {
+        realm: &'static str,
+        sent: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Misdirecting {
+        async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, super::super::http::HttpError> {
+            self.sent.lock().unwrap().push(request.uri().to_string());
+            let challenge = format!(r#"Bearer realm="{}",service="reg""#, self.realm);
+            Ok(answer(401, &[("www-authenticate", challenge.as_str())], "{}"))
+        }
+    }
+
+    #[test]
+    fn realms_elsewhere_get_nothing_unless_listed() {
+        for (base, realm) in [
+            ("https://reg.test", "https://collector.test/token"),
+            ("https://reg.test", "http://reg.test/token"),
+            ("https://reg.test", "https://reg.test:8443/token"),
+            ("http://127.0.0.1:5000", "http://127.0.0.1:5001/token"),
+            ("https://reg.test", "file:///etc/passwd"),
+            ("https://registry-1.docker.io", "http://auth.docker.io/token"),
+        ] {
+            let fake = Arc::new(Misdirecting {
+                realm,
+                sent: Default::default(),
+            });
+            let client = RegistryClient::new(
+                fake.clone(),
+                Arc::new(FixedEnv::at(0)),
+                base,
+                Credentials::parse("u:p"),
+                &[],
+            )
+            .unwrap();
+            let error = futures::executor::block_on(client.blob_size("a", &digest())).unwrap_err();
+            assert!(error.to_string().contains("token realm"), "{realm}: {error}");
+            let sent = fake.sent.lock().unwrap();
+            assert_eq!(sent.len(), 1, "{realm}: only the registry was asked: {sent:?}");
+        }
+    }
+
+    #[test]
+    fn trusted_realms() {
+        let base = url::Url::parse("https://registry-1.docker.io/").unwrap();
+        let hub = TokenRealms::new(&base, &[]).unwrap();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(
+            hub.trusts(&url("https://auth.docker.io/token")).is_ok(),
+            "Docker Hub's own pairing"
+        );
+        assert!(hub.trusts(&url("https://registry-1.docker.io/token")).is_ok());
+        assert!(hub.trusts(&url("https://auth.docker.io.evil.test/token")).is_err());
+        let gitlab = TokenRealms::new(&url("https://registry.gitlab.com"), &["https://gitlab.com".into()]).unwrap();
+        assert!(gitlab.trusts(&url("https://gitlab.com/jwt/auth")).is_ok(), "listed");
+        assert!(gitlab.trusts(&url("https://auth.docker.io/token")).is_err());
+        for bad in ["https://a/token", "ftp://a", "http://a", "https://u:p@a", "not a url"] {
+            assert!(
+                TokenRealms::new(&url("https://reg.test"), &[bad.into()]).is_err(),
+                "{bad}"
+            );
+        }
+        let plain = TokenRealms::new(&url("http://reg.test:5000"), &["http://auth.test".into()]).unwrap();
+        assert!(plain.trusts(&url("http://auth.test/token")).is_ok());
+        assert!(
+            plain.trusts(&url("https://reg.test:5000/token")).is_err(),
+            "another origin"
         );
     }
 }

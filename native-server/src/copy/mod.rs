@@ -14,7 +14,7 @@ use clap::Args;
 use pier_core::names::Tag;
 use pier_core::registry::Reference;
 use pier_core::remote::client::DEFAULT_CHUNK_SIZE;
-use pier_core::remote::copy::{copy_image, CopyObserver, ImageStore, Quiet, RemoteRepo};
+use pier_core::remote::copy::{copy_image, CopyObserver, ImageStore, Quiet, Referrers, RemoteRepo};
 use pier_core::remote::reference::ImageRef;
 use pier_core::remote::{Credentials, RegistryClient};
 
@@ -50,6 +50,10 @@ pub struct CopyArgs {
         hide_env_values = true
     )]
     pub dest_creds: Option<String>,
+    /// An origin (`https://host[:port]`) besides each registry's own where its
+    /// token endpoint may be; repeatable. Docker Hub's is known already.
+    #[arg(long = "token-realm", value_name = "ORIGIN")]
+    pub token_realms: Vec<String>,
     /// Blobs copied at once.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
@@ -106,6 +110,7 @@ fn open(
                 Arc::new(SystemEnv),
                 &image.base_url(args.insecure),
                 credentials,
+                &args.token_realms,
             )?
             .with_chunk_size(args.chunk_size);
             let repo = RemoteRepo {
@@ -151,6 +156,7 @@ pub fn run(args: CopyArgs) -> Result<(), String> {
             &src_ref,
             dst.as_ref(),
             tag.as_ref(),
+            &Referrers::All,
             observer,
             args.parallel,
         )
