@@ -11,6 +11,11 @@
 //!
 //! Robot tokens carry 256 random bits, so a fast SHA-256 of them is as good as
 //! a slow hash: only the digest is configured, compared in constant time.
+//!
+//! Checking a login is split in two ([`Directory::check`], then
+//! [`PasswordCheck::verify`]) so that the shell's platform can run the
+//! costly half away from its request threads. Every refusal pays one hash
+//! of the usual cost, so timing does not tell which names exist.
 
 use std::collections::HashMap;
 
