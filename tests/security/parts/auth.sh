@@ -210,13 +210,15 @@ parallel_guesses_stop_at_the_limit() {
     [ "$(awk '$1 == 429 { print $2 }' <<<"$counts")" = $((30 - authsec_limit)) ]
 }
 
+# After the guesses of 2001:db8:5:6::1, right credentials (the promoter's,
+# unchanged by F5) from elsewhere in its /64 and from the next /64.
 ipv6_neighbours_share_a_count() {
   local neighbour other
   neighbour=$(curl -s -o /dev/null -w '%{http_code}' -H "cf-connecting-ip: 2001:db8:5:6:ffff::9" \
-    -H "authorization: $(basic_of sandbox)" "$R/token?service=pier")
+    -H "authorization: $(basic_of promoter)" "$R/token?service=pier")
   other=$(curl -s -o /dev/null -w '%{http_code}' -H "cf-connecting-ip: 2001:db8:5:7::1" \
-    -H "authorization: $(basic_of sandbox)" "$R/token?service=pier")
-  echo "right password from the same /64: $neighbour; from the next /64: $other"
+    -H "authorization: $(basic_of promoter)" "$R/token?service=pier")
+  echo "right credentials from the same /64: $neighbour; from the next /64: $other"
   [ "$neighbour" = 429 ] && [ "$other" = 200 ]
 }
 
