@@ -61,7 +61,22 @@ pub trait Env: MaybeSend + MaybeSync {
         self.fill_random(&mut raw);
         crate::digest::hex(&raw)
     }
+
+    /// Runs CPU-heavy work (a password hash: tens of milliseconds) where it
+    /// does not hold up other requests, completing when the work has run.
+    /// The native server runs it on a bounded set of blocking threads, so
+    /// its request threads stay free; this default runs it in place, which
+    /// is right where a request has its own isolate (the Worker) and in
+    /// tests.
+    fn run_heavy(&self, work: HeavyWork) -> BoxFuture<'static, ()> {
+        work();
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// Work for [`Env::run_heavy`]: owns what it needs, so it may run on
+/// another thread.
+pub type HeavyWork = Box<dyn FnOnce() + Send + 'static>;
 
 /// Work the platform runs after a response, so the client never waits for
 /// it: webhook deliveries and replication copies (`crate::events`). Native

@@ -1,10 +1,16 @@
 //! Auth through the HTTP layer (`api::handle_with_auth`) over the in-memory
 //! store: challenges, Basic and Bearer on `/v2/`, the token endpoint (GET
 //! and the OAuth2 POST form), every forged or unusable token, policy
-//! refusals, catalog filtering, mount sources and failed-login limits.
+//! refusals, catalog filtering, mount sources, failed-login limits (and
+//! password checks handed to the platform's heavy-work hook), refresh-token
+//! revocation and who may read the metrics. Tests named `f<N>_` guard the
+//! findings of issue 13 (docs/security.md).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::executor::block_on;
@@ -17,7 +23,7 @@ use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
 use pier_core::auth::{Auth, AuthConfig, ClientAddress, RequestOrigin};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::gc::{Gc, GcConfig};
-use pier_core::platform::{empty_body, full_body, Env};
+use pier_core::platform::{empty_body, full_body, BoxFuture, Env, HeavyWork};
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
 use pier_core::Registry;
@@ -30,6 +36,23 @@ const HOST: &str = "reg.test";
 struct TestEnv {
     millis: AtomicU64,
     draws: AtomicU64,
+    /// Heavy work waits in `heavy_queue` until the test runs it (as it
+    /// would wait for a free hashing thread), instead of running in place.
+    defer_heavy: AtomicBool,
+    heavy_queue: Mutex<Vec<(HeavyWork, futures::channel::oneshot::Sender<()>)>>,
+}
+
+impl TestEnv {
+    /// Runs the heavy work queued so far; returns how much there was.
+    fn run_queued_heavy_work(&self) -> usize {
+        let queued = std::mem::take(&mut *self.heavy_queue.lock().unwrap());
+        let count = queued.len();
+        for (work, done) in queued {
+            work();
+            let _ = done.send(());
+        }
+        count
+    }
 }
 
 impl Env for TestEnv {
@@ -41,6 +64,17 @@ impl Env for TestEnv {
             let draw = self.draws.fetch_add(1, Ordering::Relaxed);
             chunk.copy_from_slice(&sha2::Sha256::digest(draw.to_be_bytes())[..chunk.len()]);
         }
+    }
+    fn run_heavy(&self, work: HeavyWork) -> BoxFuture<'static, ()> {
+        if !self.defer_heavy.load(Ordering::Relaxed) {
+            work();
+            return Box::pin(std::future::ready(()));
+        }
+        let (done, ran) = futures::channel::oneshot::channel();
+        self.heavy_queue.lock().unwrap().push((work, done));
+        Box::pin(async move {
+            let _ = ran.await;
+        })
     }
 }
 
@@ -69,6 +103,8 @@ impl Fixture {
         let env = Arc::new(TestEnv {
             millis: AtomicU64::new(NOW_MS),
             draws: AtomicU64::new(0),
+            defer_heavy: AtomicBool::new(false),
+            heavy_queue: Mutex::new(Vec::new()),
         });
         let (ci_token, ci_digest) = new_robot_token(env.as_ref());
         let (promoter_token, promoter_digest) = new_robot_token(env.as_ref());
@@ -115,6 +151,38 @@ impl Fixture {
 
     fn send(&self, request: Request<pier_core::platform::RequestBody>) -> Answer {
         Answer::of(block_on(handle_with_auth(&self.registry, Some(&self.auth), request)))
+    }
+
+    /// The fixture's auth, built again from its configuration as `change`
+    /// leaves it (a restart after the operator edited the configuration).
+    fn reconfigured(&self, change: impl FnOnce(&mut Value)) -> Auth {
+        let mut config = self.config.clone();
+        change(&mut config);
+        Auth::new(
+            AuthConfig::from_json(&config.to_string()).unwrap(),
+            &self.signing_key,
+            self.env.clone(),
+        )
+        .unwrap()
+    }
+
+    /// A refresh token from the OAuth2 password grant of `name`.
+    fn refresh_token(&self, name: &str, secret: &str) -> String {
+        let form = format!("grant_type=password&username={name}&password={secret}&access_type=offline&service=pier");
+        let answer = self.call(Method::POST, "/token", None, form.as_bytes());
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.json()["refresh_token"].as_str().unwrap().to_string()
+    }
+
+    /// The status of a refresh grant with `refresh_token` against `auth`.
+    fn refresh_with(&self, auth: &Auth, refresh_token: &str) -> StatusCode {
+        let form = format!("grant_type=refresh_token&refresh_token={refresh_token}&service=pier");
+        let answer = Answer::of(block_on(handle_with_auth(
+            &self.registry,
+            Some(auth),
+            request(Method::POST, "/token", None, form.as_bytes(), "10.0.0.1"),
+        )));
+        answer.status
     }
 
     fn call(&self, method: Method, uri: &str, authorization: Option<&str>, body: &[u8]) -> Answer {
@@ -779,8 +847,6 @@ fn the_catalog_lists_only_what_the_caller_may_pull() {
         (answer.json()["repositories"].clone(), answer.header("link").to_string())
     };
     fixture.call(Method::GET, "/v2/_catalog", None, b"").challenge();
-    let anonymous = fixture.token(None, &["registry:catalog:*"]);
-    assert_eq!(listed(Some(&bearer(&anonymous)), "").0, json!(["ci/app"]));
     assert_eq!(
         listed(Some(&basic("alice", "alice-pass")), "").0,
         json!(["ci/app", "sandbox/app"])
@@ -984,4 +1050,330 @@ fn without_auth_the_gc_report_is_open() {
         (post.status, post.code().as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
     );
+}
+
+// ---------------------------------------------------------------- F5: refresh tokens outlive the identity
+
+#[test]
+fn f5_a_changed_password_revokes_the_users_refresh_tokens() {
+    let fixture = Fixture::new();
+    let refresh = fixture.refresh_token("alice", "alice-pass");
+    let unchanged = fixture.reconfigured(|_| {});
+    assert_eq!(
+        fixture.refresh_with(&unchanged, &refresh),
+        StatusCode::OK,
+        "a restart alone revokes nothing"
+    );
+    let new_hash = cheap_hash(&fixture.env, "alice-new-pass");
+    let changed = fixture.reconfigured(|config| config["users"][0]["password_hash"] = json!(new_hash));
+    assert_eq!(fixture.refresh_with(&changed, &refresh), StatusCode::UNAUTHORIZED);
+    let removed = fixture.reconfigured(|config| {
+        config["users"].as_array_mut().unwrap().remove(0);
+    });
+    assert_eq!(fixture.refresh_with(&removed, &refresh), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn f5_a_rotated_or_removed_robot_token_revokes_the_robots_refresh_tokens() {
+    let fixture = Fixture::new();
+    let ci_refresh = fixture.refresh_token("ci-bot", &fixture.ci_token);
+    let promoter_refresh = fixture.refresh_token("promoter", &fixture.promoter_token);
+    let (_, rotated_digest) = new_robot_token(fixture.env.as_ref());
+    let rotated = fixture.reconfigured(|config| {
+        config["robots"][0]["token_sha256"] = json!(rotated_digest);
+        config["robots"].as_array_mut().unwrap().remove(1);
+    });
+    assert_eq!(fixture.refresh_with(&rotated, &ci_refresh), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        fixture.refresh_with(&rotated, &promoter_refresh),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(fixture.refresh_with(&fixture.auth, &ci_refresh), StatusCode::OK);
+}
+
+#[test]
+fn f5_refresh_grants_follow_the_current_groups() {
+    let fixture = Fixture::new();
+    let refresh = fixture.refresh_token("ci-bot", &fixture.ci_token);
+    let regrouped = fixture.reconfigured(|config| config["robots"][0]["groups"] = json!([]));
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}&scope=repository:ci/app:push");
+    let answer = Answer::of(block_on(handle_with_auth(
+        &fixture.registry,
+        Some(&regrouped),
+        request(Method::POST, "/token", None, form.as_bytes(), "c"),
+    )));
+    assert_eq!(answer.status, StatusCode::OK);
+    let token = answer.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(payload(&token)["access"], json!([]), "no longer in group ci: no push");
+}
+
+/// The claims of a JWT, unchecked.
+fn payload(token: &str) -> Value {
+    let encoded = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&Base64UrlSafeNoPadding::decode_to_vec(encoded, None).unwrap()).unwrap()
+}
+
+fn oidc_fixture() -> (Fixture, ES256KeyPair) {
+    let provider = ES256KeyPair::generate().with_key_id("ci-provider-1");
+    let oidc = json!([{
+        "issuer": "https://ci.example.test",
+        "audience": "pier",
+        "jwks": json!({ "keys": [serde_json::from_str::<Value>(&provider.public_key().to_jwk()).unwrap()] }).to_string(),
+        "identities": [
+            { "claims": { "repository": "acme/release", "ref": "refs/heads/main" }, "name": "promoter" },
+        ],
+    }]);
+    (Fixture::with_oidc(oidc), provider)
+}
+
+fn id_token(provider: &ES256KeyPair, repository: &str, lifetime_secs: u64) -> String {
+    let now = UnixTimeStamp::from_secs(NOW_MS / 1000);
+    let claims = JWTClaims {
+        issued_at: Some(now),
+        expires_at: Some(now + Duration::from_secs(lifetime_secs)),
+        invalid_before: Some(now),
+        audiences: Some(Audiences::AsString("pier".into())),
+        issuer: Some("https://ci.example.test".into()),
+        jwt_id: None,
+        subject: Some(format!("repo:{repository}")),
+        nonce: None,
+        custom: json!({ "repository": repository, "ref": "refs/heads/main" }),
+    };
+    provider.sign(claims).unwrap()
+}
+
+#[test]
+fn f5_oidc_logins_get_no_refresh_token() {
+    let (fixture, provider) = oidc_fixture();
+    let form = format!(
+        "grant_type=password&username=oidc&password={}&access_type=offline&service=pier\
+         &scope=repository:prod/app:pull",
+        id_token(&provider, "acme/release", 300)
+    );
+    let answer = fixture.call(Method::POST, "/token", None, form.as_bytes());
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert!(answer.json()["access_token"].is_string());
+    assert!(
+        answer.json().get("refresh_token").is_none(),
+        "a 5-minute ID token must not become a 7-day refresh token: {answer:?}"
+    );
+}
+
+#[test]
+fn f5_refresh_tokens_of_oidc_identities_or_without_a_credential_are_refused() {
+    let (fixture, _) = oidc_fixture();
+    let refresh_claims = |custom: Value, subject: &str| {
+        let now = UnixTimeStamp::from_secs(NOW_MS / 1000);
+        JWTClaims {
+            issued_at: Some(now),
+            expires_at: Some(now + Duration::from_secs(3600)),
+            invalid_before: Some(now),
+            audiences: Some(Audiences::AsString("pier#refresh".into())),
+            issuer: Some("pier".into()),
+            jwt_id: None,
+            subject: Some(subject.into()),
+            nonce: None,
+            custom,
+        }
+    };
+    let kid = fixture.kid();
+    let sign = |claims| {
+        ES256KeyPair::from_jwk(&fixture.signing_key)
+            .unwrap()
+            .with_key_id(&kid)
+            .sign(claims)
+            .unwrap()
+    };
+    // What the registry issued before: OIDC identities kept as recorded.
+    let oidc = sign(refresh_claims(
+        json!({ "groups": [], "kind": "oidc", "credential": "x" }),
+        "promoter",
+    ));
+    assert_eq!(fixture.refresh_with(&fixture.auth, &oidc), StatusCode::UNAUTHORIZED);
+    let issuer_gone = fixture.reconfigured(|config| config["oidc"] = json!([]));
+    assert_eq!(fixture.refresh_with(&issuer_gone, &oidc), StatusCode::UNAUTHORIZED);
+    // A user's token from before credentials were bound.
+    let unbound = sign(refresh_claims(json!({ "groups": ["dev"], "kind": "user" }), "alice"));
+    assert_eq!(fixture.refresh_with(&fixture.auth, &unbound), StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------- F8: login cost and limiter
+
+/// Polls each future once, without waiting: the ones that finish answer.
+fn poll_once_each<F: Future + Unpin>(futures: &mut [Option<F>]) -> Vec<F::Output> {
+    let mut context = Context::from_waker(futures::task::noop_waker_ref());
+    let mut done = Vec::new();
+    for slot in futures.iter_mut() {
+        if let Some(future) = slot {
+            if let Poll::Ready(output) = Pin::new(future).poll(&mut context) {
+                done.push(output);
+                *slot = None;
+            }
+        }
+    }
+    done
+}
+
+#[test]
+fn f8_parallel_wrong_guesses_beyond_the_limit_are_refused_before_hashing() {
+    let fixture = Fixture::new();
+    fixture.env.defer_heavy.store(true, Ordering::Relaxed);
+    // Ten guesses in parallel from one client; the limit is three.
+    let mut guesses: Vec<_> = (0..10)
+        .map(|i| {
+            let request = request(
+                Method::GET,
+                "/token",
+                Some(&basic("alice", &format!("guess-{i}"))),
+                b"",
+                "10.6.6.6",
+            );
+            Some(Box::pin(handle_with_auth(
+                &fixture.registry,
+                Some(&fixture.auth),
+                request,
+            )))
+        })
+        .collect();
+    let refused_at_once: Vec<Answer> = poll_once_each(&mut guesses).into_iter().map(Answer::of).collect();
+    assert_eq!(
+        refused_at_once.len(),
+        7,
+        "all but the limit answered before any hash ran"
+    );
+    assert!(refused_at_once
+        .iter()
+        .all(|a| a.status == StatusCode::TOO_MANY_REQUESTS));
+    assert_eq!(fixture.env.run_queued_heavy_work(), 3, "three password checks, no more");
+    let checked: Vec<Answer> = poll_once_each(&mut guesses).into_iter().map(Answer::of).collect();
+    assert_eq!(checked.len(), 3);
+    assert!(checked.iter().all(|a| a.status == StatusCode::UNAUTHORIZED));
+}
+
+#[test]
+fn f8_password_checks_go_to_the_platforms_heavy_work_and_unknown_names_pay_one_too() {
+    let fixture = Fixture::new();
+    fixture.env.defer_heavy.store(true, Ordering::Relaxed);
+    let start = |name: &str, secret: &str, client: &str| {
+        let request = request(Method::GET, "/token", Some(&basic(name, secret)), b"", client);
+        Some(Box::pin(handle_with_auth(
+            &fixture.registry,
+            Some(&fixture.auth),
+            request,
+        )))
+    };
+    let mut logins = vec![
+        start("alice", "alice-pass", "10.0.0.1"),
+        start("nobody", "alice-pass", "10.0.0.2"),
+        start("ci-bot", "pier_wrong", "10.0.0.3"),
+        start("ci-bot", &fixture.ci_token, "10.0.0.4"),
+    ];
+    let decided = poll_once_each(&mut logins);
+    assert_eq!(decided.len(), 1, "only the right robot token needs no hash");
+    assert_eq!(decided[0].status(), StatusCode::OK);
+    assert_eq!(
+        fixture.env.run_queued_heavy_work(),
+        3,
+        "a password, an unknown name and a wrong robot token each pay a hash"
+    );
+    let statuses: Vec<StatusCode> = poll_once_each(&mut logins).iter().map(|r| r.status()).collect();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED]
+    );
+}
+
+#[test]
+fn f8_an_ipv6_64_shares_one_count() {
+    let fixture = Fixture::new();
+    let attempt = |client: &str, password: &str| {
+        fixture
+            .send(request(
+                Method::GET,
+                "/token",
+                Some(&basic("alice", password)),
+                b"",
+                client,
+            ))
+            .status
+    };
+    for client in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+        assert_eq!(attempt(client, "guess"), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        attempt("2001:db8:1:2:abcd::4", "alice-pass"),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a neighbour in the same /64"
+    );
+    assert_eq!(attempt("2001:db8:1:3::1", "alice-pass"), StatusCode::OK, "the next /64");
+}
+
+// ---------------------------------------------------------------- F11: exposure
+
+#[test]
+fn f11_the_catalog_needs_an_identity_not_an_anonymous_token() {
+    let fixture = Fixture::new();
+    let anonymous = fixture.token(None, &["registry:catalog:*"]);
+    assert_eq!(
+        payload(&anonymous)["access"],
+        json!([]),
+        "no catalog grant for anonymous callers"
+    );
+    let answer = fixture.call(Method::GET, "/v2/_catalog", Some(&bearer(&anonymous)), b"");
+    answer.challenge();
+    // Even a token that says so (issued by an older version) is not enough.
+    let forged_grant = fixture.signed({
+        let mut claims = claims_for_anonymous(&fixture);
+        claims.custom = json!({ "access": [{ "type": "registry", "name": "catalog", "actions": ["*"] }] });
+        claims
+    });
+    fixture
+        .call(Method::GET, "/v2/_catalog", Some(&bearer(&forged_grant)), b"")
+        .challenge();
+}
+
+fn claims_for_anonymous(fixture: &Fixture) -> JWTClaims<Value> {
+    let mut claims = claims(fixture, json!([]));
+    claims.subject = None;
+    claims
+}
+
+fn metrics_request(authorization: Option<&str>) -> http::request::Parts {
+    request(Method::GET, "/metrics", authorization, b"", "10.0.0.9")
+        .into_parts()
+        .0
+}
+
+#[test]
+fn f11_metrics_need_an_admin_or_a_configured_reader() {
+    let fixture = Fixture::new();
+    // The refusal, `None` when the metrics may be read.
+    let metrics = |auth: Option<&Auth>, authorization: Option<&str>| {
+        block_on(pier_core::api::authorize_metrics(auth, &metrics_request(authorization)))
+            .err()
+            .map(Answer::of)
+    };
+    assert!(metrics(None, None).is_none(), "without auth, open like everything");
+    metrics(Some(&fixture.auth), None).unwrap().challenge();
+    metrics(Some(&fixture.auth), Some(&basic("alice", "alice-pass")))
+        .unwrap()
+        .denied();
+    let anonymous_token = fixture.token(None, &[]);
+    metrics(Some(&fixture.auth), Some(&bearer(&anonymous_token)))
+        .unwrap()
+        .challenge();
+    assert!(metrics(Some(&fixture.auth), Some(&basic("root", "root-pass"))).is_none());
+    let root_token = fixture.token(Some(&basic("root", "root-pass")), &[]);
+    assert!(metrics(Some(&fixture.auth), Some(&bearer(&root_token))).is_none());
+
+    let scraper = fixture.reconfigured(|config| config["metrics_readers"] = json!(["ci-bot"]));
+    assert!(metrics(Some(&scraper), Some(&basic("ci-bot", &fixture.ci_token))).is_none());
+    metrics(Some(&scraper), Some(&basic("alice", "alice-pass")))
+        .unwrap()
+        .denied();
+    let public = fixture.reconfigured(|config| config["metrics_readers"] = json!(["anonymous"]));
+    assert!(metrics(Some(&public), None).is_none(), "an explicit opt-in");
+    assert!(AuthConfig::from_json(r#"{"metrics_readers":["user:x"]}"#)
+        .map(|config| Auth::new(config, &fixture.signing_key, fixture.env.clone()).is_err())
+        .unwrap());
 }

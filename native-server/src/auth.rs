@@ -106,8 +106,8 @@ mod tests {
         assert!(read_password("\nsecond".as_bytes()).is_err());
     }
 
-    #[test]
-    fn a_new_robot_entry_configures_a_robot_whose_token_logs_in() {
+    #[tokio::test]
+    async fn a_new_robot_entry_configures_a_robot_whose_token_logs_in() {
         let printed = new_robot("ci-bot", &["ci".to_string()]);
         let token = printed
             .lines()
@@ -127,8 +127,8 @@ mod tests {
             signing_keys_file: keys_file,
         })
         .unwrap();
-        let identity = auth.login("test", "ci-bot", &token).unwrap();
+        let identity = auth.login("test", "ci-bot", &token).await.unwrap();
         assert_eq!(identity.groups, ["ci"]);
-        assert!(auth.login("test", "ci-bot", "pier_guess").is_err());
+        assert!(auth.login("test", "ci-bot", "pier_guess").await.is_err());
     }
 }

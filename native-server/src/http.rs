@@ -1,6 +1,8 @@
 //! The axum shell: turns axum requests into core requests and back, plus the
-//! endpoints that belong to the process rather than the registry (liveness,
-//! readiness, metrics).
+//! endpoints that belong to the process rather than the registry: liveness
+//! (`/healthz`, always open for probes), readiness (`/readyz`: ready or not,
+//! the reason only in the log) and `/metrics` (with auth on, for whom core
+//! says may read them).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::{StreamExt, TryStreamExt};
+use metrics::Counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pier_core::api::{self, Body};
 use pier_core::auth::{Auth, ClientAddress};
@@ -43,25 +46,41 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
-        .route(
-            "/metrics",
-            get(|State(state): State<AppState>| async move { state.metrics.render() }),
-        )
+        .route("/metrics", get(metrics))
         .fallback(registry_handler)
         .with_state(state)
 }
 
-/// Ready when the store answers a read (a missing key is an answer).
+/// Ready when the store answers a read (a missing key is an answer). The
+/// answer says no more than that: why not goes to the log, since anyone
+/// may ask (storage errors name buckets, paths and endpoints).
 async fn readiness(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(READINESS_TIMEOUT, state.store.head(READINESS_PROBE_KEY)).await {
-        Ok(Ok(_)) => "ready".into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}\n")).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("storage: no answer within {}s\n", READINESS_TIMEOUT.as_secs()),
-        )
-            .into_response(),
+    let failure = match tokio::time::timeout(READINESS_TIMEOUT, state.store.head(READINESS_PROBE_KEY)).await {
+        Ok(Ok(_)) => return "ready".into_response(),
+        Ok(Err(e)) => format!("storage: {e}"),
+        Err(_) => format!("storage: no answer within {}s", READINESS_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(%failure, "not ready");
+    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+}
+
+/// The Prometheus metrics, to whom core allows them.
+async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _) = with_client_address(request).into_parts();
+    match api::authorize_metrics(state.auth.as_deref(), &parts).await {
+        Ok(()) => state.metrics.render().into_response(),
+        Err(refusal) => axum_response(refusal, None),
     }
+}
+
+/// Marks a request with its peer address: failed logins are counted per
+/// client.
+fn with_client_address<B>(mut request: http::Request<B>) -> http::Request<B> {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
+        let client = ClientAddress(peer.ip().to_string());
+        request.extensions_mut().insert(client);
+    }
+    request
 }
 
 async fn registry_handler(State(state): State<AppState>, request: Request) -> Response {
@@ -73,12 +92,7 @@ async fn registry_handler(State(state): State<AppState>, request: Request) -> Re
         .into_data_stream()
         .map_err(|e| BodyError::Read(e.to_string()))
         .inspect_ok(move |chunk| bytes_in.increment(chunk.len() as u64));
-    let mut core_request = http::Request::from_parts(parts, box_stream(stream));
-    // Failed logins are counted per peer address.
-    if let Some(ConnectInfo(peer)) = core_request.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
-        let client = ClientAddress(peer.ip().to_string());
-        core_request.extensions_mut().insert(client);
-    }
+    let core_request = with_client_address(http::Request::from_parts(parts, box_stream(stream)));
     let (method, path) = (core_request.method().clone(), core_request.uri().path().to_string());
     let response = api::handle_with_auth(&state.registry, state.auth.as_deref(), core_request).await;
     let status = response.status();
@@ -90,16 +104,26 @@ async fn registry_handler(State(state): State<AppState>, request: Request) -> Re
     }
     let bytes_out = meters.bytes_out.clone();
     meters.finish(status.as_u16(), started.elapsed());
+    axum_response(response, Some(bytes_out))
+}
+
+/// A core response as axum's, its body bytes counted on `bytes_out`.
+fn axum_response(response: api::HttpResponse, bytes_out: Option<Counter>) -> Response {
+    let count = move |n: usize| {
+        if let Some(counter) = &bytes_out {
+            counter.increment(n as u64);
+        }
+    };
     let (parts, body) = response.into_parts();
     let body = match body {
         Body::Empty => AxumBody::empty(),
         Body::Full(bytes) => {
-            bytes_out.increment(bytes.len() as u64);
+            count(bytes.len());
             AxumBody::from(bytes)
         }
         Body::Stream { stream, .. } => AxumBody::from_stream(stream.map(move |chunk| {
             let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
-            bytes_out.increment(chunk.len() as u64);
+            count(chunk.len());
             Ok::<_, std::io::Error>(chunk)
         })),
     };

@@ -1,5 +1,5 @@
 // Failed logins are limited per client: after `limit` failures within the
-// window (tests/auth/policy.toml: 20 in 3 s), even correct credentials get
+// window (tests/auth/policy.toml: 20 in 10 s), even correct credentials get
 // 429 TOOMANYREQUESTS with Retry-After, on the token endpoint and on Basic
 // requests alike, until the window ends.
 //

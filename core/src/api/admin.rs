@@ -1,8 +1,10 @@
-//! pier's own endpoints for operators, beside the distribution API: today
+//! pier's own endpoints for operators, beside the distribution API:
 //! `GET /_pier/gc/report`, the report of the last garbage collection, so an
 //! operator of the edge Worker (which has no command line) can see what its
-//! cron collections did. With auth on, only admins may read it; without auth
-//! it is open like every other endpoint.
+//! cron collections did; and who may read the native server's `/metrics`
+//! (which the shell renders). With auth on, only admins may read the report,
+//! and admins and `metrics_readers` the metrics; without auth both are open
+//! like every other endpoint.
 
 use bytes::Bytes;
 use http::header::CACHE_CONTROL;
@@ -29,7 +31,7 @@ pub(super) async fn gc_report(
         .into());
     }
     if let Some(auth) = auth {
-        guard::check_admin(auth, parts)?;
+        guard::check_operator(auth, parts, guard::Operator::Admin).await?;
     }
     let report = crate::gc::last_report(registry.store())
         .await?
@@ -43,4 +45,17 @@ pub(super) async fn gc_report(
         *response.body_mut() = super::Body::Empty;
     }
     Ok(response)
+}
+
+/// Whether the caller of a `/metrics` request may read the metrics (the
+/// native server renders them; the Worker has none): `Ok` when auth is off
+/// or the caller is an admin or a `metrics_readers` subject, else the
+/// refusal to send (401 with a challenge, 403, or 429).
+pub async fn authorize_metrics(auth: Option<&Auth>, parts: &http::request::Parts) -> Result<(), HttpResponse> {
+    let Some(auth) = auth else {
+        return Ok(());
+    };
+    guard::check_operator(auth, parts, guard::Operator::MetricsReader)
+        .await
+        .map_err(Refusal::into_response)
 }

@@ -207,11 +207,19 @@ pub(super) fn client_of(parts: &http::request::Parts) -> &str {
     parts.extensions.get::<ClientAddress>().map_or("", |c| c.0.as_str())
 }
 
-/// Authenticates the caller of an operator endpoint and checks that it is an
-/// admin (`admins` in the auth configuration). Such endpoints have no
-/// repository scope: any pier token of an admin will do, so a client gets
-/// one from the token endpoint without asking for scopes.
-pub(super) fn check_admin(auth: &Auth, parts: &http::request::Parts) -> Result<(), Refusal> {
+/// Who may use an operator endpoint (one without a repository scope).
+pub(super) enum Operator {
+    /// Admins only (`admins`).
+    Admin,
+    /// Admins and `metrics_readers`.
+    MetricsReader,
+}
+
+/// Authenticates the caller of an operator endpoint and checks that it may
+/// use it. Such endpoints have no repository scope: any pier token of an
+/// allowed identity will do, so a client gets one from the token endpoint
+/// without asking for scopes.
+pub(super) async fn check_operator(auth: &Auth, parts: &http::request::Parts, role: Operator) -> Result<(), Refusal> {
     let refusals = Refusals {
         auth,
         realm: auth.realm(parts),
@@ -219,19 +227,25 @@ pub(super) fn check_admin(auth: &Auth, parts: &http::request::Parts) -> Result<(
     };
     let caller = auth
         .caller(&parts.headers, client_of(parts))
+        .await
         .map_err(|e| refusals.login_failed(e))?;
-    match caller.identity() {
+    let identity = caller.identity();
+    let (allowed, role_name) = match role {
+        Operator::Admin => (auth.policy().is_admin(identity), "an admin"),
+        Operator::MetricsReader => (auth.policy().may_read_metrics(identity), "a metrics reader"),
+    };
+    match identity {
+        _ if allowed => Ok(()),
         None => Err(refusals.unauthorized("authentication required", None)),
-        Some(identity) if auth.policy().is_admin(Some(identity)) => Ok(()),
         Some(identity) => Err(Refusal::from(RegistryError::new(
             ErrorCode::Denied,
-            format!("{} is not an admin", identity.name),
+            format!("{} is not {role_name}", identity.name),
         ))),
     }
 }
 
 /// Authenticates the caller and checks that it may do what the request needs.
-pub(super) fn check<'a>(
+pub(super) async fn check<'a>(
     auth: &'a Auth,
     parts: &http::request::Parts,
     route: &Route,
@@ -245,14 +259,19 @@ pub(super) fn check<'a>(
     };
     let caller = auth
         .caller(&parts.headers, client_of(parts))
+        .await
         .map_err(|e| refusals.login_failed(e))?;
     match need {
         Need::Login if matches!(caller, Caller::Anonymous) => {
             return Err(refusals.unauthorized("authentication required", None));
         }
         Need::Login => {}
+        // The catalog is for identities: it lists what they may pull.
         Need::Catalog => match &caller {
             Caller::Anonymous => return Err(refusals.unauthorized("authentication required", None)),
+            Caller::Token(token) if token.identity.is_none() => {
+                return Err(refusals.unauthorized("authentication required", None))
+            }
             Caller::Token(token) if !access_permits_catalog(&token.access) => {
                 return Err(refusals.unauthorized(
                     "the token does not grant the catalog",

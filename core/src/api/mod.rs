@@ -28,6 +28,7 @@ mod route_class;
 pub(crate) mod token;
 mod uploads;
 
+pub use admin::authorize_metrics;
 pub use route_class::{is_upload, route_class};
 
 use guard::Access;
@@ -251,7 +252,7 @@ async fn authorize_and_route(
     })?;
     let query = Query::parse(parts.uri.query());
     let access = match auth {
-        Some(auth) => guard::check(auth, parts, &route, &query)?,
+        Some(auth) => guard::check(auth, parts, &route, &query).await?,
         None => Access::Open,
     };
     let req = Req {

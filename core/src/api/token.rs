@@ -34,7 +34,7 @@ pub(super) async fn serve(
         Method::GET => {
             let query = Query::parse(parts.uri.query());
             check_service(auth, &query)?;
-            let identity = match auth.caller(&parts.headers, client_of(parts)) {
+            let identity = match auth.caller(&parts.headers, client_of(parts)).await {
                 Ok(Caller::Anonymous) => None,
                 Ok(Caller::Identified(identity)) => Some(identity),
                 Ok(Caller::Token(_)) => {
@@ -60,9 +60,12 @@ pub(super) async fn serve(
                     let (name, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
                     let identity = auth
                         .login(client_of(parts), name, password)
+                        .await
                         .map_err(|e| login_failed(auth, e))?;
+                    // OIDC identities get no refresh token (see `Auth::issue_refresh`):
+                    // the answer leaves it out, and docker keeps the ID token instead.
                     let refresh = match form.get("access_type") {
-                        Some("offline") => Some(auth.tokens().issue_refresh(&identity, auth.env()).map_err(internal)?),
+                        Some("offline") => auth.issue_refresh(&identity).map_err(internal)?,
                         _ => None,
                     };
                     issue(auth, Some(&identity), &scopes, refresh)

@@ -35,12 +35,17 @@ pub struct AuthConfig {
     /// Lifetime of access tokens, in seconds [default: 300].
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_secs: u64,
-    /// Lifetime of refresh tokens (OAuth2 `access_type=offline`) [default: 7 days].
+    /// Lifetime of refresh tokens (OAuth2 `access_type=offline`) [default:
+    /// 7 days]. Only users and robots get them, bound to their credential.
     #[serde(default = "default_refresh_token_lifetime")]
     pub refresh_token_lifetime_secs: u64,
     /// Subjects that may do everything everywhere, whatever the rules say.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Subjects besides the admins that may read the native server's
+    /// `/metrics`: a robot for the scraper, or `anonymous` to leave it open.
+    #[serde(default)]
+    pub metrics_readers: Vec<String>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]

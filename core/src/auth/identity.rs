@@ -11,6 +11,11 @@
 //!
 //! Robot tokens carry 256 random bits, so a fast SHA-256 of them is as good as
 //! a slow hash: only the digest is configured, compared in constant time.
+//!
+//! Checking a login is split in two ([`Directory::check`], then
+//! [`PasswordCheck::verify`]) so that the shell's platform can run the
+//! costly half away from its request threads. Every refusal pays one hash
+//! of the usual cost, so timing does not tell which names exist.
 
 use std::collections::HashMap;
 
@@ -51,11 +56,10 @@ const ROBOT_TOKEN_BYTES: usize = 32;
 /// Prefix of robot tokens, so that secret scanners can recognise leaked ones.
 pub const ROBOT_TOKEN_PREFIX: &str = "pier_";
 
-/// An Argon2id hash with the default parameters that no known password
-/// matches: unknown user names are checked against it, so that they take as
-/// long to refuse as wrong passwords and do not reveal which names exist.
-const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZGVjb3ktc2FsdC1waWVy$\
-                          6Q0Yl+I8nTz0Ga0kbdU1pVUL3IQ+oCwXfNEUbP4Szds";
+/// Salt of the decoy hash (any fixed value will do: no password matches it).
+const DECOY_SALT: &[u8; SALT_BYTES] = b"pier-decoy-salt!";
+/// Output length of pier's hashes (the `argon2` crate's default).
+const HASH_OUTPUT_BYTES: usize = 32;
 
 /// Hashes `password` with a fresh salt into a PHC string.
 pub fn hash_password(password: &str, memory_kib: u32, passes: u32, env: &dyn Env) -> Result<String, String> {
@@ -106,18 +110,92 @@ fn parse_password_hash(user: &str, text: &str) -> Result<PasswordHash, String> {
 struct User {
     password_hash: PasswordHash,
     groups: Vec<String>,
+    /// Binds refresh tokens to this password: see [`Directory::credential`].
+    credential: String,
 }
 
 struct Robot {
     token_sha256: [u8; 32],
     groups: Vec<String>,
+    credential: String,
 }
 
 /// The configured users and robots.
 pub struct Directory {
     users: HashMap<String, User>,
     robots: HashMap<String, Robot>,
+    /// What refusals of unknown names and wrong robot tokens are checked
+    /// against: see [`decoy_hash`].
     decoy: PasswordHash,
+}
+
+/// What checking a login takes.
+pub enum Check {
+    /// Decided without a password hash: a robot's token matched.
+    Decided(Identity),
+    /// A password hash to compute (CPU heavy: see
+    /// [`crate::platform::Env::run_heavy`]).
+    Password(Box<PasswordCheck>),
+}
+
+/// One Argon2id verification: of a user's password, or of the decoy for an
+/// unknown name or a wrong robot token, so that every refusal costs the same
+/// and none tells which names exist.
+pub struct PasswordCheck {
+    hash: PasswordHash,
+    secret: String,
+    /// Who logs in if the secret matches; `None` for the decoy.
+    identity: Option<Identity>,
+}
+
+impl PasswordCheck {
+    /// The identity, if the secret matches the hash.
+    pub fn verify(self) -> Option<Identity> {
+        let matched = Argon2::default()
+            .verify_password(self.secret.as_bytes(), &self.hash)
+            .is_ok();
+        self.identity.filter(|_| matched)
+    }
+}
+
+/// A fingerprint of a credential as configured (a user's password hash, a
+/// robot's token digest): recorded in refresh tokens, so that changing or
+/// removing the credential revokes them. A SHA-256 of the configured hash
+/// reveals nothing about the password or token behind it.
+fn fingerprint(kind: &str, name: &str, configured: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in ["pier refresh credential", kind, name, configured] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    Base64UrlSafeNoPadding::encode_to_string(hasher.finalize()).expect("base64 of 32 bytes")
+}
+
+/// An Argon2id hash no password matches, with the cost most configured users
+/// have (the costlier on a tie; the default without users): unknown names
+/// are checked against it, so they take as long to refuse as wrong
+/// passwords. Its output is zeros rather than the hash of anything: checking
+/// a password against it costs the same, and building it costs nothing.
+fn decoy_hash<'a>(costs: impl Iterator<Item = &'a Params>) -> PasswordHash {
+    let mut seen: Vec<((u32, u32), usize)> = Vec::new();
+    for params in costs {
+        let cost = (params.m_cost(), params.t_cost());
+        match seen.iter_mut().find(|(c, _)| *c == cost) {
+            Some((_, count)) => *count += 1,
+            None => seen.push((cost, 1)),
+        }
+    }
+    let (memory_kib, passes) = seen
+        .into_iter()
+        .max_by_key(|&((m, t), count)| (count, u64::from(m) * u64::from(t)))
+        .map_or((DEFAULT_MEMORY_KIB, DEFAULT_PASSES), |(cost, _)| cost);
+    let b64 = |bytes: &[u8]| ct_codecs::Base64NoPadding::encode_to_string(bytes).expect("base64 of a few bytes");
+    let text = format!(
+        "$argon2id$v=19$m={memory_kib},t={passes},p=1${}${}",
+        b64(DECOY_SALT),
+        b64(&[0u8; HASH_OUTPUT_BYTES])
+    );
+    PasswordHash::new(&text).expect("the decoy is a valid PHC string")
 }
 
 impl Directory {
@@ -125,13 +203,16 @@ impl Directory {
         let mut directory = Directory {
             users: HashMap::new(),
             robots: HashMap::new(),
-            decoy: PasswordHash::new(DECOY_HASH).expect("the decoy is a valid PHC string"),
+            decoy: decoy_hash(std::iter::empty()),
         };
+        let mut costs = Vec::new();
         for user in users {
             let hash = parse_password_hash(&user.name, &user.password_hash)?;
+            costs.push(Params::try_from(&hash).map_err(|e| format!("user {}: argon2 parameters: {e}", user.name))?);
             let entry = User {
                 password_hash: hash,
                 groups: user.groups.clone(),
+                credential: fingerprint("user", &user.name, user.password_hash.trim()),
             };
             if directory.users.insert(user.name.clone(), entry).is_some() {
                 return Err(format!("user {} is configured twice", user.name));
@@ -152,37 +233,65 @@ impl Directory {
             let entry = Robot {
                 token_sha256: digest,
                 groups: robot.groups.clone(),
+                credential: fingerprint("robot", &robot.name, &robot.token_sha256.trim().to_ascii_lowercase()),
             };
             if directory.robots.insert(robot.name.clone(), entry).is_some() {
                 return Err(format!("robot {} is configured twice", robot.name));
             }
         }
+        directory.decoy = decoy_hash(costs.iter());
         Ok(directory)
     }
 
-    /// The identity `name` proves with `secret`, if it does: a robot's token
-    /// or a user's password.
-    pub fn verify(&self, name: &str, secret: &str) -> Option<Identity> {
+    /// What proving `name` with `secret` takes: a robot's token is checked
+    /// here; a password (or a refusal) needs an Argon2id hash.
+    pub fn check(&self, name: &str, secret: &str) -> Check {
+        let decoy = || PasswordCheck {
+            hash: self.decoy.clone(),
+            secret: secret.to_string(),
+            identity: None,
+        };
         if let Some(robot) = self.robots.get(name) {
             let digest = Sha256::digest(secret.as_bytes());
-            return ct_codecs::verify(&digest, &robot.token_sha256).then(|| Identity {
-                name: name.to_string(),
-                groups: robot.groups.clone(),
-                kind: IdentityKind::Robot,
-            });
+            if ct_codecs::verify(&digest, &robot.token_sha256) {
+                return Check::Decided(Identity {
+                    name: name.to_string(),
+                    groups: robot.groups.clone(),
+                    kind: IdentityKind::Robot,
+                });
+            }
+            return Check::Password(Box::new(decoy()));
         }
-        let (hash, user) = match self.users.get(name) {
-            Some(user) => (&user.password_hash, Some(user)),
-            None => (&self.decoy, None),
-        };
-        let verified = Argon2::default().verify_password(secret.as_bytes(), hash).is_ok();
-        match user {
-            Some(user) if verified => Some(Identity {
-                name: name.to_string(),
-                groups: user.groups.clone(),
-                kind: IdentityKind::User,
-            }),
-            _ => None,
+        match self.users.get(name) {
+            Some(user) => Check::Password(Box::new(PasswordCheck {
+                hash: user.password_hash.clone(),
+                secret: secret.to_string(),
+                identity: Some(Identity {
+                    name: name.to_string(),
+                    groups: user.groups.clone(),
+                    kind: IdentityKind::User,
+                }),
+            })),
+            None => Check::Password(Box::new(decoy())),
+        }
+    }
+
+    /// The identity `name` proves with `secret`, if it does, checked on
+    /// this thread.
+    pub fn verify(&self, name: &str, secret: &str) -> Option<Identity> {
+        match self.check(name, secret) {
+            Check::Decided(identity) => Some(identity),
+            Check::Password(check) => check.verify(),
+        }
+    }
+
+    /// The fingerprint of the credential a configured user or robot logs in
+    /// with now, for binding refresh tokens to it.
+    pub fn credential(&self, name: &str, kind: IdentityKind) -> Option<&str> {
+        match kind {
+            IdentityKind::User => Some(&self.users.get(name)?.credential),
+            IdentityKind::Robot => Some(&self.robots.get(name)?.credential),
+            IdentityKind::Oidc => None,
         }
     }
 
@@ -247,11 +356,49 @@ mod tests {
         assert!(directory.verify("a", "same").is_some());
     }
 
+    fn decoy_cost(directory: &Directory) -> (u32, u32) {
+        let params = Params::try_from(&directory.decoy).unwrap();
+        (params.m_cost(), params.t_cost())
+    }
+
     #[test]
-    fn the_decoy_hash_has_the_default_cost() {
-        let decoy = PasswordHash::new(DECOY_HASH).unwrap();
-        let params = Params::try_from(&decoy).unwrap();
-        assert_eq!((params.m_cost(), params.t_cost()), (DEFAULT_MEMORY_KIB, DEFAULT_PASSES));
+    fn the_decoy_costs_what_most_users_cost() {
+        let directory = Directory::new(&[], &[]).unwrap();
+        assert_eq!(decoy_cost(&directory), (DEFAULT_MEMORY_KIB, DEFAULT_PASSES));
+        let cheap = |name: &str| user(name, hash_password("x", 1024, 1, &FixedEnv::at(0)).unwrap());
+        let other = user("c", hash_password("x", 2048, 1, &FixedEnv::at(0)).unwrap());
+        let directory = Directory::new(&[cheap("a"), cheap("b"), other.clone()], &[]).unwrap();
+        assert_eq!(decoy_cost(&directory), (1024, 1), "the cost most users have");
+        let directory = Directory::new(&[cheap("a"), other], &[]).unwrap();
+        assert_eq!(decoy_cost(&directory), (2048, 1), "the costlier on a tie");
+        assert!(directory.verify("nobody", "").is_none());
+        assert!(matches!(directory.check("nobody", "x"), Check::Password(_)));
+    }
+
+    #[test]
+    fn wrong_robot_tokens_pay_a_password_check_and_right_ones_do_not() {
+        let (token, digest) = new_robot_token(&FixedEnv::at(0));
+        let robots = [RobotConfig {
+            name: "ci".into(),
+            token_sha256: digest,
+            groups: vec![],
+        }];
+        let directory = Directory::new(&[], &robots).unwrap();
+        assert!(matches!(directory.check("ci", &token), Check::Decided(_)));
+        assert!(matches!(directory.check("ci", "pier_wrong"), Check::Password(_)));
+    }
+
+    #[test]
+    fn credentials_change_their_fingerprint() {
+        let first = Directory::new(&[user("a", quick_hash("one"))], &[]).unwrap();
+        let second = Directory::new(&[user("a", quick_hash("two"))], &[]).unwrap();
+        let (a, b) = (
+            first.credential("a", IdentityKind::User).unwrap(),
+            second.credential("a", IdentityKind::User).unwrap(),
+        );
+        assert_ne!(a, b, "a new password is a new credential");
+        assert_eq!(first.credential("b", IdentityKind::User), None);
+        assert_eq!(first.credential("a", IdentityKind::Robot), None);
     }
 
     #[test]

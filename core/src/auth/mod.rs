@@ -28,7 +28,7 @@ pub use config::{
 };
 pub use identity::{Identity, IdentityKind};
 
-use identity::Directory;
+use identity::{Check, Directory, PasswordCheck};
 use limiter::FailedLogins;
 use oidc::TrustedIssuers;
 use policy::Policy;
@@ -107,7 +107,9 @@ impl Auth {
         if config.token_lifetime_secs == 0 || config.refresh_token_lifetime_secs == 0 {
             return Err("auth: token lifetimes must be at least one second".into());
         }
-        let policy = Policy::new(&config.rules, &config.admins).map_err(|e| format!("auth: {e}"))?;
+        let policy = Policy::new(&config.rules, &config.admins)
+            .and_then(|policy| policy.with_metrics_readers(&config.metrics_readers))
+            .map_err(|e| format!("auth: {e}"))?;
         let directory = Directory::new(&config.users, &config.robots).map_err(|e| format!("auth: {e}"))?;
         if let Some(reserved) = directory.names().find(|n| matches!(*n, "anonymous" | "authenticated")) {
             return Err(format!("auth: {reserved:?} is a reserved subject, not an account name"));
@@ -170,22 +172,38 @@ impl Auth {
     }
 
     /// Checks a name and secret (password, robot token, or an OIDC ID token
-    /// from a trusted issuer), counting failures against `client`.
-    pub fn login(&self, client: &str, name: &str, secret: &str) -> Result<Identity, LoginError> {
-        let now = self.env.now_millis();
-        self.failed_logins.check(client, now).map_err(LoginError::Blocked)?;
+    /// from a trusted issuer), counting the attempt against `client` until it
+    /// succeeds. A password hash runs through [`Env::run_heavy`].
+    pub async fn login(&self, client: &str, name: &str, secret: &str) -> Result<Identity, LoginError> {
+        let attempt = self
+            .failed_logins
+            .attempt(client, self.env.now_millis())
+            .map_err(LoginError::Blocked)?;
         let identity = match self.issuers.verify(secret, self.env()) {
             Some(result) => result.ok(),
-            None => self.directory.verify(name, secret),
+            None => match self.directory.check(name, secret) {
+                Check::Decided(identity) => Some(identity),
+                Check::Password(check) => self.verify_password(check).await,
+            },
         };
-        identity.ok_or_else(|| {
-            self.failed_logins.record_failure(client, now);
-            LoginError::Invalid
-        })
+        let identity = identity.ok_or(LoginError::Invalid)?;
+        attempt.succeeded();
+        Ok(identity)
+    }
+
+    async fn verify_password(&self, check: Box<PasswordCheck>) -> Option<Identity> {
+        let (sender, receiver) = futures::channel::oneshot::channel();
+        self.env
+            .run_heavy(Box::new(move || {
+                // The receiver is gone only if the request was abandoned.
+                let _ = sender.send(check.verify());
+            }))
+            .await;
+        receiver.await.ok().flatten()
     }
 
     /// The caller of a request, from its `Authorization` header.
-    pub fn caller(&self, headers: &HeaderMap, client: &str) -> Result<Caller, LoginError> {
+    pub async fn caller(&self, headers: &HeaderMap, client: &str) -> Result<Caller, LoginError> {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Ok(Caller::Anonymous);
         };
@@ -194,7 +212,7 @@ impl Auth {
         let credentials = credentials.trim();
         if scheme.eq_ignore_ascii_case("basic") {
             let (name, secret) = basic_credentials(credentials).ok_or(LoginError::Malformed)?;
-            self.login(client, &name, &secret).map(Caller::Identified)
+            self.login(client, &name, &secret).await.map(Caller::Identified)
         } else if scheme.eq_ignore_ascii_case("bearer") {
             self.tokens
                 .verify_access(credentials, self.env())
@@ -207,12 +225,12 @@ impl Auth {
 
     /// Of the requested scopes, what `identity` (or an anonymous caller)
     /// gets: per repository the allowed subset of the actions; the catalog
-    /// always (it lists only what the caller may pull).
+    /// to identities only (it lists what they may pull).
     pub fn grant(&self, identity: Option<&Identity>, requested: &[Scope]) -> Vec<AccessEntry> {
         requested
             .iter()
             .filter_map(|scope| match scope {
-                Scope::Catalog => Some(AccessEntry::of(scope)),
+                Scope::Catalog => identity.is_some().then(|| AccessEntry::of(scope)),
                 Scope::Repository { name, actions } => {
                     let granted = self.policy.granted(identity, name.as_str(), actions);
                     (!granted.is_empty()).then(|| AccessEntry::of(&Scope::repository(name, &granted)))
@@ -221,15 +239,29 @@ impl Auth {
             .collect()
     }
 
-    /// The current identity of a refresh token's holder: users and robots
-    /// as configured now (removed ones get nothing), OIDC identities as the
-    /// token recorded them.
-    pub fn refresh(&self, refresh_token: &str) -> Option<Identity> {
-        let recorded = self.tokens.verify_refresh(refresh_token, self.env()).ok()?;
-        match recorded.kind {
-            IdentityKind::Oidc => Some(recorded),
-            kind => self.directory.current(&recorded.name, kind),
+    /// A refresh token for `identity`, bound to the credential it logged in
+    /// with; `None` for OIDC identities, which get none: their ID tokens are
+    /// short-lived on purpose, and a job needing more asks its issuer again.
+    pub fn issue_refresh(&self, identity: &Identity) -> Result<Option<String>, String> {
+        match self.directory.credential(&identity.name, identity.kind) {
+            Some(credential) => self.tokens.issue_refresh(identity, credential, self.env()).map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// The current identity of a refresh token's holder: a user or robot as
+    /// configured now, and only while it logs in with the credential the
+    /// token was issued for (a changed password or robot token, or a removed
+    /// account, revokes it). Refresh tokens of OIDC identities, which this
+    /// registry no longer issues, are refused.
+    pub fn refresh(&self, refresh_token: &str) -> Option<Identity> {
+        let grant = self.tokens.verify_refresh(refresh_token, self.env()).ok()?;
+        let (name, kind) = (&grant.identity.name, grant.identity.kind);
+        let current = self.directory.credential(name, kind)?;
+        if !ct_codecs::verify(current.as_bytes(), grant.credential.as_bytes()) {
+            return None;
+        }
+        self.directory.current(name, kind)
     }
 }
 

@@ -97,6 +97,8 @@ impl Rule {
 pub struct Policy {
     rules: Vec<Rule>,
     admins: Vec<Subject>,
+    /// Who besides admins may read the native server's `/metrics`.
+    metrics_readers: Vec<Subject>,
 }
 
 impl Policy {
@@ -122,7 +124,22 @@ impl Policy {
                 return Err(format!("two rules for {:?}", rule.repositories.as_str()));
             }
         }
-        Ok(Policy { rules, admins })
+        Ok(Policy {
+            rules,
+            admins,
+            metrics_readers: Vec::new(),
+        })
+    }
+
+    /// Lets `subjects` read `/metrics` besides the admins (e.g. a robot
+    /// Prometheus scrapes with, or `anonymous` to leave it open).
+    pub fn with_metrics_readers(mut self, subjects: &[String]) -> Result<Policy, String> {
+        self.metrics_readers = parse_subjects(subjects).map_err(|e| format!("metrics_readers: {e}"))?;
+        Ok(self)
+    }
+
+    pub fn may_read_metrics(&self, caller: Option<&Identity>) -> bool {
+        self.is_admin(caller) || self.metrics_readers.iter().any(|s| s.includes(caller))
     }
 
     /// The rule that decides for `repo`: the most specific match; among

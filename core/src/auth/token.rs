@@ -180,6 +180,18 @@ struct RefreshClaims {
     #[serde(default)]
     groups: Vec<String>,
     kind: IdentityKind,
+    /// The fingerprint of the credential the token was issued for (see
+    /// `Directory::credential`); tokens without one are refused.
+    credential: String,
+}
+
+/// What a valid refresh token says.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RefreshGrant {
+    /// The identity it was issued to, as it was then.
+    pub identity: Identity,
+    /// The fingerprint of the credential it was issued for.
+    pub credential: String,
 }
 
 /// What a valid access token says.
@@ -250,10 +262,13 @@ impl Tokens {
             .sign(self.claims(custom, subject, &self.access_audience, self.access_lifetime_secs, env))
     }
 
-    pub fn issue_refresh(&self, identity: &Identity, env: &dyn Env) -> Result<String, String> {
+    /// A refresh token bound to `credential`, the fingerprint of what
+    /// `identity` logged in with.
+    pub fn issue_refresh(&self, identity: &Identity, credential: &str, env: &dyn Env) -> Result<String, String> {
         let custom = RefreshClaims {
             groups: identity.groups.clone(),
             kind: identity.kind,
+            credential: credential.to_string(),
         };
         self.keys.sign(self.claims(
             custom,
@@ -305,13 +320,17 @@ impl Tokens {
         })
     }
 
-    /// The identity a refresh token was issued to, as it was then.
-    pub fn verify_refresh(&self, token: &str, env: &dyn Env) -> Result<Identity, String> {
+    /// What a refresh token was issued for; the caller checks that it
+    /// still stands.
+    pub fn verify_refresh(&self, token: &str, env: &dyn Env) -> Result<RefreshGrant, String> {
         let claims = self.verify::<RefreshClaims>(token, &self.refresh_audience, env)?;
-        Ok(Identity {
-            name: claims.subject.ok_or("the refresh token has no subject")?,
-            groups: claims.custom.groups,
-            kind: claims.custom.kind,
+        Ok(RefreshGrant {
+            identity: Identity {
+                name: claims.subject.ok_or("the refresh token has no subject")?,
+                groups: claims.custom.groups,
+                kind: claims.custom.kind,
+            },
+            credential: claims.custom.credential,
         })
     }
 }
@@ -393,8 +412,9 @@ mod tests {
     fn refresh_and_access_tokens_are_not_interchangeable() {
         let env = FixedEnv::at(1_700_000_000_000);
         let tokens = tokens(&keys(&env, KeyAlgorithm::Es256));
-        let refresh = tokens.issue_refresh(&alice(), &env).unwrap();
-        assert_eq!(tokens.verify_refresh(&refresh, &env).unwrap(), alice());
+        let refresh = tokens.issue_refresh(&alice(), "fingerprint", &env).unwrap();
+        let grant = tokens.verify_refresh(&refresh, &env).unwrap();
+        assert_eq!((grant.identity, grant.credential.as_str()), (alice(), "fingerprint"));
         assert!(tokens.verify_access(&refresh, &env).is_err());
         let access = tokens.issue_access(Some(&alice()), pull_a(), &env).unwrap();
         assert!(tokens.verify_refresh(&access, &env).is_err());
