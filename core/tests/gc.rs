@@ -326,7 +326,11 @@ fn a_manifest_refused_for_a_collected_blob_clears_the_stale_record() {
 }
 
 async fn tags_of(w: &World, name: &str) -> Vec<String> {
-    w.registry.tags(&repo(name), None, None).await.unwrap().names
+    w.registry
+        .tags(&repo(name), pier_core::registry::MAX_PAGE, None)
+        .await
+        .unwrap()
+        .names
 }
 
 /// Pushes image `i` tagged `name`, an hour apart each.

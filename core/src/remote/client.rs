@@ -365,7 +365,9 @@ impl RegistryClient {
     // ---- referrers ----
 
     /// The digests of the manifests whose subject is `digest` (the referrers
-    /// API of OCI 1.1); none from a registry without that API.
+    /// API of OCI 1.1), following the registry's pages (at most
+    /// [`MAX_REFERRER_PAGES`], on its own origin); none from a registry
+    /// without that API.
     pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
         #[derive(serde::Deserialize)]
         struct Index {
@@ -377,21 +379,40 @@ impl RegistryClient {
             digest: String,
         }
         let path = format!("referrers/{digest}");
-        let Some((url, response)) = self.read(Method::GET, repo, &path, &[]).await? else {
+        let Some((mut url, mut response)) = self.read(Method::GET, repo, &path, &[]).await? else {
             return Ok(Vec::new());
         };
-        let body = read_body(response.into_body(), MAX_MANIFEST_BYTES)
-            .await?
-            .ok_or_else(|| invalid(format!("GET {url}: referrers list over {MAX_MANIFEST_BYTES} bytes")))?;
-        let index: Index =
-            serde_json::from_slice(&body).map_err(|e| invalid(format!("GET {url}: unreadable referrers list: {e}")))?;
-        index
-            .manifests
-            .iter()
-            .map(|entry| {
-                Digest::parse(&entry.digest).map_err(|_| invalid(format!("GET {url}: bad digest {:?}", entry.digest)))
-            })
-            .collect()
+        let mut digests = Vec::new();
+        for _ in 0..MAX_REFERRER_PAGES {
+            let next = header_text(&response, LINK).and_then(next_link);
+            let body = read_body(response.into_body(), MAX_MANIFEST_BYTES)
+                .await?
+                .ok_or_else(|| invalid(format!("GET {url}: referrers list over {MAX_MANIFEST_BYTES} bytes")))?;
+            let index: Index = serde_json::from_slice(&body)
+                .map_err(|e| invalid(format!("GET {url}: unreadable referrers list: {e}")))?;
+            for entry in &index.manifests {
+                let parsed = Digest::parse(&entry.digest)
+                    .map_err(|_| invalid(format!("GET {url}: bad digest {:?}", entry.digest)))?;
+                digests.push(parsed);
+            }
+            let Some(next) = next else {
+                return Ok(digests);
+            };
+            let next_url = url
+                .join(&next)
+                .map_err(|e| invalid(format!("GET {url}: bad Link: {e}")))?;
+            if next_url.origin() != url.origin() {
+                return Err(invalid(format!("GET {url}: Link to another origin: {next_url}")));
+            }
+            url = next_url;
+            let answer = self
+                .send(&Scopes::pull(repo), Method::GET, &url, &[], OutgoingBody::Empty)
+                .await?;
+            response = expect(answer, StatusCode::OK, &format!("GET {url}")).await?;
+        }
+        Err(invalid(format!(
+            "GET {url}: more than {MAX_REFERRER_PAGES} pages of referrers"
+        )))
     }
 
     // ---- tags ----
@@ -452,6 +473,10 @@ fn content_length(response: &IncomingResponse) -> Option<u64> {
 }
 
 /// The target of a `Link: <url>; rel="next"` header.
+/// Most pages of referrers of one manifest followed (a million referrers
+/// at pier's page size).
+const MAX_REFERRER_PAGES: usize = 1000;
+
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
         let (target, params) = link.split_once(';')?;
