@@ -75,6 +75,14 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
+impl ChunkRange {
+    /// How many bytes the range covers; `None` for an inverted range or
+    /// one the size of every u64 (both client mistakes).
+    pub fn length(&self) -> Option<u64> {
+        self.end.checked_sub(self.start)?.checked_add(1)
+    }
+}
+
 /// An open upload: loaded state plus what this request adds to it.
 pub struct Upload<'a> {
     store: &'a dyn Store,
@@ -316,7 +324,7 @@ impl<'a> Upload<'a> {
         }
         if let Some(range) = range {
             let received = self.state.offset - self.start_offset;
-            if range.end + 1 < range.start || range.end + 1 - range.start != received {
+            if range.length() != Some(received) {
                 return Err(RegistryError::new(
                     ErrorCode::RangeInvalid,
                     format!(

@@ -117,7 +117,7 @@ fn chunk_range(req: &Req<'_>) -> Result<Option<ChunkRange>> {
             "a chunk with Content-Range needs a Content-Length",
         )
         .with_status(StatusCode::LENGTH_REQUIRED)),
-        Some(length) if length != range.end - range.start + 1 => Err(RegistryError::new(
+        Some(length) if range.length() != Some(length) => Err(RegistryError::new(
             ErrorCode::RangeInvalid,
             format!("Content-Range {text:?} does not match Content-Length {length}"),
         )),
