@@ -279,12 +279,12 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
             return None;
         }
         let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
+        for &c in quad.iter().take(4 - pad) {
             n = (n << 6) | value(c)?;
         }
         n <<= 6 * pad as u32;
         let group = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&group[..3 - pad]);
+        out.extend(group.iter().take(3 - pad));
     }
     Some(out)
 }

@@ -573,7 +573,7 @@ impl Registry {
             self.store
                 .put(
                     &layout::referrer(repo, &subject.digest, &digest),
-                    serde_json::to_vec(&entry).expect("json").into(),
+                    entry.to_string().into_bytes().into(),
                     PutMode::Overwrite,
                 )
                 .await?;
@@ -1111,18 +1111,24 @@ impl TagRecord {
             tagged_ms: self.tagged_ms,
             checked_ms: self.checked_ms,
         };
-        serde_json::to_vec(&json).expect("tag record serializes").into()
+        // A struct of a string and numbers: its JSON cannot fail.
+        #[allow(clippy::expect_used)]
+        let bytes = serde_json::to_vec(&json).expect("a string and numbers serialize");
+        bytes.into()
     }
 }
 
 /// The descriptor a referrers listing shows for a manifest with a subject.
 fn referrer_descriptor(parsed: &Manifest, digest: &Digest, size: usize) -> Value {
-    let mut entry = json!({ "mediaType": parsed.media_type, "digest": digest.as_str(), "size": size });
+    let mut entry = serde_json::Map::new();
+    entry.insert("mediaType".into(), json!(parsed.media_type));
+    entry.insert("digest".into(), json!(digest.as_str()));
+    entry.insert("size".into(), json!(size));
     if let Some(artifact_type) = parsed.referrer_artifact_type() {
-        entry["artifactType"] = json!(artifact_type);
+        entry.insert("artifactType".into(), json!(artifact_type));
     }
     if let Some(annotations) = &parsed.annotations {
-        entry["annotations"] = Value::Object(annotations.clone());
+        entry.insert("annotations".into(), Value::Object(annotations.clone()));
     }
-    entry
+    Value::Object(entry)
 }

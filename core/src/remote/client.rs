@@ -4,7 +4,7 @@
 //! flow answered on the way. Everything it reads is checked: manifests
 //! against their digest, and blob streams can be (see `verify`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -201,10 +201,9 @@ impl RegistryClient {
             Reference::Tag(_) => announced,
         };
         let digest = Digest::of(expected.as_ref().map_or(Algorithm::Sha256, Digest::algorithm), &bytes);
-        if expected.as_ref().is_some_and(|e| e != &digest) {
+        if let Some(expected) = expected.as_ref().filter(|e| *e != &digest) {
             return Err(invalid(format!(
-                "GET {url}: the manifest's digest is {digest}, not {}",
-                expected.expect("checked")
+                "GET {url}: the manifest's digest is {digest}, not {expected}"
             )));
         }
         manifest::parse(&bytes, None).map_err(|why| invalid(format!("GET {url}: not a manifest: {why}")))?;
@@ -513,11 +512,14 @@ async fn expect(response: IncomingResponse, status: StatusCode, what: &str) -> R
 /// The first code and message of a distribution-spec error body.
 fn error_of(body: &[u8]) -> (Option<String>, Option<String>) {
     let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let first = &value["errors"][0];
-    (
-        first["code"].as_str().map(str::to_string),
-        first["message"].as_str().map(str::to_string),
-    )
+    let first = value.get("errors").and_then(|errors| errors.get(0));
+    let text = |field: &str| {
+        first
+            .and_then(|e| e.get(field))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    (text("code"), text("message"))
 }
 
 /// A stream cut into consecutive pieces, each sent as one request body.
@@ -533,7 +535,7 @@ fn piece(shared: Arc<Mutex<Pieces>>, len: u64) -> HttpBody {
         if remaining == 0 {
             return Poll::Ready(None);
         }
-        let mut pieces = shared.lock().expect("pieces");
+        let mut pieces = shared.lock().unwrap_or_else(PoisonError::into_inner);
         let mut chunk = if pieces.leftover.is_empty() {
             match pieces.source.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(chunk))) => chunk,

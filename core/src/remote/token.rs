@@ -5,7 +5,7 @@
 //! request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use http::header::{ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
@@ -93,7 +93,7 @@ impl Authenticator {
             Some(Challenge::Basic) if self.credentials.is_some() => Challenge::Basic,
             _ => return false,
         };
-        let mut state = self.state.lock().expect("auth state");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.tokens.remove(&scopes.key());
         state.challenge = Some(challenge);
         true
@@ -110,7 +110,7 @@ impl Authenticator {
         let key = scopes.key();
         let now = env.now_millis();
         let (realm, service, challenged) = {
-            let state = self.state.lock().expect("auth state");
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             match &state.challenge {
                 None => return Ok(None),
                 Some(Challenge::Basic) => return Ok(self.credentials.as_ref().map(Credentials::basic_header)),
@@ -172,7 +172,7 @@ impl Authenticator {
         let header = format!("Bearer {value}");
         self.state
             .lock()
-            .expect("auth state")
+            .unwrap_or_else(PoisonError::into_inner)
             .tokens
             .insert(key, CachedToken { value, expires_ms });
         Ok(Some(header))
