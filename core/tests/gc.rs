@@ -510,6 +510,40 @@ fn tag_records_of_older_builds_still_resolve() {
     });
 }
 
+/// A DELETE by digest finds the manifest's tags through the hints written
+/// when tagging: a tag that moved on keeps its tag (its old hint is stale),
+/// and tags written by an older build (no hints, no marker) are found by
+/// one read of every tag, after which the repository is marked complete.
+#[test]
+fn delete_by_digest_finds_tags_by_hints_and_old_tags_once() {
+    block_on(async {
+        let w = world(Vec::new());
+        let app = repo("app");
+        let config = w.blob("app", "config").await;
+        let first = w.manifest("app", tag("a"), &image(&config, &[])).await;
+        let second = w
+            .manifest("app", tag("b"), &image(&config, &[&w.blob("app", "x").await]))
+            .await;
+        // `b` moves from the second manifest to the first.
+        w.manifest("app", tag("b"), &image(&config, &[])).await;
+        let by_digest = |d: &Value| Reference::Digest(digest_of(d));
+        w.registry.delete_manifest(&app, &by_digest(&second)).await.unwrap();
+        assert_eq!(w.registry.tags(&app, 10, None).await.unwrap().names, ["a", "b"]);
+        // A tag as an older build wrote it: no hint, and no marker.
+        let plain = first["digest"].as_str().unwrap().to_string();
+        let put = pier_core::store::PutMode::Overwrite;
+        w.store.put("repos/app/_tags/old", plain.into(), put).await.unwrap();
+        w.store.delete("repos/app/_tagged-all").await.unwrap();
+        w.registry.delete_manifest(&app, &by_digest(&first)).await.unwrap();
+        assert!(w.registry.tags(&app, 10, None).await.unwrap().names.is_empty());
+        assert!(w.store.head("repos/app/_tagged-all").await.unwrap().is_some());
+        assert!(list_all(w.store.as_ref(), "repos/app/_tagged/")
+            .await
+            .unwrap()
+            .is_empty());
+    });
+}
+
 #[test]
 fn idle_uploads_expire_with_their_multipart_writes() {
     block_on(async {
