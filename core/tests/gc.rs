@@ -464,7 +464,7 @@ fn immutable_tags_refuse_to_move_but_accept_the_same_push() {
         let w = world(rules);
         let config_1 = w.blob("prod/app", "one").await;
         let config_2 = w.blob("prod/app", "two").await;
-        w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
+        let v1 = w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
         w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
         let body = serde_json::to_vec(&image(&config_2, &[])).unwrap();
         let err = w
@@ -480,6 +480,26 @@ fn immutable_tags_refuse_to_move_but_accept_the_same_push() {
             .err()
             .expect("moving an immutable tag is refused");
         assert_eq!((err.code, err.status.as_u16()), (ErrorCode::Denied, 409));
+        // Nor does deleting it first: by tag or by digest, both refused.
+        for reference in [tag("v1"), Reference::Digest(digest_of(&v1))] {
+            let err = w.registry.delete_manifest(&repo("prod/app"), &reference).await.err();
+            let err = err.expect("untagging an immutable tag is refused");
+            assert_eq!((err.code, err.status.as_u16()), (ErrorCode::Denied, 409));
+        }
+        // Retention rules still retire it.
+        let retire = RetentionRule {
+            expire_after_days: Some(0.0),
+            immutable_tags: true,
+            ..rule("prod/**")
+        };
+        w.collect_later(vec![retire], false).await;
+        assert!(w
+            .registry
+            .tags(&repo("prod/app"), 10, None)
+            .await
+            .unwrap()
+            .names
+            .is_empty());
         // Elsewhere tags move as usual.
         let config_3 = w.blob("dev/app", "one").await;
         w.manifest("dev/app", tag("v1"), &image(&config_3, &[])).await;
