@@ -936,7 +936,15 @@ impl Registry {
         }
         let mut shorter = Vec::new();
         for name in &seen {
-            for (at, _) in name.match_indices(['-', '.', '/']) {
+            // Where the key of the shorter name sorts after this one's:
+            // before `-` or `.`, or before `/` and a digit (`/_repo` > `/0`).
+            let inverted = |(at, separator): &(usize, &str)| {
+                *separator != "/"
+                    || name
+                        .get(at + 1..)
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            };
+            for (at, _) in name.match_indices(['-', '.', '/']).filter(inverted) {
                 let Some(candidate) = name.get(..at).filter(|c| after_last(c) && !seen.contains(*c)) else {
                     continue;
                 };
