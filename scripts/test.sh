@@ -51,6 +51,10 @@ start_pier() { # port datadir extra-args...
 step "install dependencies" bash -c 'scripts/install-deps.sh core && scripts/install-deps.sh clients'
 step "cargo test" cargo test --workspace --exclude pier-edge
 step "core builds for wasm32" cargo check -q -p pier-core --target wasm32-unknown-unknown
+# Core's lints (lib.rs) forbid unwrap, expect, panics and unchecked indexing
+# outside tests: no client or peer input can reach a panic.
+step "clippy (native and wasm32)" bash -c 'cargo clippy -q -p pier-core -p pier-server --tests -- -D warnings &&
+  cargo clippy -q -p pier-core --target wasm32-unknown-unknown -- -D warnings'
 step "build pier" cargo build -q -p pier-server
 
 # Two servers: default settings, and sparse manifests allowed (the conformance

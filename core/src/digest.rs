@@ -93,7 +93,11 @@ impl Digest {
     }
 
     pub fn algorithm(&self) -> Algorithm {
-        Algorithm::parse(&self.text[..self.split]).expect("validated at construction")
+        // Validated at construction: one of the two.
+        match self.text.starts_with("sha512:") {
+            true => Algorithm::Sha512,
+            false => Algorithm::Sha256,
+        }
     }
 
     /// The hex part after the colon.
@@ -173,11 +177,11 @@ impl Hasher {
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digit = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0');
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+        out.push(digit(b >> 4));
+        out.push(digit(b & 15));
     }
     out
 }

@@ -111,17 +111,28 @@ impl RegistryError {
 
     /// The JSON body of the error response.
     pub fn body(&self) -> Vec<u8> {
-        let mut entry = json!({ "code": self.code.as_str(), "message": self.message });
+        let mut entry = serde_json::Map::new();
+        entry.insert("code".into(), json!(self.code.as_str()));
+        entry.insert("message".into(), json!(self.message));
         if let Some(detail) = &self.detail {
-            entry["detail"] = detail.clone();
+            entry.insert("detail".into(), detail.clone());
         }
-        serde_json::to_vec(&json!({ "errors": [entry] })).expect("json of plain values")
+        // A JSON value's text cannot fail to be written.
+        json!({ "errors": [entry] }).to_string().into_bytes()
     }
 }
 
 impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}): {}", self.code.as_str(), self.status.as_u16(), self.message)
+    }
+}
+
+impl RegistryError {
+    /// A value of ours that could not be written as JSON (which plain
+    /// records never fail): a 500, not a panic.
+    pub fn unserializable(what: &str, err: serde_json::Error) -> RegistryError {
+        RegistryError::new(ErrorCode::Internal, format!("{what} could not be written: {err}"))
     }
 }
 

@@ -75,11 +75,16 @@ fn match_from(pattern: &[u8], text: &[u8]) -> bool {
                 return true;
             }
             let rest = rest.strip_prefix(b"/").unwrap_or(rest);
-            (0..=text.len()).any(|i| (i == 0 || text[i - 1] == b'/') && match_from(rest, &text[i..]))
+            // From the start and after each `/`.
+            let starts =
+                std::iter::once(0).chain(text.iter().enumerate().filter(|(_, &c)| c == b'/').map(|(i, _)| i + 1));
+            starts.filter_map(|i| text.get(i..)).any(|tail| match_from(rest, tail))
         }
         [b'*', rest @ ..] => {
             let segment_end = text.iter().position(|&c| c == b'/').unwrap_or(text.len());
-            (0..=segment_end).any(|i| match_from(rest, &text[i..]))
+            (0..=segment_end)
+                .filter_map(|i| text.get(i..))
+                .any(|tail| match_from(rest, tail))
         }
         [b'?', rest @ ..] => matches!(text, [c, tail @ ..] if *c != b'/' && match_from(rest, tail)),
         [p, rest @ ..] => matches!(text, [c, tail @ ..] if c == p && match_from(rest, tail)),

@@ -11,6 +11,8 @@
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>/<hex> descriptor of a manifest whose subject is the first digest
 //! uploads/<id>/s/<seq>                           upload session state, one new key per change
 //! uploads/<id>/t/[g<gen>-]<offset>               upload bytes not yet in a multipart part
+//! repos/<name>/_tagged/<alg>/<hex>/<tag>         hint: <tag> was pointed at the manifest (verified on use)
+//! repos/<name>/_tagged-all                       marker: every tag of <name> has its hint
 //! catalog/<name>/_repo                           marker: the repository exists
 //! repos/<name>/_pushed/<alg>/<hex>               when the manifest was last pushed (ms), for untagged expiry
 //! gc/run, gc/dry-run                             state of the current collection (see `gc`)
@@ -60,6 +62,24 @@ pub fn tag(repo: &RepoName, tag: &Tag) -> String {
 
 pub fn tags_prefix(repo: &RepoName) -> String {
     format!("repos/{repo}/_tags/")
+}
+
+/// A hint that `tag` was pointed at `digest`, written before the tag record,
+/// so that a manifest's tags are found without reading every tag record. A
+/// tag that moved on leaves its hint behind: hints are checked against the
+/// tag record when used.
+pub fn tag_hint(repo: &RepoName, digest: &Digest, tag: &Tag) -> String {
+    format!("{}{tag}", tag_hints_prefix(repo, digest))
+}
+
+pub fn tag_hints_prefix(repo: &RepoName, digest: &Digest) -> String {
+    format!("repos/{repo}/_tagged/{}/{}/", digest.algorithm().name(), digest.hex())
+}
+
+/// Present once every tag of the repository has its hint (repositories
+/// tagged by a pier that wrote none get theirs at the first need).
+pub fn tag_hints_complete(repo: &RepoName) -> String {
+    format!("repos/{repo}/_tagged-all")
 }
 
 pub fn referrers_prefix(repo: &RepoName, subject: &Digest) -> String {

@@ -9,6 +9,13 @@
 // Core shares its parts with `Arc` for the native server's threads; on wasm32
 // (one thread per isolate) what they hold need not be Send.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+// No panic on anything a client or a peer sent: outside tests, unwrap,
+// expect, panics and unchecked indexing are errors (an allow names why the
+// panic is impossible where one remains).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
 
 pub mod api;
 pub mod auth;

@@ -154,11 +154,51 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
     })
 }
 
+/// Refuses a manifest whose media types are not RFC 6838 media types (the
+/// image-spec requires it of `mediaType`, `artifactType` and descriptors).
+/// The manifest's own type becomes the Content-Type of every read of it: a
+/// control character there would make it unservable, so it is refused here,
+/// at the push, rather than found at each read.
+pub fn check_media_types(manifest: &Manifest) -> Result<(), String> {
+    let check = |what: &str, value: &str| match is_media_type(value) {
+        true => Ok(()),
+        false => Err(format!("{what} {value:?} is not a valid media type")),
+    };
+    check("mediaType", &manifest.media_type)?;
+    if let Some(artifact_type) = &manifest.artifact_type {
+        check("artifactType", artifact_type)?;
+    }
+    let descriptors = manifest.blobs.iter().chain(&manifest.children).chain(&manifest.subject);
+    for descriptor in descriptors {
+        check("descriptor mediaType", &descriptor.media_type)?;
+    }
+    Ok(())
+}
+
+/// `type "/" subtype` of RFC 6838 section 4.2 (restricted names of 1 to 127
+/// characters), optionally followed by `;` parameters of printable ASCII.
+pub fn is_media_type(text: &str) -> bool {
+    let (essence, parameters) = text.split_once(';').unwrap_or((text, ""));
+    let restricted_name = |name: &str| {
+        let mut bytes = name.bytes();
+        name.len() <= 127
+            && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let printable = |b: u8| b == b' ' || b.is_ascii_graphic();
+    essence
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| restricted_name(kind) && restricted_name(subtype))
+        && parameters.bytes().all(printable)
+}
+
 /// The media type of stored manifest bytes, for the Content-Type of a GET.
+/// A stored `mediaType` that is not a media type (pushed before pushes were
+/// checked) is ignored: the type is then inferred from the content.
 pub fn media_type_of(bytes: &[u8]) -> String {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => match object.get("mediaType") {
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) if is_media_type(s) => s.clone(),
             _ => infer_media_type(&object, None),
         },
         _ => OCI_MANIFEST.to_string(),
@@ -239,12 +279,12 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
             return None;
         }
         let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
+        for &c in quad.iter().take(4 - pad) {
             n = (n << 6) | value(c)?;
         }
         n <<= 6 * pad as u32;
         let group = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&group[..3 - pad]);
+        out.extend(group.iter().take(3 - pad));
     }
     Some(out)
 }
@@ -293,6 +333,36 @@ mod tests {
         for (bytes, ct) in cases {
             assert!(parse(bytes, Some(ct)).is_err(), "{}", String::from_utf8_lossy(bytes));
         }
+    }
+
+    #[test]
+    fn media_types_are_rfc_6838_names() {
+        for ok in [
+            OCI_MANIFEST,
+            "application/vnd.example+json",
+            "text/plain; charset=utf-8",
+            "a/b",
+        ] {
+            assert!(is_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "/b",
+            "a/",
+            "a/b/c",
+            "a\nb/c",
+            "a/b\r\nX-Evil: 1",
+            "a/b; x=\u{7f}",
+            "a b/c",
+            "+a/b",
+        ] {
+            assert!(!is_media_type(bad), "{bad:?}");
+        }
+        let evil = serde_json::json!({"schemaVersion": 2, "mediaType": "application/x\u{1}y", "config": desc("a/b", b"{}"), "layers": []});
+        let bytes = serde_json::to_vec(&evil).unwrap();
+        assert!(check_media_types(&parse(&bytes, None).unwrap()).is_err());
+        assert_eq!(media_type_of(&bytes), OCI_MANIFEST);
     }
 
     #[test]

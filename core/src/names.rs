@@ -31,37 +31,22 @@ impl fmt::Display for RepoName {
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
 fn valid_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let mut i = 0;
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let mut rest = component.as_bytes();
     loop {
-        let start = i;
-        while i < bytes.len() && alnum(bytes[i]) {
-            i += 1;
-        }
-        if i == start {
+        let run = rest.iter().take_while(|b| alnum(b)).count();
+        if run == 0 {
             return false;
         }
-        if i == bytes.len() {
-            return true;
-        }
-        let sep_start = i;
-        match bytes[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < bytes.len() && bytes[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < bytes.len() && bytes[i] == b'-' {
-                    i += 1;
-                }
-            }
+        rest = rest.get(run..).unwrap_or_default();
+        let separator = match rest {
+            [] => return true,
+            [b'_', b'_', ..] => 2,
+            [b'.' | b'_', ..] => 1,
+            [b'-', ..] => rest.iter().take_while(|&&b| b == b'-').count(),
             _ => return false,
-        }
-        debug_assert!(i > sep_start);
+        };
+        rest = rest.get(separator..).unwrap_or_default();
     }
 }
 

@@ -63,10 +63,11 @@ pub struct DeletedManifest {
 }
 
 /// A page of names (tags or repositories).
+#[derive(Default)]
 pub struct NamePage {
     pub names: Vec<String>,
-    /// Whether names after the last one remain.
-    pub more: bool,
+    /// When more remain: the `last` the next page starts after.
+    pub next: Option<String>,
 }
 
 /// Behaviour a deployment may choose.
@@ -533,8 +534,9 @@ impl Registry {
                 ));
             }
         }
-        let parsed =
-            manifest::parse(&bytes, content_type).map_err(|msg| RegistryError::new(ErrorCode::ManifestInvalid, msg))?;
+        let parsed = manifest::parse(&bytes, content_type)
+            .and_then(|parsed| manifest::check_media_types(&parsed).map(|()| parsed))
+            .map_err(|msg| RegistryError::new(ErrorCode::ManifestInvalid, msg))?;
         let tags = match reference {
             Reference::Tag(tag) => std::iter::once(tag).chain(extra_tags).collect::<Vec<_>>(),
             Reference::Digest(_) => extra_tags.iter().collect(),
@@ -572,7 +574,7 @@ impl Registry {
             self.store
                 .put(
                     &layout::referrer(repo, &subject.digest, &digest),
-                    serde_json::to_vec(&entry).expect("json").into(),
+                    entry.to_string().into_bytes().into(),
                     PutMode::Overwrite,
                 )
                 .await?;
@@ -587,6 +589,14 @@ impl Registry {
         try_join_all(tags.iter().map(|&tag| {
             let record = record.clone();
             async move {
+                // The hint first: a tag record written now always has one.
+                self.store
+                    .put(
+                        &layout::tag_hint(repo, digest_ref, tag),
+                        Bytes::new(),
+                        PutMode::Overwrite,
+                    )
+                    .await?;
                 if !immutable {
                     self.store
                         .put(&layout::tag(repo, tag), record, PutMode::Overwrite)
@@ -748,15 +758,87 @@ impl Registry {
         Ok(())
     }
 
+    /// Lists `repo` in the catalog. A repository new to the catalog has had
+    /// every tag written with its hint, so its hints are complete from now on.
     async fn add_to_catalog(&self, repo: &RepoName) -> Result<()> {
         match self
             .store
             .put(&layout::catalog_entry(repo), Bytes::new(), PutMode::Create)
             .await
         {
-            Ok(_) | Err(StoreError::AlreadyExists) => Ok(()),
+            Ok(_) => self.mark_tag_hints_complete(repo).await,
+            Err(StoreError::AlreadyExists) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn mark_tag_hints_complete(&self, repo: &RepoName) -> Result<()> {
+        self.store
+            .put(&layout::tag_hints_complete(repo), Bytes::new(), PutMode::Overwrite)
+            .await?;
+        Ok(())
+    }
+
+    /// The tags of `repo` that point at `digest`, found through the hints
+    /// written when tagging (each verified against its tag record: a tag
+    /// that moved on leaves a stale hint). A repository tagged by an older
+    /// pier, which wrote no hints, has its tags read once, their hints
+    /// written, and is marked complete.
+    async fn tags_of(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let store = self.origin();
+        if store.head(&layout::tag_hints_complete(repo)).await?.is_none() {
+            let prefix = layout::tags_prefix(repo);
+            for key in list_all(store, &prefix).await? {
+                let (Some(tag), Some((bytes, _))) = (
+                    key.strip_prefix(&prefix).and_then(Tag::parse),
+                    read_small(store, &key).await?,
+                ) else {
+                    continue;
+                };
+                if let Some(record) = TagRecord::parse(&bytes) {
+                    store
+                        .put(
+                            &layout::tag_hint(repo, &record.digest, &tag),
+                            Bytes::new(),
+                            PutMode::Overwrite,
+                        )
+                        .await?;
+                }
+            }
+            self.mark_tag_hints_complete(repo).await?;
+        }
+        let prefix = layout::tag_hints_prefix(repo, digest);
+        let mut tags = Vec::new();
+        for key in list_all(store, &prefix).await? {
+            let Some(tag) = key.strip_prefix(&prefix).and_then(Tag::parse) else {
+                continue;
+            };
+            if self.tag_target(repo, &tag).await?.as_ref() == Some(digest) {
+                tags.push(tag);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Refuses a delete that would untag in a namespace of immutable tags:
+    /// such tags are retired by retention rules only (docs/gc.md).
+    fn refuse_untagging(&self, repo: &RepoName, tags: &[Tag], what: &str) -> Result<()> {
+        let Some(first) = tags.first() else {
+            return Ok(());
+        };
+        if !retention::tags_immutable(&self.options.retention, repo.as_str()) {
+            return Ok(());
+        }
+        let names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        Err(RegistryError::new(
+            ErrorCode::Denied,
+            format!(
+                "{what} would remove tag {first} (of {}), and tags are immutable in {repo}; retention rules retire them",
+                names.join(", ")
+            ),
+        )
+        .with_status(http::StatusCode::CONFLICT)
+        .with_detail(json!({ "tags": names })))
     }
 
     /// Deletes a manifest by digest (with every tag on it), or a tag alone.
@@ -768,8 +850,10 @@ impl Registry {
                     .tag_target(repo, tag)
                     .await?
                     .ok_or_else(|| manifest_unknown(tag.as_str()))?;
+                self.refuse_untagging(repo, std::slice::from_ref(tag), &format!("deleting tag {tag}"))?;
                 let target = read_small(self.store(), &layout::manifest(repo, &digest)).await?;
                 self.store.delete(&key).await?;
+                self.store.delete(&layout::tag_hint(repo, &digest, tag)).await?;
                 let (media_type, size) = target.map_or((String::new(), 0), |(bytes, _)| {
                     (manifest::media_type_of(&bytes), bytes.len() as u64)
                 });
@@ -784,12 +868,13 @@ impl Registry {
                 let (bytes, _) = read_small(self.store(), &key)
                     .await?
                     .ok_or_else(|| manifest_unknown(digest.as_str()))?;
-                for tag_key in list_all(self.store(), &layout::tags_prefix(repo)).await? {
-                    if let Some((record, _)) = read_small(self.store(), &tag_key).await? {
-                        if TagRecord::parse(&record).is_some_and(|r| &r.digest == digest) {
-                            self.store.delete(&tag_key).await?;
-                        }
-                    }
+                let tags = self.tags_of(repo, digest).await?;
+                self.refuse_untagging(repo, &tags, &format!("deleting manifest {digest}"))?;
+                for tag in &tags {
+                    self.store.delete(&layout::tag(repo, tag)).await?;
+                }
+                for hint in list_all(self.store(), &layout::tag_hints_prefix(repo, digest)).await? {
+                    self.store.delete(&hint).await?;
                 }
                 if let Ok(parsed) = manifest::parse(&bytes, None) {
                     if let Some(subject) = parsed.subject {
@@ -815,69 +900,206 @@ impl Registry {
         Ok(self.store.head(&layout::catalog_entry(repo)).await?.is_some())
     }
 
-    /// Tags of `repo` in lexical order, after `last`, at most `n`.
-    pub async fn tags(&self, repo: &RepoName, n: Option<usize>, last: Option<&str>) -> Result<NamePage> {
+    /// Tags of `repo` in lexical order, after `last`, at most `n` (and at
+    /// most [`MAX_PAGE`]).
+    pub async fn tags(&self, repo: &RepoName, n: usize, last: Option<&str>) -> Result<NamePage> {
         if !self.repo_exists(repo).await? {
             return Err(RegistryError::new(
                 ErrorCode::NameUnknown,
                 format!("repository {repo} is not known"),
             ));
         }
+        let limit = n.min(MAX_PAGE);
+        if limit == 0 {
+            return Ok(NamePage::default());
+        }
         let prefix = layout::tags_prefix(repo);
         let start_after = last.map(|last| format!("{prefix}{last}"));
-        let limit = n.unwrap_or(usize::MAX);
-        let mut names = Vec::new();
-        let mut cursor = start_after;
-        let mut more = false;
-        while names.len() < limit {
-            let page = self
-                .store
-                .list(&prefix, cursor.as_deref(), (limit - names.len()).min(1000))
-                .await?;
+        let page = self.store.list(&prefix, start_after.as_deref(), limit).await?;
+        let names: Vec<String> = page
+            .keys
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        let next = names.last().filter(|_| page.more).cloned();
+        Ok(NamePage { names, next })
+    }
+
+    /// Repositories `lists` accepts, in lexical order, after `last`, at most
+    /// `n` (and at most [`MAX_PAGE`]). A page examines at most
+    /// [`MAX_CATALOG_SCAN`] repositories: one cut short by that bound (a
+    /// caller who may see few of many) ends with a `next` to go on from.
+    ///
+    /// Catalog keys are `catalog/<name>/_repo`, and the store lists them in
+    /// key order, which differs from name order where one name extends
+    /// another with a character sorting before `/_` (`a` comes after `a-b`,
+    /// `a.b` and `a/0` in key order, before them in name order). Listing
+    /// from `catalog/<last>` finds every name after `last`; such a shorter
+    /// name of a listed one, not listed yet, is looked up directly.
+    pub async fn catalog(&self, n: usize, last: Option<&str>, lists: impl Fn(&str) -> bool) -> Result<NamePage> {
+        let limit = n.min(MAX_PAGE);
+        if limit == 0 {
+            return Ok(NamePage::default());
+        }
+        let last = last.unwrap_or("");
+        let after_last = |name: &str| name > last;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut cursor = Some(format!("{}{last}", layout::CATALOG)).filter(|_| !last.is_empty());
+        let mut exhausted = false;
+        loop {
+            let page = self.store.list(layout::CATALOG, cursor.as_deref(), 1000).await?;
             cursor = page.keys.last().cloned().or(cursor);
-            names.extend(page.keys.iter().map(|k| k[prefix.len()..].to_string()));
-            more = page.more;
+            seen.extend(
+                page.keys
+                    .iter()
+                    .filter_map(|key| layout::repo_of_catalog_entry(key))
+                    .filter(|name| after_last(name))
+                    .map(str::to_string),
+            );
             if !page.more {
+                exhausted = true;
+                break;
+            }
+            let listed = seen.iter().filter(|name| lists(name)).count();
+            if listed > limit || seen.len() >= MAX_CATALOG_SCAN {
                 break;
             }
         }
-        Ok(NamePage { names, more })
-    }
-
-    /// Repositories in lexical order, after `last`, at most `n`.
-    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<NamePage> {
-        let mut names: Vec<String> = list_all(self.store(), layout::CATALOG)
-            .await?
-            .iter()
-            .filter_map(|key| layout::repo_of_catalog_entry(key).map(str::to_string))
-            .filter(|name| last.is_none_or(|last| name.as_str() > last))
-            .collect();
-        names.sort();
-        let limit = n.unwrap_or(usize::MAX);
-        let more = names.len() > limit;
-        names.truncate(limit);
-        Ok(NamePage { names, more })
+        let mut shorter = Vec::new();
+        for name in &seen {
+            // Where the key of the shorter name sorts after this one's:
+            // before `-` or `.`, or before `/` and a digit (`/_repo` > `/0`).
+            let inverted = |(at, separator): &(usize, &str)| {
+                *separator != "/"
+                    || name
+                        .get(at + 1..)
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            };
+            for (at, _) in name.match_indices(['-', '.', '/']).filter(inverted) {
+                let Some(candidate) = name.get(..at).filter(|c| after_last(c) && !seen.contains(*c)) else {
+                    continue;
+                };
+                if let Some(repo) = RepoName::parse(candidate) {
+                    shorter.push(repo);
+                }
+            }
+        }
+        shorter.sort();
+        shorter.dedup();
+        for repo in shorter {
+            if self.repo_exists(&repo).await? {
+                seen.insert(repo.as_str().to_string());
+            }
+        }
+        let examined_up_to = seen.last().cloned();
+        let mut names: Vec<String> = seen.into_iter().filter(|name| lists(name)).collect();
+        let next = if names.len() > limit {
+            names.truncate(limit);
+            names.last().cloned()
+        } else if exhausted {
+            None
+        } else {
+            examined_up_to
+        };
+        Ok(NamePage { names, next })
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`,
-    /// optionally only those of `artifact_type`.
+    /// optionally only those of `artifact_type`, after the referrer `after`:
+    /// at most `n` (and [`MAX_PAGE`]), of at most [`MAX_REFERRERS_PAGE_BYTES`]
+    /// together, from at most [`MAX_REFERRERS_SCAN`] examined.
+    pub async fn referrers_page(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        n: usize,
+    ) -> Result<ReferrersPage> {
+        let limit = n.min(MAX_PAGE);
+        if limit == 0 {
+            return Ok(ReferrersPage::default());
+        }
+        let prefix = layout::referrers_prefix(repo, subject);
+        let mut cursor = after.map(|after| layout::referrer(repo, subject, after));
+        let mut page = ReferrersPage::default();
+        let (mut bytes, mut examined) = (0, 0);
+        loop {
+            let listed = self.store.list(&prefix, cursor.as_deref(), REFERRERS_BATCH).await?;
+            let entries = try_join_all(listed.keys.iter().map(|key| read_small(self.store(), key))).await?;
+            for (key, entry) in listed.keys.iter().zip(entries) {
+                let value =
+                    entry.and_then(|(entry, _)| Some((entry.len(), serde_json::from_slice::<Value>(&entry).ok()?)));
+                let wanted = value.filter(|(_, entry)| {
+                    artifact_type.is_none_or(|t| entry.get("artifactType").and_then(Value::as_str) == Some(t))
+                });
+                if let Some((size, entry)) = wanted {
+                    let full = page.manifests.len() >= limit
+                        || (!page.manifests.is_empty() && bytes + size > MAX_REFERRERS_PAGE_BYTES);
+                    if full {
+                        page.next = cursor.as_deref().and_then(layout::digest_at_end);
+                        return Ok(page);
+                    }
+                    bytes += size;
+                    page.manifests.push(entry);
+                }
+                examined += 1;
+                cursor = Some(key.clone());
+            }
+            if !listed.more {
+                return Ok(page);
+            }
+            if examined >= MAX_REFERRERS_SCAN {
+                page.next = cursor.as_deref().and_then(layout::digest_at_end);
+                return Ok(page);
+            }
+        }
+    }
+
+    /// Every referrer of `subject` in `repo`, following pages (for copies
+    /// made by the operator, not for requests).
     pub async fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Value>> {
-        let keys = list_all(self.store(), &layout::referrers_prefix(repo, subject)).await?;
-        let entries = try_join_all(keys.iter().map(|key| read_small(self.store(), key))).await?;
-        Ok(entries
-            .into_iter()
-            .flatten()
-            .filter_map(|(bytes, _)| serde_json::from_slice::<Value>(&bytes).ok())
-            .filter(|entry| {
-                artifact_type.is_none_or(|wanted| entry.get("artifactType").and_then(Value::as_str) == Some(wanted))
-            })
-            .collect())
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .referrers_page(repo, subject, artifact_type, after.as_ref(), MAX_PAGE)
+                .await?;
+            all.extend(page.manifests);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
     }
+}
+
+/// Most names or descriptors in one page of a listing, whatever `n` asks.
+pub const MAX_PAGE: usize = 1000;
+
+/// Most repositories one catalog page examines (most a caller may not see).
+pub const MAX_CATALOG_SCAN: usize = 10 * MAX_PAGE;
+
+/// Most bytes of descriptors in one referrers page: the index it is must
+/// stay readable by clients, which refuse manifests over 4 MiB.
+pub const MAX_REFERRERS_PAGE_BYTES: usize = 3 << 20;
+
+/// Most referrers one page examines (most of another artifact type).
+pub const MAX_REFERRERS_SCAN: usize = 10 * MAX_PAGE;
+
+/// Referrer entries read at once.
+const REFERRERS_BATCH: usize = 100;
+
+/// A page of referrers; `next` is where the next page starts after.
+#[derive(Default)]
+pub struct ReferrersPage {
+    pub manifests: Vec<Value>,
+    pub next: Option<Digest>,
 }
 
 async fn exists(store: &dyn Store, key: String) -> StoreResult<bool> {
@@ -928,18 +1150,24 @@ impl TagRecord {
             tagged_ms: self.tagged_ms,
             checked_ms: self.checked_ms,
         };
-        serde_json::to_vec(&json).expect("tag record serializes").into()
+        // A struct of a string and numbers: its JSON cannot fail.
+        #[allow(clippy::expect_used)]
+        let bytes = serde_json::to_vec(&json).expect("a string and numbers serialize");
+        bytes.into()
     }
 }
 
 /// The descriptor a referrers listing shows for a manifest with a subject.
 fn referrer_descriptor(parsed: &Manifest, digest: &Digest, size: usize) -> Value {
-    let mut entry = json!({ "mediaType": parsed.media_type, "digest": digest.as_str(), "size": size });
+    let mut entry = serde_json::Map::new();
+    entry.insert("mediaType".into(), json!(parsed.media_type));
+    entry.insert("digest".into(), json!(digest.as_str()));
+    entry.insert("size".into(), json!(size));
     if let Some(artifact_type) = parsed.referrer_artifact_type() {
-        entry["artifactType"] = json!(artifact_type);
+        entry.insert("artifactType".into(), json!(artifact_type));
     }
     if let Some(annotations) = &parsed.annotations {
-        entry["annotations"] = Value::Object(annotations.clone());
+        entry.insert("annotations".into(), Value::Object(annotations.clone()));
     }
-    entry
+    Value::Object(entry)
 }

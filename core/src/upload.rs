@@ -84,6 +84,14 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
+impl ChunkRange {
+    /// How many bytes the range covers; `None` for an inverted range or
+    /// one the size of every u64 (both client mistakes).
+    pub fn length(&self) -> Option<u64> {
+        self.end.checked_sub(self.start)?.checked_add(1)
+    }
+}
+
 /// An open upload: loaded state plus what this request adds to it.
 pub struct Upload<'a> {
     store: &'a dyn Store,
@@ -227,7 +235,7 @@ impl<'a> Upload<'a> {
     async fn save_state(&mut self, mut state: UploadState) -> Result<()> {
         let next = self.seq.map_or(0, |s| s + 1);
         state.updated_ms = self.env.now_millis();
-        let bytes = serde_json::to_vec(&state).expect("state serializes");
+        let bytes = serde_json::to_vec(&state).map_err(|e| RegistryError::unserializable("an upload state", e))?;
         match self
             .store
             .put(&layout::upload_state(&self.id, next), bytes.into(), PutMode::Create)
@@ -336,7 +344,7 @@ impl<'a> Upload<'a> {
         }
         if let Some(range) = range {
             let received = self.state.offset - self.start_offset;
-            if range.end + 1 < range.start || range.end + 1 - range.start != received {
+            if range.length() != Some(received) {
                 return Err(RegistryError::new(
                     ErrorCode::RangeInvalid,
                     format!(
@@ -427,7 +435,8 @@ impl<'a> Upload<'a> {
 
     /// Hashes the buffered bytes not hashed yet.
     fn hash_buffer(&mut self) {
-        self.hasher.update(&self.buffer[self.hashed_in_buffer..]);
+        self.hasher
+            .update(self.buffer.get(self.hashed_in_buffer..).unwrap_or_default());
         self.hashed_in_buffer = self.buffer.len();
     }
 
@@ -458,7 +467,12 @@ impl<'a> Upload<'a> {
             self.committed = committed;
         }
         let number = (self.state.parts.len() + self.in_flight.len()) as u32 + 1;
-        let multipart = self.state.multipart.clone().expect("created above");
+        let multipart = self.state.multipart.clone().ok_or_else(|| {
+            RegistryError::new(
+                ErrorCode::Internal,
+                "a part was written before its multipart upload began",
+            )
+        })?;
         let store = self.store;
         let unhashed = part.slice(already_hashed..);
         let mut write: BoxFuture<'a, _> =
@@ -590,7 +604,7 @@ impl<'a> Upload<'a> {
                 object: data_key.clone(),
                 created_ms: self.env.now_millis(),
             })
-            .expect("record serializes");
+            .map_err(|e| RegistryError::unserializable("a blob record", e))?;
             let reused = match self.store.put(&record_key, record.into(), PutMode::Create).await {
                 Ok(_) => false,
                 // Someone else stored the same content first: keep one copy.

@@ -326,7 +326,11 @@ fn a_manifest_refused_for_a_collected_blob_clears_the_stale_record() {
 }
 
 async fn tags_of(w: &World, name: &str) -> Vec<String> {
-    w.registry.tags(&repo(name), None, None).await.unwrap().names
+    w.registry
+        .tags(&repo(name), pier_core::registry::MAX_PAGE, None)
+        .await
+        .unwrap()
+        .names
 }
 
 /// Pushes image `i` tagged `name`, an hour apart each.
@@ -460,7 +464,7 @@ fn immutable_tags_refuse_to_move_but_accept_the_same_push() {
         let w = world(rules);
         let config_1 = w.blob("prod/app", "one").await;
         let config_2 = w.blob("prod/app", "two").await;
-        w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
+        let v1 = w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
         w.manifest("prod/app", tag("v1"), &image(&config_1, &[])).await;
         let body = serde_json::to_vec(&image(&config_2, &[])).unwrap();
         let err = w
@@ -476,6 +480,26 @@ fn immutable_tags_refuse_to_move_but_accept_the_same_push() {
             .err()
             .expect("moving an immutable tag is refused");
         assert_eq!((err.code, err.status.as_u16()), (ErrorCode::Denied, 409));
+        // Nor does deleting it first: by tag or by digest, both refused.
+        for reference in [tag("v1"), Reference::Digest(digest_of(&v1))] {
+            let err = w.registry.delete_manifest(&repo("prod/app"), &reference).await.err();
+            let err = err.expect("untagging an immutable tag is refused");
+            assert_eq!((err.code, err.status.as_u16()), (ErrorCode::Denied, 409));
+        }
+        // Retention rules still retire it.
+        let retire = RetentionRule {
+            expire_after_days: Some(0.0),
+            immutable_tags: true,
+            ..rule("prod/**")
+        };
+        w.collect_later(vec![retire], false).await;
+        assert!(w
+            .registry
+            .tags(&repo("prod/app"), 10, None)
+            .await
+            .unwrap()
+            .names
+            .is_empty());
         // Elsewhere tags move as usual.
         let config_3 = w.blob("dev/app", "one").await;
         w.manifest("dev/app", tag("v1"), &image(&config_3, &[])).await;
@@ -503,6 +527,40 @@ fn tag_records_of_older_builds_still_resolve() {
         assert_eq!(found.digest, digest_of(&pushed));
         w.collect_later(only_tagged(), false).await;
         assert!(w.stored(&config).await);
+    });
+}
+
+/// A DELETE by digest finds the manifest's tags through the hints written
+/// when tagging: a tag that moved on keeps its tag (its old hint is stale),
+/// and tags written by an older build (no hints, no marker) are found by
+/// one read of every tag, after which the repository is marked complete.
+#[test]
+fn delete_by_digest_finds_tags_by_hints_and_old_tags_once() {
+    block_on(async {
+        let w = world(Vec::new());
+        let app = repo("app");
+        let config = w.blob("app", "config").await;
+        let first = w.manifest("app", tag("a"), &image(&config, &[])).await;
+        let second = w
+            .manifest("app", tag("b"), &image(&config, &[&w.blob("app", "x").await]))
+            .await;
+        // `b` moves from the second manifest to the first.
+        w.manifest("app", tag("b"), &image(&config, &[])).await;
+        let by_digest = |d: &Value| Reference::Digest(digest_of(d));
+        w.registry.delete_manifest(&app, &by_digest(&second)).await.unwrap();
+        assert_eq!(w.registry.tags(&app, 10, None).await.unwrap().names, ["a", "b"]);
+        // A tag as an older build wrote it: no hint, and no marker.
+        let plain = first["digest"].as_str().unwrap().to_string();
+        let put = pier_core::store::PutMode::Overwrite;
+        w.store.put("repos/app/_tags/old", plain.into(), put).await.unwrap();
+        w.store.delete("repos/app/_tagged-all").await.unwrap();
+        w.registry.delete_manifest(&app, &by_digest(&first)).await.unwrap();
+        assert!(w.registry.tags(&app, 10, None).await.unwrap().names.is_empty());
+        assert!(w.store.head("repos/app/_tagged-all").await.unwrap().is_some());
+        assert!(list_all(w.store.as_ref(), "repos/app/_tagged/")
+            .await
+            .unwrap()
+            .is_empty());
     });
 }
 

@@ -36,7 +36,7 @@ pub(super) async fn gc_report(
     let report = crate::gc::last_report(registry.store())
         .await?
         .ok_or_else(|| RegistryError::new(ErrorCode::GcReportUnknown, "no garbage collection has finished yet"))?;
-    let body = serde_json::to_vec_pretty(&report).expect("a report serializes");
+    let body = serde_json::to_vec_pretty(&report).map_err(|e| RegistryError::unserializable("the report", e))?;
     let mut response = json_response(StatusCode::OK, Bytes::from(body));
     response
         .headers_mut()

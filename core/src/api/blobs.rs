@@ -7,7 +7,8 @@ use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, 
 use http::StatusCode;
 
 use super::{
-    digest_header, empty, parse_digest, response, with_location, Body, HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
+    digest_header, empty, finish, parse_digest, response, with_location, Body, HttpResponse, Req,
+    IMMUTABLE_CACHE_CONTROL,
 };
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
@@ -27,7 +28,7 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, dig
             None => return Err(e),
             Some((upstream, remote)) => {
                 let fetched = mirror::blob(upstream, &remote, registry, repo, &digest, req.is_head()).await?;
-                return Ok(from_upstream(&digest, fetched.length, fetched.body));
+                return from_upstream(&digest, fetched.length, fetched.body);
             }
         },
         other => other?,
@@ -45,13 +46,13 @@ fn blob_headers(status: StatusCode, digest: &Digest) -> http::response::Builder 
 
 /// A blob of a pull-through cache on its way from upstream: whole (a Range
 /// is answered once it is cached).
-fn from_upstream(digest: &Digest, length: u64, body: Option<crate::store::ByteStream>) -> HttpResponse {
+fn from_upstream(digest: &Digest, length: u64, body: Option<crate::store::ByteStream>) -> Result<HttpResponse> {
     let builder = blob_headers(StatusCode::OK, digest).header(CONTENT_LENGTH, length);
     let body = match body {
         Some(stream) if length > 0 => Body::Stream { stream, length },
         _ => Body::Empty,
     };
-    builder.body(body).expect("valid response")
+    finish(builder, body)
 }
 
 async fn local(registry: &Registry, req: &Req<'_>, digest: &Digest, record: BlobRecord) -> Result<HttpResponse> {
@@ -64,7 +65,7 @@ async fn local(registry: &Registry, req: &Req<'_>, digest: &Digest, record: Blob
         // The client repeats its Range header on the redirected request.
         if let Some(url) = registry.store().signed_url(&record.object, SIGNED_URL_LIFETIME).await? {
             let builder = digest_header(response(StatusCode::TEMPORARY_REDIRECT), &digest);
-            return Ok(empty(with_location(builder, &url)));
+            return empty(with_location(builder, &url));
         }
     }
     let status = if range.is_some() {
@@ -83,15 +84,16 @@ async fn local(registry: &Registry, req: &Req<'_>, digest: &Digest, record: Blob
     let length = range.as_ref().map_or(record.size, |r| r.end - r.start);
     let builder = builder.header(CONTENT_LENGTH, length);
     if req.is_head() || length == 0 {
-        return Ok(builder.body(Body::Empty).expect("valid response"));
+        return finish(builder, Body::Empty);
     }
     let object = registry.open_blob(&digest, &record, range).await?;
-    Ok(builder
-        .body(Body::Stream {
+    finish(
+        builder,
+        Body::Stream {
             stream: object.body,
             length,
-        })
-        .expect("valid response"))
+        },
+    )
 }
 
 /// One `bytes=` range resolved against `size`; `None` for forms we serve whole
@@ -134,7 +136,7 @@ fn parse_range(text: &str, size: u64) -> Result<Option<Range<u64>>> {
 pub(super) async fn delete(registry: &Registry, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
     let digest = parse_digest(digest)?;
     registry.delete_blob(repo, &digest).await?;
-    Ok(empty(response(StatusCode::ACCEPTED)))
+    empty(response(StatusCode::ACCEPTED))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
 use http::{HeaderName, StatusCode};
 
 use super::{
-    digest_header, empty, header_value, parse_reference, parse_tag, read_body, response, with_location, Body, BodySlot,
+    digest_header, empty, finish, parse_reference, parse_tag, read_body, response, with_location, Body, BodySlot,
     HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
@@ -23,7 +23,7 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, ref
         None => registry.manifest(repo, &reference).await?,
     };
     let builder = digest_header(response(StatusCode::OK), &manifest.digest)
-        .header(CONTENT_TYPE, header_value(&manifest.media_type))
+        .header(CONTENT_TYPE, manifest.media_type.as_str())
         .header(CONTENT_LENGTH, manifest.bytes.len())
         .header(ETAG, format!("\"{}\"", manifest.digest));
     // By tag the answer changes when the tag moves: only by digest is it immutable.
@@ -43,7 +43,7 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, ref
         report(registry, req, Action::Pull, &[reference.tag()], &subject);
         Body::Full(manifest.bytes)
     };
-    Ok(builder.body(body).expect("valid response"))
+    finish(builder, body)
 }
 
 pub(super) async fn put(
@@ -91,12 +91,12 @@ pub(super) async fn put(
         &pushed.digest,
     );
     if let Some(subject) = &pushed.subject {
-        builder = builder.header(HeaderName::from_static(SUBJECT_HEADER), header_value(subject.as_str()));
+        builder = builder.header(HeaderName::from_static(SUBJECT_HEADER), subject.as_str());
     }
     for tag in &extra_tags {
-        builder = builder.header(HeaderName::from_static(TAG_HEADER), header_value(tag.as_str()));
+        builder = builder.header(HeaderName::from_static(TAG_HEADER), tag.as_str());
     }
-    Ok(empty(builder))
+    empty(builder)
 }
 
 pub(super) async fn delete(
@@ -114,7 +114,7 @@ pub(super) async fn delete(
         size: deleted.size,
     };
     report(registry, req, Action::Delete, &[reference.tag()], &subject);
-    Ok(empty(response(StatusCode::ACCEPTED)))
+    empty(response(StatusCode::ACCEPTED))
 }
 
 /// Tells the registry's webhooks and replication rules about a manifest

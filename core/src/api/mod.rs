@@ -3,7 +3,7 @@
 //! [`handle_with_auth`] (or [`handle`] for an open registry) and send back
 //! what it returns, so they agree to the byte.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
@@ -150,8 +150,12 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
+    /// Adds a header; one whose value cannot be sent is left out (the
+    /// error body still says what went wrong).
     fn with_header(mut self, name: HeaderName, value: &str) -> Refusal {
-        self.headers.push((name, header_value(value)));
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
         self
     }
 
@@ -205,7 +209,7 @@ impl BodySlot {
     fn take(&mut self) -> RequestBody {
         let shared = self.0.clone();
         crate::platform::box_stream(futures::stream::poll_fn(move |cx| {
-            match shared.lock().expect("body lock").as_mut() {
+            match shared.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                 Some(body) => body.poll_next_unpin(cx),
                 None => Poll::Ready(None),
             }
@@ -213,7 +217,7 @@ impl BodySlot {
     }
 
     async fn drain(&mut self) {
-        let Some(mut body) = self.0.lock().expect("body lock").take() else {
+        let Some(mut body) = self.0.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
         let mut seen = 0;
@@ -278,7 +282,9 @@ fn keep_out_of_shared_caches(response: &mut HttpResponse) {
         },
         None => return,
     };
-    response.headers_mut().insert(CACHE_CONTROL, header_value(&private));
+    if let Ok(private) = HeaderValue::from_str(&private) {
+        response.headers_mut().insert(CACHE_CONTROL, private);
+    }
 }
 
 async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &mut BodySlot) -> Result<HttpResponse> {
@@ -406,27 +412,42 @@ async fn read_body(mut body: RequestBody, limit: usize) -> Result<Option<Bytes>>
     Ok(Some(out.freeze()))
 }
 
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).expect("header values built from validated names and digests")
+/// A header value built from data (a stored media type, a URL a store
+/// signed, a page cursor): one that cannot be sent fails the request with a
+/// 500 and the spec's error body, never a panic.
+fn header_value(text: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(text).map_err(|_| unsendable(&format!("header value {text:?}")))
+}
+
+fn unsendable(what: &str) -> RegistryError {
+    RegistryError::new(ErrorCode::Internal, format!("{what} cannot be sent in a response"))
 }
 
 fn response(status: StatusCode) -> http::response::Builder {
     Response::builder().status(status)
 }
 
-fn empty(builder: http::response::Builder) -> HttpResponse {
+/// The response a builder describes. Headers given to a builder as text are
+/// checked here: one that is not a valid header value (from data that
+/// should never hold one) fails the request, never panics.
+fn finish(builder: http::response::Builder, body: Body) -> Result<HttpResponse> {
     builder
-        .header(CONTENT_LENGTH, 0)
-        .body(Body::Empty)
-        .expect("valid response")
+        .body(body)
+        .map_err(|e| unsendable(&format!("a response header ({e})")))
+}
+
+fn empty(builder: http::response::Builder) -> Result<HttpResponse> {
+    finish(builder.header(CONTENT_LENGTH, 0), Body::Empty)
 }
 
 fn json_response(status: StatusCode, body: Bytes) -> HttpResponse {
-    response(status)
-        .header(CONTENT_TYPE, "application/json")
-        .header(CONTENT_LENGTH, body.len())
-        .body(Body::Full(body))
-        .expect("valid response")
+    let length = HeaderValue::from(body.len());
+    let mut response = Response::new(Body::Full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, length);
+    response
 }
 
 /// The spec's error body with the error's status.
@@ -435,11 +456,11 @@ pub fn error_response(err: &RegistryError) -> HttpResponse {
 }
 
 fn with_location(builder: http::response::Builder, location: &str) -> http::response::Builder {
-    builder.header(LOCATION, header_value(location))
+    builder.header(LOCATION, location)
 }
 
 fn digest_header(builder: http::response::Builder, digest: &Digest) -> http::response::Builder {
-    builder.header(HeaderName::from_static(CONTENT_DIGEST), header_value(digest.as_str()))
+    builder.header(HeaderName::from_static(CONTENT_DIGEST), digest.as_str())
 }
 
 #[cfg(test)]

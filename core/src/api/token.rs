@@ -143,13 +143,13 @@ fn issue(
         "expires_in": auth.tokens().access_lifetime_secs,
         "issued_at": rfc3339(auth.env().now_millis() / 1000),
     });
-    if let Some(refresh_token) = refresh_token {
-        body["refresh_token"] = json!(refresh_token);
+    if let (Some(refresh_token), Some(fields)) = (refresh_token, body.as_object_mut()) {
+        fields.insert("refresh_token".into(), json!(refresh_token));
     }
     let mut response = json_response(StatusCode::OK, Bytes::from(body.to_string()));
     response
         .headers_mut()
-        .insert(CACHE_CONTROL, "no-store".parse().expect("literal"));
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     Ok(response)
 }
 

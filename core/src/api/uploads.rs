@@ -20,7 +20,12 @@ fn upload_location(repo: &RepoName, id: &str) -> String {
 }
 
 /// 202 with where the upload stands.
-fn in_progress(registry: &Registry, repo: &RepoName, status: &UploadStatus, status_code: StatusCode) -> HttpResponse {
+fn in_progress(
+    registry: &Registry,
+    repo: &RepoName,
+    status: &UploadStatus,
+    status_code: StatusCode,
+) -> Result<HttpResponse> {
     let end = status.offset.saturating_sub(1);
     let builder = with_location(response(status_code), &upload_location(repo, &status.id))
         .header(RANGE, format!("0-{end}"))
@@ -29,7 +34,7 @@ fn in_progress(registry: &Registry, repo: &RepoName, status: &UploadStatus, stat
     empty(builder)
 }
 
-fn created(repo: &RepoName, digest: &Digest) -> HttpResponse {
+fn created(repo: &RepoName, digest: &Digest) -> Result<HttpResponse> {
     empty(digest_header(
         with_location(response(StatusCode::CREATED), &format!("/v2/{repo}/blobs/{digest}")),
         digest,
@@ -65,7 +70,7 @@ pub(super) async fn start(
         };
         if let Some(from) = from {
             if registry.mount_blob(repo, &digest, from.as_ref()).await? {
-                return Ok(created(repo, &digest));
+                return created(repo, &digest);
             }
         }
     } else if let Some(digest) = req.query.get("digest") {
@@ -73,15 +78,15 @@ pub(super) async fn start(
         registry
             .upload_whole(repo, &digest, upload_body(registry, req, body)?)
             .await?;
-        return Ok(created(repo, &digest));
+        return created(repo, &digest);
     }
     let status = registry.start_upload(repo).await?;
-    Ok(in_progress(registry, repo, &status, StatusCode::ACCEPTED))
+    in_progress(registry, repo, &status, StatusCode::ACCEPTED)
 }
 
 pub(super) async fn status(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
     let status = registry.upload_status(repo, id).await?;
-    Ok(in_progress(registry, repo, &status, StatusCode::NO_CONTENT))
+    in_progress(registry, repo, &status, StatusCode::NO_CONTENT)
 }
 
 /// `Content-Range` of a chunk; a chunk that names its range must say its length.
@@ -112,7 +117,7 @@ fn chunk_range(req: &Req<'_>) -> Result<Option<ChunkRange>> {
             "a chunk with Content-Range needs a Content-Length",
         )
         .with_status(StatusCode::LENGTH_REQUIRED)),
-        Some(length) if length != range.end - range.start + 1 => Err(RegistryError::new(
+        Some(length) if range.length() != Some(length) => Err(RegistryError::new(
             ErrorCode::RangeInvalid,
             format!("Content-Range {text:?} does not match Content-Length {length}"),
         )),
@@ -131,7 +136,7 @@ pub(super) async fn chunk(
     let status = registry
         .upload_chunk(repo, id, range, upload_body(registry, req, body)?)
         .await?;
-    Ok(in_progress(registry, repo, &status, StatusCode::ACCEPTED))
+    in_progress(registry, repo, &status, StatusCode::ACCEPTED)
 }
 
 pub(super) async fn finish(
@@ -152,10 +157,10 @@ pub(super) async fn finish(
     registry
         .finish_upload(repo, id, &digest, range, upload_body(registry, req, body)?)
         .await?;
-    Ok(created(repo, &digest))
+    created(repo, &digest)
 }
 
 pub(super) async fn cancel(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
     registry.cancel_upload(repo, id).await?;
-    Ok(empty(response(StatusCode::NO_CONTENT)))
+    empty(response(StatusCode::NO_CONTENT))
 }

@@ -78,7 +78,8 @@ pub fn new_robot_token(env: &dyn Env) -> (String, String) {
     env.fill_random(&mut raw);
     let token = format!(
         "{ROBOT_TOKEN_PREFIX}{}",
-        Base64UrlSafeNoPadding::encode_to_string(raw).expect("base64 of 32 bytes")
+        // Encoding into a string sized for it cannot fail.
+        Base64UrlSafeNoPadding::encode_to_string(raw).unwrap_or_default()
     );
     let digest = robot_token_digest(&token);
     (token, digest)
@@ -168,7 +169,7 @@ fn fingerprint(kind: &str, name: &str, configured: &str) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    Base64UrlSafeNoPadding::encode_to_string(hasher.finalize()).expect("base64 of 32 bytes")
+    crate::digest::hex(&hasher.finalize())
 }
 
 /// An Argon2id hash no password matches, with the cost most configured users
@@ -176,7 +177,7 @@ fn fingerprint(kind: &str, name: &str, configured: &str) -> String {
 /// are checked against it, so they take as long to refuse as wrong
 /// passwords. Its output is zeros rather than the hash of anything: checking
 /// a password against it costs the same, and building it costs nothing.
-fn decoy_hash<'a>(costs: impl Iterator<Item = &'a Params>) -> PasswordHash {
+fn decoy_hash<'a>(costs: impl Iterator<Item = &'a Params>) -> Result<PasswordHash, String> {
     let mut seen: Vec<((u32, u32), usize)> = Vec::new();
     for params in costs {
         let cost = (params.m_cost(), params.t_cost());
@@ -189,13 +190,14 @@ fn decoy_hash<'a>(costs: impl Iterator<Item = &'a Params>) -> PasswordHash {
         .into_iter()
         .max_by_key(|&((m, t), count)| (count, u64::from(m) * u64::from(t)))
         .map_or((DEFAULT_MEMORY_KIB, DEFAULT_PASSES), |(cost, _)| cost);
-    let b64 = |bytes: &[u8]| ct_codecs::Base64NoPadding::encode_to_string(bytes).expect("base64 of a few bytes");
+    let b64 =
+        |bytes: &[u8]| ct_codecs::Base64NoPadding::encode_to_string(bytes).map_err(|e| format!("the decoy hash: {e}"));
     let text = format!(
         "$argon2id$v=19$m={memory_kib},t={passes},p=1${}${}",
-        b64(DECOY_SALT),
-        b64(&[0u8; HASH_OUTPUT_BYTES])
+        b64(DECOY_SALT)?,
+        b64(&[0u8; HASH_OUTPUT_BYTES])?
     );
-    PasswordHash::new(&text).expect("the decoy is a valid PHC string")
+    PasswordHash::new(&text).map_err(|e| format!("the decoy hash: {e}"))
 }
 
 impl Directory {
@@ -203,7 +205,7 @@ impl Directory {
         let mut directory = Directory {
             users: HashMap::new(),
             robots: HashMap::new(),
-            decoy: decoy_hash(std::iter::empty()),
+            decoy: decoy_hash(std::iter::empty())?,
         };
         let mut costs = Vec::new();
         for user in users {
@@ -239,7 +241,7 @@ impl Directory {
                 return Err(format!("robot {} is configured twice", robot.name));
             }
         }
-        directory.decoy = decoy_hash(costs.iter());
+        directory.decoy = decoy_hash(costs.iter())?;
         Ok(directory)
     }
 

@@ -120,7 +120,7 @@ impl Policy {
             })
             .collect::<Result<Vec<_>, String>>()?;
         for (i, rule) in rules.iter().enumerate() {
-            if rules[..i].iter().any(|r| r.repositories == rule.repositories) {
+            if rules.iter().take(i).any(|r| r.repositories == rule.repositories) {
                 return Err(format!("two rules for {:?}", rule.repositories.as_str()));
             }
         }

@@ -55,6 +55,8 @@ pub fn new_signing_key(algorithm: KeyAlgorithm, env: &dyn Env) -> String {
         KeyAlgorithm::EdDsa => {
             env.fill_random(&mut seed);
             let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+            // A key pair made from a seed is always a valid one.
+            #[allow(clippy::expect_used)]
             let key = Ed25519KeyPair::from_bytes(&pair[..]).expect("a key pair from a seed");
             let kid = key.jwk_thumbprint();
             key.with_key_id(&kid).to_jwk()

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::platform::{Background, BoxFuture, Env};
@@ -80,7 +80,7 @@ impl TaskLimit {
 
     /// Tasks running and waiting now.
     pub fn load(&self) -> (usize, usize) {
-        let mut turns = self.turns.lock().expect("turns");
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
         turns.expire(self.env.now_millis());
         (turns.running.len(), turns.waiting.len())
     }
@@ -90,7 +90,7 @@ impl TaskLimit {
     /// reported, now and then, to spare the log under a flood).
     pub fn spawn(self: &Arc<Self>, background: &Arc<dyn Background>, what: &str, task: BoxFuture<'static, ()>) {
         let admitted = {
-            let mut turns = self.turns.lock().expect("turns");
+            let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
             let now = self.env.now_millis();
             turns.expire(now);
             let id = turns.next_id;
@@ -150,7 +150,7 @@ impl TaskLimit {
     /// Moves waiting task `id` to running if a turn is free; `true` then.
     /// (A task whose wait outlived the lease takes a turn as a new one.)
     fn take_turn(&self, id: u64) -> bool {
-        let mut turns = self.turns.lock().expect("turns");
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.env.now_millis();
         turns.expire(now);
         if turns.running.len() >= self.max_running {
@@ -171,7 +171,7 @@ struct Turn<'a> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let mut turns = self.limit.turns.lock().expect("turns");
+        let mut turns = self.limit.turns.lock().unwrap_or_else(PoisonError::into_inner);
         if self.running {
             turns.running.remove(&self.id);
         } else {

@@ -107,6 +107,8 @@ impl Webhook {
 
     /// Delivers `event`, retrying; the outcome is reported, not returned.
     pub async fn deliver(self: Arc<Self>, event: Arc<Event>, background: Arc<dyn Background>) {
+        // An event is a struct of strings and numbers: its JSON cannot fail.
+        #[allow(clippy::expect_used)]
         let body = Bytes::from(serde_json::to_vec(&*event).expect("events serialize"));
         let what = format!(
             "webhook {} for {} {}{}",

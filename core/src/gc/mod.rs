@@ -242,7 +242,7 @@ impl Gc {
                 report: Some(report),
             });
         }
-        let bytes = serde_json::to_vec(&state).expect("state serializes");
+        let bytes = serde_json::to_vec(&state).map_err(|e| RegistryError::unserializable("the collection state", e))?;
         match self
             .store
             .put(self.state_key(), bytes.into(), PutMode::Update(etag.etag))
@@ -281,7 +281,8 @@ impl Gc {
                 phase: Phase::Uploads,
                 cursor: None,
             };
-            let bytes = serde_json::to_vec(&state).expect("state serializes");
+            let bytes =
+                serde_json::to_vec(&state).map_err(|e| RegistryError::unserializable("the collection state", e))?;
             match self.store.put(key, bytes.into(), PutMode::Create).await {
                 Ok(meta) => return Ok((state, meta)),
                 Err(StoreError::AlreadyExists) => continue,
@@ -369,7 +370,8 @@ impl Gc {
         let finished_ms = self.now();
         state.report.finished_ms = finished_ms;
         state.report.duration_ms = finished_ms.saturating_sub(state.started_ms);
-        let bytes = serde_json::to_vec_pretty(&state.report).expect("report serializes");
+        let bytes =
+            serde_json::to_vec_pretty(&state.report).map_err(|e| RegistryError::unserializable("the report", e))?;
         self.store
             .put(layout::GC_REPORT, bytes.into(), PutMode::Overwrite)
             .await?;

@@ -25,7 +25,7 @@ use crate::layout;
 use crate::manifest::Manifest;
 use crate::names::{RepoName, Tag};
 use crate::platform::Env;
-use crate::store::{read_small, PutMode, Store, StoreResult};
+use crate::store::{read_small, PutMode, Store, StoreError, StoreResult};
 
 /// What one manifest push references, published before its checks.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub async fn publish_push(
         blobs: parsed.blobs.iter().map(|d| d.digest.as_str().to_string()).collect(),
     };
     let key = layout::gc_journal_entry(env.now_millis(), &env.random_id());
-    let bytes = serde_json::to_vec(&entry).expect("journal entry serializes");
+    let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Invalid(format!("a journal entry: {e}")))?;
     store.put(&key, bytes.into(), PutMode::Create).await?;
     Ok(())
 }

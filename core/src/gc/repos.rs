@@ -191,6 +191,9 @@ impl Gc {
                 }
                 store.delete(&layout::manifest(repo, digest)).await?;
                 store.delete(&layout::manifest_pushed(repo, digest)).await?;
+                for hint in list_all(store.as_ref(), &layout::tag_hints_prefix(repo, digest)).await? {
+                    store.delete(&hint).await?;
+                }
                 state.report.manifests_deleted += 1;
                 state.report.list(format!("manifest {repo}@{digest}"));
             }

@@ -63,25 +63,28 @@ pub fn expired_tags<'a>(rules: &[RetentionRule], repo: &str, tags: &'a [TagInfo]
             .iter()
             .any(|rule| rule.protect.iter().any(|pattern| glob::matches(pattern, &tag.name)))
     };
-    let mut doomed = vec![false; tags.len()];
+    // Each tag beside whether it goes.
+    let mut verdicts: Vec<(&TagInfo, bool)> = tags.iter().map(|tag| (tag, false)).collect();
     for rule in &rules {
-        let mut covered: Vec<usize> = (0..tags.len())
-            .filter(|&i| glob::matches(&rule.tags, &tags[i].name))
+        let mut covered: Vec<&mut (&TagInfo, bool)> = verdicts
+            .iter_mut()
+            .filter(|(tag, _)| glob::matches(&rule.tags, &tag.name))
             .collect();
         if let Some(days) = rule.expire_after_days {
             let max_age = (days * DAY_MS) as u64;
-            for &i in &covered {
-                doomed[i] |= now_ms.saturating_sub(tags[i].tagged_ms) > max_age;
+            for (tag, doomed) in covered.iter_mut().map(|entry| &mut **entry) {
+                *doomed |= now_ms.saturating_sub(tag.tagged_ms) > max_age;
             }
         }
         if let Some(keep) = rule.keep_last {
             // Newest first; equal times by name, newest name first, so the order is stable.
-            covered.sort_by(|&a, &b| (tags[b].tagged_ms, &tags[b].name).cmp(&(tags[a].tagged_ms, &tags[a].name)));
-            for &i in covered.iter().skip(keep) {
-                doomed[i] = true;
+            covered.sort_by(|(a, _), (b, _)| (b.tagged_ms, &b.name).cmp(&(a.tagged_ms, &a.name)));
+            for (_, doomed) in covered.into_iter().skip(keep) {
+                *doomed = true;
             }
         }
     }
+    let doomed: Vec<bool> = verdicts.into_iter().map(|(_, doomed)| doomed).collect();
     tags.iter()
         .zip(doomed)
         .filter(|(tag, doomed)| *doomed && !protected(tag))

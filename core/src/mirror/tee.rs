@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -123,7 +123,7 @@ pub fn fill_while_streaming(
 /// The upload's body: upstream's chunks, a copy of each queued for the client.
 fn upload_body(shared: Arc<Mutex<Shared>>) -> RequestBody {
     box_stream(futures::stream::poll_fn(move |cx| {
-        let mut shared = shared.lock().expect("tee");
+        let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
         if shared.ended {
             return Poll::Ready(None);
         }
@@ -173,7 +173,7 @@ impl Stream for Tee {
             let this = &mut *self;
             let uploading = this.upload.is_some();
             {
-                let mut shared = this.shared.lock().expect("tee");
+                let mut shared = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
                 let next = match shared.pop(this.given, this.length, uploading) {
                     Some(chunk) => Poll::Ready(Some(Ok(chunk))),
                     None if !uploading => shared.poll_upstream(cx),
@@ -190,11 +190,13 @@ impl Stream for Tee {
                 }
             }
             // The lock is released: the upload's body takes it.
-            let upload = this.upload.as_mut().expect("checked above");
+            let Some(upload) = this.upload.as_mut() else {
+                return Poll::Pending;
+            };
             match upload.as_mut().poll(cx) {
                 Poll::Ready(()) => this.upload = None,
                 Poll::Pending => {
-                    let shared = this.shared.lock().expect("tee");
+                    let shared = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
                     let more = shared
                         .queue
                         .front()

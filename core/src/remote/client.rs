@@ -4,7 +4,7 @@
 //! flow answered on the way. Everything it reads is checked: manifests
 //! against their digest, and blob streams can be (see `verify`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -239,10 +239,9 @@ impl RegistryClient {
             Reference::Tag(_) => announced,
         };
         let digest = Digest::of(expected.as_ref().map_or(Algorithm::Sha256, Digest::algorithm), &bytes);
-        if expected.as_ref().is_some_and(|e| e != &digest) {
+        if let Some(expected) = expected.as_ref().filter(|e| *e != &digest) {
             return Err(invalid(format!(
-                "GET {url}: the manifest's digest is {digest}, not {}",
-                expected.expect("checked")
+                "GET {url}: the manifest's digest is {digest}, not {expected}"
             )));
         }
         manifest::parse(&bytes, None).map_err(|why| invalid(format!("GET {url}: not a manifest: {why}")))?;
@@ -410,7 +409,9 @@ impl RegistryClient {
     // ---- referrers ----
 
     /// The digests of the manifests whose subject is `digest` (the referrers
-    /// API of OCI 1.1); none from a registry without that API.
+    /// API of OCI 1.1), following the registry's pages (at most
+    /// [`MAX_REFERRER_PAGES`], on its own origin); none from a registry
+    /// without that API.
     pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
         #[derive(serde::Deserialize)]
         struct Index {
@@ -422,21 +423,41 @@ impl RegistryClient {
             digest: String,
         }
         let path = format!("referrers/{digest}");
-        let Some((url, response)) = self.read(Method::GET, repo, &path, &[], Redirects::SameOrigin).await? else {
+        let Some((mut url, mut response)) = self.read(Method::GET, repo, &path, &[], Redirects::SameOrigin).await?
+        else {
             return Ok(Vec::new());
         };
-        let body = read_body(response.into_body(), MAX_MANIFEST_BYTES)
-            .await?
-            .ok_or_else(|| invalid(format!("GET {url}: referrers list over {MAX_MANIFEST_BYTES} bytes")))?;
-        let index: Index =
-            serde_json::from_slice(&body).map_err(|e| invalid(format!("GET {url}: unreadable referrers list: {e}")))?;
-        index
-            .manifests
-            .iter()
-            .map(|entry| {
-                Digest::parse(&entry.digest).map_err(|_| invalid(format!("GET {url}: bad digest {:?}", entry.digest)))
-            })
-            .collect()
+        let mut digests = Vec::new();
+        for _ in 0..MAX_REFERRER_PAGES {
+            let next = header_text(&response, LINK).and_then(next_link);
+            let body = read_body(response.into_body(), MAX_MANIFEST_BYTES)
+                .await?
+                .ok_or_else(|| invalid(format!("GET {url}: referrers list over {MAX_MANIFEST_BYTES} bytes")))?;
+            let index: Index = serde_json::from_slice(&body)
+                .map_err(|e| invalid(format!("GET {url}: unreadable referrers list: {e}")))?;
+            for entry in &index.manifests {
+                let parsed = Digest::parse(&entry.digest)
+                    .map_err(|_| invalid(format!("GET {url}: bad digest {:?}", entry.digest)))?;
+                digests.push(parsed);
+            }
+            let Some(next) = next else {
+                return Ok(digests);
+            };
+            let next_url = url
+                .join(&next)
+                .map_err(|e| invalid(format!("GET {url}: bad Link: {e}")))?;
+            if next_url.origin() != url.origin() {
+                return Err(invalid(format!("GET {url}: Link to another origin: {next_url}")));
+            }
+            url = next_url;
+            let answer = self
+                .send(&Scopes::pull(repo), Method::GET, &url, &[], OutgoingBody::Empty)
+                .await?;
+            response = expect(answer, StatusCode::OK, &format!("GET {url}")).await?;
+        }
+        Err(invalid(format!(
+            "GET {url}: more than {MAX_REFERRER_PAGES} pages of referrers"
+        )))
     }
 
     // ---- tags ----
@@ -497,6 +518,10 @@ fn content_length(response: &IncomingResponse) -> Option<u64> {
 }
 
 /// The target of a `Link: <url>; rel="next"` header.
+/// Most pages of referrers of one manifest followed (a million referrers
+/// at pier's page size).
+const MAX_REFERRER_PAGES: usize = 1000;
+
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
         let (target, params) = link.split_once(';')?;
@@ -533,11 +558,14 @@ async fn expect(response: IncomingResponse, status: StatusCode, what: &str) -> R
 /// The first code and message of a distribution-spec error body.
 fn error_of(body: &[u8]) -> (Option<String>, Option<String>) {
     let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let first = &value["errors"][0];
-    (
-        first["code"].as_str().map(str::to_string),
-        first["message"].as_str().map(str::to_string),
-    )
+    let first = value.get("errors").and_then(|errors| errors.get(0));
+    let text = |field: &str| {
+        first
+            .and_then(|e| e.get(field))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    (text("code"), text("message"))
 }
 
 /// A stream cut into consecutive pieces, each sent as one request body.
@@ -553,7 +581,7 @@ fn piece(shared: Arc<Mutex<Pieces>>, len: u64) -> HttpBody {
         if remaining == 0 {
             return Poll::Ready(None);
         }
-        let mut pieces = shared.lock().expect("pieces");
+        let mut pieces = shared.lock().unwrap_or_else(PoisonError::into_inner);
         let mut chunk = if pieces.leftover.is_empty() {
             match pieces.source.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(chunk))) => chunk,

@@ -14,7 +14,7 @@
 //! names for a promotion (whoever may push the source may attach anything).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::{StreamExt, TryStreamExt};
 
@@ -184,7 +184,7 @@ pub async fn copy_image(
         report: Mutex::new(CopyReport::default()),
     };
     copy.tree(&root, ManifestRole::Root(tag.cloned())).await?;
-    let mut report = copy.report.into_inner().expect("report");
+    let mut report = copy.report.into_inner().unwrap_or_else(PoisonError::into_inner);
     report.digest = Some(root.digest);
     Ok(report)
 }
@@ -248,7 +248,7 @@ impl<'a> Copy<'a> {
                 .try_collect::<Vec<()>>()
                 .await?;
             self.dst.put_manifest(manifest, &role).await?;
-            self.report.lock().expect("report").manifests += 1;
+            self.report.lock().unwrap_or_else(PoisonError::into_inner).manifests += 1;
             self.observer.manifest_done(manifest);
             if !self.referrers.any() {
                 return Ok(());
@@ -289,7 +289,7 @@ impl<'a> Copy<'a> {
             BlobOutcome::Streamed
         };
         {
-            let mut report = self.report.lock().expect("report");
+            let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
             match outcome {
                 BlobOutcome::Present => report.blobs_present += 1,
                 BlobOutcome::Mounted => report.blobs_mounted += 1,

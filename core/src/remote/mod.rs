@@ -108,9 +108,6 @@ impl Credentials {
     pub fn basic_header(&self) -> String {
         use ct_codecs::{Base64, Encoder};
         let raw = format!("{}:{}", self.username, self.password);
-        format!(
-            "Basic {}",
-            Base64::encode_to_string(raw.as_bytes()).expect("base64 of a short string")
-        )
+        format!("Basic {}", Base64::encode_to_string(raw.as_bytes()).unwrap_or_default())
     }
 }

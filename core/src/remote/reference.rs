@@ -51,7 +51,7 @@ impl ImageRef {
         let reference = match (digest, tag) {
             (Some(digest), _) => Reference::Digest(digest),
             (None, Some(tag)) => Reference::Tag(Tag::parse(tag).ok_or_else(|| bad("invalid tag"))?),
-            (None, None) => Reference::Tag(Tag::parse("latest").expect("valid tag")),
+            (None, None) => Reference::Tag(Tag::parse("latest").ok_or_else(|| bad("no default tag"))?),
         };
         Ok(ImageRef {
             registry,

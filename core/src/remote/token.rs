@@ -13,7 +13,7 @@
 //! any URL, an internal one included).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use http::header::{ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
@@ -84,7 +84,8 @@ impl TokenRealms {
     pub fn new(base: &url::Url, listed: &[String]) -> Result<TokenRealms, String> {
         let mut origins = Vec::new();
         if base.scheme() == "https" && base.host_str().is_some_and(|h| DOCKER_HUB_REGISTRIES.contains(&h)) {
-            origins.push(url::Url::parse(DOCKER_HUB_AUTH).expect("a valid URL").origin());
+            let auth = url::Url::parse(DOCKER_HUB_AUTH).map_err(|e| format!("{DOCKER_HUB_AUTH}: {e}"))?;
+            origins.push(auth.origin());
         }
         for text in listed {
             let url = url::Url::parse(text).map_err(|e| format!("token realm {text:?}: {e}"))?;
@@ -177,7 +178,7 @@ impl Authenticator {
             Some(Challenge::Basic) if self.credentials.is_some() => Challenge::Basic,
             _ => return Ok(false),
         };
-        let mut state = self.state.lock().expect("auth state");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.tokens.remove(&scopes.key());
         state.challenge = Some(challenge);
         Ok(true)
@@ -194,7 +195,7 @@ impl Authenticator {
         let key = scopes.key();
         let now = env.now_millis();
         let (realm, service, challenged) = {
-            let state = self.state.lock().expect("auth state");
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             match &state.challenge {
                 None => return Ok(None),
                 Some(Challenge::Basic) => return Ok(self.credentials.as_ref().map(Credentials::basic_header)),
@@ -256,7 +257,7 @@ impl Authenticator {
         let header = format!("Bearer {value}");
         self.state
             .lock()
-            .expect("auth state")
+            .unwrap_or_else(PoisonError::into_inner)
             .tokens
             .insert(key, CachedToken { value, expires_ms });
         Ok(Some(header))

@@ -76,7 +76,10 @@ impl Stream for Verified {
                         let seen = this.seen;
                         return this.fail(format!("blob {} ended after {seen} of {size} bytes", this.expected));
                     }
-                    let actual = this.hasher.take().expect("hashed once").finish();
+                    let Some(hasher) = this.hasher.take() else {
+                        return this.fail(format!("blob {} was read past its end", this.expected));
+                    };
+                    let actual = hasher.finish();
                     if actual != this.expected {
                         let why = format!("blob {} arrived with digest {actual}", this.expected);
                         return this.fail(why);

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
@@ -57,7 +57,7 @@ impl ImmutableCache {
     }
 
     fn lookup(&self, key: &str) -> Option<(Bytes, ObjectMeta)> {
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = entries
             .by_key
             .get(key)
@@ -74,7 +74,7 @@ impl ImmutableCache {
         if size > self.capacity {
             return;
         }
-        let mut entries = self.entries.lock().unwrap();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         Self::evict(&mut entries, key);
         while entries.bytes + size > self.capacity {
             let Some(oldest) = entries.order.pop_front() else { break };
@@ -102,7 +102,7 @@ impl ImmutableCache {
     }
 
     fn forget_entry(&self, key: &str) {
-        Self::evict(&mut self.entries.lock().unwrap(), key);
+        Self::evict(&mut self.entries.lock().unwrap_or_else(PoisonError::into_inner), key);
     }
 }
 
@@ -293,7 +293,7 @@ mod tests {
                     .unwrap();
                 read_small(&cache, &key).await.unwrap().unwrap();
             }
-            let entries = cache.entries.lock().unwrap();
+            let entries = cache.entries.lock().unwrap_or_else(PoisonError::into_inner);
             assert!(entries.bytes <= 1000, "{} bytes cached", entries.bytes);
             assert!(entries.by_key.contains_key("blobs/sha256/49"), "the newest is kept");
             assert!(!entries.by_key.contains_key("blobs/sha256/00"), "the oldest went first");

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 
@@ -42,8 +42,8 @@ impl MemoryStore {
         MemoryStore {
             part_size: self.part_size,
             version: AtomicU64::new(self.version.load(Ordering::Relaxed)),
-            objects: Mutex::new(self.objects.lock().unwrap().clone()),
-            uploads: Mutex::new(self.uploads.lock().unwrap().clone()),
+            objects: Mutex::new(self.objects.lock().unwrap_or_else(PoisonError::into_inner).clone()),
+            uploads: Mutex::new(self.uploads.lock().unwrap_or_else(PoisonError::into_inner).clone()),
         }
     }
 
@@ -51,7 +51,7 @@ impl MemoryStore {
     pub fn total_bytes(&self) -> u64 {
         self.objects
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .map(|(data, _)| data.len() as u64)
             .sum()
@@ -68,7 +68,7 @@ impl Default for MemoryStore {
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        let objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(objects.get(key).map(|(data, etag)| ObjectMeta {
             size: data.len() as u64,
             etag: etag.clone(),
@@ -76,7 +76,12 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
-        let found = self.objects.lock().unwrap().get(key).cloned();
+        let found = self
+            .objects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned();
         let Some((data, etag)) = found else {
             return Ok(None);
         };
@@ -99,7 +104,7 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        let mut objects = self.objects.lock().unwrap();
+        let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
         match (&mode, objects.get(key)) {
             (PutMode::Create, Some(_)) => return Err(StoreError::AlreadyExists),
             (PutMode::Update(expected), Some((_, etag))) if etag != expected => {
@@ -118,12 +123,12 @@ impl Store for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.objects.lock().unwrap().remove(key);
+        self.objects.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
         Ok(())
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
-        let objects = self.objects.lock().unwrap();
+        let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
         let mut keys = objects
             .range(prefix.to_string()..)
             .map(|(key, _)| key)
@@ -142,13 +147,13 @@ impl Store for MemoryStore {
         let id = self.next_etag();
         self.uploads
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), (key.to_string(), BTreeMap::new()));
         Ok(id)
     }
 
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef> {
-        let mut uploads = self.uploads.lock().unwrap();
+        let mut uploads = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
         match uploads.get_mut(upload_id) {
             Some((target, parts)) if target == key => {
                 parts.insert(number, data);
@@ -165,7 +170,7 @@ impl Store for MemoryStore {
         let (target, stored) = self
             .uploads
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(upload_id)
             .ok_or(StoreError::NotFound)?;
         if target != key {
@@ -188,7 +193,10 @@ impl Store for MemoryStore {
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
-        self.uploads.lock().unwrap().remove(upload_id);
+        self.uploads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(upload_id);
         Ok(())
     }
 }

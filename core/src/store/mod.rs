@@ -15,7 +15,9 @@ use crate::platform::{BoxStream, MaybeSend, MaybeSync};
 pub mod cache;
 pub mod fresh;
 pub mod memory;
+// Test code for the backends' tests: its panics are failed assertions.
 #[cfg(any(test, feature = "test-suite"))]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 pub mod suite;
 
 /// A stream of an object's bytes.

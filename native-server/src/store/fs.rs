@@ -230,29 +230,83 @@ fn prune_empty_dirs(root: &Path, mut dir: &Path) {
     }
 }
 
-/// Every key under `dir` (recursively), as `prefix_of_dir/...`.
-fn collect_keys(dir: &Path, key_prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') {
-            continue;
+/// A walk listing keys in order from a position: each directory is read
+/// and its entries sorted by the keys they hold (a directory `d` holds keys
+/// `d/...`, which sort as `d/`), entries wholly at or before `start_after`
+/// are skipped without being entered, and the walk stops once it has
+/// `want` keys. A page costs the directories on its path and the keys it
+/// returns, not the whole tree (a listing that walked everything per page
+/// made paging through a large catalog quadratic).
+struct OrderedWalk<'a> {
+    /// Keys must start with this (within the first directory walked).
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+    want: usize,
+    keys: Vec<String>,
+}
+
+impl OrderedWalk<'_> {
+    /// Walks `dir`, whose keys start with `key_prefix`; `false` once full.
+    fn walk(&mut self, dir: &Path, key_prefix: &str) -> io::Result<bool> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
+                return Ok(true)
+            }
+            Err(e) => return Err(e),
+        };
+        // (what the entry's keys sort as, is a directory)
+        let mut children = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let file_type = entry.file_type()?;
+            let key = format!("{key_prefix}{name}");
+            let (sort_key, is_dir) = match (file_type.is_dir(), file_type.is_file()) {
+                (true, _) => (format!("{key}/"), true),
+                (_, true) => (key, false),
+                _ => continue,
+            };
+            // Keys under the prefix: a directory's keys may still reach it.
+            let relevant = sort_key.starts_with(self.prefix) || (is_dir && self.prefix.starts_with(&sort_key));
+            if relevant && !self.wholly_before_start(&sort_key, is_dir) {
+                children.push((sort_key, is_dir));
+            }
         }
-        let key = format!("{key_prefix}{name}");
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            collect_keys(&entry.path(), &format!("{key}/"), out)?;
-        } else if file_type.is_file() {
-            out.push(key);
+        children.sort_unstable();
+        for (sort_key, is_dir) in children {
+            if is_dir {
+                let Some(name) = sort_key.strip_prefix(key_prefix) else {
+                    continue;
+                };
+                if !self.walk(&dir.join(name.trim_end_matches('/')), &sort_key)? {
+                    return Ok(false);
+                }
+            } else {
+                if self.keys.len() == self.want {
+                    return Ok(false);
+                }
+                self.keys.push(sort_key);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every key an entry holds is at or before `start_after`: a
+    /// file's key, or a directory's `d/...` keys when `start_after` is past
+    /// `d/` without being inside it.
+    fn wholly_before_start(&self, sort_key: &str, is_dir: bool) -> bool {
+        let Some(after) = self.start_after else { return false };
+        match is_dir {
+            false => sort_key <= after,
+            true => sort_key < after && !after.starts_with(sort_key),
         }
     }
-    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -340,10 +394,15 @@ impl Store for FsStore {
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         blocking(move || {
-            let mut keys = Vec::new();
-            collect_keys(&dir, &key_prefix, &mut keys).map_err(io_err)?;
-            keys.retain(|k| k.starts_with(&prefix) && start_after.as_ref().is_none_or(|after| k > after));
-            keys.sort_unstable();
+            // One key more than asked tells whether more remain.
+            let mut walk = OrderedWalk {
+                prefix: &prefix,
+                start_after: start_after.as_deref(),
+                want: limit.saturating_add(1),
+                keys: Vec::new(),
+            };
+            walk.walk(&dir, &key_prefix).map_err(io_err)?;
+            let mut keys = walk.keys;
             let more = keys.len() > limit;
             keys.truncate(limit);
             Ok(ListPage { keys, more })
@@ -436,6 +495,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path(), 1024).unwrap();
         pier_core::store::suite::run_all(&store, "suite/").await;
+    }
+
+    /// Keys in nested directories list in byte order from any position,
+    /// one at a time as in pages (a directory `a` holds keys `a/...`, which
+    /// sort after `a-b` and `a.b`).
+    #[tokio::test]
+    async fn pages_through_nested_keys_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path(), 1024).unwrap();
+        let mut keys: Vec<String> = [
+            "a", "a-b", "a.b", "a/0", "a/0/x", "a/b", "a/b-c/d", "ab", "b/c/d/e", "a0",
+        ]
+        .iter()
+        .map(|name| format!("cat/{name}/_repo"))
+        .chain(["cat/z".to_string(), "other/x".to_string()])
+        .collect();
+        for key in &keys {
+            store.put(key, Bytes::new(), PutMode::Overwrite).await.unwrap();
+        }
+        keys.retain(|k| k.starts_with("cat/"));
+        keys.sort();
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list("cat/", after.as_deref(), 1).await.unwrap();
+            listed.extend(page.keys.iter().cloned());
+            after = page.keys.last().cloned();
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(listed, keys);
+        let from_a = store.list("cat/", Some("cat/a"), 100).await.unwrap().keys;
+        assert_eq!(
+            from_a,
+            keys.iter()
+                .filter(|k| k.as_str() > "cat/a")
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        let in_a = store.list("cat/a/", Some("cat/a/0/_repo"), 100).await.unwrap().keys;
+        assert_eq!(
+            in_a,
+            ["cat/a/0/x/_repo", "cat/a/_repo", "cat/a/b-c/d/_repo", "cat/a/b/_repo"]
+        );
     }
 
     #[tokio::test]
