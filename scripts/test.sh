@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs (skipping
 # what is already there), then runs the Rust tests, the wasm32 build check of
-# the core, the black-box HTTP suite, real clients and the OCI conformance suite
-# against `pier serve`, the crash test, and the edge Worker's suites.
+# the core, a short run of the fuzz targets, the black-box HTTP suite, real
+# clients and the OCI conformance suite against `pier serve`, the crash test,
+# and the edge Worker's suites.
 #
 # Usage: scripts/test.sh            (PIER_SKIP_EDGE=1 to leave out the Worker)
 set -uo pipefail
@@ -51,6 +52,9 @@ start_pier() { # port datadir extra-args...
 step "install dependencies" bash -c 'scripts/install-deps.sh core && scripts/install-deps.sh clients'
 step "cargo test" cargo test --workspace --exclude pier-edge
 step "core builds for wasm32" cargo check -q -p pier-core --target wasm32-unknown-unknown
+# Every fuzz target for a short while from its committed corpus (nightly;
+# docs/fuzzing.md has the long runs). PIER_FUZZ_SECONDS per target.
+step "fuzz (short)" scripts/fuzz.sh "${PIER_FUZZ_SECONDS:-30}"
 step "build pier" cargo build -q -p pier-server
 
 # Two servers: default settings, and sparse manifests allowed (the conformance

@@ -203,6 +203,18 @@ impl AuthSettings {
 impl Config {
     pub fn load(args: ServeArgs) -> Result<Config, String> {
         let file = read_optional_file(args.config.as_deref())?;
+        Config::resolve(args, file)
+    }
+
+    /// The settings a configuration file's text gives alone, as
+    /// `pier serve -c FILE` reads it without flags or environment (for the
+    /// fuzz target of the file's parsing).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let file = toml::from_str(text).map_err(|e| e.to_string())?;
+        Config::resolve(ServeArgs::default(), file)
+    }
+
+    fn resolve(args: ServeArgs, file: FileConfig) -> Result<Config, String> {
         Ok(Config {
             listen: args
                 .listen
