@@ -32,11 +32,9 @@ case $seconds in ''|*[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" 
 scripts/install-deps.sh fuzz || exit 1
 
 # One build of every requested target. The configuration target reads the
-# native server's TOML and needs its crate (the `native` feature).
-features=()
-for t in "${targets[@]}"; do
-  [ "$t" = config ] && features=(--features native)
-done
+# native server's TOML and needs its crate (the `native` feature); the build
+# always has it, so that running other targets does not rebuild them all.
+features=(--features native)
 log "building ${targets[*]} (nightly, sanitizer coverage; several minutes when cold)"
 # `cargo fuzz build` builds one target or all of them.
 one=()

@@ -75,6 +75,15 @@ pub struct ChunkRange {
     pub end: u64,
 }
 
+impl ChunkRange {
+    /// How many bytes it covers; `None` when it ends before it starts or
+    /// covers more than a u64 counts (`0-18446744073709551615`), which no
+    /// body can match.
+    pub fn len(&self) -> Option<u64> {
+        self.end.checked_sub(self.start)?.checked_add(1)
+    }
+}
+
 /// An open upload: loaded state plus what this request adds to it.
 pub struct Upload<'a> {
     store: &'a dyn Store,
@@ -316,7 +325,7 @@ impl<'a> Upload<'a> {
         }
         if let Some(range) = range {
             let received = self.state.offset - self.start_offset;
-            if range.end + 1 < range.start || range.end + 1 - range.start != received {
+            if range.len() != Some(received) {
                 return Err(RegistryError::new(
                     ErrorCode::RangeInvalid,
                     format!(

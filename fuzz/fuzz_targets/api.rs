@@ -148,7 +148,7 @@ enum HeaderGen {
     /// The body's length, or the declared one.
     ContentLength(Option<String>),
     /// `start-end` of the body from the start of the upload, or this text.
-    ContentRange(u32, Option<String>),
+    ContentRange(u64, Option<String>),
     Range(String),
     Accept(String),
     Raw(String, String),
@@ -488,7 +488,7 @@ fuzz_target!(|input: Input| {
                 HeaderGen::ContentLength(None) => headers.push((CONTENT_LENGTH, body.len().to_string())),
                 HeaderGen::ContentLength(Some(text)) => headers.push((CONTENT_LENGTH, text.clone())),
                 HeaderGen::ContentRange(start, None) => {
-                    let end = (*start as u64 + body.len() as u64).saturating_sub(1);
+                    let end = start.saturating_add(body.len() as u64).saturating_sub(1);
                     headers.push((CONTENT_RANGE, format!("{start}-{end}")))
                 }
                 HeaderGen::ContentRange(_, Some(text)) => headers.push((CONTENT_RANGE, text.clone())),

@@ -22,11 +22,11 @@ use pier_fuzz::{run, FuzzEnv, ScriptedAnswer, ScriptedPeer};
 #[derive(Arbitrary, Debug)]
 struct Input {
     /// The upstream's challenge.
-    challenge: String,
+    challenge: ChallengeGen,
     /// pier logs in to the upstream (else it asks anonymously).
     with_credentials: bool,
-    token_status: u16,
-    token_body: String,
+    token_status: Status,
+    token_body: TokenBody,
     /// What the upstream answers next, in order.
     answers: Vec<Answer>,
     operation: Operation,
@@ -38,8 +38,91 @@ struct Input {
 }
 
 #[derive(Arbitrary, Debug)]
+enum ChallengeGen {
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+    Basic,
+    Raw(String),
+}
+
+impl ChallengeGen {
+    fn text(&self) -> String {
+        match self {
+            ChallengeGen::Bearer { realm, service, scope } => {
+                let mut text = format!("Bearer realm=\"{realm}\"");
+                if let Some(service) = service {
+                    text.push_str(&format!(",service=\"{service}\""));
+                }
+                if let Some(scope) = scope {
+                    text.push_str(&format!(",scope=\"{scope}\""));
+                }
+                text
+            }
+            ChallengeGen::Basic => "Basic realm=\"upstream\"".into(),
+            ChallengeGen::Raw(text) => text.clone(),
+        }
+    }
+}
+
+/// Statuses that matter, and any other.
+#[derive(Arbitrary, Debug)]
+enum Status {
+    Ok,
+    Created,
+    Accepted,
+    NotFound,
+    Unauthorized,
+    Other(u16),
+}
+
+impl Status {
+    fn code(&self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::Created => 201,
+            Status::Accepted => 202,
+            Status::NotFound => 404,
+            Status::Unauthorized => 401,
+            Status::Other(code) => *code,
+        }
+    }
+}
+
+/// A token endpoint's answer: the fields pier reads, or any text.
+#[derive(Arbitrary, Debug)]
+enum TokenBody {
+    Fields {
+        token: Option<String>,
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+    },
+    Raw(String),
+}
+
+impl TokenBody {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            TokenBody::Fields {
+                token,
+                access_token,
+                expires_in,
+            } => serde_json::to_vec(&serde_json::json!({
+                "token": token,
+                "access_token": access_token,
+                "expires_in": expires_in,
+            }))
+            .expect("json"),
+            TokenBody::Raw(text) => text.clone().into_bytes(),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
 struct Answer {
-    status: u16,
+    status: Status,
     headers: Vec<(HeaderChoice, String)>,
     body: Vec<u8>,
 }
@@ -106,21 +189,22 @@ fuzz_target!(|input: Input| {
     }
 
     // Another registry's challenge, token endpoint and answers.
-    let _ = parse(&input.challenge);
+    let challenge = input.challenge.text();
+    let _ = parse(&challenge);
     let mut script = vec![
         ScriptedAnswer {
             status: 401,
-            headers: vec![("www-authenticate".into(), input.challenge.clone())],
+            headers: vec![("www-authenticate".into(), challenge)],
             body: Vec::new(),
         },
         ScriptedAnswer {
-            status: input.token_status,
+            status: input.token_status.code(),
             headers: Vec::new(),
-            body: input.token_body.into_bytes(),
+            body: input.token_body.bytes(),
         },
     ];
     script.extend(input.answers.into_iter().take(6).map(|a| ScriptedAnswer {
-        status: a.status,
+        status: a.status.code(),
         headers: a.headers.into_iter().map(|(h, v)| (h.name().to_string(), v)).collect(),
         body: a.body,
     }));

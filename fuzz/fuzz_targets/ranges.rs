@@ -47,6 +47,7 @@ enum RangeHeader {
     Exact,
     /// The exact range moved by these amounts (a confused or lying client).
     Shifted(i64, i64),
+    Numbers(u64, u64),
     Raw(String),
 }
 
@@ -54,6 +55,7 @@ enum RangeHeader {
 enum LengthHeader {
     Absent,
     Exact,
+    Number(u64),
     Raw(String),
 }
 
@@ -134,11 +136,13 @@ fuzz_target!(|input: Input| {
             RangeHeader::Absent => None,
             RangeHeader::Exact => Some(format!("{start}-{end}")),
             RangeHeader::Shifted(a, b) => Some(format!("{}-{}", start + *a as i128, end + *b as i128)),
+            RangeHeader::Numbers(a, b) => Some(format!("{a}-{b}")),
             RangeHeader::Raw(text) => Some(text.clone()),
         };
         let length = match &chunk.length {
             LengthHeader::Absent => None,
             LengthHeader::Exact => Some(data.len().to_string()),
+            LengthHeader::Number(n) => Some(n.to_string()),
             LengthHeader::Raw(text) => Some(text.clone()),
         };
         let mut headers = Vec::new();
