@@ -3,7 +3,8 @@
 //! `PIER_GC`, `PIER_MIRRORS`, `PIER_WEBHOOKS` and `PIER_REPLICATE`. Parsing
 //! and then building what the server builds at start (auth, mirrors, hooks,
 //! a garbage collection with the retention rules) must refuse a bad file
-//! with a message, never panic.
+//! with a message, never panic; retention day counts it accepts are ages
+//! (finite, not negative).
 //!
 //! Input: one byte choosing the form, then its text. Built with
 //! `--features native` (the TOML file is the native server's).
@@ -58,6 +59,12 @@ fn build_hooks(webhooks: &[WebhookConfig], rules: &[ReplicateConfig]) {
 /// A collection with these rules over a registry holding a few tagged and
 /// untagged manifests, run to its end.
 fn collect(config: GcConfig) {
+    // A day count the rules accepted is an age, never a way to say "now".
+    for rule in &config.rules {
+        for days in [rule.expire_after_days, rule.untagged_expire_after_days].into_iter().flatten() {
+            assert!(days.is_finite() && days >= 0.0, "accepted {days} days");
+        }
+    }
     let env = Arc::new(FuzzEnv::new());
     let store = Arc::new(MemoryStore::new(64));
     let registry = Registry::new(store.clone(), env.clone(), RegistryOptions {

@@ -427,6 +427,19 @@ mod tests {
         assert!(load_file(&path).is_err());
     }
 
+    /// TOML writes NaN and infinities, which the retention rules refuse
+    /// like negative day counts (an age of 0 ms would delete everything).
+    #[test]
+    fn retention_day_counts_are_checked() {
+        for bad in ["nan", "-inf", "-1"] {
+            let text = format!("[gc]\n[[gc.rules]]\nnamespace = \"**\"\nexpire_after_days = {bad}\n");
+            let err = Config::from_toml(&text).unwrap_err();
+            assert!(err.contains("not a number of days"), "{bad}: {err}");
+        }
+        let ok = "[gc]\n[[gc.rules]]\nnamespace = \"**\"\nuntagged_expire_after_days = 1.5\n";
+        assert_eq!(Config::from_toml(ok).unwrap().gc.collection.rules.len(), 1);
+    }
+
     #[test]
     fn storage_urls_are_checked() {
         let load = |url: &str, part_size: Option<usize>| {
