@@ -79,7 +79,7 @@ impl ChunkRange {
     /// How many bytes it covers; `None` when it ends before it starts or
     /// covers more than a u64 counts (`0-18446744073709551615`), which no
     /// body can match.
-    pub fn len(&self) -> Option<u64> {
+    pub fn length(&self) -> Option<u64> {
         self.end.checked_sub(self.start)?.checked_add(1)
     }
 }
@@ -325,7 +325,7 @@ impl<'a> Upload<'a> {
         }
         if let Some(range) = range {
             let received = self.state.offset - self.start_offset;
-            if range.len() != Some(received) {
+            if range.length() != Some(received) {
                 return Err(RegistryError::new(
                     ErrorCode::RangeInvalid,
                     format!(

@@ -47,7 +47,12 @@ const CONTENT_TYPES: [&str; 6] = [
     "application/json",
 ];
 /// Contents every input can refer to, beside its own.
-const FIXED_BLOBS: [&[u8]; 4] = [b"", b"{}", b"layer one", b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz"];
+const FIXED_BLOBS: [&[u8]; 4] = [
+    b"",
+    b"{}",
+    b"layer one",
+    b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz",
+];
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -237,7 +242,12 @@ impl Model {
     fn descriptor(&self, blob: &BlobRef) -> serde_json::Value {
         let (media_type, content, size, extra) = match blob {
             BlobRef::Pool(i) => ("application/vnd.oci.image.layer.v1.tar", self.blob(*i), None, None),
-            BlobRef::WrongSize(i, size) => ("application/vnd.oci.image.layer.v1.tar", self.blob(*i), Some(*size as u64), None),
+            BlobRef::WrongSize(i, size) => (
+                "application/vnd.oci.image.layer.v1.tar",
+                self.blob(*i),
+                Some(*size as u64),
+                None,
+            ),
             BlobRef::Foreign(i) => (
                 "application/vnd.oci.image.layer.nondistributable.v1.tar",
                 self.blob(*i),
@@ -247,7 +257,12 @@ impl Model {
             BlobRef::Inline(i) => {
                 let content = self.blob(*i);
                 let encoded = <ct_codecs::Base64 as ct_codecs::Encoder>::encode_to_string(content).expect("base64");
-                ("application/vnd.oci.image.layer.v1.tar", content, None, Some(("data", serde_json::json!(encoded))))
+                (
+                    "application/vnd.oci.image.layer.v1.tar",
+                    content,
+                    None,
+                    Some(("data", serde_json::json!(encoded))),
+                )
             }
             BlobRef::Raw(text) => {
                 return serde_json::json!({"mediaType": "application/octet-stream", "digest": text, "size": 1})
@@ -286,7 +301,12 @@ impl Model {
         }
         let is_index = media_type == manifest::OCI_INDEX || media_type == manifest::DOCKER_LIST;
         if is_index || !gen.children.is_empty() {
-            let children: Vec<_> = gen.children.iter().take(4).map(|c| self.manifest_descriptor(c)).collect();
+            let children: Vec<_> = gen
+                .children
+                .iter()
+                .take(4)
+                .map(|c| self.manifest_descriptor(c))
+                .collect();
             value["manifests"] = serde_json::json!(children);
         }
         if !is_index {
@@ -330,7 +350,9 @@ fn digest_of_key(key: &str) -> Digest {
 /// The repository of a `repos/<name>/<marker>/...` key.
 fn repo_of(key: &str, marker: &str) -> String {
     let rest = key.strip_prefix("repos/").expect("a repository key");
-    let (repo, _) = rest.split_once(marker).unwrap_or_else(|| panic!("{key} has no {marker}"));
+    let (repo, _) = rest
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("{key} has no {marker}"));
     repo.to_string()
 }
 
@@ -351,17 +373,31 @@ async fn check_store(store: &dyn Store, model: &mut Model, sparse: bool, immutab
                 .unwrap_or_else(|| panic!("blob record {key} points at missing bytes {}", record.object));
             assert_eq!(data.len() as u64, record.size, "blob record {key} has the wrong size");
             let digest = digest_of_key(key);
-            assert_eq!(Digest::of(digest.algorithm(), &data), digest, "blob {key} holds other bytes");
+            assert_eq!(
+                Digest::of(digest.algorithm(), &data),
+                digest,
+                "blob {key} holds other bytes"
+            );
         } else if key.contains("/_layers/") {
             let digest = digest_of_key(key);
-            assert!(exists(store, &layout::blob_record(&digest)).await, "link {key} to no blob");
+            assert!(
+                exists(store, &layout::blob_record(&digest)).await,
+                "link {key} to no blob"
+            );
         } else if key.contains("/_manifests/") {
             let repo = repo_of(key, "/_manifests/");
             let digest = digest_of_key(key);
             let (bytes, _) = read_small(store, key).await.expect("read").expect("listed");
-            assert_eq!(Digest::of(digest.algorithm(), &bytes), digest, "manifest {key} holds other bytes");
+            assert_eq!(
+                Digest::of(digest.algorithm(), &bytes),
+                digest,
+                "manifest {key} holds other bytes"
+            );
             let name = RepoName::parse(&repo).expect("a stored repository has a valid name");
-            assert!(exists(store, &layout::catalog_entry(&name)).await, "{repo} holds manifests but is not listed");
+            assert!(
+                exists(store, &layout::catalog_entry(&name)).await,
+                "{repo} holds manifests but is not listed"
+            );
             let Some((pushed, content_type)) = model.pushed.get(&(repo.clone(), digest.clone())) else {
                 panic!("manifest {key} was never acknowledged");
             };
@@ -369,10 +405,18 @@ async fn check_store(store: &dyn Store, model: &mut Model, sparse: bool, immutab
             if !sparse && deleted.is_none_or(|d| d < *pushed) {
                 let parsed = manifest::parse(&bytes, content_type.as_deref()).expect("an accepted manifest parses");
                 for blob in parsed.blobs.iter().filter(|d| !Manifest::blob_may_be_foreign(d)) {
-                    assert!(exists(store, &layout::layer_link(&name, &blob.digest)).await, "{key}: blob {} missing", blob.digest);
+                    assert!(
+                        exists(store, &layout::layer_link(&name, &blob.digest)).await,
+                        "{key}: blob {} missing",
+                        blob.digest
+                    );
                 }
                 for child in &parsed.children {
-                    assert!(exists(store, &layout::manifest(&name, &child.digest)).await, "{key}: child {} missing", child.digest);
+                    assert!(
+                        exists(store, &layout::manifest(&name, &child.digest)).await,
+                        "{key}: child {} missing",
+                        child.digest
+                    );
                 }
             }
         } else if key.contains("/_tags/") {
@@ -380,7 +424,10 @@ async fn check_store(store: &dyn Store, model: &mut Model, sparse: bool, immutab
             let (bytes, _) = read_small(store, key).await.expect("read").expect("listed");
             let record = TagRecord::parse(&bytes).expect("a tag record is readable");
             let name = RepoName::parse(&repo).expect("valid");
-            assert!(exists(store, &layout::manifest(&name, &record.digest)).await, "tag {key} points at nothing");
+            assert!(
+                exists(store, &layout::manifest(&name, &record.digest)).await,
+                "tag {key} points at nothing"
+            );
             if immutable_prod && repo.starts_with("prod/") {
                 if let Some(before) = model.immutable_tags.insert(key.clone(), record.digest.clone()) {
                     let deleted_now = model.deleted.get(&repo) == Some(&step);
@@ -391,7 +438,10 @@ async fn check_store(store: &dyn Store, model: &mut Model, sparse: bool, immutab
             let repo = repo_of(key, "/_referrers/");
             let digest = digest_of_key(key);
             let name = RepoName::parse(&repo).expect("valid");
-            assert!(exists(store, &layout::manifest(&name, &digest)).await, "referrer {key} names no manifest");
+            assert!(
+                exists(store, &layout::manifest(&name, &digest)).await,
+                "referrer {key} names no manifest"
+            );
         } else if key.starts_with(layout::UPLOADS) && key.contains("/s/") {
             let (bytes, _) = read_small(store, key).await.expect("read").expect("listed");
             serde_json::from_slice::<UploadState>(&bytes).expect("an upload state is readable");
@@ -406,7 +456,9 @@ fn build_path(model: &Model, path: &PathGen) -> String {
         PathGen::Ping => "/v2/".into(),
         PathGen::Catalog => "/v2/_catalog".into(),
         PathGen::Tags(repo) => format!("/v2/{}/tags/list", model.repo(repo)),
-        PathGen::Manifest(repo, reference) => format!("/v2/{}/manifests/{}", model.repo(repo), model.reference(reference)),
+        PathGen::Manifest(repo, reference) => {
+            format!("/v2/{}/manifests/{}", model.repo(repo), model.reference(reference))
+        }
         PathGen::Blob(repo, digest) => format!("/v2/{}/blobs/{}", model.repo(repo), model.digest(digest)),
         PathGen::Uploads(repo) => format!("/v2/{}/blobs/uploads/", model.repo(repo)),
         PathGen::Upload(UploadGen::Location(i)) if !model.uploads.is_empty() => {
@@ -428,8 +480,10 @@ fuzz_target!(|input: Input| {
     let env = Arc::new(FuzzEnv::new());
     let store = Arc::new(MemoryStore::new(1 + input.part_size as usize % 48));
     let retention = if input.immutable_prod {
-        vec![serde_json::from_value::<RetentionRule>(serde_json::json!({"namespace": "prod/**", "immutable_tags": true}))
-            .expect("a rule")]
+        vec![serde_json::from_value::<RetentionRule>(
+            serde_json::json!({"namespace": "prod/**", "immutable_tags": true}),
+        )
+        .expect("a rule")]
     } else {
         Vec::new()
     };
@@ -442,10 +496,14 @@ fuzz_target!(|input: Input| {
     };
     let registry = Registry::new(store.clone(), env.clone(), options);
     let mut model = Model {
-        blobs: FIXED_BLOBS.iter().map(|b| b.to_vec()).chain(input.blobs.into_iter().take(4).map(|mut b| {
-            b.truncate(256);
-            b
-        })).collect(),
+        blobs: FIXED_BLOBS
+            .iter()
+            .map(|b| b.to_vec())
+            .chain(input.blobs.into_iter().take(4).map(|mut b| {
+                b.truncate(256);
+                b
+            }))
+            .collect(),
         manifests: Vec::new(),
         uploads: Vec::new(),
         pushed: HashMap::new(),
@@ -455,7 +513,9 @@ fuzz_target!(|input: Input| {
 
     for (step, request) in input.requests.iter().take(16).enumerate() {
         env.advance_millis(request.later_secs as u64 * 1000);
-        let Some(method) = method(&request.method) else { continue };
+        let Some(method) = method(&request.method) else {
+            continue;
+        };
         let path = build_path(&model, &request.path);
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         for param in request.query.iter().take(4) {
@@ -471,11 +531,18 @@ fuzz_target!(|input: Input| {
             };
         }
         let query = query.finish();
-        let uri = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+        let uri = if query.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{query}")
+        };
         let (body, content_type): (Vec<u8>, Option<String>) = match &request.body {
             BodyGen::Empty => (Vec::new(), None),
             BodyGen::Blob(i) => (model.blob(*i).to_vec(), None),
-            BodyGen::Manifest(gen) => (model.manifest(gen), Some(CONTENT_TYPES[gen.kind as usize % CONTENT_TYPES.len()].to_string())),
+            BodyGen::Manifest(gen) => (
+                model.manifest(gen),
+                Some(CONTENT_TYPES[gen.kind as usize % CONTENT_TYPES.len()].to_string()),
+            ),
             BodyGen::Raw(bytes) => (bytes[..bytes.len().min(512)].to_vec(), None),
         };
         let mut builder = http::Request::builder().method(method.clone()).uri(uri.as_str());
@@ -483,7 +550,9 @@ fuzz_target!(|input: Input| {
         let mut headers: Vec<(http::HeaderName, String)> = Vec::new();
         for header in request.headers.iter().take(4) {
             match header {
-                HeaderGen::ContentType(i) => sent_type = Some(CONTENT_TYPES[*i as usize % CONTENT_TYPES.len()].to_string()),
+                HeaderGen::ContentType(i) => {
+                    sent_type = Some(CONTENT_TYPES[*i as usize % CONTENT_TYPES.len()].to_string())
+                }
                 HeaderGen::ContentTypeRaw(text) => sent_type = Some(text.clone()),
                 HeaderGen::ContentLength(None) => headers.push((CONTENT_LENGTH, body.len().to_string())),
                 HeaderGen::ContentLength(Some(text)) => headers.push((CONTENT_LENGTH, text.clone())),
@@ -519,11 +588,18 @@ fuzz_target!(|input: Input| {
         let (parts, answer) = read_response(response);
 
         // What the answer says.
-        let stated_digest = parts.headers.get("docker-content-digest").map(|v| v.to_str().expect("text").to_string());
+        let stated_digest = parts
+            .headers
+            .get("docker-content-digest")
+            .map(|v| v.to_str().expect("text").to_string());
         if status.is_success() && method == Method::GET {
             if let (Some(digest), true) = (&stated_digest, status == StatusCode::OK) {
                 let digest = Digest::parse(digest).expect("a valid digest header");
-                assert_eq!(Digest::of(digest.algorithm(), &answer), digest, "{uri} answered other bytes");
+                assert_eq!(
+                    Digest::of(digest.algorithm(), &answer),
+                    digest,
+                    "{uri} answered other bytes"
+                );
             }
         }
         if status == StatusCode::ACCEPTED && method == Method::POST {
@@ -534,7 +610,9 @@ fuzz_target!(|input: Input| {
             }
         }
         let repo_of_path = path.strip_prefix("/v2/").and_then(|rest| {
-            ["/manifests/", "/blobs/"].iter().find_map(|m| rest.rsplit_once(m).map(|(repo, _)| repo.to_string()))
+            ["/manifests/", "/blobs/"]
+                .iter()
+                .find_map(|m| rest.rsplit_once(m).map(|(repo, _)| repo.to_string()))
         });
         if status == StatusCode::CREATED && method == Method::PUT && path.contains("/manifests/") {
             let digest = Digest::parse(stated_digest.as_deref().expect("a pushed manifest's digest")).expect("valid");
@@ -549,6 +627,12 @@ fuzz_target!(|input: Input| {
                 model.deleted.insert(repo.clone(), step);
             }
         }
-        run(check_store(store.as_ref(), &mut model, input.sparse, input.immutable_prod, step));
+        run(check_store(
+            store.as_ref(),
+            &mut model,
+            input.sparse,
+            input.immutable_prod,
+            step,
+        ));
     }
 });

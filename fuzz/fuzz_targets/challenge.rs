@@ -213,14 +213,21 @@ fuzz_target!(|input: Input| {
         password: "secret".into(),
     });
     let env = Arc::new(FuzzEnv::new());
-    let client = RegistryClient::new(Arc::new(ScriptedPeer::new(script)), env, "https://upstream.example", credentials)
-        .expect("a valid base URL");
+    let client = RegistryClient::new(
+        Arc::new(ScriptedPeer::new(script)),
+        env,
+        "https://upstream.example",
+        credentials,
+    )
+    .expect("a valid base URL");
     let repo = "library/alpine";
     let digest = Digest::of(Algorithm::Sha256, b"fuzz");
     run(async {
         match input.operation {
             Operation::ManifestByTag => {
-                let _ = client.manifest(repo, &Reference::Tag(Tag::parse("latest").expect("valid"))).await;
+                let _ = client
+                    .manifest(repo, &Reference::Tag(Tag::parse("latest").expect("valid")))
+                    .await;
             }
             Operation::ManifestByDigest => {
                 if let Ok(Some(found)) = client.manifest(repo, &Reference::Digest(digest.clone())).await {

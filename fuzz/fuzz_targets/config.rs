@@ -27,7 +27,12 @@ use pier_server::config::Config;
 
 fn signing_keys() -> &'static str {
     static KEYS: OnceLock<String> = OnceLock::new();
-    KEYS.get_or_init(|| format!("{{\"keys\":[{}]}}", new_signing_key(KeyAlgorithm::EdDsa, &FuzzEnv::new())))
+    KEYS.get_or_init(|| {
+        format!(
+            "{{\"keys\":[{}]}}",
+            new_signing_key(KeyAlgorithm::EdDsa, &FuzzEnv::new())
+        )
+    })
 }
 
 fn build_auth(config: AuthConfig) {
@@ -61,16 +66,23 @@ fn build_hooks(webhooks: &[WebhookConfig], rules: &[ReplicateConfig]) {
 fn collect(config: GcConfig) {
     // A day count the rules accepted is an age, never a way to say "now".
     for rule in &config.rules {
-        for days in [rule.expire_after_days, rule.untagged_expire_after_days].into_iter().flatten() {
+        for days in [rule.expire_after_days, rule.untagged_expire_after_days]
+            .into_iter()
+            .flatten()
+        {
             assert!(days.is_finite() && days >= 0.0, "accepted {days} days");
         }
     }
     let env = Arc::new(FuzzEnv::new());
     let store = Arc::new(MemoryStore::new(64));
-    let registry = Registry::new(store.clone(), env.clone(), RegistryOptions {
-        retention: config.rules.clone(),
-        ..RegistryOptions::default()
-    });
+    let registry = Registry::new(
+        store.clone(),
+        env.clone(),
+        RegistryOptions {
+            retention: config.rules.clone(),
+            ..RegistryOptions::default()
+        },
+    );
     let config_blob = b"{}";
     let digest = pier_core::digest::Digest::of(pier_core::digest::Algorithm::Sha256, config_blob);
     for (i, repo) in ["ci/app", "prod/app", "a"].into_iter().enumerate() {

@@ -31,7 +31,10 @@ fuzz_target!(|input: &[u8]| {
     };
     // Every digest it references is one the registry can address.
     for descriptor in parsed.blobs.iter().chain(&parsed.children).chain(&parsed.subject) {
-        assert_eq!(Digest::parse(descriptor.digest.as_str()).as_ref(), Ok(&descriptor.digest));
+        assert_eq!(
+            Digest::parse(descriptor.digest.as_str()).as_ref(),
+            Ok(&descriptor.digest)
+        );
         assert!(!descriptor.media_type.is_empty());
     }
     // A GET answers with the type the push was accepted as, unless the

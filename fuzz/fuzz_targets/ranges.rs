@@ -61,7 +61,13 @@ enum LengthHeader {
 
 const REPO: &str = "fuzz/ranges";
 
-fn send(registry: &Registry, method: Method, uri: &str, headers: &[(http::HeaderName, String)], body: RequestBody) -> (http::response::Parts, Bytes) {
+fn send(
+    registry: &Registry,
+    method: Method,
+    uri: &str,
+    headers: &[(http::HeaderName, String)],
+    body: RequestBody,
+) -> (http::response::Parts, Bytes) {
     let mut request = http::Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         request = request.header(name, value);
@@ -73,7 +79,10 @@ fn send(registry: &Registry, method: Method, uri: &str, headers: &[(http::Header
 }
 
 fn header<'a>(parts: &'a http::response::Parts, name: impl http::header::AsHeaderName) -> Option<&'a str> {
-    parts.headers.get(name).map(|v| v.to_str().expect("a header the registry wrote is text"))
+    parts
+        .headers
+        .get(name)
+        .map(|v| v.to_str().expect("a header the registry wrote is text"))
 }
 
 /// `bytes <first>-<last>/<size>`.
@@ -96,11 +105,23 @@ fuzz_target!(|input: Input| {
 
     // Reads of a stored blob with whatever Range a client sends.
     let digest = Digest::of(Algorithm::Sha256, &blob);
-    let (parts, _) = send(&registry, Method::POST, &format!("/v2/{REPO}/blobs/uploads/?digest={digest}"), &[], full_body(blob.clone()));
+    let (parts, _) = send(
+        &registry,
+        Method::POST,
+        &format!("/v2/{REPO}/blobs/uploads/?digest={digest}"),
+        &[],
+        full_body(blob.clone()),
+    );
     assert_eq!(parts.status, StatusCode::CREATED);
     for range in input.reads.iter().take(8).filter(|r| valid_header_value(r)) {
         for method in [Method::GET, Method::HEAD] {
-            let (parts, body) = send(&registry, method.clone(), &format!("/v2/{REPO}/blobs/{digest}"), &[(RANGE, range.clone())], empty_body());
+            let (parts, body) = send(
+                &registry,
+                method.clone(),
+                &format!("/v2/{REPO}/blobs/{digest}"),
+                &[(RANGE, range.clone())],
+                empty_body(),
+            );
             match parts.status {
                 StatusCode::OK => {
                     if method == Method::GET {
@@ -109,10 +130,14 @@ fuzz_target!(|input: Input| {
                     assert_eq!(header(&parts, CONTENT_LENGTH), Some(blob.len().to_string().as_str()));
                 }
                 StatusCode::PARTIAL_CONTENT => {
-                    let (first, last, size) = content_range(header(&parts, CONTENT_RANGE).expect("a 206 has a Content-Range"));
+                    let (first, last, size) =
+                        content_range(header(&parts, CONTENT_RANGE).expect("a 206 has a Content-Range"));
                     assert_eq!(size, blob.len() as u64);
                     assert!(first <= last && last < size, "range {first}-{last} of {size} bytes");
-                    assert_eq!(header(&parts, CONTENT_LENGTH), Some((last - first + 1).to_string().as_str()));
+                    assert_eq!(
+                        header(&parts, CONTENT_LENGTH),
+                        Some((last - first + 1).to_string().as_str())
+                    );
                     if method == Method::GET {
                         assert_eq!(&body[..], &blob[first as usize..=last as usize]);
                     }
@@ -124,7 +149,13 @@ fuzz_target!(|input: Input| {
     }
 
     // A chunked upload whose chunks say what they cover, truthfully or not.
-    let (parts, _) = send(&registry, Method::POST, &format!("/v2/{REPO}/blobs/uploads/"), &[], empty_body());
+    let (parts, _) = send(
+        &registry,
+        Method::POST,
+        &format!("/v2/{REPO}/blobs/uploads/"),
+        &[],
+        empty_body(),
+    );
     assert_eq!(parts.status, StatusCode::ACCEPTED);
     let location = header(&parts, LOCATION).expect("an upload has a location").to_string();
     let mut accepted: Vec<u8> = Vec::new();
@@ -160,12 +191,32 @@ fuzz_target!(|input: Input| {
         // Refused or not, the upload stands where its accepted chunks left it.
         let (parts, _) = send(&registry, Method::GET, &location, &[], empty_body());
         assert_eq!(parts.status, StatusCode::NO_CONTENT);
-        assert_eq!(header(&parts, RANGE), Some(stands(&accepted).as_str()), "after {headers:?}");
+        assert_eq!(
+            header(&parts, RANGE),
+            Some(stands(&accepted).as_str()),
+            "after {headers:?}"
+        );
     }
     let finished = Digest::of(Algorithm::Sha256, &accepted);
-    let (parts, _) = send(&registry, Method::PUT, &format!("{location}?digest={finished}"), &[], empty_body());
-    assert_eq!(parts.status, StatusCode::CREATED, "the accepted chunks do not make the blob");
-    let (parts, body) = send(&registry, Method::GET, &format!("/v2/{REPO}/blobs/{finished}"), &[], empty_body());
+    let (parts, _) = send(
+        &registry,
+        Method::PUT,
+        &format!("{location}?digest={finished}"),
+        &[],
+        empty_body(),
+    );
+    assert_eq!(
+        parts.status,
+        StatusCode::CREATED,
+        "the accepted chunks do not make the blob"
+    );
+    let (parts, body) = send(
+        &registry,
+        Method::GET,
+        &format!("/v2/{REPO}/blobs/{finished}"),
+        &[],
+        empty_body(),
+    );
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(body, accepted);
 });

@@ -43,7 +43,10 @@ fuzz_target!(|input: &[u8]| {
             // The layout keeps its own segments (`_tags`, `_manifests`) beside
             // names, and no key may climb out of its prefix.
             assert!(!component.is_empty() && component != "." && component != "..");
-            assert!(!component.starts_with('_'), "{text:?} could collide with the layout's own keys");
+            assert!(
+                !component.starts_with('_'),
+                "{text:?} could collide with the layout's own keys"
+            );
         }
         let entry = layout::catalog_entry(&repo);
         assert_eq!(layout::repo_of_catalog_entry(&entry), Some(text));
@@ -56,11 +59,19 @@ fuzz_target!(|input: &[u8]| {
 
     if let Ok(reference) = ImageRef::parse(text) {
         let written = reference.to_string();
-        assert_eq!(ImageRef::parse(&written).as_ref(), Ok(&reference), "{text:?} prints as {written:?}");
+        assert_eq!(
+            ImageRef::parse(&written).as_ref(),
+            Ok(&reference),
+            "{text:?} prints as {written:?}"
+        );
     }
 
     // The API's router: whatever the path, an answer and never a 5xx.
-    let path = if text.starts_with('/') { text.to_string() } else { format!("/v2/{text}") };
+    let path = if text.starts_with('/') {
+        text.to_string()
+    } else {
+        format!("/v2/{text}")
+    };
     let Ok(request) = http::Request::builder()
         .method(METHODS[choice as usize % METHODS.len()])
         .uri(path.as_str())

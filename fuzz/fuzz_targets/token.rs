@@ -13,8 +13,8 @@
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
-use ct_codecs::Encoder as _;
 use bytes::Bytes;
+use ct_codecs::Encoder as _;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
@@ -107,10 +107,23 @@ enum Name {
 
 #[derive(Arbitrary, Debug)]
 enum StepAction {
-    TokenGet { params: Vec<Param>, raw: Option<String> },
-    TokenPost { params: Vec<Param>, raw: Option<Vec<u8>> },
-    Api { method: ApiMethod, repo: Repo, kind: ApiKind },
-    RawApi { method: ApiMethod, path: String },
+    TokenGet {
+        params: Vec<Param>,
+        raw: Option<String>,
+    },
+    TokenPost {
+        params: Vec<Param>,
+        raw: Option<Vec<u8>>,
+    },
+    Api {
+        method: ApiMethod,
+        repo: Repo,
+        kind: ApiKind,
+    },
+    RawApi {
+        method: ApiMethod,
+        path: String,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -257,7 +270,8 @@ fn form(params: &[Param], issued: &[Issued]) -> (String, Who) {
                 let token = &issued[*i as usize % issued.len()];
                 who = who.max(token.who);
                 let refresh = token.refresh.as_deref().unwrap_or("");
-                out.append_pair("grant_type", "refresh_token").append_pair("refresh_token", refresh)
+                out.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", refresh)
             }
             Param::RefreshToken(_, text) => {
                 who = Who::MaybeCi;
@@ -367,7 +381,10 @@ fuzz_target!(|input: Input| {
                     ApiKind::Catalog => ("/v2/_catalog".to_string(), Vec::new()),
                     ApiKind::Tags => (format!("/v2/{name}/tags/list"), Vec::new()),
                     ApiKind::Blob => (format!("/v2/{name}/blobs/{}", blob_digest()), Vec::new()),
-                    ApiKind::Upload(None) => (format!("/v2/{name}/blobs/uploads/?digest={}", blob_digest()), BLOB.to_vec()),
+                    ApiKind::Upload(None) => (
+                        format!("/v2/{name}/blobs/uploads/?digest={}", blob_digest()),
+                        BLOB.to_vec(),
+                    ),
                     ApiKind::Upload(Some(from)) => (
                         format!("/v2/{name}/blobs/uploads/?mount={}&from={}", blob_digest(), from.name()),
                         Vec::new(),
@@ -380,13 +397,20 @@ fuzz_target!(|input: Input| {
             StepAction::RawApi { method, path } => (method.method(), path.clone(), Vec::new(), None, false),
         };
         let mut request = http::Request::builder().method(method.clone()).uri(uri.as_str());
-        if let Some(value) = authorization.as_deref().filter(|v| http::HeaderValue::from_str(v).is_ok()) {
+        if let Some(value) = authorization
+            .as_deref()
+            .filter(|v| http::HeaderValue::from_str(v).is_ok())
+        {
             request = request.header(AUTHORIZATION, value);
         }
         if let Some(host) = step.host.as_deref().filter(|v| http::HeaderValue::from_str(v).is_ok()) {
             request = request.header(HOST, host);
         }
-        if let Some(proto) = step.forwarded_proto.as_deref().filter(|v| http::HeaderValue::from_str(v).is_ok()) {
+        if let Some(proto) = step
+            .forwarded_proto
+            .as_deref()
+            .filter(|v| http::HeaderValue::from_str(v).is_ok())
+        {
             request = request.header("x-forwarded-proto", proto);
         }
         if matches!(step.action, StepAction::TokenPost { .. }) {
@@ -419,7 +443,10 @@ fuzz_target!(|input: Input| {
         }
         if status.is_success() && uri.starts_with("/token") {
             let answer: serde_json::Value = serde_json::from_slice(&body).expect("a token answer is JSON");
-            let access = answer["token"].as_str().expect("a token answer has a token").to_string();
+            let access = answer["token"]
+                .as_str()
+                .expect("a token answer has a token")
+                .to_string();
             let refresh = answer["refresh_token"].as_str().map(str::to_string);
             // A token issued to whoever presented these credentials (a
             // refresh token stands for whom it was issued to).
@@ -428,7 +455,10 @@ fuzz_target!(|input: Input| {
         if status.is_success() {
             if let Some(repo) = repo {
                 if writes {
-                    assert!(repo.ci_writes() && who == Who::MaybeCi, "{who:?} wrote: {method} {uri}: {status}");
+                    assert!(
+                        repo.ci_writes() && who == Who::MaybeCi,
+                        "{who:?} wrote: {method} {uri}: {status}"
+                    );
                 } else if repo == Repo::Ci {
                     assert!(who != Who::Anonymous, "anonymous read {uri}");
                 } else {
@@ -438,7 +468,10 @@ fuzz_target!(|input: Input| {
             if uri == "/v2/_catalog" && method == Method::GET {
                 let listed = String::from_utf8_lossy(&body);
                 assert!(!listed.contains("other/app"), "the catalog shows what nobody may pull");
-                assert!(who != Who::Anonymous || !listed.contains("ci/app"), "anonymous sees ci/app listed");
+                assert!(
+                    who != Who::Anonymous || !listed.contains("ci/app"),
+                    "anonymous sees ci/app listed"
+                );
             }
         }
     }

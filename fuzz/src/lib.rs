@@ -94,17 +94,25 @@ pub fn split_at(data: &[u8], cuts: &[u16]) -> Vec<Bytes> {
 /// would send a truncated or overlong answer.
 pub fn read_response(response: HttpResponse) -> (http::response::Parts, Bytes) {
     let (parts, body) = response.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .map(|v| v.to_str().expect("Content-Length is text").parse::<u64>().expect("Content-Length is a number"));
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).map(|v| {
+        v.to_str()
+            .expect("Content-Length is text")
+            .parse::<u64>()
+            .expect("Content-Length is a number")
+    });
     let bytes = match body {
         Body::Empty => Bytes::new(),
         Body::Full(bytes) => bytes,
         Body::Stream { stream, length } => {
-            let chunks: Vec<Bytes> = run(stream.map(|c| c.expect("a response stream of the memory store fails")).collect());
+            let chunks: Vec<Bytes> = run(stream
+                .map(|c| c.expect("a response stream of the memory store fails"))
+                .collect());
             let bytes: Bytes = chunks.concat().into();
-            assert_eq!(bytes.len() as u64, length, "a streamed body is not the length announced");
+            assert_eq!(
+                bytes.len() as u64,
+                length,
+                "a streamed body is not the length announced"
+            );
             bytes
         }
     };
@@ -145,9 +153,8 @@ impl HttpClient for ScriptedPeer {
         let Some(answer) = self.answers.lock().expect("script lock").pop_front() else {
             return Err(HttpError("the scripted peer has hung up".into()));
         };
-        let mut response = http::Response::builder().status(
-            http::StatusCode::from_u16(answer.status).map_err(|_| HttpError("no valid status".into()))?,
-        );
+        let mut response = http::Response::builder()
+            .status(http::StatusCode::from_u16(answer.status).map_err(|_| HttpError("no valid status".into()))?);
         for (name, value) in &answer.headers {
             // What a real HTTP stack could not carry is not sent.
             if let (Ok(name), Ok(value)) = (

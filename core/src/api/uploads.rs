@@ -105,7 +105,7 @@ fn chunk_range(req: &Req<'_>) -> Result<Option<ChunkRange>> {
     };
     // Computed without overflow: `0-18446744073709551615` covers more bytes
     // than any length can say.
-    let Some(range_length) = range.len() else {
+    let Some(range_length) = range.length() else {
         return Err(invalid());
     };
     match req.content_length()? {

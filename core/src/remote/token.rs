@@ -169,7 +169,11 @@ impl Authenticator {
             .ok_or_else(|| RemoteError::Invalid(format!("token endpoint {realm} sent no token")))?;
         // `expires_in` is the peer's number: saturate rather than overflow
         // (a token "valid for ever" is kept until the registry refuses it).
-        let lifetime_ms = answer.expires_in.unwrap_or(DEFAULT_TOKEN_SECS).max(1).saturating_mul(1000);
+        let lifetime_ms = answer
+            .expires_in
+            .unwrap_or(DEFAULT_TOKEN_SECS)
+            .max(1)
+            .saturating_mul(1000);
         let expires_ms = now.saturating_add(lifetime_ms) - RENEW_BEFORE_MS.min(lifetime_ms / 2);
         let header = format!("Bearer {value}");
         self.state
@@ -227,7 +231,11 @@ mod tests {
                 }
                 let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
                 let expires_in = self.expires_in;
-                return Ok(answer(200, &[], &format!(r#"{{"token":"t{n}","expires_in":{expires_in}}}"#)));
+                return Ok(answer(
+                    200,
+                    &[],
+                    &format!(r#"{{"token":"t{n}","expires_in":{expires_in}}}"#),
+                ));
             }
             let current = format!("Bearer t{}", self.issued.load(Ordering::SeqCst));
             if authorization.as_deref() == Some(current.as_str()) {
@@ -294,7 +302,13 @@ mod tests {
             expires_in: u64::MAX,
         });
         let env = Arc::new(FixedEnv::at(1_000_000));
-        let client = RegistryClient::new(fake.clone(), env.clone(), "https://reg.test", Credentials::parse("user:pw")).unwrap();
+        let client = RegistryClient::new(
+            fake.clone(),
+            env.clone(),
+            "https://reg.test",
+            Credentials::parse("user:pw"),
+        )
+        .unwrap();
         futures::executor::block_on(async {
             assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
             env.advance_secs(365 * 24 * 3600);
