@@ -80,6 +80,12 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
     let media_type = declared
         .map(str::to_string)
         .unwrap_or_else(|| infer_media_type(&object, content_type));
+    // It is served back as the Content-Type of every GET: a header value,
+    // so a line break or a parameter smuggled into `mediaType` must not
+    // get in.
+    if !is_media_type(&media_type) {
+        return Err(format!("mediaType {media_type:?} is not a media type (type/subtype)"));
+    }
 
     match object.get("schemaVersion") {
         Some(Value::Number(n)) if n.as_u64() == Some(2) => {}
@@ -163,6 +169,19 @@ pub fn media_type_of(bytes: &[u8]) -> String {
         },
         _ => OCI_MANIFEST.to_string(),
     }
+}
+
+/// `type/subtype` as RFC 6838 names them (restricted names, no parameters).
+fn is_media_type(text: &str) -> bool {
+    let restricted_name = |name: &str| {
+        (1..=127).contains(&name.len())
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    text.split_once('/')
+        .is_some_and(|(kind, subtype)| restricted_name(kind) && restricted_name(subtype))
 }
 
 fn infer_media_type(object: &Map<String, Value>, content_type: Option<&str>) -> String {
@@ -292,6 +311,24 @@ mod tests {
         ];
         for (bytes, ct) in cases {
             assert!(parse(bytes, Some(ct)).is_err(), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    /// Found by the `manifest` fuzz target (a `mediaType` of
+    /// `"x;[sbom"`, accepted without a Content-Type and then refused under
+    /// its own type); worse, a `mediaType` holding a line break was stored
+    /// and every GET of it panicked building its Content-Type header.
+    #[test]
+    fn media_types_must_be_type_and_subtype() {
+        for bad in ["a\nb/c", "x;[sbom", "application/json; charset=utf-8", "text", "/json", "a/", "a b/c", "é/x"] {
+            let m = serde_json::json!({"schemaVersion": 2, "mediaType": bad});
+            let bytes = serde_json::to_vec(&m).unwrap();
+            assert!(parse(&bytes, None).is_err(), "{bad:?}");
+        }
+        for good in ["application/vnd.example.sbom+json", "application/vnd.cncf.helm.chart.v1.tar+gzip"] {
+            let m = serde_json::json!({"schemaVersion": 2, "mediaType": good});
+            let parsed = parse(&serde_json::to_vec(&m).unwrap(), Some(good)).unwrap();
+            assert_eq!(parsed.media_type, good);
         }
     }
 

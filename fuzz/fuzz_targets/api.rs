@@ -170,7 +170,8 @@ enum BodyGen {
 #[derive(Arbitrary, Debug)]
 struct ManifestGen {
     kind: u8,
-    declare_media_type: bool,
+    /// `mediaType`: the kind's own, or any text.
+    declared_media_type: Option<Option<String>>,
     config: Option<BlobRef>,
     layers: Option<Vec<BlobRef>>,
     children: Vec<DigestGen>,
@@ -296,8 +297,8 @@ impl Model {
         if let Some(version) = gen.schema_version {
             value["schemaVersion"] = serde_json::json!(if version >= 0 { 2 } else { version });
         }
-        if gen.declare_media_type {
-            value["mediaType"] = serde_json::json!(media_type);
+        if let Some(declared) = &gen.declared_media_type {
+            value["mediaType"] = serde_json::json!(declared.as_deref().unwrap_or(media_type));
         }
         let is_index = media_type == manifest::OCI_INDEX || media_type == manifest::DOCKER_LIST;
         if is_index || !gen.children.is_empty() {
