@@ -3,7 +3,7 @@
 # already there at the right version. Tools outside the clone live under
 # $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
 #
-# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|all]   (default: all)
+# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|all]   (default: all)
 set -euo pipefail
 
 PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
@@ -21,6 +21,7 @@ WORKER_BUILD_VERSION=0.8.7
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 AZURITE_VERSION=3.37.0
 FAKE_GCS_SERVER_VERSION=v1.56.1
+CARGO_FUZZ_VERSION=0.13.2
 
 log() { echo "[install-deps] $*" >&2; }
 
@@ -117,12 +118,27 @@ install_scaleout() {
   chmod +x "$PIER_TOOLS/bin/azurite-blob"
 }
 
+# The fuzz targets (fuzz/, scripts/fuzz.sh): cargo-fuzz builds them with a
+# nightly toolchain (sanitizer coverage flags are nightly-only).
+install_fuzz() {
+  command -v rustup >/dev/null || { log "rustup is required (it installs the nightly toolchain)"; exit 1; }
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    log "rustup toolchain install nightly"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install -q cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force
+  fi
+}
+
 case $what in
   core) install_core ;;
   clients) install_clients ;;
   edge) install_edge ;;
   scaleout) install_scaleout ;;
-  all) install_core; install_clients; install_edge; install_scaleout ;;
-  *) echo "usage: $0 [core|clients|edge|scaleout|all]" >&2; exit 2 ;;
+  fuzz) install_fuzz ;;
+  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz ;;
+  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|all]" >&2; exit 2 ;;
 esac
 log "done ($what)"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs (skipping
 # what is already there), then runs the Rust tests, the wasm32 build check of
-# the core, the black-box HTTP suite, real clients and the OCI conformance suite
-# against `pier serve`, the crash test, and the edge Worker's suites.
+# the core, a short run of the fuzz targets, the black-box HTTP suite, real
+# clients and the OCI conformance suite against `pier serve`, the crash test,
+# and the edge Worker's suites.
 #
 # Usage: scripts/test.sh            (PIER_SKIP_EDGE=1 to leave out the Worker)
 set -uo pipefail
@@ -55,6 +56,9 @@ step "core builds for wasm32" cargo check -q -p pier-core --target wasm32-unknow
 # outside tests: no client or peer input can reach a panic.
 step "clippy (native and wasm32)" bash -c 'cargo clippy -q -p pier-core -p pier-server --tests -- -D warnings &&
   cargo clippy -q -p pier-core --target wasm32-unknown-unknown -- -D warnings'
+# Every fuzz target for a short while from its committed corpus (nightly;
+# docs/fuzzing.md has the long runs). PIER_FUZZ_SECONDS per target.
+step "fuzz (short)" scripts/fuzz.sh "${PIER_FUZZ_SECONDS:-30}"
 step "build pier" cargo build -q -p pier-server
 
 # Two servers: default settings, and sparse manifests allowed (the conformance

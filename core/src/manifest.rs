@@ -335,6 +335,28 @@ mod tests {
         }
     }
 
+    /// Found by the `manifest` fuzz target (a `mediaType` of
+    /// `"x;[sbom"`, accepted without a Content-Type and then refused under
+    /// its own type); worse, a `mediaType` holding a line break was stored
+    /// and every GET of it panicked building its Content-Type header.
+    #[test]
+    fn media_types_must_be_type_and_subtype() {
+        for bad in ["a\nb/c", "x;[sbom", "text", "/json", "a/", "a b/c", "é/x"] {
+            let m = serde_json::json!({"schemaVersion": 2, "mediaType": bad});
+            let bytes = serde_json::to_vec(&m).unwrap();
+            let pushed = parse(&bytes, None).and_then(|parsed| check_media_types(&parsed));
+            assert!(pushed.is_err(), "{bad:?}");
+        }
+        for good in [
+            "application/vnd.example.sbom+json",
+            "application/vnd.cncf.helm.chart.v1.tar+gzip",
+        ] {
+            let m = serde_json::json!({"schemaVersion": 2, "mediaType": good});
+            let parsed = parse(&serde_json::to_vec(&m).unwrap(), Some(good)).unwrap();
+            assert_eq!(parsed.media_type, good);
+        }
+    }
+
     #[test]
     fn media_types_are_rfc_6838_names() {
         for ok in [

@@ -85,8 +85,9 @@ pub struct ChunkRange {
 }
 
 impl ChunkRange {
-    /// How many bytes the range covers; `None` for an inverted range or
-    /// one the size of every u64 (both client mistakes).
+    /// How many bytes it covers; `None` when it ends before it starts or
+    /// covers more than a u64 counts (`0-18446744073709551615`), which no
+    /// body can match.
     pub fn length(&self) -> Option<u64> {
         self.end.checked_sub(self.start)?.checked_add(1)
     }

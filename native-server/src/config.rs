@@ -203,6 +203,18 @@ impl AuthSettings {
 impl Config {
     pub fn load(args: ServeArgs) -> Result<Config, String> {
         let file = read_optional_file(args.config.as_deref())?;
+        Config::resolve(args, file)
+    }
+
+    /// The settings a configuration file's text gives alone, as
+    /// `pier serve -c FILE` reads it without flags or environment (for the
+    /// fuzz target of the file's parsing).
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let file = toml::from_str(text).map_err(|e| e.to_string())?;
+        Config::resolve(ServeArgs::default(), file)
+    }
+
+    fn resolve(args: ServeArgs, file: FileConfig) -> Result<Config, String> {
         Ok(Config {
             listen: args
                 .listen
@@ -413,6 +425,19 @@ mod tests {
         assert_eq!(config.replicate[0].to_namespace.as_deref(), Some("prod/**"));
         std::fs::write(&path, "[[webhook]]\nurl = \"https://h/\"\nevents = [\"poke\"]\n").unwrap();
         assert!(load_file(&path).is_err());
+    }
+
+    /// TOML writes NaN and infinities, which the retention rules refuse
+    /// like negative day counts (an age of 0 ms would delete everything).
+    #[test]
+    fn retention_day_counts_are_checked() {
+        for bad in ["nan", "-inf", "-1"] {
+            let text = format!("[gc]\n[[gc.rules]]\nnamespace = \"**\"\nexpire_after_days = {bad}\n");
+            let err = Config::from_toml(&text).unwrap_err();
+            assert!(err.contains("not a number of days"), "{bad}: {err}");
+        }
+        let ok = "[gc]\n[[gc.rules]]\nnamespace = \"**\"\nuntagged_expire_after_days = 1.5\n";
+        assert_eq!(Config::from_toml(ok).unwrap().gc.collection.rules.len(), 1);
     }
 
     #[test]

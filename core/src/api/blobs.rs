@@ -114,7 +114,9 @@ fn parse_range(text: &str, size: u64) -> Result<Option<Range<u64>>> {
     let (start, end) = (start.trim(), end.trim());
     let range = if start.is_empty() {
         let suffix: u64 = end.parse().map_err(|_| invalid())?;
-        if suffix == 0 {
+        // An empty blob has no last bytes: a suffix of it is unsatisfiable
+        // (RFC 9110), not the empty range `0..0`.
+        if suffix == 0 || size == 0 {
             return Err(invalid());
         }
         size.saturating_sub(suffix)..size
@@ -162,5 +164,16 @@ mod tests {
             assert!(parse_range(bad, 100).is_err(), "{bad}");
         }
         assert!(parse_range("bytes=0-", 0).is_err());
+    }
+
+    /// Found by the `ranges` fuzz target (`Range: bytes=-8446711` on an
+    /// empty blob): the suffix resolved to the empty range `0..0`, whose
+    /// `Content-Range` end (`end - 1`) underflowed.
+    #[test]
+    fn a_suffix_of_an_empty_blob_is_unsatisfiable() {
+        for suffix in ["bytes=-1", "bytes=-8446711"] {
+            assert!(parse_range(suffix, 0).is_err(), "{suffix}");
+        }
+        assert_eq!(parse_range("bytes=-1", 1).unwrap(), Some(0..1));
     }
 }

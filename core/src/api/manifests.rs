@@ -128,3 +128,35 @@ fn report(registry: &Registry, req: &Req<'_>, action: Action, tags: &[Option<&Ta
         sink.emit(registry, event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::{Request, StatusCode};
+
+    use crate::auth::testing::FixedEnv;
+    use crate::platform::{empty_body, full_body};
+    use crate::registry::{Registry, RegistryOptions};
+    use crate::store::memory::MemoryStore;
+
+    /// A manifest whose `mediaType` holds a line break was stored, and every
+    /// GET of it then panicked building its Content-Type header. It is
+    /// refused at the push now.
+    #[test]
+    fn a_media_type_that_cannot_be_a_header_is_refused_at_the_push() {
+        let registry = Registry::new(
+            Arc::new(MemoryStore::new(64)),
+            Arc::new(FixedEnv::at(0)),
+            RegistryOptions::default(),
+        );
+        let send = |request| futures::executor::block_on(crate::api::handle(&registry, request));
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/x\nInjected: yes"}"#;
+        let push = Request::put("/v2/a/manifests/v1")
+            .body(full_body(&manifest[..]))
+            .unwrap();
+        assert_eq!(send(push).status(), StatusCode::BAD_REQUEST);
+        let get = Request::get("/v2/a/manifests/v1").body(empty_body()).unwrap();
+        assert_eq!(send(get).status(), StatusCode::NOT_FOUND);
+    }
+}

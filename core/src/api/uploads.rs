@@ -108,16 +108,18 @@ fn chunk_range(req: &Req<'_>) -> Result<Option<ChunkRange>> {
         start: number(start).ok_or_else(invalid)?,
         end: number(end).ok_or_else(invalid)?,
     };
-    if range.end < range.start {
+    // Computed without overflow: `0-18446744073709551615` covers more bytes
+    // than any length can say.
+    let Some(range_length) = range.length() else {
         return Err(invalid());
-    }
+    };
     match req.content_length()? {
         None => Err(RegistryError::new(
             ErrorCode::SizeInvalid,
             "a chunk with Content-Range needs a Content-Length",
         )
         .with_status(StatusCode::LENGTH_REQUIRED)),
-        Some(length) if range.length() != Some(length) => Err(RegistryError::new(
+        Some(length) if length != range_length => Err(RegistryError::new(
             ErrorCode::RangeInvalid,
             format!("Content-Range {text:?} does not match Content-Length {length}"),
         )),
@@ -163,4 +165,44 @@ pub(super) async fn finish(
 pub(super) async fn cancel(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
     registry.cancel_upload(repo, id).await?;
     empty(response(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::{Request, StatusCode};
+
+    use crate::auth::testing::FixedEnv;
+    use crate::platform::{empty_body, RequestBody};
+    use crate::registry::{Registry, RegistryOptions};
+    use crate::store::memory::MemoryStore;
+
+    fn send(registry: &Registry, request: Request<RequestBody>) -> crate::api::HttpResponse {
+        futures::executor::block_on(crate::api::handle(registry, request))
+    }
+
+    /// Found by the `ranges` fuzz target: a chunk claiming `0-<u64::MAX>`
+    /// made its length overflow (a panic where overflow checks are on; a
+    /// length of 0 elsewhere, so an empty chunk was taken for that range).
+    #[test]
+    fn a_content_range_whose_length_overflows_is_refused() {
+        let registry = Registry::new(
+            Arc::new(MemoryStore::new(64)),
+            Arc::new(FixedEnv::at(0)),
+            RegistryOptions::default(),
+        );
+        let start = Request::post("/v2/a/blobs/uploads/").body(empty_body()).unwrap();
+        let started = send(&registry, start);
+        assert_eq!(started.status(), StatusCode::ACCEPTED);
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        for length in ["0", "1"] {
+            let chunk = Request::patch(location.as_str())
+                .header("content-range", format!("0-{}", u64::MAX))
+                .header("content-length", length)
+                .body(empty_body())
+                .unwrap();
+            assert_eq!(send(&registry, chunk).status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        }
+    }
 }

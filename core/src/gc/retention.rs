@@ -26,10 +26,10 @@ pub struct RetentionRule {
     #[serde(default)]
     pub keep_last: Option<usize>,
     /// Delete tags matching `tags` pushed more than D days ago.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "days")]
     pub expire_after_days: Option<f64>,
     /// Delete manifests no tag, index or subject keeps, pushed more than D days ago.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "days")]
     pub untagged_expire_after_days: Option<f64>,
     /// Tags (globs) no rule ever deletes, e.g. `v*`.
     #[serde(default)]
@@ -41,6 +41,19 @@ pub struct RetentionRule {
 
 fn every_tag() -> String {
     "*".to_string()
+}
+
+/// A number of days: finite and not negative. A negative or NaN count
+/// would turn into an age of 0 ms, so that one typo (`-1`, TOML's `nan`)
+/// would delete every tag or untagged manifest at the next collection.
+fn days<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let days = Option::<f64>::deserialize(deserializer)?;
+    match days {
+        Some(d) if !d.is_finite() || d < 0.0 => Err(serde::de::Error::custom(format!(
+            "{d} is not a number of days (0 or more)"
+        ))),
+        _ => Ok(days),
+    }
 }
 
 /// A tag as retention sees it.
@@ -184,5 +197,21 @@ mod tests {
         assert_eq!(untagged_expiry_ms(&rules, "ci/x"), Some(86_400_000));
         assert_eq!(untagged_expiry_ms(&rules, "prod/x"), Some(7 * 86_400_000));
         assert_eq!(untagged_expiry_ms(&[], "prod/x"), None);
+    }
+
+    /// Found while writing the `config` fuzz target's checks: a negative
+    /// (or, in TOML, NaN) day count read as an age of 0 ms, so one typo
+    /// deleted every tag at the next collection.
+    #[test]
+    fn day_counts_must_be_finite_and_not_negative() {
+        for bad in ["-1", "-0.5"] {
+            for field in ["expire_after_days", "untagged_expire_after_days"] {
+                let text = format!(r#"{{"rules":[{{"namespace":"**","{field}":{bad}}}]}}"#);
+                let refused = crate::gc::GcConfig::from_json(&text).unwrap_err();
+                assert!(refused.contains("not a number of days"), "{refused}");
+            }
+        }
+        let ok = r#"{"rules":[{"namespace":"**","expire_after_days":0,"untagged_expire_after_days":0.5}]}"#;
+        assert!(crate::gc::GcConfig::from_json(ok).is_ok());
     }
 }

@@ -252,8 +252,14 @@ impl Authenticator {
             .or(answer.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| RemoteError::Invalid(format!("token endpoint {realm} sent no token")))?;
-        let lifetime_ms = answer.expires_in.unwrap_or(DEFAULT_TOKEN_SECS).max(1) * 1000;
-        let expires_ms = now + lifetime_ms - RENEW_BEFORE_MS.min(lifetime_ms / 2);
+        // `expires_in` is the peer's number: saturate rather than overflow
+        // (a token "valid for ever" is kept until the registry refuses it).
+        let lifetime_ms = answer
+            .expires_in
+            .unwrap_or(DEFAULT_TOKEN_SECS)
+            .max(1)
+            .saturating_mul(1000);
+        let expires_ms = now.saturating_add(lifetime_ms) - RENEW_BEFORE_MS.min(lifetime_ms / 2);
         let header = format!("Bearer {value}");
         self.state
             .lock()
@@ -278,6 +284,8 @@ mod tests {
     /// 300 s to `user:pw` only, and whose API wants the newest token.
     struct FakeRegistry {
         issued: AtomicUsize,
+        /// The `expires_in` of its tokens.
+        expires_in: u64,
     }
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> IncomingResponse {
@@ -307,7 +315,12 @@ mod tests {
                     return Ok(answer(401, &[], "{}"));
                 }
                 let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-                return Ok(answer(200, &[], &format!(r#"{{"token":"t{n}","expires_in":300}}"#)));
+                let expires_in = self.expires_in;
+                return Ok(answer(
+                    200,
+                    &[],
+                    &format!(r#"{{"token":"t{n}","expires_in":{expires_in}}}"#),
+                ));
             }
             let current = format!("Bearer t{}", self.issued.load(Ordering::SeqCst));
             if authorization.as_deref() == Some(current.as_str()) {
@@ -336,6 +349,7 @@ mod tests {
     fn tokens_are_fetched_once_per_scope_and_renewed_before_expiry() {
         let fake = Arc::new(FakeRegistry {
             issued: AtomicUsize::new(0),
+            expires_in: 300,
         });
         let env = Arc::new(FixedEnv::at(1_000_000));
         let credentials = Credentials::parse("user:pw");
@@ -355,6 +369,7 @@ mod tests {
     fn refused_credentials_are_an_error_naming_the_token_endpoint() {
         let fake = Arc::new(FakeRegistry {
             issued: AtomicUsize::new(0),
+            expires_in: 300,
         });
         let env = Arc::new(FixedEnv::at(0));
         let client = RegistryClient::new(
@@ -446,5 +461,31 @@ mod tests {
             plain.trusts(&url("https://reg.test:5000/token")).is_err(),
             "another origin"
         );
+    }
+
+    /// Found by the `challenge` fuzz target: an `expires_in` whose
+    /// milliseconds do not fit in a u64 overflowed (a panic where overflow
+    /// checks are on, a wrapped expiry elsewhere).
+    #[test]
+    fn a_token_lifetime_past_the_end_of_time_is_kept_until_refused() {
+        let fake = Arc::new(FakeRegistry {
+            issued: AtomicUsize::new(0),
+            expires_in: u64::MAX,
+        });
+        let env = Arc::new(FixedEnv::at(1_000_000));
+        let client = RegistryClient::new(
+            fake.clone(),
+            env.clone(),
+            "https://reg.test",
+            Credentials::parse("user:pw"),
+            &realms(),
+        )
+        .unwrap();
+        futures::executor::block_on(async {
+            assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
+            env.advance_secs(365 * 24 * 3600);
+            assert_eq!(client.blob_size("a", &digest()).await.unwrap(), Some(7));
+            assert_eq!(fake.issued.load(Ordering::SeqCst), 1, "the token is still good");
+        });
     }
 }
