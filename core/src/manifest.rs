@@ -73,7 +73,8 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
         .map(|ct| ct.split(';').next().unwrap_or("").trim())
         .filter(|ct| !ct.is_empty());
     if let (Some(declared), Some(ct)) = (declared, content_type) {
-        if declared != ct {
+        // Parameters aside on both sides, as the Content-Type's are.
+        if declared.split(';').next().unwrap_or("").trim() != ct {
             return Err(format!("mediaType {declared} does not match Content-Type {ct}"));
         }
     }
