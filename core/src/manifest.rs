@@ -320,12 +320,24 @@ mod tests {
     /// and every GET of it panicked building its Content-Type header.
     #[test]
     fn media_types_must_be_type_and_subtype() {
-        for bad in ["a\nb/c", "x;[sbom", "application/json; charset=utf-8", "text", "/json", "a/", "a b/c", "é/x"] {
+        for bad in [
+            "a\nb/c",
+            "x;[sbom",
+            "application/json; charset=utf-8",
+            "text",
+            "/json",
+            "a/",
+            "a b/c",
+            "é/x",
+        ] {
             let m = serde_json::json!({"schemaVersion": 2, "mediaType": bad});
             let bytes = serde_json::to_vec(&m).unwrap();
             assert!(parse(&bytes, None).is_err(), "{bad:?}");
         }
-        for good in ["application/vnd.example.sbom+json", "application/vnd.cncf.helm.chart.v1.tar+gzip"] {
+        for good in [
+            "application/vnd.example.sbom+json",
+            "application/vnd.cncf.helm.chart.v1.tar+gzip",
+        ] {
             let m = serde_json::json!({"schemaVersion": 2, "mediaType": good});
             let parsed = parse(&serde_json::to_vec(&m).unwrap(), Some(good)).unwrap();
             assert_eq!(parsed.media_type, good);

@@ -152,7 +152,9 @@ mod tests {
         );
         let send = |request| futures::executor::block_on(crate::api::handle(&registry, request));
         let manifest = br#"{"schemaVersion":2,"mediaType":"application/x\nInjected: yes"}"#;
-        let push = Request::put("/v2/a/manifests/v1").body(full_body(&manifest[..])).unwrap();
+        let push = Request::put("/v2/a/manifests/v1")
+            .body(full_body(&manifest[..]))
+            .unwrap();
         assert_eq!(send(push).status(), StatusCode::BAD_REQUEST);
         let get = Request::get("/v2/a/manifests/v1").body(empty_body()).unwrap();
         assert_eq!(send(get).status(), StatusCode::NOT_FOUND);
