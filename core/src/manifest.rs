@@ -160,6 +160,16 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Strin
     })
 }
 
+/// The subject of stored manifest bytes. Read on its own, because a
+/// manifest whose kind only its push's Content-Type told (no `mediaType`,
+/// `config`, `layers` or `manifests`) does not [`parse`] without it, and
+/// the Content-Type is not stored.
+pub fn subject_of(bytes: &[u8]) -> Option<Digest> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    let digest = value.get("subject")?.get("digest")?.as_str()?;
+    Digest::parse(digest).ok()
+}
+
 /// The media type of stored manifest bytes, for the Content-Type of a GET.
 pub fn media_type_of(bytes: &[u8]) -> String {
     match serde_json::from_slice::<Value>(bytes) {

@@ -760,12 +760,8 @@ impl Registry {
                         }
                     }
                 }
-                if let Ok(parsed) = manifest::parse(&bytes, None) {
-                    if let Some(subject) = parsed.subject {
-                        self.store
-                            .delete(&layout::referrer(repo, &subject.digest, digest))
-                            .await?;
-                    }
+                if let Some(subject) = manifest::subject_of(&bytes) {
+                    self.store.delete(&layout::referrer(repo, &subject, digest)).await?;
                 }
                 self.store.delete(&key).await?;
                 self.store.delete(&layout::manifest_pushed(repo, digest)).await?;
