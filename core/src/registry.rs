@@ -760,8 +760,10 @@ impl Registry {
                         }
                     }
                 }
-                if let Some(subject) = manifest::subject_of(&bytes) {
-                    self.store.delete(&layout::referrer(repo, &subject, digest)).await?;
+                if let Some(subject) = manifest::parse_stored(&bytes).ok().and_then(|m| m.subject) {
+                    self.store
+                        .delete(&layout::referrer(repo, &subject.digest, digest))
+                        .await?;
                 }
                 self.store.delete(&key).await?;
                 self.store.delete(&layout::manifest_pushed(repo, digest)).await?;
