@@ -193,6 +193,15 @@ pub fn is_media_type(text: &str) -> bool {
         && parameters.bytes().all(printable)
 }
 
+/// What stored manifest bytes reference, whatever Content-Type they were
+/// pushed with (it is not stored). A manifest whose kind only that
+/// Content-Type told (no `mediaType`, `config`, `layers` or `manifests`)
+/// does not [`parse`] without it; it was accepted under a type that is none
+/// of the four pier knows, and any such type checks it the same way.
+pub fn parse_stored(bytes: &[u8]) -> Result<Manifest, String> {
+    parse(bytes, None).or_else(|_| parse(bytes, Some("application/octet-stream")))
+}
+
 /// The media type of stored manifest bytes, for the Content-Type of a GET.
 /// A stored `mediaType` that is not a media type (pushed before pushes were
 /// checked) is ignored: the type is then inferred from the content.

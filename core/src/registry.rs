@@ -876,12 +876,10 @@ impl Registry {
                 for hint in list_all(self.store(), &layout::tag_hints_prefix(repo, digest)).await? {
                     self.store.delete(&hint).await?;
                 }
-                if let Ok(parsed) = manifest::parse(&bytes, None) {
-                    if let Some(subject) = parsed.subject {
-                        self.store
-                            .delete(&layout::referrer(repo, &subject.digest, digest))
-                            .await?;
-                    }
+                if let Some(subject) = manifest::parse_stored(&bytes).ok().and_then(|m| m.subject) {
+                    self.store
+                        .delete(&layout::referrer(repo, &subject.digest, digest))
+                        .await?;
                 }
                 self.store.delete(&key).await?;
                 self.store.delete(&layout::manifest_pushed(repo, digest)).await?;

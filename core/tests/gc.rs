@@ -749,3 +749,29 @@ fn the_json_form_of_the_gc_table_is_checked() {
     assert!(GcConfig::from_json("[]").is_err());
     assert!(GcConfig::from_json(r#"{"rules": [{"namespace": "a", "keep": 1}]}"#).is_err());
 }
+
+/// A manifest whose kind only its push's Content-Type told (no `mediaType`,
+/// `config`, `layers` or `manifests`) read as unreadable to the collection,
+/// which kept nothing of it: its blobs were swept though a tag kept it.
+#[test]
+fn a_manifest_typed_by_its_content_type_alone_keeps_its_blobs() {
+    block_on(async {
+        let w = world(Vec::new());
+        let note = w.blob("app", "note").await;
+        let body = serde_json::to_vec(&serde_json::json!({ "blobs": [note] })).unwrap();
+        w.registry
+            .put_manifest(
+                &gc_support::repo("app"),
+                &tag("v1"),
+                Some("application/vnd.example.note+json"),
+                body.into(),
+                &[],
+            )
+            .await
+            .unwrap();
+        let stray = w.blob("app", "stray").await;
+        w.collect_later(only_tagged(), false).await;
+        assert!(!w.stored(&stray).await, "the collection ran");
+        assert!(w.stored(&note).await, "the blob of a tagged manifest was collected");
+    });
+}

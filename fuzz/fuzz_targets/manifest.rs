@@ -35,7 +35,11 @@ fuzz_target!(|input: &[u8]| {
         return;
     }
     // Its media type is served back as a Content-Type header.
-    assert!(http::HeaderValue::from_str(&parsed.media_type).is_ok(), "{:?}", parsed.media_type);
+    assert!(
+        http::HeaderValue::from_str(&parsed.media_type).is_ok(),
+        "{:?}",
+        parsed.media_type
+    );
     // Every digest it references is one the registry can address.
     for descriptor in parsed.blobs.iter().chain(&parsed.children).chain(&parsed.subject) {
         assert_eq!(

@@ -159,4 +159,45 @@ mod tests {
         let get = Request::get("/v2/a/manifests/v1").body(empty_body()).unwrap();
         assert_eq!(send(get).status(), StatusCode::NOT_FOUND);
     }
+
+    /// A manifest whose kind only its Content-Type told (no `mediaType`,
+    /// no `config`, `layers` or `manifests`) is listed as a referrer of its
+    /// subject; deleting it must take it out of the listing.
+    #[test]
+    fn deleting_a_referrer_pushed_by_content_type_alone_unlists_it() {
+        let registry = Registry::new(
+            Arc::new(MemoryStore::new(64)),
+            Arc::new(FixedEnv::at(0)),
+            RegistryOptions::default(),
+        );
+        let send = |request| futures::executor::block_on(crate::api::handle(&registry, request));
+        let subject = crate::digest::Digest::of(crate::digest::Algorithm::Sha256, b"subject");
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "subject": {"mediaType": crate::manifest::OCI_MANIFEST, "digest": subject.as_str(), "size": 7}
+        }))
+        .unwrap();
+        let digest = crate::digest::Digest::of(crate::digest::Algorithm::Sha256, &manifest);
+        let push = Request::put(format!("/v2/a/manifests/{digest}"))
+            .header("content-type", "application/vnd.example.note+json")
+            .body(full_body(manifest))
+            .unwrap();
+        assert_eq!(send(push).status(), StatusCode::CREATED);
+        let delete = Request::delete(format!("/v2/a/manifests/{digest}"))
+            .body(empty_body())
+            .unwrap();
+        assert_eq!(send(delete).status(), StatusCode::ACCEPTED);
+        let listing = Request::get(format!("/v2/a/referrers/{subject}"))
+            .body(empty_body())
+            .unwrap();
+        let (_, body) = send(listing).into_parts();
+        let crate::api::Body::Full(body) = body else {
+            panic!("a listing has a body")
+        };
+        let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            index["manifests"],
+            serde_json::json!([]),
+            "the deleted manifest is still listed"
+        );
+    }
 }

@@ -233,7 +233,7 @@ impl Gc {
 }
 
 fn node_of(bytes: &[u8]) -> ManifestNode {
-    match manifest::parse(bytes, None) {
+    match manifest::parse_stored(bytes) {
         Ok(parsed) => ManifestNode {
             blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             children: parsed.children.into_iter().map(|d| d.digest).collect(),
