@@ -41,15 +41,6 @@ main_rules() {
 secured_webhooks() { jq -cn --arg receiver "$RECEIVER" '[{url: "\($receiver)/secured"}]'; }
 secured_rules() { jq -cn '[{repository: "ci/**", tags: "v*", to_namespace: "prod/**"}]'; }
 
-# eventually CMD...: CMD succeeds within a bounded number of tries (30 s at most).
-eventually() {
-  for _ in $(seq 1 300); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "never true: $*"; "$@"
-}
-
 # received PATH JQ-FILTER: the events (JSON lines) delivered to PATH (answered
 # 200) that match the filter.
 received() {

@@ -137,6 +137,15 @@ YML
   wait_http "http://127.0.0.1:$port/v2/" 200 "$!" "$scratch/$name.log"
 }
 
+# eventually CMD...: CMD succeeds within a bounded number of tries (30 s at most).
+eventually() {
+  for _ in $(seq 1 300); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "never true: $*"; "$@"
+}
+
 # refused ADDR: waits until ADDR refuses connections.
 refused() {
   for _ in $(seq 1 100); do

@@ -158,14 +158,6 @@ pier_copy_sends_no_credentials_to_the_realm() {
 # lists_referrer REPO SUBJECT REFERRER: the referrers API lists it.
 lists_referrer() { referrers_of "$R" "$1" "$2" | grep -qx "$3"; }
 
-eventually() {
-  for _ in $(seq 1 300); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "never true: $*"; "$@"
-}
-
 a_ci_pusher_cannot_inject_an_artifact_into_prod() {
   make_image "$R/ci/app:rc1" 1000
   local subject sig evil late_sig late_evil
