@@ -621,7 +621,12 @@ fuzz_target!(|input: Input| {
                 model.manifests.push((digest.clone(), body.clone()));
             }
             let repo = repo_of_path.clone().expect("a manifest path names a repository");
-            model.pushed.insert((repo, digest), (step, sent_type.clone()));
+            // The Content-Type as the registry read it: a header that is not
+            // text counts as none.
+            let read_type = sent_type
+                .clone()
+                .filter(|t| t.bytes().all(|b| (0x20..0x7f).contains(&b)));
+            model.pushed.insert((repo, digest), (step, read_type));
         }
         if status.is_success() && method == Method::DELETE {
             if let Some(repo) = &repo_of_path {
