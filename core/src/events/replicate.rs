@@ -177,7 +177,7 @@ impl Rule {
         let Ok(pushed) = registry.manifest(&repo, &Reference::Digest(digest.clone())).await else {
             return;
         };
-        let Ok(parsed) = manifest::parse(&pushed.bytes, None) else {
+        let Ok(parsed) = manifest::parse_stored(&pushed.bytes) else {
             return;
         };
         let Some(subject) = parsed.subject.clone() else {

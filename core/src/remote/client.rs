@@ -470,7 +470,8 @@ impl RegistryClient {
         }
         let mut tags = Vec::new();
         let mut url = self.url(&format!("/v2/{repo}/tags/list?n=1000"))?;
-        loop {
+        // A hostile registry could send a `Link` to the same page for ever.
+        for _ in 0..MAX_TAG_PAGES {
             let response = self
                 .send(&Scopes::pull(repo), Method::GET, &url, &[], OutgoingBody::Empty)
                 .await?;
@@ -491,6 +492,7 @@ impl RegistryClient {
                 None => return Ok(tags),
             }
         }
+        Err(invalid(format!("GET {url}: more than {MAX_TAG_PAGES} pages of tags")))
     }
 }
 
@@ -521,6 +523,9 @@ fn content_length(response: &IncomingResponse) -> Option<u64> {
 /// Most pages of referrers of one manifest followed (a million referrers
 /// at pier's page size).
 const MAX_REFERRER_PAGES: usize = 1000;
+
+/// Most pages of a tag list followed (a million tags at 1000 a page).
+const MAX_TAG_PAGES: usize = 1000;
 
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
@@ -614,6 +619,39 @@ mod tests {
             Some("/v2/a/tags/list?n=2&last=b")
         );
         assert_eq!(next_link("<x>; rel=\"prev\""), None);
+    }
+
+    /// A registry whose tag list links to itself for ever.
+    struct EndlessTags {
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for EndlessTags {
+        async fn send(
+            &self,
+            _request: super::super::http::OutgoingRequest,
+        ) -> Result<IncomingResponse, super::super::http::HttpError> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = Bytes::from_static(br#"{"name":"a","tags":["t"]}"#);
+            http::Response::builder()
+                .status(200)
+                .header("link", "</v2/a/tags/list?n=1000>; rel=\"next\"")
+                .body(box_stream(futures::stream::once(async move { Ok(body) })))
+                .map_err(|e| super::super::http::HttpError(e.to_string()))
+        }
+    }
+
+    #[test]
+    fn a_tag_list_that_never_ends_is_an_error() {
+        let peer = Arc::new(EndlessTags {
+            asked: Default::default(),
+        });
+        let env = Arc::new(crate::auth::testing::FixedEnv::at(0));
+        let client = RegistryClient::new(peer.clone(), env, "https://reg.test", None, &[]).unwrap();
+        let listed = futures::executor::block_on(client.tags("a"));
+        assert!(listed.is_err(), "{listed:?}");
+        assert_eq!(peer.asked.load(std::sync::atomic::Ordering::Relaxed), MAX_TAG_PAGES);
     }
 
     #[test]
