@@ -941,31 +941,8 @@ fn a_token_without_the_mount_source_asks_for_both_scopes() {
 
 #[test]
 fn an_oidc_id_token_logs_in_as_its_mapped_identity() {
-    let provider = ES256KeyPair::generate().with_key_id("ci-provider-1");
-    let oidc = json!([{
-        "issuer": "https://ci.example.test",
-        "audience": "pier",
-        "jwks": json!({ "keys": [serde_json::from_str::<Value>(&provider.public_key().to_jwk()).unwrap()] }).to_string(),
-        "identities": [
-            { "claims": { "repository": "acme/release", "ref": "refs/heads/main" }, "name": "promoter" },
-        ],
-    }]);
-    let fixture = Fixture::with_oidc(oidc);
-    let id_token = |repository: &str| {
-        let now = UnixTimeStamp::from_secs(NOW_MS / 1000);
-        let claims = JWTClaims {
-            issued_at: Some(now),
-            expires_at: Some(now + Duration::from_secs(600)),
-            invalid_before: Some(now),
-            audiences: Some(Audiences::AsString("pier".into())),
-            issuer: Some("https://ci.example.test".into()),
-            jwt_id: None,
-            subject: Some(format!("repo:{repository}")),
-            nonce: None,
-            custom: json!({ "repository": repository, "ref": "refs/heads/main" }),
-        };
-        provider.sign(claims).unwrap()
-    };
+    let (fixture, provider) = oidc_fixture();
+    let id_token = |repository: &str| id_token(&provider, repository, 600);
     let token = fixture.token(
         Some(&basic("oidc", &id_token("acme/release"))),
         &["repository:prod/app:pull,push"],
