@@ -19,19 +19,24 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod digest;
 pub mod error;
 pub mod events;
 pub mod gc;
 pub mod glob;
+pub mod handshake;
 pub mod layout;
 pub mod manifest;
 pub mod mirror;
 pub mod names;
 pub mod platform;
+pub mod records;
 pub mod registry;
 pub mod remote;
+pub mod retention;
 pub mod store;
+pub mod time;
 pub mod upload;
 
 pub use registry::Registry;

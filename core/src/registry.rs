@@ -8,43 +8,22 @@ use bytes::Bytes;
 use futures::future::{join_all, try_join_all};
 use serde_json::{json, Value};
 
+use crate::body::RequestBody;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::events::EventSink;
-use crate::gc::{protocol, retention, RetentionRule};
+use crate::handshake;
 use crate::layout;
 use crate::manifest::{self, Manifest};
 use crate::mirror::Mirror;
 use crate::names::{RepoName, Tag};
-use crate::platform::{Env, RequestBody};
+use crate::platform::Env;
+use crate::records::{BlobRecord, Reference, StoredManifest, TagRecord};
+use crate::retention::{self, RetentionRule};
 use crate::store::cache::ImmutableCache;
 use crate::store::fresh::FreshReads;
 use crate::store::{list_all, read_small, GetResult, PutMode, Store, StoreError, StoreResult};
-use crate::upload::{BlobRecord, ChunkRange, Upload, UploadStatus};
-
-/// A manifest reference: a tag or a digest.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Reference {
-    Tag(Tag),
-    Digest(Digest),
-}
-
-impl Reference {
-    /// The tag, when it is one.
-    pub fn tag(&self) -> Option<&Tag> {
-        match self {
-            Reference::Tag(tag) => Some(tag),
-            Reference::Digest(_) => None,
-        }
-    }
-}
-
-/// A manifest as read back.
-pub struct StoredManifest {
-    pub digest: Digest,
-    pub media_type: String,
-    pub bytes: Bytes,
-}
+use crate::upload::{ChunkRange, Upload, UploadStatus};
 
 /// What a manifest push did.
 pub struct PushedManifest {
@@ -301,8 +280,8 @@ impl Registry {
         }
         // Touch before looking, so a collection either sees the reuse or we see its tombstone.
         // Then the tombstone before the record: see `check_published`.
-        protocol::touch(self.origin(), self.env.as_ref(), digest).await?;
-        if protocol::blob_doomed(self.origin(), digest).await?
+        handshake::touch(self.origin(), self.env.as_ref(), digest).await?;
+        if handshake::blob_doomed(self.origin(), digest).await?
             || self.origin.head(&layout::blob_record(digest)).await?.is_none()
         {
             return Ok(false);
@@ -552,7 +531,7 @@ impl Registry {
             self.check_references(repo, &parsed).await?;
         }
 
-        protocol::publish_push(self.origin(), self.env.as_ref(), repo, &digest, &parsed).await?;
+        handshake::publish_push(self.origin(), self.env.as_ref(), repo, &digest, &parsed).await?;
         let manifest_key = layout::manifest(repo, &digest);
         let created = match self.store.put(&manifest_key, bytes.clone(), PutMode::Create).await {
             Ok(_) => true,
@@ -642,12 +621,12 @@ impl Registry {
 
     /// After the tags are written, where retention may expire them: none was
     /// deleted by a collection that read it before this push (the tombstone
-    /// first, then the tag: see `gc::protocol`). A refused push is retried
+    /// first, then the tag: see `handshake`). A refused push is retried
     /// by the client and writes its tags again.
     async fn check_tags_kept(&self, repo: &RepoName, tags: &[&Tag]) -> Result<()> {
         let store = self.origin();
         try_join_all(tags.iter().map(|tag| async move {
-            if protocol::tag_doomed(store, repo, tag).await? || !exists(store, layout::tag(repo, tag)).await? {
+            if handshake::tag_doomed(store, repo, tag).await? || !exists(store, layout::tag(repo, tag)).await? {
                 return Err(RegistryError::new(
                     ErrorCode::Unavailable,
                     format!("tag {tag} is being expired by a garbage collection; push it again"),
@@ -685,7 +664,7 @@ impl Registry {
         // (docs/gc.md). Reading both at once would let a collection finish
         // between the two reads, unseen by either.
         let own_check = async {
-            if protocol::manifest_doomed(store, repo, digest).await?
+            if handshake::manifest_doomed(store, repo, digest).await?
                 || !exists(store, layout::manifest(repo, digest)).await?
             {
                 return Err(collected(digest));
@@ -697,7 +676,7 @@ impl Registry {
             .iter()
             .filter(|d| !Manifest::blob_may_be_foreign(d))
             .map(|d| async move {
-                if protocol::blob_doomed(store, &d.digest).await? {
+                if handshake::blob_doomed(store, &d.digest).await? {
                     return Err(collected(&d.digest));
                 }
                 let (linked, recorded) = futures::try_join!(
@@ -711,7 +690,7 @@ impl Registry {
                 }
             });
         let child_checks = parsed.children.iter().map(|d| async move {
-            if protocol::manifest_doomed(store, repo, &d.digest).await? {
+            if handshake::manifest_doomed(store, repo, &d.digest).await? {
                 return Err(collected(&d.digest));
             }
             if sparse || exists(store, layout::manifest(repo, &d.digest)).await? {
@@ -1102,57 +1081,6 @@ pub struct ReferrersPage {
 
 async fn exists(store: &dyn Store, key: String) -> StoreResult<bool> {
     Ok(store.head(&key).await?.is_some())
-}
-
-/// What a tag record holds: `{"digest", "tagged_ms"}`, and `checked_ms` in
-/// a pull-through cache. Older builds wrote the digest as plain text; those
-/// read with `tagged_ms` 0 (as old as can be).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TagRecord {
-    pub digest: Digest,
-    pub tagged_ms: u64,
-    /// When upstream last confirmed the tag (pull-through caches); 0 for
-    /// tags pushed here.
-    pub checked_ms: u64,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct TagRecordJson {
-    digest: String,
-    #[serde(default)]
-    tagged_ms: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    checked_ms: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl TagRecord {
-    pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
-        let (digest, tagged_ms, checked_ms) = match serde_json::from_slice::<TagRecordJson>(bytes) {
-            Ok(json) => (json.digest, json.tagged_ms, json.checked_ms),
-            Err(_) => (std::str::from_utf8(bytes).ok()?.trim().to_string(), 0, 0),
-        };
-        Some(TagRecord {
-            digest: Digest::parse(&digest).ok()?,
-            tagged_ms,
-            checked_ms,
-        })
-    }
-
-    pub fn to_bytes(&self) -> Bytes {
-        let json = TagRecordJson {
-            digest: self.digest.as_str().to_string(),
-            tagged_ms: self.tagged_ms,
-            checked_ms: self.checked_ms,
-        };
-        // A struct of a string and numbers: its JSON cannot fail.
-        #[allow(clippy::expect_used)]
-        let bytes = serde_json::to_vec(&json).expect("a string and numbers serialize");
-        bytes.into()
-    }
 }
 
 /// The descriptor a referrers listing shows for a manifest with a subject.

@@ -24,11 +24,13 @@ use futures::future::Either;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::body::{BodyError, RequestBody};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::layout;
 use crate::names::RepoName;
-use crate::platform::{BodyError, BoxFuture, Env, RequestBody};
+use crate::platform::{BoxFuture, Env};
+use crate::records::BlobRecord;
 use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
 
 /// The persisted state of an upload session.
@@ -695,14 +697,13 @@ enum HoldLast {
 
 /// Claims an existing blob for a new use: touches it, then makes sure no
 /// collection is deleting it or has just deleted it (the order matters: see
-/// `gc::protocol`). A blob being deleted is answered 503 so that the client
+/// `handshake`). A blob being deleted is answered 503 so that the client
 /// retries after the sweep, when the upload stores the bytes anew.
 async fn reuse_existing(store: &dyn Store, env: &dyn Env, digest: &Digest) -> Result<()> {
-    crate::gc::protocol::touch(store, env, digest).await?;
+    crate::handshake::touch(store, env, digest).await?;
     // The tombstone before the record, never both at once: a collection
     // deletes the record first and the tombstone last.
-    if crate::gc::protocol::blob_doomed(store, digest).await?
-        || store.head(&layout::blob_record(digest)).await?.is_none()
+    if crate::handshake::blob_doomed(store, digest).await? || store.head(&layout::blob_record(digest)).await?.is_none()
     {
         return Err(RegistryError::new(
             ErrorCode::Unavailable,
@@ -759,14 +760,4 @@ async fn rehash(store: &dyn Store, key: &str, algorithm: Algorithm) -> Result<Di
         hasher.update(&chunk?);
     }
     Ok(hasher.finish())
-}
-
-/// The record that makes a blob exist: its size and where its bytes are.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct BlobRecord {
-    pub size: u64,
-    pub object: String,
-    /// When the record was written; records of older builds read as 0 (old).
-    #[serde(default)]
-    pub created_ms: u64,
 }

@@ -21,9 +21,10 @@ use pier_core::api::{handle, handle_with_auth, Body, HttpResponse};
 use pier_core::auth::identity::{hash_password, new_robot_token};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
 use pier_core::auth::{Auth, AuthConfig, ClientAddress, RequestOrigin};
+use pier_core::body::{empty_body, full_body};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::gc::{Gc, GcConfig};
-use pier_core::platform::{empty_body, full_body, BoxFuture, Env, HeavyWork};
+use pier_core::platform::{BoxFuture, Env, HeavyWork};
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
 use pier_core::Registry;
@@ -149,7 +150,7 @@ impl Fixture {
         }
     }
 
-    fn send(&self, request: Request<pier_core::platform::RequestBody>) -> Answer {
+    fn send(&self, request: Request<pier_core::body::RequestBody>) -> Answer {
         Answer::of(block_on(handle_with_auth(&self.registry, Some(&self.auth), request)))
     }
 
@@ -232,7 +233,7 @@ fn request(
     authorization: Option<&str>,
     body: &[u8],
     client: &str,
-) -> Request<pier_core::platform::RequestBody> {
+) -> Request<pier_core::body::RequestBody> {
     let mut builder = Request::builder().method(method).uri(uri).header("host", HOST);
     if let Some(authorization) = authorization {
         builder = builder.header("authorization", authorization);

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use gc_support::*;
 use pier_core::error::ErrorCode;
-use pier_core::gc::{Gc, GcConfig, RetentionRule};
+use pier_core::gc::{Gc, GcConfig};
 use pier_core::manifest::{DOCKER_LIST, OCI_INDEX};
-use pier_core::registry::Reference;
+use pier_core::records::Reference;
+use pier_core::retention::RetentionRule;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, Store};
 use pier_core::upload::load_state;
@@ -572,7 +573,7 @@ fn idle_uploads_expire_with_their_multipart_writes() {
         let idle = w.registry.start_upload(&app).await.unwrap().id;
         // 20 bytes with 8-byte parts: two parts written, a tail left.
         w.registry
-            .upload_chunk(&app, &idle, None, pier_core::platform::full_body(vec![7u8; 20]))
+            .upload_chunk(&app, &idle, None, pier_core::body::full_body(vec![7u8; 20]))
             .await
             .unwrap();
         let (_, state) = load_state(w.store.as_ref(), &idle).await.unwrap().unwrap();
@@ -606,7 +607,7 @@ fn the_uploads_only_pass_removes_idle_sessions_and_nothing_else() {
         let stray = w.blob("app", "stray").await;
         let idle = w.registry.start_upload(&app).await.unwrap().id;
         w.registry
-            .upload_chunk(&app, &idle, None, pier_core::platform::full_body(vec![7u8; 20]))
+            .upload_chunk(&app, &idle, None, pier_core::body::full_body(vec![7u8; 20]))
             .await
             .unwrap();
         w.env.advance(25 * HOUR_MS);

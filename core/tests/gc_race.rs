@@ -158,11 +158,7 @@ fn run(reuse: Reuse, gc_first: bool, ops: usize, tally: &mut Tally) -> bool {
                 .map(|_| ()),
             Reuse::Upload => {
                 client_ref
-                    .upload_whole(
-                        &other,
-                        &old_digest,
-                        pier_core::platform::full_body(b"old layer".to_vec()),
-                    )
+                    .upload_whole(&other, &old_digest, pier_core::body::full_body(b"old layer".to_vec()))
                     .await
             }
             Reuse::Mount => match client_ref.mount_blob(&other, &old_digest, Some(&app)).await {

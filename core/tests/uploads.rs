@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::executor::block_on;
+use pier_core::body::full_body;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::error::ErrorCode;
 use pier_core::names::RepoName;
-use pier_core::platform::{full_body, Env};
+use pier_core::platform::Env;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
@@ -178,9 +179,9 @@ fn a_put_right_after_the_post_keeps_nothing_of_a_wrong_digest() {
         let content = data(3 * PART + 1);
         let digest = Digest::of(Algorithm::Sha256, &content);
         let id = registry.start_upload(&repo()).await.unwrap().id;
-        let broken: pier_core::platform::RequestBody = Box::pin(futures::stream::iter(vec![
+        let broken: pier_core::body::RequestBody = Box::pin(futures::stream::iter(vec![
             Ok(Bytes::from(content[..PART + 2].to_vec())),
-            Err(pier_core::platform::BodyError::Read("the client went away".into())),
+            Err(pier_core::body::BodyError::Read("the client went away".into())),
         ]));
         registry
             .finish_upload(&repo(), &id, &digest, None, broken)
@@ -413,7 +414,7 @@ fn bodies_over_the_limit_are_refused_whole() {
         );
         let content = data(40);
         let digest = Digest::of(Algorithm::Sha256, &content);
-        let body = pier_core::platform::limit_body(full_body(Bytes::from(content.clone())), 16);
+        let body = pier_core::body::limit_body(full_body(Bytes::from(content.clone())), 16);
         let err = registry.upload_whole(&repo(), &digest, body).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::SizeInvalid);
         assert_eq!(err.status.as_u16(), 413);
@@ -589,9 +590,9 @@ fn part_writes_overlap_the_next_bytes() {
             .upload_chunk(&repo(), &whole, None, full_body(content[..PART].to_vec()))
             .await
             .unwrap();
-        let broken: pier_core::platform::RequestBody = Box::pin(futures::stream::iter(vec![
+        let broken: pier_core::body::RequestBody = Box::pin(futures::stream::iter(vec![
             Ok(Bytes::from(content[PART..4 * PART].to_vec())),
-            Err(pier_core::platform::BodyError::Read("the client went away".into())),
+            Err(pier_core::body::BodyError::Read("the client went away".into())),
         ]));
         registry.upload_chunk(&repo(), &whole, None, broken).await.unwrap_err();
         assert_eq!(

@@ -5,7 +5,7 @@
 use http::header::{HeaderName, HeaderValue};
 use pier_core::api::Body;
 use pier_core::auth::{ClientAddress, RequestOrigin};
-use pier_core::platform::{empty_body, RequestBody};
+use pier_core::body::{empty_body, RequestBody};
 use worker::{EncodeBody, Headers, Response, ResponseBuilder};
 
 use crate::streams::{readable_of_length, request_body, UnreadBody};

@@ -10,7 +10,8 @@ use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use pier_core::platform::{box_stream, BodyError, RequestBody};
+use pier_core::body::{BodyError, RequestBody};
+use pier_core::platform::box_stream;
 use pier_core::store::ByteStream;
 use worker::js_sys::{BigInt, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};

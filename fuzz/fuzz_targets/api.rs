@@ -25,14 +25,16 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION
 use http::{Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use pier_core::digest::{Algorithm, Digest};
-use pier_core::gc::RetentionRule;
+use pier_core::retention::RetentionRule;
 use pier_core::layout;
 use pier_core::manifest::{self, Manifest};
 use pier_core::names::RepoName;
-use pier_core::registry::{RegistryOptions, TagRecord};
+use pier_core::registry::RegistryOptions;
+use pier_core::records::TagRecord;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, read_small, Store};
-use pier_core::upload::{BlobRecord, UploadState};
+use pier_core::upload::UploadState;
+use pier_core::records::BlobRecord;
 use pier_core::Registry;
 use pier_fuzz::{body_in_pieces, read_response, run, split_at, FuzzEnv};
 

@@ -14,7 +14,7 @@ use pier_core::auth::challenge::{basic, bearer, BearerError};
 use pier_core::auth::scope::Scope;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::names::Tag;
-use pier_core::registry::Reference;
+use pier_core::records::Reference;
 use pier_core::remote::challenge::{parse, Challenge};
 use pier_core::remote::{Credentials, RegistryClient};
 use pier_fuzz::{run, FuzzEnv, ScriptedAnswer, ScriptedPeer};

@@ -98,11 +98,11 @@ fn collect(config: GcConfig) {
             });
             let bytes = serde_json::to_vec(&manifest).expect("json");
             let reference = match tag {
-                "untagged" => pier_core::registry::Reference::Digest(pier_core::digest::Digest::of(
+                "untagged" => pier_core::records::Reference::Digest(pier_core::digest::Digest::of(
                     pier_core::digest::Algorithm::Sha256,
                     &bytes,
                 )),
-                tag => pier_core::registry::Reference::Tag(pier_core::names::Tag::parse(tag).expect("valid")),
+                tag => pier_core::records::Reference::Tag(pier_core::names::Tag::parse(tag).expect("valid")),
             };
             // Immutable tags may refuse a push; that is theirs to decide.
             let _ = run(registry.put_manifest(&repo, &reference, None, bytes.into(), &[]));

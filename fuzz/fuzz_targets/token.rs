@@ -321,7 +321,7 @@ fuzz_target!(|input: Input| {
     for repo in [Repo::Public, Repo::Ci, Repo::Prod, Repo::Other] {
         let repo = RepoName::parse(repo.name()).expect("valid");
         run(registry.upload_whole(&repo, &blob_digest(), full_body(BLOB))).expect("blob");
-        let reference = pier_core::registry::Reference::Tag(pier_core::names::Tag::parse("v1").expect("valid"));
+        let reference = pier_core::records::Reference::Tag(pier_core::names::Tag::parse("v1").expect("valid"));
         run(registry.put_manifest(&repo, &reference, None, manifest().into(), &[])).expect("manifest");
     }
     let mut issued: Vec<Issued> = Vec::new();

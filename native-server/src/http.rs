@@ -18,7 +18,8 @@ use metrics::Counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pier_core::api::{self, Body};
 use pier_core::auth::{Auth, ClientAddress};
-use pier_core::platform::{box_stream, BodyError};
+use pier_core::body::BodyError;
+use pier_core::platform::box_stream;
 use pier_core::store::Store;
 use pier_core::Registry;
 

@@ -14,8 +14,8 @@ use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::mirror;
 use crate::names::RepoName;
+use crate::records::BlobRecord;
 use crate::registry::Registry;
-use crate::upload::BlobRecord;
 
 /// How long a signed URL handed out by a blob redirect stays valid: long
 /// enough for a client to follow it, short enough that a leaked one soon dies.

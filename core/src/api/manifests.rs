@@ -11,7 +11,8 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::events::{Action, Event, Subject};
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::names::{RepoName, Tag};
-use crate::registry::{Reference, Registry};
+use crate::records::Reference;
+use crate::registry::Registry;
 
 const SUBJECT_HEADER: &str = "oci-subject";
 const TAG_HEADER: &str = "oci-tag";
@@ -136,7 +137,7 @@ mod tests {
     use http::{Request, StatusCode};
 
     use crate::auth::testing::FixedEnv;
-    use crate::platform::{empty_body, full_body};
+    use crate::body::{empty_body, full_body};
     use crate::registry::{Registry, RegistryOptions};
     use crate::store::memory::MemoryStore;
 

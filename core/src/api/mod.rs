@@ -12,11 +12,12 @@ use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTE
 use http::{Method, Request, Response, StatusCode};
 
 use crate::auth::Auth;
+use crate::body::{BodyError, RequestBody};
 use crate::digest::{Digest, DigestError};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::{RepoName, Tag};
-use crate::platform::{BodyError, RequestBody};
-use crate::registry::{Reference, Registry};
+use crate::records::Reference;
+use crate::registry::Registry;
 use crate::store::ByteStream;
 
 mod admin;

@@ -5,10 +5,10 @@ use http::{HeaderName, StatusCode};
 
 use super::{digest_header, empty, parse_digest, response, with_location, BodySlot, HttpResponse, Req};
 use crate::auth::policy::Action;
+use crate::body::{limit_body, BodyError, RequestBody};
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
-use crate::platform::{limit_body, BodyError, RequestBody};
 use crate::registry::Registry;
 use crate::upload::{ChunkRange, UploadStatus};
 
@@ -174,7 +174,7 @@ mod tests {
     use http::{Request, StatusCode};
 
     use crate::auth::testing::FixedEnv;
-    use crate::platform::{empty_body, RequestBody};
+    use crate::body::{empty_body, RequestBody};
     use crate::registry::{Registry, RegistryOptions};
     use crate::store::memory::MemoryStore;
 

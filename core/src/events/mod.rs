@@ -82,7 +82,7 @@ impl Event {
         Event {
             id: env.random_id(),
             action,
-            timestamp: crate::api::token::rfc3339(env.now_millis() / 1000),
+            timestamp: crate::time::rfc3339(env.now_millis() / 1000),
             repository: subject.repo.to_string(),
             tag: tag.map(|t| t.to_string()),
             digest: subject.digest.to_string(),

@@ -21,20 +21,19 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::handshake;
 use crate::layout;
 use crate::platform::Env;
+use crate::retention::RetentionRule;
 use crate::store::{read_small, ObjectMeta, PutMode, Store, StoreError};
 
 mod marks;
-pub mod protocol;
 pub mod report;
 mod repos;
-pub mod retention;
 mod sweep;
 mod uploads;
 
 pub use report::Report;
-pub use retention::RetentionRule;
 
 /// How collection behaves; the `[gc]` section of the native configuration and
 /// the `GC` variable of the Worker.
@@ -140,7 +139,7 @@ pub struct Gc {
     /// Only the upload phase: idle sessions go, nothing else is examined.
     uploads_only: bool,
     /// Journal entries read so far, by key (they never change once written).
-    journal: BTreeMap<String, protocol::JournalEntry>,
+    journal: BTreeMap<String, handshake::JournalEntry>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RegistryError {

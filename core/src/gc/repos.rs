@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::retention::{self, TagInfo};
 use super::{Gc, Phase, RunState};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::layout;
 use crate::manifest;
 use crate::names::{RepoName, Tag};
-use crate::registry::TagRecord;
+use crate::records::TagRecord;
+use crate::retention::{self, TagInfo};
 use crate::store::{list_all, read_small, PutMode};
 
 /// What retention needs to know about one stored manifest.

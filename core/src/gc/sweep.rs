@@ -6,14 +6,14 @@
 use bytes::Bytes;
 
 use super::marks::{page, suffixes_in_range};
-use super::protocol::touched_ms;
 use super::{Gc, Phase, RunState};
 use crate::digest::Digest;
 use crate::error::Result;
+use crate::handshake::touched_ms;
 use crate::layout;
 use crate::names::RepoName;
+use crate::records::BlobRecord;
 use crate::store::{list_all, read_small, PutMode};
-use crate::upload::BlobRecord;
 
 impl Gc {
     pub(super) async fn sweep_blobs(&mut self, state: &mut RunState) -> Result<Option<Phase>> {

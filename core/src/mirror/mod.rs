@@ -20,7 +20,8 @@ use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::{RepoName, Tag};
 use crate::platform::Env;
-use crate::registry::{Reference, Registry, StoredManifest};
+use crate::records::{Reference, StoredManifest};
+use crate::registry::Registry;
 use crate::remote::http::HttpClient;
 use crate::remote::verify::verified;
 use crate::remote::{Credentials, RegistryClient, RemoteError};
@@ -376,7 +377,7 @@ mod tests {
 
     #[test]
     fn tag_records_keep_the_upstream_check_time() {
-        use crate::registry::TagRecord;
+        use crate::records::TagRecord;
         let digest = Digest::of(crate::digest::Algorithm::Sha256, b"m");
         let checked = TagRecord {
             digest: digest.clone(),

@@ -29,9 +29,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use crate::body::{BodyError, RequestBody};
 use crate::digest::Digest;
 use crate::names::RepoName;
-use crate::platform::{box_stream, BodyError, BoxFuture, RequestBody};
+use crate::platform::{box_stream, BoxFuture};
 use crate::registry::Registry;
 use crate::remote::http::HttpBody;
 use crate::store::{ByteStream, StoreError};

@@ -22,7 +22,7 @@ use super::{Credentials, RemoteError};
 use crate::digest::{Algorithm, Digest};
 use crate::manifest::{self, MAX_MANIFEST_BYTES};
 use crate::platform::{box_stream, Env};
-use crate::registry::{Reference, StoredManifest};
+use crate::records::{Reference, StoredManifest};
 
 /// Every manifest type pier stores, for `Accept`.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \

@@ -26,7 +26,7 @@ use crate::glob::Glob;
 use crate::manifest::{self, Descriptor, Manifest};
 use crate::names::{RepoName, Tag};
 use crate::platform::{box_stream, BoxFuture, MaybeSend, MaybeSync};
-use crate::registry::{Reference, StoredManifest};
+use crate::records::{Reference, StoredManifest};
 
 /// Where a copied manifest goes in the destination.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,11 +8,13 @@ use futures::TryStreamExt;
 use super::copy::{ImageStore, ManifestRole};
 use super::http::{HttpBody, HttpError};
 use super::RemoteError;
+use crate::body::BodyError;
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError};
 use crate::names::RepoName;
-use crate::platform::{box_stream, BodyError};
-use crate::registry::{Reference, Registry, StoredManifest};
+use crate::platform::box_stream;
+use crate::records::{Reference, StoredManifest};
+use crate::registry::Registry;
 
 /// Stands for "this registry" where a copy compares registries: no URL
 /// looks like it, so only two local repositories mount from each other.

@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};
-use crate::registry::Reference;
+use crate::records::Reference;
 
 const DOCKER_HUB: &str = "registry-1.docker.io";
 

@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use pier_core::body::full_body;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::gc::{Gc, GcConfig, Report};
 use pier_core::manifest;
 use pier_core::names::{RepoName, Tag};
-use pier_core::platform::{full_body, Env};
-use pier_core::registry::{Reference, RegistryOptions};
+use pier_core::platform::Env;
+use pier_core::records::BlobRecord;
+use pier_core::records::Reference;
+use pier_core::registry::RegistryOptions;
 use pier_core::store::{list_all, read_small, Store};
-use pier_core::upload::BlobRecord;
 use pier_core::Registry;
 use serde_json::{json, Value};
 
@@ -68,7 +70,11 @@ pub fn tag(name: &str) -> Reference {
     Reference::Tag(Tag::parse(name).unwrap())
 }
 
-pub fn registry(store: Arc<dyn Store>, env: Arc<TestEnv>, retention: Vec<pier_core::gc::RetentionRule>) -> Registry {
+pub fn registry(
+    store: Arc<dyn Store>,
+    env: Arc<TestEnv>,
+    retention: Vec<pier_core::retention::RetentionRule>,
+) -> Registry {
     let options = RegistryOptions {
         retention,
         ..RegistryOptions::default()
@@ -76,7 +82,7 @@ pub fn registry(store: Arc<dyn Store>, env: Arc<TestEnv>, retention: Vec<pier_co
     Registry::new(store, env, options)
 }
 
-pub fn config(rules: Vec<pier_core::gc::RetentionRule>) -> GcConfig {
+pub fn config(rules: Vec<pier_core::retention::RetentionRule>) -> GcConfig {
     GcConfig {
         grace_secs: 3600,
         upload_expiry_secs: 24 * 3600,

@@ -13,7 +13,7 @@ use pier_core::digest::Digest;
 use pier_core::manifest::{self, OCI_INDEX};
 use pier_core::names::Tag;
 use pier_core::platform::box_stream;
-use pier_core::registry::{Reference, StoredManifest};
+use pier_core::records::{Reference, StoredManifest};
 use pier_core::remote::copy::{ImageStore, ManifestRole};
 use pier_core::remote::http::{HttpBody, HttpError};
 use pier_core::remote::RemoteError;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use pier_core::names::Tag;
-use pier_core::registry::Reference;
+use pier_core::records::Reference;
 use pier_core::remote::client::DEFAULT_CHUNK_SIZE;
 use pier_core::remote::copy::{copy_image, CopyObserver, ImageStore, Quiet, Referrers, RemoteRepo};
 use pier_core::remote::reference::ImageRef;

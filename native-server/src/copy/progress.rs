@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use pier_core::digest::Digest;
-use pier_core::registry::StoredManifest;
+use pier_core::records::StoredManifest;
 use pier_core::remote::copy::{BlobOutcome, CopyObserver};
 
 pub struct Progress {

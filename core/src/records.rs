@@ -1,0 +1,95 @@
+//! The records pier keeps in a store, as they are read back: a blob's
+//! record, a tag's record, and a manifest with its reference. Every layer
+//! above the store speaks of these; they live here so that none of them has
+//! to reach up into the layer that writes them.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::names::Tag;
+
+/// A manifest reference: a tag or a digest.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reference {
+    Tag(Tag),
+    Digest(Digest),
+}
+
+impl Reference {
+    /// The tag, when it is one.
+    pub fn tag(&self) -> Option<&Tag> {
+        match self {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        }
+    }
+}
+
+/// A manifest as read back.
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+/// The record that makes a blob exist: its size and where its bytes are.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BlobRecord {
+    pub size: u64,
+    pub object: String,
+    /// When the record was written; records of older builds read as 0 (old).
+    #[serde(default)]
+    pub created_ms: u64,
+}
+
+/// What a tag record holds: `{"digest", "tagged_ms"}`, and `checked_ms` in
+/// a pull-through cache. Older builds wrote the digest as plain text; those
+/// read with `tagged_ms` 0 (as old as can be).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TagRecord {
+    pub digest: Digest,
+    pub tagged_ms: u64,
+    /// When upstream last confirmed the tag (pull-through caches); 0 for
+    /// tags pushed here.
+    pub checked_ms: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TagRecordJson {
+    digest: String,
+    #[serde(default)]
+    tagged_ms: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    checked_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl TagRecord {
+    pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
+        let (digest, tagged_ms, checked_ms) = match serde_json::from_slice::<TagRecordJson>(bytes) {
+            Ok(json) => (json.digest, json.tagged_ms, json.checked_ms),
+            Err(_) => (std::str::from_utf8(bytes).ok()?.trim().to_string(), 0, 0),
+        };
+        Some(TagRecord {
+            digest: Digest::parse(&digest).ok()?,
+            tagged_ms,
+            checked_ms,
+        })
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        let json = TagRecordJson {
+            digest: self.digest.as_str().to_string(),
+            tagged_ms: self.tagged_ms,
+            checked_ms: self.checked_ms,
+        };
+        // A struct of a string and numbers: its JSON cannot fail.
+        #[allow(clippy::expect_used)]
+        let bytes = serde_json::to_vec(&json).expect("a string and numbers serialize");
+        bytes.into()
+    }
+}
