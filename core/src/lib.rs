@@ -20,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod deployment;
 pub mod digest;
 pub mod error;
 pub mod events;
@@ -36,6 +37,9 @@ pub mod registry;
 pub mod remote;
 pub mod retention;
 pub mod store;
+// The host every test runs on (core's, the shells', the fuzz targets').
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod time;
 pub mod upload;
 

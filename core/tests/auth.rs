@@ -8,8 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,67 +16,30 @@ use futures::executor::block_on;
 use futures::StreamExt;
 use http::{Method, Request, StatusCode};
 use jwt_simple::prelude::*;
-use pier_core::api::{handle, handle_with_auth, Body, HttpResponse};
+use pier_core::api::{handle, Body, HttpResponse, Service};
 use pier_core::auth::identity::{hash_password, new_robot_token};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
 use pier_core::auth::{Auth, AuthConfig, ClientAddress, RequestOrigin};
 use pier_core::body::{empty_body, full_body};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::gc::{Gc, GcConfig};
-use pier_core::platform::{BoxFuture, Env, HeavyWork};
+use pier_core::platform::Env;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
+use pier_core::testing::TestEnv;
 use pier_core::Registry;
 use serde_json::{json, Value};
-use sha2::Digest as _;
+
+/// The API of `registry` behind `auth`.
+fn with_auth<'a>(registry: &'a Registry, auth: &'a Auth) -> Service<'a> {
+    Service {
+        auth: Some(auth),
+        ..Service::open(registry)
+    }
+}
 
 const NOW_MS: u64 = 1_700_000_000_000;
 const HOST: &str = "reg.test";
-
-struct TestEnv {
-    millis: AtomicU64,
-    draws: AtomicU64,
-    /// Heavy work waits in `heavy_queue` until the test runs it (as it
-    /// would wait for a free hashing thread), instead of running in place.
-    defer_heavy: AtomicBool,
-    heavy_queue: Mutex<Vec<(HeavyWork, futures::channel::oneshot::Sender<()>)>>,
-}
-
-impl TestEnv {
-    /// Runs the heavy work queued so far; returns how much there was.
-    fn run_queued_heavy_work(&self) -> usize {
-        let queued = std::mem::take(&mut *self.heavy_queue.lock().unwrap());
-        let count = queued.len();
-        for (work, done) in queued {
-            work();
-            let _ = done.send(());
-        }
-        count
-    }
-}
-
-impl Env for TestEnv {
-    fn now_millis(&self) -> u64 {
-        self.millis.load(Ordering::Relaxed)
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(32) {
-            let draw = self.draws.fetch_add(1, Ordering::Relaxed);
-            chunk.copy_from_slice(&sha2::Sha256::digest(draw.to_be_bytes())[..chunk.len()]);
-        }
-    }
-    fn run_heavy(&self, work: HeavyWork) -> BoxFuture<'static, ()> {
-        if !self.defer_heavy.load(Ordering::Relaxed) {
-            work();
-            return Box::pin(std::future::ready(()));
-        }
-        let (done, ran) = futures::channel::oneshot::channel();
-        self.heavy_queue.lock().unwrap().push((work, done));
-        Box::pin(async move {
-            let _ = ran.await;
-        })
-    }
-}
 
 /// A registry with the three-namespace layout of docs/auth.md.
 struct Fixture {
@@ -101,12 +63,7 @@ impl Fixture {
     }
 
     fn with_oidc(oidc: Value) -> Fixture {
-        let env = Arc::new(TestEnv {
-            millis: AtomicU64::new(NOW_MS),
-            draws: AtomicU64::new(0),
-            defer_heavy: AtomicBool::new(false),
-            heavy_queue: Mutex::new(Vec::new()),
-        });
+        let env = Arc::new(TestEnv::at(NOW_MS));
         let (ci_token, ci_digest) = new_robot_token(env.as_ref());
         let (promoter_token, promoter_digest) = new_robot_token(env.as_ref());
         let config = json!({
@@ -151,7 +108,7 @@ impl Fixture {
     }
 
     fn send(&self, request: Request<pier_core::body::RequestBody>) -> Answer {
-        Answer::of(block_on(handle_with_auth(&self.registry, Some(&self.auth), request)))
+        Answer::of(block_on(handle(with_auth(&self.registry, &self.auth), request)))
     }
 
     /// The fixture's auth, built again from its configuration as `change`
@@ -178,9 +135,8 @@ impl Fixture {
     /// The status of a refresh grant with `refresh_token` against `auth`.
     fn refresh_with(&self, auth: &Auth, refresh_token: &str) -> StatusCode {
         let form = format!("grant_type=refresh_token&refresh_token={refresh_token}&service=pier");
-        let answer = Answer::of(block_on(handle_with_auth(
-            &self.registry,
-            Some(auth),
+        let answer = Answer::of(block_on(handle(
+            with_auth(&self.registry, auth),
             request(Method::POST, "/token", None, form.as_bytes(), "10.0.0.1"),
         )));
         answer.status
@@ -347,7 +303,7 @@ fn without_auth_the_registry_stays_open_and_has_no_token_endpoint() {
     let fixture = Fixture::new();
     let open = |uri: &str| {
         Answer::of(block_on(handle(
-            &fixture.registry,
+            Service::open(&fixture.registry),
             request(Method::GET, uri, None, b"", "c"),
         )))
     };
@@ -406,9 +362,8 @@ fn the_realm_follows_the_configuration_the_addressed_origin_or_the_forwarded_sch
         fixture.env.clone(),
     )
     .unwrap();
-    let answer = Answer::of(block_on(handle_with_auth(
-        &fixture.registry,
-        Some(&auth),
+    let answer = Answer::of(block_on(handle(
+        with_auth(&fixture.registry, &auth),
         request(Method::GET, "/v2/", None, b"", "c"),
     )));
     assert!(answer
@@ -608,7 +563,7 @@ fn failed_logins_are_limited_per_client() {
         StatusCode::OK,
         "other clients log in"
     );
-    fixture.env.millis.fetch_add(60_000, Ordering::Relaxed);
+    fixture.env.advance_millis(60_000);
     assert_eq!(
         attempt("10.6.6.6", "alice-pass").status,
         StatusCode::OK,
@@ -674,9 +629,8 @@ fn a_removed_user_can_no_longer_refresh() {
     )
     .unwrap();
     let form = format!("grant_type=refresh_token&refresh_token={refresh}");
-    let answer = Answer::of(block_on(handle_with_auth(
-        &fixture.registry,
-        Some(&auth),
+    let answer = Answer::of(block_on(handle(
+        with_auth(&fixture.registry, &auth),
         request(Method::POST, "/token", None, form.as_bytes(), "c"),
     )));
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
@@ -1008,7 +962,7 @@ fn without_auth_the_gc_report_is_open() {
     let fixture = Fixture::new();
     let open = |method: Method| {
         Answer::of(block_on(handle(
-            &fixture.registry,
+            Service::open(&fixture.registry),
             request(method, "/_pier/gc/report", None, b"", "c"),
         )))
     };
@@ -1075,9 +1029,8 @@ fn f5_refresh_grants_follow_the_current_groups() {
     let refresh = fixture.refresh_token("ci-bot", &fixture.ci_token);
     let regrouped = fixture.reconfigured(|config| config["robots"][0]["groups"] = json!([]));
     let form = format!("grant_type=refresh_token&refresh_token={refresh}&scope=repository:ci/app:push");
-    let answer = Answer::of(block_on(handle_with_auth(
-        &fixture.registry,
-        Some(&regrouped),
+    let answer = Answer::of(block_on(handle(
+        with_auth(&fixture.registry, &regrouped),
         request(Method::POST, "/token", None, form.as_bytes(), "c"),
     )));
     assert_eq!(answer.status, StatusCode::OK);
@@ -1195,7 +1148,7 @@ fn poll_once_each<F: Future + Unpin>(futures: &mut [Option<F>]) -> Vec<F::Output
 #[test]
 fn f8_parallel_wrong_guesses_beyond_the_limit_are_refused_before_hashing() {
     let fixture = Fixture::new();
-    fixture.env.defer_heavy.store(true, Ordering::Relaxed);
+    fixture.env.defer_heavy_work(true);
     // Ten guesses in parallel from one client; the limit is three.
     let mut guesses: Vec<_> = (0..10)
         .map(|i| {
@@ -1206,11 +1159,7 @@ fn f8_parallel_wrong_guesses_beyond_the_limit_are_refused_before_hashing() {
                 b"",
                 "10.6.6.6",
             );
-            Some(Box::pin(handle_with_auth(
-                &fixture.registry,
-                Some(&fixture.auth),
-                request,
-            )))
+            Some(Box::pin(handle(with_auth(&fixture.registry, &fixture.auth), request)))
         })
         .collect();
     let refused_at_once: Vec<Answer> = poll_once_each(&mut guesses).into_iter().map(Answer::of).collect();
@@ -1231,14 +1180,10 @@ fn f8_parallel_wrong_guesses_beyond_the_limit_are_refused_before_hashing() {
 #[test]
 fn f8_password_checks_go_to_the_platforms_heavy_work_and_unknown_names_pay_one_too() {
     let fixture = Fixture::new();
-    fixture.env.defer_heavy.store(true, Ordering::Relaxed);
+    fixture.env.defer_heavy_work(true);
     let start = |name: &str, secret: &str, client: &str| {
         let request = request(Method::GET, "/token", Some(&basic(name, secret)), b"", client);
-        Some(Box::pin(handle_with_auth(
-            &fixture.registry,
-            Some(&fixture.auth),
-            request,
-        )))
+        Some(Box::pin(handle(with_auth(&fixture.registry, &fixture.auth), request)))
     };
     let mut logins = vec![
         start("alice", "alice-pass", "10.0.0.1"),

@@ -47,7 +47,7 @@ struct World {
 
 fn world(rules: Vec<RetentionRule>) -> World {
     let store = Arc::new(MemoryStore::new(8));
-    let env = TestEnv::new();
+    let env = test_env();
     let registry = registry(store.clone(), env.clone(), rules);
     World { store, env, registry }
 }
@@ -63,7 +63,7 @@ impl World {
 
     /// Moves past the grace window and collects with `rules`.
     async fn collect_later(&self, rules: Vec<RetentionRule>, dry_run: bool) -> pier_core::gc::Report {
-        self.env.advance(2 * HOUR_MS);
+        self.env.advance_millis(2 * HOUR_MS);
         collect(self.store.clone(), self.env.clone(), config(rules), dry_run).await
     }
 
@@ -244,7 +244,7 @@ fn the_grace_window_keeps_blobs_whose_manifest_has_not_arrived() {
     block_on(async {
         let w = world(Vec::new());
         let old = w.blob("app", "old").await;
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         let fresh = w.blob("app", "fresh").await;
         let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
         assert!(!w.stored(&old).await);
@@ -258,7 +258,7 @@ fn reusing_an_old_blob_restarts_its_grace_window() {
     block_on(async {
         let w = world(Vec::new());
         let old = w.blob("app", "old").await;
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         w.blob("other", "old").await; // uploaded again: deduplicated and touched
         let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
         assert!(w.stored(&old).await);
@@ -286,7 +286,7 @@ fn a_collected_blob_pushed_again_pulls_at_once_through_the_cache() {
         // Larger than the cache keeps, so the bytes come from the store.
         let content = "x".repeat(100_000);
         let x = w.blob("app", &content).await;
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         assert!(pull(&w, "app", &x).await.is_ok()); // the record is now cached
         collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
         assert!(!w.stored(&x).await);
@@ -305,7 +305,7 @@ fn a_manifest_refused_for_a_collected_blob_clears_the_stale_record() {
         let w = world(Vec::new());
         let config_blob = w.blob("app", "config").await;
         let x = w.blob("app", "x").await;
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         assert!(pull(&w, "app", &x).await.is_ok()); // now cached
         let mut gc = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
         // Stop after the sweep, before the links of deleted blobs go.
@@ -340,7 +340,7 @@ async fn push_tagged(w: &World, repo: &str, names: &[&str]) -> Vec<Value> {
     for name in names {
         let config = w.blob(repo, &format!("config {name}")).await;
         descriptors.push(w.manifest(repo, tag(name), &image(&config, &[])).await);
-        w.env.advance(HOUR_MS);
+        w.env.advance_millis(HOUR_MS);
     }
     descriptors
 }
@@ -370,7 +370,7 @@ fn expire_after_days_deletes_old_matching_tags() {
     block_on(async {
         let w = world(Vec::new());
         push_tagged(&w, "ci/app", &["pr-1", "stable"]).await;
-        w.env.advance(3 * DAY_MS);
+        w.env.advance_millis(3 * DAY_MS);
         push_tagged(&w, "ci/app", &["pr-2"]).await;
         let rules = vec![RetentionRule {
             tags: "pr-*".into(),
@@ -388,7 +388,7 @@ fn untagged_manifests_expire_after_their_days() {
         let w = world(Vec::new());
         let old = push_tagged(&w, "ci/app", &["old"]).await.remove(0);
         w.registry.delete_manifest(&repo("ci/app"), &tag("old")).await.unwrap();
-        w.env.advance(2 * DAY_MS);
+        w.env.advance_millis(2 * DAY_MS);
         let young = push_tagged(&w, "ci/app", &["young"]).await.remove(0);
         w.registry
             .delete_manifest(&repo("ci/app"), &tag("young"))
@@ -578,7 +578,7 @@ fn idle_uploads_expire_with_their_multipart_writes() {
             .unwrap();
         let (_, state) = load_state(w.store.as_ref(), &idle).await.unwrap().unwrap();
         let multipart = state.multipart.clone().expect("a multipart write was started");
-        w.env.advance(25 * HOUR_MS);
+        w.env.advance_millis(25 * HOUR_MS);
         let active = w.registry.start_upload(&app).await.unwrap().id;
 
         let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
@@ -610,7 +610,7 @@ fn the_uploads_only_pass_removes_idle_sessions_and_nothing_else() {
             .upload_chunk(&app, &idle, None, pier_core::body::full_body(vec![7u8; 20]))
             .await
             .unwrap();
-        w.env.advance(25 * HOUR_MS);
+        w.env.advance_millis(25 * HOUR_MS);
         let active = w.registry.start_upload(&app).await.unwrap().id;
         let mut pass = Gc::uploads_only(w.store.clone(), w.env.clone(), config(Vec::new()));
         let report = pass.run_to_end().await.unwrap();
@@ -640,7 +640,7 @@ fn an_interrupted_collection_resumes_where_it_stopped() {
             kept.extend([config, layer]);
             dropped.push(w.blob(&format!("r{i}"), &format!("stray {i}")).await);
         }
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         for steps in [3, 9, 14] {
             let mut first = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
             for _ in 0..steps {
@@ -709,7 +709,7 @@ fn a_budgeted_run_takes_at_least_one_step_and_the_next_one_resumes() {
             w.manifest(&format!("r{i}"), tag("v1"), &image(&config, &[])).await;
             w.blob(&format!("r{i}"), &format!("stray {i}")).await;
         }
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         // A budget of nothing: one step per call, as a cron invocation that
         // is out of time at once; each call is a new collector (a new isolate).
         let mut calls = 0;
@@ -727,7 +727,7 @@ fn a_budgeted_run_takes_at_least_one_step_and_the_next_one_resumes() {
         // The clock of this test stands still, so steps take no time and any
         // budget finishes a collection in one call.
         w.blob("r0", "another stray").await;
-        w.env.advance(2 * HOUR_MS);
+        w.env.advance_millis(2 * HOUR_MS);
         let mut gc = Gc::new(w.store.clone(), w.env.clone(), config(Vec::new()), false);
         let run = gc.run_for(1000).await.unwrap();
         assert!(run.last.done);

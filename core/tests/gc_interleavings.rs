@@ -76,7 +76,7 @@ fn assert_retryable(what: &str, error: &RegistryError) {
 /// Everything the acknowledged push of `manifest` to `repo:tag` promised.
 async fn assert_push_kept(store: Arc<dyn Store>, manifest: &Value, tag_name: &str) {
     let app = repo("app");
-    let reader = registry(store.clone(), TestEnv::new(), Vec::new());
+    let reader = registry(store.clone(), test_env(), Vec::new());
     let digest = digest_of_value(manifest);
     let descriptor = serde_json::json!({ "digest": digest.as_str() });
     assert!(
@@ -109,7 +109,7 @@ fn race<T: Clone + 'static>(
     client: impl Fn(T) -> (Action, Check),
 ) {
     let memory = Arc::new(MemoryStore::new(8));
-    let env = TestEnv::new();
+    let env = test_env();
     let prepared = setup(&registry(memory.clone(), env.clone(), Vec::new()), &env);
     if from != Phase::Uploads {
         let mut early = Gc::new(memory.clone(), env.clone(), collector_config(rules.clone()), false);
@@ -117,7 +117,7 @@ fn race<T: Clone + 'static>(
     }
     let explored = explore(PREEMPTIONS, || {
         let scheduler = Scheduler::new(Arc::new(memory.snapshot()));
-        let env = env.fork();
+        let env = Arc::new(env.fork());
         let (action, check) = client(prepared.clone());
         let outcome: Outcome = Arc::default();
         let recorded = outcome.clone();
@@ -181,7 +181,7 @@ fn a_manifest_reusing_an_old_blob_against_the_sweep() {
         block_on(async {
             let app = repo("app");
             let layer = push_blob(setup, &app, b"old layer").await;
-            env.advance(2 * HOUR_MS);
+            env.advance_millis(2 * HOUR_MS);
             let config = push_blob(setup, &app, b"fresh config").await;
             image(&config, &[&layer])
         })
@@ -201,7 +201,7 @@ fn an_index_over_an_old_untagged_child_against_retention() {
             let layer = push_blob(setup, &app, b"layer").await;
             let child = image(&config, &[&layer]);
             let child = push_manifest(setup, &app, Reference::Digest(digest_of_value(&child)), &child).await;
-            env.advance(2 * DAY_MS);
+            env.advance_millis(2 * DAY_MS);
             index(pier_core::manifest::OCI_INDEX, &[&child])
         })
     };
@@ -220,7 +220,7 @@ fn a_repush_of_an_expiring_manifest_against_retention() {
             let layer = push_blob(setup, &app, b"layer").await;
             let manifest = image(&config, &[&layer]);
             push_manifest(setup, &app, Reference::Digest(digest_of_value(&manifest)), &manifest).await;
-            env.advance(2 * DAY_MS);
+            env.advance_millis(2 * DAY_MS);
             manifest
         })
     };
@@ -248,7 +248,7 @@ fn a_tag_refreshed_or_moved_against_tag_expiry() {
                 if moved {
                     push_manifest(setup, &app, Reference::Digest(digest_of_value(&new)), &new).await;
                 }
-                env.advance(2 * DAY_MS);
+                env.advance_millis(2 * DAY_MS);
                 if moved {
                     new
                 } else {
@@ -276,7 +276,7 @@ fn an_upload_or_mount_reusing_an_old_blob_against_the_sweep() {
         let setup = |setup: &pier_core::Registry, env: &TestEnv| {
             block_on(async {
                 let layer = push_blob(setup, &repo("app"), b"old layer").await;
-                env.advance(2 * HOUR_MS);
+                env.advance_millis(2 * HOUR_MS);
                 digest_of(&layer)
             })
         };
@@ -321,7 +321,7 @@ fn an_upload_finished_against_upload_expiry() {
                 .upload_chunk(&app, &started.id, Some(first), full_body(content[..12].to_vec()))
                 .await
                 .unwrap();
-            env.advance(25 * HOUR_MS);
+            env.advance_millis(25 * HOUR_MS);
             started.id
         })
     };
@@ -351,7 +351,7 @@ fn an_upload_finished_against_upload_expiry() {
 
 /// The blob is readable in `repo_name` and has the bytes of its digest.
 fn assert_blob_readable(store: Arc<dyn Store>, repo_name: &str, digest: &Digest, what: &str) {
-    let reader = registry(store, TestEnv::new(), Vec::new());
+    let reader = registry(store, test_env(), Vec::new());
     block_on(async {
         let record = reader
             .blob(&repo(repo_name), digest)

@@ -135,13 +135,13 @@ enum Reuse {
 /// ended before its freeze point (no later point exists).
 fn run(reuse: Reuse, gc_first: bool, ops: usize, tally: &mut Tally) -> bool {
     let memory = Arc::new(MemoryStore::new(8));
-    let env = TestEnv::new();
+    let env = test_env();
     let (gc_gate, client_gate) = (Gate::new(memory.clone()), Gate::new(memory.clone()));
     let setup = registry(memory.clone(), env.clone(), Vec::new());
     let (app, other) = (repo("app"), repo("other"));
     let (config, old) = block_on(async {
         let old = push_blob(&setup, &app, b"old layer").await;
-        env.advance(2 * HOUR_MS);
+        env.advance_millis(2 * HOUR_MS);
         (push_blob(&setup, &app, b"fresh config").await, old)
     });
     let client = registry(client_gate.clone(), env.clone(), Vec::new());
@@ -291,7 +291,7 @@ fn a_collector_paused_mid_sweep_behind_a_finished_run_deletes_nothing_in_use() {
     let mut ops = 0;
     loop {
         let memory = Arc::new(MemoryStore::new(8));
-        let env = TestEnv::new();
+        let env = test_env();
         let gate = Gate::new(memory.clone());
         let setup = registry(memory.clone(), env.clone(), Vec::new());
         let app = repo("app");
@@ -300,7 +300,7 @@ fn a_collector_paused_mid_sweep_behind_a_finished_run_deletes_nothing_in_use() {
             let layer = push_blob(&setup, &app, b"layer").await;
             push_blob(&setup, &app, b"unreferenced").await;
             push_manifest(&setup, &app, tag("v1"), &image(&config, &[&layer])).await;
-            env.advance(2 * HOUR_MS);
+            env.advance_millis(2 * HOUR_MS);
             layer
         });
         let mut paused = Gc::new(gate.clone(), env.clone(), config_for_race(), false);

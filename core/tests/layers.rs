@@ -1,13 +1,14 @@
-//! Core's modules form layers that only look down: a module may use the
-//! modules listed before it in [`ORDER`] and no others, so the dependency
-//! graph has no cycle and reads bottom to top (docs/architecture.md draws
-//! it). This test reads every `crate::` path in core's sources, outside
-//! comments and test modules, and names each one that points up.
+//! The modules of each crate form layers that only look down: a module may
+//! use the modules listed before it in its crate's order and no others, so
+//! the dependency graph has no cycle and reads bottom to top
+//! (docs/architecture.md draws it). This test reads every `crate::` path in
+//! the sources of core and of both shells, outside comments and test
+//! modules, and names each one that points up.
 
 use std::path::{Path, PathBuf};
 
 /// Core's top-level modules, bottom first, grouped by layer.
-const ORDER: &[&[&str]] = &[
+const CORE: &[&[&str]] = &[
     // Leaves: vocabulary every layer shares.
     &["error", "glob", "time", "digest", "names", "platform", "body"],
     // What is stored and the rules about it.
@@ -28,11 +29,29 @@ const ORDER: &[&[&str]] = &[
     &["deployment"],
 ];
 
+/// The native server's modules: adapters, then the configuration file that
+/// gathers their settings, then the commands that read it.
+const NATIVE: &[&[&str]] = &[
+    &["env", "background", "remote", "metrics", "store", "check", "http"],
+    &["config"],
+    &["cmd"],
+];
+
+/// The Worker's modules: JavaScript glue, the ports core needs, the
+/// deployment built from vars, and the entry points.
+const EDGE: &[&[&str]] = &[
+    &["js_body", "js_error", "streams", "env", "per_isolate"],
+    &["fetch", "r2", "cache", "http_shell", "background", "config"],
+    &["deployment"],
+    &["gc", "test_routes"],
+    &["entry"],
+];
+
 /// Modules outside the order: test support, compiled for tests only.
 const UNRANKED: &[&str] = &["testing"];
 
-fn rank(module: &str) -> Option<usize> {
-    ORDER.iter().flat_map(|layer| layer.iter()).position(|m| *m == module)
+fn rank(order: &[&[&str]], module: &str) -> Option<usize> {
+    order.iter().flat_map(|layer| layer.iter()).position(|m| *m == module)
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -97,9 +116,10 @@ fn used_modules(code: &str) -> Vec<String> {
     used
 }
 
-#[test]
-fn every_crate_path_points_down() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// Every `crate::` path of the crate at `dir` that points up in `order`, or
+/// at a module the order lacks.
+fn check(dir: &str, order: &[&[&str]]) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
@@ -109,10 +129,10 @@ fn every_crate_path_points_down() {
         let relative = file.strip_prefix(&src).unwrap();
         let first = relative.components().next().unwrap().as_os_str().to_str().unwrap();
         let module = first.strip_suffix(".rs").unwrap_or(first);
-        if module == "lib" || UNRANKED.contains(&module) {
+        if matches!(module, "lib" | "main") || UNRANKED.contains(&module) {
             continue;
         }
-        let Some(own) = rank(module) else {
+        let Some(own) = rank(order, module) else {
             unknown.push(format!("{}: module `{module}` is in no layer", relative.display()));
             continue;
         };
@@ -132,7 +152,7 @@ fn every_crate_path_points_down() {
                 if used == module || UNRANKED.contains(&used.as_str()) {
                     continue;
                 }
-                match rank(&used) {
+                match rank(order, &used) {
                     Some(theirs) if theirs < own => {}
                     Some(_) => upward.push(format!("{}:{number}: `{module}` uses `{used}`", relative.display())),
                     None => unknown.push(format!(
@@ -146,14 +166,29 @@ fn every_crate_path_points_down() {
     }
     assert!(
         unknown.is_empty(),
-        "add these modules to ORDER:\n{}",
+        "add these modules to the order of {dir} in this file:\n{}",
         unknown.join("\n")
     );
     assert!(
         upward.is_empty(),
-        "a module may only use modules below it (ORDER in this file, docs/architecture.md):\n{}",
+        "in {dir}, a module may only use modules below it (the order in this file, docs/architecture.md):\n{}",
         upward.join("\n")
     );
+}
+
+#[test]
+fn core_paths_point_down() {
+    check(".", CORE);
+}
+
+#[test]
+fn native_server_paths_point_down() {
+    check("../native-server", NATIVE);
+}
+
+#[test]
+fn edge_worker_paths_point_down() {
+    check("../edge-worker", EDGE);
 }
 
 #[test]

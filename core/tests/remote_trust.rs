@@ -4,7 +4,6 @@
 //! whoever may push the source namespace. (The token realm and redirect
 //! policies have unit tests beside their code in `remote`.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,43 +11,36 @@ use bytes::Bytes;
 use futures::executor::block_on;
 use futures::StreamExt;
 use http::{Method, Request, StatusCode};
-use pier_core::api::{handle, Body};
+use pier_core::api::Body;
 use pier_core::body::{empty_body, full_body};
+use pier_core::deployment::{Deployment, Ports, Settings, Site, Stores};
 use pier_core::digest::{Algorithm, Digest};
-use pier_core::events::{EventSink, Hooks, ReplicateConfig};
-use pier_core::mirror::{Mirror, MirrorConfig};
-use pier_core::platform::{box_stream, Background, BoxFuture, Env};
-use pier_core::registry::RegistryOptions;
+use pier_core::mirror::MirrorConfig;
+use pier_core::platform::{box_stream, Background, BoxFuture};
 use pier_core::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingRequest};
 use pier_core::store::memory::MemoryStore;
-use pier_core::Registry;
+use pier_core::testing::TestEnv;
 use serde_json::{json, Value};
 
-struct TestEnv(AtomicU64);
-
-impl Env for TestEnv {
-    fn now_millis(&self) -> u64 {
-        1_700_000_000_000
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        let n = self.0.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = n[i % 8] ^ (i as u8).wrapping_mul(37);
-        }
-    }
-}
-
 fn env() -> Arc<TestEnv> {
-    Arc::new(TestEnv(AtomicU64::new(1)))
+    Arc::new(TestEnv::default())
 }
 
-fn call(
-    registry: &Registry,
-    method: Method,
-    uri: &str,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> (StatusCode, Bytes) {
+/// One deployment as a shell assembles it, over a memory store.
+struct Pier {
+    deployment: Deployment,
+    site: Site,
+}
+
+impl Pier {
+    fn new(settings: Settings, http: Arc<dyn HttpClient>, env: Arc<TestEnv>, background: Arc<dyn Background>) -> Pier {
+        let deployment = Deployment::new(settings, Ports { env, http }).unwrap();
+        let site = deployment.site(Stores::Backend(Arc::new(MemoryStore::new(1 << 20))), background);
+        Pier { deployment, site }
+    }
+}
+
+fn call(registry: &Pier, method: Method, uri: &str, content_type: Option<&str>, body: &[u8]) -> (StatusCode, Bytes) {
     let mut builder = Request::builder().method(method).uri(uri).header("host", "reg.test");
     if let Some(content_type) = content_type {
         builder = builder.header("content-type", content_type);
@@ -58,7 +50,7 @@ fn call(
     } else {
         full_body(Bytes::copy_from_slice(body))
     };
-    let response = block_on(handle(registry, builder.body(body).unwrap()));
+    let response = block_on(registry.deployment.handle(&registry.site, builder.body(body).unwrap()));
     let status = response.status();
     let bytes = block_on(async {
         match response.into_body() {
@@ -79,7 +71,7 @@ fn call(
     (status, bytes)
 }
 
-fn push_blob(registry: &Registry, repo: &str, data: &[u8]) -> Value {
+fn push_blob(registry: &Pier, repo: &str, data: &[u8]) -> Value {
     let digest = Digest::of(Algorithm::Sha256, data);
     let uri = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
     let (status, body) = call(registry, Method::POST, &uri, None, data);
@@ -90,7 +82,7 @@ fn push_blob(registry: &Registry, repo: &str, data: &[u8]) -> Value {
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Pushes a manifest under `reference`; returns its descriptor.
-fn push_manifest(registry: &Registry, repo: &str, reference: Option<&str>, manifest: &Value) -> Value {
+fn push_manifest(registry: &Pier, repo: &str, reference: Option<&str>, manifest: &Value) -> Value {
     let bytes = serde_json::to_vec(manifest).unwrap();
     let digest = Digest::of(Algorithm::Sha256, &bytes);
     let reference = reference.map(str::to_string).unwrap_or_else(|| digest.to_string());
@@ -133,7 +125,7 @@ impl HttpClient for LyingUpstream {
     }
 }
 
-fn mirrored_registry(upstream_has: &[u8]) -> Registry {
+fn mirrored_registry(upstream_has: &[u8]) -> Pier {
     let env = env();
     let config: MirrorConfig = serde_json::from_value(json!({
         "namespace": "hub/**", "upstream": "https://upstream.test"
@@ -142,8 +134,11 @@ fn mirrored_registry(upstream_has: &[u8]) -> Registry {
     let upstream = Arc::new(LyingUpstream {
         has: upstream_has.to_vec(),
     });
-    let mirror = Mirror::new(&[config], upstream, env.clone()).unwrap();
-    Registry::new(Arc::new(MemoryStore::new(1 << 20)), env, RegistryOptions::default()).with_mirror(Arc::new(mirror))
+    let settings = Settings {
+        mirrors: vec![config],
+        ..Settings::default()
+    };
+    Pier::new(settings, upstream, env, Arc::new(Later::default()))
 }
 
 #[test]
@@ -208,17 +203,17 @@ impl Later {
     }
 }
 
-fn promoting_registry(rule: Value) -> (Registry, Arc<Later>) {
-    let env = env();
-    let rules: Vec<ReplicateConfig> = serde_json::from_value(json!([rule])).unwrap();
-    let hooks = Hooks::new(&[], &rules, Arc::new(LyingUpstream { has: Vec::new() }), env.clone()).unwrap();
+fn promoting_registry(rule: Value) -> (Pier, Arc<Later>) {
+    let settings = Settings {
+        replicate: serde_json::from_value(json!([rule])).unwrap(),
+        ..Settings::default()
+    };
     let later = Arc::new(Later::default());
-    let registry = Registry::new(Arc::new(MemoryStore::new(1 << 20)), env, RegistryOptions::default())
-        .with_events(EventSink::new(Arc::new(hooks), later.clone()));
-    (registry, later)
+    let upstream = Arc::new(LyingUpstream { has: Vec::new() });
+    (Pier::new(settings, upstream, env(), later.clone()), later)
 }
 
-fn image(registry: &Registry, repo: &str) -> Value {
+fn image(registry: &Pier, repo: &str) -> Value {
     let config = push_blob(registry, repo, b"{\"architecture\":\"amd64\"}");
     let layer = push_blob(registry, repo, b"layer");
     let manifest = json!({
@@ -231,7 +226,7 @@ fn image(registry: &Registry, repo: &str) -> Value {
 }
 
 /// A referrer of `subject` of `artifact_type`, `text` its one layer.
-fn referrer(registry: &Registry, repo: &str, subject: &Value, artifact_type: &str, text: &str) -> String {
+fn referrer(registry: &Pier, repo: &str, subject: &Value, artifact_type: &str, text: &str) -> String {
     let empty = push_blob(registry, repo, b"{}");
     let layer = push_blob(registry, repo, text.as_bytes());
     let manifest = json!({
@@ -247,7 +242,7 @@ fn referrer(registry: &Registry, repo: &str, subject: &Value, artifact_type: &st
         .to_string()
 }
 
-fn referrers_in(registry: &Registry, repo: &str, subject: &Value) -> Vec<String> {
+fn referrers_in(registry: &Pier, repo: &str, subject: &Value) -> Vec<String> {
     let uri = format!("/v2/{repo}/referrers/{}", subject["digest"].as_str().unwrap());
     let (status, body) = call(registry, Method::GET, &uri, None, b"");
     assert_eq!(status, StatusCode::OK);

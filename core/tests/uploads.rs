@@ -2,7 +2,7 @@
 //! store with tiny parts so that every path (tails, part boundaries, resuming
 //! on another instance, concurrent writers) is exercised with small data.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,26 +11,12 @@ use pier_core::body::full_body;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::error::ErrorCode;
 use pier_core::names::RepoName;
-use pier_core::platform::Env;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::testing::TestEnv;
 use pier_core::upload::ChunkRange;
 use pier_core::Registry;
-
-struct CountingEnv(AtomicU64);
-
-impl Env for CountingEnv {
-    fn now_millis(&self) -> u64 {
-        1_700_000_000_000
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        let n = self.0.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = n[i % 8] ^ (i as u8);
-        }
-    }
-}
 
 const PART: usize = 8;
 
@@ -40,8 +26,9 @@ fn setup() -> (Arc<MemoryStore>, Registry) {
 }
 
 fn registry_over(store: Arc<MemoryStore>, options: RegistryOptions) -> Registry {
-    static SEED: AtomicU64 = AtomicU64::new(1);
-    let env = CountingEnv(AtomicU64::new(SEED.fetch_add(1 << 32, Ordering::Relaxed)));
+    // Registries over one store draw distinct upload ids.
+    static STREAM: AtomicU32 = AtomicU32::new(1);
+    let env = TestEnv::default().with_stream(STREAM.fetch_add(1, Ordering::Relaxed));
     Registry::new(store, Arc::new(env), options)
 }
 
@@ -272,7 +259,7 @@ fn concurrent_writers_to_one_session_cannot_both_win() {
         let id = a.start_upload(&repo()).await.unwrap().id;
         a.upload_chunk(&repo(), &id, None, full_body(data(3))).await.unwrap();
         // Both requests load the session at offset 3; only one may write.
-        let (env_a, env_b) = (CountingEnv(AtomicU64::new(9)), CountingEnv(AtomicU64::new(99)));
+        let (env_a, env_b) = (TestEnv::default().with_stream(9), TestEnv::default().with_stream(99));
         let mut first = pier_core::upload::Upload::open(a.store(), &env_a, &repo(), &id)
             .await
             .unwrap();
@@ -520,7 +507,7 @@ fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
         });
         let registry = Registry::new(
             store,
-            Arc::new(CountingEnv(AtomicU64::new(7))),
+            Arc::new(TestEnv::default().with_stream(7)),
             RegistryOptions::default(),
         );
         let content = data(3 * PART + 5);
@@ -565,7 +552,7 @@ fn part_writes_overlap_the_next_bytes() {
         });
         let registry = Registry::new(
             store.clone(),
-            Arc::new(CountingEnv(AtomicU64::new(11))),
+            Arc::new(TestEnv::default().with_stream(11)),
             RegistryOptions::default(),
         );
         let content = data(7 * PART + 3);

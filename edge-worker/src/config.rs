@@ -1,14 +1,12 @@
-//! The deployment's settings, read from the Worker's vars (wrangler.toml
-//! `[vars]`, or the dashboard) on every request: a Worker has no start-up hook
-//! and vars are cheap to read. Bad values are refused with a message naming
-//! the var, never silently replaced by a default.
+//! The shell's own settings (R2 part size, what the edge caches keep, the
+//! cron's time budget), read from the Worker's vars (wrangler.toml `[vars]`,
+//! or the dashboard) on every request: a Worker has no start-up hook and vars
+//! are cheap to read. Bad values are refused with a message naming the var,
+//! never silently replaced by a default. The registry's settings are read in
+//! `deployment`, with the helpers here.
 
-use pier_core::gc::GcConfig;
-use pier_core::registry::RegistryOptions;
 use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, Env};
-
-use crate::per_isolate::PerIsolate;
 
 /// The R2 bucket holding everything (binding name in wrangler.toml).
 pub const BUCKET_BINDING: &str = "PIER_BUCKET";
@@ -22,35 +20,19 @@ const MIN_PART_SIZE: u64 = 5 * MIB;
 /// to R2; more than this would not fit an isolate's 128 MB with room to spare.
 const MAX_PART_SIZE: u64 = 32 * MIB;
 const DEFAULT_PART_SIZE: u64 = 10 * MIB;
-/// Cloudflare's request body limit on the Free and Pro plans.
-const DEFAULT_MAX_BODY_BYTES: u64 = 100_000_000;
 /// The Cache API refuses objects over 512 MB on all plans but Enterprise.
 const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
 /// Wall-clock seconds of collection per cron invocation: well inside the 30 s
 /// the platform allows a cron invocation on the Free plan.
 const DEFAULT_GC_BUDGET_SECS: u64 = 20;
 
-/// The var holding the `[gc]` table as JSON; without it the cron does nothing.
-pub const GC_VAR: &str = "PIER_GC";
-
-thread_local! {
-    static GC_CONFIG: PerIsolate<Result<GcConfig, String>> = const { PerIsolate::new() };
-}
-
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
     /// Bytes per R2 multipart part (`PIER_PART_SIZE`).
     pub part_size: usize,
-    /// Largest request body (`PIER_MAX_BODY_BYTES`, `0` for none).
-    pub max_body_bytes: Option<u64>,
-    /// `PIER_ALLOW_SPARSE_MANIFESTS`.
-    pub allow_sparse_manifests: bool,
     /// Largest blob kept in the Cache API (`PIER_CACHE_MAX_OBJECT_BYTES`, `0`
     /// disables blob caching).
     pub cache_max_object_bytes: u64,
-    /// Garbage collection and retention rules (`PIER_GC`); `None`: the cron
-    /// collects nothing and no tag is immutable.
-    pub gc: Option<GcConfig>,
     /// Seconds of collection per cron invocation (`PIER_GC_BUDGET_SECS`); each
     /// invocation takes at least one step.
     pub gc_budget_secs: u64,
@@ -65,38 +47,12 @@ impl EdgeConfig {
                  and {MAX_PART_SIZE} (what fits an isolate's memory)"
             ));
         }
-        let max_body_bytes = number(env, "PIER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         Ok(EdgeConfig {
             part_size: part_size as usize,
-            max_body_bytes: (max_body_bytes > 0).then_some(max_body_bytes),
-            allow_sparse_manifests: flag(env, "PIER_ALLOW_SPARSE_MANIFESTS")?,
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
-            gc: gc_config(env)?,
             gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
         })
     }
-
-    /// What every request's registry applies: pushes honour the retention
-    /// rules' `immutable_tags`, as on the native server.
-    pub fn registry_options(&self) -> RegistryOptions {
-        RegistryOptions {
-            allow_sparse_manifests: self.allow_sparse_manifests,
-            max_body_bytes: self.max_body_bytes,
-            retention: self.gc.as_ref().map(|gc| gc.rules.clone()).unwrap_or_default(),
-            ..RegistryOptions::default()
-        }
-    }
-}
-
-/// `PIER_GC`, parsed once per isolate.
-fn gc_config(env: &Env) -> Result<Option<GcConfig>, String> {
-    let Some(text) = text_var(env, GC_VAR)? else {
-        return Ok(None);
-    };
-    GC_CONFIG
-        .with(|parsed| parsed.get(text, GcConfig::from_json))
-        .map(Some)
-        .map_err(|err| format!("{GC_VAR}: {err}"))
 }
 
 /// The text of a var or secret holding a document (`PIER_AUTH`, `PIER_GC`,
@@ -121,7 +77,7 @@ pub fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|value| value.to_string())
 }
 
-fn number(env: &Env, name: &str, default: u64) -> Result<u64, String> {
+pub fn number(env: &Env, name: &str, default: u64) -> Result<u64, String> {
     match var(env, name) {
         None => Ok(default),
         Some(text) => text
@@ -131,7 +87,7 @@ fn number(env: &Env, name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
-fn flag(env: &Env, name: &str) -> Result<bool, String> {
+pub fn flag(env: &Env, name: &str) -> Result<bool, String> {
     match var(env, name).as_deref().map(str::trim) {
         None | Some("") | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),

@@ -1,18 +1,18 @@
-//! The Worker's entry points: `fetch` hands every request to the core over the
-//! cached R2 store, with this isolate's auth; `scheduled` is the cron trigger,
-//! which advances garbage collection.
+//! The Worker's entry points: `fetch` hands every request to this isolate's
+//! deployment (`deployment`) over the cached R2 store; `scheduled` is the cron
+//! trigger, which advances garbage collection.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
+use pier_core::deployment::Stores;
 use pier_core::error::{ErrorCode, RegistryError};
 use pier_core::store::Store;
-use pier_core::Registry;
 use worker::{console_error, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
 
+use crate::background::WaitUntil;
 use crate::cache::{CachedStore, EdgeCaches};
 use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
-use crate::env::WorkerEnv;
 use crate::http_shell::{core_request, worker_response};
 use crate::r2::R2Store;
 
@@ -41,7 +41,7 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
 
 async fn serve(request: Request, env: &Env, context: Context) -> Result<Response, String> {
     let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
-    let auth = crate::auth::auth(env).map_err(|err| format!("configuration: {err}"))?;
+    let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
     #[cfg(feature = "test-endpoints")]
     if let Some(response) = crate::test_routes::serve(&request, env, &config).await {
         return response.map_err(|err| err.to_string());
@@ -61,17 +61,16 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let r2: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
     let context = Rc::new(context);
     #[allow(clippy::arc_with_non_send_sync)]
-    let cached = Arc::new(CachedStore::new(r2.clone(), caches, context.clone()));
+    let cached: Arc<dyn Store> = Arc::new(CachedStore::new(r2.clone(), caches, context.clone()));
     // Pulls read through the edge caches; what races with GC reads R2.
-    let mut registry = Registry::with_cache(r2, cached, Arc::new(WorkerEnv), config.registry_options());
-    if let Some(mirror) = crate::mirror::from_env(env).map_err(|err| format!("configuration: {err}"))? {
-        registry = registry.with_mirror(mirror);
-    }
-    if let Some(events) = crate::events::from_env(env, context).map_err(|err| format!("configuration: {err}"))? {
-        registry = registry.with_events(events);
-    }
+    let stores = Stores::Cached {
+        backend: r2,
+        cache: cached,
+    };
+    #[allow(clippy::arc_with_non_send_sync)]
+    let site = deployment.site(stores, Arc::new(WaitUntil(context)));
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
-    let response = pier_core::api::handle_with_auth(&registry, auth.as_deref(), request).await;
+    let response = deployment.handle(&site, request).await;
     if let Some(unread) = unread {
         unread.drain(UNREAD_BODY_DRAIN_LIMIT).await;
     }

@@ -10,17 +10,17 @@
 //! empty library so `cargo build --workspace` keeps working.
 
 #[cfg(target_arch = "wasm32")]
-mod auth;
+mod background;
 #[cfg(target_arch = "wasm32")]
 mod cache;
 #[cfg(target_arch = "wasm32")]
 mod config;
 #[cfg(target_arch = "wasm32")]
+mod deployment;
+#[cfg(target_arch = "wasm32")]
 mod entry;
 #[cfg(target_arch = "wasm32")]
 mod env;
-#[cfg(target_arch = "wasm32")]
-mod events;
 #[cfg(target_arch = "wasm32")]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
@@ -31,8 +31,6 @@ mod http_shell;
 mod js_body;
 #[cfg(target_arch = "wasm32")]
 mod js_error;
-#[cfg(target_arch = "wasm32")]
-mod mirror;
 #[cfg(target_arch = "wasm32")]
 mod per_isolate;
 #[cfg(target_arch = "wasm32")]

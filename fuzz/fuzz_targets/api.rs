@@ -25,16 +25,16 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION
 use http::{Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use pier_core::digest::{Algorithm, Digest};
-use pier_core::retention::RetentionRule;
 use pier_core::layout;
 use pier_core::manifest::{self, Manifest};
 use pier_core::names::RepoName;
-use pier_core::registry::RegistryOptions;
+use pier_core::records::BlobRecord;
 use pier_core::records::TagRecord;
+use pier_core::registry::RegistryOptions;
+use pier_core::retention::RetentionRule;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, read_small, Store};
 use pier_core::upload::UploadState;
-use pier_core::records::BlobRecord;
 use pier_core::Registry;
 use pier_fuzz::{body_in_pieces, read_response, run, split_at, FuzzEnv};
 
@@ -585,7 +585,10 @@ fuzz_target!(|input: Input| {
         let Ok(http_request) = builder.body(body_in_pieces(split_at(&body, &request.cuts), request.breaks_off)) else {
             continue;
         };
-        let response = run(pier_core::api::handle(&registry, http_request));
+        let response = run(pier_core::api::handle(
+            pier_core::api::Service::open(&registry),
+            http_request,
+        ));
         let status = response.status();
         assert!(!status.is_server_error(), "{method} {uri}: {status}");
         let (parts, answer) = read_response(response);

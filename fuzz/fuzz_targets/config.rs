@@ -87,7 +87,7 @@ fn collect(config: GcConfig) {
     let digest = pier_core::digest::Digest::of(pier_core::digest::Algorithm::Sha256, config_blob);
     for (i, repo) in ["ci/app", "prod/app", "a"].into_iter().enumerate() {
         let repo = RepoName::parse(repo).expect("valid");
-        run(registry.upload_whole(&repo, &digest, pier_core::platform::full_body(&config_blob[..]))).expect("blob");
+        run(registry.upload_whole(&repo, &digest, pier_core::body::full_body(&config_blob[..]))).expect("blob");
         for (j, tag) in ["v1", "latest", "untagged"].into_iter().enumerate() {
             let manifest = serde_json::json!({
                 "schemaVersion": 2,
@@ -126,12 +126,12 @@ fuzz_target!(|input: &[u8]| {
             let Ok(config) = Config::from_toml(text) else {
                 return;
             };
-            build_mirrors(&config.mirrors);
-            build_hooks(&config.webhooks, &config.replicate);
+            build_mirrors(&config.deployment.mirrors);
+            build_hooks(&config.deployment.webhooks, &config.deployment.replicate);
             if let Some(auth) = config.auth {
                 build_auth(auth.config);
             }
-            collect(config.gc.collection);
+            collect(config.deployment.gc);
         }
         1 => {
             if let Ok(config) = AuthConfig::from_json(text) {

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, LOCATION, RANGE};
 use http::{Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
+use pier_core::body::{empty_body, full_body, RequestBody};
 use pier_core::digest::{Algorithm, Digest};
-use pier_core::platform::{empty_body, full_body, RequestBody};
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
 use pier_core::Registry;
@@ -73,7 +73,7 @@ fn send(
         request = request.header(name, value);
     }
     let request = request.body(body).expect("a request the fuzzer built");
-    let response = run(pier_core::api::handle(registry, request));
+    let response = run(pier_core::api::handle(pier_core::api::Service::open(registry), request));
     assert!(!response.status().is_server_error(), "{uri}: {}", response.status());
     read_response(response)
 }

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use pier_core::body::empty_body;
 use pier_core::digest::Digest;
 use pier_core::layout;
 use pier_core::names::{RepoName, Tag, MAX_NAME_LEN};
-use pier_core::platform::empty_body;
 use pier_core::registry::RegistryOptions;
 use pier_core::remote::reference::ImageRef;
 use pier_core::store::memory::MemoryStore;
@@ -84,7 +84,10 @@ fuzz_target!(|input: &[u8]| {
         Arc::new(FuzzEnv::new()),
         RegistryOptions::default(),
     );
-    let response = run(pier_core::api::handle(&registry, request));
+    let response = run(pier_core::api::handle(
+        pier_core::api::Service::open(&registry),
+        request,
+    ));
     assert!(!response.status().is_server_error(), "{path:?}: {}", response.status());
     read_response(response);
 });

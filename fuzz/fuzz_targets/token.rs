@@ -21,9 +21,9 @@ use libfuzzer_sys::fuzz_target;
 use pier_core::auth::identity::{hash_password, new_robot_token};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
 use pier_core::auth::{Auth, AuthConfig, ClientAddress};
+use pier_core::body::{full_body, RequestBody};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::names::RepoName;
-use pier_core::platform::{full_body, RequestBody};
 use pier_core::registry::RegistryOptions;
 use pier_core::remote::challenge::{parse, Challenge};
 use pier_core::store::memory::MemoryStore;
@@ -420,7 +420,13 @@ fuzz_target!(|input: Input| {
             continue;
         };
         request.extensions_mut().insert(ClientAddress("203.0.113.7".into()));
-        let response = run(pier_core::api::handle_with_auth(&registry, Some(&auth), request));
+        let response = run(pier_core::api::handle(
+            pier_core::api::Service {
+                auth: Some(&auth),
+                ..pier_core::api::Service::open(&registry)
+            },
+            request,
+        ));
         let status = response.status();
         assert!(!status.is_server_error(), "{method} {uri}: {status}");
         let (parts, body) = read_response(response);

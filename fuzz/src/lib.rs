@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use futures::StreamExt;
 use pier_core::api::{Body, HttpResponse};
-use pier_core::platform::{box_stream, Env};
 use pier_core::body::{BodyError, RequestBody};
+use pier_core::platform::{box_stream, Env};
 use pier_core::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingRequest};
 use sha2::{Digest as _, Sha256};
 

@@ -1,47 +1,21 @@
-//! Settings of `pier serve` and `pier check-storage`: command-line flags,
-//! `PIER_*` environment variables and an optional TOML file, in that order of
-//! precedence.
+//! Settings of `pier serve`, `pier gc` and `pier check-storage`: command-line
+//! flags, `PIER_*` environment variables and an optional TOML file, in that
+//! order of precedence. The file gathers the parts (the storage settings of
+//! `store::settings`, the deployment's `pier_core::deployment::Settings`);
+//! only the commands read it.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use pier_core::auth::AuthConfig;
+use pier_core::deployment::Settings;
 use pier_core::events::{ReplicateConfig, WebhookConfig};
+use pier_core::gc::GcConfig;
 use pier_core::mirror::MirrorConfig;
 use serde::Deserialize;
-use url::Url;
 
-use crate::gc::GcSection;
-use crate::store::object::S3Options;
-
-/// Where the registry keeps its data, as flags and environment variables.
-#[derive(Args, Debug, Default)]
-pub struct StorageArgs {
-    /// Storage: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
-    /// file:///path [default: the data directory].
-    #[arg(long, env = "PIER_STORAGE_URL")]
-    pub storage_url: Option<String>,
-    /// Directory for all registry data when no storage URL is set [default: ./pier-data].
-    #[arg(long, env = "PIER_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Bytes per multipart part: the memory bound of one upload [default: 1 MiB on disk, 8 MiB in a bucket].
-    #[arg(long, env = "PIER_PART_SIZE")]
-    pub part_size: Option<usize>,
-    /// S3 endpoint of an S3-compatible server (MinIO, Ceph, R2...) [default: AWS_ENDPOINT, else AWS].
-    #[arg(long, env = "PIER_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region [default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1].
-    #[arg(long, env = "PIER_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Allow a plain-HTTP S3 endpoint [default: false].
-    #[arg(long, env = "PIER_S3_ALLOW_HTTP")]
-    pub s3_allow_http: Option<bool>,
-    /// Address buckets as bucket.endpoint rather than endpoint/bucket [default: false].
-    #[arg(long, env = "PIER_S3_VIRTUAL_HOSTED_STYLE")]
-    pub s3_virtual_hosted_style: Option<bool>,
-}
+use crate::store::settings::{S3File, StorageArgs, StorageConfig, StorageFile};
 
 /// Flags and environment variables; every one may also be set in the file.
 #[derive(Args, Debug, Default)]
@@ -124,40 +98,14 @@ struct FileConfig {
     replicate: Vec<ReplicateConfig>,
 }
 
-/// The file's `[s3]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct S3File {
-    endpoint: Option<String>,
-    region: Option<String>,
-    allow_http: Option<bool>,
-    virtual_hosted_style: Option<bool>,
-}
-
-/// Where the data lives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StorageLocation {
-    /// A local directory owned by this process.
-    Disk(PathBuf),
-    /// A bucket (and prefix) shared by any number of instances.
-    Bucket(Url),
-}
-
-impl fmt::Display for StorageLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StorageLocation::Disk(path) => write!(f, "{}", path.display()),
-            StorageLocation::Bucket(url) => write!(f, "{url}"),
-        }
-    }
-}
-
-/// Resolved storage settings.
-#[derive(Debug, Clone)]
-pub struct StorageConfig {
-    pub location: StorageLocation,
-    pub part_size: usize,
-    pub s3: S3Options,
+/// The `[gc]` table: when the server collects, and how (see docs/gc.md).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct GcSection {
+    /// Seconds between collections in `pier serve`; 0 (the default) runs none.
+    #[serde(default)]
+    pub interval_secs: u64,
+    #[serde(flatten)]
+    pub collection: GcConfig,
 }
 
 /// Resolved settings.
@@ -165,16 +113,14 @@ pub struct StorageConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub storage: StorageConfig,
-    pub allow_sparse_manifests: bool,
-    pub max_body_bytes: Option<u64>,
-    pub redirect_blobs: bool,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
+    /// Seconds between collections; 0: the server only expires idle uploads.
+    pub gc_interval_secs: u64,
+    /// What the registry is (its auth is in `auth`: the keys are read when
+    /// the server starts).
+    pub deployment: Settings,
     pub auth: Option<AuthSettings>,
-    pub gc: GcSection,
-    pub mirrors: Vec<MirrorConfig>,
-    pub webhooks: Vec<WebhookConfig>,
-    pub replicate: Vec<ReplicateConfig>,
 }
 
 /// The `[auth]` table and the file of the keys that sign tokens.
@@ -214,88 +160,65 @@ impl Config {
         Config::resolve(ServeArgs::default(), file)
     }
 
-    fn resolve(args: ServeArgs, file: FileConfig) -> Result<Config, String> {
+    fn resolve(args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
+        let storage = StorageConfig::resolve(args.storage, &file.storage())?;
         Ok(Config {
             listen: args
                 .listen
                 .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:5000".parse().expect("literal")),
-            storage: StorageConfig::resolve(args.storage, &file)?,
-            allow_sparse_manifests: args
-                .allow_sparse_manifests
-                .or(file.allow_sparse_manifests)
-                .unwrap_or(false),
-            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
-            redirect_blobs: args.redirect_blobs.or(file.redirect_blobs).unwrap_or(false),
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            storage,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
-            auth: AuthSettings::resolve(file.auth, args.auth_signing_keys_file.or(file.auth_signing_keys_file))?,
-            gc: file.gc,
-            mirrors: file.mirror,
-            webhooks: file.webhook,
-            replicate: file.replicate,
-        })
-    }
-}
-
-/// Parts below this size are refused by S3 and GCS (all but the last part).
-const MIN_BUCKET_PART_SIZE: usize = 5 << 20;
-
-impl StorageConfig {
-    pub fn load(args: CheckStorageArgs) -> Result<StorageConfig, String> {
-        let file = read_optional_file(args.config.as_deref())?;
-        StorageConfig::resolve(args.storage, &file)
-    }
-
-    fn resolve(args: StorageArgs, file: &FileConfig) -> Result<StorageConfig, String> {
-        let location = match args.storage_url.or(file.storage_url.clone()) {
-            Some(text) => parse_storage_url(&text)?,
-            None => StorageLocation::Disk(
-                args.data_dir
-                    .or(file.data_dir.clone())
-                    .unwrap_or_else(|| PathBuf::from("pier-data")),
-            ),
-        };
-        let (default_part_size, min_part_size) = match &location {
-            StorageLocation::Disk(_) => (1 << 20, 4096),
-            StorageLocation::Bucket(url) if url.scheme().starts_with("az") => (8 << 20, 4096),
-            StorageLocation::Bucket(_) => (8 << 20, MIN_BUCKET_PART_SIZE),
-        };
-        let part_size = args.part_size.or(file.part_size).unwrap_or(default_part_size);
-        if !(min_part_size..=(5 << 30)).contains(&part_size) {
-            return Err(format!(
-                "part_size {part_size} must be between {min_part_size} bytes and 5 GiB for {location}"
-            ));
-        }
-        Ok(StorageConfig {
-            location,
-            part_size,
-            s3: S3Options {
-                endpoint: args.s3_endpoint.or(file.s3.endpoint.clone()),
-                region: args.s3_region.or(file.s3.region.clone()),
-                allow_http: args.s3_allow_http.or(file.s3.allow_http),
-                virtual_hosted_style: args.s3_virtual_hosted_style.or(file.s3.virtual_hosted_style),
+            gc_interval_secs: file.gc.interval_secs,
+            deployment: Settings {
+                allow_sparse_manifests: args
+                    .allow_sparse_manifests
+                    .or(file.allow_sparse_manifests)
+                    .unwrap_or(false),
+                max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
+                redirect_blobs: args.redirect_blobs.or(file.redirect_blobs).unwrap_or(false),
+                collect: file.gc.interval_secs > 0,
+                gc: file.gc.collection,
+                auth: None,
+                mirrors: file.mirror,
+                webhooks: file.webhook,
+                replicate: file.replicate,
             },
+            auth: AuthSettings::resolve(
+                file.auth,
+                args.auth_signing_keys_file.or(file.auth_signing_keys_file.take()),
+            )?,
         })
+    }
+
+    /// The deployment's settings with its auth, whose signing keys are read
+    /// from their file now.
+    pub fn deployment_settings(&self) -> Result<Settings, String> {
+        let mut settings = self.deployment.clone();
+        if let Some(auth) = &self.auth {
+            let keys = std::fs::read_to_string(&auth.signing_keys_file)
+                .map_err(|e| format!("auth signing keys {}: {e}", auth.signing_keys_file.display()))?;
+            settings.auth = Some((auth.config.clone(), keys));
+        }
+        Ok(settings)
     }
 }
 
-fn parse_storage_url(text: &str) -> Result<StorageLocation, String> {
-    let url = Url::parse(text).map_err(|e| format!("storage_url {text:?}: {e}"))?;
-    match url.scheme() {
-        "file" => url
-            .to_file_path()
-            .map(StorageLocation::Disk)
-            .map_err(|_| format!("storage_url {text:?} is not a local path")),
-        "s3" | "s3a" | "gs" | "az" | "azure" => {
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(format!("storage_url {text:?} names no bucket"));
-            }
-            Ok(StorageLocation::Bucket(url))
+/// The storage settings of the file at `args.config` under the flags in `args`.
+pub fn storage(args: CheckStorageArgs) -> Result<StorageConfig, String> {
+    let mut file = read_optional_file(args.config.as_deref())?;
+    StorageConfig::resolve(args.storage, &file.storage())
+}
+
+impl FileConfig {
+    fn storage(&mut self) -> StorageFile {
+        StorageFile {
+            storage_url: self.storage_url.take(),
+            data_dir: self.data_dir.take(),
+            part_size: self.part_size,
+            s3: std::mem::take(&mut self.s3),
         }
-        other => Err(format!(
-            "storage_url {text:?}: scheme {other:?} is not one of s3, gs, az, file"
-        )),
     }
 }
 
@@ -319,6 +242,8 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::object::S3Options;
+    use crate::store::settings::StorageLocation;
 
     /// The configuration from the file at `path` alone.
     fn load_file(path: &Path) -> Result<Config, String> {
@@ -350,8 +275,8 @@ mod tests {
         let config = Config::load(args).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:6000");
         assert_eq!(config.storage.location, StorageLocation::Disk("/flag".into()));
-        assert!(config.allow_sparse_manifests);
-        assert!(!config.redirect_blobs);
+        assert!(config.deployment.allow_sparse_manifests);
+        assert!(!config.deployment.redirect_blobs);
         assert_eq!(config.storage.part_size, 1 << 20);
         std::fs::write(&path, "listn = \"x\"\n").unwrap();
         let err = load_file(&path).unwrap_err();
@@ -379,7 +304,7 @@ mod tests {
         assert_eq!(url.host_str(), Some("images"));
         assert_eq!(url.path(), "/team/registry");
         assert_eq!(config.storage.part_size, 8 << 20, "buckets default to 8 MiB parts");
-        assert!(config.redirect_blobs);
+        assert!(config.deployment.redirect_blobs);
         assert_eq!(
             config.storage.s3,
             S3Options {
@@ -402,10 +327,13 @@ mod tests {
              username = \"u\"\npassword = \"p\"\n",
         );
         let config = load_file(&path).unwrap();
-        assert_eq!(config.mirrors.len(), 2);
-        assert_eq!(config.mirrors[0].tag_ttl_secs, pier_core::mirror::DEFAULT_TAG_TTL_SECS);
-        assert_eq!(config.mirrors[1].tag_ttl_secs, 0);
-        assert_eq!(config.mirrors[1].username.as_deref(), Some("u"));
+        assert_eq!(config.deployment.mirrors.len(), 2);
+        assert_eq!(
+            config.deployment.mirrors[0].tag_ttl_secs,
+            pier_core::mirror::DEFAULT_TAG_TTL_SECS
+        );
+        assert_eq!(config.deployment.mirrors[1].tag_ttl_secs, 0);
+        assert_eq!(config.deployment.mirrors[1].username.as_deref(), Some("u"));
         std::fs::write(&path, "[[mirror]]\nnamespace = \"hub/**\"\nupstrem = \"x\"\n").unwrap();
         let err = load_file(&path).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
@@ -419,10 +347,10 @@ mod tests {
              [[replicate]]\nrepository = \"ci/**\"\ntags = \"v*\"\nto_namespace = \"prod/**\"\n",
         );
         let config = load_file(&path).unwrap();
-        assert_eq!(config.webhooks.len(), 1);
-        assert_eq!(config.webhooks[0].events.len(), 2);
-        assert_eq!(config.webhooks[0].headers["Authorization"], "Bearer s3cret");
-        assert_eq!(config.replicate[0].to_namespace.as_deref(), Some("prod/**"));
+        assert_eq!(config.deployment.webhooks.len(), 1);
+        assert_eq!(config.deployment.webhooks[0].events.len(), 2);
+        assert_eq!(config.deployment.webhooks[0].headers["Authorization"], "Bearer s3cret");
+        assert_eq!(config.deployment.replicate[0].to_namespace.as_deref(), Some("prod/**"));
         std::fs::write(&path, "[[webhook]]\nurl = \"https://h/\"\nevents = [\"poke\"]\n").unwrap();
         assert!(load_file(&path).is_err());
     }
@@ -437,31 +365,6 @@ mod tests {
             assert!(err.contains("not a number of days"), "{bad}: {err}");
         }
         let ok = "[gc]\n[[gc.rules]]\nnamespace = \"**\"\nuntagged_expire_after_days = 1.5\n";
-        assert_eq!(Config::from_toml(ok).unwrap().gc.collection.rules.len(), 1);
-    }
-
-    #[test]
-    fn storage_urls_are_checked() {
-        let load = |url: &str, part_size: Option<usize>| {
-            StorageConfig::load(CheckStorageArgs {
-                config: None,
-                storage: StorageArgs {
-                    storage_url: Some(url.into()),
-                    part_size,
-                    ..Default::default()
-                },
-            })
-        };
-        assert_eq!(
-            load("file:///var/lib/pier", None).unwrap().location,
-            StorageLocation::Disk("/var/lib/pier".into())
-        );
-        assert!(load("gs://bucket", None).is_ok());
-        assert!(load("az://container/prefix", Some(1 << 20)).is_ok());
-        let err = load("s3://bucket", Some(1 << 20)).unwrap_err();
-        assert!(err.contains("part_size"), "S3 needs 5 MiB parts: {err}");
-        assert!(load("ftp://host/x", None).unwrap_err().contains("scheme"));
-        assert!(load("s3:///prefix", None).unwrap_err().contains("bucket"));
-        assert!(load("not a url", None).is_err());
+        assert_eq!(Config::from_toml(ok).unwrap().deployment.gc.rules.len(), 1);
     }
 }

@@ -17,11 +17,11 @@ use futures::{StreamExt, TryStreamExt};
 use metrics::Counter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pier_core::api::{self, Body};
-use pier_core::auth::{Auth, ClientAddress};
+use pier_core::auth::ClientAddress;
 use pier_core::body::BodyError;
+use pier_core::deployment::{Deployment, Site};
 use pier_core::platform::box_stream;
 use pier_core::store::Store;
-use pier_core::Registry;
 
 use crate::metrics::RequestMeters;
 use pier_core::api::route_class;
@@ -34,12 +34,12 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    pub deployment: Arc<Deployment>,
+    /// Where the deployment serves: the registry over the store.
+    pub site: Arc<Site>,
     /// The store as the registry sees it, for readiness.
     pub store: Arc<dyn Store>,
     pub metrics: PrometheusHandle,
-    /// Who may do what; `None` leaves the registry open.
-    pub auth: Option<Arc<Auth>>,
 }
 
 /// The application: process endpoints, everything else to the registry core.
@@ -68,7 +68,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
 /// The Prometheus metrics, to whom core allows them.
 async fn metrics(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = with_client_address(request).into_parts();
-    match api::authorize_metrics(state.auth.as_deref(), &parts).await {
+    match api::authorize_metrics(state.deployment.auth(), &parts).await {
         Ok(()) => state.metrics.render().into_response(),
         Err(refusal) => axum_response(refusal, None),
     }
@@ -95,7 +95,7 @@ async fn registry_handler(State(state): State<AppState>, request: Request) -> Re
         .inspect_ok(move |chunk| bytes_in.increment(chunk.len() as u64));
     let core_request = with_client_address(http::Request::from_parts(parts, box_stream(stream)));
     let (method, path) = (core_request.method().clone(), core_request.uri().path().to_string());
-    let response = api::handle_with_auth(&state.registry, state.auth.as_deref(), core_request).await;
+    let response = state.deployment.handle(&state.site, core_request).await;
     let status = response.status();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     if status.is_server_error() {

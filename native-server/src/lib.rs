@@ -1,14 +1,14 @@
 //! pier's native server as a library: the `pier` binary (main.rs) is a thin
-//! command line over it, and the integration tests in `tests/` drive the same
-//! pieces (stores, configuration, HTTP shell) directly.
+//! command line over `cmd`, one module per command; the rest are the adapters
+//! the commands run on (stores, the HTTP shell, the environment, outgoing
+//! HTTP, background tasks, metrics), which the integration tests in `tests/`
+//! drive directly. Only the commands read `config`.
 
-pub mod auth;
 pub mod background;
 pub mod check;
+pub mod cmd;
 pub mod config;
-pub mod copy;
 pub mod env;
-pub mod gc;
 pub mod http;
 pub mod metrics;
 pub mod remote;

@@ -245,7 +245,7 @@ async fn send(
         request = request.header(http::header::RANGE, range);
     }
     let body = if body.is_empty() { empty_body() } else { full_body(body) };
-    api::handle(registry, request.body(body).unwrap()).await
+    api::handle(api::Service::open(registry), request.body(body).unwrap()).await
 }
 
 async fn body_bytes(response: http::Response<Body>) -> Vec<u8> {

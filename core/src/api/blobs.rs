@@ -7,7 +7,7 @@ use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, 
 use http::StatusCode;
 
 use super::{
-    digest_header, empty, finish, parse_digest, response, with_location, Body, HttpResponse, Req,
+    digest_header, empty, finish, parse_digest, response, with_location, Body, HttpResponse, Req, Service,
     IMMUTABLE_CACHE_CONTROL,
 };
 use crate::digest::Digest;
@@ -21,10 +21,11 @@ use crate::registry::Registry;
 /// enough for a client to follow it, short enough that a leaked one soon dies.
 const SIGNED_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
-pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
+pub(super) async fn get(service: &Service<'_>, req: &Req<'_>, repo: &RepoName, digest: &str) -> Result<HttpResponse> {
+    let registry = service.registry;
     let digest = parse_digest(digest)?;
     let record = match registry.blob(repo, &digest).await {
-        Err(e) if e.code == ErrorCode::BlobUnknown => match registry.mirror().and_then(|m| m.upstream_for(repo)) {
+        Err(e) if e.code == ErrorCode::BlobUnknown => match service.mirror.and_then(|m| m.upstream_for(repo)) {
             None => return Err(e),
             Some((upstream, remote)) => {
                 let fetched = mirror::blob(upstream, &remote, registry, repo, &digest, req.is_head()).await?;

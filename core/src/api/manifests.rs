@@ -5,21 +5,26 @@ use http::{HeaderName, StatusCode};
 
 use super::{
     digest_header, empty, finish, parse_reference, parse_tag, read_body, response, with_location, Body, BodySlot,
-    HttpResponse, Req, IMMUTABLE_CACHE_CONTROL,
+    HttpResponse, Req, Service, IMMUTABLE_CACHE_CONTROL,
 };
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::events::{Action, Event, Subject};
 use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::names::{RepoName, Tag};
 use crate::records::Reference;
-use crate::registry::Registry;
 
 const SUBJECT_HEADER: &str = "oci-subject";
 const TAG_HEADER: &str = "oci-tag";
 
-pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, reference: &str) -> Result<HttpResponse> {
+pub(super) async fn get(
+    service: &Service<'_>,
+    req: &Req<'_>,
+    repo: &RepoName,
+    reference: &str,
+) -> Result<HttpResponse> {
+    let registry = service.registry;
     let reference = parse_reference(reference)?;
-    let manifest = match registry.mirror().and_then(|m| m.upstream_for(repo)) {
+    let manifest = match service.mirror.and_then(|m| m.upstream_for(repo)) {
         Some((upstream, remote)) => crate::mirror::manifest(registry, upstream, &remote, repo, &reference).await?,
         None => registry.manifest(repo, &reference).await?,
     };
@@ -41,14 +46,14 @@ pub(super) async fn get(registry: &Registry, req: &Req<'_>, repo: &RepoName, ref
             media_type: &manifest.media_type,
             size: manifest.bytes.len() as u64,
         };
-        report(registry, req, Action::Pull, &[reference.tag()], &subject);
+        report(service, req, Action::Pull, &[reference.tag()], &subject);
         Body::Full(manifest.bytes)
     };
     finish(builder, body)
 }
 
 pub(super) async fn put(
-    registry: &Registry,
+    service: &Service<'_>,
     req: &Req<'_>,
     repo: &RepoName,
     reference: &str,
@@ -69,7 +74,8 @@ pub(super) async fn put(
     let bytes = read_body(body.take(), MAX_MANIFEST_BYTES)
         .await?
         .ok_or_else(too_large)?;
-    let pushed = registry
+    let pushed = service
+        .registry
         .put_manifest(repo, &reference, req.header(CONTENT_TYPE), bytes, &extra_tags)
         .await?;
     let tags: Vec<Option<&Tag>> = match &reference {
@@ -83,7 +89,7 @@ pub(super) async fn put(
         media_type: &pushed.media_type,
         size: pushed.size,
     };
-    report(registry, req, Action::Push, &tags, &subject);
+    report(service, req, Action::Push, &tags, &subject);
     let mut builder = digest_header(
         with_location(
             response(StatusCode::CREATED),
@@ -101,32 +107,32 @@ pub(super) async fn put(
 }
 
 pub(super) async fn delete(
-    registry: &Registry,
+    service: &Service<'_>,
     req: &Req<'_>,
     repo: &RepoName,
     reference: &str,
 ) -> Result<HttpResponse> {
     let reference = parse_reference(reference)?;
-    let deleted = registry.delete_manifest(repo, &reference).await?;
+    let deleted = service.registry.delete_manifest(repo, &reference).await?;
     let subject = Subject {
         repo,
         digest: &deleted.digest,
         media_type: &deleted.media_type,
         size: deleted.size,
     };
-    report(registry, req, Action::Delete, &[reference.tag()], &subject);
+    report(service, req, Action::Delete, &[reference.tag()], &subject);
     empty(response(StatusCode::ACCEPTED))
 }
 
 /// Tells the registry's webhooks and replication rules about a manifest
 /// request that succeeded: one event per tag it concerned (`None`: by digest).
-fn report(registry: &Registry, req: &Req<'_>, action: Action, tags: &[Option<&Tag>], subject: &Subject<'_>) {
-    let Some(sink) = registry.events().filter(|sink| sink.wants(action, subject.repo)) else {
+fn report(service: &Service<'_>, req: &Req<'_>, action: Action, tags: &[Option<&Tag>], subject: &Subject<'_>) {
+    let Some(sink) = service.events.filter(|sink| sink.wants(action, subject.repo)) else {
         return;
     };
     for tag in tags {
-        let event = Event::new(registry.env(), action, subject, *tag, req.access.actor());
-        sink.emit(registry, event);
+        let event = Event::new(service.registry.env(), action, subject, *tag, req.access.actor());
+        sink.emit(service.registry, event);
     }
 }
 
@@ -136,10 +142,10 @@ mod tests {
 
     use http::{Request, StatusCode};
 
-    use crate::auth::testing::FixedEnv;
     use crate::body::{empty_body, full_body};
     use crate::registry::{Registry, RegistryOptions};
     use crate::store::memory::MemoryStore;
+    use crate::testing::TestEnv;
 
     /// A manifest whose `mediaType` holds a line break was stored, and every
     /// GET of it then panicked building its Content-Type header. It is
@@ -148,10 +154,11 @@ mod tests {
     fn a_media_type_that_cannot_be_a_header_is_refused_at_the_push() {
         let registry = Registry::new(
             Arc::new(MemoryStore::new(64)),
-            Arc::new(FixedEnv::at(0)),
+            Arc::new(TestEnv::at(0)),
             RegistryOptions::default(),
         );
-        let send = |request| futures::executor::block_on(crate::api::handle(&registry, request));
+        let send =
+            |request| futures::executor::block_on(crate::api::handle(crate::api::Service::open(&registry), request));
         let manifest = br#"{"schemaVersion":2,"mediaType":"application/x\nInjected: yes"}"#;
         let push = Request::put("/v2/a/manifests/v1")
             .body(full_body(&manifest[..]))
@@ -168,10 +175,11 @@ mod tests {
     fn deleting_a_referrer_pushed_by_content_type_alone_unlists_it() {
         let registry = Registry::new(
             Arc::new(MemoryStore::new(64)),
-            Arc::new(FixedEnv::at(0)),
+            Arc::new(TestEnv::at(0)),
             RegistryOptions::default(),
         );
-        let send = |request| futures::executor::block_on(crate::api::handle(&registry, request));
+        let send =
+            |request| futures::executor::block_on(crate::api::handle(crate::api::Service::open(&registry), request));
         let subject = crate::digest::Digest::of(crate::digest::Algorithm::Sha256, b"subject");
         let manifest = serde_json::to_vec(&serde_json::json!({
             "subject": {"mediaType": crate::manifest::OCI_MANIFEST, "digest": subject.as_str(), "size": 7}

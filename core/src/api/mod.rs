@@ -15,6 +15,8 @@ use crate::auth::Auth;
 use crate::body::{BodyError, RequestBody};
 use crate::digest::{Digest, DigestError};
 use crate::error::{ErrorCode, RegistryError, Result};
+use crate::events::EventSink;
+use crate::mirror::Mirror;
 use crate::names::{RepoName, Tag};
 use crate::records::Reference;
 use crate::registry::Registry;
@@ -125,14 +127,35 @@ fn route(path: &str) -> Result<Option<Route>> {
     Ok(None)
 }
 
-/// Answers one request of an open registry: everyone may do everything.
-pub async fn handle(registry: &Registry, request: Request<RequestBody>) -> HttpResponse {
-    handle_with_auth(registry, None, request).await
+/// What the HTTP mapping serves: the registry and what a deployment puts
+/// around it. `crate::deployment` assembles one per request; tests and tools
+/// that need only an open registry use [`Service::open`].
+#[derive(Clone, Copy)]
+pub struct Service<'a> {
+    pub registry: &'a Registry,
+    /// Who may do what; `None` lets everyone do everything.
+    pub auth: Option<&'a Auth>,
+    /// The namespaces served as pull-through caches.
+    pub mirror: Option<&'a Mirror>,
+    /// Who hears of pushes, pulls and deletes (webhooks, replication).
+    pub events: Option<&'a EventSink>,
 }
 
-/// Answers one request, checking it against `auth` when there is one.
-pub async fn handle_with_auth(registry: &Registry, auth: Option<&Auth>, request: Request<RequestBody>) -> HttpResponse {
-    let mut response = match dispatch(registry, auth, request).await {
+impl<'a> Service<'a> {
+    /// A registry with no auth, no mirror and no events.
+    pub fn open(registry: &'a Registry) -> Service<'a> {
+        Service {
+            registry,
+            auth: None,
+            mirror: None,
+            events: None,
+        }
+    }
+}
+
+/// Answers one request.
+pub async fn handle(service: Service<'_>, request: Request<RequestBody>) -> HttpResponse {
+    let mut response = match dispatch(&service, request).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     };
@@ -182,14 +205,10 @@ impl From<RegistryError> for Refusal {
 /// reads the error instead of a reset connection.
 const DRAIN_LIMIT: usize = 16 << 20;
 
-async fn dispatch(
-    registry: &Registry,
-    auth: Option<&Auth>,
-    request: Request<RequestBody>,
-) -> Result<HttpResponse, Refusal> {
+async fn dispatch(service: &Service<'_>, request: Request<RequestBody>) -> Result<HttpResponse, Refusal> {
     let (parts, body) = request.into_parts();
     let mut body = BodySlot::new(body);
-    let result = authorize_and_route(registry, auth, &parts, &mut body).await;
+    let result = authorize_and_route(service, &parts, &mut body).await;
     if result.is_err() {
         body.drain().await;
     }
@@ -237,11 +256,11 @@ const TOKEN_PATH: &str = "/token";
 /// Routes a request and, when auth is on, checks what it needs before any
 /// handler runs.
 async fn authorize_and_route(
-    registry: &Registry,
-    auth: Option<&Auth>,
+    service: &Service<'_>,
     parts: &http::request::Parts,
     body: &mut BodySlot,
 ) -> Result<HttpResponse, Refusal> {
+    let (registry, auth) = (service.registry, service.auth);
     if let (Some(auth), TOKEN_PATH) = (auth, parts.uri.path()) {
         return token::serve(auth, parts, body).await;
     }
@@ -267,7 +286,7 @@ async fn authorize_and_route(
         access: &access,
     };
     let shared_caches_may_keep = route.repository().is_none_or(|repo| access.anyone_may_pull(repo));
-    let mut response = route_request(registry, route, &req, body).await?;
+    let mut response = route_request(service, route, &req, body).await?;
     if !shared_caches_may_keep {
         keep_out_of_shared_caches(&mut response);
     }
@@ -288,15 +307,21 @@ fn keep_out_of_shared_caches(response: &mut HttpResponse) {
     }
 }
 
-async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &mut BodySlot) -> Result<HttpResponse> {
+async fn route_request(
+    service: &Service<'_>,
+    route: Route,
+    req: &Req<'_>,
+    body: &mut BodySlot,
+) -> Result<HttpResponse> {
+    let registry = service.registry;
     let pushes = matches!(
         (&route, req.method),
         (Route::Manifest(..), &Method::PUT)
             | (Route::Uploads(_), &Method::POST)
             | (Route::Upload(..), &Method::PATCH | &Method::PUT)
     );
-    if let (true, Some(repo)) = (pushes, route.repository()) {
-        crate::mirror::refuse_push(registry, repo)?;
+    if let (true, Some(repo), Some(mirror)) = (pushes, route.repository(), service.mirror) {
+        crate::mirror::refuse_push(mirror, repo)?;
     }
     match (route, req.method.clone()) {
         (Route::Ping, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}"))),
@@ -304,11 +329,11 @@ async fn route_request(registry: &Registry, route: Route, req: &Req<'_>, body: &
         (Route::Tags(repo), Method::GET) => discovery::tags(registry, req, &repo).await,
         (Route::Referrers(repo, digest), Method::GET) => discovery::referrers(registry, req, &repo, &digest).await,
         (Route::Manifest(repo, reference), Method::GET | Method::HEAD) => {
-            manifests::get(registry, req, &repo, &reference).await
+            manifests::get(service, req, &repo, &reference).await
         }
-        (Route::Manifest(repo, reference), Method::PUT) => manifests::put(registry, req, &repo, &reference, body).await,
-        (Route::Manifest(repo, reference), Method::DELETE) => manifests::delete(registry, req, &repo, &reference).await,
-        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(registry, req, &repo, &digest).await,
+        (Route::Manifest(repo, reference), Method::PUT) => manifests::put(service, req, &repo, &reference, body).await,
+        (Route::Manifest(repo, reference), Method::DELETE) => manifests::delete(service, req, &repo, &reference).await,
+        (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(service, req, &repo, &digest).await,
         (Route::Blob(repo, digest), Method::DELETE) => blobs::delete(registry, &repo, &digest).await,
         (Route::Uploads(repo), Method::POST) => uploads::start(registry, req, &repo, body).await,
         (Route::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,

@@ -173,13 +173,13 @@ mod tests {
 
     use http::{Request, StatusCode};
 
-    use crate::auth::testing::FixedEnv;
     use crate::body::{empty_body, RequestBody};
     use crate::registry::{Registry, RegistryOptions};
     use crate::store::memory::MemoryStore;
+    use crate::testing::TestEnv;
 
     fn send(registry: &Registry, request: Request<RequestBody>) -> crate::api::HttpResponse {
-        futures::executor::block_on(crate::api::handle(registry, request))
+        futures::executor::block_on(crate::api::handle(crate::api::Service::open(registry), request))
     }
 
     /// Found by the `ranges` fuzz target: a chunk claiming `0-<u64::MAX>`
@@ -189,7 +189,7 @@ mod tests {
     fn a_content_range_whose_length_overflows_is_refused() {
         let registry = Registry::new(
             Arc::new(MemoryStore::new(64)),
-            Arc::new(FixedEnv::at(0)),
+            Arc::new(TestEnv::at(0)),
             RegistryOptions::default(),
         );
         let start = Request::post("/v2/a/blobs/uploads/").body(empty_body()).unwrap();

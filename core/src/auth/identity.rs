@@ -320,11 +320,11 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testing::FixedEnv;
+    use crate::testing::TestEnv;
 
     /// Cheap parameters so the tests run fast; the defaults are checked once.
     fn quick_hash(password: &str) -> String {
-        hash_password(password, 1024, 1, &FixedEnv::at(0)).unwrap()
+        hash_password(password, 1024, 1, &TestEnv::at(0)).unwrap()
     }
 
     fn user(name: &str, hash: String) -> UserConfig {
@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn hashes_are_salted_argon2id_with_the_chosen_cost() {
-        let env = FixedEnv::at(0);
+        let env = TestEnv::at(0);
         let first = hash_password("same", DEFAULT_MEMORY_KIB, DEFAULT_PASSES, &env).unwrap();
         let second = hash_password("same", DEFAULT_MEMORY_KIB, DEFAULT_PASSES, &env).unwrap();
         assert_ne!(first, second, "each hash has its own salt");
@@ -367,8 +367,8 @@ mod tests {
     fn the_decoy_costs_what_most_users_cost() {
         let directory = Directory::new(&[], &[]).unwrap();
         assert_eq!(decoy_cost(&directory), (DEFAULT_MEMORY_KIB, DEFAULT_PASSES));
-        let cheap = |name: &str| user(name, hash_password("x", 1024, 1, &FixedEnv::at(0)).unwrap());
-        let other = user("c", hash_password("x", 2048, 1, &FixedEnv::at(0)).unwrap());
+        let cheap = |name: &str| user(name, hash_password("x", 1024, 1, &TestEnv::at(0)).unwrap());
+        let other = user("c", hash_password("x", 2048, 1, &TestEnv::at(0)).unwrap());
         let directory = Directory::new(&[cheap("a"), cheap("b"), other.clone()], &[]).unwrap();
         assert_eq!(decoy_cost(&directory), (1024, 1), "the cost most users have");
         let directory = Directory::new(&[cheap("a"), other], &[]).unwrap();
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn wrong_robot_tokens_pay_a_password_check_and_right_ones_do_not() {
-        let (token, digest) = new_robot_token(&FixedEnv::at(0));
+        let (token, digest) = new_robot_token(&TestEnv::at(0));
         let robots = [RobotConfig {
             name: "ci".into(),
             token_sha256: digest,
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn weak_foreign_or_costly_hashes_are_refused_at_load() {
-        let too_costly = hash_password("x", MAX_MEMORY_KIB * 2, 1, &FixedEnv::at(0)).unwrap();
+        let too_costly = hash_password("x", MAX_MEMORY_KIB * 2, 1, &TestEnv::at(0)).unwrap();
         for (hash, complaint) in [
             ("plaintext".to_string(), "PHC"),
             (
@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn robot_tokens_verify_by_digest_only() {
-        let (token, digest) = new_robot_token(&FixedEnv::at(0));
+        let (token, digest) = new_robot_token(&TestEnv::at(0));
         assert!(token.starts_with(ROBOT_TOKEN_PREFIX));
         assert!(
             token.len() >= ROBOT_TOKEN_PREFIX.len() + 43,

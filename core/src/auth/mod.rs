@@ -3,7 +3,7 @@
 //! A shell builds one [`Auth`] from an [`AuthConfig`] and the signing-key
 //! secret, keeps it for as long as it can (the failed-login counts live in
 //! it), marks each request with the [`ClientAddress`] it came from, and
-//! passes it to [`crate::api::handle_with_auth`]. Without an `Auth`, the
+//! passes it to `api::Service`. Without an `Auth`, the
 //! registry is open, as before auth existed.
 
 use std::sync::Arc;
@@ -19,8 +19,6 @@ mod limiter;
 mod oidc;
 pub mod policy;
 pub mod scope;
-#[cfg(test)]
-pub(crate) mod testing;
 pub mod token;
 
 pub use config::{

@@ -245,7 +245,7 @@ fn unverified_issuer(token: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::testing::FixedEnv;
+    use crate::testing::TestEnv;
     use std::collections::BTreeMap;
 
     const ISSUER: &str = "https://ci.example.test";
@@ -314,8 +314,8 @@ mod tests {
         .unwrap()
     }
 
-    fn env() -> FixedEnv {
-        FixedEnv::at(NOW * 1000)
+    fn env() -> TestEnv {
+        TestEnv::at(NOW * 1000)
     }
 
     #[test]

@@ -341,9 +341,9 @@ impl Tokens {
 mod tests {
     use super::*;
     use crate::auth::scope::Scope;
-    use crate::auth::testing::FixedEnv;
+    use crate::testing::TestEnv;
 
-    fn keys(env: &FixedEnv, algorithm: KeyAlgorithm) -> String {
+    fn keys(env: &TestEnv, algorithm: KeyAlgorithm) -> String {
         new_signing_key(algorithm, env)
     }
 
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn access_tokens_round_trip_with_both_algorithms() {
-        let env = FixedEnv::at(1_700_000_000_000);
+        let env = TestEnv::at(1_700_000_000_000);
         for algorithm in [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa] {
             let tokens = tokens(&keys(&env, algorithm));
             let token = tokens.issue_access(Some(&alice()), pull_a(), &env).unwrap();
@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn the_header_names_the_key_and_the_algorithm() {
-        let env = FixedEnv::at(1_700_000_000_000);
+        let env = TestEnv::at(1_700_000_000_000);
         let jwk = keys(&env, KeyAlgorithm::Es256);
         let kid = serde_json::from_str::<serde_json::Value>(&jwk).unwrap()["kid"]
             .as_str()
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn rotation_verifies_with_old_keys_and_signs_with_the_first() {
-        let env = FixedEnv::at(1_700_000_000_000);
+        let env = TestEnv::at(1_700_000_000_000);
         let (old, new) = (keys(&env, KeyAlgorithm::Es256), keys(&env, KeyAlgorithm::EdDsa));
         let before = tokens(&old).issue_access(None, pull_a(), &env).unwrap();
         let rotated = tokens(&set(&[new.clone(), old]));
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn refresh_and_access_tokens_are_not_interchangeable() {
-        let env = FixedEnv::at(1_700_000_000_000);
+        let env = TestEnv::at(1_700_000_000_000);
         let tokens = tokens(&keys(&env, KeyAlgorithm::Es256));
         let refresh = tokens.issue_refresh(&alice(), "fingerprint", &env).unwrap();
         let grant = tokens.verify_refresh(&refresh, &env).unwrap();
@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn tokens_expire_after_their_lifetime_and_skew() {
-        let env = FixedEnv::at(1_700_000_000_000);
+        let env = TestEnv::at(1_700_000_000_000);
         let tokens = tokens(&keys(&env, KeyAlgorithm::Es256));
         let token = tokens.issue_access(None, pull_a(), &env).unwrap();
         env.advance_secs(300 + CLOCK_SKEW_SECS);
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn key_sets_are_checked() {
-        let env = FixedEnv::at(0);
+        let env = TestEnv::at(0);
         let private = keys(&env, KeyAlgorithm::Es256);
         let mut public: serde_json::Value = serde_json::from_str(&private).unwrap();
         public.as_object_mut().unwrap().remove("d");

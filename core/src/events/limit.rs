@@ -187,7 +187,7 @@ mod tests {
     use futures::channel::oneshot;
 
     use super::*;
-    use crate::auth::testing::FixedEnv;
+    use crate::testing::TestEnv;
 
     /// Tasks kept to be polled by the test; sleeps end when the test says.
     #[derive(Default)]
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn at_most_the_bound_runs_the_next_wait_and_the_rest_are_dropped_and_counted() {
-        let env = Arc::new(FixedEnv::at(1_000_000));
+        let env = Arc::new(TestEnv::at(1_000_000));
         let limit = Arc::new(TaskLimit::new(2, 3, env.clone()));
         let manual = Arc::new(Manual::default());
         let background: Arc<dyn Background> = manual.clone();

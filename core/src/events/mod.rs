@@ -234,13 +234,13 @@ impl EventSink {
 mod tests {
     use super::*;
 
-    use crate::auth::testing::FixedEnv;
     use crate::remote::http::NoNetwork;
+    use crate::testing::TestEnv;
 
     fn hooks(webhooks: &str, rules: &str) -> Result<Hooks, HooksError> {
         let webhooks: Vec<WebhookConfig> = serde_json::from_str(webhooks).unwrap();
         let rules: Vec<ReplicateConfig> = serde_json::from_str(rules).unwrap();
-        Hooks::new(&webhooks, &rules, Arc::new(NoNetwork), Arc::new(FixedEnv::at(0)))
+        Hooks::new(&webhooks, &rules, Arc::new(NoNetwork), Arc::new(TestEnv::at(0)))
     }
 
     #[test]

@@ -288,11 +288,7 @@ mod tests {
 
     fn rule(text: &str) -> Result<Rule, String> {
         let config: ReplicateConfig = serde_json::from_str(text).unwrap();
-        Rule::new(
-            &config,
-            Arc::new(NoNetwork),
-            Arc::new(crate::auth::testing::FixedEnv::at(0)),
-        )
+        Rule::new(&config, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0)))
     }
 
     fn name(text: &str) -> RepoName {

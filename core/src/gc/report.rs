@@ -39,9 +39,62 @@ impl Report {
         self.blob_bytes_freed + self.orphan_bytes_freed
     }
 
+    /// The report in one line, as every shell logs or prints it.
+    pub fn summary(&self) -> String {
+        let verb = if self.dry_run { "would remove" } else { "removed" };
+        let seconds = self.duration_ms as f64 / 1000.0;
+        format!(
+            "gc {verb}: {} blobs ({} bytes), {} orphaned data objects ({} bytes), {} manifests, {} tags, \
+             {} referrer entries, {} links, {} expired uploads; examined {} blobs in {} repositories in {seconds:.2}s \
+             ({} steps); {} blobs kept by the grace window, {} spared by pushes under way",
+            self.blobs_deleted,
+            self.blob_bytes_freed,
+            self.orphan_data_deleted,
+            self.orphan_bytes_freed,
+            self.manifests_deleted,
+            self.tags_deleted,
+            self.referrers_deleted,
+            self.links_deleted,
+            self.uploads_expired,
+            self.blobs_examined,
+            self.repos_examined,
+            self.steps,
+            self.blobs_in_grace,
+            self.blobs_spared_by_push,
+        )
+    }
+
     pub(super) fn list(&mut self, what: String) {
         if self.removed.len() < MAX_LISTED {
             self.removed.push(what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    #[test]
+    fn the_summary_says_whether_anything_was_removed() {
+        let report = Report {
+            dry_run: true,
+            blobs_deleted: 3,
+            blob_bytes_freed: 300,
+            duration_ms: 1500,
+            ..Report::default()
+        };
+        let summary = report.summary();
+        assert!(
+            summary.starts_with("gc would remove: 3 blobs (300 bytes),"),
+            "{summary}"
+        );
+        assert!(summary.contains("in 1.50s"), "{summary}");
+        let applied = Report {
+            dry_run: false,
+            ..report
+        }
+        .summary();
+        assert!(applied.starts_with("gc removed: 3 blobs"), "{applied}");
     }
 }

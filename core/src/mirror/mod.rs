@@ -154,8 +154,8 @@ impl Upstream {
 }
 
 /// Refuses a push into a mirrored namespace.
-pub fn refuse_push(registry: &Registry, repo: &RepoName) -> Result<()> {
-    match registry.mirror().and_then(|m| m.upstream_for(repo)) {
+pub fn refuse_push(mirror: &Mirror, repo: &RepoName) -> Result<()> {
+    match mirror.upstream_for(repo) {
         None => Ok(()),
         Some((upstream, remote)) => Err(RegistryError::new(
             ErrorCode::Denied,
@@ -344,11 +344,7 @@ mod tests {
     use crate::remote::http::NoNetwork;
 
     fn mirror(configs: &[MirrorConfig]) -> std::result::Result<Mirror, String> {
-        Mirror::new(
-            configs,
-            Arc::new(NoNetwork),
-            Arc::new(crate::auth::testing::FixedEnv::at(0)),
-        )
+        Mirror::new(configs, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0)))
     }
 
     #[test]

@@ -647,7 +647,7 @@ mod tests {
         let peer = Arc::new(EndlessTags {
             asked: Default::default(),
         });
-        let env = Arc::new(crate::auth::testing::FixedEnv::at(0));
+        let env = Arc::new(crate::testing::TestEnv::at(0));
         let client = RegistryClient::new(peer.clone(), env, "https://reg.test", None, &[]).unwrap();
         let listed = futures::executor::block_on(client.tags("a"));
         assert!(listed.is_err(), "{listed:?}");

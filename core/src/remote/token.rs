@@ -276,9 +276,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::auth::testing::FixedEnv;
     use crate::remote::http::{IncomingResponse, OutgoingRequest};
     use crate::remote::RegistryClient;
+    use crate::testing::TestEnv;
 
     /// A registry whose token endpoint hands out numbered tokens valid for
     /// 300 s to `user:pw` only, and whose API wants the newest token.
@@ -351,7 +351,7 @@ mod tests {
             issued: AtomicUsize::new(0),
             expires_in: 300,
         });
-        let env = Arc::new(FixedEnv::at(1_000_000));
+        let env = Arc::new(TestEnv::at(1_000_000));
         let credentials = Credentials::parse("user:pw");
         let client =
             RegistryClient::new(fake.clone(), env.clone(), "https://reg.test", credentials, &realms()).unwrap();
@@ -371,7 +371,7 @@ mod tests {
             issued: AtomicUsize::new(0),
             expires_in: 300,
         });
-        let env = Arc::new(FixedEnv::at(0));
+        let env = Arc::new(TestEnv::at(0));
         let client = RegistryClient::new(
             fake,
             env,
@@ -422,7 +422,7 @@ mod tests {
             });
             let client = RegistryClient::new(
                 fake.clone(),
-                Arc::new(FixedEnv::at(0)),
+                Arc::new(TestEnv::at(0)),
                 base,
                 Credentials::parse("u:p"),
                 &[],
@@ -472,7 +472,7 @@ mod tests {
             issued: AtomicUsize::new(0),
             expires_in: u64::MAX,
         });
-        let env = Arc::new(FixedEnv::at(1_000_000));
+        let env = Arc::new(TestEnv::at(1_000_000));
         let client = RegistryClient::new(
             fake.clone(),
             env.clone(),

@@ -205,26 +205,15 @@ impl Store for ImmutableCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
     use crate::store::memory::MemoryStore;
     use crate::store::read_small;
-
-    struct Clock(AtomicU64);
-    impl Env for Clock {
-        fn now_millis(&self) -> u64 {
-            self.0.load(Ordering::Relaxed)
-        }
-        fn fill_random(&self, buf: &mut [u8]) {
-            buf.fill(7);
-        }
-    }
+    use crate::testing::TestEnv;
 
     #[test]
     fn passes_the_storage_suite() {
         let inner = Arc::new(MemoryStore::new(1024));
-        let cache = ImmutableCache::new(inner, Arc::new(Clock(AtomicU64::new(0))), 1 << 20);
+        let cache = ImmutableCache::new(inner, Arc::new(TestEnv::at(0)), 1 << 20);
         futures::executor::block_on(crate::store::suite::run_all(&cache, "suite/"));
         futures::executor::block_on(crate::store::suite::run_all(&cache, "blobs/suite/"));
     }
@@ -233,7 +222,7 @@ mod tests {
     fn serves_immutable_objects_from_memory_until_they_age_out() {
         futures::executor::block_on(async {
             let inner = Arc::new(MemoryStore::new(1024));
-            let clock = Arc::new(Clock(AtomicU64::new(0)));
+            let clock = Arc::new(TestEnv::at(0));
             let cache = ImmutableCache::new(inner.clone(), clock.clone(), 1 << 20);
             inner
                 .put("blobs/sha256/aa", Bytes::from_static(b"record"), PutMode::Overwrite)
@@ -263,7 +252,7 @@ mod tests {
                 "two",
                 "tags always from the store"
             );
-            clock.0.store(MAX_AGE_MS, Ordering::Relaxed);
+            clock.advance_millis(MAX_AGE_MS);
             assert!(
                 read_small(&cache, "blobs/sha256/aa").await.unwrap().is_none(),
                 "aged out"
@@ -284,7 +273,7 @@ mod tests {
     fn stays_within_its_capacity() {
         futures::executor::block_on(async {
             let inner = Arc::new(MemoryStore::new(1024));
-            let cache = ImmutableCache::new(inner.clone(), Arc::new(Clock(AtomicU64::new(0))), 1000);
+            let cache = ImmutableCache::new(inner.clone(), Arc::new(TestEnv::at(0)), 1000);
             for i in 0..50 {
                 let key = format!("blobs/sha256/{i:02}");
                 inner

@@ -10,6 +10,7 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
+use crate::error::{ErrorCode, RegistryError};
 use crate::platform::{BoxStream, MaybeSend, MaybeSync};
 
 pub mod cache;
@@ -104,6 +105,19 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A storage failure as the client is answered: retryable when the backend
+/// is unavailable, a server error otherwise.
+impl From<StoreError> for RegistryError {
+    fn from(err: StoreError) -> RegistryError {
+        match err {
+            StoreError::Unavailable(msg) => {
+                RegistryError::new(ErrorCode::Unavailable, format!("storage unavailable: {msg}"))
+            }
+            other => RegistryError::new(ErrorCode::Internal, format!("storage: {other}")),
+        }
+    }
+}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +11,6 @@ use pier_core::digest::{Algorithm, Digest};
 use pier_core::gc::{Gc, GcConfig, Report};
 use pier_core::manifest;
 use pier_core::names::{RepoName, Tag};
-use pier_core::platform::Env;
 use pier_core::records::BlobRecord;
 use pier_core::records::Reference;
 use pier_core::registry::RegistryOptions;
@@ -23,43 +21,11 @@ use serde_json::{json, Value};
 pub const HOUR_MS: u64 = 3_600_000;
 pub const DAY_MS: u64 = 24 * HOUR_MS;
 
-/// A clock that only moves when the test says so, and distinct ids.
-pub struct TestEnv {
-    now: AtomicU64,
-    ids: AtomicU64,
-}
+pub use pier_core::testing::TestEnv;
 
-impl TestEnv {
-    pub fn new() -> Arc<TestEnv> {
-        Arc::new(TestEnv {
-            now: AtomicU64::new(1_700_000_000_000),
-            ids: AtomicU64::new(1),
-        })
-    }
-
-    /// A clock and id source that go on from where this one stands.
-    pub fn fork(&self) -> Arc<TestEnv> {
-        Arc::new(TestEnv {
-            now: AtomicU64::new(self.now.load(Ordering::SeqCst)),
-            ids: AtomicU64::new(self.ids.load(Ordering::SeqCst)),
-        })
-    }
-
-    pub fn advance(&self, ms: u64) {
-        self.now.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Env for TestEnv {
-    fn now_millis(&self) -> u64 {
-        self.now.load(Ordering::SeqCst)
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        let n = self.ids.fetch_add(1, Ordering::SeqCst).to_be_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = n[i % 8].wrapping_add((i / 8) as u8);
-        }
-    }
+/// A test host at the default time.
+pub fn test_env() -> Arc<TestEnv> {
+    Arc::new(TestEnv::default())
 }
 
 pub fn repo(name: &str) -> RepoName {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use pier_core::store::Store;
 
-use crate::config::{StorageConfig, StorageLocation};
+use settings::{StorageConfig, StorageLocation};
 
 pub mod fs;
 pub mod metered;
 pub mod object;
+pub mod settings;
 
 /// Opens the store the configuration names: the local disk (the default) or a
 /// bucket shared with other instances.

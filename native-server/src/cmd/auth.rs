@@ -1,17 +1,12 @@
 //! `pier auth ...`: the helpers that make what an `[auth]` table needs
-//! (password hashes, robot tokens, signing keys), and loading that table
-//! for `pier serve`. Every decision lives in `pier_core::auth`.
+//! (password hashes, robot tokens, signing keys). Every decision lives in
+//! `pier_core::auth`.
 
-use std::io::Read;
-use std::sync::Arc;
-
+use crate::env::SystemEnv;
 use clap::Subcommand;
 use pier_core::auth::identity::{hash_password, new_robot_token, DEFAULT_MEMORY_KIB, DEFAULT_PASSES};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
-use pier_core::auth::Auth;
-
-use crate::config::AuthSettings;
-use crate::env::SystemEnv;
+use std::io::Read;
 
 #[derive(Subcommand, Debug)]
 pub enum AuthCommand {
@@ -86,17 +81,12 @@ fn new_robot(name: &str, groups: &[String]) -> String {
     )
 }
 
-/// The `Auth` of `pier serve`, checked whole before the server starts.
-pub fn load(settings: &AuthSettings) -> Result<Arc<Auth>, String> {
-    let keys = std::fs::read_to_string(&settings.signing_keys_file)
-        .map_err(|e| format!("auth signing keys {}: {e}", settings.signing_keys_file.display()))?;
-    Auth::new(settings.config.clone(), &keys, Arc::new(SystemEnv)).map(Arc::new)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use pier_core::auth::AuthConfig;
+    use pier_core::auth::{Auth, AuthConfig};
 
     #[test]
     fn passwords_are_the_first_line_of_input() {
@@ -118,15 +108,8 @@ mod tests {
         let config: toml::Table = toml::from_str(entry).unwrap();
         let auth: AuthConfig = config["auth"].clone().try_into().unwrap();
         assert_eq!(auth.robots[0].groups, ["ci"]);
-        let dir = tempfile::tempdir().unwrap();
-        let keys_file = dir.path().join("keys.json");
         let jwks = format!("{{\"keys\":[{}]}}", new_signing_key(KeyAlgorithm::Es256, &SystemEnv));
-        std::fs::write(&keys_file, jwks).unwrap();
-        let auth = load(&AuthSettings {
-            config: auth,
-            signing_keys_file: keys_file,
-        })
-        .unwrap();
+        let auth = Auth::new(auth, &jwks, Arc::new(SystemEnv)).unwrap();
         let identity = auth.login("test", "ci-bot", &token).await.unwrap();
         assert_eq!(identity.groups, ["ci"]);
         assert!(auth.login("test", "ci-bot", "pier_guess").await.is_err());

@@ -1,0 +1,261 @@
+//! One deployment of pier, assembled in one place. Both shells read their
+//! settings (a TOML file natively, JSON vars on the Worker) into
+//! [`Settings`], hand over the ports only they can provide ([`Ports`]:
+//! clock and entropy, outgoing HTTP) and call [`Deployment::new`]; from then
+//! on they pass requests to [`Deployment::handle`] and run collection through
+//! [`Deployment::collector`]. Every wiring decision (which options the
+//! registry gets from which table, that retention rules also make tags
+//! immutable at push, when collection only expires uploads) is made here,
+//! so the shells cannot drift apart.
+
+use std::sync::Arc;
+
+use crate::api::{self, HttpResponse, Service};
+use crate::auth::{Auth, AuthConfig};
+use crate::body::RequestBody;
+use crate::events::{EventSink, Hooks, HooksError, ReplicateConfig, WebhookConfig};
+use crate::gc::{Gc, GcConfig};
+use crate::mirror::{Mirror, MirrorConfig};
+use crate::platform::{Background, Env};
+use crate::registry::{Registry, RegistryOptions};
+use crate::remote::http::HttpClient;
+use crate::store::Store;
+
+/// What a deployment is configured with, whichever shell read it.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Accept manifests whose blobs or child manifests are absent.
+    pub allow_sparse_manifests: bool,
+    /// Largest request body, in bytes; `None` for no limit.
+    pub max_body_bytes: Option<u64>,
+    /// Redirect blob GETs to signed URLs where the store can sign them.
+    pub redirect_blobs: bool,
+    /// Collection and retention (`[gc]`); its rules' immutable tags are
+    /// enforced at push whether or not collection runs.
+    pub gc: GcConfig,
+    /// Whether the deployment's schedule collects garbage as `gc` says;
+    /// when not, the schedule only expires idle uploads.
+    pub collect: bool,
+    /// The `[auth]` table and the JWK Set whose first key signs tokens;
+    /// `None` leaves the registry open.
+    pub auth: Option<(AuthConfig, String)>,
+    /// Pull-through caches (`[[mirror]]`).
+    pub mirrors: Vec<MirrorConfig>,
+    /// Receivers of events (`[[webhook]]`).
+    pub webhooks: Vec<WebhookConfig>,
+    /// Promotion and replication on push (`[[replicate]]`).
+    pub replicate: Vec<ReplicateConfig>,
+}
+
+/// What the shell provides that core cannot do portably.
+#[derive(Clone)]
+pub struct Ports {
+    pub env: Arc<dyn Env>,
+    pub http: Arc<dyn HttpClient>,
+}
+
+/// A setting that cannot be used: which table it is in, so the shell can
+/// name where it read it (a file's table, a Worker var), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettingsError {
+    Auth(String),
+    Mirror(String),
+    Webhook(String),
+    Replicate(String),
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingsError::Auth(why)
+            | SettingsError::Mirror(why)
+            | SettingsError::Webhook(why)
+            | SettingsError::Replicate(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// Where a registry reads and writes: the backend alone, or the backend
+/// behind a cache the shell built (the Worker's KV and Cache API).
+pub enum Stores {
+    /// Core keeps its own in-memory cache of immutable objects in front.
+    Backend(Arc<dyn Store>),
+    /// Pulls read through `cache`; what races with collection reads `backend`.
+    Cached {
+        backend: Arc<dyn Store>,
+        cache: Arc<dyn Store>,
+    },
+}
+
+/// Where requests are served: a registry over its stores and where work
+/// after the response runs. The native server makes one at start; the
+/// Worker one per request, since its caches and `waitUntil` are the
+/// request's.
+pub struct Site {
+    registry: Registry,
+    events: Option<EventSink>,
+}
+
+impl Site {
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+/// The parts a deployment's settings make, built and checked once.
+pub struct Deployment {
+    options: RegistryOptions,
+    gc: GcConfig,
+    collect: bool,
+    auth: Option<Auth>,
+    mirror: Option<Mirror>,
+    hooks: Option<Arc<Hooks>>,
+    env: Arc<dyn Env>,
+    notices: Vec<Notice>,
+}
+
+impl Deployment {
+    /// Checks every setting and builds what they describe; an error names
+    /// the table at fault.
+    pub fn new(settings: Settings, ports: Ports) -> Result<Deployment, SettingsError> {
+        let notices = notices(&settings);
+        let options = RegistryOptions {
+            allow_sparse_manifests: settings.allow_sparse_manifests,
+            max_body_bytes: settings.max_body_bytes,
+            redirect_blobs: settings.redirect_blobs,
+            // Retention rules are enforced at push too: their immutable tags.
+            retention: settings.gc.rules.clone(),
+            ..RegistryOptions::default()
+        };
+        let auth = match settings.auth {
+            None => None,
+            Some((config, signing_keys)) => {
+                Some(Auth::new(config, &signing_keys, ports.env.clone()).map_err(SettingsError::Auth)?)
+            }
+        };
+        let mirror = match settings.mirrors.is_empty() {
+            true => None,
+            false => Some(
+                Mirror::new(&settings.mirrors, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Mirror)?,
+            ),
+        };
+        let hooks = Hooks::new(&settings.webhooks, &settings.replicate, ports.http, ports.env.clone()).map_err(
+            |err| match err {
+                HooksError::Webhook(why) => SettingsError::Webhook(why),
+                HooksError::Replicate(why) => SettingsError::Replicate(why),
+            },
+        )?;
+        Ok(Deployment {
+            options,
+            gc: settings.gc,
+            collect: settings.collect,
+            auth,
+            mirror,
+            hooks: (!hooks.is_empty()).then(|| Arc::new(hooks)),
+            env: ports.env,
+            notices,
+        })
+    }
+
+    /// A site over `stores` whose background work runs on `background`.
+    pub fn site(&self, stores: Stores, background: Arc<dyn Background>) -> Site {
+        let registry = match stores {
+            Stores::Backend(store) => Registry::new(store, self.env.clone(), self.options.clone()),
+            Stores::Cached { backend, cache } => {
+                Registry::with_cache(backend, cache, self.env.clone(), self.options.clone())
+            }
+        };
+        let events = self.hooks.clone().map(|hooks| EventSink::new(hooks, background));
+        Site { registry, events }
+    }
+
+    /// Answers one request at `site`.
+    pub async fn handle(&self, site: &Site, request: http::Request<RequestBody>) -> HttpResponse {
+        let service = Service {
+            registry: &site.registry,
+            auth: self.auth.as_ref(),
+            mirror: self.mirror.as_ref(),
+            events: site.events.as_ref(),
+        };
+        api::handle(service, request).await
+    }
+
+    /// A collection over `store` (the backend as it is, never through a
+    /// cache) as the `[gc]` settings say, whether or not the schedule runs
+    /// one (`pier gc`). A dry run removes nothing.
+    pub fn collector(&self, store: Arc<dyn Store>, dry_run: bool) -> Gc {
+        Gc::new(store, self.env.clone(), self.gc.clone(), dry_run)
+    }
+
+    /// What the deployment's schedule runs over `store`: the configured
+    /// collection, or, when collection is off, only the expiry of idle
+    /// uploads, so abandoned uploads never pile up on a deployment nobody
+    /// configured.
+    pub fn scheduled_collector(&self, store: Arc<dyn Store>) -> Gc {
+        match self.collect {
+            true => self.collector(store, false),
+            false => Gc::uploads_only(store, self.env.clone(), self.gc.clone()),
+        }
+    }
+
+    /// Who may do what; `None` when the registry is open.
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
+    }
+
+    /// What an operator should hear at start: the parts that are on, and a
+    /// warning when anyone may do anything.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+}
+
+/// What `settings` turn on, for the operator.
+fn notices(settings: &Settings) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    match &settings.auth {
+        None => notices.push(Notice::warning(
+            "auth is off: anyone may pull, push and delete anything",
+        )),
+        Some((config, _)) => notices.push(Notice::info(format!("auth is on (service {:?})", config.service))),
+    }
+    for mirror in &settings.mirrors {
+        notices.push(Notice::info(format!(
+            "pull-through cache: {} from {}",
+            mirror.namespace, mirror.upstream
+        )));
+    }
+    if !settings.webhooks.is_empty() || !settings.replicate.is_empty() {
+        notices.push(Notice::info(format!(
+            "events: {} webhooks, {} replication rules",
+            settings.webhooks.len(),
+            settings.replicate.len()
+        )));
+    }
+    notices
+}
+
+/// A line for the operator's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub message: String,
+}
+
+impl Notice {
+    fn info(message: impl Into<String>) -> Notice {
+        Notice {
+            warning: false,
+            message: message.into(),
+        }
+    }
+
+    fn warning(message: impl Into<String>) -> Notice {
+        Notice {
+            warning: true,
+            message: message.into(),
+        }
+    }
+}

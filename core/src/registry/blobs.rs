@@ -1,0 +1,108 @@
+//! Blobs of a repository: records, reads, mounts and deletes, and the
+//! reuse of a stored blob that races with garbage collection.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::handshake;
+use crate::layout;
+use crate::names::RepoName;
+use crate::records::BlobRecord;
+use crate::store::{read_small, GetResult, PutMode, Store};
+
+use super::Registry;
+
+async fn read_blob_record(store: &dyn Store, digest: &Digest) -> Result<Option<BlobRecord>> {
+    let Some((bytes, _)) = read_small(store, &layout::blob_record(digest)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("corrupt blob record {digest}: {e}")))
+}
+
+fn blob_unknown(digest: &Digest) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUnknown,
+        format!("blob {digest} is not known to this repository"),
+    )
+    .with_detail(json!({ "digest": digest.as_str() }))
+}
+
+impl Registry {
+    async fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        read_blob_record(self.store(), digest).await
+    }
+
+    /// The blob's record as the backend holds it now, not as cached.
+    async fn fresh_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        read_blob_record(self.origin(), digest).await
+    }
+
+    pub(super) async fn is_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        Ok(self.store.head(&layout::layer_link(repo, digest)).await?.is_some())
+    }
+
+    /// The record of a blob readable in `repo`.
+    pub async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobRecord> {
+        let (linked, record) = futures::join!(self.is_linked(repo, digest), self.blob_record(digest));
+        match (linked?, record?) {
+            (true, Some(record)) => Ok(record),
+            _ => Err(blob_unknown(digest)),
+        }
+    }
+
+    /// Opens a blob's bytes, or a range of them (within the blob's size).
+    pub async fn open_blob(
+        &self,
+        digest: &Digest,
+        record: &BlobRecord,
+        range: Option<Range<u64>>,
+    ) -> Result<GetResult> {
+        if let Some(found) = self.store.get(&record.object, range.clone()).await? {
+            return Ok(found);
+        }
+        // The record came from the cache, and a collection has since deleted
+        // it; an upload may have written a new one, pointing at new bytes.
+        let record = self.fresh_record(digest).await?.ok_or_else(|| blob_unknown(digest))?;
+        self.store
+            .get(&record.object, range)
+            .await?
+            .ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// Unlinks a blob from `repo`; its bytes go when GC finds no other use.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if !self.is_linked(repo, digest).await? {
+            return Err(blob_unknown(digest));
+        }
+        self.store.delete(&layout::layer_link(repo, digest)).await?;
+        Ok(())
+    }
+
+    /// Links an existing blob into `repo`: from `from` when given, else from
+    /// anywhere in the registry (automatic mount). `false` if it cannot.
+    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
+        if let Some(from) = from {
+            if !self.is_linked(from, digest).await? {
+                return Ok(false);
+            }
+        }
+        // Touch before looking, so a collection either sees the reuse or we see its tombstone.
+        // Then the tombstone before the record: see `check_published`.
+        handshake::touch(self.origin(), self.env.as_ref(), digest).await?;
+        if handshake::blob_doomed(self.origin(), digest).await?
+            || self.origin.head(&layout::blob_record(digest)).await?.is_none()
+        {
+            return Ok(false);
+        }
+        self.store
+            .put(&layout::layer_link(repo, digest), Bytes::new(), PutMode::Overwrite)
+            .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,143 @@
+//! The Worker's deployment: its settings read from vars and secrets, made
+//! into core's `Deployment` once per isolate and kept while their text is
+//! unchanged. Kept, the deployment also keeps what lives in it: the
+//! failed-login counts (per isolate, best effort: see docs/auth.md) and the
+//! pull-through cache's upstream tokens, fetched once rather than per
+//! request.
+//!
+//! The vars hold the native configuration's tables as JSON: `PIER_AUTH` the
+//! `[auth]` table (with the JWK Set in the secret `PIER_AUTH_SIGNING_KEYS`),
+//! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS` and
+//! `PIER_REPLICATE` arrays of `[[mirror]]`, `[[webhook]]` and `[[replicate]]`
+//! tables. An error names the var at fault.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use pier_core::auth::AuthConfig;
+use pier_core::deployment::{Deployment, Ports, Settings, SettingsError};
+use pier_core::gc::GcConfig;
+use serde::de::DeserializeOwned;
+use worker::{console_log, console_warn, Env};
+
+use crate::config::{flag, number, text_var};
+use crate::env::WorkerEnv;
+use crate::fetch::FetchClient;
+use crate::per_isolate::PerIsolate;
+
+/// The var holding the `[auth]` table as JSON.
+pub const AUTH_VAR: &str = "PIER_AUTH";
+/// The secret holding the JWK Set whose first key signs tokens.
+pub const SIGNING_KEYS_SECRET: &str = "PIER_AUTH_SIGNING_KEYS";
+/// The var holding the `[gc]` table as JSON; without it the cron only
+/// expires idle uploads.
+pub const GC_VAR: &str = "PIER_GC";
+const MIRRORS_VAR: &str = "PIER_MIRRORS";
+const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
+const REPLICATE_VAR: &str = "PIER_REPLICATE";
+const SPARSE_VAR: &str = "PIER_ALLOW_SPARSE_MANIFESTS";
+const MAX_BODY_VAR: &str = "PIER_MAX_BODY_BYTES";
+
+/// Cloudflare's request body limit on the Free and Pro plans.
+const DEFAULT_MAX_BODY_BYTES: u64 = 100_000_000;
+
+type Built = Result<Rc<Deployment>, String>;
+
+thread_local! {
+    static DEPLOYMENT: PerIsolate<Built> = const { PerIsolate::new() };
+}
+
+/// The text of every var a deployment is built from, in one order.
+struct Texts([Option<String>; 8]);
+
+impl Texts {
+    fn read(env: &Env) -> Result<Texts, String> {
+        Ok(Texts([
+            text_var(env, AUTH_VAR)?,
+            text_var(env, SIGNING_KEYS_SECRET)?,
+            text_var(env, GC_VAR)?,
+            text_var(env, MIRRORS_VAR)?,
+            text_var(env, WEBHOOKS_VAR)?,
+            text_var(env, REPLICATE_VAR)?,
+            crate::config::var(env, SPARSE_VAR),
+            crate::config::var(env, MAX_BODY_VAR),
+        ]))
+    }
+
+    /// One key for all the texts; none holds a NUL.
+    fn key(&self) -> String {
+        let parts: Vec<&str> = self.0.iter().map(|text| text.as_deref().unwrap_or("")).collect();
+        parts.join("\0")
+    }
+}
+
+/// This isolate's deployment, built when a var it depends on changed.
+pub fn deployment(env: &Env) -> Built {
+    let texts = Texts::read(env)?;
+    DEPLOYMENT.with(|kept| kept.get(texts.key(), |_| build(env, &texts)))
+}
+
+// One isolate, one thread: the ports' JavaScript handles need not be Send.
+#[allow(clippy::arc_with_non_send_sync)]
+fn build(env: &Env, texts: &Texts) -> Built {
+    let [auth, keys, gc, mirrors, webhooks, replicate, _, _] = &texts.0;
+    let max_body_bytes = number(env, MAX_BODY_VAR, DEFAULT_MAX_BODY_BYTES)?;
+    let settings = Settings {
+        allow_sparse_manifests: flag(env, SPARSE_VAR)?,
+        max_body_bytes: (max_body_bytes > 0).then_some(max_body_bytes),
+        redirect_blobs: false,
+        gc: match gc {
+            Some(text) => GcConfig::from_json(text).map_err(|err| format!("{GC_VAR}: {err}"))?,
+            None => GcConfig::default(),
+        },
+        collect: gc.is_some(),
+        auth: auth_settings(auth.as_deref(), keys.as_deref())?,
+        mirrors: tables(mirrors.as_deref(), MIRRORS_VAR)?,
+        webhooks: tables(webhooks.as_deref(), WEBHOOKS_VAR)?,
+        replicate: tables(replicate.as_deref(), REPLICATE_VAR)?,
+    };
+    let ports = Ports {
+        env: Arc::new(WorkerEnv),
+        http: Arc::new(FetchClient),
+    };
+    let deployment = Deployment::new(settings, ports).map_err(|err| match err {
+        SettingsError::Auth(why) => format!("{AUTH_VAR} with {SIGNING_KEYS_SECRET}: {why}"),
+        SettingsError::Mirror(why) => format!("{MIRRORS_VAR}: {why}"),
+        SettingsError::Webhook(why) => format!("{WEBHOOKS_VAR}: {why}"),
+        SettingsError::Replicate(why) => format!("{REPLICATE_VAR}: {why}"),
+    })?;
+    for notice in deployment.notices() {
+        match notice.warning {
+            true => console_warn!("pier: {}", notice.message),
+            false => console_log!("pier: {}", notice.message),
+        }
+    }
+    Ok(Rc::new(deployment))
+}
+
+/// The `[auth]` table with its keys; both or neither must be set, so that
+/// auth is never off by mistake.
+fn auth_settings(config: Option<&str>, keys: Option<&str>) -> Result<Option<(AuthConfig, String)>, String> {
+    match (config, keys) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(format!(
+            "the secret {SIGNING_KEYS_SECRET} is set but {AUTH_VAR} is not: set {AUTH_VAR} to the [auth] table \
+             as JSON, or delete the secret to run without auth"
+        )),
+        (Some(_), None) => Err(format!(
+            "{AUTH_VAR} is set but the secret {SIGNING_KEYS_SECRET} is not: make a key with \
+             `pier auth new-signing-key` and `wrangler secret put {SIGNING_KEYS_SECRET}`"
+        )),
+        (Some(config), Some(keys)) => {
+            let config = AuthConfig::from_json(config).map_err(|err| format!("{AUTH_VAR}: {err}"))?;
+            Ok(Some((config, keys.to_string())))
+        }
+    }
+}
+
+fn tables<T: DeserializeOwned>(text: Option<&str>, name: &str) -> Result<Vec<T>, String> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| format!("{name}: not a JSON array of tables: {e}")),
+    }
+}

@@ -1,0 +1,69 @@
+//! The `pier` command line: one module per command, each reading its
+//! settings through `config` and running on the adapters beside it (stores,
+//! HTTP shell, environment). `main.rs` only parses and calls [`run`].
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{CheckStorageArgs, LogFormat, ServeArgs};
+
+pub mod auth;
+pub mod check_storage;
+pub mod copy;
+pub mod gc;
+pub mod serve;
+
+#[derive(Parser)]
+#[command(name = "pier", version, about = "An OCI container registry")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry server (the default command).
+    Serve(ServeArgs),
+    /// Check that a storage configuration can do what the registry needs:
+    /// list, write, conditional writes, ranged reads, multipart, delete.
+    CheckStorage(CheckStorageArgs),
+    /// Make what an `[auth]` table needs: password hashes, robot tokens, signing keys.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Collect garbage: unreferenced blobs, manifests and tags the retention
+    /// rules drop, idle uploads. A dry run unless `--apply`.
+    Gc(gc::GcArgs),
+    /// Copy an image or a whole index between registries, or to and from an
+    /// OCI image layout directory (`oci:DIR[:tag]`).
+    Copy(copy::CopyArgs),
+}
+
+/// Runs the command `cli` names; `Err` holds what to tell the user.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve::run(args),
+        Command::CheckStorage(args) => check_storage::run(args),
+        Command::Auth(command) => auth::run(command),
+        Command::Gc(args) => gc::run_command(args),
+        Command::Copy(args) => copy::run(args),
+    }
+}
+
+/// Logs to standard error, filtered by `PIER_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIER_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}

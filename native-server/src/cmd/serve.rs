@@ -1,0 +1,128 @@
+//! `pier serve`: one deployment (`pier_core::deployment`) over the
+//! configured storage, behind axum, with collection on a timer and a
+//! graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pier_core::deployment::{Deployment, Ports, Stores};
+use pier_core::platform::Env;
+use pier_core::remote::http::HttpClient;
+use pier_core::store::Store;
+
+use crate::background::TokioBackground;
+use crate::config::{Config, ServeArgs};
+use crate::env::SystemEnv;
+use crate::http::{self, AppState};
+use crate::remote::ReqwestClient;
+use crate::store::metered::MeteredStore;
+use crate::store::settings::StorageLocation;
+
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let config = Config::load(args)?;
+    keep_freed_memory_small();
+    super::init_logging(config.log_format);
+    super::runtime()?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let metrics = crate::metrics::install()?;
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(crate::store::open(&config.storage)?));
+    if config.deployment.redirect_blobs && matches!(config.storage.location, StorageLocation::Disk(_)) {
+        tracing::warn!("redirect_blobs is on, but a local directory cannot sign URLs: blobs are served directly");
+    }
+    let env: Arc<dyn Env> = Arc::new(SystemEnv);
+    let http: Arc<dyn HttpClient> = Arc::new(ReqwestClient::new()?);
+    let deployment = Deployment::new(config.deployment_settings()?, Ports { env, http }).map_err(|e| e.to_string())?;
+    for notice in deployment.notices() {
+        match notice.warning {
+            true => tracing::warn!("{}", notice.message),
+            false => tracing::info!("{}", notice.message),
+        }
+    }
+    let deployment = Arc::new(deployment);
+    let site = deployment.site(Stores::Backend(store.clone()), Arc::new(TokioBackground));
+    // Through the registry's fresh view, so its deletes drop cached copies at once.
+    tokio::spawn(collect_on_schedule(
+        deployment.clone(),
+        site.registry().fresh_store(),
+        config.gc_interval_secs,
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    tracing::info!(listen = %config.listen, storage = %config.storage.location, "pier is serving");
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = http::router(AppState {
+        deployment,
+        site: Arc::new(site),
+        store,
+        metrics,
+    });
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = signalled_tx.send(());
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut server => return result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        _ = signalled_rx => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        Err(_) => {
+            tracing::warn!("requests still running after {}s; stopping", grace.as_secs());
+            Ok(())
+        }
+    }
+}
+
+/// How often `pier serve` expires idle uploads when no collection is scheduled.
+const UPLOAD_EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the deployment's scheduled collection every `interval_secs` for as
+/// long as the server runs; with no interval (collection off), the expiry of
+/// idle uploads, hourly. A run interrupted by a restart resumes from its
+/// saved state.
+async fn collect_on_schedule(deployment: Arc<Deployment>, store: Arc<dyn Store>, interval_secs: u64) {
+    let every = match interval_secs {
+        0 => UPLOAD_EXPIRY_EVERY,
+        secs => Duration::from_secs(secs),
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match deployment.scheduled_collector(store.clone()).run_to_end().await {
+            Ok(report) => tracing::info!(summary = %report.summary(), "gc finished"),
+            Err(e) => tracing::warn!(error = %e.message, "gc failed; the next run resumes it"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// glibc's allocator gives every thread that allocates its own arena (tokio's
+/// workers and the blocking threads of disk I/O: dozens) and keeps what is
+/// freed in each, so the buffers of a large push or pull stay resident long
+/// after, once per arena. Two arenas keep the resident set near what is in use
+/// (docs/performance.md, memory). Its thresholds stay dynamic: fixing them
+/// (M_TRIM_THRESHOLD) made every 1 MiB read buffer a fresh mmap.
+fn keep_freed_memory_small() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
