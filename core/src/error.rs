@@ -4,8 +4,6 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::store::StoreError;
-
 /// The error codes of the distribution-spec, plus the few a real deployment needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -133,16 +131,5 @@ impl RegistryError {
     /// records never fail): a 500, not a panic.
     pub fn unserializable(what: &str, err: serde_json::Error) -> RegistryError {
         RegistryError::new(ErrorCode::Internal, format!("{what} could not be written: {err}"))
-    }
-}
-
-impl From<StoreError> for RegistryError {
-    fn from(err: StoreError) -> RegistryError {
-        match err {
-            StoreError::Unavailable(msg) => {
-                RegistryError::new(ErrorCode::Unavailable, format!("storage unavailable: {msg}"))
-            }
-            other => RegistryError::new(ErrorCode::Internal, format!("storage: {other}")),
-        }
     }
 }
