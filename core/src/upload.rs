@@ -154,7 +154,7 @@ impl<'a> Upload<'a> {
             algorithm,
             offset: 0,
             hash: hasher.save(),
-            part_size: store.part_size() as u64,
+            part_size: store.capabilities().part_size as u64,
             multipart: None,
             parts: Vec::new(),
             tails: Vec::new(),
@@ -282,7 +282,8 @@ impl<'a> Upload<'a> {
         let now = self.env.now_millis();
         if let Some(writer) = &self.state.writer {
             let lapsed = now.saturating_sub(self.state.updated_ms) >= CLAIM_LEASE_MS;
-            let from_dead_process = self.store.single_process() && writer.split(':').next() != Some(instance);
+            let from_dead_process =
+                self.store.capabilities().single_process && writer.split(':').next() != Some(instance);
             if !lapsed && !from_dead_process {
                 return Err(RegistryError::new(
                     ErrorCode::BlobUploadInvalid,
@@ -455,7 +456,7 @@ impl<'a> Upload<'a> {
     /// Writes the next part; its bytes after `already_hashed` are hashed while
     /// the write is under way (on disk it runs on another thread).
     async fn write_part(&mut self, part: Bytes, already_hashed: usize) -> Result<()> {
-        while self.in_flight.len() >= self.store.part_writes_in_flight().max(1) {
+        while self.in_flight.len() >= self.store.capabilities().part_writes_in_flight.max(1) {
             self.settle_oldest().await?;
         }
         let data_key = layout::blob_data(&self.id);

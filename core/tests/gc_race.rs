@@ -20,7 +20,7 @@ use gc_support::*;
 use pier_core::error::ErrorCode;
 use pier_core::gc::Gc;
 use pier_core::store::memory::MemoryStore;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
+use pier_core::store::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
 
 /// A store that lets through only `allowed` more operations, then waits.
 struct Gate {
@@ -72,8 +72,8 @@ impl Store for Gate {
         self.pass().await;
         self.inner.list(prefix, start_after, limit).await
     }
-    fn part_size(&self) -> usize {
-        self.inner.part_size()
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         self.pass().await;
@@ -90,6 +90,12 @@ impl Store for Gate {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.pass().await;
         self.inner.abort_multipart(key, upload_id).await
+    }
+    async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
+        self.inner.signed_url(key, expires).await
+    }
+    async fn forget(&self, key: &str) {
+        self.inner.forget(key).await
     }
 }
 

@@ -13,7 +13,9 @@ use pier_core::error::ErrorCode;
 use pier_core::names::RepoName;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
-use pier_core::store::{list_all, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::store::{
+    list_all, Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
 use pier_core::testing::TestEnv;
 use pier_core::upload::ChunkRange;
 use pier_core::Registry;
@@ -462,14 +464,10 @@ impl Store for Faulty {
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage> {
         self.inner.list(prefix, start_after, limit).await
     }
-    fn part_size(&self) -> usize {
-        self.inner.part_size()
-    }
-    fn part_writes_in_flight(&self) -> usize {
-        if self.slow_parts {
-            2
-        } else {
-            1
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            part_writes_in_flight: if self.slow_parts { 2 } else { 1 },
+            ..self.inner.capabilities()
         }
     }
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -489,6 +487,12 @@ impl Store for Faulty {
     }
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.inner.abort_multipart(key, upload_id).await
+    }
+    async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
+        self.inner.signed_url(key, expires).await
+    }
+    async fn forget(&self, key: &str) {
+        self.inner.forget(key).await
     }
 }
 

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pier_core::layout;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::store::{
+    Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
 use serde::{Deserialize, Serialize};
 use worker::{
     console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
@@ -331,12 +333,8 @@ impl Store for CachedStore {
         self.inner.list(prefix, start_after, limit).await
     }
 
-    fn part_size(&self) -> usize {
-        self.inner.part_size()
-    }
-
-    fn part_writes_in_flight(&self) -> usize {
-        self.inner.part_writes_in_flight()
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -353,5 +351,9 @@ impl Store for CachedStore {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.inner.abort_multipart(key, upload_id).await
+    }
+
+    async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
+        self.inner.signed_url(key, expires).await
     }
 }

@@ -43,7 +43,7 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
     let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
     #[cfg(feature = "test-endpoints")]
-    if let Some(response) = crate::test_routes::serve(&request, env, &config).await {
+    if let Some(response) = crate::test_routes::serve(&request, env, &config, &context).await {
         return response.map_err(|err| err.to_string());
     }
     let bucket = env

@@ -9,7 +9,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use pier_core::platform::box_stream;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::store::{
+    Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
 use worker::{Bucket, Conditional, Object, ResponseBody, UploadedPart};
 
 use crate::js_body::js_body;
@@ -144,8 +146,10 @@ impl Store for R2Store {
         })
     }
 
-    fn part_size(&self) -> usize {
-        self.part_size
+    /// Every isolate shares the bucket; an isolate has little memory to
+    /// spare for parts in flight.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::shared(self.part_size)
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -199,4 +203,11 @@ impl Store for R2Store {
             Err(err) => Err(err),
         }
     }
+
+    /// The binding cannot sign URLs (that takes R2's S3 API and its keys).
+    async fn signed_url(&self, _key: &str, _expires: std::time::Duration) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
+    async fn forget(&self, _key: &str) {}
 }

@@ -3,7 +3,11 @@
 //! when the var `PIER_TEST_ENDPOINTS` is `1`. A production build has none of
 //! this code.
 //!
-//! - `POST /_pier_test/storage-suite`: the shared storage-port suite against R2.
+//! - `POST /_pier_test/storage-contract`: core's storage contract against R2,
+//!   and whether the edge caches' `CachedStore` forwards what R2 knows
+//!   (`contract::check_wrapper`), as JSON: `{"prefix", "expected": [check
+//!   names], "checks": [{"name", "passed", "elapsed_ms", "error"}],
+//!   "cached_store_forwards": {"passed", "error"}}`.
 //! - `GET|PUT|DELETE /_pier_test/objects/<key>`: raw R2 reads, writes and
 //!   deletes, for importing a native data directory and for proving that reads
 //!   come from the caches once R2 no longer has an object.
@@ -15,36 +19,49 @@
 //!   `?multipart=<upload id>`: 200 if R2 still takes parts for it, 404 if R2
 //!   no longer knows it (aborted), to prove that expiring a session aborts it.
 
-use worker::wasm_bindgen::JsCast;
-use worker::{Env, Method, Request, Response};
+use std::rc::Rc;
 
-use crate::cache::EdgeCaches;
+use serde_json::json;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{Context, Env, Method, Request, Response};
+
+use crate::cache::{CachedStore, EdgeCaches};
 use crate::config::{var, EdgeConfig, BUCKET_BINDING, KV_BINDING};
 use crate::env::WorkerEnv;
 use crate::r2::R2Store;
 use pier_core::layout;
 use pier_core::platform::Env as _;
-use pier_core::store::{read_small, PutMode, Store, StoreError};
+use pier_core::store::{contract, read_small, PutMode, Store, StoreError};
 use pier_core::upload::load_state;
 
 const PREFIX: &str = "/_pier_test/";
 
 /// The response to a test route, or `None` for every other request.
-pub async fn serve(request: &Request, env: &Env, config: &EdgeConfig) -> Option<worker::Result<Response>> {
+pub async fn serve(
+    request: &Request,
+    env: &Env,
+    config: &EdgeConfig,
+    context: &Context,
+) -> Option<worker::Result<Response>> {
     let route = request.path().strip_prefix(PREFIX)?.to_string();
     if var(env, "PIER_TEST_ENDPOINTS").as_deref() != Some("1") {
         return None;
     }
-    Some(answer(request, env, config, &route).await)
+    Some(answer(request, env, config, context, &route).await)
 }
 
-async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) -> worker::Result<Response> {
+async fn answer(
+    request: &Request,
+    env: &Env,
+    config: &EdgeConfig,
+    context: &Context,
+    route: &str,
+) -> worker::Result<Response> {
     let store = R2Store::new(env.bucket(BUCKET_BINDING)?, config.part_size);
     let method = request.method();
-    if route == "storage-suite" && method == Method::Post {
-        let prefix = format!("storage-suite/{}/", WorkerEnv.random_id());
-        pier_core::store::suite::run_all(&store, &prefix).await;
-        return Response::ok(format!("storage suite passed under {prefix}\n"));
+    if route == "storage-contract" && method == Method::Post {
+        let caches = edge_caches(request, env, config)?;
+        return storage_contract(&store, caches, context_handle(context)).await;
     }
     if route == "wasm-memory" && method == Method::Get {
         let memory: worker::js_sys::WebAssembly::Memory = worker::wasm_bindgen::memory().unchecked_into();
@@ -83,8 +100,7 @@ async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) 
         return multipart(request, &store, id).await;
     }
     if let Some(key) = route.strip_prefix("cached/") {
-        let origin = request.url()?.origin().ascii_serialization();
-        let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &origin, config.cache_max_object_bytes);
+        let caches = edge_caches(request, env, config)?;
         return if caches.holds(&decode(key)?).await {
             Response::ok("cached\n")
         } else {
@@ -92,6 +108,52 @@ async fn answer(request: &Request, env: &Env, config: &EdgeConfig, route: &str) 
         };
     }
     Response::error("no such test route", 404)
+}
+
+/// A second handle on this request's context (the same JavaScript object),
+/// for a store to own.
+fn context_handle(context: &Context) -> Rc<Context> {
+    let js: &worker::worker_sys::Context = context.as_ref();
+    Rc::new(Context::new(js.unchecked_ref::<JsValue>().clone().unchecked_into()))
+}
+
+/// The edge caches as the Worker builds them for this request.
+fn edge_caches(request: &Request, env: &Env, config: &EdgeConfig) -> worker::Result<EdgeCaches> {
+    let origin = request.url()?.origin().ascii_serialization();
+    Ok(EdgeCaches::new(
+        env.kv(KV_BINDING).ok(),
+        &origin,
+        config.cache_max_object_bytes,
+    ))
+}
+
+/// Runs the storage contract on R2 under a fresh prefix, and checks that a
+/// `CachedStore` reports the capabilities and signed URLs of the store it
+/// wraps; every outcome goes back for the edge suite to assert on.
+async fn storage_contract(store: &R2Store, caches: EdgeCaches, context: Rc<Context>) -> worker::Result<Response> {
+    let prefix = format!("storage-contract/{}/", WorkerEnv.random_id());
+    let results = contract::run(store, &WorkerEnv, &prefix).await;
+    let checks: Vec<_> = results
+        .iter()
+        .map(|result| {
+            json!({
+                "name": result.name,
+                "passed": result.outcome.is_ok(),
+                "elapsed_ms": result.elapsed_ms,
+                "error": result.outcome.as_ref().err(),
+            })
+        })
+        .collect();
+    let forwarding = contract::check_wrapper(|inner| CachedStore::new(inner, caches, context)).await;
+    Response::from_json(&json!({
+        "prefix": prefix,
+        "expected": contract::check_names().collect::<Vec<_>>(),
+        "checks": checks,
+        "cached_store_forwards": {
+            "passed": forwarding.is_ok(),
+            "error": forwarding.err(),
+        },
+    }))
 }
 
 async fn multipart(request: &Request, store: &R2Store, id: &str) -> worker::Result<Response> {

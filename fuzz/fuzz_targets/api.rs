@@ -34,9 +34,10 @@ use pier_core::registry::RegistryOptions;
 use pier_core::retention::RetentionRule;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, read_small, Store};
+use pier_core::testing::TestEnv;
 use pier_core::upload::UploadState;
 use pier_core::Registry;
-use pier_fuzz::{body_in_pieces, read_response, run, split_at, FuzzEnv};
+use pier_fuzz::{body_in_pieces, read_response, run, split_at};
 
 const REPOS: [&str; 4] = ["a", "b/c", "prod/app", "blobs"];
 const TAGS: [&str; 3] = ["latest", "v1", "sha256-abc.sig"];
@@ -480,7 +481,7 @@ fn build_path(model: &Model, path: &PathGen) -> String {
 }
 
 fuzz_target!(|input: Input| {
-    let env = Arc::new(FuzzEnv::new());
+    let env = Arc::new(TestEnv::default());
     let store = Arc::new(MemoryStore::new(1 + input.part_size as usize % 48));
     let retention = if input.immutable_prod {
         vec![serde_json::from_value::<RetentionRule>(

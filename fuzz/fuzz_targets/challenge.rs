@@ -17,7 +17,8 @@ use pier_core::names::Tag;
 use pier_core::records::Reference;
 use pier_core::remote::challenge::{parse, Challenge};
 use pier_core::remote::{Credentials, RegistryClient};
-use pier_fuzz::{run, FuzzEnv, ScriptedAnswer, ScriptedPeer};
+use pier_core::testing::TestEnv;
+use pier_fuzz::{run, ScriptedAnswer, ScriptedPeer};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -212,7 +213,7 @@ fuzz_target!(|input: Input| {
         username: "pier".into(),
         password: "secret".into(),
     });
-    let env = Arc::new(FuzzEnv::new());
+    let env = Arc::new(TestEnv::default());
     let client = RegistryClient::new(
         Arc::new(ScriptedPeer::new(script)),
         env,

@@ -21,8 +21,9 @@ use pier_core::mirror::{Mirror, MirrorConfig};
 use pier_core::names::RepoName;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
+use pier_core::testing::TestEnv;
 use pier_core::Registry;
-use pier_fuzz::{run, FuzzEnv, ScriptedPeer};
+use pier_fuzz::{run, ScriptedPeer};
 use pier_server::config::Config;
 
 fn signing_keys() -> &'static str {
@@ -30,13 +31,13 @@ fn signing_keys() -> &'static str {
     KEYS.get_or_init(|| {
         format!(
             "{{\"keys\":[{}]}}",
-            new_signing_key(KeyAlgorithm::EdDsa, &FuzzEnv::new())
+            new_signing_key(KeyAlgorithm::EdDsa, &TestEnv::default())
         )
     })
 }
 
 fn build_auth(config: AuthConfig) {
-    let Ok(auth) = Auth::new(config, signing_keys(), Arc::new(FuzzEnv::new())) else {
+    let Ok(auth) = Auth::new(config, signing_keys(), Arc::new(TestEnv::default())) else {
         return;
     };
     // The policy the configuration describes answers for any name.
@@ -49,7 +50,7 @@ fn build_auth(config: AuthConfig) {
 
 fn build_mirrors(configs: &[MirrorConfig]) {
     let peer = Arc::new(ScriptedPeer::new(Vec::new()));
-    if let Ok(mirror) = Mirror::new(configs, peer, Arc::new(FuzzEnv::new())) {
+    if let Ok(mirror) = Mirror::new(configs, peer, Arc::new(TestEnv::default())) {
         for repo in ["hub/library/alpine", "a", "ci/app"] {
             let _ = mirror.upstream_for(&RepoName::parse(repo).expect("valid"));
         }
@@ -58,7 +59,7 @@ fn build_mirrors(configs: &[MirrorConfig]) {
 
 fn build_hooks(webhooks: &[WebhookConfig], rules: &[ReplicateConfig]) {
     let peer = Arc::new(ScriptedPeer::new(Vec::new()));
-    let _ = Hooks::new(webhooks, rules, peer, Arc::new(FuzzEnv::new()));
+    let _ = Hooks::new(webhooks, rules, peer, Arc::new(TestEnv::default()));
 }
 
 /// A collection with these rules over a registry holding a few tagged and
@@ -73,7 +74,7 @@ fn collect(config: GcConfig) {
             assert!(days.is_finite() && days >= 0.0, "accepted {days} days");
         }
     }
-    let env = Arc::new(FuzzEnv::new());
+    let env = Arc::new(TestEnv::default());
     let store = Arc::new(MemoryStore::new(64));
     let registry = Registry::new(
         store.clone(),

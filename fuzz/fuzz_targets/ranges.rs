@@ -16,8 +16,9 @@ use pier_core::body::{empty_body, full_body, RequestBody};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
+use pier_core::testing::TestEnv;
 use pier_core::Registry;
-use pier_fuzz::{body_in_pieces, read_response, run, split_at, FuzzEnv};
+use pier_fuzz::{body_in_pieces, read_response, run, split_at};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -101,7 +102,7 @@ fuzz_target!(|input: Input| {
     let mut blob = input.blob;
     blob.truncate(4096);
     let store = Arc::new(MemoryStore::new(1 + input.part_size as usize % 64));
-    let registry = Registry::new(store, Arc::new(FuzzEnv::new()), RegistryOptions::default());
+    let registry = Registry::new(store, Arc::new(TestEnv::default()), RegistryOptions::default());
 
     // Reads of a stored blob with whatever Range a client sends.
     let digest = Digest::of(Algorithm::Sha256, &blob);

@@ -17,8 +17,9 @@ use pier_core::names::{RepoName, Tag, MAX_NAME_LEN};
 use pier_core::registry::RegistryOptions;
 use pier_core::remote::reference::ImageRef;
 use pier_core::store::memory::MemoryStore;
+use pier_core::testing::TestEnv;
 use pier_core::Registry;
-use pier_fuzz::{read_response, run, FuzzEnv};
+use pier_fuzz::{read_response, run};
 
 const METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "PATCH", "POST"];
 
@@ -81,7 +82,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let registry = Registry::new(
         Arc::new(MemoryStore::new(64)),
-        Arc::new(FuzzEnv::new()),
+        Arc::new(TestEnv::default()),
         RegistryOptions::default(),
     );
     let response = run(pier_core::api::handle(

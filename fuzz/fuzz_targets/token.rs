@@ -27,8 +27,9 @@ use pier_core::names::RepoName;
 use pier_core::registry::RegistryOptions;
 use pier_core::remote::challenge::{parse, Challenge};
 use pier_core::store::memory::MemoryStore;
+use pier_core::testing::TestEnv;
 use pier_core::Registry;
-use pier_fuzz::{read_response, run, FuzzEnv};
+use pier_fuzz::{read_response, run};
 
 /// What every input shares: made once, they cost (an Argon2 hash) and are
 /// the same every time.
@@ -42,7 +43,7 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let env = FuzzEnv::new();
+        let env = TestEnv::default();
         let (robot_token, robot_sha256) = new_robot_token(&env);
         let alice_password = "alice-password";
         // The cheapest Argon2id the directory accepts: logins stay fast.
@@ -314,7 +315,7 @@ fn basic(name: &str, secret: &str) -> String {
 
 fuzz_target!(|input: Input| {
     let setup = setup();
-    let env = Arc::new(FuzzEnv::new());
+    let env = Arc::new(TestEnv::default());
     let auth = Auth::new(setup.config.clone(), &setup.signing_keys, env.clone()).expect("valid auth");
     let registry = Registry::new(Arc::new(MemoryStore::new(64)), env.clone(), RegistryOptions::default());
     // Something to read in every repository.

@@ -1,62 +1,19 @@
-//! What the fuzz targets share: a deterministic host (clock and entropy), an
-//! HTTP client port that answers from the fuzzer's bytes, a way to run the
+//! What the fuzz targets share (besides core's deterministic test host,
+//! `pier_core::testing::TestEnv`): an HTTP client port that answers from the fuzzer's bytes, a way to run the
 //! core's futures, and requests and responses as the shells hand them over.
 //!
 //! Everything here is deterministic, so a crash found once reproduces from
 //! its input file alone.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use pier_core::api::{Body, HttpResponse};
 use pier_core::body::{BodyError, RequestBody};
-use pier_core::platform::{box_stream, Env};
+use pier_core::platform::box_stream;
 use pier_core::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingRequest};
-use sha2::{Digest as _, Sha256};
-
-/// A clock that moves only when told and entropy from a counter: two runs of
-/// one input see the same ids and times.
-pub struct FuzzEnv {
-    millis: AtomicU64,
-    draws: AtomicU64,
-}
-
-impl FuzzEnv {
-    pub fn new() -> FuzzEnv {
-        FuzzEnv {
-            // 2026-01-01, so that nothing looks older than the epoch.
-            millis: AtomicU64::new(1_767_225_600_000),
-            draws: AtomicU64::new(0),
-        }
-    }
-
-    pub fn advance_millis(&self, millis: u64) {
-        self.millis.fetch_add(millis, Ordering::Relaxed);
-    }
-}
-
-impl Default for FuzzEnv {
-    fn default() -> Self {
-        FuzzEnv::new()
-    }
-}
-
-impl Env for FuzzEnv {
-    fn now_millis(&self) -> u64 {
-        self.millis.load(Ordering::Relaxed)
-    }
-
-    fn fill_random(&self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(32) {
-            let draw = self.draws.fetch_add(1, Ordering::Relaxed);
-            let block = Sha256::digest(draw.to_be_bytes());
-            chunk.copy_from_slice(&block[..chunk.len()]);
-        }
-    }
-}
 
 /// Runs one of the core's futures to its end. The in-memory store and the
 /// scripted peer never wait on anything outside, so this never blocks.

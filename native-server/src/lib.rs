@@ -5,7 +5,6 @@
 //! drive directly. Only the commands read `config`.
 
 pub mod background;
-pub mod check;
 pub mod cmd;
 pub mod config;
 pub mod env;

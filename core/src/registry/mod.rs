@@ -151,7 +151,7 @@ impl Registry {
 
     /// The preferred minimum chunk size for chunked uploads.
     pub fn chunk_min_length(&self) -> usize {
-        self.store.part_size()
+        self.store.capabilities().part_size
     }
 }
 

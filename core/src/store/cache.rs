@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-use super::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
+use super::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
 use crate::layout::is_immutable;
 use crate::platform::{box_stream, Env};
 
@@ -164,16 +164,8 @@ impl Store for ImmutableCache {
         self.inner.list(prefix, start_after, limit).await
     }
 
-    fn single_process(&self) -> bool {
-        self.inner.single_process()
-    }
-
-    fn part_size(&self) -> usize {
-        self.inner.part_size()
-    }
-
-    fn part_writes_in_flight(&self) -> usize {
-        self.inner.part_writes_in_flight()
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -207,15 +199,30 @@ impl Store for ImmutableCache {
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::read_small;
+    use crate::store::{contract, read_small};
     use crate::testing::TestEnv;
 
+    /// Under `blobs/` too, where objects are immutable and cached.
     #[test]
-    fn passes_the_storage_suite() {
+    fn keeps_the_storage_contract() {
         let inner = Arc::new(MemoryStore::new(1024));
-        let cache = ImmutableCache::new(inner, Arc::new(TestEnv::at(0)), 1 << 20);
-        futures::executor::block_on(crate::store::suite::run_all(&cache, "suite/"));
-        futures::executor::block_on(crate::store::suite::run_all(&cache, "blobs/suite/"));
+        let clock = Arc::new(TestEnv::at(0));
+        let cache = ImmutableCache::new(inner.clone(), clock.clone(), 1 << 20);
+        for prefix in ["contract/", "blobs/contract/"] {
+            let results = futures::executor::block_on(contract::run(&cache, clock.as_ref(), prefix));
+            assert_eq!(
+                contract::all_passed(&results),
+                Ok(contract::check_names().count()),
+                "under {prefix}"
+            );
+        }
+        assert_eq!(inner.total_bytes(), 0, "the contract leaves nothing behind");
+    }
+
+    #[test]
+    fn forwards_what_the_store_beneath_knows() {
+        let wrapped = contract::check_wrapper(|inner| ImmutableCache::new(inner, Arc::new(TestEnv::at(0)), 1 << 20));
+        assert_eq!(futures::executor::block_on(wrapped), Ok(()));
     }
 
     #[test]

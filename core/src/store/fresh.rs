@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
+use super::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
 
 pub struct FreshReads {
     /// The backend the cache sits on.
@@ -60,16 +60,8 @@ impl Store for FreshReads {
         self.backend.list(prefix, start_after, limit).await
     }
 
-    fn single_process(&self) -> bool {
-        self.backend.single_process()
-    }
-
-    fn part_size(&self) -> usize {
-        self.backend.part_size()
-    }
-
-    fn part_writes_in_flight(&self) -> usize {
-        self.backend.part_writes_in_flight()
+    fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -94,5 +86,40 @@ impl Store for FreshReads {
 
     async fn forget(&self, key: &str) {
         self.cache.forget(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::cache::ImmutableCache;
+    use crate::store::contract;
+    use crate::store::memory::MemoryStore;
+    use crate::testing::TestEnv;
+
+    /// The fresh view over a cache over `backend`, as the registry builds it.
+    fn fresh_view(backend: Arc<dyn Store>) -> FreshReads {
+        let cache = Arc::new(ImmutableCache::new(backend.clone(), Arc::new(TestEnv::at(0)), 1 << 20));
+        FreshReads::new(backend, cache)
+    }
+
+    #[test]
+    fn keeps_the_storage_contract() {
+        let backend = Arc::new(MemoryStore::new(1024));
+        let fresh = fresh_view(backend.clone());
+        for prefix in ["contract/", "blobs/contract/"] {
+            let results = futures::executor::block_on(contract::run(&fresh, &TestEnv::at(0), prefix));
+            assert_eq!(
+                contract::all_passed(&results),
+                Ok(contract::check_names().count()),
+                "under {prefix}"
+            );
+        }
+        assert_eq!(backend.total_bytes(), 0, "the contract leaves nothing behind");
+    }
+
+    #[test]
+    fn forwards_what_the_store_beneath_knows() {
+        assert_eq!(futures::executor::block_on(contract::check_wrapper(fresh_view)), Ok(()));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use super::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
 
 /// A multipart upload in progress: the key it completes into, its parts by number.
 type Multipart = (String, BTreeMap<u32, Bytes>);
@@ -139,8 +139,8 @@ impl Store for MemoryStore {
         Ok(ListPage { keys: page, more })
     }
 
-    fn part_size(&self) -> usize {
-        self.part_size
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::shared(self.part_size)
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -199,13 +199,24 @@ impl Store for MemoryStore {
             .remove(upload_id);
         Ok(())
     }
+
+    async fn signed_url(&self, _key: &str, _expires: std::time::Duration) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
+    async fn forget(&self, _key: &str) {}
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::store::contract;
+    use crate::testing::TestEnv;
+
     #[test]
-    fn passes_the_storage_suite() {
+    fn keeps_the_storage_contract() {
         let store = super::MemoryStore::new(1024);
-        futures::executor::block_on(crate::store::suite::run_all(&store, "suite/"));
+        let results = futures::executor::block_on(contract::run(&store, &TestEnv::at(0), "contract/"));
+        assert_eq!(contract::all_passed(&results), Ok(contract::check_names().count()));
+        assert_eq!(store.total_bytes(), 0, "the contract leaves nothing behind");
     }
 }

@@ -14,12 +14,9 @@ use crate::error::{ErrorCode, RegistryError};
 use crate::platform::{BoxStream, MaybeSend, MaybeSync};
 
 pub mod cache;
+pub mod contract;
 pub mod fresh;
 pub mod memory;
-// Test code for the backends' tests: its panics are failed assertions.
-#[cfg(any(test, feature = "test-suite"))]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-pub mod suite;
 
 /// A stream of an object's bytes.
 pub type ByteStream = BoxStream<'static, StoreError>;
@@ -106,8 +103,8 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// A storage failure as the client is answered: retryable when the backend
-/// is unavailable, a server error otherwise.
+/// A store that failed is a retryable 503; anything else it reports is a
+/// request core should not have made, a 500.
 impl From<StoreError> for RegistryError {
     fn from(err: StoreError) -> RegistryError {
         match err {
@@ -125,7 +122,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 ///
 /// Keys are `/`-separated paths of the characters the layout uses (lowercase
 /// alphanumerics, `._-:/` and tags' uppercase). Every implementation passes the
-/// shared suite in [`suite`].
+/// storage contract in [`contract`]. No method has a default body, so a
+/// store that wraps another (a cache, a metering layer) cannot forget to
+/// pass on what the store beneath knows ([`contract::check_wrapper`]).
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait Store: MaybeSend + MaybeSync {
@@ -144,30 +143,15 @@ pub trait Store: MaybeSend + MaybeSync {
     /// in lexicographic order.
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> StoreResult<ListPage>;
 
-    /// Whether this store is served by one process only (a local directory
-    /// locked by its process), so that state left by another process is
-    /// known to be dead rather than possibly in use elsewhere.
-    fn single_process(&self) -> bool {
-        false
-    }
-
-    /// The size of every multipart part but the last. Callers buffer at most
-    /// this much per upload, so it bounds memory.
-    fn part_size(&self) -> usize;
-
-    /// How many part writes one upload keeps under way at once, each holding
-    /// a part in memory. More than one pays where a write is work of its
-    /// own thread (the disk's copy into the page cache costs more than the
-    /// hashing that feeds it); a Worker has little memory to spare.
-    fn part_writes_in_flight(&self) -> usize {
-        1
-    }
+    /// What this store is like; a store wrapping another reports the inner
+    /// store's.
+    fn capabilities(&self) -> Capabilities;
 
     /// Starts a multipart write that completes to `key`; returns its id.
     async fn create_multipart(&self, key: &str) -> StoreResult<String>;
 
     /// Writes part `number` (1-based); every part but the last must be exactly
-    /// [`Store::part_size`] bytes.
+    /// [`Capabilities::part_size`] bytes.
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef>;
 
     /// Makes the parts, in order, the object at `key`.
@@ -178,17 +162,47 @@ pub trait Store: MaybeSend + MaybeSync {
 
     /// A URL that lets anyone holding it GET the object at `key` directly from
     /// the backend for `expires`, so large reads can bypass the registry.
-    /// `None` when the backend cannot sign URLs (the default). Decorators must
-    /// forward this to the store they wrap.
-    async fn signed_url(&self, _key: &str, _expires: std::time::Duration) -> StoreResult<Option<String>> {
-        Ok(None)
-    }
+    /// `None` when the backend cannot sign URLs. Decorators forward this to
+    /// the store they wrap.
+    async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>>;
 
     /// Drops any copy of `key` a cache in this store holds; the stored object
     /// is untouched. Called when a read of the backend found that a cached
-    /// object is gone. A no-op for stores without a cache; decorators must
-    /// forward it.
-    async fn forget(&self, _key: &str) {}
+    /// object is gone. A no-op for stores without a cache; decorators forward
+    /// it.
+    async fn forget(&self, key: &str);
+}
+
+/// What a backend is like, for the code that sizes its work to it: one
+/// plain value, which every store must give (a wrapper: the one of the
+/// store it wraps), so that no decorator falls back on a default that is
+/// wrong for the backend beneath it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The size of every multipart part but the last. Callers buffer at most
+    /// this much per upload, so it bounds memory.
+    pub part_size: usize,
+    /// How many part writes one upload keeps under way at once, each holding
+    /// a part in memory. More than one pays where a write is work of its
+    /// own thread (the disk's copy into the page cache costs more than the
+    /// hashing that feeds it); a Worker has little memory to spare.
+    pub part_writes_in_flight: usize,
+    /// Whether this store is served by one process only (a local directory
+    /// locked by its process), so that state left by another process is
+    /// known to be dead rather than possibly in use elsewhere.
+    pub single_process: bool,
+}
+
+impl Capabilities {
+    /// A store other processes may share (a bucket, R2, memory), written
+    /// one part at a time.
+    pub fn shared(part_size: usize) -> Capabilities {
+        Capabilities {
+            part_size,
+            part_writes_in_flight: 1,
+            single_process: false,
+        }
+    }
 }
 
 /// Reads a whole small object, `None` if it does not exist.
@@ -202,14 +216,28 @@ pub async fn read_small(store: &dyn Store, key: &str) -> StoreResult<Option<(Byt
     }
 }
 
-/// Lists every key under `prefix`, following pages.
+/// Lists every key under `prefix`, following pages. A page that says more
+/// remain but does not get past the cursor (a backend ignoring
+/// `start_after`) is an error rather than a loop without end.
 pub async fn list_all(store: &dyn Store, prefix: &str) -> StoreResult<Vec<String>> {
     let mut keys: Vec<String> = Vec::new();
     loop {
-        let page = store.list(prefix, keys.last().map(String::as_str), 1000).await?;
+        let cursor = keys.last().cloned();
+        let page = store.list(prefix, cursor.as_deref(), 1000).await?;
+        let advanced = match (page.keys.last(), &cursor) {
+            (Some(last), Some(cursor)) => last > cursor,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
         keys.extend(page.keys);
         if !page.more {
             return Ok(keys);
+        }
+        if !advanced {
+            return Err(StoreError::Unavailable(format!(
+                "listing {prefix} did not get past {}",
+                cursor.as_deref().unwrap_or("its start")
+            )));
         }
     }
 }

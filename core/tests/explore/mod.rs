@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use pier_core::store::memory::MemoryStore;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
+use pier_core::store::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
 
 /// A task of a scenario: runs to its end and records its outcome itself.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -143,8 +143,8 @@ impl Store for TaskStore {
         let store = self.turn(format!("list {prefix} after {start_after:?}")).await;
         store.list(prefix, start_after, limit).await
     }
-    fn part_size(&self) -> usize {
-        self.scheduler.inner.part_size()
+    fn capabilities(&self) -> Capabilities {
+        self.scheduler.inner.capabilities()
     }
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
         self.turn(format!("create multipart {key}"))
@@ -163,6 +163,12 @@ impl Store for TaskStore {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         let store = self.turn(format!("abort multipart {key}")).await;
         store.abort_multipart(key, upload_id).await
+    }
+    async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
+        self.scheduler.inner.signed_url(key, expires).await
+    }
+    async fn forget(&self, key: &str) {
+        self.scheduler.inner.forget(key).await
     }
 }
 

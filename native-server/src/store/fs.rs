@@ -26,7 +26,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use pier_core::platform::box_stream;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::store::{
+    Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
 use tokio::sync::Mutex;
 
 const TMP_DIR: &str = ".tmp";
@@ -410,17 +412,14 @@ impl Store for FsStore {
         .await
     }
 
-    fn single_process(&self) -> bool {
-        true
-    }
-
-    fn part_size(&self) -> usize {
-        self.part_size
-    }
-
-    /// Two writer threads keep up with one hashing request thread.
-    fn part_writes_in_flight(&self) -> usize {
-        2
+    /// The directory is locked by this process; two writer threads keep up
+    /// with one hashing request thread.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            part_size: self.part_size,
+            part_writes_in_flight: 2,
+            single_process: true,
+        }
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -484,17 +483,47 @@ impl Store for FsStore {
             Err(e) => Err(io_err(e)),
         }
     }
+
+    /// Files have no URL of their own: the registry serves them.
+    async fn signed_url(&self, _key: &str, _expires: std::time::Duration) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
+    async fn forget(&self, _key: &str) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::SystemEnv;
+    use pier_core::store::contract;
 
     #[tokio::test]
-    async fn passes_the_storage_suite() {
+    async fn keeps_the_storage_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path(), 1024).unwrap();
-        pier_core::store::suite::run_all(&store, "suite/").await;
+        let results = contract::run(&store, &SystemEnv, "contract/").await;
+        assert_eq!(contract::all_passed(&results), Ok(contract::check_names().count()));
+        assert_eq!(
+            files_under(dir.path()),
+            vec![dir.path().join(LOCK_FILE)],
+            "nothing else is left"
+        );
+    }
+
+    /// Every file under `dir`, at any depth (top-level directories stay
+    /// when their last key goes).
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(files_under(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
     }
 
     /// Keys in nested directories list in byte order from any position,

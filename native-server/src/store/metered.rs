@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::store::{
+    Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
 
 use crate::metrics::{STORAGE_ERRORS, STORAGE_SECONDS};
 
@@ -67,16 +69,8 @@ impl Store for MeteredStore {
         metered!("list", self.inner.list(prefix, start_after, limit))
     }
 
-    fn single_process(&self) -> bool {
-        self.inner.single_process()
-    }
-
-    fn part_size(&self) -> usize {
-        self.inner.part_size()
-    }
-
-    fn part_writes_in_flight(&self) -> usize {
-        self.inner.part_writes_in_flight()
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -104,5 +98,26 @@ impl Store for MeteredStore {
 
     async fn forget(&self, key: &str) {
         self.inner.forget(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pier_core::store::contract;
+    use pier_core::store::memory::MemoryStore;
+
+    use super::*;
+    use crate::env::SystemEnv;
+
+    #[tokio::test]
+    async fn keeps_the_storage_contract() {
+        let store = MeteredStore::new(Arc::new(MemoryStore::new(1024)));
+        let results = contract::run(&store, &SystemEnv, "contract/").await;
+        assert_eq!(contract::all_passed(&results), Ok(contract::check_names().count()));
+    }
+
+    #[tokio::test]
+    async fn forwards_what_the_store_beneath_knows() {
+        assert_eq!(contract::check_wrapper(MeteredStore::new).await, Ok(()));
     }
 }

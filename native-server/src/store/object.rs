@@ -28,7 +28,9 @@ use object_store::{
     UpdateVersion,
 };
 use pier_core::platform::box_stream;
-use pier_core::store::{GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult};
+use pier_core::store::{
+    Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
+};
 use url::Url;
 
 /// Endpoint settings for S3 and S3-compatible servers; unset values come from
@@ -363,8 +365,9 @@ impl Store for BucketStore {
         Ok(ListPage { keys, more })
     }
 
-    fn part_size(&self) -> usize {
-        self.part_size
+    /// Instances share the bucket; one part write at a time keeps memory low.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::shared(self.part_size)
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
@@ -420,18 +423,23 @@ impl Store for BucketStore {
             .map_err(port_error)?;
         Ok(Some(url.into()))
     }
+
+    async fn forget(&self, _key: &str) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::SystemEnv;
     use object_store::memory::InMemory;
+    use pier_core::store::contract;
 
     #[tokio::test]
     async fn keeps_keys_under_its_prefix() {
         let backend = Arc::new(InMemory::new());
         let store = BucketStore::new(backend.clone(), "/team/registry/", 1024).unwrap();
-        pier_core::store::suite::run_all(&store, "suite/").await;
+        let results = contract::run(&store, &SystemEnv, "contract/").await;
+        assert_eq!(contract::all_passed(&results), Ok(contract::check_names().count()));
         store
             .put("catalog/a/_repo", Bytes::new(), PutMode::Overwrite)
             .await
