@@ -23,8 +23,9 @@ pub struct Cli {
 enum Command {
     /// Run the registry server (the default command).
     Serve(ServeArgs),
-    /// Check that a storage configuration can do what the registry needs:
-    /// list, write, conditional writes, ranged reads, multipart, delete.
+    /// Check that a storage configuration keeps the storage contract: reads,
+    /// ranged reads, conditional and racing writes, long listings, multipart
+    /// writes, deletes.
     CheckStorage(CheckStorageArgs),
     /// Make what an `[auth]` table needs: password hashes, robot tokens, signing keys.
     #[command(subcommand)]

@@ -97,7 +97,18 @@ async fn collect_on_schedule(deployment: Arc<Deployment>, store: Arc<dyn Store>,
     loop {
         ticks.tick().await;
         match deployment.scheduled_collector(store.clone()).run_to_end().await {
-            Ok(report) => tracing::info!(summary = %report.summary(), "gc finished"),
+            // The counts as fields too, for whoever reads the JSON log.
+            Ok(report) => tracing::info!(
+                blobs_deleted = report.blobs_deleted,
+                bytes_freed = report.bytes_freed(),
+                manifests_deleted = report.manifests_deleted,
+                tags_deleted = report.tags_deleted,
+                uploads_expired = report.uploads_expired,
+                blobs_examined = report.blobs_examined,
+                duration_ms = report.duration_ms,
+                summary = %report.summary(),
+                "gc finished"
+            ),
             Err(e) => tracing::warn!(error = %e.message, "gc failed; the next run resumes it"),
         }
     }
