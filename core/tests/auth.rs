@@ -1300,3 +1300,30 @@ fn f11_metrics_need_an_admin_or_a_configured_reader() {
         .map(|config| Auth::new(config, &fixture.signing_key, fixture.env.clone()).is_err())
         .unwrap());
 }
+
+/// Found by the `config` fuzz target's long run (the same shape as its
+/// grace-window crash): a lifetime past 2^32 seconds overflowed the token's
+/// expiry. Lifetimes of zero, of a year and a second, and of u64::MAX are
+/// refused when auth is built; a year is the most allowed.
+#[test]
+fn token_lifetimes_beyond_a_year_are_refused_at_start() {
+    let fixture = Fixture::new();
+    let build = |key: &str, secs: u64| {
+        let mut config = fixture.config.clone();
+        config[key] = json!(secs);
+        Auth::new(
+            AuthConfig::from_json(&config.to_string()).unwrap(),
+            &fixture.signing_key,
+            fixture.env.clone(),
+        )
+    };
+    for key in ["token_lifetime_secs", "refresh_token_lifetime_secs"] {
+        for bad in [0, pier_core::auth::MAX_TOKEN_LIFETIME_SECS + 1, u64::MAX] {
+            let err = build(key, bad)
+                .err()
+                .unwrap_or_else(|| panic!("{key} = {bad} accepted"));
+            assert!(err.contains("token lifetimes"), "{err}");
+        }
+        assert!(build(key, pier_core::auth::MAX_TOKEN_LIFETIME_SECS).is_ok());
+    }
+}

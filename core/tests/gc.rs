@@ -776,3 +776,30 @@ fn a_manifest_typed_by_its_content_type_alone_keeps_its_blobs() {
         assert!(w.stored(&note).await, "the blob of a tagged manifest was collected");
     });
 }
+
+/// Found by the `config` fuzz target's long run: `grace_secs` of 2e16
+/// overflowed when counted in milliseconds (a panic in checked builds; in
+/// release a wrap to a short window that deletes the blobs of pushes under
+/// way). A grace window too long to count keeps everything; so does an
+/// upload expiry too long to count.
+#[test]
+fn a_grace_window_too_long_to_count_keeps_everything() {
+    block_on(async {
+        let w = world(Vec::new());
+        let stray = w.blob("app", "stray").await;
+        let session = w.registry.start_upload(&gc_support::repo("app")).await.unwrap();
+        w.env.advance_millis(400 * 24 * HOUR_MS);
+        for secs in [20_000_000_000_000_061, u64::MAX] {
+            let config = GcConfig {
+                grace_secs: secs,
+                upload_expiry_secs: secs,
+                ..config(Vec::new())
+            };
+            let report = collect(w.store.clone(), w.env.clone(), config, false).await;
+            assert_eq!((report.blobs_deleted, report.uploads_expired), (0, 0), "{report:?}");
+        }
+        assert!(w.stored(&stray).await);
+        let status = w.registry.upload_status(&gc_support::repo("app"), &session.id).await;
+        assert!(status.is_ok(), "the idle upload was kept");
+    });
+}

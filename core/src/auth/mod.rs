@@ -95,6 +95,10 @@ pub struct Auth {
     env: Arc<dyn Env>,
 }
 
+/// The longest a token may live: a year. Longer would not be a session but
+/// a password, and past 2^32 seconds a token's expiry cannot be written.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
 impl Auth {
     /// Checks the whole configuration up front: a mistake is an error at
     /// start, never a surprise at the first login.
@@ -102,8 +106,14 @@ impl Auth {
         if config.service.is_empty() {
             return Err("auth: service must not be empty".into());
         }
-        if config.token_lifetime_secs == 0 || config.refresh_token_lifetime_secs == 0 {
-            return Err("auth: token lifetimes must be at least one second".into());
+        let lifetimes = [config.token_lifetime_secs, config.refresh_token_lifetime_secs];
+        if lifetimes
+            .iter()
+            .any(|secs| !(1..=MAX_TOKEN_LIFETIME_SECS).contains(secs))
+        {
+            return Err(format!(
+                "auth: token lifetimes must be between one second and {MAX_TOKEN_LIFETIME_SECS} seconds (a year)"
+            ));
         }
         let policy = Policy::new(&config.rules, &config.admins)
             .and_then(|policy| policy.with_metrics_readers(&config.metrics_readers))

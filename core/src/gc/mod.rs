@@ -181,8 +181,10 @@ impl Gc {
         self.env.now_millis()
     }
 
+    /// A grace window too long to count in milliseconds keeps everything,
+    /// never wraps to a short one (which would delete blobs of pushes under way).
     fn grace_ms(&self) -> u64 {
-        self.config.grace_secs * 1000
+        self.config.grace_secs.saturating_mul(1000)
     }
 
     fn page_size(&self) -> usize {

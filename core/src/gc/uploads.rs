@@ -15,7 +15,7 @@ impl Gc {
             self.page_size(),
         )
         .await?;
-        let expiry_ms = self.config.upload_expiry_secs * 1000;
+        let expiry_ms = self.config.upload_expiry_secs.saturating_mul(1000);
         let now = self.now();
         // A session's state keys (`<id>/s/...`) sort before its tails (`<id>/t/...`).
         let mut seen = None;
