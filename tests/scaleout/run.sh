@@ -104,13 +104,15 @@ curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -d "{\"name\"
   || { echo "scaleout: 0 passed, 1 failed (gcs bucket)"; exit 1; }
 
 uri() { jq -rn --arg v "$1" '$v|@uri'; } # query values must be encoded for the signature
+# occurrences PATTERN TEXT: how many times PATTERN occurs in TEXT (0 is no failure).
+occurrences() { { grep -o "$1" <<<"$2" || true; } | wc -l; }
 # count_objects PREFIX: objects in the bucket whose key starts with PREFIX.
 count_objects() {
   local token="" total=0 page
   while :; do
     page=$(s3 GET "/$BUCKET?list-type=2&prefix=$(uri "$1")${token:+&continuation-token=$(uri "$token")}")
     grep -q '<ListBucketResult' <<<"$page" || { echo "listing failed: $page" >&2; return 1; }
-    total=$((total + $(grep -o '<Key>' <<<"$page" | wc -l)))
+    total=$((total + $(occurrences '<Key>' "$page")))
     token=$(sed -n 's:.*<NextContinuationToken>\([^<]*\)</NextContinuationToken>.*:\1:p' <<<"$page")
     [ -n "$token" ] || break
   done
@@ -121,7 +123,7 @@ open_multipart_uploads() {
   local page
   page=$(s3 GET "/$BUCKET?prefix=$(uri "$1")&uploads=")
   grep -q '<ListMultipartUploadsResult' <<<"$page" || { echo "listing uploads failed: $page" >&2; return 1; }
-  grep -o '<Upload>' <<<"$page" | wc -l
+  occurrences '<Upload>' "$page"
 }
 
 # ------------------------------------------------------------------ instances
@@ -156,6 +158,8 @@ sha() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
 status_of() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 header() { tr -d '\r' | sed -n "s/^$1: //Ip" | tail -n1; }
 random_file() { head -c "$2" /dev/urandom >"$1"; }
+# byte_range FILE OFFSET LENGTH: those bytes of FILE.
+byte_range() { dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none; }
 with_query() { case $1 in *\?*) echo "$1&$2" ;; *) echo "$1?$2" ;; esac; }
 CRANE=(crane --insecure)
 
@@ -189,7 +193,7 @@ chunked_push_alternating() {
   while [ $offset -lt $size ]; do
     host=${hosts[$((i % 2))]}
     len=$(( size - offset < chunk ? size - offset : chunk ))
-    tail -c +$((offset + 1)) alt.bin | head -c $len >piece
+    byte_range alt.bin $offset $len >piece
     code=$(curl -s -D hdr -o body -w '%{http_code}' -X PATCH --data-binary @piece \
       -H "Content-Type: application/octet-stream" -H "Content-Range: $offset-$((offset + len - 1))" "$host$location")
     [ "$code" = 202 ] || { cat body; die "PATCH $i to $host: $code"; }
@@ -242,7 +246,7 @@ redirects_with_range() {
   case $location in "$S3/$BUCKET/$PREFIX/data/"*X-Amz-Signature=*) ;; *) die "not a signed URL of the bucket: $location" ;; esac
   code=$(curl -s -o part -w '%{http_code}' -H 'Range: bytes=1000000-1999999' "$location")
   [ "$code" = 206 ] || die "the signed URL answered $code"
-  tail -c +1000001 alt.bin | head -c 1000000 | cmp - part
+  byte_range alt.bin 1000000 1000000 | cmp - part
   # Clients follow it: the whole blob through B, and HEAD stays local.
   curl -fsSL -o whole "$B/v2/scaleout/alternate/blobs/$digest"; cmp whole alt.bin
   [ "$(status_of -I "$B/v2/scaleout/alternate/blobs/$digest")" = 200 ] || die "HEAD was not answered by B"
