@@ -37,14 +37,9 @@ while [ $# -gt 0 ]; do
 done
 
 HARNESS_NAME=edge-bench
-# shellcheck source=tests/lib/harness.sh
-source tests/lib/harness.sh
-BENCH_SRC=$ROOT/bench
-. "$BENCH_SRC/lib.sh"
-
-BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
-RUN=$BENCH_DIR/edge-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RUN"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+RUN=$(new_run_dir edge)
 out=${out:-$RUN/edge.md}
 
 # --- the pieces the Worker engineer provides -----------------------------------

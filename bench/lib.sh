@@ -1,6 +1,19 @@
-# bench/lib.sh: helpers shared by bench/run.sh and bench/edge.sh (sourced, not
-# run, after tests/lib/harness.sh, which gives them ports, servers and
-# waiting): logging, the load generator's build and wrk's install.
+# bench/lib.sh: what the benchmark scripts share (sourced, not run, from the
+# repository root with HARNESS_NAME set): the test harness (ports, servers,
+# waiting, a scratch directory), where runs keep their results, logging, the
+# load generator's build and wrk's install.
+
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
+BENCH_SRC=$PWD/bench
+BENCH_DIR=${BENCH_DIR:-$PWD/target/bench}
+
+# new_run_dir KIND: a fresh directory for one run's results and logs,
+# $BENCH_DIR/KIND-<date>.
+new_run_dir() {
+  local dir; dir=$BENCH_DIR/$1-$(date -u +%Y%m%dT%H%M%SZ)
+  mkdir -p "$dir" && echo "$dir"
+}
 
 log() { echo "[bench] $*" >&2; }
 die() { echo "[bench] ERROR: $*" >&2; exit 1; }

@@ -17,11 +17,11 @@ workload=${1:?usage: bench/profile.sh WORKLOAD_REGEX [REPS]}
 reps=${2:-3}
 command -v perf >/dev/null || { echo "profile.sh: needs perf (apt-get install linux-perf)" >&2; exit 2; }
 HARNESS_NAME=profile
-# shellcheck source=tests/lib/harness.sh
-source tests/lib/harness.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 build_pier release
-out=${BENCH_DIR:-$ROOT/target/bench}/profile-${workload//[^A-Za-z0-9_-]/_}
+out=$BENCH_DIR/profile-${workload//[^A-Za-z0-9_-]/_}
 rm -rf "$out" && mkdir -p "$out"
 PIER_LOG=warn start_pier --log "$out/pier.log" pier
 perf_pid=

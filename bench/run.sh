@@ -53,14 +53,9 @@ fi
 [ -n "$duration" ] && loadargs+=(-duration "${duration}s")
 
 HARNESS_NAME=bench
-# shellcheck source=tests/lib/harness.sh
-source tests/lib/harness.sh
-BENCH_SRC=$ROOT/bench
-. "$BENCH_SRC/lib.sh"
-
-BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
-RUN=$BENCH_DIR/run-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RUN"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+RUN=$(new_run_dir run)
 
 # --- tools ------------------------------------------------------------------
 ensure_wrk
