@@ -10,8 +10,8 @@
 # scratch directory $scratch (${TMPDIR:-/tmp}/pier-NAME.XXXXXX, with logs/
 # and work/ in it). At exit the processes the harness started are stopped
 # and $scratch is removed, unless KEEP=1 or the run failed (then its path is
-# printed). Nothing else happens on sourcing: a suite calls need_pier,
-# need_tools and the rest for what it uses.
+# printed). Sourcing does that and exports PATH and CARGO_TARGET_DIR, nothing
+# more: a suite calls need_pier, need_tools and the rest for what it uses.
 
 export PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
 export PATH="$PIER_TOOLS/bin:$PIER_TOOLS/node/bin:$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -46,6 +46,7 @@ need_pier() {
   PIER_BIN=$(realpath "$PIER_BIN") && export PIER_BIN
 }
 
+# pier ARGS...: the binary under test (`pier copy`, `pier auth`, `pier gc` in checks).
 pier() { "$PIER_BIN" "$@"; }
 
 # ------------------------------------------------------------------ scratch and exit
