@@ -1,10 +1,11 @@
 # The one harness of pier's shell suites and scripts (scripts/test.sh,
-# scripts/test-edge.sh, tests/*/run.sh, tests/edge/shared-layout.sh,
-# bench/*.sh), so that each says what it tests and none re-implements how:
-# the tools on the PATH, the cargo target directory and the pier binary, a
-# scratch directory, what is stopped and removed when the run ends, free
-# ports, waiting for servers and conditions, pier servers and test Workers,
-# and (tests/lib/checks.sh) checks counted PASS/FAIL with their logs kept.
+# scripts/test-edge.sh, tests/*/run.sh, tests/edge/shared-layout.sh, and
+# bench/*.sh through bench/lib.sh), so that each says what it tests and none
+# re-implements how: the tools on the PATH, the cargo target directory and
+# the pier binary, a scratch directory, what is stopped and removed when the
+# run ends, free ports, waiting for servers and conditions, pier servers and
+# test Workers, and (tests/lib/checks.sh) checks counted PASS/FAIL with their
+# logs kept.
 #
 # Sourced from the repository root with HARNESS_NAME set, which names the
 # scratch directory $scratch (${TMPDIR:-/tmp}/pier-NAME.XXXXXX, with logs/
