@@ -19,8 +19,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-BENCH_SRC=$ROOT/bench
-. "$BENCH_SRC/lib.sh"
 COMMAND="bench/edge.sh${*:+ $*}"
 
 n=200 starts=2 duration=5 out="" url="" pid=0
@@ -38,9 +36,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
-RUN=$BENCH_DIR/edge-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RUN"
+HARNESS_NAME=edge-bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+RUN=$(new_run_dir edge)
 out=${out:-$RUN/edge.md}
 
 # --- the pieces the Worker engineer provides -----------------------------------
@@ -92,12 +91,11 @@ stop_dev() {
   fi
   dev_pid=0
 }
-PERSIST=$(mktemp -d /tmp/pier-edge-bench.XXXXXX)
-trap 'stop_dev; rm -rf "$PERSIST"' EXIT
-trap 'exit 130' INT TERM
+at_exit stop_dev
+PERSIST=$scratch/state
 
 if [ -z "$url" ]; then
-  port=$("$LOADGEN" freeport)
+  port=$(free_port)
   url=http://127.0.0.1:$port
   report "## Time to ready"
   report ""
@@ -111,7 +109,8 @@ if [ -z "$url" ]; then
     # The build output as it is: a start, not a build, is what is timed.
     PIER_EDGE_PREBUILT=1 setsid "$DEV" --port "$port" --persist "$PERSIST" >"$RUN/edge-dev-$i.log" 2>&1 &
     dev_pid=$!
-    wait_ready "$url" "$dev_pid" "scripts/edge-dev.sh" "$RUN/edge-dev-$i.log" 300
+    WAIT_SECS=300 wait_for "$url/v2/" '200|401' "$dev_pid" "$RUN/edge-dev-$i.log" ||
+      die "scripts/edge-dev.sh did not answer on $url/v2/; see $RUN/edge-dev-$i.log"
     t1=$(date +%s.%N)
     what=$([ "$i" = 1 ] && echo "first start (fresh persist directory)" || echo "restart $((i - 1)) (same persist directory)")
     report "| $what | $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') |"

@@ -1,10 +1,22 @@
-# bench/lib.sh: helpers shared by bench/run.sh and bench/edge.sh (sourced, not run):
-# logging, the load generator's build, wrk's install and waiting for a registry.
+# bench/lib.sh: what the benchmark scripts share (sourced, not run, from the
+# repository root with HARNESS_NAME set): the test harness (ports, servers,
+# waiting, a scratch directory), where runs keep their results, logging, the
+# load generator's build and wrk's install.
+
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
+BENCH_SRC=$PWD/bench
+BENCH_DIR=${BENCH_DIR:-$PWD/target/bench}
+
+# new_run_dir KIND: a fresh directory for one run's results and logs,
+# $BENCH_DIR/KIND-<date>.
+new_run_dir() {
+  local dir; dir=$BENCH_DIR/$1-$(date -u +%Y%m%dT%H%M%SZ)
+  mkdir -p "$dir" && echo "$dir"
+}
 
 log() { echo "[bench] $*" >&2; }
 die() { echo "[bench] ERROR: $*" >&2; exit 1; }
-
-export PATH="/usr/local/go/bin:$HOME/.cargo/bin:$PATH"
 
 # build_loadgen DIR: builds bench/loadgen into DIR/loadgen and sets LOADGEN.
 build_loadgen() {
@@ -23,15 +35,4 @@ ensure_wrk() {
   export DEBIAN_FRONTEND=noninteractive
   { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
     die "could not install wrk (apt-get install wrk)"
-}
-
-# wait_ready URL PID NAME LOGFILE SECONDS: waits until URL/v2/ answers 200 or 401.
-wait_ready() {
-  local deadline=$(($(date +%s) + ${5:-30}))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    if [ -n "$2" ] && ! kill -0 "$2" 2>/dev/null; then die "$3 exited at start; see $4"; fi
-    if curl -s --noproxy '*' -o /dev/null -m 2 -w '%{http_code}' "$1/v2/" | grep -qE '^(200|401)$'; then return 0; fi
-    sleep 0.1
-  done
-  die "$3 did not answer on $1/v2/ within ${5:-30} s; see $4"
 }

@@ -16,22 +16,21 @@ cd "$ROOT"
 workload=${1:?usage: bench/profile.sh WORKLOAD_REGEX [REPS]}
 reps=${2:-3}
 command -v perf >/dev/null || { echo "profile.sh: needs perf (apt-get install linux-perf)" >&2; exit 2; }
+HARNESS_NAME=profile
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-cargo build -q --release -p pier-server
-bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/pier
-out=${BENCH_DIR:-$ROOT/target/bench}/profile-${workload//[^A-Za-z0-9_-]/_}
+build_pier release
+out=$BENCH_DIR/profile-${workload//[^A-Za-z0-9_-]/_}
 rm -rf "$out" && mkdir -p "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-PIER_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$out/data" 2>"$out/pier.log" &
-pier=$!
+PIER_LOG=warn start_pier --log "$out/pier.log" pier
 perf_pid=
-trap 'kill $pier 2>/dev/null; [ -n "$perf_pid" ] && kill -INT $perf_pid 2>/dev/null; true' EXIT
-for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+at_exit '[ -z "$perf_pid" ] || kill -INT "$perf_pid" 2>/dev/null'
 
-perf record -F 1999 -g -p "$pier" -o "$out/perf.data" 2>"$out/perf.log" &
+perf record -F 1999 -g -p "$pier_pid" -o "$out/perf.data" 2>"$out/perf.log" &
 perf_pid=$!
 sleep 0.5
-PIER_URL="http://127.0.0.1:$port" PIER_PID=$pier bench/run.sh --pier-only --only "$workload" --reps "$reps" 2>&1 |
+PIER_URL="http://$pier_addr" PIER_PID=$pier_pid bench/run.sh --pier-only --only "$workload" --reps "$reps" 2>&1 |
   grep -E " rep [0-9]+:" || true
 kill -INT $perf_pid
 wait $perf_pid 2>/dev/null || true

@@ -52,25 +52,10 @@ else
 fi
 [ -n "$duration" ] && loadargs+=(-duration "${duration}s")
 
-BENCH_SRC=$ROOT/bench
-. "$BENCH_SRC/lib.sh"
-
-BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench}
-RUN=$BENCH_DIR/run-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RUN"
-DATA=$(mktemp -d /tmp/pier-bench.XXXXXX)
-started=()
-cleanup() {
-  for pid in "${started[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${started[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$DATA"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+HARNESS_NAME=bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+RUN=$(new_run_dir run)
 
 # --- tools ------------------------------------------------------------------
 ensure_wrk
@@ -85,14 +70,9 @@ if [ -n "${PIER_URL:-}" ]; then
 else
   command -v cargo >/dev/null || die "cargo is required"
   log "building pier (cargo build --release -p pier-server)"
-  cargo build --release -q -p pier-server || die "cargo build --release -p pier-server failed"
-  port=$("$LOADGEN" freeport)
-  PIER=http://127.0.0.1:$port
-  mkdir -p "$DATA/pier"
-  PIER_LOG=warn "${CARGO_TARGET_DIR:-target}/release/pier" serve --data-dir "$DATA/pier" --listen "127.0.0.1:$port" 2>"$RUN/pier.log" &
-  pier_pid=$!
-  started+=("$pier_pid")
-  wait_ready "$PIER" "$pier_pid" pier "$RUN/pier.log" 30
+  build_pier release || die "cargo build --release -p pier-server failed"
+  PIER_LOG=warn start_pier --log "$RUN/pier.log" pier || die "pier did not start; see $RUN/pier.log"
+  PIER=http://$pier_addr
   pier_version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core native-server Cargo.toml Cargo.lock 2>/dev/null || echo ' + uncommitted changes in core/native-server')"
   log "pier $pier_version on $PIER (pid $pier_pid)"
 fi
@@ -102,10 +82,9 @@ ref_args=()
 ref_pid=0
 if [ $pier_only = 0 ]; then
   command -v docker-registry >/dev/null || die "docker-registry is not installed (apt-get install docker-registry)"
-  port=$("$LOADGEN" freeport)
+  port=$(free_port)
   REF=http://127.0.0.1:$port
-  mkdir -p "$DATA/ref"
-  cat >"$DATA/ref.yml" <<EOF
+  cat >"$RUN/ref.yml" <<EOF
 # The reference registry as the Debian package configures it (in-memory blob
 # descriptor cache, delete enabled), on loopback, logging only warnings.
 version: 0.1
@@ -115,7 +94,7 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $DATA/ref
+    rootdirectory: $scratch/ref-data
   delete:
     enabled: true
   cache:
@@ -127,11 +106,9 @@ http:
   addr: 127.0.0.1:$port
   secret: pier-bench-only
 EOF
-  cp "$DATA/ref.yml" "$RUN/ref.yml"
-  docker-registry serve "$DATA/ref.yml" 2>"$RUN/ref.log" &
-  ref_pid=$!
-  started+=("$ref_pid")
-  wait_ready "$REF" "$ref_pid" ref "$RUN/ref.log" 30
+  docker-registry serve "$RUN/ref.yml" 2>"$RUN/ref.log" &
+  register ref "$port" $!
+  wait_for "$REF/v2/" 200 "$ref_pid" "$RUN/ref.log" || die "the reference did not start; see $RUN/ref.log"
   ref_args=(-ref "$REF" -ref-pid "$ref_pid")
   log "reference $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null) on $REF (pid $ref_pid)"
 fi

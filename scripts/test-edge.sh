@@ -26,46 +26,39 @@
 #
 # Usage: scripts/test-edge.sh
 # Env:   PIER_EDGE_SKIP_BIG=1   leave out the 1 GiB push
-#        PIER_EDGE_KEEP=1       keep the scratch directory (logs, local state)
+#        KEEP=1                 keep the scratch directory (logs, local state;
+#                               kept anyway when anything failed)
 # Output: last line "edge: N passed, N failed"; exit 1 if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 STARTED=$SECONDS
 
-export PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
-export PATH="$PIER_TOOLS/node/bin:$PIER_TOOLS/bin:$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+HARNESS_NAME=test-edge
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/pier-test-edge.XXXXXX")
-MEASUREMENTS=$WORK/measurements.txt
+MEASUREMENTS=$scratch/measurements.txt
 : >"$MEASUREMENTS"
 
-total_pass=0 total_fail=0 parts=() groups=()
-record() { # PART PASSED FAILED
+total_pass=0 total_fail=0 parts=()
+count_part() { # PART PASSED FAILED
   total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3))
   parts+=("$(printf '%-34s %4d passed, %d failed' "$1:" "$2" "$3")")
 }
 measure() { echo "$*" | tee -a "$MEASUREMENTS"; }
 
-stop_workers() {
-  for group in "${groups[@]}"; do kill -- "-$group" 2>/dev/null; done
-  groups=()
-}
-finish() {
-  stop_workers
+print_results() {
   echo
   echo "==> edge measurements"
   sed 's/^/  /' "$MEASUREMENTS"
   echo "  cold time of the edge run: $((SECONDS - STARTED)) s"
   echo "==> edge results"
   for part in "${parts[@]}"; do echo "  $part"; done
-  if [ "$total_fail" -eq 0 ] && [ -z "${PIER_EDGE_KEEP:-}" ]; then rm -rf "$WORK"; else echo "  logs: $WORK"; fi
   echo "edge: $total_pass passed, $total_fail failed"
 }
-trap finish EXIT
+at_exit print_results
 
-fail_setup() { echo "test-edge: $*" >&2; record "setup" 0 1; exit 1; }
+fail_setup() { echo "test-edge: $*" >&2; count_part "setup" 0 1; exit 1; }
 
 echo "==> tools"
 scripts/install-deps.sh edge || fail_setup "install-deps.sh edge failed"
@@ -76,40 +69,25 @@ done
 
 echo "==> build"
 t0=$SECONDS
-scripts/edge-build.sh >"$WORK/build.log" 2>&1 || { tail -n 30 "$WORK/build.log"; fail_setup "production build failed"; }
+scripts/edge-build.sh >"$scratch/build.log" 2>&1 || { tail -n 30 "$scratch/build.log"; fail_setup "production build failed"; }
 wasm=edge-worker/build/index_bg.wasm
 measure "wasm (production): $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped (build $((SECONDS - t0)) s)"
 if grep -q "_pier_test" "$wasm" edge-worker/build/index.js; then
-  record "production build has no test routes" 0 1
+  count_part "production build has no test routes" 0 1
 else
-  record "production build has no test routes" 1 0
+  count_part "production build has no test routes" 1 0
 fi
-scripts/edge-build.sh --test >"$WORK/build-test.log" 2>&1 || { tail -n 30 "$WORK/build-test.log"; fail_setup "test build failed"; }
-cargo build -q -p pier-server 2>"$WORK/build-native.log" || { tail -n 30 "$WORK/build-native.log"; fail_setup "native build failed"; }
+scripts/edge-build.sh --test >"$scratch/build-test.log" 2>&1 || { tail -n 30 "$scratch/build-test.log"; fail_setup "test build failed"; }
+# The native pier for the suites below (PIER_BIN); the Workers are the fresh builds.
+build_pier 2>"$scratch/build-native.log" || { tail -n 30 "$scratch/build-native.log"; fail_setup "native build failed"; }
+export PIER_EDGE_PREBUILT=1
 
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-
-# start_worker NAME PORT [WRANGLER_ARGS...]: the test Worker on PORT in its own
-# process group (recorded for the stop), state under $WORK/NAME; sets PGID.
-# Ready when GET /v2/ answers $READY_STATUS (default 200).
-start_worker() {
-  local name=$1 port=$2; shift 2
-  local t0=$SECONDS started_ms
-  started_ms=$(date +%s%3N)
-  PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0.pgid"; exec scripts/edge-dev.sh "$@"' "$WORK/$name" \
-    --port "$port" --persist "$WORK/$name-state" --env test -- "$@" >"$WORK/$name.log" 2>&1 &
-  for _ in $(seq 1 600); do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = "${READY_STATUS:-200}" ]; then
-      PGID=$(cat "$WORK/$name.pgid")
-      groups+=("$PGID")
-      measure "time to ready ($name): $(($(date +%s%3N) - started_ms)) ms"
-      return 0
-    fi
-    sleep 0.1
-  done
-  [ -f "$WORK/$name.pgid" ] && groups+=("$(cat "$WORK/$name.pgid")")
-  tail -n 30 "$WORK/$name.log"
-  fail_setup "the $name Worker did not answer on port $port within $((SECONDS - t0)) s"
+# start_timed_worker NAME STATUS [WRANGLER_ARGS...]: start_worker, with its
+# time to ready measured; a Worker that never gets ready ends the run.
+start_timed_worker() {
+  local started_ms; started_ms=$(date +%s%3N)
+  start_worker "$@" || fail_setup "the $1 Worker did not get ready"
+  measure "time to ready ($1): $(($(date +%s%3N) - started_ms)) ms"
 }
 
 # node_suite PART LOG node-test-args...: runs node's test runner, records its counts.
@@ -120,9 +98,9 @@ node_suite() {
   local pass fail
   pass=$(awk '/^# pass /{print $3}' "$log" | tail -n 1)
   fail=$(awk '/^# fail /{print $3}' "$log" | tail -n 1)
-  if [ -z "$pass" ]; then tail -n 30 "$log"; record "$part" 0 1; return; fi
+  if [ -z "$pass" ]; then tail -n 30 "$log"; count_part "$part" 0 1; return; fi
   grep -E "^\s*not ok|^# (big push|storage)" "$log" | head -n 40
-  record "$part" "$pass" "${fail:-0}"
+  count_part "$part" "$pass" "${fail:-0}"
 }
 
 # script_suite PART LOG PATTERN command...: records the "PATTERN: N passed, N failed" line.
@@ -133,51 +111,47 @@ script_suite() {
   local counts
   counts=$(grep -E "^$pattern: [0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
   grep -E "^FAIL|^  FAIL" "$log" | head -n 40
-  if [ -z "$counts" ]; then tail -n 30 "$log"; record "$part" 0 1; return; fi
+  if [ -z "$counts" ]; then tail -n 30 "$log"; count_part "$part" 0 1; return; fi
   echo "  $counts"
-  record "$part" "$(echo "$counts" | awk '{print $2}')" "$(echo "$counts" | awk '{print $4}' | tr -d ,)"
+  count_part "$part" "$(echo "$counts" | awk '{print $2}')" "$(echo "$counts" | awk '{print $4}' | tr -d ,)"
 }
 
-PORT=$(free_port)
-start_worker strict "$PORT"
-URL=http://127.0.0.1:$PORT
-PIER_URL=$URL node_suite "edge checks" "$WORK/edge.tap" tests/edge/edge.test.mjs
+start_timed_worker strict 200
+URL=http://$strict_addr
+PIER_URL=$URL node_suite "edge checks" "$scratch/edge.tap" tests/edge/edge.test.mjs
 # workerd resolves `..` before the Worker sees it, as Cloudflare does.
-PIER_URL=$URL PIER_NORMALIZES_PATHS=1 node_suite "HTTP suite" "$WORK/http.tap" tests/http/*.test.mjs
-script_suite "real clients" "$WORK/clients.log" clients bash tests/clients/run.sh "127.0.0.1:$PORT"
-script_suite "shared layout with native" "$WORK/shared-layout.log" shared-layout \
-  bash tests/edge/shared-layout.sh "$CARGO_TARGET_DIR/debug/pier" "127.0.0.1:$PORT"
+PIER_URL=$URL PIER_NORMALIZES_PATHS=1 node_suite "HTTP suite" "$scratch/http.tap" tests/http/*.test.mjs
+script_suite "real clients" "$scratch/clients.log" clients bash tests/clients/run.sh "$strict_addr"
+script_suite "shared layout with native" "$scratch/shared-layout.log" shared-layout \
+  bash tests/edge/shared-layout.sh "$strict_addr"
 if [ -z "${PIER_EDGE_SKIP_BIG:-}" ]; then
-  PIER_URL=$URL PIER_EDGE_PGID=$PGID PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
-    node_suite "1 GiB push in 64 MiB chunks" "$WORK/big.tap" tests/edge/big-push.test.mjs
+  PIER_URL=$URL PIER_EDGE_PGID=$(cat "$scratch/strict.pgid") PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
+    node_suite "1 GiB push in 64 MiB chunks" "$scratch/big.tap" tests/edge/big-push.test.mjs
 fi
-stop_workers
+stop_worker strict
 
 # Garbage collection from the cron trigger, one step per invocation.
-PORT=$(free_port)
-start_worker gc "$PORT" --test-scheduled --var PIER_GC_BUDGET_SECS:0 \
+start_timed_worker gc 200 --test-scheduled --var PIER_GC_BUDGET_SECS:0 \
   --var 'PIER_GC:{"grace_secs":0,"upload_expiry_secs":0,"rules":[{"namespace":"locked/**","immutable_tags":true}]}'
-PIER_URL=http://127.0.0.1:$PORT PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
-  node_suite "GC from the cron trigger" "$WORK/gc.tap" tests/edge/gc.test.mjs
-stop_workers
+PIER_URL=http://$gc_addr PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
+  node_suite "GC from the cron trigger" "$scratch/gc.tap" tests/edge/gc.test.mjs
+stop_worker gc
 
 # The GC stress test with the cron collecting every second (3 s grace window).
-PORT=$(free_port)
-start_worker gc-stress "$PORT" --test-scheduled --var PIER_GC_BUDGET_SECS:5 \
+start_timed_worker gc_stress 200 --test-scheduled --var PIER_GC_BUDGET_SECS:5 \
   --var 'PIER_GC:{"grace_secs":3,"upload_expiry_secs":60,"page_size":200}'
-script_suite "GC stress under the cron trigger" "$WORK/gc-stress-run.log" gc-stress \
-  env PIER_URL=http://127.0.0.1:$PORT GC_STRESS_SECS="${GC_STRESS_SECS:-60}" bash tests/gc/edge-stress.sh
-stop_workers
+script_suite "GC stress under the cron trigger" "$scratch/gc-stress-run.log" gc-stress \
+  env PIER_URL="http://$gc_stress_addr" GC_STRESS_SECS="${GC_STRESS_SECS:-60}" bash tests/gc/edge-stress.sh
+stop_worker gc_stress
 
 # bad_var VAR WRANGLER_ARGS...: a Worker with VAR broken answers every request
 # with a 500 that names VAR.
 bad_var() {
-  local var=$1; shift
-  PORT=$(free_port)
-  READY_STATUS=500 start_worker "bad-$var" "$PORT" "$@"
-  PIER_URL=http://127.0.0.1:$PORT PIER_EDGE_BAD_VAR=$var \
-    node_suite "broken $var refused" "$WORK/bad-$var.tap" tests/edge/bad-config.test.mjs
-  stop_workers
+  local var=$1 addr_var=bad_${1}_addr; shift
+  start_timed_worker "bad_$var" 500 "$@"
+  PIER_URL=http://${!addr_var} PIER_EDGE_BAD_VAR=$var \
+    node_suite "broken $var refused" "$scratch/bad-$var.tap" tests/edge/bad-config.test.mjs
+  stop_worker "bad_$var"
 }
 bad_var PIER_AUTH --var 'PIER_AUTH:{"servise":"pier"}' --var 'PIER_AUTH_SIGNING_KEYS:{"keys":[]}'
 bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
@@ -185,29 +159,24 @@ bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
 bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
 
 # The pull-through cache on a Worker (tests/mirror/edge.sh starts its own).
-script_suite "pull-through cache" "$WORK/mirror.log" mirror \
-  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/mirror/run.sh edge
+script_suite "pull-through cache" "$scratch/mirror.log" mirror bash tests/mirror/run.sh edge
 
 # Webhooks and promotion/replication rules on Workers (tests/events/edge.sh
 # starts its own), replicating to a native pier.
-script_suite "events (webhooks, promotion, replication)" "$WORK/events.log" events \
-  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/events/run.sh edge
+script_suite "events (webhooks, promotion, replication)" "$scratch/events.log" events bash tests/events/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.
-script_suite "auth (matrix, flow, conformance, clients)" "$WORK/auth.log" auth \
-  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" PIER_AUTH_MEASUREMENTS="$MEASUREMENTS" \
-  bash tests/auth/run.sh --edge
+script_suite "auth (matrix, flow, conformance, clients)" "$scratch/auth.log" auth \
+  env PIER_AUTH_MEASUREMENTS="$MEASUREMENTS" bash tests/auth/run.sh --edge
 
 # The adversarial suite (tests/security: hostile upstreams, crafted
 # requests, bounds, auth abuse, abandoned uploads); its parts start their own.
-script_suite "security (adversarial)" "$WORK/security.log" security \
-  env PIER_EDGE_PREBUILT=1 PIER_BIN="$CARGO_TARGET_DIR/debug/pier" bash tests/security/run.sh edge
+script_suite "security (adversarial)" "$scratch/security.log" security bash tests/security/run.sh edge
 
-PORT=$(free_port)
-start_worker sparse "$PORT" --var PIER_ALLOW_SPARSE_MANIFESTS:true
-script_suite "OCI conformance (dev, all on)" "$WORK/conformance.log" conformance \
-  env OUT="$WORK/conformance" bash tests/conformance/run.sh "127.0.0.1:$PORT"
-grep -E "^conformance: [0-9]+ passed" "$WORK/conformance.log" | sed 's/^/OCI /' >>"$MEASUREMENTS"
+start_timed_worker sparse 200 --var PIER_ALLOW_SPARSE_MANIFESTS:true
+script_suite "OCI conformance (dev, all on)" "$scratch/conformance.log" conformance \
+  env OUT="$scratch/conformance" bash tests/conformance/run.sh "$sparse_addr"
+grep -E "^conformance: [0-9]+ passed" "$scratch/conformance.log" | sed 's/^/OCI /' >>"$MEASUREMENTS"
 
 exit $((total_fail > 0))

@@ -4,7 +4,6 @@
 //	suite   run the workloads against pier and the reference, alternating; write results (JSON lines)
 //	report  turn a results file into the markdown tables of docs/benchmarks.md
 //	edge    per-request latency and CPU against a local Worker
-//	freeport print a free TCP port on 127.0.0.1
 //
 // Standard library only; traffic goes to the given URLs (127.0.0.1 in the scripts).
 package main
@@ -12,7 +11,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"regexp"
 	"time"
@@ -20,7 +18,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge|freeport [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -38,12 +36,6 @@ func main() {
 		err = cmdReport(os.Args[2:])
 	case "edge":
 		err = cmdEdge(os.Args[2:])
-	case "freeport":
-		var l net.Listener
-		if l, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
-			fmt.Println(l.Addr().(*net.TCPAddr).Port)
-			l.Close()
-		}
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}

@@ -10,11 +10,11 @@
 # OIDC: ID tokens of https://ci.pier.test for repository acme/release on
 # refs/heads/main log in as the promoter; other acme/* repositories as CI.
 #
-# Usage: tests/auth/make-config.sh OUTDIR     (env PIER: the pier binary)
+# Usage: tests/auth/make-config.sh OUTDIR     (env PIER_BIN: the pier binary [default: pier on the PATH])
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: $0 OUTDIR}
-pier=${PIER:-pier}
+pier=${PIER_BIN:-pier}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 

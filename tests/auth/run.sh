@@ -36,54 +36,27 @@ case ${1:-} in
   *) echo "usage: $0 [--edge]" >&2; exit 2 ;;
 esac
 
-PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
-export PATH="$PIER_TOOLS/bin:$PIER_TOOLS/node/bin:$PATH"
-for tool in node jq curl skopeo crane oras; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh clients)" >&2; exit 2; }
-done
-if [ -z "${PIER_BIN:-}" ]; then
-  cargo build -q -p pier-server || exit 2
-  PIER_BIN=${CARGO_TARGET_DIR:-target}/debug/pier
-fi
-if [ "$target" = edge ] && [ "${PIER_EDGE_PREBUILT:-}" != 1 ]; then
-  scripts/edge-build.sh --test >/dev/null || { echo "auth: the test Worker did not build" >&2; exit 2; }
-fi
+HARNESS_NAME=auth
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
+need_tools node jq curl skopeo crane oras
+need_pier || exit 2
+if [ "$target" = edge ]; then build_test_worker || { echo "auth: the test Worker did not build" >&2; exit 2; }; fi
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/pier-auth.XXXXXX")
-server= worker_group=
-cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null
-  [ -n "$worker_group" ] && kill -- "-$worker_group" 2>/dev/null
-  if [ -n "${KEEP:-}" ] || [ "${nfail:-1}" -gt 0 ]; then echo "scratch kept in $scratch"; else rm -rf "$scratch"; fi
-}
-trap cleanup EXIT
-
-PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/cfg" >/dev/null || exit 2
-port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-REG=127.0.0.1:$port
+tests/auth/make-config.sh "$scratch/cfg" >/dev/null || exit 2
 if [ "$target" = native ]; then
   # A collection at start (then hourly), for the admin-only GC report.
   printf '\n[gc]\ninterval_secs = 3600\n' >>"$scratch/cfg/pier.toml"
   # Sparse manifests: the conformance suite's OCI_DATA_SPARSE data set needs them.
-  "$PIER_BIN" serve -c "$scratch/cfg/pier.toml" --listen "$REG" --data-dir "$scratch/data" \
-    --allow-sparse-manifests true 2>"$scratch/pier.log" &
-  server=$!
-  log=$scratch/pier.log ready_tries=100
+  start_pier registry -c "$scratch/cfg/pier.toml" --allow-sparse-manifests true || exit 2
 else
   # The secret as `wrangler secret put` would hold it, from a .env file.
   printf "PIER_AUTH_SIGNING_KEYS='%s'\n" "$(jq -c . "$scratch/cfg/signing-keys.json")" >"$scratch/cfg/worker.env"
-  PIER_EDGE_PREBUILT=1 setsid bash -c 'echo $$ >"$0"; exec scripts/edge-dev.sh "$@"' "$scratch/worker.pgid" \
-    --port "$port" --persist "$scratch/worker-state" --env test -- \
-    --var "PIER_AUTH:$(jq -c . "$scratch/cfg/auth.json")" --env-file "$scratch/cfg/worker.env" \
-    --var 'PIER_GC:{}' --test-scheduled --var PIER_ALLOW_SPARSE_MANIFESTS:true >"$scratch/worker.log" 2>&1 &
-  log=$scratch/worker.log ready_tries=1200
+  start_worker registry 401 --var "PIER_AUTH:$(jq -c . "$scratch/cfg/auth.json")" --env-file "$scratch/cfg/worker.env" \
+    --var 'PIER_GC:{}' --test-scheduled --var PIER_ALLOW_SPARSE_MANIFESTS:true || exit 2
 fi
-for _ in $(seq 1 "$ready_tries"); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/")" = 401 ] && break
-  sleep 0.1
-done
-[ "$target" = edge ] && [ -f "$scratch/worker.pgid" ] && worker_group=$(cat "$scratch/worker.pgid")
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/")" = 401 ] || { tail -n 40 "$log"; exit 2; }
+REG=$registry_addr
+answers "http://$REG/v2/" 401 || { echo "auth: $REG does not ask for credentials"; tail -n 40 "$scratch/registry.log"; exit 2; }
 echo "auth: pier ($target) at $REG, setup in $scratch/cfg"
 
 creds=$scratch/cfg/credentials.json
@@ -92,21 +65,15 @@ secret() { jq -r ".$1.password" "$creds"; }
 
 # A finished collection, so the suite can read its report as the admin.
 [ "$target" = edge ] && curl -s -o /dev/null "http://$REG/__scheduled?cron=*/30+*+*+*+*"
-for _ in $(seq 1 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -u "$(user admin):$(secret admin)" "http://$REG/_pier/gc/report")" = 200 ] && break
-  sleep 0.1
-done
+gc_report_ready() { answers "http://$REG/_pier/gc/report" 200 -u "$(user admin):$(secret admin)"; }
+eventually gc_report_ready
 
-# shellcheck source=tests/lib/checks.sh
-source tests/lib/checks.sh
 step() { # name command... (output shown)
   local name=$1; shift
   echo; echo "==> $name"
   "$@"
   record "$name" $?
 }
-mkdir -p "$scratch/logs" "$scratch/work"
-
 step "HTTP matrix, token flow, forged tokens, OIDC, limits, GC report" \
   env PIER_URL="http://$REG" PIER_AUTH_CREDENTIALS="$creds" PIER_GC_REPORT=present \
   node --test --test-concurrency=1 tests/auth/*.test.mjs
@@ -201,7 +168,8 @@ check "anonymous pulls public/ with no login, not prod/"          anonymous_pull
 
 # ---------------------------------------------------------------- measurements
 if [ -n "${PIER_AUTH_MEASUREMENTS:-}" ]; then
-  if [ "$target" = edge ]; then cpu=(--pgid "$worker_group" --only workerd); else cpu=(--pgid "$(ps -o pgid= "$server" | tr -d ' ')" --only pier); fi
+  if [ "$target" = edge ]; then cpu=(--pgid "$(cat "$scratch/registry.pgid")" --only workerd)
+  else cpu=(--pgid "$(ps -o pgid= "$registry_pid" | tr -d ' ')" --only pier); fi
   echo; echo "==> token endpoint latency and CPU ($target)"
   PIER_URL="http://$REG" PIER_AUTH_CREDENTIALS="$creds" node bench/token-latency.mjs "${cpu[@]}" |
     sed "s/^/auth ($target): /" | tee -a "$PIER_AUTH_MEASUREMENTS"

@@ -11,43 +11,25 @@
 #  3. pull through the Worker: same manifest digest and bytes, every blob's
 #     bytes match its digest (crane validate), layers byte-identical.
 #
-# Usage: tests/edge/shared-layout.sh NATIVE_BINARY WORKER_HOST:PORT
+# Usage: tests/edge/shared-layout.sh WORKER_HOST:PORT
+# Env:   PIER_BIN  the native pier binary [default: build it]
 # Output: one line per check, last line "shared-layout: N passed, N failed".
 set -uo pipefail
-
-PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
-export PATH="$PIER_TOOLS/bin:$PATH"
-NATIVE=${1:?usage: $0 NATIVE_BINARY WORKER_HOST:PORT}
-EDGE=${2:?usage: $0 NATIVE_BINARY WORKER_HOST:PORT}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/pier-shared-layout.XXXXXX")
+cd "$(dirname "$0")/../.."
+EDGE=${1:?usage: $0 WORKER_HOST:PORT}
+HARNESS_NAME=shared-layout
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
+# shellcheck source=tests/lib/images.sh
+source tests/lib/images.sh
+need_tools crane jq curl sha256sum
+need_pier || exit 2
 REPO="shared/app-$(date +%s)-$$"
-export DOCKER_CONFIG="$WORK/docker" && mkdir -p "$DOCKER_CONFIG" && echo '{"auths":{}}' >"$DOCKER_CONFIG/config.json"
+WORK=$scratch/work
+DATA=$scratch/native-data
 
-npass=0 nfail=0 native_pid=""
-check() { # NAME COMMAND...
-  local name=$1; shift
-  if "$@" >"$WORK/last.log" 2>&1; then
-    npass=$((npass + 1)); echo "PASS  $name"
-  else
-    nfail=$((nfail + 1)); echo "FAIL  $name"; sed 's/^/      /' "$WORK/last.log" | tail -n 20
-  fi
-}
-finish() {
-  [ -n "$native_pid" ] && kill "$native_pid" 2>/dev/null && wait "$native_pid" 2>/dev/null
-  echo "shared-layout: $npass passed, $nfail failed"
-  [ "$nfail" -eq 0 ] && rm -rf "$WORK"
-  exit $((nfail > 0))
-}
-trap finish EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -sf "http://$1/v2/" >/dev/null && return 0; sleep 0.1; done; return 1; }
-
-NATIVE_ADDR=127.0.0.1:$(free_port)
-DATA=$WORK/native-data
-"$NATIVE" serve --data-dir "$DATA" --listen "$NATIVE_ADDR" >"$WORK/native.log" 2>&1 &
-native_pid=$!
-check "native server up" wait_http "$NATIVE_ADDR"
+start_pier native
+record "native server up" $?
 
 push_image() {
   mkdir -p "$WORK/l1/etc" "$WORK/l2/usr/share"
@@ -55,14 +37,14 @@ push_image() {
   echo "pier shared layout $REPO" >"$WORK/l2/usr/share/note.txt"
   tar -C "$WORK/l1" -czf "$WORK/l1.tar.gz" .
   tar -C "$WORK/l2" -czf "$WORK/l2.tar.gz" .
-  crane append --insecure -f "$WORK/l1.tar.gz" -f "$WORK/l2.tar.gz" -t "$NATIVE_ADDR/$REPO:v1"
-  crane digest --insecure "$NATIVE_ADDR/$REPO:v1" >"$WORK/native.digest"
-  crane manifest --insecure "$NATIVE_ADDR/$REPO:v1" >"$WORK/native.manifest"
+  crane append --insecure -f "$WORK/l1.tar.gz" -f "$WORK/l2.tar.gz" -t "$native_addr/$REPO:v1"
+  crane digest --insecure "$native_addr/$REPO:v1" >"$WORK/native.digest"
+  crane manifest --insecure "$native_addr/$REPO:v1" >"$WORK/native.manifest"
 }
 check "push a two-layer image to the native server" push_image
 
-stop_native() { kill "$native_pid" && wait "$native_pid"; native_pid=""; }
-check "stop the native server" stop_native
+stop native
+record "stop the native server" $?
 
 import_objects() {
   local count=0
@@ -92,3 +74,5 @@ same_layers() {
   crane blob --insecure "$EDGE/$REPO@$(jq -r '.layers[0].digest' "$WORK/native.manifest")" | cmp - "$WORK/l1.tar.gz"
 }
 check "layers pulled through the Worker are the pushed files" same_layers
+
+summary shared-layout

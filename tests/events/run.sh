@@ -42,6 +42,10 @@ done
 HARNESS_NAME=events
 # shellcheck source=tests/lib/harness.sh
 source tests/lib/harness.sh
+# shellcheck source=tests/lib/images.sh
+source tests/lib/images.sh
+need_tools node jq curl sha256sum skopeo crane oras
+need_pier || exit 2
 
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(native)
@@ -51,7 +55,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 # shellcheck source=tests/events/shared.sh
 source "$here/shared.sh"
-PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
+tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
 for target in "${targets[@]}"; do
   echo; echo "==> $target"
   # shellcheck source=/dev/null

@@ -13,9 +13,8 @@ start_receiver() {
   HOOKS=$scratch/$1-hooks.jsonl
   touch "$HOOKS"
   node tests/events/receiver.mjs "$HOOKS" 2 >"$scratch/$1.port" 2>"$scratch/$1.log" &
-  pids+=("$!")
-  for _ in $(seq 1 100); do [ -s "$scratch/$1.port" ] && break; sleep 0.1; done
-  [ -s "$scratch/$1.port" ] || { echo "the receiver did not start:"; cat "$scratch/$1.log"; return 1; }
+  kill_at_exit $!
+  eventually test -s "$scratch/$1.port" || { echo "the receiver did not start:"; cat "$scratch/$1.log"; return 1; }
   RECEIVER="http://127.0.0.1:$(cat "$scratch/$1.port")"
 }
 

@@ -17,17 +17,15 @@ cd "$(dirname "$0")/../.."
 url=${PIER_URL:?PIER_URL of a Worker with PIER_GC and --test-scheduled}
 grace=${GC_GRACE_SECS:-3}
 cron="$url/__scheduled?cron=$(node -e 'console.log(encodeURIComponent("*/30 * * * *"))')"
-pass=0 fail=0
-check() { # name status
-  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); echo "PASS  $1"; else fail=$((fail + 1)); echo "FAIL  $1"; fi
-}
+# shellcheck source=tests/lib/checks.sh
+source tests/lib/checks.sh
 field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const r=JSON.parse(s);console.log(r[process.argv[1]]??"")}catch{console.log("")}})' "$1"; }
 report() { curl -s "$url/_pier/gc/report"; }
 
 ( while :; do curl -s -o /dev/null "$cron"; sleep 1; done ) &
 collector=$!
 node tests/gc/stress.mjs
-check "concurrent pushes, deletes and pulls while the cron collects: no lost blob" $?
+record "concurrent pushes, deletes and pulls while the cron collects: no lost blob" $?
 kill $collector 2>/dev/null; wait $collector 2>/dev/null
 
 # A collection that starts after the last delete plus the grace window.
@@ -42,7 +40,7 @@ finished_after() { # ms: triggers the cron until a collection started after ms h
   return 1
 }
 finished_after "$after_ms"
-check "a collection started after the stress runs to its end" $?
+record "a collection started after the stress runs to its end" $?
 first=$(report)
 echo "  that collection: blobs_deleted=$(echo "$first" | field blobs_deleted) blobs_examined=$(echo "$first" | field blobs_examined) steps=$(echo "$first" | field steps)"
 second_after=$(echo "$first" | field finished_ms)
@@ -51,7 +49,6 @@ second=$(report)
 left=$(echo "$second" | field blobs_deleted)
 echo "  the next collection: blobs_deleted=$left"
 [ "$left" = 0 ]
-check "the next collection finds no unreferenced blob left past the grace window" $?
+record "the next collection finds no unreferenced blob left past the grace window" $?
 
-echo "gc-stress: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary gc-stress

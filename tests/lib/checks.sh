@@ -1,6 +1,7 @@
-# Shared by the suites' runners (tests/lib/harness.sh, tests/auth/run.sh):
-# pass/fail bookkeeping and checks run in a subshell with their log kept.
-# Needs $scratch; counts in npass, nfail and failed.
+# Pass/fail bookkeeping of the shell suites, and checks run in a subshell
+# with their log kept; sourced by tests/lib/harness.sh (so check needs its
+# $scratch), and alone by tests/gc/edge-stress.sh (record and summary only).
+# Counts in npass, nfail and failed.
 npass=0 nfail=0 failed=()
 record() { # name rc
   if [ "$2" -eq 0 ]; then npass=$((npass + 1)); echo "PASS  $1"; else nfail=$((nfail + 1)); failed+=("$1"); echo "FAIL  $1"; fi

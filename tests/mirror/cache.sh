@@ -1,13 +1,12 @@
 # Pull-through cache checks; sourced by tests/mirror/run.sh (its harness and helpers).
 start_pier upstream || exit 2
-upstream_port=${upstream_addr##*:}
 start_reference refup || exit 2
-[ -f "$scratch/auth/pier.toml" ] || PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
+[ -f "$scratch/auth/pier.toml" ] || tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
 start_pier tokens -c "$scratch/auth/pier.toml" || exit 2
 gate_log=$scratch/gated.log
 node tests/mirror/gated-upstream.mjs $((8 << 20)) >"$scratch/gated.port" 2>"$gate_log" &
-pids+=($!)
-for _ in $(seq 1 50); do [ -s "$scratch/gated.port" ] && break; sleep 0.1; done
+kill_at_exit $!
+eventually test -s "$scratch/gated.port" || { cat "$gate_log"; exit 2; }
 gated_addr=127.0.0.1:$(cat "$scratch/gated.port")
 alice=$(jq -r .sandbox.username "$scratch/auth/credentials.json")
 alice_password=$(jq -r .sandbox.password "$scratch/auth/credentials.json")
@@ -31,20 +30,14 @@ blob_record() { echo "$CACHE_DATA/blobs/sha256/${1#sha256:}"; }
 # gated KEY: what the gated upstream serves (good, other, bad: digests; size).
 gated() { curl -s "http://$gated_addr/digests" | jq -r ".$1"; }
 
-# wait_for_bytes FILE N: until FILE holds at least N bytes (30 s at most).
-wait_for_bytes() {
-  for _ in $(seq 1 300); do
-    [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# holds_bytes FILE N: FILE holds at least N bytes.
+holds_bytes() { [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
 
 the_reference_registry_as_upstream() {
   crane pull --insecure "$cache_addr/ref/library/base:3" base.tar
   same_manifest "docker://$refup_addr/library/base:3" "docker://$cache_addr/ref/library/base:3"
   same_blobs "$refup_addr/library/base:3" "$cache_addr/ref/library/base:3"
-  stop "$refup_pid" "$refup_addr"
+  stop refup
   crane pull --insecure "$cache_addr/ref/library/base:3" base2.tar
   cmp base.tar base2.tar
 }
@@ -54,7 +47,7 @@ the_reference_registry_as_upstream() {
 pull_part_way() {
   curl -s "http://$cache_addr/v2/gated/blob/blobs/$(gated "$1")" -o "$2" &
   puller=$!
-  wait_for_bytes "$2" $(($(gated size) / 4))
+  eventually holds_bytes "$2" $(($(gated size) / 4))
 }
 
 the_first_puller_streams_while_upstream_sends() {
@@ -117,9 +110,9 @@ a_hundred_mib_image_first_and_cached() {
 
 check "first pull goes upstream and is cached (crane)"               first_pull_goes_upstream
 check "skopeo pulls a multi-arch index through the cache"           skopeo_pulls_an_index_through_the_cache
-stop "$upstream_pid" "$upstream_addr"
+stop upstream
 check "second pull is served with the upstream stopped"             served_with_the_upstream_stopped
-PORT=$upstream_port start_pier upstream || exit 2
+start_pier --port "${upstream_addr##*:}" upstream || exit 2
 check "a re-tag upstream is seen after the tag TTL, not before"     a_retag_upstream_is_seen_after_the_ttl
 check "an upstream with token auth (and one refusing us)"          an_upstream_with_token_auth
 check "the reference registry as upstream"                          the_reference_registry_as_upstream

@@ -2,7 +2,7 @@
 start_pier src || exit 2
 start_pier dst || exit 2
 start_reference ref || exit 2
-PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
+tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
 start_pier secured -c "$scratch/auth/pier.toml" || exit 2
 echo "copy: src=$src_addr dst=$dst_addr reference=$ref_addr secured=$secured_addr"
 

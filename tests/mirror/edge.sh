@@ -4,8 +4,7 @@
 # Sourced by tests/mirror/run.sh (its harness and helpers).
 build_test_worker || exit 2
 start_pier edgeup || exit 2
-edgeup_port=${edgeup_addr##*:}
-[ -f "$scratch/auth/pier.toml" ] || PIER="$PIER_BIN" tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
+[ -f "$scratch/auth/pier.toml" ] || tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
 start_pier edgetokens -c "$scratch/auth/pier.toml" || exit 2
 alice=$(jq -r .sandbox.username "$scratch/auth/credentials.json")
 alice_password=$(jq -r .sandbox.password "$scratch/auth/credentials.json")
@@ -18,9 +17,9 @@ make_upstream_images || exit 2
 
 check "edge: first pull goes upstream and is cached (crane)"         first_pull_goes_upstream
 check "edge: skopeo pulls a multi-arch index through the cache"     skopeo_pulls_an_index_through_the_cache
-stop "$edgeup_pid" "$edgeup_addr"
+stop edgeup
 check "edge: second pull is served with the upstream stopped"       served_with_the_upstream_stopped
-PORT=$edgeup_port start_pier edgeup || exit 2
+start_pier --port "${edgeup_addr##*:}" edgeup || exit 2
 check "edge: a re-tag upstream is seen after the tag TTL, not before" a_retag_upstream_is_seen_after_the_ttl
 check "edge: an upstream with token auth (and one refusing us)"    an_upstream_with_token_auth
 check "edge: pushes into a mirrored namespace are DENIED"           pushes_into_a_mirror_are_denied

@@ -27,6 +27,10 @@ cd "$here/../.."
 HARNESS_NAME=mirror
 # shellcheck source=tests/lib/harness.sh
 source tests/lib/harness.sh
+# shellcheck source=tests/lib/images.sh
+source tests/lib/images.sh
+need_tools node jq curl sha256sum skopeo crane oras docker-registry
+need_pier || exit 2
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then

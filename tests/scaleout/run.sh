@@ -27,36 +27,20 @@
 # that a release of the emulator that closes it is noticed and the suite
 # turned on.
 #
-# Usage: tests/scaleout/run.sh            (PIER_BIN=path/to/pier to skip the build)
+# Usage: tests/scaleout/run.sh
+# Env:   PIER_BIN  the pier binary [default: build it]
+#        KEEP=1    keep the scratch directory (kept anyway when a check failed)
 # Output: one line per check, last line "scaleout: N passed, N failed";
 #         exit 1 if any check failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 
-export PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
-export PATH="$PIER_TOOLS/bin:$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+HARNESS_NAME=scaleout
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
 scripts/install-deps.sh scaleout || { echo "scaleout: 0 passed, 1 failed (install)"; exit 1; }
-if [ -z "${PIER_BIN:-}" ]; then
-  cargo build -q -p pier-server || { echo "scaleout: 0 passed, 1 failed (build)"; exit 1; }
-  PIER_BIN=${CARGO_TARGET_DIR:-target}/debug/pier
-fi
-PIER_BIN=$(realpath "$PIER_BIN")
-
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/pier-scaleout.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-  if [ "${KEEP:-}" = 1 ]; then echo "scratch kept: $scratch"; else rm -rf "$scratch"; fi
-}
-trap cleanup EXIT
-
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-wait_for() { # url
-  for _ in $(seq 1 150); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
-  return 1
-}
+need_pier || { echo "scaleout: 0 passed, 1 failed (build)"; exit 1; }
 
 # ------------------------------------------------------------------ storage
 export AWS_ACCESS_KEY_ID=pier-scaleout AWS_SECRET_ACCESS_KEY=pier-scaleout-secret AWS_REGION=us-east-1
@@ -67,19 +51,16 @@ PREFIX=registry
 MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY \
   minio server "$scratch/minio" --address "127.0.0.1:$s3_port" --console-address "127.0.0.1:$(free_port)" \
   >"$scratch/minio.log" 2>&1 &
-pids+=($!)
-wait_for "$S3/minio/health/live" || { cat "$scratch/minio.log"; echo "scaleout: 0 passed, 1 failed (minio)"; exit 1; }
+kill_at_exit $!
+wait_for "$S3/minio/health/live" 200 $! "$scratch/minio.log" || { echo "scaleout: 0 passed, 1 failed (minio)"; exit 1; }
 
 s3() { # METHOD PATH-AND-QUERY [curl args...]: a signed request to the S3 server
   local method=$1 path=$2; shift 2
   curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -X "$method" "$@" "$S3$path"
 }
 # MinIO is live before it is ready: it answers 503 until it has initialised.
-for _ in $(seq 1 60); do
-  bucket_status=$(s3 PUT "/$BUCKET" -o /dev/null -w '%{http_code}')
-  [ "$bucket_status" = 503 ] || break
-  sleep 0.5
-done
+make_bucket() { bucket_status=$(s3 PUT "/$BUCKET" -o /dev/null -w '%{http_code}'); [ "$bucket_status" != 503 ]; }
+eventually make_bucket
 [ "$bucket_status" = 200 ] || { echo "scaleout: 0 passed, 1 failed (bucket: $bucket_status)"; exit 1; }
 
 # Azurite: Azure Blob with the emulator's well-known account (object_store's
@@ -90,9 +71,9 @@ export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$azure_port
 CONTAINER=pier-scaleout
 azurite-blob --blobHost 127.0.0.1 --blobPort "$azure_port" --inMemoryPersistence --disableTelemetry \
   >"$scratch/azurite.log" 2>&1 &
-pids+=($!)
+kill_at_exit $!
 # Any answer means it listens (an anonymous GET is refused with 4xx).
-for _ in $(seq 1 300); do curl -s -o /dev/null "$AZURITE_BLOB_STORAGE_URL/" && break; sleep 0.1; done
+wait_for "$AZURITE_BLOB_STORAGE_URL/" '[1-5][0-9][0-9]' $! "$scratch/azurite.log"
 azure_create_container() { # NAME: a Shared Key signed Create Container (curl cannot sign for Azure)
   local account=devstoreaccount1 version=2021-08-06 date sig
   local key=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==
@@ -112,23 +93,26 @@ GCS=http://127.0.0.1:$gcs_port
 GCS_BUCKET=pier-scaleout
 fake-gcs-server -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory -public-host "127.0.0.1:$gcs_port" \
   -external-url "$GCS" -log-level warn >"$scratch/fake-gcs.log" 2>&1 &
-pids+=($!)
+gcs_pid=$!
+kill_at_exit $gcs_pid
 # What object_store needs to reach an emulator: a service-account key that
 # names the endpoint and turns OAuth off (GOOGLE_SKIP_SIGNATURE is not
 # enough: object_store 0.14 still fetches a token for writes).
 GCS_EMULATOR_KEY='{"private_key":"","private_key_id":"","client_email":"","disable_oauth":true,"gcs_base_url":"'$GCS'"}'
-wait_for "$GCS/_internal/healthcheck" || { cat "$scratch/fake-gcs.log"; echo "scaleout: 0 passed, 1 failed (fake-gcs-server)"; exit 1; }
+wait_for "$GCS/_internal/healthcheck" 200 $gcs_pid "$scratch/fake-gcs.log" || { echo "scaleout: 0 passed, 1 failed (fake-gcs-server)"; exit 1; }
 curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -d "{\"name\":\"$GCS_BUCKET\"}" "$GCS/storage/v1/b" \
   || { echo "scaleout: 0 passed, 1 failed (gcs bucket)"; exit 1; }
 
 uri() { jq -rn --arg v "$1" '$v|@uri'; } # query values must be encoded for the signature
+# occurrences PATTERN TEXT: how many times PATTERN occurs in TEXT (0 is no failure).
+occurrences() { { grep -o "$1" <<<"$2" || true; } | wc -l; }
 # count_objects PREFIX: objects in the bucket whose key starts with PREFIX.
 count_objects() {
   local token="" total=0 page
   while :; do
     page=$(s3 GET "/$BUCKET?list-type=2&prefix=$(uri "$1")${token:+&continuation-token=$(uri "$token")}")
     grep -q '<ListBucketResult' <<<"$page" || { echo "listing failed: $page" >&2; return 1; }
-    total=$((total + $(grep -o '<Key>' <<<"$page" | wc -l)))
+    total=$((total + $(occurrences '<Key>' "$page")))
     token=$(sed -n 's:.*<NextContinuationToken>\([^<]*\)</NextContinuationToken>.*:\1:p' <<<"$page")
     [ -n "$token" ] || break
   done
@@ -139,59 +123,43 @@ open_multipart_uploads() {
   local page
   page=$(s3 GET "/$BUCKET?prefix=$(uri "$1")&uploads=")
   grep -q '<ListMultipartUploadsResult' <<<"$page" || { echo "listing uploads failed: $page" >&2; return 1; }
-  grep -o '<Upload>' <<<"$page" | wc -l
+  occurrences '<Upload>' "$page"
 }
 
 # ------------------------------------------------------------------ instances
 proxy_port=$(free_port) control_port=$(free_port)
 node tests/scaleout/fault-proxy.mjs "$proxy_port" "$s3_port" "$control_port" >"$scratch/proxy.log" 2>&1 &
-pids+=($!)
+kill_at_exit $!
 PROXY=http://127.0.0.1:$control_port
 fault() { curl -fsS -X PUT "$PROXY/mode/$1" >/dev/null; }
 
-start_pier() { # name port-variable storage-and-extra-args...: starts an instance, sets the variable
-  local name=$1 var=$2 port; shift 2
-  port=$(free_port)
-  PIER_LOG=${PIER_LOG:-info} "$PIER_BIN" serve --listen "127.0.0.1:$port" --allow-sparse-manifests true "$@" \
-    >"$scratch/$name.log" 2>&1 &
-  pids+=($!)
-  wait_for "http://127.0.0.1:$port/v2/" || { echo "pier $name did not start:"; cat "$scratch/$name.log"; return 1; }
-  printf -v "$var" %s "$port"
+# start_instance NAME STORAGE-AND-EXTRA-ARGS...: a pier instance (its
+# storage is given, not the data directory); sets NAME_addr.
+start_instance() {
+  PIER_LOG=${PIER_LOG:-info} start_pier "$@" --allow-sparse-manifests true
 }
 on_s3() { # endpoint-port: the storage flags of an instance over the bucket
   echo --storage-url "s3://$BUCKET/$PREFIX" --s3-endpoint "http://127.0.0.1:$1" --s3-allow-http true
 }
 AZURE_URL=az://$CONTAINER/$PREFIX
 # shellcheck disable=SC2046 # on_s3 prints flags without spaces in them
-start_pier a A_PORT $(on_s3 "$s3_port") && start_pier b B_PORT $(on_s3 "$s3_port") --redirect-blobs true \
-  && start_pier f F_PORT $(on_s3 "$proxy_port") \
-  && start_pier az1 AZ1_PORT --storage-url "$AZURE_URL" && start_pier az2 AZ2_PORT --storage-url "$AZURE_URL" \
+start_instance a $(on_s3 "$s3_port") && start_instance b $(on_s3 "$s3_port") --redirect-blobs true \
+  && start_instance f $(on_s3 "$proxy_port") \
+  && start_instance az1 --storage-url "$AZURE_URL" && start_instance az2 --storage-url "$AZURE_URL" \
   || { echo "scaleout: 0 passed, 1 failed (start)"; exit 1; }
-A=http://127.0.0.1:$A_PORT B=http://127.0.0.1:$B_PORT F=http://127.0.0.1:$F_PORT
-AZ1=http://127.0.0.1:$AZ1_PORT AZ2=http://127.0.0.1:$AZ2_PORT
+A=http://$a_addr B=http://$b_addr F=http://$f_addr AZ1=http://$az1_addr AZ2=http://$az2_addr
 echo "scaleout: minio $S3, bucket $BUCKET/$PREFIX; pier A $A, B $B (redirects), F $F (through the fault proxy)"
 echo "scaleout: azurite $AZURITE_BLOB_STORAGE_URL, $AZURE_URL; pier AZ1 $AZ1, AZ2 $AZ2; fake-gcs-server $GCS"
 
-# ------------------------------------------------------------------ harness
-npass=0 nfail=0
-check() { # name function
-  local name=$1; shift
-  local log="$scratch/check-$((npass + nfail + 1)).log"
-  if ( set -euo pipefail; cd "$scratch"; "$@" ) >"$log" 2>&1; then
-    npass=$((npass + 1)); echo "PASS  $name"
-    [ -n "${VERBOSE:-}" ] && sed 's/^/      /' "$log"
-  else
-    nfail=$((nfail + 1)); echo "FAIL  $name (log $log)"
-    tail -n 30 "$log" | sed 's/^/      /'
-  fi
-  return 0
-}
+# ------------------------------------------------------------------ helpers
 die() { echo "ERROR: $*" >&2; exit 1; }
 sha() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
 # status_of: the HTTP status of a curl call (-o /dev/null -w).
 status_of() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 header() { tr -d '\r' | sed -n "s/^$1: //Ip" | tail -n1; }
 random_file() { head -c "$2" /dev/urandom >"$1"; }
+# byte_range FILE OFFSET LENGTH: those bytes of FILE.
+byte_range() { dd if="$1" iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none; }
 with_query() { case $1 in *\?*) echo "$1&$2" ;; *) echo "$1?$2" ;; esac; }
 CRANE=(crane --insecure)
 
@@ -225,7 +193,7 @@ chunked_push_alternating() {
   while [ $offset -lt $size ]; do
     host=${hosts[$((i % 2))]}
     len=$(( size - offset < chunk ? size - offset : chunk ))
-    tail -c +$((offset + 1)) alt.bin | head -c $len >piece
+    byte_range alt.bin $offset $len >piece
     code=$(curl -s -D hdr -o body -w '%{http_code}' -X PATCH --data-binary @piece \
       -H "Content-Type: application/octet-stream" -H "Content-Range: $offset-$((offset + len - 1))" "$host$location")
     [ "$code" = 202 ] || { cat body; die "PATCH $i to $host: $code"; }
@@ -243,9 +211,9 @@ chunked_push_alternating() {
   echo "$digest" >alt.digest
 }
 
-conformance() { # port name
+conformance() { # host:port name
   cd "$root"
-  OUT="$scratch/conformance-$2" bash tests/conformance/run.sh "127.0.0.1:$1" | tee "$scratch/conformance-$2.out"
+  OUT="$scratch/conformance-$2" bash tests/conformance/run.sh "$1" | tee "$scratch/conformance-$2.out"
 }
 
 make_layer() { # dir tar
@@ -253,10 +221,10 @@ make_layer() { # dir tar
   tar -cf "$2" -C "$1" .
 }
 
-# pull_from_the_other_instance PORT1 PORT2: an image pushed to the first is
-# pulled whole from the second at once.
+# pull_from_the_other_instance HOST1:PORT1 HOST2:PORT2: an image pushed to
+# the first is pulled whole from the second at once.
 pull_from_the_other_instance() {
-  local one=127.0.0.1:$1 two=127.0.0.1:$2 pushed seen
+  local one=$1 two=$2 pushed seen
   make_layer img1 layer1.tar
   "${CRANE[@]}" append --oci-empty-base -f layer1.tar -t "$one/scaleout/app:v1"
   pushed=$("${CRANE[@]}" digest "$one/scaleout/app:v1")
@@ -278,7 +246,7 @@ redirects_with_range() {
   case $location in "$S3/$BUCKET/$PREFIX/data/"*X-Amz-Signature=*) ;; *) die "not a signed URL of the bucket: $location" ;; esac
   code=$(curl -s -o part -w '%{http_code}' -H 'Range: bytes=1000000-1999999' "$location")
   [ "$code" = 206 ] || die "the signed URL answered $code"
-  tail -c +1000001 alt.bin | head -c 1000000 | cmp - part
+  byte_range alt.bin 1000000 1000000 | cmp - part
   # Clients follow it: the whole blob through B, and HEAD stays local.
   curl -fsSL -o whole "$B/v2/scaleout/alternate/blobs/$digest"; cmp whole alt.bin
   [ "$(status_of -I "$B/v2/scaleout/alternate/blobs/$digest")" = 200 ] || die "HEAD was not answered by B"
@@ -309,10 +277,10 @@ read_tag_until_stopped() {
 
 same_tag_race() {
   make_layer race1 race1.tar; make_layer race2 race2.tar
-  "${CRANE[@]}" append --oci-empty-base -f race1.tar -t "127.0.0.1:$A_PORT/scaleout/race:one"
-  "${CRANE[@]}" append --oci-empty-base -f race2.tar -t "127.0.0.1:$B_PORT/scaleout/race:two"
-  "${CRANE[@]}" manifest "127.0.0.1:$A_PORT/scaleout/race:one" >m1
-  "${CRANE[@]}" manifest "127.0.0.1:$A_PORT/scaleout/race:two" >m2
+  "${CRANE[@]}" append --oci-empty-base -f race1.tar -t "$a_addr/scaleout/race:one"
+  "${CRANE[@]}" append --oci-empty-base -f race2.tar -t "$b_addr/scaleout/race:two"
+  "${CRANE[@]}" manifest "$a_addr/scaleout/race:one" >m1
+  "${CRANE[@]}" manifest "$a_addr/scaleout/race:two" >m2
   sha m1 >candidates; sha m2 >>candidates
   read_tag_until_stopped &
   local reader=$! round put_a put_b a b
@@ -325,15 +293,15 @@ same_tag_race() {
     put_b=$!
     wait $put_a $put_b
     [ "$(cat put_a)" = 201 ] && [ "$(cat put_b)" = 201 ] || die "round $round: PUTs answered $(cat put_a) and $(cat put_b)"
-    a=$("${CRANE[@]}" digest "127.0.0.1:$A_PORT/scaleout/race:live")
-    b=$("${CRANE[@]}" digest "127.0.0.1:$B_PORT/scaleout/race:live")
+    a=$("${CRANE[@]}" digest "$a_addr/scaleout/race:live")
+    b=$("${CRANE[@]}" digest "$b_addr/scaleout/race:live")
     [ "$a" = "$b" ] || die "round $round: A sees $a, B sees $b"
     grep -qx "$a" candidates || die "round $round: the tag points at $a"
     echo "round $round: $a won"
   done
   touch stop-reading; wait $reader || die "the reader saw a partial manifest"
   cat reads.ok
-  "${CRANE[@]}" validate --remote "127.0.0.1:$B_PORT/scaleout/race:live"
+  "${CRANE[@]}" validate --remote "$b_addr/scaleout/race:live"
 }
 
 same_blob_race() {
@@ -455,8 +423,8 @@ gcs_emulator_gap() {
 check "storage suite against the S3 server (cargo test)" rust_suite s3
 check "pier check-storage on the bucket" check_storage $(on_s3 "$s3_port")
 check "chunked push with PATCHes alternating between instances" chunked_push_alternating "$A" "$B"
-check "OCI conformance against instance A" conformance "$A_PORT" s3
-check "image pushed through A is pulled whole from B at once" pull_from_the_other_instance "$A_PORT" "$B_PORT"
+check "OCI conformance against instance A" conformance "$a_addr" s3
+check "image pushed through A is pulled whole from B at once" pull_from_the_other_instance "$a_addr" "$b_addr"
 check "blob redirects from B to signed URLs honour Range" redirects_with_range
 check "same tag pushed through both at once: one whole winner" same_tag_race
 check "same blob pushed through both at once: one stored copy" same_blob_race
@@ -466,15 +434,14 @@ check "readiness and metrics" readiness_and_metrics
 check "azure: storage suite against Azurite (cargo test)" rust_suite azure
 check "azure: pier check-storage on the container" check_storage --storage-url "az://$CONTAINER/check-storage"
 check "azure: chunked push with PATCHes alternating between instances" chunked_push_alternating "$AZ1" "$AZ2"
-check "azure: image pushed through AZ1 is pulled whole from AZ2 at once" pull_from_the_other_instance "$AZ1_PORT" "$AZ2_PORT"
-check "azure: OCI conformance against instance AZ1" conformance "$AZ1_PORT" azure
+check "azure: image pushed through AZ1 is pulled whole from AZ2 at once" pull_from_the_other_instance "$az1_addr" "$az2_addr"
+check "azure: OCI conformance against instance AZ1" conformance "$az1_addr" azure
 check "gcs: pier reads what fake-gcs-server's JSON API wrote (cargo test)" rust_suite gcs_emulator
 check "gcs: fake-gcs-server still lacks the XML API writes (see docs/scale-out.md)" gcs_emulator_gap
 
 for name in a b f az1 az2; do
   if grep -qiE 'panicked' "$scratch/$name.log"; then
-    echo "FAIL  pier $name panicked:"; grep -i -A5 panicked "$scratch/$name.log" | head -20; nfail=$((nfail + 1))
+    record "pier $name panicked" 1; grep -i -A5 panicked "$scratch/$name.log" | head -20
   fi
 done
-echo "scaleout: $npass passed, $nfail failed"
-[ "$nfail" -eq 0 ]
+summary scaleout

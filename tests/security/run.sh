@@ -22,6 +22,10 @@ cd "$here/../.."
 HARNESS_NAME=security
 # shellcheck source=tests/lib/harness.sh
 source tests/lib/harness.sh
+# shellcheck source=tests/lib/images.sh
+source tests/lib/images.sh
+need_tools node jq curl sha256sum skopeo crane oras
+need_pier || exit 2
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

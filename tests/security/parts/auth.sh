@@ -15,7 +15,7 @@
 authsec=$scratch/authsec-$target
 authsec_tools=$PWD/tests/security
 load=$authsec_tools/login-load.mjs
-PIER="$PIER_BIN" tests/auth/make-config.sh "$authsec/cfg" >/dev/null || return 2
+tests/auth/make-config.sh "$authsec/cfg" >/dev/null || return 2
 authsec_creds=$authsec/cfg/credentials.json
 # A limit this part reaches on purpose, and a window it cannot outlive.
 sed -i 's/^limit = [0-9]*$/limit = 5/; s/^window_secs = [0-9]*$/window_secs = 120/' "$authsec/cfg/pier.toml"
@@ -41,8 +41,7 @@ authsec_start() {
   fi
 }
 authsec_stop() {
-  if [ "$target" = native ]; then local pid_var=${1}_pid addr_var=${1}_addr; stop "${!pid_var}" "${!addr_var}"
-  else stop_worker "$1"; fi
+  if [ "$target" = native ]; then stop "$1"; else stop_worker "$1"; fi
 }
 
 as_user() { jq -r ".$1.username" "$authsec_creds"; }
@@ -142,7 +141,7 @@ if [ "$target" = native ]; then
   check "F11: /metrics needs an admin; /healthz stays open ($target)" metrics_need_an_admin_or_a_metrics_reader
   start_refused_store || return 2
   check "F11: /readyz says not ready, the storage error only in the log ($target)" readiness_tells_no_storage_error
-  stop "$refusedstore_pid" "$refusedstore_addr"
+  stop refusedstore
 else
   check "F11: the Worker serves no /metrics or /readyz ($target)" worker_has_no_operator_endpoints
 fi
@@ -248,7 +247,7 @@ if [ "$target" = native ]; then
   # keying is checked in core (tests: f8_an_ipv6_64_shares_one_count).
   start_login_load_server || return 2
   check "F8: health checks are answered while logins hash ($target)" health_checks_are_answered_while_logins_hash
-  stop "$loginload_pid" "$loginload_addr"
+  stop loginload
 else
   check "F8: an IPv6 /64 is one client ($target)" ipv6_neighbours_share_a_count
 fi

@@ -79,13 +79,13 @@ idle_session_is_gone() {
 }
 
 if start_uploads_target; then
-  up_addr_var=${up_name}_addr up_pid_var=${up_name}_pid
+  up_addr_var=${up_name}_addr
   up_addr=${!up_addr_var}
   check "F6 ($target): 100 one-byte PATCHes keep at most 8 tail pieces, and the blob is whole" tiny_patches_keep_few_tails
   check "F6 ($target): open a session and make it two days idle" open_idle_session
   case $target in
     # The pass with no GC configured runs at start-up, then hourly.
-    native) stop "${!up_pid_var}" "$up_addr" && PORT=${up_addr##*:} start_pier "$up_name" ;;
+    native) stop "$up_name" && start_pier --port "${up_addr##*:}" "$up_name" ;;
     edge) curl -fsS -o /dev/null "http://$up_addr/__scheduled?cron=$(node -e 'console.log(encodeURIComponent("*/30 * * * *"))')" ;;
   esac
   check "F6 ($target): the abandoned upload expires with no GC configured" idle_session_is_gone

@@ -11,9 +11,8 @@
 start_hostile() {
   COLLECTED=$scratch/$1-collected.jsonl
   node tests/security/hostile-upstream.mjs "$COLLECTED" >"$scratch/$1.ports" 2>"$scratch/$1.log" &
-  pids+=("$!")
-  for _ in $(seq 1 100); do [ -s "$scratch/$1.ports" ] && break; sleep 0.1; done
-  [ -s "$scratch/$1.ports" ] || { echo "the hostile upstream did not start:"; cat "$scratch/$1.log"; return 1; }
+  kill_at_exit $!
+  eventually test -s "$scratch/$1.ports" || { echo "the hostile upstream did not start:"; cat "$scratch/$1.log"; return 1; }
   HOSTILE=127.0.0.1:$(jq -r .upstream "$scratch/$1.ports")
   COLLECTOR=127.0.0.1:$(jq -r .collector "$scratch/$1.ports")
 }
