@@ -4,7 +4,7 @@
 # builds the production Worker (measuring its size and checking it carries no
 # test routes) and the test Worker, starts it under local workerd (wrangler dev)
 # on a free port, and runs against it:
-#   - tests/edge/edge.test.mjs: the storage-port suite on R2, bodies sent as
+#   - tests/edge/edge.test.mjs: the storage contract on R2, bodies sent as
 #     stored (with and without gzip), the edge caches, the body limit, cron;
 #   - the black-box HTTP suite (tests/http);
 #   - real clients (tests/clients/run.sh);

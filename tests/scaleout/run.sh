@@ -4,7 +4,7 @@
 # Starts a MinIO server (scripts/install-deps.sh scaleout installs it), a
 # bucket, three pier instances over it (A; B with blob redirects on; F talking
 # to the bucket through tests/scaleout/fault-proxy.mjs) and checks:
-#   - the storage-port suite and blob redirects against the real server (cargo)
+#   - the storage contract and blob redirects against the real server (cargo)
 #   - `pier check-storage` on the bucket
 #   - a chunked push whose PATCHes alternate between A and B
 #   - the OCI conformance suite against A, 0 failed
@@ -17,7 +17,7 @@
 #     partial visible, the push resumes and succeeds once storage is back
 #   - /readyz and /metrics
 # Then Azure Blob, on the Azurite emulator with two instances (AZ1, AZ2):
-#   - the storage-port suite, cross-instance multipart and SAS redirects (cargo)
+#   - the storage contract, cross-instance multipart and SAS redirects (cargo)
 #   - `pier check-storage` on the container
 #   - a chunked push alternating between AZ1 and AZ2, a pull from the other
 #   - the OCI conformance suite against AZ1, 0 failed
@@ -420,7 +420,7 @@ gcs_emulator_gap() {
   [ "$status" = 400 ] || die "fake-gcs-server answers an XML multipart initiate with $status now"
 }
 
-check "storage suite against the S3 server (cargo test)" rust_suite s3
+check "storage contract against the S3 server (cargo test)" rust_suite s3
 check "pier check-storage on the bucket" check_storage $(on_s3 "$s3_port")
 check "chunked push with PATCHes alternating between instances" chunked_push_alternating "$A" "$B"
 check "OCI conformance against instance A" conformance "$a_addr" s3
@@ -431,7 +431,7 @@ check "same blob pushed through both at once: one stored copy" same_blob_race
 check "storage faults mid-push: clean 503s, then the push resumes" faults_mid_push
 check "readiness and metrics" readiness_and_metrics
 
-check "azure: storage suite against Azurite (cargo test)" rust_suite azure
+check "azure: storage contract against Azurite (cargo test)" rust_suite azure
 check "azure: pier check-storage on the container" check_storage --storage-url "az://$CONTAINER/check-storage"
 check "azure: chunked push with PATCHes alternating between instances" chunked_push_alternating "$AZ1" "$AZ2"
 check "azure: image pushed through AZ1 is pulled whole from AZ2 at once" pull_from_the_other_instance "$az1_addr" "$az2_addr"
