@@ -3,7 +3,7 @@
 //! [`Settings`], hand over the ports only they can provide ([`Ports`]:
 //! clock and entropy, outgoing HTTP) and call [`Deployment::new`]; from then
 //! on they pass requests to [`Deployment::handle`] and run collection through
-//! [`Deployment::collector`]. Every wiring decision (which options the
+//! [`Deployment::scheduled_collector`]. Every wiring decision (which options the
 //! registry gets from which table, that retention rules also make tags
 //! immutable at push, when collection only expires uploads) is made here,
 //! so the shells cannot drift apart.
@@ -182,20 +182,13 @@ impl Deployment {
         api::handle(service, request).await
     }
 
-    /// A collection over `store` (the backend as it is, never through a
-    /// cache) as the `[gc]` settings say, whether or not the schedule runs
-    /// one (`pier gc`). A dry run removes nothing.
-    pub fn collector(&self, store: Arc<dyn Store>, dry_run: bool) -> Gc {
-        Gc::new(store, self.env.clone(), self.gc.clone(), dry_run)
-    }
-
-    /// What the deployment's schedule runs over `store`: the configured
-    /// collection, or, when collection is off, only the expiry of idle
-    /// uploads, so abandoned uploads never pile up on a deployment nobody
-    /// configured.
+    /// What the deployment's schedule runs over `store` (the backend as it
+    /// is, never through a cache): the configured collection, or, when
+    /// collection is off, only the expiry of idle uploads, so abandoned
+    /// uploads never pile up on a deployment nobody configured.
     pub fn scheduled_collector(&self, store: Arc<dyn Store>) -> Gc {
         match self.collect {
-            true => self.collector(store, false),
+            true => Gc::new(store, self.env.clone(), self.gc.clone(), false),
             false => Gc::uploads_only(store, self.env.clone(), self.gc.clone()),
         }
     }

@@ -1,7 +1,8 @@
 //! The one host for tests (core's own, the shells' and the fuzz targets'),
 //! behind the `test-support` feature: a clock the test moves, entropy that
 //! is deterministic yet differs on every draw (SHA-256 of a counter), and,
-//! when a test asks, heavy work held back until it says to run it.
+//! when a test asks, heavy work held back until it says to run it; and an
+//! HTTP client port for tests that send nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -10,6 +11,7 @@ use futures::channel::oneshot;
 use sha2::{Digest as _, Sha256};
 
 use crate::platform::{BoxFuture, Env, HeavyWork};
+use crate::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingRequest};
 
 /// 2023-11-14T22:13:20Z: late enough that nothing looks older than the epoch.
 pub const DEFAULT_NOW_MS: u64 = 1_700_000_000_000;
@@ -112,5 +114,17 @@ impl Env for TestEnv {
         Box::pin(async move {
             let _ = ran.await;
         })
+    }
+}
+
+/// An HTTP client whose every request fails, for tests of what is built
+/// around one without sending anything.
+pub struct NoNetwork;
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl HttpClient for NoNetwork {
+    async fn send(&self, _: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
+        Err(HttpError("no network in tests".into()))
     }
 }

@@ -234,7 +234,7 @@ impl EventSink {
 mod tests {
     use super::*;
 
-    use crate::remote::http::NoNetwork;
+    use crate::testing::NoNetwork;
     use crate::testing::TestEnv;
 
     fn hooks(webhooks: &str, rules: &str) -> Result<Hooks, HooksError> {

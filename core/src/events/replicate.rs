@@ -284,7 +284,7 @@ impl Rule {
 mod tests {
     use super::*;
 
-    use crate::remote::http::NoNetwork;
+    use crate::testing::NoNetwork;
 
     fn rule(text: &str) -> Result<Rule, String> {
         let config: ReplicateConfig = serde_json::from_str(text).unwrap();

@@ -168,7 +168,7 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
-    use crate::remote::http::NoNetwork;
+    use crate::testing::NoNetwork;
 
     fn hook(text: &str) -> Result<Webhook, String> {
         Webhook::new(&config(text), Arc::new(NoNetwork))

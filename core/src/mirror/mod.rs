@@ -341,7 +341,7 @@ mod tests {
         }
     }
 
-    use crate::remote::http::NoNetwork;
+    use crate::testing::NoNetwork;
 
     fn mirror(configs: &[MirrorConfig]) -> std::result::Result<Mirror, String> {
         Mirror::new(configs, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0)))

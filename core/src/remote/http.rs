@@ -184,19 +184,6 @@ pub async fn read_body(mut body: HttpBody, limit: usize) -> Result<Option<Bytes>
     Ok(Some(out.freeze()))
 }
 
-/// A client whose every request fails, for unit tests of what is built
-/// around one without sending anything.
-#[cfg(test)]
-pub(crate) struct NoNetwork;
-
-#[cfg(test)]
-#[async_trait::async_trait]
-impl HttpClient for NoNetwork {
-    async fn send(&self, _: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
-        Err(HttpError("no network in unit tests".into()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
