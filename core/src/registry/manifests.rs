@@ -351,25 +351,15 @@ impl Registry {
             .iter()
             .filter(|d| !Manifest::blob_may_be_foreign(d))
             .map(|d| async move {
-                if self.is_linked(repo, &d.digest).await? {
-                    Ok(())
-                } else {
-                    Err(RegistryError::new(
-                        ErrorCode::ManifestBlobUnknown,
-                        format!("blob {} is not in this repository", d.digest),
-                    )
-                    .with_detail(json!({ "digest": d.digest.as_str() })))
+                match self.is_linked(repo, &d.digest).await? {
+                    true => Ok(()),
+                    false => Err(not_in_repository("blob", &d.digest)),
                 }
             });
         let child_checks = parsed.children.iter().map(|d| async move {
-            if self.store.head(&layout::manifest(repo, &d.digest)).await?.is_some() {
-                Ok(())
-            } else {
-                Err(RegistryError::new(
-                    ErrorCode::ManifestBlobUnknown,
-                    format!("manifest {} is not in this repository", d.digest),
-                )
-                .with_detail(json!({ "digest": d.digest.as_str() })))
+            match self.store.head(&layout::manifest(repo, &d.digest)).await?.is_some() {
+                true => Ok(()),
+                false => Err(not_in_repository("manifest", &d.digest)),
             }
         });
         futures::try_join!(try_join_all(blob_checks), try_join_all(child_checks))?;
@@ -524,4 +514,14 @@ fn referrer_descriptor(parsed: &Manifest, digest: &Digest, size: usize) -> Value
         entry.insert("annotations".into(), Value::Object(annotations.clone()));
     }
     Value::Object(entry)
+}
+
+/// A reference of a pushed manifest to a `what` (blob or manifest) the
+/// repository lacks.
+fn not_in_repository(what: &str, digest: &Digest) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::ManifestBlobUnknown,
+        format!("{what} {digest} is not in this repository"),
+    )
+    .with_detail(json!({ "digest": digest.as_str() }))
 }
