@@ -2,16 +2,21 @@
 //! behind the `test-support` feature: a clock the test moves, entropy that
 //! is deterministic yet differs on every draw (SHA-256 of a counter), and,
 //! when a test asks, heavy work held back until it says to run it; and an
-//! HTTP client port for tests that send nothing.
+//! HTTP client port for tests that send nothing; and an open registry in
+//! memory that tests call through the API.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::channel::oneshot;
 use sha2::{Digest as _, Sha256};
 
+use crate::api::{HttpResponse, Service};
+use crate::body::RequestBody;
 use crate::platform::{BoxFuture, Env, HeavyWork};
+use crate::registry::{Registry, RegistryOptions};
 use crate::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingRequest};
+use crate::store::memory::MemoryStore;
 
 /// 2023-11-14T22:13:20Z: late enough that nothing looks older than the epoch.
 pub const DEFAULT_NOW_MS: u64 = 1_700_000_000_000;
@@ -127,4 +132,18 @@ impl HttpClient for NoNetwork {
     async fn send(&self, _: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
         Err(HttpError("no network in tests".into()))
     }
+}
+
+/// An open registry over a memory store (64-byte parts), with its clock at 0.
+pub fn memory_registry() -> Registry {
+    Registry::new(
+        Arc::new(MemoryStore::new(64)),
+        Arc::new(TestEnv::at(0)),
+        RegistryOptions::default(),
+    )
+}
+
+/// `request` answered by the API of the open `registry`.
+pub fn send(registry: &Registry, request: http::Request<RequestBody>) -> HttpResponse {
+    futures::executor::block_on(crate::api::handle(Service::open(registry), request))
 }

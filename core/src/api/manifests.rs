@@ -138,27 +138,18 @@ fn report(service: &Service<'_>, req: &Req<'_>, action: Action, tags: &[Option<&
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use http::{Request, StatusCode};
 
     use crate::body::{empty_body, full_body};
-    use crate::registry::{Registry, RegistryOptions};
-    use crate::store::memory::MemoryStore;
-    use crate::testing::TestEnv;
+    use crate::testing::{memory_registry, send};
 
     /// A manifest whose `mediaType` holds a line break was stored, and every
     /// GET of it then panicked building its Content-Type header. It is
     /// refused at the push now.
     #[test]
     fn a_media_type_that_cannot_be_a_header_is_refused_at_the_push() {
-        let registry = Registry::new(
-            Arc::new(MemoryStore::new(64)),
-            Arc::new(TestEnv::at(0)),
-            RegistryOptions::default(),
-        );
-        let send =
-            |request| futures::executor::block_on(crate::api::handle(crate::api::Service::open(&registry), request));
+        let registry = memory_registry();
+        let send = |request| send(&registry, request);
         let manifest = br#"{"schemaVersion":2,"mediaType":"application/x\nInjected: yes"}"#;
         let push = Request::put("/v2/a/manifests/v1")
             .body(full_body(&manifest[..]))
@@ -173,13 +164,8 @@ mod tests {
     /// subject; deleting it must take it out of the listing.
     #[test]
     fn deleting_a_referrer_pushed_by_content_type_alone_unlists_it() {
-        let registry = Registry::new(
-            Arc::new(MemoryStore::new(64)),
-            Arc::new(TestEnv::at(0)),
-            RegistryOptions::default(),
-        );
-        let send =
-            |request| futures::executor::block_on(crate::api::handle(crate::api::Service::open(&registry), request));
+        let registry = memory_registry();
+        let send = |request| send(&registry, request);
         let subject = crate::digest::Digest::of(crate::digest::Algorithm::Sha256, b"subject");
         let manifest = serde_json::to_vec(&serde_json::json!({
             "subject": {"mediaType": crate::manifest::OCI_MANIFEST, "digest": subject.as_str(), "size": 7}

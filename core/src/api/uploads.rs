@@ -169,29 +169,17 @@ pub(super) async fn cancel(registry: &Registry, repo: &RepoName, id: &str) -> Re
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use http::{Request, StatusCode};
 
-    use crate::body::{empty_body, RequestBody};
-    use crate::registry::{Registry, RegistryOptions};
-    use crate::store::memory::MemoryStore;
-    use crate::testing::TestEnv;
-
-    fn send(registry: &Registry, request: Request<RequestBody>) -> crate::api::HttpResponse {
-        futures::executor::block_on(crate::api::handle(crate::api::Service::open(registry), request))
-    }
+    use crate::body::empty_body;
+    use crate::testing::{memory_registry, send};
 
     /// Found by the `ranges` fuzz target: a chunk claiming `0-<u64::MAX>`
     /// made its length overflow (a panic where overflow checks are on; a
     /// length of 0 elsewhere, so an empty chunk was taken for that range).
     #[test]
     fn a_content_range_whose_length_overflows_is_refused() {
-        let registry = Registry::new(
-            Arc::new(MemoryStore::new(64)),
-            Arc::new(TestEnv::at(0)),
-            RegistryOptions::default(),
-        );
+        let registry = memory_registry();
         let start = Request::post("/v2/a/blobs/uploads/").body(empty_body()).unwrap();
         let started = send(&registry, start);
         assert_eq!(started.status(), StatusCode::ACCEPTED);
