@@ -3,7 +3,8 @@
 # already there at the right version. Tools outside the clone live under
 # $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
 #
-# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|all]   (default: all)
+# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|bench|all]   (default: all)
+# (`bench` is not part of `all`: the test suite does not run benchmarks.)
 set -euo pipefail
 
 PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
@@ -22,6 +23,8 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 AZURITE_VERSION=3.37.0
 FAKE_GCS_SERVER_VERSION=v1.56.1
 CARGO_FUZZ_VERSION=0.13.2
+# The benchmark's reference: CNCF Distribution as users deploy it today.
+DISTRIBUTION_VERSION=v3.1.2
 
 log() { echo "[install-deps] $*" >&2; }
 
@@ -58,6 +61,8 @@ node22() {
 install_core() {
   command -v cargo >/dev/null || { log "cargo is required (rustup)"; exit 1; }
   rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  # strace watches the native server's flushes (tests/native/durability.test.mjs).
+  apt_packages strace
   go_tool conformance github.com/opencontainers/distribution-spec/conformance "$CONFORMANCE_VERSION"
 }
 
@@ -132,13 +137,20 @@ install_fuzz() {
   fi
 }
 
+# The benchmark (bench/run.sh): the reference registry and wrk.
+install_bench() {
+  apt_packages wrk
+  go_tool registry github.com/distribution/distribution/v3/cmd/registry "$DISTRIBUTION_VERSION"
+}
+
 case $what in
   core) install_core ;;
   clients) install_clients ;;
   edge) install_edge ;;
   scaleout) install_scaleout ;;
   fuzz) install_fuzz ;;
+  bench) install_bench ;;
   all) install_core; install_clients; install_edge; install_scaleout; install_fuzz ;;
-  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|bench|all]" >&2; exit 2 ;;
 esac
 log "done ($what)"

@@ -507,6 +507,16 @@ impl<'a> Upload<'a> {
         // Even after a failure: no write of this request may land later.
         let settled = self.settle_in_flight().await;
         flushed.and(settled)?;
+        // The state saved below names this request's parts: they go to the
+        // disk first, or a crash could keep the state and lose the bytes.
+        if let Some(multipart) = &self.state.multipart {
+            if self.state.parts.len() > self.committed.parts.len() {
+                self.store
+                    .sync_parts(&layout::blob_data(&self.id), multipart)
+                    .await
+                    .map_err(session_error)?;
+            }
+        }
         let old_generation = self.state.tail_generation;
         if !self.tails_loaded && self.state.tails.len() >= MAX_TAIL_PIECES {
             // Merged into one piece of a new generation, below.

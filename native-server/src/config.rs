@@ -75,6 +75,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     allow_sparse_manifests: Option<bool>,
     part_size: Option<usize>,
+    fsync: Option<bool>,
     max_body_bytes: Option<u64>,
     redirect_blobs: Option<bool>,
     log_format: Option<LogFormat>,
@@ -217,6 +218,7 @@ impl FileConfig {
             storage_url: self.storage_url.take(),
             data_dir: self.data_dir.take(),
             part_size: self.part_size,
+            fsync: self.fsync,
             s3: std::mem::take(&mut self.s3),
         }
     }

@@ -154,6 +154,12 @@ pub trait Store: MaybeSend + MaybeSync {
     /// [`Capabilities::part_size`] bytes.
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef>;
 
+    /// Makes the parts written so far to a multipart write durable: an upload
+    /// state that names them is saved next, and must not outlive them in a
+    /// crash. Nothing to do where a part is durable once its write returns
+    /// (buckets, memory); decorators forward it.
+    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+
     /// Makes the parts, in order, the object at `key`.
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta>;
 

@@ -17,6 +17,10 @@ pub mod settings;
 pub fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, String> {
     match &config.location {
         StorageLocation::Disk(dir) => fs::FsStore::open(dir, config.part_size)
+            .map(|store| match config.fsync {
+                true => store,
+                false => store.without_fsync(),
+            })
             .map(|store| Arc::new(store) as Arc<dyn Store>)
             .map_err(|e| format!("data directory {}: {e}", dir.display())),
         StorageLocation::Bucket(url) => {

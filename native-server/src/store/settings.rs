@@ -25,6 +25,11 @@ pub struct StorageArgs {
     /// Bytes per multipart part: the memory bound of one upload [default: 1 MiB on disk, 8 MiB in a bucket].
     #[arg(long, env = "PIER_PART_SIZE")]
     pub part_size: Option<usize>,
+    /// Flush every write of the data directory to the disk before answering, so
+    /// an acknowledged push survives a power cut [default: true]. Off only for
+    /// registries whose disk may be lost anyway (CI caches, tmpfs).
+    #[arg(long, env = "PIER_FSYNC")]
+    pub fsync: Option<bool>,
     /// S3 endpoint of an S3-compatible server (MinIO, Ceph, R2...) [default: AWS_ENDPOINT, else AWS].
     #[arg(long, env = "PIER_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -46,6 +51,7 @@ pub struct StorageFile {
     pub storage_url: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub part_size: Option<usize>,
+    pub fsync: Option<bool>,
     pub s3: S3File,
 }
 
@@ -82,6 +88,8 @@ impl fmt::Display for StorageLocation {
 pub struct StorageConfig {
     pub location: StorageLocation,
     pub part_size: usize,
+    /// Flush local writes to the disk (buckets are durable when they answer).
+    pub fsync: bool,
     pub s3: S3Options,
 }
 
@@ -109,9 +117,16 @@ impl StorageConfig {
                 "part_size {part_size} must be between {min_part_size} bytes and 5 GiB for {location}"
             ));
         }
+        let fsync = args.fsync.or(file.fsync);
+        if fsync.is_some() && matches!(location, StorageLocation::Bucket(_)) {
+            return Err(format!(
+                "fsync applies to a local data directory; {location} is durable when it answers"
+            ));
+        }
         Ok(StorageConfig {
             location,
             part_size,
+            fsync: fsync.unwrap_or(true),
             s3: S3Options {
                 endpoint: args.s3_endpoint.or(file.s3.endpoint.clone()),
                 region: args.s3_region.or(file.s3.region.clone()),
@@ -166,5 +181,21 @@ mod tests {
         assert!(load("ftp://host/x", None).unwrap_err().contains("scheme"));
         assert!(load("s3:///prefix", None).unwrap_err().contains("bucket"));
         assert!(load("not a url", None).is_err());
+    }
+
+    #[test]
+    fn local_writes_are_flushed_unless_turned_off() {
+        let load = |url: &str, fsync: Option<bool>| {
+            let args = StorageArgs {
+                storage_url: Some(url.into()),
+                fsync,
+                ..Default::default()
+            };
+            StorageConfig::resolve(args, &StorageFile::default())
+        };
+        assert!(load("file:///var/lib/pier", None).unwrap().fsync, "on by default");
+        assert!(!load("file:///var/lib/pier", Some(false)).unwrap().fsync);
+        let err = load("s3://bucket", Some(false)).unwrap_err();
+        assert!(err.contains("fsync"), "a bucket has no fsync to turn off: {err}");
     }
 }
