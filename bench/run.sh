@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # bench/run.sh: pier's benchmark, side by side with the reference registry
-# (CNCF Distribution 2.8.2, Debian package docker-registry) on this machine.
+# (CNCF Distribution v3, built from the Go module proxy by
+# scripts/install-deps.sh bench) on this machine.
 #
 # Builds pier (release) and the load generator (bench/loadgen, Go), starts both
-# registries on 127.0.0.1 with fresh data directories, runs every workload on
-# both, alternating, prints the table and writes it with the command, date and
-# machine to docs/benchmarks.md (full runs) or to the run directory.
+# registries on 127.0.0.1 with fresh data directories, and a ceiling: the
+# smallest server that does what a push must (receive over loopback, hash,
+# write into a fresh file; `loadgen sink`). Runs every workload on both
+# registries (pushes of one large blob on the ceiling too), alternating, prints
+# the table and writes it with the command, date and machine to
+# docs/benchmarks.md (full runs) or to the run directory.
 #
 # Usage: bench/run.sh [--quick] [--reps N] [--only REGEX] [--pier-only] [--out FILE]
 #   --quick      small counts and short loads, one repetition (~1 minute)
@@ -21,6 +25,10 @@
 # Environment:
 #   PIER_URL     benchmark an already-running pier (or the Worker) instead of
 #                building and starting one; PIER_PID its process id for memory figures
+#   CEILING_DIR  with PIER_URL: where the push ceiling writes (on the file system
+#                the external pier writes to); without it, no ceiling is measured
+#   CEILING_FSYNC whether the ceiling flushes (default: as pier, from PIER_ARGS)
+#   PIER_ARGS    extra `pier serve` flags, e.g. '--fsync false'
 #   BENCH_DIR    where runs keep results and logs (default target/bench)
 set -euo pipefail
 
@@ -58,7 +66,9 @@ HARNESS_NAME=bench
 RUN=$(new_run_dir run)
 
 # --- tools ------------------------------------------------------------------
-ensure_wrk
+scripts/install-deps.sh bench >&2 || die "scripts/install-deps.sh bench failed"
+REF_BIN=${PIER_TOOLS:-$HOME/.cache/pier-tools}/bin/registry
+ref_version=$(cat "$(dirname "$REF_BIN")/.registry.version")
 build_loadgen "$BENCH_DIR/bin"
 
 # --- pier ---------------------------------------------------------------------
@@ -71,7 +81,8 @@ else
   command -v cargo >/dev/null || die "cargo is required"
   log "building pier (cargo build --release -p pier-server)"
   build_pier release || die "cargo build --release -p pier-server failed"
-  PIER_LOG=warn start_pier --log "$RUN/pier.log" pier || die "pier did not start; see $RUN/pier.log"
+  # shellcheck disable=SC2086 # PIER_ARGS is a list of serve flags
+  PIER_LOG=warn start_pier --log "$RUN/pier.log" pier ${PIER_ARGS:-} || die "pier did not start; see $RUN/pier.log"
   PIER=http://$pier_addr
   pier_version="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core native-server Cargo.toml Cargo.lock 2>/dev/null || echo ' + uncommitted changes in core/native-server')"
   log "pier $pier_version on $PIER (pid $pier_pid)"
@@ -81,12 +92,12 @@ fi
 ref_args=()
 ref_pid=0
 if [ $pier_only = 0 ]; then
-  command -v docker-registry >/dev/null || die "docker-registry is not installed (apt-get install docker-registry)"
   port=$(free_port)
   REF=http://127.0.0.1:$port
   cat >"$RUN/ref.yml" <<EOF
-# The reference registry as the Debian package configures it (in-memory blob
-# descriptor cache, delete enabled), on loopback, logging only warnings.
+# The reference registry as its own example configuration sets it up
+# (in-memory blob descriptor cache), delete enabled, on loopback, logging only
+# warnings.
 version: 0.1
 log:
   level: warn
@@ -106,11 +117,24 @@ http:
   addr: 127.0.0.1:$port
   secret: pier-bench-only
 EOF
-  docker-registry serve "$RUN/ref.yml" 2>"$RUN/ref.log" &
+  OTEL_TRACES_EXPORTER=none "$REF_BIN" serve "$RUN/ref.yml" 2>"$RUN/ref.log" &
   register ref "$port" $!
   wait_for "$REF/v2/" 200 "$ref_pid" "$RUN/ref.log" || die "the reference did not start; see $RUN/ref.log"
   ref_args=(-ref "$REF" -ref-pid "$ref_pid")
-  log "reference $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null) on $REF (pid $ref_pid)"
+  log "reference: Distribution $ref_version on $REF (pid $ref_pid)"
+fi
+
+# --- the push ceiling ------------------------------------------------------------
+# Beside pier's data, so both fill pages of the same file system.
+ceiling_args=()
+if [ -z "${PIER_URL:-}" ] || [ -n "${CEILING_DIR:-}" ]; then
+  port=$(free_port)
+  # The ceiling flushes when pier does.
+  ceiling_fsync=${CEILING_FSYNC:-$([[ " ${PIER_ARGS:-} " =~ \ --fsync[=\ ]false\  ]] && echo false || echo true)}
+  "$LOADGEN" sink -fsync="$ceiling_fsync" -addr "127.0.0.1:$port" -dir "${CEILING_DIR:-$scratch/ceiling}" 2>"$RUN/ceiling.log" &
+  register ceiling "$port" $!
+  wait_for "http://127.0.0.1:$port/v2/" 200 "$ceiling_pid" "$RUN/ceiling.log" || die "the push ceiling did not start; see $RUN/ceiling.log"
+  ceiling_args=(-ceiling "http://127.0.0.1:$port")
 fi
 
 # --- workloads ----------------------------------------------------------------
@@ -118,7 +142,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "running workloads: reps=$reps ${loadargs[*]} ${only:+only=$only} (results: $RUN/results.jsonl)"
 t0=$(date +%s)
 "$LOADGEN" suite -pier "$PIER" -pier-pid "$pier_pid" "${ref_args[@]}" -reps "$reps" "${loadargs[@]}" \
-  ${only:+-only "$only"} -wrk "$(command -v wrk)" -out "$RUN/results.jsonl"
+  "${ceiling_args[@]}" ${only:+-only "$only"} -wrk "$(command -v wrk)" -out "$RUN/results.jsonl"
 elapsed=$(($(date +%s) - t0))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -159,8 +183,8 @@ Produced by \`$COMMAND\` (the harness is described in [bench/README.md](../bench
 Do not edit by hand: rerun the command.
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); workloads took ${elapsed} s.
-- pier: $pier_version, release build, \`pier serve\` on loopback, local filesystem, \`PIER_LOG=warn\`.
-- Reference: CNCF Distribution $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null || echo '?') (Debian \`docker-registry\`), filesystem storage, in-memory blob descriptor cache, delete enabled, log level warn, access log off.
+- pier: $pier_version, release build, \`pier serve${PIER_ARGS:+ $PIER_ARGS}\` on loopback, local filesystem, \`PIER_LOG=warn\`$([ "${ceiling_fsync:-true}" = true ] && echo ', writes flushed to the disk before they are acknowledged (the default)' || echo ', writes not flushed').
+- Reference: CNCF Distribution $ref_version (\`go install github.com/distribution/distribution/v3/cmd/registry@$ref_version\`, $(go version | awk '{print $3}')), filesystem storage, in-memory blob descriptor cache, delete enabled, log level warn, access log off, tracing off.
 - Load generators: bench/loadgen ($(go version | awk '{print $3}'), HTTP/1.1 keep-alive) and $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}') for manifest GETs, on the same machine.
 - Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r); load average $load_start at the start, $load_end at the end.
 

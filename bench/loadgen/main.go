@@ -4,6 +4,7 @@
 //	suite   run the workloads against pier and the reference, alternating; write results (JSON lines)
 //	report  turn a results file into the markdown tables of docs/benchmarks.md
 //	edge    per-request latency and CPU against a local Worker
+//	sink    the push ceiling: receive, hash and write blobs, nothing else
 //
 // Standard library only; traffic goes to the given URLs (127.0.0.1 in the scripts).
 package main
@@ -18,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge|sink [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -36,6 +37,8 @@ func main() {
 		err = cmdReport(os.Args[2:])
 	case "edge":
 		err = cmdEdge(os.Args[2:])
+	case "sink":
+		err = cmdSink(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
@@ -47,6 +50,7 @@ func cmdSuite(args []string) error {
 	pierPID := fs.Int("pier-pid", 0, "pier process id (memory figures; 0: none)")
 	refURL := fs.String("ref", "", "reference registry base URL (empty: pier only)")
 	refPID := fs.Int("ref-pid", 0, "reference process id")
+	ceilingURL := fs.String("ceiling", "", "push ceiling (loadgen sink) base URL (empty: none)")
 	reps := fs.Int("reps", 3, "repetitions of every workload on every registry")
 	smallN := fs.Int("small-n", 100, "number of small blobs")
 	smallSize := fs.Int("small-size", 1<<20, "small blob size, bytes")
@@ -76,7 +80,7 @@ func cmdSuite(args []string) error {
 	for _, t := range []struct {
 		name, url string
 		pid       int
-	}{{"pier", *pierURL, *pierPID}, {"ref", *refURL, *refPID}} {
+	}{{"pier", *pierURL, *pierPID}, {"ref", *refURL, *refPID}, {"ceiling", *ceilingURL, 0}} {
 		if t.url == "" {
 			continue
 		}
