@@ -250,7 +250,7 @@ func writeReport(w io.Writer, t *table, pierName, refName string) {
 	}
 	fmt.Fprintf(w, "\nMedians of %d repetition(s) per registry. Spread = (max - min) / median over the repetitions.\n", reps)
 	if !math.IsNaN(run.ceiling) {
-		fmt.Fprintf(w, "Push ceiling measured in the same run, alternating with the registries (`loadgen sink`: receive over loopback, SHA-256, write into a fresh file on the same file system, hash and write overlapped, nothing else): **%.0f MiB/s** (spread %s); pier's monolithic push is **%.0f%%** of it.\n",
+		fmt.Fprintf(w, "Push ceiling measured in the same run, alternating with the registries (`loadgen sink`: receive over loopback, SHA-256, write into a fresh file on the same file system, flushed to the disk when pier flushes, hash and write overlapped, nothing else): **%.0f MiB/s** (spread %s); pier's monolithic push is **%.0f%%** of it.\n",
 			run.ceiling, spread(ceilingRuns), run.pierMono/run.ceiling*100)
 	}
 	if !math.IsNaN(sha) {
