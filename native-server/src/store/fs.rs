@@ -213,9 +213,14 @@ impl Flush {
     }
 }
 
-/// Writes `data` into a new file at `path`, flushed as `flush` says.
+/// Writes `data` into a new file at `path`, flushed as `flush` says. An
+/// empty file (a link) has no data to flush: the flush of the directory it
+/// moves into makes it durable, entry and inode together.
 fn write_file(path: &Path, data: &[u8], flush: &Flush) -> StoreResult<()> {
     let mut file = File::create(path).map_err(io_err)?;
+    if data.is_empty() {
+        return Ok(());
+    }
     io::Write::write_all(&mut file, data).map_err(io_err)?;
     flush.data(&file)
 }
