@@ -226,7 +226,7 @@ pub(super) async fn check_operator(auth: &Auth, parts: &http::request::Parts, ro
         scopes: Vec::new(),
     };
     let caller = auth
-        .caller(&parts.headers, client_of(parts))
+        .caller(parts)
         .await
         .map_err(|e| refusals.login_failed(e))?;
     let identity = caller.identity();
@@ -258,7 +258,7 @@ pub(super) async fn check<'a>(
         scopes: need.scopes(),
     };
     let caller = auth
-        .caller(&parts.headers, client_of(parts))
+        .caller(parts)
         .await
         .map_err(|e| refusals.login_failed(e))?;
     match need {

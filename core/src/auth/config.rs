@@ -52,6 +52,9 @@ pub struct AuthConfig {
     pub robots: Vec<RobotConfig>,
     #[serde(default)]
     pub oidc: Vec<OidcIssuerConfig>,
+    /// Identities proven by a TLS client certificate (mutual TLS).
+    #[serde(default)]
+    pub certificates: Vec<CertificateConfig>,
     /// Namespace rules; the most specific matching one decides, none denies.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -82,6 +85,21 @@ pub struct RobotConfig {
     pub name: String,
     /// Hex SHA-256 of the robot's token, from `pier auth new-robot`.
     pub token_sha256: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A client certificate's subject and the identity it proves. The shell
+/// verifies the certificate against its client CA; a verified certificate
+/// whose subject is configured here is this identity on requests without
+/// other credentials (see `auth::certificate`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The distinguished name, RFC 4514 (`CN=ci-runner,O=acme`), as
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints it.
+    pub subject: String,
+    pub name: String,
     #[serde(default)]
     pub groups: Vec<String>,
 }
