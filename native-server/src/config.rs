@@ -46,6 +46,24 @@ pub struct ServeArgs {
     /// JWK Set whose first key signs auth tokens (`pier auth new-signing-key`); needed with `[auth]`.
     #[arg(long, env = "PIER_AUTH_SIGNING_KEYS_FILE")]
     pub auth_signing_keys_file: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); read again when it changes.
+    #[arg(long, env = "PIER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PIER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// A mounted Kubernetes TLS secret: HTTPS with DIR/tls.crt and DIR/tls.key when both exist,
+    /// else plain HTTP (--tls-cert/--tls-key win over it).
+    #[arg(long, env = "PIER_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates (mutual TLS): a verified client's
+    /// subject can be an identity in `[[auth.certificates]]`.
+    #[arg(long, env = "PIER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: `optional` (clients without a certificate are served too) or
+    /// `required` (refused at the handshake) [default: optional].
+    #[arg(long, env = "PIER_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: Option<ClientAuth>,
 }
 
 /// `pier check-storage`: the storage settings only.
@@ -66,6 +84,68 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether clients must present a certificate signed by the client CA.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Verified when presented; clients without one are served as before
+    /// (anonymous pulls, password logins).
+    #[default]
+    Optional,
+    /// Refused at the handshake without a verified certificate.
+    Required,
+}
+
+/// Where the server's certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Plain HTTP.
+    None,
+    /// These PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `tls.crt` and `tls.key` in this directory, if both are there when
+    /// the server starts (a Kubernetes TLS secret); else plain HTTP.
+    Directory(PathBuf),
+}
+
+/// The TLS settings of `pier serve` (`tls::acceptor` reads the files).
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub source: TlsSource,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+impl TlsSettings {
+    fn resolve(args: &mut ServeArgs, file: &mut FileConfig) -> Result<TlsSettings, String> {
+        let cert = args.tls_cert.take().or(file.tls_cert.take());
+        let key = args.tls_key.take().or(file.tls_key.take());
+        let source = match (cert, key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            (None, None) => args
+                .tls_dir
+                .take()
+                .or(file.tls_dir.take())
+                .map_or(TlsSource::None, TlsSource::Directory),
+            (Some(_), None) => return Err("tls_cert is set but tls_key is not".into()),
+            (None, Some(_)) => return Err("tls_key is set but tls_cert is not".into()),
+        };
+        let client_ca = args.tls_client_ca.take().or(file.tls_client_ca.take());
+        let client_auth = args.tls_client_auth.or(file.tls_client_auth).unwrap_or_default();
+        if client_auth == ClientAuth::Required && client_ca.is_none() {
+            return Err("tls_client_auth = required needs tls_client_ca".into());
+        }
+        if client_ca.is_some() && source == TlsSource::None {
+            return Err("tls_client_ca needs TLS: give tls_cert and tls_key (or tls_dir)".into());
+        }
+        Ok(TlsSettings {
+            source,
+            client_ca,
+            client_auth,
+        })
+    }
+}
+
 /// The file's shape: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +159,11 @@ struct FileConfig {
     redirect_blobs: Option<bool>,
     log_format: Option<LogFormat>,
     shutdown_grace_secs: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_dir: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_client_auth: Option<ClientAuth>,
     #[serde(default)]
     s3: S3File,
     /// Authentication and namespace policies; without it the registry is open.
@@ -112,6 +197,7 @@ pub struct GcSection {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub tls: TlsSettings,
     pub storage: StorageConfig,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
@@ -160,13 +246,15 @@ impl Config {
         Config::resolve(ServeArgs::default(), file)
     }
 
-    fn resolve(args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
+    fn resolve(mut args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
+        let tls = TlsSettings::resolve(&mut args, &mut file)?;
         let storage = StorageConfig::resolve(args.storage, &file.storage())?;
         Ok(Config {
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            tls,
             storage,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
@@ -353,6 +441,45 @@ mod tests {
         assert_eq!(config.deployment.replicate[0].to_namespace.as_deref(), Some("prod/**"));
         std::fs::write(&path, "[[webhook]]\nurl = \"https://h/\"\nevents = [\"poke\"]\n").unwrap();
         assert!(load_file(&path).is_err());
+    }
+
+    #[test]
+    fn tls_settings_layer_like_the_others_and_go_together() {
+        let (_dir, path) = write_config(
+            "tls_cert = \"/file/tls.crt\"\ntls_key = \"/file/tls.key\"\ntls_client_ca = \"/file/ca.crt\"\n",
+        );
+        let config = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            tls_cert: Some("/flag/tls.crt".into()),
+            tls_client_auth: Some(ClientAuth::Required),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.tls.source,
+            TlsSource::Files {
+                cert: "/flag/tls.crt".into(),
+                key: "/file/tls.key".into()
+            }
+        );
+        assert_eq!(config.tls.client_ca, Some("/file/ca.crt".into()));
+        assert_eq!(config.tls.client_auth, ClientAuth::Required);
+
+        let config = Config::from_toml("tls_dir = \"/etc/pier/tls\"\n").unwrap();
+        assert_eq!(config.tls.source, TlsSource::Directory("/etc/pier/tls".into()));
+        assert_eq!(config.tls.client_auth, ClientAuth::Optional);
+        assert_eq!(Config::from_toml("").unwrap().tls.source, TlsSource::None);
+
+        for (bad, error) in [
+            ("tls_cert = \"/c\"\n", "tls_key is not"),
+            ("tls_key = \"/k\"\n", "tls_cert is not"),
+            ("tls_client_ca = \"/ca\"\n", "needs TLS"),
+            ("tls_dir = \"/d\"\ntls_client_auth = \"required\"\n", "needs tls_client_ca"),
+            ("tls_client_auth = \"sometimes\"\n", "unknown variant"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err();
+            assert!(err.contains(error), "{bad}: {err}");
+        }
     }
 
     /// TOML writes NaN and infinities, which the retention rules refuse
