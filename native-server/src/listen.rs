@@ -1,9 +1,11 @@
 //! The accept loop of `pier serve`, over plain TCP or TLS: HTTP/1.1 and
 //! HTTP/2 on every connection (chosen by ALPN over TLS, by the connection
 //! preface otherwise), each request marked with what the connection knows
-//! of its client (the peer address as axum's `ConnectInfo`; over mutual
-//! TLS, the verified certificate's subject as
-//! `pier_core::auth::ClientCertificate`), and a graceful shutdown that
+//! of its client (the peer address as axum's `ConnectInfo`; over TLS, that
+//! the client addressed an `https` origin, so token realms say so, as
+//! `pier_core::auth::RequestOrigin`; over mutual TLS, the verified
+//! certificate's subject as `pier_core::auth::ClientCertificate`), and a
+//! graceful shutdown that
 //! stops accepting and lets open connections finish their requests.
 
 use std::future::Future;
@@ -16,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use pier_core::auth::ClientCertificate;
+use pier_core::auth::{ClientCertificate, RequestOrigin};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -49,7 +51,12 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
         let (app, watcher) = (app.clone(), connections.watcher());
         match &tls {
             None => {
-                tokio::spawn(serve_connection(stream, peer, None, app, watcher));
+                let client = Client {
+                    peer,
+                    over_tls: false,
+                    certificate: None,
+                };
+                tokio::spawn(serve_connection(stream, client, app, watcher));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -59,8 +66,12 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router,
                         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
-                    let certificate = client_certificate(stream.get_ref().1, peer);
-                    serve_connection(stream, peer, certificate, app, watcher).await;
+                    let client = Client {
+                        peer,
+                        over_tls: true,
+                        certificate: client_certificate(stream.get_ref().1, peer),
+                    };
+                    serve_connection(stream, client, app, watcher).await;
                 });
             }
         }
@@ -82,20 +93,40 @@ fn client_certificate(connection: &rustls::ServerConnection, peer: SocketAddr) -
     }
 }
 
-async fn serve_connection<I>(
-    io: I,
+/// What a connection knows of its client, given to each of its requests.
+struct Client {
     peer: SocketAddr,
+    over_tls: bool,
     certificate: Option<ClientCertificate>,
-    app: Router,
-    watcher: Watcher,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        if let Some(certificate) = &certificate {
+}
+
+impl Client {
+    fn mark<B>(&self, request: &mut http::Request<B>) {
+        if self.over_tls {
+            // The host the client asked for: HTTP/2's authority, HTTP/1.1's Host.
+            let host = request
+                .uri()
+                .authority()
+                .map(|authority| authority.to_string())
+                .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok().map(str::to_string));
+            if let Some(host) = host {
+                request.extensions_mut().insert(RequestOrigin(format!("https://{host}")));
+            }
+        }
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        if let Some(certificate) = &self.certificate {
             request.extensions_mut().insert(certificate.clone());
         }
+    }
+}
+
+async fn serve_connection<I>(io: I, client: Client, app: Router, watcher: Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = client.peer;
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+        client.mark(&mut request);
         app.clone().call(request)
     });
     let builder = auto::Builder::new(TokioExecutor::new());

@@ -13,6 +13,7 @@
 #     (directly and through the token endpoint), a certificate of another
 #     CA is refused at the handshake, password logins keep working, and
 #     `--tls-client-auth required` refuses clients without one;
+#   - challenges over TLS name an https token realm;
 #   - bad settings and files: a clear startup error, never a panic;
 #   - plain HTTP on a network address logs one warning.
 #
@@ -237,6 +238,16 @@ check_password_logins_without_certificates() {
   [ "$(as none GET /v2/ -u "alice:wrong")" = 401 ]
 }
 check "mTLS (optional): password logins without a certificate keep working" check_password_logins_without_certificates
+
+check_https_realm() {
+  local http
+  for http in --http1.1 --http2; do
+    curl -s -o /dev/null -D headers --cacert "$ca" "$http" "https://$mtls_addr/v2/machines/app/tags/list"
+    cat headers
+    grep -qi "^www-authenticate: Bearer realm=\"https://$mtls_addr/token\"" headers
+  done
+}
+check "challenges over TLS name the https token realm (HTTP/1.1 and HTTP/2)" check_https_realm
 
 check_other_ca_refused() {
   local rc=0

@@ -56,8 +56,10 @@ pub struct ClientCertificate {
 /// The scheme and host the client addressed (`https://registry.example.com`),
 /// when the shell knows them for certain: a request extension. The edge
 /// Worker does (the runtime hands it the URL the client used, while TLS ends
-/// at Cloudflare, so no header says `https`); the native server does not and
-/// leaves the realm to the `Host` and `X-Forwarded-Proto` headers.
+/// at Cloudflare, so no header says `https`); so does the native server
+/// when it serves TLS itself (`https` and the host the client asked for);
+/// over plain HTTP it leaves the realm to the `Host` and
+/// `X-Forwarded-Proto` headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestOrigin(pub String);
 
