@@ -50,6 +50,9 @@ start_servers() {
 step "start pier" start_servers
 step "HTTP suite (native)" env PIER_URL="http://$strict_addr" node --test tests/http/*.test.mjs
 step "real clients (native)" bash tests/clients/run.sh "$strict_addr"
+# docker and podman over TLS, against a pier of their own (it needs auth and
+# an address that is not loopback).
+step "docker and podman over TLS (native)" bash tests/clients/docker-podman.sh
 step "OCI conformance (native)" env OUT="$scratch/conformance" bash tests/conformance/run.sh "$sparse_addr"
 step "crash safety (native)" node --test tests/native/*.test.mjs
 step "TLS and mutual TLS (native)" bash tests/native/tls.sh

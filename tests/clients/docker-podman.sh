@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# docker and podman, the clients most users have, against `pier serve` over
+# TLS with auth on, as a site would run them: a CA the suite makes, trusted
+# through certs.d (no insecure-registries setting anywhere), a registry
+# address that is not loopback (docker trusts 127.0.0.0/8 without TLS, which
+# would prove nothing), login and logout of a pier user, push and pull of
+# an image over 100 MB in three layers of random bytes built FROM scratch,
+# `docker manifest inspect`, and the pulled image's files compared with
+# what was built.
+#
+# docker: the suite starts its own dockerd (vfs storage, no iptables, no
+# bridge; its data, exec root, pid file and socket in the scratch
+# directory), stopped at exit. dockerd reads certificates only from
+# /etc/docker/certs.d/HOST:PORT/, so the suite puts the CA there for its
+# registry's one address and removes it when done (containers/image, under
+# podman, reads that directory too). podman: vfs storage in the scratch
+# directory, the CA through --cert-dir.
+#
+# Usage: tests/clients/docker-podman.sh [docker|podman]...   (default: both)
+# Env:   PIER_BIN  the pier binary [default: build it]
+#        KEEP=1    keep the scratch directory
+# Output: one line per check; last line "docker-podman: N passed, N failed".
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../.."
+
+HARNESS_NAME=docker-podman
+# shellcheck source=tests/lib/harness.sh
+source tests/lib/harness.sh
+# shellcheck source=tests/lib/certs.sh
+source tests/lib/certs.sh
+clients=("$@")
+[ ${#clients[@]} -gt 0 ] || clients=(docker podman)
+for client in "${clients[@]}"; do
+  case $client in
+    docker) need_tools docker dockerd ;;
+    podman) need_tools podman ;;
+    *) echo "unknown client $client (docker or podman)" >&2; exit 2 ;;
+  esac
+done
+need_tools curl openssl jq tar sha256sum
+need_pier || exit 2
+
+# ---------------------------------------------------------------- the registry
+
+# An address of this host that is not loopback.
+host=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | grep -v '^127\.' | head -n 1)
+[ -n "$host" ] || { echo "docker-podman: this host has no IPv4 address besides loopback" >&2; exit 2; }
+
+make_ca registry-ca
+make_server_cert registry-ca registry "$host"
+ca="$certs/registry-ca.crt"
+
+password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+pier auth new-signing-key >"$scratch/signing-keys.json"
+cat >"$scratch/pier.toml" <<TOML
+auth_signing_keys_file = "$scratch/signing-keys.json"
+
+[auth]
+
+[[auth.users]]
+name = "alice"
+password_hash = "$(printf %s "$password" | pier auth hash-password)"
+
+[[auth.rules]]
+repositories = "**"
+pull = ["alice"]
+push = ["alice"]
+TOML
+start_pier --host "$host" --ca "$ca" registry -c "$scratch/pier.toml" \
+  --tls-cert "$certs/registry.crt" --tls-key "$certs/registry.key" || { summary docker-podman; exit 1; }
+registry=$registry_addr
+
+# ---------------------------------------------------------------- the image
+
+# Three layers of random (incompressible) bytes, 112 MiB in all.
+context="$scratch/context"
+mkdir -p "$context"
+layers=(one:48 two:40 three:24)
+for layer in "${layers[@]}"; do
+  head -c "${layer#*:}M" /dev/urandom >"$context/${layer%:*}"
+done
+{
+  echo "FROM scratch"
+  for layer in "${layers[@]}"; do echo "COPY ${layer%:*} /${layer%:*}"; done
+} >"$context/Containerfile"
+
+# holds_the_built_files ARCHIVE: a docker-archive (docker save, podman save)
+# whose layers hold exactly the files built, byte for byte.
+holds_the_built_files() {
+  local archive=$1 unpacked layer file count=0
+  unpacked=$(mktemp -d "$scratch/work/unpacked.XXXXXX")
+  tar -C "$unpacked" -xf "$archive"
+  mkdir "$unpacked/files"
+  for layer in $(jq -r '.[0].Layers[]' "$unpacked/manifest.json"); do
+    tar -C "$unpacked/files" -xf "$unpacked/$layer"
+    count=$((count + 1))
+  done
+  echo "$count layers"
+  [ "$count" = "${#layers[@]}" ]
+  for layer in "${layers[@]}"; do
+    file=${layer%:*}
+    cmp "$context/$file" "$unpacked/files/$file"
+  done
+}
+
+# pier_manifest_digest REPO TAG: the digest of the manifest pier serves for
+# REPO:TAG, asked with alice's password.
+pier_manifest_digest() {
+  curl -sf --cacert "$ca" -u "alice:$password" \
+    -H 'accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' \
+    "https://$registry/v2/$1/manifests/$2" | sha256sum | sed 's/^/sha256:/; s/ .*//'
+}
+
+# ---------------------------------------------------------------- docker
+
+docker_suite() {
+  local root="$scratch/dockerd"
+  mkdir -p "$root" "$scratch/docker-config"
+  echo '{}' >"$root/daemon.json"
+  export DOCKER_HOST="unix://$root/docker.sock" DOCKER_CONFIG="$scratch/docker-config"
+  # The classic builder: the daemon is Debian's 20.10, whatever the CLI.
+  export DOCKER_BUILDKIT=0 DOCKER_CLI_EXPERIMENTAL=enabled
+  local certs_d="/etc/docker/certs.d/$registry"
+  mkdir -p "$certs_d" && cp "$ca" "$certs_d/ca.crt"
+  at_exit "rm -rf '$certs_d'"
+  dockerd --config-file "$root/daemon.json" --storage-driver=vfs --iptables=false --ip6tables=false \
+    --bridge=none --data-root "$root/data" --exec-root "$root/exec" --pidfile "$root/docker.pid" \
+    -H "$DOCKER_HOST" >"$scratch/dockerd.log" 2>&1 &
+  kill_at_exit $!
+  WHILE_PID=$! WAIT_SECS=60 eventually docker info >/dev/null || { tail -n 20 "$scratch/dockerd.log"; return 1; }
+  local image="$registry/docker/app:v1"
+
+  check_docker_login() {
+    docker login "$registry" -u alice --password-stdin <<<"$password" | tee login.log
+    grep -q 'Login Succeeded' login.log
+    fails docker login "$registry" -u alice --password-stdin <<<"wrong"
+  }
+  check "docker login over TLS with the CA in certs.d" check_docker_login
+
+  check_docker_push() {
+    docker build -q -t "$image" -f "$context/Containerfile" "$context"
+    docker push "$image" | tee push.log
+    local pushed
+    pushed=$(sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' push.log)
+    [ "$pushed" = "$(pier_manifest_digest docker/app v1)" ]
+    echo "$pushed" >"$scratch/docker-pushed"
+  }
+  check "docker push: a 112 MiB image in three layers" check_docker_push
+
+  check_docker_manifest_inspect() {
+    docker manifest inspect --verbose "$image" | tee inspect.json
+    jq -e --arg digest "$(cat "$scratch/docker-pushed")" '.Descriptor.digest == $digest' inspect.json
+    jq -e '.SchemaV2Manifest.layers | length == 3' inspect.json
+    jq -e '[.SchemaV2Manifest.layers[].size] | add > 100 * 1024 * 1024' inspect.json
+  }
+  check "docker manifest inspect" check_docker_manifest_inspect
+
+  check_docker_pull() {
+    docker rmi "$image"
+    fails docker image inspect "$image" >/dev/null
+    docker pull "$image" | tee pull.log
+    grep -q "Digest: $(cat "$scratch/docker-pushed")" pull.log
+    docker save -o "$scratch/work/docker-pulled.tar" "$image"
+    holds_the_built_files "$scratch/work/docker-pulled.tar"
+  }
+  check "docker pull: the same files back" check_docker_pull
+
+  check_docker_logout() {
+    docker logout "$registry"
+    ! grep -q "$registry" "$DOCKER_CONFIG/config.json"
+    docker rmi "$image"
+    fails docker pull "$image" 2>&1 | tee refused.log
+    grep -Eiq 'unauthorized|denied|authentication required' refused.log
+  }
+  check "docker logout: pulls are refused again" check_docker_logout
+  rm -rf "$certs_d"
+}
+
+# ---------------------------------------------------------------- podman
+
+podman_suite() {
+  # podman reads no docker setting (docker's certs.d, a docker config) here.
+  unset DOCKER_HOST DOCKER_CONFIG
+  local root="$scratch/podman" certs_dir="$scratch/podman-certs"
+  mkdir -p "$root" "$certs_dir"
+  cp "$ca" "$certs_dir/ca.crt"
+  local auth_file="$scratch/podman-auth.json" image="$registry/podman/app:v1"
+  podman_() {
+    podman --root "$root/storage" --runroot "$root/run" --storage-driver vfs \
+      --cgroup-manager cgroupfs --events-backend file "$@"
+  }
+
+  check_podman_login() {
+    podman_ login --cert-dir "$certs_dir" --authfile "$auth_file" -u alice --password-stdin "$registry" \
+      <<<"$password" | tee login.log
+    grep -q 'Login Succeeded' login.log
+    fails podman_ login --cert-dir "$certs_dir" --authfile "$auth_file.wrong" -u alice --password-stdin \
+      "$registry" <<<"wrong"
+    # Without the CA the registry is not trusted.
+    fails podman_ login --authfile "$auth_file.untrusted" -u alice --password-stdin "$registry" <<<"$password"
+  }
+  check "podman login over TLS with --cert-dir" check_podman_login
+
+  check_podman_push() {
+    podman_ build -q -t "$image" -f "$context/Containerfile" "$context"
+    podman_ push --cert-dir "$certs_dir" --authfile "$auth_file" --digestfile "$scratch/podman-pushed" "$image"
+    [ "$(cat "$scratch/podman-pushed")" = "$(pier_manifest_digest podman/app v1)" ]
+    local manifest
+    manifest=$(curl -sf --cacert "$ca" -u "alice:$password" \
+      -H 'accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' \
+      "https://$registry/v2/podman/app/manifests/v1")
+    jq -e '.layers | length == 3' <<<"$manifest"
+    jq -e '[.layers[].size] | add > 100 * 1024 * 1024' <<<"$manifest"
+  }
+  check "podman push: a 112 MiB image in three layers" check_podman_push
+
+  check_podman_pull() {
+    podman_ rmi "$image"
+    podman_ pull --cert-dir "$certs_dir" --authfile "$auth_file" "$image"
+    podman_ save --format docker-archive -o "$scratch/work/podman-pulled.tar" "$image"
+    holds_the_built_files "$scratch/work/podman-pulled.tar"
+  }
+  check "podman pull: the same files back" check_podman_pull
+
+  check_podman_logout() {
+    podman_ logout --authfile "$auth_file" "$registry"
+    podman_ rmi "$image"
+    fails podman_ pull --cert-dir "$certs_dir" --authfile "$auth_file" "$image" 2>&1 | tee refused.log
+    grep -Eiq 'unauthorized|denied|authentication required' refused.log
+  }
+  check "podman logout: pulls are refused again" check_podman_logout
+}
+
+for client in "${clients[@]}"; do
+  echo; echo "==> $client"
+  "${client}_suite" || record "$client starts" 1
+done
+
+summary docker-podman
