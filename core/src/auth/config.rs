@@ -25,8 +25,9 @@ pub struct AuthConfig {
     #[serde(default = "default_service")]
     pub service: String,
     /// URL of the token endpoint announced in challenges. Default: `/token`
-    /// on the host the client asked for (scheme from `X-Forwarded-Proto`,
-    /// else `http`); set it when the registry sits behind TLS.
+    /// on the origin the client asked for (`https` when the shell knows the
+    /// client used it, else the scheme from `X-Forwarded-Proto`, else
+    /// `http`); set it when a proxy ends TLS without saying so.
     #[serde(default)]
     pub realm: Option<String>,
     /// `iss` of issued tokens [default: the service].
