@@ -5,8 +5,9 @@
 # address that is not loopback (docker trusts 127.0.0.0/8 without TLS, which
 # would prove nothing), login and logout of a pier user, push and pull of
 # an image over 100 MB in three layers of random bytes built FROM scratch,
-# `docker manifest inspect`, and the pulled image's files compared with
-# what was built.
+# `docker manifest inspect`, the pulled image's files compared with what
+# was built, and a pull with no login by a machine holding a client
+# certificate that [[auth.certificates]] names (mutual TLS).
 #
 # docker: the suite starts its own dockerd (vfs storage, no iptables, no
 # bridge; its data, exec root, pid file and socket in the scratch
@@ -50,6 +51,8 @@ host=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' |
 make_ca registry-ca
 make_server_cert registry-ca registry "$host"
 ca="$certs/registry-ca.crt"
+make_ca clients-ca
+make_client_cert clients-ca runner "/O=acme/CN=runner"
 
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 pier auth new-signing-key >"$scratch/signing-keys.json"
@@ -62,12 +65,21 @@ auth_signing_keys_file = "$scratch/signing-keys.json"
 name = "alice"
 password_hash = "$(printf %s "$password" | pier auth hash-password)"
 
+[[auth.certificates]]
+subject = "CN=runner,O=acme"
+name = "runner"
+
 [[auth.rules]]
 repositories = "**"
 pull = ["alice"]
 push = ["alice"]
+
+[[auth.rules]]
+repositories = "machines/**"
+pull = ["alice", "runner"]
+push = ["alice"]
 TOML
-start_pier --host "$host" --ca "$ca" registry -c "$scratch/pier.toml" \
+start_pier --host "$host" --ca "$ca" registry -c "$scratch/pier.toml" --tls-client-ca "$certs/clients-ca.crt" \
   --tls-cert "$certs/registry.crt" --tls-key "$certs/registry.key" || { summary docker-podman; exit 1; }
 registry=$registry_addr
 
@@ -145,6 +157,9 @@ docker_suite() {
     pushed=$(sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' push.log)
     [ "$pushed" = "$(pier_manifest_digest docker/app v1)" ]
     echo "$pushed" >"$scratch/docker-pushed"
+    # The same image where the runner's certificate may pull (the layers are there already).
+    docker tag "$image" "$registry/machines/docker-app:v1"
+    docker push "$registry/machines/docker-app:v1"
   }
   check "docker push: a 112 MiB image in three layers" check_docker_push
 
@@ -174,6 +189,20 @@ docker_suite() {
     grep -Eiq 'unauthorized|denied|authentication required' refused.log
   }
   check "docker logout: pulls are refused again" check_docker_logout
+
+  check_docker_client_certificate() {
+    local machine_image="$registry/machines/docker-app:v1"
+    docker rmi "$machine_image"
+    fails docker pull "$machine_image"
+    # docker sends the client certificate it finds beside the CA; no login.
+    cp "$certs/runner.crt" "$certs_d/client.cert"
+    cp "$certs/runner.key" "$certs_d/client.key"
+    docker pull "$machine_image" | tee pull.log
+    grep -q "Digest: $(cat "$scratch/docker-pushed")" pull.log
+    # The certificate's identity has only its own rights.
+    fails docker pull "$image"
+  }
+  check "docker with a client certificate pulls with no login (mutual TLS)" check_docker_client_certificate
   rm -rf "$certs_d"
 }
 
@@ -206,6 +235,7 @@ podman_suite() {
     podman_ build -q -t "$image" -f "$context/Containerfile" "$context"
     podman_ push --cert-dir "$certs_dir" --authfile "$auth_file" --digestfile "$scratch/podman-pushed" "$image"
     [ "$(cat "$scratch/podman-pushed")" = "$(pier_manifest_digest podman/app v1)" ]
+    podman_ push --cert-dir "$certs_dir" --authfile "$auth_file" "$image" "docker://$registry/machines/podman-app:v1"
     local manifest
     manifest=$(curl -sf --cacert "$ca" -u "alice:$password" \
       -H 'accept: application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' \
@@ -230,6 +260,20 @@ podman_suite() {
     grep -Eiq 'unauthorized|denied|authentication required' refused.log
   }
   check "podman logout: pulls are refused again" check_podman_logout
+
+  check_podman_client_certificate() {
+    local machine_image="$registry/machines/podman-app:v1" machine_certs="$scratch/podman-runner-certs"
+    mkdir -p "$machine_certs"
+    cp "$ca" "$machine_certs/ca.crt"
+    cp "$certs/runner.crt" "$machine_certs/runner.cert"
+    cp "$certs/runner.key" "$machine_certs/runner.key"
+    fails podman_ pull --cert-dir "$certs_dir" --authfile "$auth_file" "$machine_image"
+    podman_ pull --cert-dir "$machine_certs" --authfile "$auth_file" "$machine_image"
+    podman_ image inspect "$machine_image" --format '{{.Digest}}' | tee digest
+    [ "$(cat digest)" = "$(cat "$scratch/podman-pushed")" ]
+    fails podman_ pull --cert-dir "$machine_certs" --authfile "$auth_file" "$image"
+  }
+  check "podman with a client certificate pulls with no login (mutual TLS)" check_podman_client_certificate
 }
 
 for client in "${clients[@]}"; do
