@@ -9,9 +9,9 @@
 # was built, and a pull with no login by a machine holding a client
 # certificate that [[auth.certificates]] names (mutual TLS).
 #
-# docker: the suite starts its own dockerd (vfs storage, no iptables, no
-# bridge; its data, exec root, pid file and socket in the scratch
-# directory), stopped at exit. dockerd reads certificates only from
+# docker: the suite starts its own dockerd (tests/lib/engines.sh: vfs
+# storage, no iptables, no bridge; its data, exec root, pid file and socket
+# in the scratch directory), stopped at exit. dockerd reads certificates only from
 # /etc/docker/certs.d/HOST:PORT/, so the suite puts the CA there for its
 # registry's one address and removes it when done (containers/image, under
 # podman, reads that directory too). podman: vfs storage in the scratch
@@ -30,6 +30,8 @@ HARNESS_NAME=docker-podman
 source tests/lib/harness.sh
 # shellcheck source=tests/lib/certs.sh
 source tests/lib/certs.sh
+# shellcheck source=tests/lib/engines.sh
+source tests/lib/engines.sh
 clients=("$@")
 [ ${#clients[@]} -gt 0 ] || clients=(docker podman)
 for client in "${clients[@]}"; do
@@ -87,34 +89,7 @@ registry=$registry_addr
 
 # Three layers of random (incompressible) bytes, 112 MiB in all.
 context="$scratch/context"
-mkdir -p "$context"
-layers=(one:48 two:40 three:24)
-for layer in "${layers[@]}"; do
-  head -c "${layer#*:}M" /dev/urandom >"$context/${layer%:*}"
-done
-{
-  echo "FROM scratch"
-  for layer in "${layers[@]}"; do echo "COPY ${layer%:*} /${layer%:*}"; done
-} >"$context/Containerfile"
-
-# holds_the_built_files ARCHIVE: a docker-archive (docker save, podman save)
-# whose layers hold exactly the files built, byte for byte.
-holds_the_built_files() {
-  local archive=$1 unpacked layer file count=0
-  unpacked=$(mktemp -d "$scratch/work/unpacked.XXXXXX")
-  tar -C "$unpacked" -xf "$archive"
-  mkdir "$unpacked/files"
-  for layer in $(jq -r '.[0].Layers[]' "$unpacked/manifest.json"); do
-    tar -C "$unpacked/files" -xf "$unpacked/$layer"
-    count=$((count + 1))
-  done
-  echo "$count layers"
-  [ "$count" = "${#layers[@]}" ]
-  for layer in "${layers[@]}"; do
-    file=${layer%:*}
-    cmp "$context/$file" "$unpacked/files/$file"
-  done
-}
+make_image_context "$context" one:48 two:40 three:24
 
 # pier_manifest_digest REPO TAG: the digest of the manifest pier serves for
 # REPO:TAG, asked with alice's password.
@@ -127,20 +102,10 @@ pier_manifest_digest() {
 # ---------------------------------------------------------------- docker
 
 docker_suite() {
-  local root="$scratch/dockerd"
-  mkdir -p "$root" "$scratch/docker-config"
-  echo '{}' >"$root/daemon.json"
-  export DOCKER_HOST="unix://$root/docker.sock" DOCKER_CONFIG="$scratch/docker-config"
-  # The classic builder: the daemon is Debian's 20.10, whatever the CLI.
-  export DOCKER_BUILDKIT=0 DOCKER_CLI_EXPERIMENTAL=enabled
   local certs_d="/etc/docker/certs.d/$registry"
   mkdir -p "$certs_d" && cp "$ca" "$certs_d/ca.crt"
   at_exit "rm -rf '$certs_d'"
-  dockerd --config-file "$root/daemon.json" --storage-driver=vfs --iptables=false --ip6tables=false \
-    --bridge=none --data-root "$root/data" --exec-root "$root/exec" --pidfile "$root/docker.pid" \
-    -H "$DOCKER_HOST" >"$scratch/dockerd.log" 2>&1 &
-  kill_at_exit $!
-  WHILE_PID=$! WAIT_SECS=60 eventually docker info >/dev/null || { tail -n 20 "$scratch/dockerd.log"; return 1; }
+  start_dockerd || return 1
   local image="$registry/docker/app:v1"
 
   check_docker_login() {
@@ -177,7 +142,7 @@ docker_suite() {
     docker pull "$image" | tee pull.log
     grep -q "Digest: $(cat "$scratch/docker-pushed")" pull.log
     docker save -o "$scratch/work/docker-pulled.tar" "$image"
-    holds_the_built_files "$scratch/work/docker-pulled.tar"
+    holds_the_built_files "$scratch/work/docker-pulled.tar" "$context"
   }
   check "docker pull: the same files back" check_docker_pull
 
@@ -249,7 +214,7 @@ podman_suite() {
     podman_ rmi "$image"
     podman_ pull --cert-dir "$certs_dir" --authfile "$auth_file" "$image"
     podman_ save --format docker-archive -o "$scratch/work/podman-pulled.tar" "$image"
-    holds_the_built_files "$scratch/work/podman-pulled.tar"
+    holds_the_built_files "$scratch/work/podman-pulled.tar" "$context"
   }
   check "podman pull: the same files back" check_podman_pull
 

@@ -246,5 +246,22 @@ stop_worker() {
   refused "${!addr_var}"
 }
 
+# import_into_worker DATA_DIR WORKER_ADDR: every object of a native server's
+# data directory (its files but dot-files and dot-directories, the store's
+# scratch space), key for key, into a test Worker's R2 bucket through its
+# test-only raw object route: what a native instance writing to the
+# Worker's bucket would have left there.
+import_into_worker() {
+  local data=$1 worker=$2 file key count=0
+  while IFS= read -r -d '' file; do
+    key=${file#"$data"/}
+    curl -sf -X PUT --data-binary @"$file" "http://$worker/_pier_test/objects/$key" >/dev/null || {
+      echo "import of $key failed"; return 1; }
+    count=$((count + 1))
+  done < <(find "$data" -type f -not -path '*/.*' -print0)
+  echo "imported $count objects"
+  [ "$count" -gt 0 ]
+}
+
 # shellcheck source=tests/lib/checks.sh
 source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
