@@ -16,6 +16,7 @@ use pier_core::mirror::MirrorConfig;
 use serde::Deserialize;
 
 use crate::store::settings::{S3File, StorageArgs, StorageConfig, StorageFile};
+use crate::tls::{ClientAuth, TlsArgs, TlsFile, TlsSettings};
 
 /// Flags and environment variables; every one may also be set in the file.
 #[derive(Args, Debug, Default)]
@@ -46,24 +47,8 @@ pub struct ServeArgs {
     /// JWK Set whose first key signs auth tokens (`pier auth new-signing-key`); needed with `[auth]`.
     #[arg(long, env = "PIER_AUTH_SIGNING_KEYS_FILE")]
     pub auth_signing_keys_file: Option<PathBuf>,
-    /// PEM certificate chain to serve HTTPS with (with --tls-key); read again when it changes.
-    #[arg(long, env = "PIER_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, env = "PIER_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// A mounted Kubernetes TLS secret: HTTPS with DIR/tls.crt and DIR/tls.key when both exist,
-    /// else plain HTTP (--tls-cert/--tls-key win over it).
-    #[arg(long, env = "PIER_TLS_DIR")]
-    pub tls_dir: Option<PathBuf>,
-    /// PEM CA certificates that sign client certificates (mutual TLS): a verified client's
-    /// subject can be an identity in `[[auth.certificates]]`.
-    #[arg(long, env = "PIER_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// With --tls-client-ca: `optional` (clients without a certificate are served too) or
-    /// `required` (refused at the handshake) [default: optional].
-    #[arg(long, env = "PIER_TLS_CLIENT_AUTH")]
-    pub tls_client_auth: Option<ClientAuth>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `pier check-storage`: the storage settings only.
@@ -82,68 +67,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// Whether clients must present a certificate signed by the client CA.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ClientAuth {
-    /// Verified when presented; clients without one are served as before
-    /// (anonymous pulls, password logins).
-    #[default]
-    Optional,
-    /// Refused at the handshake without a verified certificate.
-    Required,
-}
-
-/// Where the server's certificate comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsSource {
-    /// Plain HTTP.
-    None,
-    /// These PEM files.
-    Files { cert: PathBuf, key: PathBuf },
-    /// `tls.crt` and `tls.key` in this directory, if both are there when
-    /// the server starts (a Kubernetes TLS secret); else plain HTTP.
-    Directory(PathBuf),
-}
-
-/// The TLS settings of `pier serve` (`tls::acceptor` reads the files).
-#[derive(Clone, Debug)]
-pub struct TlsSettings {
-    pub source: TlsSource,
-    pub client_ca: Option<PathBuf>,
-    pub client_auth: ClientAuth,
-}
-
-impl TlsSettings {
-    fn resolve(args: &mut ServeArgs, file: &mut FileConfig) -> Result<TlsSettings, String> {
-        let cert = args.tls_cert.take().or(file.tls_cert.take());
-        let key = args.tls_key.take().or(file.tls_key.take());
-        let source = match (cert, key) {
-            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-            (None, None) => args
-                .tls_dir
-                .take()
-                .or(file.tls_dir.take())
-                .map_or(TlsSource::None, TlsSource::Directory),
-            (Some(_), None) => return Err("tls_cert is set but tls_key is not".into()),
-            (None, Some(_)) => return Err("tls_key is set but tls_cert is not".into()),
-        };
-        let client_ca = args.tls_client_ca.take().or(file.tls_client_ca.take());
-        let client_auth = args.tls_client_auth.or(file.tls_client_auth).unwrap_or_default();
-        if client_auth == ClientAuth::Required && client_ca.is_none() {
-            return Err("tls_client_auth = required needs tls_client_ca".into());
-        }
-        if client_ca.is_some() && source == TlsSource::None {
-            return Err("tls_client_ca needs TLS: give tls_cert and tls_key (or tls_dir)".into());
-        }
-        Ok(TlsSettings {
-            source,
-            client_ca,
-            client_auth,
-        })
-    }
 }
 
 /// The file's shape: the same settings as the flags.
@@ -246,8 +169,8 @@ impl Config {
         Config::resolve(ServeArgs::default(), file)
     }
 
-    fn resolve(mut args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
-        let tls = TlsSettings::resolve(&mut args, &mut file)?;
+    fn resolve(args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
+        let tls = TlsSettings::resolve(args.tls, file.tls())?;
         let storage = StorageConfig::resolve(args.storage, &file.storage())?;
         Ok(Config {
             listen: args
@@ -300,6 +223,16 @@ pub fn storage(args: CheckStorageArgs) -> Result<StorageConfig, String> {
 }
 
 impl FileConfig {
+    fn tls(&mut self) -> TlsFile {
+        TlsFile {
+            tls_cert: self.tls_cert.take(),
+            tls_key: self.tls_key.take(),
+            tls_dir: self.tls_dir.take(),
+            tls_client_ca: self.tls_client_ca.take(),
+            tls_client_auth: self.tls_client_auth,
+        }
+    }
+
     fn storage(&mut self) -> StorageFile {
         StorageFile {
             storage_url: self.storage_url.take(),
@@ -332,6 +265,7 @@ mod tests {
     use super::*;
     use crate::store::object::S3Options;
     use crate::store::settings::StorageLocation;
+    use crate::tls::TlsSource;
 
     /// The configuration from the file at `path` alone.
     fn load_file(path: &Path) -> Result<Config, String> {
@@ -450,8 +384,11 @@ mod tests {
         );
         let config = Config::load(ServeArgs {
             config: Some(path.clone()),
-            tls_cert: Some("/flag/tls.crt".into()),
-            tls_client_auth: Some(ClientAuth::Required),
+            tls: TlsArgs {
+                tls_cert: Some("/flag/tls.crt".into()),
+                tls_client_auth: Some(ClientAuth::Required),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();

@@ -2,13 +2,15 @@
 //! files and read again when they change (cert-manager, ACME clients and
 //! Kubernetes secret mounts rotate them in place), and mutual TLS against
 //! an operator's client CA, whose verified certificates name their holder
-//! to core (`pier_core::auth::ClientCertificate`). Settings come from
-//! `config::TlsSettings`; the accept loop is in `listen`.
+//! to core (`pier_core::auth::ClientCertificate`). Its settings are here
+//! (flags in [`TlsArgs`], the file's keys in [`TlsFile`], gathered by
+//! `config`); the accept loop is in `listen`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use clap::Args;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,9 +18,103 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+use serde::Deserialize;
 use x509_cert::der::Decode;
 
-use crate::config::{ClientAuth, TlsSettings, TlsSource};
+/// The TLS flags of `pier serve` (and their environment variables).
+#[derive(Args, Debug, Default)]
+pub struct TlsArgs {
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); read again when it changes.
+    #[arg(long, env = "PIER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PIER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// A mounted Kubernetes TLS secret: HTTPS with DIR/tls.crt and DIR/tls.key when both exist,
+    /// else plain HTTP (--tls-cert/--tls-key win over it).
+    #[arg(long, env = "PIER_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates (mutual TLS): a verified client's
+    /// subject can be an identity in `[[auth.certificates]]`.
+    #[arg(long, env = "PIER_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: `optional` (clients without a certificate are served too) or
+    /// `required` (refused at the handshake) [default: optional].
+    #[arg(long, env = "PIER_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: Option<ClientAuth>,
+}
+
+/// The same settings as the configuration file's top-level keys.
+#[derive(Debug, Default)]
+pub struct TlsFile {
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_dir: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub tls_client_auth: Option<ClientAuth>,
+}
+
+/// Whether clients must present a certificate signed by the client CA.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Verified when presented; clients without one are served as before
+    /// (anonymous pulls, password logins).
+    #[default]
+    Optional,
+    /// Refused at the handshake without a verified certificate.
+    Required,
+}
+
+/// Where the server's certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Plain HTTP.
+    None,
+    /// These PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `tls.crt` and `tls.key` in this directory, if both are there when
+    /// the server starts (a Kubernetes TLS secret); else plain HTTP.
+    Directory(PathBuf),
+}
+
+/// The TLS settings of `pier serve` ([`acceptor`] reads the files).
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub source: TlsSource,
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+impl TlsSettings {
+    /// The flags over the file; `Err` for settings that do not go together.
+    pub fn resolve(args: TlsArgs, file: TlsFile) -> Result<TlsSettings, String> {
+        let cert = args.tls_cert.or(file.tls_cert);
+        let key = args.tls_key.or(file.tls_key);
+        let source = match (cert, key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            (None, None) => args
+                .tls_dir
+                .or(file.tls_dir)
+                .map_or(TlsSource::None, TlsSource::Directory),
+            (Some(_), None) => return Err("tls_cert is set but tls_key is not".into()),
+            (None, Some(_)) => return Err("tls_key is set but tls_cert is not".into()),
+        };
+        let client_ca = args.tls_client_ca.or(file.tls_client_ca);
+        let client_auth = args.tls_client_auth.or(file.tls_client_auth).unwrap_or_default();
+        if client_auth == ClientAuth::Required && client_ca.is_none() {
+            return Err("tls_client_auth = required needs tls_client_ca".into());
+        }
+        if client_ca.is_some() && source == TlsSource::None {
+            return Err("tls_client_ca needs TLS: give tls_cert and tls_key (or tls_dir)".into());
+        }
+        Ok(TlsSettings {
+            source,
+            client_ca,
+            client_auth,
+        })
+    }
+}
 
 /// How often the certificate and key files are read to see whether they changed.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
