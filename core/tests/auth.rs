@@ -1352,7 +1352,11 @@ fn a_verified_certificate_of_a_configured_subject_is_its_identity() {
     let tags = "/v2/machines/app/tags/list";
     fixture.call(Method::GET, tags, None, b"").challenge();
     let answer = fixture.call_certified(CI_RUNNER, Method::GET, tags, None);
-    assert_eq!(answer.code(), "NAME_UNKNOWN", "allowed, and nothing there yet: {answer:?}");
+    assert_eq!(
+        answer.code(),
+        "NAME_UNKNOWN",
+        "allowed, and nothing there yet: {answer:?}"
+    );
     // Written the way another tool prints it, it is the same subject.
     let answer = fixture.call_certified("cn=ci-runner, o=acme", Method::GET, tags, None);
     assert_eq!(answer.code(), "NAME_UNKNOWN", "{answer:?}");
@@ -1386,11 +1390,21 @@ fn an_anonymous_token_request_with_a_certificate_gets_its_identitys_token() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let token = answer.json()["token"].as_str().unwrap().to_string();
     // The token stands alone, as docker uses it (the certificate is not needed again).
-    let answer = fixture.call(Method::POST, "/v2/machines/app/blobs/uploads/", Some(&bearer(&token)), b"");
+    let answer = fixture.call(
+        Method::POST,
+        "/v2/machines/app/blobs/uploads/",
+        Some(&bearer(&token)),
+        b"",
+    );
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{answer:?}");
     // Without the certificate the same request gets an anonymous token: no rights there.
     let anonymous = fixture.token(None, &["repository:machines/app:pull,push"]);
-    let answer = fixture.call(Method::GET, "/v2/machines/app/tags/list", Some(&bearer(&anonymous)), b"");
+    let answer = fixture.call(
+        Method::GET,
+        "/v2/machines/app/tags/list",
+        Some(&bearer(&anonymous)),
+        b"",
+    );
     answer.challenge();
 }
 
@@ -1409,7 +1423,9 @@ fn certificate_identities_are_checked_at_start() {
         let mut config = fixture.config.clone();
         config["certificates"] = certificates;
         let parsed = AuthConfig::from_json(&config.to_string()).unwrap();
-        let err = Auth::new(parsed, &fixture.signing_key, fixture.env.clone()).err().unwrap();
+        let err = Auth::new(parsed, &fixture.signing_key, fixture.env.clone())
+            .err()
+            .unwrap();
         assert!(err.contains(error), "{err}");
     }
 }

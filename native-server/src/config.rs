@@ -411,7 +411,10 @@ mod tests {
             ("tls_cert = \"/c\"\n", "tls_key is not"),
             ("tls_key = \"/k\"\n", "tls_cert is not"),
             ("tls_client_ca = \"/ca\"\n", "needs TLS"),
-            ("tls_dir = \"/d\"\ntls_client_auth = \"required\"\n", "needs tls_client_ca"),
+            (
+                "tls_dir = \"/d\"\ntls_client_auth = \"required\"\n",
+                "needs tls_client_ca",
+            ),
             ("tls_client_auth = \"sometimes\"\n", "unknown variant"),
         ] {
             let err = Config::from_toml(bad).unwrap_err();

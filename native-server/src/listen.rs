@@ -108,9 +108,18 @@ impl Client {
                 .uri()
                 .authority()
                 .map(|authority| authority.to_string())
-                .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok().map(str::to_string));
+                .or_else(|| {
+                    request
+                        .headers()
+                        .get(http::header::HOST)?
+                        .to_str()
+                        .ok()
+                        .map(str::to_string)
+                });
             if let Some(host) = host {
-                request.extensions_mut().insert(RequestOrigin(format!("https://{host}")));
+                request
+                    .extensions_mut()
+                    .insert(RequestOrigin(format!("https://{host}")));
             }
         }
         request.extensions_mut().insert(ConnectInfo(self.peer));

@@ -17,8 +17,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
 use serde::Deserialize;
+use tokio_rustls::TlsAcceptor;
 use x509_cert::der::Decode;
 
 /// The TLS flags of `pier serve` (and their environment variables).

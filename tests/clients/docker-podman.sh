@@ -148,7 +148,7 @@ docker_suite() {
 
   check_docker_logout() {
     docker logout "$registry"
-    ! grep -q "$registry" "$DOCKER_CONFIG/config.json"
+    fails grep -q "$registry" "$DOCKER_CONFIG/config.json"
     docker rmi "$image"
     fails docker pull "$image" 2>&1 | tee refused.log
     grep -Eiq 'unauthorized|denied|authentication required' refused.log

@@ -138,7 +138,7 @@ check_bad_pair_kept_out() {
   serve_pair first
   served_is() { [ "$(served_fingerprint "$plain_tls_addr")" = "$1" ]; }
   eventually served_is "$(fingerprint "$certs/first.crt")"
-  ! grep -q panicked "$scratch/plain_tls.log"
+  fails grep -q panicked "$scratch/plain_tls.log"
 }
 check "a bad new pair is refused and the previous one kept" check_bad_pair_kept_out
 stop plain_tls
@@ -311,7 +311,7 @@ start_pier loopback_plain
 check_plain_warning() {
   answers "http://127.0.0.1:${open_plain_addr#*:}/v2/" 200
   [ "$(grep -c 'serving plain HTTP on a network address' "$scratch/open_plain.log")" = 1 ]
-  ! grep -q 'serving plain HTTP on a network address' "$scratch/loopback_plain.log"
+  fails grep -q 'serving plain HTTP on a network address' "$scratch/loopback_plain.log"
 }
 check "plain HTTP on a network address logs one warning, on loopback none" check_plain_warning
 stop open_plain

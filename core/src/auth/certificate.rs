@@ -28,8 +28,12 @@ impl Certificates {
             if certificate.name.is_empty() {
                 return Err(format!("certificate {:?}: name must not be empty", certificate.subject));
             }
-            let subject = canonical_subject(&certificate.subject)
-                .map_err(|e| format!("certificate {}: subject {:?}: {e}", certificate.name, certificate.subject))?;
+            let subject = canonical_subject(&certificate.subject).map_err(|e| {
+                format!(
+                    "certificate {}: subject {:?}: {e}",
+                    certificate.name, certificate.subject
+                )
+            })?;
             let identity = (certificate.name.clone(), certificate.groups.clone());
             if by_subject.insert(subject, identity).is_some() {
                 return Err(format!(
@@ -116,7 +120,13 @@ mod tests {
             assert_eq!(identity.name, "ci-runner", "{presented}");
             assert_eq!(identity.kind, IdentityKind::Certificate);
         }
-        for other in ["CN=ci-runner", "O=acme,CN=ci-runner", "CN=ci-runner,O=Acme", "CN=ci-runner\\,O=acme", ""] {
+        for other in [
+            "CN=ci-runner",
+            "O=acme,CN=ci-runner",
+            "CN=ci-runner,O=Acme",
+            "CN=ci-runner\\,O=acme",
+            "",
+        ] {
             assert!(certificates.identity(other).is_none(), "{other}");
         }
     }

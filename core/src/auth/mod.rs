@@ -23,7 +23,8 @@ pub mod scope;
 pub mod token;
 
 pub use config::{
-    AuthConfig, CertificateConfig, FailedLoginConfig, OidcIdentityConfig, OidcIssuerConfig, RobotConfig, RuleConfig, UserConfig,
+    AuthConfig, CertificateConfig, FailedLoginConfig, OidcIdentityConfig, OidcIssuerConfig, RobotConfig, RuleConfig,
+    UserConfig,
 };
 pub use identity::{Identity, IdentityKind};
 
@@ -142,7 +143,10 @@ impl Auth {
         {
             return Err(format!("auth: {reserved:?} is a reserved subject, not an account name"));
         }
-        if let Some(taken) = certificates.names().find(|n| directory.names().any(|account| account == *n)) {
+        if let Some(taken) = certificates
+            .names()
+            .find(|n| directory.names().any(|account| account == *n))
+        {
             return Err(format!("auth: certificate identity {taken} is also a user or robot"));
         }
         let issuers = TrustedIssuers::new(&config.oidc).map_err(|e| format!("auth: {e}"))?;
