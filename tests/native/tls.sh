@@ -15,7 +15,9 @@
 #     `--tls-client-auth required` refuses clients without one;
 #   - challenges over TLS name an https token realm;
 #   - bad settings and files: a clear startup error, never a panic;
-#   - plain HTTP on a network address logs one warning.
+#   - plain HTTP on a network address logs one warning;
+#   - a shutdown signal stops new connections while an upload under way
+#     over TLS completes.
 #
 # Usage: tests/native/tls.sh
 # Env:   PIER_BIN  the pier binary [default: build it]
@@ -316,5 +318,34 @@ check_plain_warning() {
 check "plain HTTP on a network address logs one warning, on loopback none" check_plain_warning
 stop open_plain
 stop loopback_plain
+
+# ---------------------------------------------------------------- graceful shutdown
+
+start_pier --ca "$ca" draining "${tls_flags[@]}"
+check_graceful_shutdown() {
+  head -c 3000000 /dev/urandom >blob
+  local digest writer
+  digest="sha256:$(sha256sum <blob | cut -d' ' -f1)"
+  mkfifo body
+  # The body streams from the FIFO, so the request is under way while the suite holds it.
+  curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" --http1.1 -X POST -T - \
+    -H 'content-type: application/octet-stream' \
+    "https://$draining_addr/v2/drain/app/blobs/uploads/?digest=$digest" <body >status &
+  local upload=$!
+  exec {writer}>body
+  head -c 1000000 blob >&"$writer"
+  kill -TERM "$draining_pid"
+  grep_log() { grep -q 'shutting down' "$scratch/draining.log"; }
+  eventually grep_log
+  # No new connections...
+  answers "https://$draining_addr/v2/" 000 --cacert "$ca"
+  # ...but the upload under way completes.
+  tail -c +1000001 blob >&"$writer"
+  eval "exec $writer>&-"
+  wait "$upload"
+  echo "upload: $(cat status)"
+  [ "$(cat status)" = 201 ]
+}
+check "a shutdown signal: new connections refused, an upload under way over TLS completes" check_graceful_shutdown
 
 summary tls
