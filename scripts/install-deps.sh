@@ -67,7 +67,10 @@ install_core() {
 }
 
 install_clients() {
-  apt_packages skopeo buildah docker-registry ca-certificates
+  apt_packages skopeo buildah docker-registry ca-certificates openssl podman
+  # dockerd (Debian's docker.io, 20.10) for tests/clients/docker-podman.sh;
+  # a docker CLI alone (some images ship one in /usr/local/bin) is not enough.
+  command -v dockerd >/dev/null || apt_packages docker.io
   go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
   go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
 }

@@ -9,6 +9,8 @@
 #   - the black-box HTTP suite (tests/http);
 #   - real clients (tests/clients/run.sh);
 #   - the shared layout with the native server (tests/edge/shared-layout.sh);
+#   - docker: a layer over the body limit refused with the limit named, and
+#     the same image pushed natively and pulled from the Worker (tests/edge/docker.sh);
 #   - a 1 GiB push in 64 MiB chunks and pull, with workerd's memory sampled;
 #   - garbage collection from the cron trigger (tests/edge/gc.test.mjs), on a
 #     Worker with PIER_GC set and one collection step per invocation;
@@ -63,7 +65,7 @@ fail_setup() { echo "test-edge: $*" >&2; count_part "setup" 0 1; exit 1; }
 echo "==> tools"
 scripts/install-deps.sh edge || fail_setup "install-deps.sh edge failed"
 command -v conformance >/dev/null || scripts/install-deps.sh core || fail_setup "install-deps.sh core failed"
-for tool in skopeo buildah crane oras jq; do
+for tool in skopeo buildah crane oras jq dockerd; do
   command -v "$tool" >/dev/null || { scripts/install-deps.sh clients || fail_setup "install-deps.sh clients failed"; break; }
 done
 
@@ -124,6 +126,7 @@ PIER_URL=$URL PIER_NORMALIZES_PATHS=1 node_suite "HTTP suite" "$scratch/http.tap
 script_suite "real clients" "$scratch/clients.log" clients bash tests/clients/run.sh "$strict_addr"
 script_suite "shared layout with native" "$scratch/shared-layout.log" shared-layout \
   bash tests/edge/shared-layout.sh "$strict_addr"
+script_suite "docker against the Worker" "$scratch/docker.log" edge-docker bash tests/edge/docker.sh "$strict_addr"
 if [ -z "${PIER_EDGE_SKIP_BIG:-}" ]; then
   PIER_URL=$URL PIER_EDGE_PGID=$(cat "$scratch/strict.pgid") PIER_EDGE_MEASUREMENTS=$MEASUREMENTS \
     node_suite "1 GiB push in 64 MiB chunks" "$scratch/big.tap" tests/edge/big-push.test.mjs

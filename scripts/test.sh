@@ -3,7 +3,7 @@
 # what is already there), then runs the Rust tests, the wasm32 build check of
 # the core, a short run of the fuzz targets, the black-box HTTP suite, real
 # clients and the OCI conformance suite against `pier serve`, the crash test,
-# and the edge Worker's suites.
+# TLS, docker and podman, and the edge Worker's suites.
 #
 # Usage: scripts/test.sh            (PIER_SKIP_EDGE=1 to leave out the Worker)
 set -uo pipefail
@@ -50,8 +50,12 @@ start_servers() {
 step "start pier" start_servers
 step "HTTP suite (native)" env PIER_URL="http://$strict_addr" node --test tests/http/*.test.mjs
 step "real clients (native)" bash tests/clients/run.sh "$strict_addr"
+# docker and podman over TLS, against a pier of their own (it needs auth and
+# an address that is not loopback).
+step "docker and podman over TLS (native)" bash tests/clients/docker-podman.sh
 step "OCI conformance (native)" env OUT="$scratch/conformance" bash tests/conformance/run.sh "$sparse_addr"
 step "crash safety (native)" node --test tests/native/*.test.mjs
+step "TLS and mutual TLS (native)" bash tests/native/tls.sh
 # Suites that start their own servers (auth, GC under concurrent pushes for a
 # minute, scale-out over S3, mirroring, events, the adversarial suite), with
 # the binary built above (PIER_BIN).

@@ -19,7 +19,7 @@ use jwt_simple::prelude::*;
 use pier_core::api::{handle, Body, HttpResponse, Service};
 use pier_core::auth::identity::{hash_password, new_robot_token};
 use pier_core::auth::token::{new_signing_key, KeyAlgorithm};
-use pier_core::auth::{Auth, AuthConfig, ClientAddress, RequestOrigin};
+use pier_core::auth::{Auth, AuthConfig, ClientAddress, ClientCertificate, RequestOrigin};
 use pier_core::body::{empty_body, full_body};
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::gc::{Gc, GcConfig};
@@ -78,7 +78,11 @@ impl Fixture {
                 { "name": "promoter", "token_sha256": promoter_digest },
             ],
             "oidc": oidc,
+            "certificates": [
+                { "subject": "CN=ci-runner,O=acme", "name": "ci-runner", "groups": ["ci"] },
+            ],
             "rules": [
+                { "repositories": "machines/**", "pull": ["ci-runner"], "push": ["ci-runner"] },
                 { "repositories": "sandbox/**", "pull": ["authenticated"], "push": ["authenticated"], "delete": ["authenticated"] },
                 { "repositories": "ci/**", "pull": ["anonymous"], "push": ["group:ci"], "delete": ["group:ci"] },
                 { "repositories": "prod/**", "pull": ["group:production", "promoter"], "push": ["promoter"] },
@@ -140,6 +144,16 @@ impl Fixture {
             request(Method::POST, "/token", None, form.as_bytes(), "10.0.0.1"),
         )));
         answer.status
+    }
+
+    /// A request over a TLS connection whose client certificate the shell
+    /// verified, with this subject.
+    fn call_certified(&self, subject: &str, method: Method, uri: &str, authorization: Option<&str>) -> Answer {
+        let mut request = request(method, uri, authorization, b"", "10.0.0.1");
+        request.extensions_mut().insert(ClientCertificate {
+            subject: subject.to_string(),
+        });
+        self.send(request)
     }
 
     fn call(&self, method: Method, uri: &str, authorization: Option<&str>, body: &[u8]) -> Answer {
@@ -1325,5 +1339,93 @@ fn token_lifetimes_beyond_a_year_are_refused_at_start() {
             assert!(err.contains("token lifetimes"), "{err}");
         }
         assert!(build(key, pier_core::auth::MAX_TOKEN_LIFETIME_SECS).is_ok());
+    }
+}
+
+// ---------------------------------------------------------------- client certificates (mutual TLS)
+
+const CI_RUNNER: &str = "CN=ci-runner,O=acme";
+
+#[test]
+fn a_verified_certificate_of_a_configured_subject_is_its_identity() {
+    let fixture = Fixture::new();
+    let tags = "/v2/machines/app/tags/list";
+    fixture.call(Method::GET, tags, None, b"").challenge();
+    let answer = fixture.call_certified(CI_RUNNER, Method::GET, tags, None);
+    assert_eq!(
+        answer.code(),
+        "NAME_UNKNOWN",
+        "allowed, and nothing there yet: {answer:?}"
+    );
+    // Written the way another tool prints it, it is the same subject.
+    let answer = fixture.call_certified("cn=ci-runner, o=acme", Method::GET, tags, None);
+    assert_eq!(answer.code(), "NAME_UNKNOWN", "{answer:?}");
+    // Its groups apply: ci robots push in ci/**.
+    let answer = fixture.call_certified(CI_RUNNER, Method::POST, "/v2/ci/app/blobs/uploads/", None);
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{answer:?}");
+    // A verified certificate nobody configured proves nothing: anonymous.
+    let answer = fixture.call_certified("CN=laptop,O=acme", Method::GET, tags, None);
+    answer.challenge();
+    // Its identity may not do what the rules do not grant it.
+    fixture
+        .call_certified(CI_RUNNER, Method::GET, "/v2/prod/app/tags/list", None)
+        .denied();
+}
+
+#[test]
+fn credentials_in_the_request_take_precedence_over_the_certificate() {
+    let fixture = Fixture::new();
+    let alice = basic("alice", "alice-pass");
+    let answer = fixture.call_certified(CI_RUNNER, Method::GET, "/v2/machines/app/tags/list", Some(&alice));
+    answer.denied();
+    let answer = fixture.call_certified(CI_RUNNER, Method::GET, "/v2/", Some(&basic("alice", "wrong")));
+    answer.challenge();
+}
+
+#[test]
+fn an_anonymous_token_request_with_a_certificate_gets_its_identitys_token() {
+    let fixture = Fixture::new();
+    let uri = "/token?service=pier&scope=repository:machines/app:pull,push";
+    let answer = fixture.call_certified(CI_RUNNER, Method::GET, uri, None);
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let token = answer.json()["token"].as_str().unwrap().to_string();
+    // The token stands alone, as docker uses it (the certificate is not needed again).
+    let answer = fixture.call(
+        Method::POST,
+        "/v2/machines/app/blobs/uploads/",
+        Some(&bearer(&token)),
+        b"",
+    );
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{answer:?}");
+    // Without the certificate the same request gets an anonymous token: no rights there.
+    let anonymous = fixture.token(None, &["repository:machines/app:pull,push"]);
+    let answer = fixture.call(
+        Method::GET,
+        "/v2/machines/app/tags/list",
+        Some(&bearer(&anonymous)),
+        b"",
+    );
+    answer.challenge();
+}
+
+#[test]
+fn certificate_identities_are_checked_at_start() {
+    let fixture = Fixture::new();
+    for (certificates, error) in [
+        (json!([{ "subject": "ci-runner", "name": "x" }]), "is not TYPE=value"),
+        (json!([{ "subject": "CN=a", "name": "alice" }]), "also a user or robot"),
+        (json!([{ "subject": "CN=a", "name": "anonymous" }]), "reserved"),
+        (
+            json!([{ "subject": "CN=a,O=b", "name": "x" }, { "subject": "cn=a, o=b", "name": "y" }]),
+            "twice",
+        ),
+    ] {
+        let mut config = fixture.config.clone();
+        config["certificates"] = certificates;
+        let parsed = AuthConfig::from_json(&config.to_string()).unwrap();
+        let err = Auth::new(parsed, &fixture.signing_key, fixture.env.clone())
+            .err()
+            .unwrap();
+        assert!(err.contains(error), "{err}");
     }
 }

@@ -32,7 +32,16 @@ const CORE: &[&[&str]] = &[
 /// The native server's modules: adapters, then the configuration file that
 /// gathers their settings, then the commands that read it.
 const NATIVE: &[&[&str]] = &[
-    &["env", "background", "remote", "metrics", "store", "http"],
+    &[
+        "env",
+        "background",
+        "remote",
+        "metrics",
+        "store",
+        "tls",
+        "http",
+        "listen",
+    ],
     &["config"],
     &["cmd"],
 ];

@@ -16,6 +16,7 @@ use pier_core::mirror::MirrorConfig;
 use serde::Deserialize;
 
 use crate::store::settings::{S3File, StorageArgs, StorageConfig, StorageFile};
+use crate::tls::{ClientAuth, TlsArgs, TlsFile, TlsSettings};
 
 /// Flags and environment variables; every one may also be set in the file.
 #[derive(Args, Debug, Default)]
@@ -46,6 +47,8 @@ pub struct ServeArgs {
     /// JWK Set whose first key signs auth tokens (`pier auth new-signing-key`); needed with `[auth]`.
     #[arg(long, env = "PIER_AUTH_SIGNING_KEYS_FILE")]
     pub auth_signing_keys_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `pier check-storage`: the storage settings only.
@@ -80,6 +83,11 @@ struct FileConfig {
     redirect_blobs: Option<bool>,
     log_format: Option<LogFormat>,
     shutdown_grace_secs: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_dir: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_client_auth: Option<ClientAuth>,
     #[serde(default)]
     s3: S3File,
     /// Authentication and namespace policies; without it the registry is open.
@@ -113,6 +121,7 @@ pub struct GcSection {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub tls: TlsSettings,
     pub storage: StorageConfig,
     pub log_format: LogFormat,
     pub shutdown_grace_secs: u64,
@@ -162,12 +171,14 @@ impl Config {
     }
 
     fn resolve(args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
+        let tls = TlsSettings::resolve(args.tls, file.tls())?;
         let storage = StorageConfig::resolve(args.storage, &file.storage())?;
         Ok(Config {
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            tls,
             storage,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             shutdown_grace_secs: args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
@@ -213,6 +224,16 @@ pub fn storage(args: CheckStorageArgs) -> Result<StorageConfig, String> {
 }
 
 impl FileConfig {
+    fn tls(&mut self) -> TlsFile {
+        TlsFile {
+            tls_cert: self.tls_cert.take(),
+            tls_key: self.tls_key.take(),
+            tls_dir: self.tls_dir.take(),
+            tls_client_ca: self.tls_client_ca.take(),
+            tls_client_auth: self.tls_client_auth,
+        }
+    }
+
     fn storage(&mut self) -> StorageFile {
         StorageFile {
             storage_url: self.storage_url.take(),
@@ -246,6 +267,7 @@ mod tests {
     use super::*;
     use crate::store::object::S3Options;
     use crate::store::settings::StorageLocation;
+    use crate::tls::TlsSource;
 
     /// The configuration from the file at `path` alone.
     fn load_file(path: &Path) -> Result<Config, String> {
@@ -355,6 +377,51 @@ mod tests {
         assert_eq!(config.deployment.replicate[0].to_namespace.as_deref(), Some("prod/**"));
         std::fs::write(&path, "[[webhook]]\nurl = \"https://h/\"\nevents = [\"poke\"]\n").unwrap();
         assert!(load_file(&path).is_err());
+    }
+
+    #[test]
+    fn tls_settings_layer_like_the_others_and_go_together() {
+        let (_dir, path) = write_config(
+            "tls_cert = \"/file/tls.crt\"\ntls_key = \"/file/tls.key\"\ntls_client_ca = \"/file/ca.crt\"\n",
+        );
+        let config = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            tls: TlsArgs {
+                tls_cert: Some("/flag/tls.crt".into()),
+                tls_client_auth: Some(ClientAuth::Required),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.tls.source,
+            TlsSource::Files {
+                cert: "/flag/tls.crt".into(),
+                key: "/file/tls.key".into()
+            }
+        );
+        assert_eq!(config.tls.client_ca, Some("/file/ca.crt".into()));
+        assert_eq!(config.tls.client_auth, ClientAuth::Required);
+
+        let config = Config::from_toml("tls_dir = \"/etc/pier/tls\"\n").unwrap();
+        assert_eq!(config.tls.source, TlsSource::Directory("/etc/pier/tls".into()));
+        assert_eq!(config.tls.client_auth, ClientAuth::Optional);
+        assert_eq!(Config::from_toml("").unwrap().tls.source, TlsSource::None);
+
+        for (bad, error) in [
+            ("tls_cert = \"/c\"\n", "tls_key is not"),
+            ("tls_key = \"/k\"\n", "tls_cert is not"),
+            ("tls_client_ca = \"/ca\"\n", "needs TLS"),
+            (
+                "tls_dir = \"/d\"\ntls_client_auth = \"required\"\n",
+                "needs tls_client_ca",
+            ),
+            ("tls_client_auth = \"sometimes\"\n", "unknown variant"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err();
+            assert!(err.contains(error), "{bad}: {err}");
+        }
     }
 
     /// TOML writes NaN and infinities, which the retention rules refuse

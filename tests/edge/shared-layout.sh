@@ -46,18 +46,7 @@ check "push a two-layer image to the native server" push_image
 stop native
 record "stop the native server" $?
 
-import_objects() {
-  local count=0
-  while IFS= read -r -d '' file; do
-    local key=${file#"$DATA"/}
-    curl -sf -X PUT --data-binary @"$file" "http://$EDGE/_pier_test/objects/$key" >/dev/null || {
-      echo "import of $key failed"; return 1; }
-    count=$((count + 1))
-  done < <(find "$DATA" -type f -not -path '*/.*' -print0)
-  echo "imported $count objects"
-  [ "$count" -gt 0 ]
-}
-check "import the native data directory into R2" import_objects
+check "import the native data directory into R2" import_into_worker "$DATA" "$EDGE"
 
 same_manifest() {
   [ "$(crane digest --insecure "$EDGE/$REPO:v1")" = "$(cat "$WORK/native.digest")" ]

@@ -105,10 +105,11 @@ eventually() {
   done
 }
 
-# wait_for URL [STATUS [PID [LOG]]]: eventually URL answers STATUS (default
-# 200), while the server PID lives; if not, the end of its LOG is shown.
+# wait_for URL [STATUS [PID [LOG [CURL_ARGS...]]]]: eventually URL answers
+# STATUS (default 200), while the server PID lives; if not, the end of its
+# LOG is shown.
 wait_for() {
-  WHILE_PID=${3:-} eventually answers "$1" "${2:-200}" && return 0
+  WHILE_PID=${3:-} eventually answers "$1" "${2:-200}" "${@:5}" && return 0
   [ -z "${4:-}" ] || tail -n 30 "$4"
   return 1
 }
@@ -118,11 +119,11 @@ refused() { eventually answers "http://$1/v2/" 000; }
 
 # ------------------------------------------------------------------ servers
 
-# register NAME PORT PID: a server on 127.0.0.1:PORT, stopped at exit; sets
-# NAME_addr (host:port) and NAME_pid.
+# register NAME PORT PID [HOST]: a server on HOST:PORT (default 127.0.0.1),
+# stopped at exit; sets NAME_addr (host:port) and NAME_pid.
 register() {
   kill_at_exit "$3"
-  printf -v "${1}_addr" '%s' "127.0.0.1:$2"
+  printf -v "${1}_addr" '%s' "${4:-127.0.0.1}:$2"
   printf -v "${1}_pid" '%s' "$3"
 }
 
@@ -135,26 +136,36 @@ stop() {
   refused "${!addr_var:-}"
 }
 
-# start_pier [--port N] [--log FILE] NAME [SERVE_ARGS...]: `pier serve` on
-# 127.0.0.1 on a free port (or N, to restart where it listened), its data in
-# $scratch/NAME-data (kept across restarts), its output appended to
-# $scratch/NAME.log (or FILE); registered as NAME once /healthz answers.
-# Variables given with the call (PIER_LOG=..., credentials) reach the server.
+# start_pier [--port N] [--log FILE] [--host H] [--ca FILE [--client CERT KEY]] NAME [SERVE_ARGS...]:
+# `pier serve` on 127.0.0.1 (or H) on a free port (or N, to restart where it
+# listened), its data in $scratch/NAME-data (kept across restarts), its
+# output appended to $scratch/NAME.log (or FILE); registered as NAME once
+# /healthz answers: over HTTPS trusting the CA certificate FILE with --ca
+# (the TLS flags are among SERVE_ARGS; --client: asked with that client
+# certificate, for servers that require one), else plain HTTP. Variables given
+# with the call (PIER_LOG=..., credentials) reach the server.
 start_pier() {
-  local port= log=
+  local port= log= host=127.0.0.1 ca= client=()
   while :; do
     case ${1:-} in
+      --client) client=(--cert "$2" --key "$3"); shift 3 ;;
       --port) port=$2; shift 2 ;;
       --log) log=$2; shift 2 ;;
+      --host) host=$2; shift 2 ;;
+      --ca) ca=$2; shift 2 ;;
       *) break ;;
     esac
   done
   local name=$1; shift
   [ -n "${PIER_BIN:-}" ] || { echo "start_pier $name: no pier binary (need_pier)"; return 1; }
   port=${port:-$(free_port)} log=${log:-$scratch/$name.log}
-  "$PIER_BIN" serve --listen "127.0.0.1:$port" --data-dir "$scratch/$name-data" "$@" >>"$log" 2>&1 &
-  register "$name" "$port" $!
-  wait_for "http://127.0.0.1:$port/healthz" 200 $! "$log"
+  "$PIER_BIN" serve --listen "$host:$port" --data-dir "$scratch/$name-data" "$@" >>"$log" 2>&1 &
+  register "$name" "$port" $! "$host"
+  if [ -n "$ca" ]; then
+    wait_for "https://$host:$port/healthz" 200 $! "$log" --cacert "$ca" "${client[@]}"
+  else
+    wait_for "http://$host:$port/healthz" 200 $! "$log"
+  fi
 }
 
 # start_reference NAME: the reference registry (CNCF Distribution) on a free
@@ -233,6 +244,23 @@ stop_worker() {
   for kept_group in "${harness_groups[@]}"; do [ "$kept_group" = "$group" ] || kept+=("$kept_group"); done
   harness_groups=("${kept[@]}")
   refused "${!addr_var}"
+}
+
+# import_into_worker DATA_DIR WORKER_ADDR: every object of a native server's
+# data directory (its files but dot-files and dot-directories, the store's
+# scratch space), key for key, into a test Worker's R2 bucket through its
+# test-only raw object route: what a native instance writing to the
+# Worker's bucket would have left there.
+import_into_worker() {
+  local data=$1 worker=$2 file key count=0
+  while IFS= read -r -d '' file; do
+    key=${file#"$data"/}
+    curl -sf -X PUT --data-binary @"$file" "http://$worker/_pier_test/objects/$key" >/dev/null || {
+      echo "import of $key failed"; return 1; }
+    count=$((count + 1))
+  done < <(find "$data" -type f -not -path '*/.*' -print0)
+  echo "imported $count objects"
+  [ "$count" -gt 0 ]
 }
 
 # shellcheck source=tests/lib/checks.sh

@@ -225,10 +225,7 @@ pub(super) async fn check_operator(auth: &Auth, parts: &http::request::Parts, ro
         realm: auth.realm(parts),
         scopes: Vec::new(),
     };
-    let caller = auth
-        .caller(&parts.headers, client_of(parts))
-        .await
-        .map_err(|e| refusals.login_failed(e))?;
+    let caller = auth.caller(parts).await.map_err(|e| refusals.login_failed(e))?;
     let identity = caller.identity();
     let (allowed, role_name) = match role {
         Operator::Admin => (auth.policy().is_admin(identity), "an admin"),
@@ -257,10 +254,7 @@ pub(super) async fn check<'a>(
         realm: auth.realm(parts),
         scopes: need.scopes(),
     };
-    let caller = auth
-        .caller(&parts.headers, client_of(parts))
-        .await
-        .map_err(|e| refusals.login_failed(e))?;
+    let caller = auth.caller(parts).await.map_err(|e| refusals.login_failed(e))?;
     match need {
         Need::Login if matches!(caller, Caller::Anonymous) => {
             return Err(refusals.unauthorized("authentication required", None));

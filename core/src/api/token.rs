@@ -35,7 +35,7 @@ pub(super) async fn serve(
         Method::GET => {
             let query = Query::parse(parts.uri.query());
             check_service(auth, &query)?;
-            let identity = match auth.caller(&parts.headers, client_of(parts)).await {
+            let identity = match auth.caller(parts).await {
                 Ok(Caller::Anonymous) => None,
                 Ok(Caller::Identified(identity)) => Some(identity),
                 Ok(Caller::Token(_)) => {

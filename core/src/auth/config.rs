@@ -25,8 +25,9 @@ pub struct AuthConfig {
     #[serde(default = "default_service")]
     pub service: String,
     /// URL of the token endpoint announced in challenges. Default: `/token`
-    /// on the host the client asked for (scheme from `X-Forwarded-Proto`,
-    /// else `http`); set it when the registry sits behind TLS.
+    /// on the origin the client asked for (`https` when the shell knows the
+    /// client used it, else the scheme from `X-Forwarded-Proto`, else
+    /// `http`); set it when a proxy ends TLS without saying so.
     #[serde(default)]
     pub realm: Option<String>,
     /// `iss` of issued tokens [default: the service].
@@ -52,6 +53,9 @@ pub struct AuthConfig {
     pub robots: Vec<RobotConfig>,
     #[serde(default)]
     pub oidc: Vec<OidcIssuerConfig>,
+    /// Identities proven by a TLS client certificate (mutual TLS).
+    #[serde(default)]
+    pub certificates: Vec<CertificateConfig>,
     /// Namespace rules; the most specific matching one decides, none denies.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -82,6 +86,21 @@ pub struct RobotConfig {
     pub name: String,
     /// Hex SHA-256 of the robot's token, from `pier auth new-robot`.
     pub token_sha256: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A client certificate's subject and the identity it proves. The shell
+/// verifies the certificate against its client CA; a verified certificate
+/// whose subject is configured here is this identity on requests without
+/// other credentials (see `auth::certificate`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The distinguished name, RFC 4514 (`CN=ci-runner,O=acme`), as
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints it.
+    pub subject: String,
+    pub name: String,
     #[serde(default)]
     pub groups: Vec<String>,
 }

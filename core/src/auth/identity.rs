@@ -42,6 +42,8 @@ pub enum IdentityKind {
     User,
     Robot,
     Oidc,
+    /// A verified TLS client certificate (`auth::certificate`).
+    Certificate,
 }
 
 /// Argon2id with OWASP's minimum recommended cost.
@@ -293,7 +295,7 @@ impl Directory {
         match kind {
             IdentityKind::User => Some(&self.users.get(name)?.credential),
             IdentityKind::Robot => Some(&self.robots.get(name)?.credential),
-            IdentityKind::Oidc => None,
+            IdentityKind::Oidc | IdentityKind::Certificate => None,
         }
     }
 
@@ -303,7 +305,7 @@ impl Directory {
         let groups = match kind {
             IdentityKind::User => &self.users.get(name)?.groups,
             IdentityKind::Robot => &self.robots.get(name)?.groups,
-            IdentityKind::Oidc => return None,
+            IdentityKind::Oidc | IdentityKind::Certificate => return None,
         };
         Some(Identity {
             name: name.to_string(),

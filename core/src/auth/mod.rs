@@ -2,7 +2,8 @@
 //!
 //! A shell builds one [`Auth`] from an [`AuthConfig`] and the signing-key
 //! secret, keeps it for as long as it can (the failed-login counts live in
-//! it), marks each request with the [`ClientAddress`] it came from, and
+//! it), marks each request with the [`ClientAddress`] it came from (and
+//! the [`ClientCertificate`] it verified, over mutual TLS), and
 //! passes it to `api::Service`. Without an `Auth`, the
 //! registry is open, as before auth existed.
 
@@ -10,8 +11,8 @@ use std::sync::Arc;
 
 use ct_codecs::{Base64, Decoder};
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
 
+mod certificate;
 pub mod challenge;
 mod config;
 pub mod identity;
@@ -22,10 +23,12 @@ pub mod scope;
 pub mod token;
 
 pub use config::{
-    AuthConfig, FailedLoginConfig, OidcIdentityConfig, OidcIssuerConfig, RobotConfig, RuleConfig, UserConfig,
+    AuthConfig, CertificateConfig, FailedLoginConfig, OidcIdentityConfig, OidcIssuerConfig, RobotConfig, RuleConfig,
+    UserConfig,
 };
 pub use identity::{Identity, IdentityKind};
 
+use certificate::Certificates;
 use identity::{Check, Directory, PasswordCheck};
 use limiter::FailedLogins;
 use oidc::TrustedIssuers;
@@ -42,11 +45,22 @@ use crate::platform::Env;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientAddress(pub String);
 
+/// The subject of the client certificate the shell verified during the TLS
+/// handshake (RFC 4514, `CN=ci-runner,O=acme`): a request extension, set
+/// only for a certificate signed by the client CA the operator trusts.
+/// `[[auth.certificates]]` says which subjects are which identities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub subject: String,
+}
+
 /// The scheme and host the client addressed (`https://registry.example.com`),
 /// when the shell knows them for certain: a request extension. The edge
 /// Worker does (the runtime hands it the URL the client used, while TLS ends
-/// at Cloudflare, so no header says `https`); the native server does not and
-/// leaves the realm to the `Host` and `X-Forwarded-Proto` headers.
+/// at Cloudflare, so no header says `https`); so does the native server
+/// when it serves TLS itself (`https` and the host the client asked for);
+/// over plain HTTP it leaves the realm to the `Host` and
+/// `X-Forwarded-Proto` headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestOrigin(pub String);
 
@@ -55,7 +69,8 @@ pub struct RequestOrigin(pub String);
 pub enum Caller {
     /// No credentials.
     Anonymous,
-    /// A password, robot token or OIDC ID token, checked on this request.
+    /// A password, robot token or OIDC ID token, checked on this request,
+    /// or a verified client certificate of a configured subject.
     Identified(Identity),
     /// One of pier's access tokens.
     Token(VerifiedAccess),
@@ -90,6 +105,7 @@ pub struct Auth {
     policy: Policy,
     directory: Directory,
     issuers: TrustedIssuers,
+    certificates: Certificates,
     tokens: Tokens,
     failed_logins: FailedLogins,
     env: Arc<dyn Env>,
@@ -119,8 +135,19 @@ impl Auth {
             .and_then(|policy| policy.with_metrics_readers(&config.metrics_readers))
             .map_err(|e| format!("auth: {e}"))?;
         let directory = Directory::new(&config.users, &config.robots).map_err(|e| format!("auth: {e}"))?;
-        if let Some(reserved) = directory.names().find(|n| matches!(*n, "anonymous" | "authenticated")) {
+        let certificates = Certificates::new(&config.certificates).map_err(|e| format!("auth: {e}"))?;
+        if let Some(reserved) = directory
+            .names()
+            .chain(certificates.names())
+            .find(|n| matches!(*n, "anonymous" | "authenticated"))
+        {
             return Err(format!("auth: {reserved:?} is a reserved subject, not an account name"));
+        }
+        if let Some(taken) = certificates
+            .names()
+            .find(|n| directory.names().any(|account| account == *n))
+        {
+            return Err(format!("auth: certificate identity {taken} is also a user or robot"));
         }
         let issuers = TrustedIssuers::new(&config.oidc).map_err(|e| format!("auth: {e}"))?;
         let keys = TokenKeys::parse(signing_keys).map_err(|e| format!("auth: {e}"))?;
@@ -137,6 +164,7 @@ impl Auth {
             policy,
             directory,
             issuers,
+            certificates,
             tokens,
             failed_logins: FailedLogins::new(config.failed_logins.limit, config.failed_logins.window_secs),
             service: config.service,
@@ -210,11 +238,19 @@ impl Auth {
         receiver.await.ok().flatten()
     }
 
-    /// The caller of a request, from its `Authorization` header.
-    pub async fn caller(&self, headers: &HeaderMap, client: &str) -> Result<Caller, LoginError> {
-        let Some(value) = headers.get(AUTHORIZATION) else {
-            return Ok(Caller::Anonymous);
+    /// The caller of a request: from its `Authorization` header, else from
+    /// the client certificate the shell verified (when its subject is
+    /// configured), else anonymous. Failed logins count against the
+    /// request's [`ClientAddress`].
+    pub async fn caller(&self, parts: &http::request::Parts) -> Result<Caller, LoginError> {
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            let certified = parts
+                .extensions
+                .get::<ClientCertificate>()
+                .and_then(|certificate| self.certificates.identity(&certificate.subject));
+            return Ok(certified.map_or(Caller::Anonymous, Caller::Identified));
         };
+        let client = parts.extensions.get::<ClientAddress>().map_or("", |c| c.0.as_str());
         let value = value.to_str().map_err(|_| LoginError::Malformed)?.trim();
         let (scheme, credentials) = value.split_once(' ').ok_or(LoginError::Malformed)?;
         let credentials = credentials.trim();
@@ -249,7 +285,9 @@ impl Auth {
 
     /// A refresh token for `identity`, bound to the credential it logged in
     /// with; `None` for OIDC identities, which get none: their ID tokens are
-    /// short-lived on purpose, and a job needing more asks its issuer again.
+    /// short-lived on purpose, and a job needing more asks its issuer again;
+    /// and `None` for certificate identities, whose proof is the TLS
+    /// connection itself.
     pub fn issue_refresh(&self, identity: &Identity) -> Result<Option<String>, String> {
         match self.directory.credential(&identity.name, identity.kind) {
             Some(credential) => self.tokens.issue_refresh(identity, credential, self.env()).map(Some),

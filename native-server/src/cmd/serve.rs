@@ -1,6 +1,6 @@
 //! `pier serve`: one deployment (`pier_core::deployment`) over the
-//! configured storage, behind axum, with collection on a timer and a
-//! graceful shutdown.
+//! configured storage, behind axum, over plain HTTP or TLS (`tls`,
+//! `listen`), with collection on a timer and a graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,10 +48,22 @@ async fn serve(config: Config) -> Result<(), String> {
         site.registry().fresh_store(),
         config.gc_interval_secs,
     ));
+    let tls = match crate::tls::certificate_files(&config.tls)? {
+        Some((cert, key)) => Some(crate::tls::acceptor(&config.tls, cert, key)?),
+        None if !config.listen.ip().is_loopback() => {
+            tracing::warn!(
+                listen = %config.listen,
+                "serving plain HTTP on a network address: passwords and tokens cross the network in clear, \
+                 and docker and podman refuse such a registry unless told it is insecure (docs/tls.md)"
+            );
+            None
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    tracing::info!(listen = %config.listen, storage = %config.storage.location, "pier is serving");
+    tracing::info!(listen = %config.listen, tls = tls.is_some(), storage = %config.storage.location, "pier is serving");
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let app = http::router(AppState {
@@ -60,19 +72,18 @@ async fn serve(config: Config) -> Result<(), String> {
         store,
         metrics,
     });
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = crate::listen::serve(listener, tls, app, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = signalled_tx.send(());
     });
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(server);
     tokio::select! {
-        result = &mut server => return result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        result = &mut server => return result.map_err(|e| e.to_string()),
         _ = signalled_rx => {}
     }
     match tokio::time::timeout(grace, server).await {
-        Ok(result) => result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => {
             tracing::warn!("requests still running after {}s; stopping", grace.as_secs());
             Ok(())
