@@ -189,7 +189,9 @@ impl<'a> Upload<'a> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(upload_unknown());
         }
-        let (seq, state) = load_state(store, id).await?.ok_or_else(upload_unknown)?;
+        let SavedState::Saved(seq, state) = load_state(store, id).await? else {
+            return Err(upload_unknown());
+        };
         if state.repo != repo.as_str() {
             return Err(upload_unknown());
         }
@@ -241,7 +243,7 @@ impl<'a> Upload<'a> {
         let bytes = serde_json::to_vec(&state).map_err(|e| RegistryError::unserializable("an upload state", e))?;
         match self
             .store
-            .put(&layout::upload_state(&self.id, next), bytes.into(), PutMode::Create)
+            .put_volatile(&layout::upload_state(&self.id, next), bytes.into(), PutMode::Create)
             .await
         {
             Ok(_) => {}
@@ -741,23 +743,33 @@ pub async fn remove_upload_keys(store: &dyn Store, id: &str) {
     }
 }
 
+/// What the newest state key of a session holds.
+#[derive(Debug)]
+pub enum SavedState {
+    /// No state: the session is unknown, or being removed.
+    Missing,
+    /// A state a crash left torn (states are written volatile, see
+    /// [`Store::put_volatile`]): the session is lost and its keys garbage.
+    Torn,
+    Saved(u64, UploadState),
+}
+
 /// The newest saved state of upload `id`.
-pub async fn load_state(store: &dyn Store, id: &str) -> Result<Option<(u64, UploadState)>> {
+pub async fn load_state(store: &dyn Store, id: &str) -> Result<SavedState> {
     let states = list_all(store, &format!("{}s/", layout::upload_prefix(id))).await?;
     let Some(last) = states.last() else {
-        return Ok(None);
+        return Ok(SavedState::Missing);
     };
-    let seq: u64 = last
-        .rsplit('/')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "bad upload state key"))?;
+    let Some(seq) = last.rsplit('/').next().and_then(|s| s.parse().ok()) else {
+        return Ok(SavedState::Torn);
+    };
     let Some((bytes, _)) = read_small(store, last).await? else {
-        return Ok(None);
+        return Ok(SavedState::Missing);
     };
-    let state = serde_json::from_slice(&bytes)
-        .map_err(|e| RegistryError::new(ErrorCode::Internal, format!("corrupt upload state: {e}")))?;
-    Ok(Some((seq, state)))
+    Ok(match serde_json::from_slice(&bytes) {
+        Ok(state) => SavedState::Saved(seq, state),
+        Err(_) => SavedState::Torn,
+    })
 }
 
 async fn rehash(store: &dyn Store, key: &str, algorithm: Algorithm) -> Result<Digest> {

@@ -15,7 +15,7 @@ use pier_core::records::Reference;
 use pier_core::retention::RetentionRule;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, Store};
-use pier_core::upload::load_state;
+use pier_core::upload::{load_state, SavedState};
 use serde_json::Value;
 
 fn rule(namespace: &str) -> RetentionRule {
@@ -576,7 +576,9 @@ fn idle_uploads_expire_with_their_multipart_writes() {
             .upload_chunk(&app, &idle, None, pier_core::body::full_body(vec![7u8; 20]))
             .await
             .unwrap();
-        let (_, state) = load_state(w.store.as_ref(), &idle).await.unwrap().unwrap();
+        let SavedState::Saved(_, state) = load_state(w.store.as_ref(), &idle).await.unwrap() else {
+            panic!("the idle upload has a state");
+        };
         let multipart = state.multipart.clone().expect("a multipart write was started");
         w.env.advance_millis(25 * HOUR_MS);
         let active = w.registry.start_upload(&app).await.unwrap().id;
@@ -593,6 +595,49 @@ fn idle_uploads_expire_with_their_multipart_writes() {
             .await;
         assert!(aborted.is_err(), "the multipart write was not aborted");
         assert!(w.registry.upload_status(&app, &active).await.is_ok());
+    });
+}
+
+/// Upload states are written volatile (a crash may tear them): a torn state
+/// makes its session unknown to clients (404, not 500) and garbage to the
+/// collector at once, while a live session beside it stays.
+#[test]
+fn a_state_torn_by_a_crash_loses_its_session_and_nothing_else() {
+    block_on(async {
+        let w = world(Vec::new());
+        let app = repo("app");
+        let torn = w.registry.start_upload(&app).await.unwrap().id;
+        w.registry
+            .upload_chunk(&app, &torn, None, pier_core::body::full_body(vec![7u8; 20]))
+            .await
+            .unwrap();
+        let live = w.registry.start_upload(&app).await.unwrap().id;
+        let states = list_all(w.store.as_ref(), &format!("uploads/{torn}/s/")).await.unwrap();
+        let newest = states.last().expect("the session has a state");
+        // What a power cut can leave of a state that was never flushed.
+        let zeros = bytes::Bytes::from(vec![0u8; 40]);
+        w.store.put(newest, zeros, pier_core::store::PutMode::Overwrite).await.unwrap();
+        assert!(matches!(load_state(w.store.as_ref(), &torn).await.unwrap(), SavedState::Torn));
+
+        for refusal in [
+            w.registry.upload_status(&app, &torn).await.err(),
+            w.registry
+                .upload_chunk(&app, &torn, None, pier_core::body::full_body(vec![1u8; 4]))
+                .await
+                .err(),
+        ] {
+            let code = refusal.expect("a torn session is refused").code;
+            assert_eq!(code, ErrorCode::BlobUploadUnknown);
+        }
+
+        // No time passes: a torn state is garbage at once.
+        let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert_eq!(report.uploads_expired, 1, "{report:?}");
+        assert!(list_all(w.store.as_ref(), &format!("uploads/{torn}/"))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(w.registry.upload_status(&app, &live).await.is_ok(), "the live session stays");
     });
 }
 

@@ -64,6 +64,10 @@ impl Store for Gate {
         self.pass().await;
         self.inner.put(key, data, mode).await
     }
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.pass().await;
+        self.inner.put_volatile(key, data, mode).await
+    }
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.pass().await;
         self.inner.delete(key).await

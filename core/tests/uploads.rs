@@ -458,6 +458,9 @@ impl Store for Faulty {
         }
         self.inner.put(key, data, mode).await
     }
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.inner.put_volatile(key, data, mode).await
+    }
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await
     }

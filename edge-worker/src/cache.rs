@@ -310,6 +310,10 @@ impl Store for CachedStore {
         self.inner.put(key, data, mode).await
     }
 
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.inner.put_volatile(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await?;
         if let Some(kind) = cache_kind(key) {

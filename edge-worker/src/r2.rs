@@ -125,6 +125,11 @@ impl Store for R2Store {
         }
     }
 
+    /// R2 keeps what it acknowledges: the same as `put`.
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.put(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.bucket.delete(key).await.map_err(|e| r2_error("delete", key, e))
     }

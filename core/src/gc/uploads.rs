@@ -4,7 +4,7 @@
 use super::{Gc, Phase, RunState};
 use crate::error::Result;
 use crate::layout;
-use crate::upload::{load_state, remove_upload_keys};
+use crate::upload::{load_state, remove_upload_keys, SavedState};
 
 impl Gc {
     pub(super) async fn expire_uploads(&self, state: &mut RunState) -> Result<Option<Phase>> {
@@ -25,19 +25,23 @@ impl Gc {
                 continue;
             }
             seen = Some(id);
-            let Some((_, upload)) = load_state(self.store.as_ref(), id).await? else {
-                continue;
+            let upload = match load_state(self.store.as_ref(), id).await? {
+                SavedState::Saved(_, upload) if now.saturating_sub(upload.updated_ms) <= expiry_ms => continue,
+                SavedState::Saved(_, upload) => Some(upload),
+                // Torn by a crash: no client can resume it.
+                SavedState::Torn => None,
+                SavedState::Missing => continue,
             };
-            if now.saturating_sub(upload.updated_ms) <= expiry_ms {
-                continue;
-            }
             state.report.uploads_expired += 1;
-            state.report.list(format!("upload {id}"));
+            match upload {
+                Some(_) => state.report.list(format!("upload {id}")),
+                None => state.report.list(format!("upload {id} (its state was torn by a crash)")),
+            }
             if self.dry_run {
                 continue;
             }
-            if let Some(multipart) = &upload.multipart {
-                self.store.abort_multipart(&layout::blob_data(id), multipart).await?;
+            if let Some(multipart) = upload.and_then(|upload| upload.multipart) {
+                self.store.abort_multipart(&layout::blob_data(id), &multipart).await?;
             }
             remove_upload_keys(self.store.as_ref(), id).await;
         }

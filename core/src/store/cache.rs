@@ -155,6 +155,11 @@ impl Store for ImmutableCache {
         self.inner.put(key, data, mode).await
     }
 
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.forget_entry(key);
+        self.inner.put_volatile(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.forget_entry(key);
         self.inner.delete(key).await

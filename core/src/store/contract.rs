@@ -828,6 +828,10 @@ impl Store for Probe {
         self.0.put(key, data, mode).await
     }
 
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.0.put_volatile(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.0.delete(key).await
     }
@@ -910,6 +914,10 @@ mod tests {
                 (_, mode) => mode,
             };
             self.inner.put(key, data, mode).await
+        }
+
+        async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+            self.put(key, data, mode).await
         }
 
         async fn delete(&self, key: &str) -> StoreResult<()> {

@@ -52,6 +52,10 @@ impl Store for FreshReads {
         self.cache.put(key, data, mode).await
     }
 
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.cache.put_volatile(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.cache.delete(key).await
     }

@@ -122,6 +122,11 @@ impl Store for MemoryStore {
         Ok(meta)
     }
 
+    /// Nothing in memory outlives a crash: the same as `put`.
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.put(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.objects.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
         Ok(())

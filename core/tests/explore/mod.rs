@@ -136,6 +136,12 @@ impl Store for TaskStore {
             .put(key, data, mode)
             .await
     }
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.turn(format!("put volatile {key} ({mode:?})"))
+            .await
+            .put_volatile(key, data, mode)
+            .await
+    }
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.turn(format!("delete {key}")).await.delete(key).await
     }

@@ -126,6 +126,38 @@ impl FsStore {
         }
     }
 
+    /// Writes a whole object, flushed as `flush` says.
+    async fn write(&self, key: &str, data: Bytes, mode: PutMode, flush: Flush) -> StoreResult<ObjectMeta> {
+        let dest = self.path(key)?;
+        let tmp = self.temp_path();
+        // A flush waits for the disk: never on the request's thread.
+        let inline = data.len() as u64 <= SMALL_OBJECT && flush.root.is_none();
+        let write = move |exclusive: bool| -> StoreResult<ObjectMeta> {
+            write_file(&tmp, &data, &flush)?;
+            place(&tmp, &dest, exclusive, &flush)?;
+            fs::metadata(&dest).map(|m| object_meta(&m)).map_err(io_err)
+        };
+        match mode {
+            PutMode::Overwrite | PutMode::Create if inline => write(mode == PutMode::Create),
+            PutMode::Overwrite => blocking(move || write(false)).await,
+            PutMode::Create => blocking(move || write(true)).await,
+            PutMode::Update(expected) => {
+                // Conditional updates are of small documents (tag lists, GC state).
+                let _guard = self.update_lock.lock().await;
+                match fs::metadata(self.path(key)?) {
+                    Ok(meta) if etag_of(&meta) == expected => {}
+                    Ok(_) => return Err(StoreError::PreconditionFailed),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::PreconditionFailed),
+                    Err(e) => return Err(io_err(e)),
+                }
+                match inline {
+                    true => write(false),
+                    false => blocking(move || write(false)).await,
+                }
+            }
+        }
+    }
+
     fn path(&self, key: &str) -> StoreResult<PathBuf> {
         if key.is_empty()
             || key.starts_with('/')
@@ -429,35 +461,11 @@ impl Store for FsStore {
     }
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        let dest = self.path(key)?;
-        let tmp = self.temp_path();
-        // A flush waits for the disk: never on the request's thread.
-        let inline = data.len() as u64 <= SMALL_OBJECT && !self.fsync;
-        let flush = self.flush();
-        let write = move |exclusive: bool| -> StoreResult<ObjectMeta> {
-            write_file(&tmp, &data, &flush)?;
-            place(&tmp, &dest, exclusive, &flush)?;
-            fs::metadata(&dest).map(|m| object_meta(&m)).map_err(io_err)
-        };
-        match mode {
-            PutMode::Overwrite | PutMode::Create if inline => write(mode == PutMode::Create),
-            PutMode::Overwrite => blocking(move || write(false)).await,
-            PutMode::Create => blocking(move || write(true)).await,
-            PutMode::Update(expected) => {
-                // Conditional updates are of small documents (tag lists, GC state).
-                let _guard = self.update_lock.lock().await;
-                match fs::metadata(self.path(key)?) {
-                    Ok(meta) if etag_of(&meta) == expected => {}
-                    Ok(_) => return Err(StoreError::PreconditionFailed),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::PreconditionFailed),
-                    Err(e) => return Err(io_err(e)),
-                }
-                match inline {
-                    true => write(false),
-                    false => blocking(move || write(false)).await,
-                }
-            }
-        }
+        self.write(key, data, mode, self.flush()).await
+    }
+
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.write(key, data, mode, Flush { root: None }).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

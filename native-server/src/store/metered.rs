@@ -61,6 +61,10 @@ impl Store for MeteredStore {
         metered!("put", self.inner.put(key, data, mode))
     }
 
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        metered!("put_volatile", self.inner.put_volatile(key, data, mode))
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         metered!("delete", self.inner.delete(key))
     }

@@ -315,6 +315,11 @@ impl Store for BucketStore {
         }
     }
 
+    /// A bucket keeps what it acknowledges: the same as `put`.
+    async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
+        self.put(key, data, mode).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.path(key)?;
         absent_as_none(self.objects.delete(&path).await).map(|_| ())
