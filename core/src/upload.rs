@@ -56,6 +56,12 @@ pub struct UploadState {
     /// The request writing to the session now, if any (see [`CLAIM_LEASE_MS`]).
     #[serde(default)]
     pub writer: Option<String>,
+    /// The store's [`crate::store::Capabilities::unsynced_epoch`] when this state was
+    /// saved: parts are flushed only when the upload completes, so under
+    /// another epoch (the machine restarted) they may be gone or torn, and
+    /// the session is unknown.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// How many tail pieces a session keeps: a request that would add one more
@@ -162,6 +168,7 @@ impl<'a> Upload<'a> {
             created_ms: now,
             updated_ms: now,
             writer: None,
+            epoch: store.capabilities().unsynced_epoch,
         };
         Upload {
             store,
@@ -192,7 +199,8 @@ impl<'a> Upload<'a> {
         let SavedState::Saved(seq, state) = load_state(store, id).await? else {
             return Err(upload_unknown());
         };
-        if state.repo != repo.as_str() {
+        let state = *state;
+        if state.repo != repo.as_str() || state.epoch != store.capabilities().unsynced_epoch {
             return Err(upload_unknown());
         }
         let hasher = Hasher::restore(state.algorithm, &state.hash)
@@ -240,6 +248,7 @@ impl<'a> Upload<'a> {
     async fn save_state(&mut self, mut state: UploadState) -> Result<()> {
         let next = self.seq.map_or(0, |s| s + 1);
         state.updated_ms = self.env.now_millis();
+        state.epoch = self.store.capabilities().unsynced_epoch;
         let bytes = serde_json::to_vec(&state).map_err(|e| RegistryError::unserializable("an upload state", e))?;
         match self
             .store
@@ -509,16 +518,6 @@ impl<'a> Upload<'a> {
         // Even after a failure: no write of this request may land later.
         let settled = self.settle_in_flight().await;
         flushed.and(settled)?;
-        // The state saved below names this request's parts: they go to the
-        // disk first, or a crash could keep the state and lose the bytes.
-        if let Some(multipart) = &self.state.multipart {
-            if self.state.parts.len() > self.committed.parts.len() {
-                self.store
-                    .sync_parts(&layout::blob_data(&self.id), multipart)
-                    .await
-                    .map_err(session_error)?;
-            }
-        }
         let old_generation = self.state.tail_generation;
         if !self.tails_loaded && self.state.tails.len() >= MAX_TAIL_PIECES {
             // Merged into one piece of a new generation, below.
@@ -751,7 +750,7 @@ pub enum SavedState {
     /// A state a crash left torn (states are written volatile, see
     /// [`Store::put_volatile`]): the session is lost and its keys garbage.
     Torn,
-    Saved(u64, UploadState),
+    Saved(u64, Box<UploadState>),
 }
 
 /// The newest saved state of upload `id`.
@@ -767,7 +766,7 @@ pub async fn load_state(store: &dyn Store, id: &str) -> Result<SavedState> {
         return Ok(SavedState::Missing);
     };
     Ok(match serde_json::from_slice(&bytes) {
-        Ok(state) => SavedState::Saved(seq, state),
+        Ok(state) => SavedState::Saved(seq, Box::new(state)),
         Err(_) => SavedState::Torn,
     })
 }

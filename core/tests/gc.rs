@@ -616,8 +616,14 @@ fn a_state_torn_by_a_crash_loses_its_session_and_nothing_else() {
         let newest = states.last().expect("the session has a state");
         // What a power cut can leave of a state that was never flushed.
         let zeros = bytes::Bytes::from(vec![0u8; 40]);
-        w.store.put(newest, zeros, pier_core::store::PutMode::Overwrite).await.unwrap();
-        assert!(matches!(load_state(w.store.as_ref(), &torn).await.unwrap(), SavedState::Torn));
+        w.store
+            .put(newest, zeros, pier_core::store::PutMode::Overwrite)
+            .await
+            .unwrap();
+        assert!(matches!(
+            load_state(w.store.as_ref(), &torn).await.unwrap(),
+            SavedState::Torn
+        ));
 
         for refusal in [
             w.registry.upload_status(&app, &torn).await.err(),
@@ -637,7 +643,10 @@ fn a_state_torn_by_a_crash_loses_its_session_and_nothing_else() {
             .await
             .unwrap()
             .is_empty());
-        assert!(w.registry.upload_status(&app, &live).await.is_ok(), "the live session stays");
+        assert!(
+            w.registry.upload_status(&app, &live).await.is_ok(),
+            "the live session stays"
+        );
     });
 }
 

@@ -95,9 +95,6 @@ impl Store for Gate {
         self.pass().await;
         self.inner.abort_multipart(key, upload_id).await
     }
-    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        self.inner.sync_parts(key, upload_id).await
-    }
     async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
         self.inner.signed_url(key, expires).await
     }

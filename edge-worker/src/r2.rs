@@ -198,11 +198,6 @@ impl Store for R2Store {
         Ok(meta_of(&object))
     }
 
-    /// R2 keeps a part once it has acknowledged it.
-    async fn sync_parts(&self, _key: &str, _upload_id: &str) -> StoreResult<()> {
-        Ok(())
-    }
-
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         let upload = self
             .bucket

@@ -35,7 +35,9 @@ impl Gc {
             state.report.uploads_expired += 1;
             match upload {
                 Some(_) => state.report.list(format!("upload {id}")),
-                None => state.report.list(format!("upload {id} (its state was torn by a crash)")),
+                None => state
+                    .report
+                    .list(format!("upload {id} (its state was torn by a crash)")),
             }
             if self.dry_run {
                 continue;

@@ -676,8 +676,6 @@ async fn write_three_parts(store: &dyn Store, key: &str, id: &str, data: &Bytes,
         .put_part(key, id, 1, data.slice(..part))
         .await
         .map_err(failed("part 1"))?;
-    // Synced between parts, as an upload does before it saves its state.
-    store.sync_parts(key, id).await.map_err(failed("sync parts 1 and 2"))?;
     let third = store
         .put_part(key, id, 3, data.slice(2 * part..))
         .await
@@ -767,6 +765,7 @@ const PROBE_CAPABILITIES: Capabilities = Capabilities {
     part_size: 12_345,
     part_writes_in_flight: 3,
     single_process: true,
+    unsynced_epoch: 77,
 };
 
 /// What the probe answers to `signed_url`.
@@ -774,14 +773,9 @@ fn probe_url(key: &str, expires: Duration) -> String {
     format!("https://probe.invalid/{key}?expires={}", expires.as_secs())
 }
 
-/// What the probe answers to `sync_parts`.
-fn probe_sync_answer(key: &str) -> String {
-    format!("parts of {key} synced by the probe")
-}
-
 /// Checks that a store wrapping another (a cache, a metering layer)
 /// reports exactly the capabilities of the store it wraps and forwards
-/// `signed_url` and `sync_parts` to it. `wrap` builds the wrapper around the store it is
+/// `signed_url` to it. `wrap` builds the wrapper around the store it is
 /// given: a probe with capabilities and signed URLs no default would give.
 pub async fn check_wrapper<W: Store>(wrap: impl FnOnce(Arc<dyn Store>) -> W) -> Result<(), String> {
     let wrapper = wrap(Arc::new(Probe(MemoryStore::new(PROBE_CAPABILITIES.part_size))));
@@ -797,10 +791,6 @@ pub async fn check_wrapper<W: Store>(wrap: impl FnOnce(Arc<dyn Store>) -> W) -> 
     match wrapper.signed_url(key, expires).await {
         Ok(Some(url)) if url == expected => {}
         other => wrong.push(format!("signed_url gave {other:?}, the store it wraps {expected:?}")),
-    }
-    match wrapper.sync_parts(key, "probe-upload").await {
-        Err(StoreError::Invalid(answer)) if answer == probe_sync_answer(key) => {}
-        other => wrong.push(format!("sync_parts gave {other:?}, not the answer of the store it wraps")),
     }
     if wrong.is_empty() {
         Ok(())
@@ -858,11 +848,6 @@ impl Store for Probe {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         self.0.abort_multipart(key, upload_id).await
-    }
-
-    /// An answer no store gives, so that a wrapper answering for itself shows.
-    async fn sync_parts(&self, key: &str, _upload_id: &str) -> StoreResult<()> {
-        Err(StoreError::Invalid(probe_sync_answer(key)))
     }
 
     async fn signed_url(&self, key: &str, expires: Duration) -> StoreResult<Option<String>> {
@@ -950,10 +935,6 @@ mod tests {
 
         async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
             self.inner.abort_multipart(key, upload_id).await
-        }
-
-        async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-            self.inner.sync_parts(key, upload_id).await
         }
 
         async fn signed_url(&self, key: &str, expires: Duration) -> StoreResult<Option<String>> {

@@ -84,10 +84,6 @@ impl Store for FreshReads {
         self.cache.abort_multipart(key, upload_id).await
     }
 
-    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        self.cache.sync_parts(key, upload_id).await
-    }
-
     async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
         self.backend.signed_url(key, expires).await
     }

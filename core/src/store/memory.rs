@@ -197,11 +197,6 @@ impl Store for MemoryStore {
         self.put(key, data.freeze(), PutMode::Overwrite).await
     }
 
-    /// Parts live in memory: nothing outlives a crash to sync.
-    async fn sync_parts(&self, _key: &str, _upload_id: &str) -> StoreResult<()> {
-        Ok(())
-    }
-
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
         self.uploads
             .lock()

@@ -138,8 +138,10 @@ pub trait Store: MaybeSend + MaybeSync {
 
     /// `put` of an object a crash may lose or leave torn, where a store must
     /// flush to be durable (a local disk): upload states, whose loss only
-    /// makes their session unknown (the client starts the blob again), and
-    /// whose parts and tails are durable before a state names them. The same
+    /// makes their session unknown (the client starts the blob again); a
+    /// state whose parts may be lost is refused by its epoch (see
+    /// [`Capabilities::unsynced_epoch`]), and tails are durable before a
+    /// state names them. The same
     /// as `put` where every write is durable; decorators forward it.
     async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta>;
 
@@ -160,12 +162,6 @@ pub trait Store: MaybeSend + MaybeSync {
     /// Writes part `number` (1-based); every part but the last must be exactly
     /// [`Capabilities::part_size`] bytes.
     async fn put_part(&self, key: &str, upload_id: &str, number: u32, data: Bytes) -> StoreResult<PartRef>;
-
-    /// Makes the parts written so far to a multipart write durable: an upload
-    /// state that names them is saved next, and must not outlive them in a
-    /// crash. Nothing to do where a part is durable once its write returns
-    /// (buckets, memory); decorators forward it.
-    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()>;
 
     /// Makes the parts, in order, the object at `key`.
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta>;
@@ -204,6 +200,13 @@ pub struct Capabilities {
     /// locked by its process), so that state left by another process is
     /// known to be dead rather than possibly in use elsewhere.
     pub single_process: bool,
+    /// How long writes not flushed yet survive: for as long as this value
+    /// stays the same. A local disk keeps them in the page cache until the
+    /// machine restarts, so its value is the boot's; a store whose every
+    /// write is durable when it returns answers 0. An upload records it in
+    /// its state and is unknown under another value (its parts, not
+    /// flushed until completion, may not have survived).
+    pub unsynced_epoch: u64,
 }
 
 impl Capabilities {
@@ -214,6 +217,7 @@ impl Capabilities {
             part_size,
             part_writes_in_flight: 1,
             single_process: false,
+            unsynced_epoch: 0,
         }
     }
 }

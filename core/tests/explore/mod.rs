@@ -170,10 +170,6 @@ impl Store for TaskStore {
         let store = self.turn(format!("abort multipart {key}")).await;
         store.abort_multipart(key, upload_id).await
     }
-    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        let store = self.turn(format!("sync parts {key}")).await;
-        store.sync_parts(key, upload_id).await
-    }
     async fn signed_url(&self, key: &str, expires: std::time::Duration) -> StoreResult<Option<String>> {
         self.scheduler.inner.signed_url(key, expires).await
     }

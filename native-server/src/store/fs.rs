@@ -15,8 +15,14 @@
 //! after, so a push acknowledged before a power cut is still there, whole,
 //! after it. Without the flush a record could survive a crash while the data
 //! it names came back as zeros, and the registry would serve a blob that does
-//! not match its digest. Deletes are not flushed: a crash may undo one, and
-//! collection and upload expiry run again.
+//! not match its digest. Three kinds of write are not flushed: deletes (a
+//! crash may undo one; collection and upload expiry run again), upload states
+//! (`put_volatile`: a lost state loses its session) and multipart parts,
+//! whose writeback starts at once and which are flushed as a whole when the
+//! upload completes. Until then they survive a killed process (the page
+//! cache keeps them) but maybe not a restart of the machine: the store's
+//! `unsynced_epoch` is the boot's id, and an upload saved under another one
+//! is unknown.
 //!
 //! Work on one small file or directory entry (metadata, records, links,
 //! manifests: tens of microseconds) runs on the calling thread; only bulk data
@@ -55,6 +61,8 @@ pub struct FsStore {
     part_size: usize,
     /// Flush every write to the disk before it returns (see the module doc).
     fsync: bool,
+    /// How long unflushed writes last: this boot (see the module doc).
+    unsynced_epoch: u64,
     /// Serialises conditional updates within this process.
     update_lock: Mutex<()>,
     /// Held open for the lifetime of the store: the exclusive lock on the directory.
@@ -107,6 +115,7 @@ impl FsStore {
             root,
             part_size,
             fsync: true,
+            unsynced_epoch: boot_epoch(),
             update_lock: Mutex::new(()),
             _lock: lock,
         })
@@ -184,6 +193,26 @@ impl FsStore {
     }
 }
 
+/// A number that changes when the machine restarts: the first half of
+/// Linux's boot id. Elsewhere, or if it cannot be read, this process's start
+/// time, which changes more often than needed (an upload does not survive a
+/// restart of pier) but never less.
+fn boot_epoch() -> u64 {
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .and_then(|id| {
+            let hex: String = id.chars().filter(char::is_ascii_hexdigit).take(16).collect();
+            u64::from_str_radix(&hex, 16).ok()
+        });
+    let epoch = boot_id.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_nanos() as u64)
+    });
+    // 0 means "every write is durable": never this store's.
+    epoch.max(1)
+}
+
 /// Runs bulk filesystem work (data, directory walks) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
     tokio::task::spawn_blocking(work)
@@ -213,7 +242,7 @@ impl Flush {
         if self.root.is_some() {
             use std::os::fd::AsRawFd;
             // SAFETY: a plain system call on an open descriptor; it only
-            // schedules writeback. Its failure is harmless: `sync_parts`
+            // schedules writeback. Its failure is harmless: completion
             // flushes everything anyway.
             unsafe {
                 libc::sync_file_range(
@@ -523,6 +552,7 @@ impl Store for FsStore {
             part_size: self.part_size,
             part_writes_in_flight: 2,
             single_process: true,
+            unsynced_epoch: self.unsynced_epoch,
         }
     }
 
@@ -556,28 +586,13 @@ impl Store for FsStore {
                 Err(e) => return Err(io_err(e)),
             };
             file.write_all_at(&data, offset).map_err(io_err)?;
-            // Flushed as a whole by `sync_parts`; starting now leaves that
-            // call little to wait for.
+            // Flushed as a whole on completion; starting now leaves that
+            // flush little to wait for.
             flush.start_writing(&file, offset, data.len());
             Ok(PartRef {
                 number,
                 etag: format!("{number}:{}", data.len()),
             })
-        })
-        .await
-    }
-
-    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        self.path(key)?;
-        if !self.fsync {
-            return Ok(());
-        }
-        let path = self.multipart_path(upload_id)?;
-        let flush = self.flush();
-        blocking(move || match File::open(&path) {
-            Ok(file) => flush.data(&file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound),
-            Err(e) => Err(io_err(e)),
         })
         .await
     }
@@ -630,6 +645,19 @@ mod tests {
     use super::*;
     use crate::env::SystemEnv;
     use pier_core::store::contract;
+
+    #[test]
+    fn unflushed_writes_last_for_this_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = FsStore::open(dir.path(), 1024).unwrap().capabilities().unsynced_epoch;
+        assert_ne!(epoch, 0, "a disk does not flush every write at once");
+        let again = tempfile::tempdir().unwrap();
+        let same_boot = FsStore::open(again.path(), 1024).unwrap().capabilities().unsynced_epoch;
+        assert_eq!(
+            epoch, same_boot,
+            "a restart of pier alone keeps the epoch (a killed process loses no page cache)"
+        );
+    }
 
     #[tokio::test]
     async fn keeps_the_storage_contract() {

@@ -96,10 +96,6 @@ impl Store for MeteredStore {
         metered!("abort_multipart", self.inner.abort_multipart(key, upload_id))
     }
 
-    async fn sync_parts(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        metered!("sync_parts", self.inner.sync_parts(key, upload_id))
-    }
-
     async fn signed_url(&self, key: &str, expires: Duration) -> StoreResult<Option<String>> {
         metered!("signed_url", self.inner.signed_url(key, expires))
     }

@@ -412,11 +412,6 @@ impl Store for BucketStore {
         self.meta_of(&path).await
     }
 
-    /// A bucket keeps a part once it has acknowledged it.
-    async fn sync_parts(&self, _key: &str, _upload_id: &str) -> StoreResult<()> {
-        Ok(())
-    }
-
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         let path = self.path(key)?;
         absent_as_none(self.multipart.abort_multipart(&path, &upload_id.to_string()).await).map(|_| ())
