@@ -3,7 +3,7 @@
 # already there at the right version. Tools outside the clone live under
 # $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
 #
-# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|all]   (default: all)
+# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|packaging|all]   (default: all)
 set -euo pipefail
 
 PIER_TOOLS=${PIER_TOOLS:-$HOME/.cache/pier-tools}
@@ -22,6 +22,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 AZURITE_VERSION=3.37.0
 FAKE_GCS_SERVER_VERSION=v1.56.1
 CARGO_FUZZ_VERSION=0.13.2
+HELM_VERSION=v3.22.0
 
 log() { echo "[install-deps] $*" >&2; }
 
@@ -132,13 +133,25 @@ install_fuzz() {
   fi
 }
 
+# The static binary, the container image and the Helm chart (tests/packaging):
+# the musl target and its C compiler (aws-lc and ring have C parts), buildah
+# and podman to build and run the image, helm to lint and render the chart.
+install_packaging() {
+  command -v rustup >/dev/null || { log "rustup is required (it installs the musl target)"; exit 1; }
+  rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+  apt_packages musl-tools file buildah podman ca-certificates
+  go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+  go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+}
+
 case $what in
   core) install_core ;;
   clients) install_clients ;;
   edge) install_edge ;;
   scaleout) install_scaleout ;;
   fuzz) install_fuzz ;;
-  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz ;;
-  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|all]" >&2; exit 2 ;;
+  packaging) install_packaging ;;
+  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz; install_packaging ;;
+  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|packaging|all]" >&2; exit 2 ;;
 esac
 log "done ($what)"

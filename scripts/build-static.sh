@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds pier as one static executable for air-gapped sites and the container
+# image (Containerfile): x86_64-unknown-linux-musl, release profile, no
+# dynamic loader and no shared library needed at run time. Refuses to finish
+# if the result is not static.
+#
+# Usage: scripts/build-static.sh [OUT]   (default OUT: dist/pier)
+# Needs: scripts/install-deps.sh packaging (the musl target and musl-gcc).
+# Prints the path of the binary on its last line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pier/target}
+target=x86_64-unknown-linux-musl
+out=${1:-dist/pier}
+
+command -v musl-gcc >/dev/null || { echo "musl-gcc is missing (scripts/install-deps.sh packaging)" >&2; exit 2; }
+rustup target list --installed | grep -qx "$target" \
+  || { echo "the $target target is missing (scripts/install-deps.sh packaging)" >&2; exit 2; }
+
+# The C parts (aws-lc, ring) are compiled against musl's headers and libc;
+# musl-gcc also links the final binary, so nothing of glibc gets in.
+export CC_x86_64_unknown_linux_musl=musl-gcc
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=musl-gcc
+# crt-static is musl's default; said here so a changed default cannot undo it.
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
+
+cargo build --release --locked -p pier-server --bin pier --target "$target"
+
+built="$CARGO_TARGET_DIR/$target/release/pier"
+description=$(file -b "$built")
+case $description in
+  *"statically linked"* | *"static-pie linked"*) ;;
+  *) echo "not a static executable: $description" >&2; exit 1 ;;
+esac
+# ldd answers "not a dynamic executable" (status 1) for a static one.
+if ldd "$built" >/dev/null 2>&1; then
+  echo "ldd finds shared libraries in $built:" >&2; ldd "$built" >&2; exit 1
+fi
+
+mkdir -p "$(dirname "$out")"
+install -m 0755 "$built" "$out"
+echo "static: $description" >&2
+realpath "$out"
