@@ -4,17 +4,22 @@
 # dynamic loader and no shared library needed at run time. Refuses to finish
 # if the result is not static.
 #
-# Usage: scripts/build-static.sh [OUT]   (default OUT: dist/pier)
+# Usage: scripts/build-static.sh [DIR]   (default DIR: dist)
+# Writes DIR/pier, the binary, and beside it DIR/ca-certificates.crt, this
+# host's CA bundle: the two files the container image is made of (pier
+# verifies upstream registries and buckets against it). Prints the binary's
+# path on its last line.
 # Needs: scripts/install-deps.sh packaging (the musl target and musl-gcc).
-# Prints the path of the binary on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pier/target}
 target=x86_64-unknown-linux-musl
-out=${1:-dist/pier}
+out=${1:-dist}
+ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
+[ -s "$ca_bundle" ] || { echo "no CA bundle at $ca_bundle (the ca-certificates package)" >&2; exit 2; }
 command -v musl-gcc >/dev/null || { echo "musl-gcc is missing (scripts/install-deps.sh packaging)" >&2; exit 2; }
 rustup target list --installed | grep -qx "$target" \
   || { echo "the $target target is missing (scripts/install-deps.sh packaging)" >&2; exit 2; }
@@ -39,7 +44,8 @@ if ldd "$built" >/dev/null 2>&1; then
   echo "ldd finds shared libraries in $built:" >&2; ldd "$built" >&2; exit 1
 fi
 
-mkdir -p "$(dirname "$out")"
-install -m 0755 "$built" "$out"
+mkdir -p "$out"
+install -m 0755 "$built" "$out/pier"
+install -m 0644 "$ca_bundle" "$out/ca-certificates.crt"
 echo "static: $description" >&2
-realpath "$out"
+realpath "$out/pier"

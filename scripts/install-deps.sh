@@ -139,7 +139,7 @@ install_fuzz() {
 install_packaging() {
   command -v rustup >/dev/null || { log "rustup is required (it installs the musl target)"; exit 1; }
   rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-  apt_packages musl-tools file buildah podman ca-certificates
+  apt_packages musl-tools file buildah podman ca-certificates yq
   go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
   go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 }
