@@ -1,0 +1,44 @@
+# The static binary (sourced by tests/packaging/run.sh, which built it into
+# $static_bin): static by `file` and `ldd`, and serving from a root directory
+# that holds nothing but itself, so it needs neither a libc, nor the Rust
+# toolchain, nor anything of the host's /etc.
+
+binary_is_static() {
+  file -b "$static_bin"
+  file -b "$static_bin" | grep -Eq 'statically linked|static-pie linked'
+  fails ldd "$static_bin"
+}
+check "the static binary has no dynamic dependencies" binary_is_static
+
+# An empty root with the binary and a data directory only; chroot needs root.
+bare_root="$scratch/bare-root"
+bare_port=$(free_port)
+start_bare_pier() {
+  mkdir -p "$bare_root/data"
+  install -m 0755 "$static_bin" "$bare_root/pier"
+  env -i PATH=/ chroot "$bare_root" /pier serve --listen "127.0.0.1:$bare_port" --data-dir /data \
+    >"$scratch/bare.log" 2>&1 &
+  register bare "$bare_port" $!
+  wait_for "http://$bare_addr/v2/" 200 "$bare_pid" "$scratch/bare.log"
+}
+
+serves_from_an_empty_root() {
+  find "$bare_root" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | tr '\n' ' '
+  [ "$(find "$bare_root" -mindepth 1 -maxdepth 1 | wc -l)" -eq 2 ]
+  curl -fsS "http://$bare_addr/v2/"
+  make_image "$bare_addr/bare/app:v1" 300000
+  # Every blob read back hashes to its digest.
+  same_blobs "$bare_addr/bare/app:v1" "$bare_addr/bare/app:v1"
+  crane pull --insecure "$bare_addr/bare/app:v1" "$scratch/work/bare-app.tar"
+  tar -tf "$scratch/work/bare-app.tar" | grep -q manifest.json
+  # What it stored is under the data directory inside that root.
+  [ -d "$bare_root/data/blobs/sha256" ]
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+  record "the static binary serves from an empty root (needs root for chroot)" 1
+elif start_bare_pier; then
+  check "the static binary serves from an empty root" serves_from_an_empty_root
+else
+  record "the static binary starts in an empty root" 1
+fi
