@@ -5,7 +5,8 @@
 # configuration Secret and the signing keys at the paths the chart mounts
 # them) starting the real binary with auth on.
 
-chart=deploy/helm/pier
+# Checks run in $scratch/work: paths of the clone are absolute.
+chart=$PWD/deploy/helm/pier
 
 # render NAME HELM_TEMPLATE_ARGS...: the chart rendered as release NAME into
 # $scratch/work/NAME.json, an array of the objects (empty documents dropped).
@@ -50,8 +51,9 @@ disk_mode() {
     <<<"$deployment"
   local pod='.spec.template.spec' container='.spec.template.spec.containers[0]'
   jq -e "$container.volumeMounts == [{\"name\": \"data\", \"mountPath\": \"/var/lib/pier\"}]" <<<"$deployment"
-  pod_env disk | grep -qx PIER_DATA_DIR=/var/lib/pier
-  fails pod_env disk | grep -q PIER_STORAGE_URL
+  pod_env disk | tee "$scratch/work/disk.env"
+  grep -qx PIER_DATA_DIR=/var/lib/pier "$scratch/work/disk.env"
+  fails grep -q PIER_STORAGE_URL "$scratch/work/disk.env"
   jq -e "$container.readinessProbe.httpGet | .path == \"/readyz\" and .scheme == \"HTTP\"" <<<"$deployment"
   jq -e "$container.livenessProbe.httpGet | .path == \"/healthz\" and .scheme == \"HTTP\"" <<<"$deployment"
   jq -e '.spec.template.metadata.annotations | .["prometheus.io/scrape"] == "true"
@@ -101,7 +103,8 @@ bucket_mode() {
     <<<"$deployment"
   secret=$(object bucket Secret)
   jq -e '.metadata.name == "bucket-pier-config"' <<<"$secret"
-  jq -r '.stringData["pier.toml"]' <<<"$secret" | diff - "$scratch/auth.toml"
+  # The file as given (YAML's block scalar may add a final newline).
+  [ "$(jq -r '.stringData["pier.toml"]' <<<"$secret")" = "$(cat "$scratch/auth.toml")" ]
   jq -e '.spec.ports[0].name == "https"' <<<"$(object bucket Service)"
 }
 check "helm template, bucket mode: N pods, no claim, credentials, TLS, auth and config Secrets" bucket_mode

@@ -4,10 +4,13 @@
 # verify` must have nothing to say (it warns about unknown or misspelt
 # settings but still exits 0), and systemd-sysusers must accept the user.
 
+# Checks run in $scratch/work: paths of the clone are absolute.
+repo=$PWD
+
 unit_verifies() {
   mkdir -p "$scratch/systemd"
   # The unit as installed, its binary where this run built it.
-  sed "s#^ExecStart=/usr/local/bin/pier #ExecStart=$static_bin #" deploy/systemd/pier.service \
+  sed "s#^ExecStart=/usr/local/bin/pier #ExecStart=$static_bin #" "$repo/deploy/systemd/pier.service" \
     >"$scratch/systemd/pier.service"
   grep -q "^ExecStart=$static_bin serve" "$scratch/systemd/pier.service"
   local said
@@ -16,14 +19,14 @@ unit_verifies() {
   [ -z "$said" ]
   for setting in ProtectSystem=strict StateDirectory=pier ReadWritePaths=/var/lib/pier NoNewPrivileges=yes \
     PrivateTmp=yes ProtectHome=yes 'CapabilityBoundingSet=$' User=pier; do
-    grep -q "^$setting" deploy/systemd/pier.service || { echo "no $setting"; return 1; }
+    grep -q "^$setting" "$repo/deploy/systemd/pier.service" || { echo "no $setting"; return 1; }
   done
 }
 check "systemd-analyze verify finds nothing to say about pier.service" unit_verifies
 
 sysusers_accepts() {
   local said
-  said=$(systemd-sysusers --dry-run --root="$scratch/sysroot" "$PWD/deploy/systemd/pier.sysusers" 2>&1)
+  said=$(systemd-sysusers --dry-run --root="$scratch/sysroot" "$repo/deploy/systemd/pier.sysusers" 2>&1)
   echo "$said"
   grep -q "Creating user 'pier'" <<<"$said"
   fails grep -qi 'ignoring\|garbage\|failed' <<<"$said"
@@ -41,9 +44,9 @@ tls_settings=(PIER_TLS_CERT PIER_TLS_KEY PIER_TLS_DIR PIER_TLS_CLIENT_CA)
 settings_are_ones_pier_reads() {
   local given known unknown name skipped=()
   given=$({
-    grep -ohE '^#?PIER_[A-Z0-9_]+=' deploy/systemd/pier.env | tr -d '#='
-    grep -oE 'PIER_[A-Z0-9_]+=' deploy/systemd/pier.service Containerfile | cut -d: -f2 | tr -d '='
-    grep -oE 'name: PIER_[A-Z0-9_]+' deploy/helm/pier/templates/*.yaml | awk '{print $2}'
+    grep -ohE '^#?PIER_[A-Z0-9_]+=' "$repo/deploy/systemd/pier.env" | tr -d '#='
+    grep -oE 'PIER_[A-Z0-9_]+=' "$repo/deploy/systemd/pier.service" "$repo/Containerfile" | cut -d: -f2 | tr -d '='
+    grep -ohE 'name: PIER_[A-Z0-9_]+' "$repo"/deploy/helm/pier/templates/*.yaml | awk '{print $2}'
   } | sort -u)
   echo "given: $(tr '\n' ' ' <<<"$given")"
   [ "$(wc -l <<<"$given")" -gt 10 ]
