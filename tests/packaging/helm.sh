@@ -4,6 +4,8 @@
 # reason, and the settings a disk-mode pod gets (its environment, its
 # configuration Secret and the signing keys at the paths the chart mounts
 # them) starting the real binary with auth on.
+# Set by run.sh and the harness: $scratch, $static_bin, $context, NAME_addr.
+# shellcheck shell=bash disable=SC2154
 
 # Checks run in $scratch/work: paths of the clone are absolute.
 chart=$PWD/deploy/helm/pier

@@ -5,6 +5,8 @@
 # pier inside serves as uid 65532 and keeps a push in that volume. With the
 # TLS flags in this pier, it also serves HTTPS from a certificate mounted at
 # /etc/pier/tls.
+# Set by run.sh and the harness: $scratch, $static_bin, $context, NAME_addr.
+# shellcheck shell=bash disable=SC2154
 
 containers="$scratch/containers"
 BUILDAH=(buildah --storage-driver vfs --root "$containers/buildah" --runroot "$containers/buildah-run")

@@ -2,6 +2,8 @@
 # $static_bin): static by `file` and `ldd`, and serving from a root directory
 # that holds nothing but itself, so it needs neither a libc, nor the Rust
 # toolchain, nor anything of the host's /etc.
+# Set by run.sh and the harness: $scratch, $static_bin, $context, NAME_addr.
+# shellcheck shell=bash disable=SC2154
 
 binary_is_static() {
   file -b "$static_bin"

@@ -3,6 +3,8 @@
 # checked by systemd's own parser rather than started: `systemd-analyze
 # verify` must have nothing to say (it warns about unknown or misspelt
 # settings but still exits 0), and systemd-sysusers must accept the user.
+# Set by run.sh and the harness: $scratch, $static_bin, $context, NAME_addr.
+# shellcheck shell=bash disable=SC2154
 
 # Checks run in $scratch/work: paths of the clone are absolute.
 repo=$PWD
