@@ -24,10 +24,10 @@ command -v musl-gcc >/dev/null || { echo "musl-gcc is missing (scripts/install-d
 rustup target list --installed | grep -qx "$target" \
   || { echo "the $target target is missing (scripts/install-deps.sh packaging)" >&2; exit 2; }
 
-# The C parts (aws-lc, ring) are compiled against musl's headers and libc;
-# musl-gcc also links the final binary, so nothing of glibc gets in.
+# The C parts (aws-lc, ring) are compiled against musl's headers. The link
+# stays Rust's own for this target (its bundled musl and start files):
+# musl-gcc as the linker would make a PIE that loads /lib/ld-musl at run time.
 export CC_x86_64_unknown_linux_musl=musl-gcc
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=musl-gcc
 # crt-static is musl's default; said here so a changed default cannot undo it.
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
 

@@ -69,6 +69,18 @@ else
   record "a pier to push the image to starts" 1
 fi
 
+# The air-gapped way in (docs/deploy-native.md): the image carried as an OCI
+# layout written by `pier copy`, pulled from there by podman.
+travels_as_a_layout() {
+  pier copy --insecure "$pushed_ref" "oci:$scratch/carried:pier-test"
+  local layout_podman=(podman --storage-driver vfs --root "$containers/podman-inside"
+    --runroot "$containers/podman-inside-run" --cgroup-manager cgroupfs --events-backend file)
+  "${layout_podman[@]}" pull "oci:$scratch/carried:pier-test"
+  [ "$("${layout_podman[@]}" images --format '{{.Digest}}')" = "$(crane digest --insecure "$pushed_ref")" ]
+}
+[ -n "$pushed_ref" ] && check "pier copy carries the image as an OCI layout, podman pulls it from there" \
+  travels_as_a_layout
+
 inner_port=$(free_port)
 inner_addr=127.0.0.1:$inner_port
 # run_image [PODMAN_RUN_ARGS...]: the pushed image as $container on the
