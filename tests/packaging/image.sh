@@ -10,9 +10,14 @@
 
 containers="$scratch/containers"
 BUILDAH=(buildah --storage-driver vfs --root "$containers/buildah" --runroot "$containers/buildah-run")
-# The sandbox has no systemd: cgroupfs and a file for podman's events.
-PODMAN=(podman --storage-driver vfs --root "$containers/podman" --runroot "$containers/podman-run"
-  --cgroup-manager cgroupfs --events-backend file)
+# podman_at DIR: podman with its storage under DIR. Made for the sandbox:
+# no systemd (cgroupfs, events in a file), and cgroups v1 beside v2, which
+# crun refuses and runc takes.
+podman_at() {
+  podman --storage-driver vfs --root "$1/storage" --runroot "$1/run" \
+    --cgroup-manager cgroupfs --events-backend file --runtime runc "${@:2}"
+}
+PODMAN=(podman_at "$containers/podman")
 built_image=localhost/pier:test
 revision=$(git rev-parse HEAD)
 container="pier-test-$$"
@@ -73,8 +78,7 @@ fi
 # layout written by `pier copy`, pulled from there by podman.
 travels_as_a_layout() {
   pier copy --insecure "$pushed_ref" "oci:$scratch/carried:pier-test"
-  local layout_podman=(podman --storage-driver vfs --root "$containers/podman-inside"
-    --runroot "$containers/podman-inside-run" --cgroup-manager cgroupfs --events-backend file)
+  local layout_podman=(podman_at "$containers/podman-inside")
   "${layout_podman[@]}" pull "oci:$scratch/carried:pier-test"
   [ "$("${layout_podman[@]}" images --format '{{.Digest}}')" = "$(crane digest --insecure "$pushed_ref")" ]
 }
@@ -85,9 +89,11 @@ inner_port=$(free_port)
 inner_addr=127.0.0.1:$inner_port
 # run_image [PODMAN_RUN_ARGS...]: the pushed image as $container on the
 # host's network (the sandbox has no bridge), listening on $inner_addr.
+# podman raises the file and process limits by default, which needs
+# CAP_SYS_RESOURCE (the sandbox withholds it): modest limits instead.
 run_image() {
-  "${PODMAN[@]}" run -d --name "$container" --network host -e "PIER_LISTEN=$inner_addr" \
-    -v "$volume:/var/lib/pier" "$@" "$pushed_ref"
+  "${PODMAN[@]}" run -d --name "$container" --network host --ulimit nofile=16384:16384 --ulimit nproc=4096:4096 \
+    -e "PIER_LISTEN=$inner_addr" -v "$volume:/var/lib/pier" "$@" "$pushed_ref"
 }
 
 pulls_and_runs() {
