@@ -148,7 +148,10 @@ pod_settings_start_pier() {
   printf '%s\n' "${env[@]}"
   env -i PATH=/usr/bin:/bin "${env[@]}" "$PIER_BIN" serve >"$scratch/pod.log" 2>&1 &
   local server=$!
-  kill_at_exit "$server"
+  # This runs in the check's subshell, whose end stops the server (the
+  # pid expanded now: the variable is gone by then).
+  # shellcheck disable=SC2064
+  trap "kill $server" EXIT
   wait_for "http://127.0.0.1:$port/readyz" 200 "$server" "$scratch/pod.log"
   # Auth is on (the configuration Secret), and the robot's login works
   # (tokens signed with the mounted key).

@@ -10,24 +10,27 @@
 
 containers="$scratch/containers"
 BUILDAH=(buildah --storage-driver vfs --root "$containers/buildah" --runroot "$containers/buildah-run")
-# podman_at DIR: podman with its storage under DIR. Made for the sandbox:
+# podman_at NAME: podman with storage of its own, NAME. Made for the sandbox:
 # no systemd (cgroupfs, events in a file), and cgroups v1 beside v2, which
 # crun refuses and runc takes.
+# podman's run root must have a short path (at most 50 characters).
+podman_runroots=$(mktemp -d /tmp/pier-podman.XXXXXX)
 podman_at() {
-  podman --storage-driver vfs --root "$1/storage" --runroot "$1/run" \
+  podman --storage-driver vfs --root "$containers/$1" --runroot "$podman_runroots/$1" \
     --cgroup-manager cgroupfs --events-backend file --runtime runc "${@:2}"
 }
-PODMAN=(podman_at "$containers/podman")
+PODMAN=(podman_at outside)
 built_image=localhost/pier:test
 revision=$(git rev-parse HEAD)
 container="pier-test-$$"
 volume="pier-test-data-$$"
 at_exit "${PODMAN[*]} rm -f -t 5 $container >/dev/null 2>&1; ${PODMAN[*]} volume rm -f $volume >/dev/null 2>&1"
+at_exit "rm -rf $podman_runroots"
 
 builds_the_image() {
   "${BUILDAH[@]}" bud --build-arg "REVISION=$revision" -t "$built_image" "$context"
   local config
-  config=$("${BUILDAH[@]}" inspect --type image --format '{{json .OCIv1.Config}}' "$built_image")
+  config=$("${BUILDAH[@]}" inspect --type image "$built_image" | jq .OCIv1.config)
   echo "$config" | jq .
   jq -e '.User == "65532:65532"' <<<"$config"
   jq -e '.Volumes | has("/var/lib/pier")' <<<"$config"
@@ -76,10 +79,13 @@ fi
 
 # The air-gapped way in (docs/deploy-native.md): the image carried as an OCI
 # layout written by `pier copy`, pulled from there by podman.
+# podman names the image after the layout's path, which must then be lowercase.
+carried=/tmp/pier-carried-$$
+at_exit "rm -rf $carried"
 travels_as_a_layout() {
-  pier copy --insecure "$pushed_ref" "oci:$scratch/carried:pier-test"
-  local layout_podman=(podman_at "$containers/podman-inside")
-  "${layout_podman[@]}" pull "oci:$scratch/carried:pier-test"
+  pier copy --insecure "$pushed_ref" "oci:$carried:pier-test"
+  local layout_podman=(podman_at inside)
+  "${layout_podman[@]}" pull "oci:$carried:pier-test"
   [ "$("${layout_podman[@]}" images --format '{{.Digest}}')" = "$(crane digest --insecure "$pushed_ref")" ]
 }
 [ -n "$pushed_ref" ] && check "pier copy carries the image as an OCI layout, podman pulls it from there" \
