@@ -3,7 +3,7 @@
 # already there at the right version. Tools outside the clone live under
 # $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
 #
-# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|bench|all]   (default: all)
+# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|packaging|bench|all]   (default: all)
 # (`bench` is not part of `all`: the test suite does not run benchmarks.)
 set -euo pipefail
 
@@ -23,6 +23,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 AZURITE_VERSION=3.37.0
 FAKE_GCS_SERVER_VERSION=v1.56.1
 CARGO_FUZZ_VERSION=0.13.2
+HELM_VERSION=v3.22.0
 # The benchmark's reference: CNCF Distribution as users deploy it today.
 DISTRIBUTION_VERSION=v3.1.2
 
@@ -140,6 +141,17 @@ install_fuzz() {
   fi
 }
 
+# The static binary, the container image and the Helm chart (tests/packaging):
+# the musl target and its C compiler (aws-lc and ring have C parts), buildah
+# and podman to build and run the image, helm to lint and render the chart.
+install_packaging() {
+  command -v rustup >/dev/null || { log "rustup is required (it installs the musl target)"; exit 1; }
+  rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+  apt_packages musl-tools file buildah podman ca-certificates yq
+  go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+  go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+}
+
 # The benchmark (bench/run.sh): the reference registry and wrk.
 install_bench() {
   apt_packages wrk
@@ -152,8 +164,9 @@ case $what in
   edge) install_edge ;;
   scaleout) install_scaleout ;;
   fuzz) install_fuzz ;;
+  packaging) install_packaging ;;
   bench) install_bench ;;
-  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz ;;
-  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|bench|all]" >&2; exit 2 ;;
+  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz; install_packaging ;;
+  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|packaging|bench|all]" >&2; exit 2 ;;
 esac
 log "done ($what)"

@@ -29,7 +29,8 @@ step() { # name command...
   fi
 }
 
-step "install dependencies" bash -c 'scripts/install-deps.sh core && scripts/install-deps.sh clients'
+step "install dependencies" bash -c 'scripts/install-deps.sh core && scripts/install-deps.sh clients &&
+  scripts/install-deps.sh packaging'
 step "cargo test" cargo test --workspace --exclude pier-edge
 step "core builds for wasm32" cargo check -q -p pier-core --target wasm32-unknown-unknown
 # Core's lints (lib.rs) forbid unwrap, expect, panics and unchecked indexing
@@ -57,10 +58,11 @@ step "OCI conformance (native)" env OUT="$scratch/conformance" bash tests/confor
 step "crash safety (native)" node --test tests/native/*.test.mjs
 step "TLS and mutual TLS (native)" bash tests/native/tls.sh
 # Suites that start their own servers (auth, GC under concurrent pushes for a
-# minute, scale-out over S3, mirroring, events, the adversarial suite), with
-# the binary built above (PIER_BIN).
+# minute, scale-out over S3, mirroring, events, the adversarial suite, the
+# static binary, image, systemd unit and Helm chart), with the binary built
+# above (PIER_BIN).
 for suite in tests/auth/run.sh tests/gc/run.sh tests/scaleout/run.sh tests/mirror/run.sh tests/events/run.sh \
-  tests/security/run.sh; do
+  tests/security/run.sh tests/packaging/run.sh; do
   # Their Worker parts run in scripts/test-edge.sh, once the Worker is built.
   [ -f "$suite" ] && step "$(basename "$(dirname "$suite")") suite" env PIER_SKIP_EDGE=1 bash "$suite"
 done
