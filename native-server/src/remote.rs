@@ -13,17 +13,30 @@ use pier_core::remote::http::{HttpClient, HttpError, IncomingResponse, OutgoingB
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub struct ReqwestClient(reqwest::Client);
+/// The client, or why it could not be built: a host without CA
+/// certificates (an air-gapped site, a bare container) still serves its own
+/// registry, and only requests to other registries fail, saying why.
+pub struct ReqwestClient(Result<reqwest::Client, String>);
 
 impl ReqwestClient {
-    pub fn new() -> Result<ReqwestClient, String> {
-        reqwest::Client::builder()
+    pub fn open() -> ReqwestClient {
+        let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map(ReqwestClient)
-            .map_err(|e| format!("HTTP client: {}", error_chain(&e)))
+            .map_err(|e| {
+                format!(
+                    "HTTP client: {} (requests to other registries need CA certificates: install them or set SSL_CERT_FILE)",
+                    error_chain(&e)
+                )
+            });
+        ReqwestClient(client)
+    }
+
+    /// Why requests to other registries cannot be made, if they cannot.
+    pub fn unusable(&self) -> Option<&str> {
+        self.0.as_ref().err().map(String::as_str)
     }
 }
 
@@ -42,9 +55,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[async_trait::async_trait]
 impl HttpClient for ReqwestClient {
     async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
+        let client = self.0.as_ref().map_err(|why| HttpError(why.clone()))?;
         let (parts, body) = request.into_parts();
-        let mut builder = self
-            .0
+        let mut builder = client
             .request(parts.method, parts.uri.to_string())
             .headers(parts.headers);
         builder = match body {

@@ -32,7 +32,11 @@ async fn serve(config: Config) -> Result<(), String> {
         tracing::warn!("redirect_blobs is on, but a local directory cannot sign URLs: blobs are served directly");
     }
     let env: Arc<dyn Env> = Arc::new(SystemEnv);
-    let http: Arc<dyn HttpClient> = Arc::new(ReqwestClient::new()?);
+    let client = ReqwestClient::open();
+    if let Some(why) = client.unusable() {
+        tracing::warn!("{why}");
+    }
+    let http: Arc<dyn HttpClient> = Arc::new(client);
     let deployment = Deployment::new(config.deployment_settings()?, Ports { env, http }).map_err(|e| e.to_string())?;
     for notice in deployment.notices() {
         match notice.warning {

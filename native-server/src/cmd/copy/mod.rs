@@ -131,7 +131,7 @@ pub fn run(args: CopyArgs) -> Result<(), String> {
     let destination = Place::parse(&args.destination)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let http = Arc::new(ReqwestClient::new()?);
+        let http = Arc::new(ReqwestClient::open());
         let (src, src_ref) = open(&source, args.src_creds.as_deref(), &args, &http)?;
         let (dst, dst_ref) = open(&destination, args.dest_creds.as_deref(), &args, &http)?;
         let src_ref = match (&source, src_ref) {
