@@ -32,7 +32,7 @@ use crate::r2::R2Store;
 use pier_core::layout;
 use pier_core::platform::Env as _;
 use pier_core::store::{contract, read_small, PutMode, Store, StoreError};
-use pier_core::upload::load_state;
+use pier_core::upload::{load_state, SavedState};
 
 const PREFIX: &str = "/_pier_test/";
 
@@ -160,11 +160,11 @@ async fn multipart(request: &Request, store: &R2Store, id: &str) -> worker::Resu
     let id = decode(id)?;
     match request.method() {
         Method::Get => match load_state(store, &id).await.map_err(|e| e.to_string())? {
-            Some((_, state)) => match state.multipart {
+            SavedState::Saved(_, state) => match state.multipart {
                 Some(multipart) => Response::ok(multipart),
                 None => Response::error("the session has no multipart write", 404),
             },
-            None => Response::error("no such upload session", 404),
+            SavedState::Missing | SavedState::Torn => Response::error("no such upload session", 404),
         },
         Method::Post => {
             let url = request.url()?;
