@@ -16,23 +16,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { freePort } from '../lib/free-port.mjs';
 import os from 'node:os';
 import path from 'node:path';
 
 const BIN = process.env.PIER_BIN;
 const MiB = 1 << 20;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const sha256 = (bytes) => 'sha256:' + createHash('sha256').update(bytes).digest('hex');
 
