@@ -213,6 +213,16 @@ fn boot_epoch() -> u64 {
     epoch.max(1)
 }
 
+/// Opens a multipart write's file for writing; a missing one is a write
+/// that was aborted or never began.
+fn open_multipart(path: &Path) -> StoreResult<File> {
+    match File::options().write(true).open(path) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
 /// Runs bulk filesystem work (data, directory walks) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
     tokio::task::spawn_blocking(work)
@@ -580,11 +590,7 @@ impl Store for FsStore {
         let offset = (number as u64 - 1) * self.part_size as u64;
         let flush = self.flush();
         blocking(move || {
-            let file = match File::options().write(true).open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
-                Err(e) => return Err(io_err(e)),
-            };
+            let file = open_multipart(&path)?;
             file.write_all_at(&data, offset).map_err(io_err)?;
             // Flushed as a whole on completion; starting now leaves that
             // flush little to wait for.
@@ -608,11 +614,7 @@ impl Store for FsStore {
         let size = (parts.len() as u64).saturating_sub(1) * part_size + last_len;
         let flush = self.flush();
         blocking(move || {
-            let file = match File::options().write(true).open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound),
-                Err(e) => return Err(io_err(e)),
-            };
+            let file = open_multipart(&path)?;
             // A retried part may have left a longer file; the parts define the object.
             file.set_len(size).map_err(io_err)?;
             flush.data(&file)?;
