@@ -102,6 +102,17 @@ impl Site {
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
+
+    /// Its events' outbox and targets; `None` without webhooks and rules.
+    pub fn events(&self) -> Option<&EventSink> {
+        self.events.as_ref()
+    }
+
+    /// The site with its events set up by `setup` (the Worker's queue).
+    pub fn with_events(mut self, setup: impl FnOnce(EventSink) -> EventSink) -> Site {
+        self.events = self.events.map(setup);
+        self
+    }
 }
 
 /// The parts a deployment's settings make, built and checked once.
@@ -167,7 +178,10 @@ impl Deployment {
                 Registry::with_cache(backend, cache, self.env.clone(), self.options.clone())
             }
         };
-        let events = self.hooks.clone().map(|hooks| EventSink::new(hooks, background));
+        let events = self
+            .hooks
+            .clone()
+            .map(|hooks| EventSink::new(hooks, registry.clone(), background));
         Site { registry, events }
     }
 

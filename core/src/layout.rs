@@ -25,6 +25,10 @@
 //! gc/marked/<run>                                the run's marking is complete (its marks may be trusted)
 //! gc/suspect-data/<id>                           data object with no record, seen by an earlier run
 //! gc/last-report                                 what the last collection did
+//! events/pending/<target>/<lane>/<ms>-<id>       a delivery of an event not made yet (see `events::outbox`)
+//! events/dead/<target>/<lane>/<ms>-<id>          a delivery given up after its last attempt
+//! events/leases/<target>/<lane>                  who delivers the lane's events, until when
+//! events/backfilled/<target>                     marker: a rule's backfill of existing tags is recorded
 //! ```
 
 use crate::digest::Digest;
@@ -208,6 +212,29 @@ pub fn gc_data_marks(run: &str) -> String {
 }
 
 pub const GC_SUSPECT_DATA: &str = "gc/suspect-data/";
+
+pub const EVENTS_PENDING: &str = "events/pending/";
+
+pub const EVENTS_DEAD: &str = "events/dead/";
+
+/// Where the deliveries of one lane (a target and a repository) wait, in
+/// the order they were recorded; `dead` for those given up.
+pub fn event_lane(dead: bool, target: &str, lane: &str) -> String {
+    let root = if dead { EVENTS_DEAD } else { EVENTS_PENDING };
+    format!("{root}{target}/{lane}/")
+}
+
+pub fn event_delivery(dead: bool, target: &str, lane: &str, now_ms: u64, id: &str) -> String {
+    format!("{}{now_ms:013}-{id}", event_lane(dead, target, lane))
+}
+
+pub fn event_lease(target: &str, lane: &str) -> String {
+    format!("events/leases/{target}/{lane}")
+}
+
+pub fn event_backfilled(target: &str) -> String {
+    format!("events/backfilled/{target}")
+}
 
 /// The repository named by a catalog key.
 pub fn repo_of_catalog_entry(key: &str) -> Option<&str> {

@@ -12,6 +12,8 @@ use worker::{js_sys, Env};
 pub const BUCKET_BINDING: &str = "PIER_BUCKET";
 /// The optional KV namespace caching small immutable objects.
 pub const KV_BINDING: &str = "PIER_KV";
+/// The optional queue through which lanes of the events outbox are drained.
+pub const EVENTS_QUEUE_BINDING: &str = "PIER_EVENTS";
 
 const MIB: u64 = 1 << 20;
 /// R2 refuses multipart parts under 5 MiB (all but the last).
@@ -25,6 +27,9 @@ const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
 /// Wall-clock seconds of collection per cron invocation: well inside the 30 s
 /// the platform allows a cron invocation on the Free plan.
 const DEFAULT_GC_BUDGET_SECS: u64 = 20;
+/// Wall-clock seconds one replication copy step may start blobs for in a
+/// queue consumer invocation (the platform allows 15 minutes of wall time).
+const DEFAULT_REPLICATION_STEP_SECS: u64 = 300;
 
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -36,6 +41,11 @@ pub struct EdgeConfig {
     /// Seconds of collection per cron invocation (`PIER_GC_BUDGET_SECS`); each
     /// invocation takes at least one step.
     pub gc_budget_secs: u64,
+    /// Seconds a replication copy starts blobs for in one queue consumer
+    /// invocation (`PIER_REPLICATION_STEP_SECS`) before the next invocation
+    /// goes on; work under a request's or the cron's `waitUntil` gets the
+    /// cron budget.
+    pub replication_step_secs: u64,
 }
 
 impl EdgeConfig {
@@ -51,6 +61,7 @@ impl EdgeConfig {
             part_size: part_size as usize,
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
             gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
+            replication_step_secs: number(env, "PIER_REPLICATION_STEP_SECS", DEFAULT_REPLICATION_STEP_SECS)?,
         })
     }
 }

@@ -1,14 +1,16 @@
 //! The Worker's entry points: `fetch` hands every request to this isolate's
 //! deployment (`deployment`) over the cached R2 store; `scheduled` is the cron
-//! trigger, which advances garbage collection.
+//! trigger, which advances garbage collection and drains the events outbox;
+//! `queue` consumes the events queue (`events`).
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use pier_core::deployment::Stores;
 use pier_core::error::{ErrorCode, RegistryError};
+use pier_core::events::outbox::Lane;
 use pier_core::store::Store;
-use worker::{console_error, event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};
+use worker::{console_error, event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::background::WaitUntil;
 use crate::cache::{CachedStore, EdgeCaches};
@@ -68,7 +70,8 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         cache: cached,
     };
     #[allow(clippy::arc_with_non_send_sync)]
-    let site = deployment.site(stores, Arc::new(WaitUntil(context)));
+    let site = deployment.site(stores, Arc::new(WaitUntil::of_request(context)));
+    let site = crate::events::route_lanes(site, env, &config);
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = deployment.handle(&site, request).await;
     if let Some(unread) = unread {
@@ -85,7 +88,17 @@ fn failure(message: &str) -> worker::Result<Response> {
     worker_response(response)
 }
 
+/// Every cron: garbage collection's next steps, and the events outbox.
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, context: ScheduleContext) {
     crate::gc::collect(&env, &event.cron()).await;
+    #[allow(clippy::arc_with_non_send_sync)]
+    crate::events::on_cron(&env, Arc::new(WaitUntil::of_cron(context))).await;
+}
+
+/// The events queue's consumer.
+#[event(queue)]
+async fn queue(batch: MessageBatch<Lane>, env: Env, context: Context) -> worker::Result<()> {
+    crate::events::consume(batch, &env, context).await;
+    Ok(())
 }

@@ -22,6 +22,8 @@ mod entry;
 #[cfg(target_arch = "wasm32")]
 mod env;
 #[cfg(target_arch = "wasm32")]
+mod events;
+#[cfg(target_arch = "wasm32")]
 mod fetch;
 #[cfg(target_arch = "wasm32")]
 mod gc;

@@ -1,7 +1,9 @@
 //! pier's own endpoints for operators, beside the distribution API:
 //! `GET /_pier/gc/report`, the report of the last garbage collection, so an
 //! operator of the edge Worker (which has no command line) can see what its
-//! cron collections did; and who may read the native server's `/metrics`
+//! cron collections did; the events outbox under `/_pier/events` (what
+//! waits, what was given up, retry, a rule's backfill), the same on both
+//! deployments; and who may read the native server's `/metrics`
 //! (which the shell renders). With auth on, only admins may read the report,
 //! and admins and `metrics_readers` the metrics; without auth both are open
 //! like every other endpoint.
@@ -10,9 +12,10 @@ use bytes::Bytes;
 use http::header::CACHE_CONTROL;
 use http::{Method, StatusCode};
 
-use super::{guard, json_response, HttpResponse, Refusal};
+use super::{guard, json_response, HttpResponse, Query, Refusal};
 use crate::auth::Auth;
 use crate::error::{ErrorCode, RegistryError};
+use crate::events::EventSink;
 use crate::registry::Registry;
 
 /// The report of the last collection.
@@ -44,6 +47,76 @@ pub(super) async fn gc_report(
     if parts.method == Method::HEAD {
         *response.body_mut() = super::Body::Empty;
     }
+    Ok(response)
+}
+
+/// The outbox: `GET` lists, `POST .../retry` and `POST .../backfill` act.
+pub(super) const EVENTS_PATH: &str = "/_pier/events";
+const EVENTS_RETRY_PATH: &str = "/_pier/events/retry";
+const EVENTS_BACKFILL_PATH: &str = "/_pier/events/backfill";
+
+/// Whether `path` is one of the outbox's endpoints.
+pub(super) fn is_events_path(path: &str) -> bool {
+    matches!(path, EVENTS_PATH | EVENTS_RETRY_PATH | EVENTS_BACKFILL_PATH)
+}
+
+/// `GET /_pier/events[?dead=true]`: the deliveries waiting (and given up),
+/// as JSON; `POST /_pier/events/retry[?id=ID...]`: dead deliveries back in
+/// their lanes (all without ids); `POST /_pier/events/backfill?rule=ID`: a
+/// push event queued for every existing tag the rule matches. Admins only
+/// when auth is on.
+pub(super) async fn events(
+    events: Option<&EventSink>,
+    auth: Option<&Auth>,
+    parts: &http::request::Parts,
+    query: &Query,
+) -> Result<HttpResponse, Refusal> {
+    if let Some(auth) = auth {
+        guard::check_operator(auth, parts, guard::Operator::Admin).await?;
+    }
+    let events = events.ok_or_else(|| {
+        RegistryError::new(
+            ErrorCode::NameUnknown,
+            "no webhook or replication rule is configured: there is no outbox",
+        )
+        .with_status(StatusCode::NOT_FOUND)
+    })?;
+    let wrong_method = |wanted: &str| {
+        RegistryError::new(
+            ErrorCode::Unsupported,
+            format!("{} is not supported on {}; {wanted}", parts.method, parts.uri.path()),
+        )
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+    };
+    let body = match parts.uri.path() {
+        EVENTS_PATH if parts.method == Method::GET => {
+            let dead = query.get("dead") == Some("true");
+            let listed = events.outbox().list(dead).await.map_err(RegistryError::from)?;
+            serde_json::to_vec_pretty(&listed).map_err(|e| RegistryError::unserializable("the outbox", e))?
+        }
+        EVENTS_PATH => return Err(wrong_method("GET it").into()),
+        _ if parts.method != Method::POST => return Err(wrong_method("POST to it").into()),
+        EVENTS_RETRY_PATH => {
+            let ids: Vec<String> = query.all("id").map(String::from).collect();
+            let lanes = events.retry_dead(&ids).await.map_err(RegistryError::from)?;
+            format!("{{\"lanes\":{lanes}}}").into_bytes()
+        }
+        _ => {
+            let rule = query.get("rule").ok_or_else(|| {
+                RegistryError::new(
+                    ErrorCode::Unsupported,
+                    "say which rule: ?rule=ID (its id is in the server's log)",
+                )
+                .with_status(StatusCode::BAD_REQUEST)
+            })?;
+            let queued = events.backfill(rule).await?;
+            format!("{{\"queued\":{queued}}}").into_bytes()
+        }
+    };
+    let mut response = json_response(StatusCode::OK, Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     Ok(response)
 }
 

@@ -46,7 +46,7 @@ pub(super) async fn get(
             media_type: &manifest.media_type,
             size: manifest.bytes.len() as u64,
         };
-        report(service, req, Action::Pull, &[reference.tag()], &subject);
+        report(service, req, Action::Pull, &[reference.tag()], &subject).await?;
         Body::Full(manifest.bytes)
     };
     finish(builder, body)
@@ -89,7 +89,7 @@ pub(super) async fn put(
         media_type: &pushed.media_type,
         size: pushed.size,
     };
-    report(service, req, Action::Push, &tags, &subject);
+    report(service, req, Action::Push, &tags, &subject).await?;
     let mut builder = digest_header(
         with_location(
             response(StatusCode::CREATED),
@@ -120,20 +120,45 @@ pub(super) async fn delete(
         media_type: &deleted.media_type,
         size: deleted.size,
     };
-    report(service, req, Action::Delete, &[reference.tag()], &subject);
+    report(service, req, Action::Delete, &[reference.tag()], &subject).await?;
     empty(response(StatusCode::ACCEPTED))
 }
 
 /// Tells the registry's webhooks and replication rules about a manifest
-/// request that succeeded: one event per tag it concerned (`None`: by digest).
-fn report(service: &Service<'_>, req: &Req<'_>, action: Action, tags: &[Option<&Tag>], subject: &Subject<'_>) {
+/// request that succeeded: one event per tag it concerned (`None`: by
+/// digest), recorded in the outbox before the request is answered. A push
+/// or delete whose event could not be recorded is answered 503, so the
+/// client does it again and the event is recorded then (the manifest is
+/// stored, or deleted, all the same); a pull is served anyway.
+async fn report(
+    service: &Service<'_>,
+    req: &Req<'_>,
+    action: Action,
+    tags: &[Option<&Tag>],
+    subject: &Subject<'_>,
+) -> Result<()> {
     let Some(sink) = service.events.filter(|sink| sink.wants(action, subject.repo)) else {
-        return;
+        return Ok(());
     };
     for tag in tags {
         let event = Event::new(service.registry.env(), action, subject, *tag, req.access.actor());
-        sink.emit(service.registry, event);
+        if let Err(err) = sink.emit(&event).await {
+            let what = format!(
+                "the {} of {} is done, but its event could not be recorded",
+                action.as_str(),
+                subject.repo
+            );
+            if action == Action::Pull {
+                sink.report(true, &format!("{what}: {err}"));
+                continue;
+            }
+            return Err(RegistryError::new(
+                ErrorCode::Unavailable,
+                format!("{what} ({err}): do it again"),
+            ));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -267,6 +267,9 @@ async fn authorize_and_route(
     if parts.uri.path() == admin::GC_REPORT_PATH {
         return admin::gc_report(registry, auth, parts).await;
     }
+    if admin::is_events_path(parts.uri.path()) {
+        return admin::events(service.events, auth, parts, &Query::parse(parts.uri.query())).await;
+    }
     let route = route(parts.uri.path())?.ok_or_else(|| {
         RegistryError::new(
             ErrorCode::Unsupported,

@@ -14,24 +14,27 @@
 //! copied, and one pushed later (a signature made after the promotion)
 //! follows it to the destination only with `follow_referrers`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::retry::{self, retrying};
-use super::{Action, Event, EventSink, Subject};
+use super::outbox::Attempt;
+use super::retry;
+use super::{target_id, Action, Event, EventSink, Subject};
 use crate::digest::Digest;
+use crate::error::RegistryError;
 use crate::glob::Glob;
 use crate::manifest;
 use crate::mirror::namespace_prefix;
 use crate::names::{RepoName, Tag};
 use crate::platform::Env;
-use crate::records::Reference;
+use crate::records::{Reference, StoredManifest};
 use crate::registry::Registry;
-use crate::remote::copy::{copy_image, ImageStore, Quiet, Referrers, RemoteRepo};
-use crate::remote::http::HttpClient;
+use crate::remote::copy::{copy_image, ImageStore, ManifestRole, Quiet, Referrers, RemoteRepo};
+use crate::remote::http::{HttpBody, HttpClient};
 use crate::remote::local::LocalRepo;
-use crate::remote::{Credentials, RegistryClient};
+use crate::remote::{Credentials, RegistryClient, RemoteError};
 
 /// Blobs copied at once by one replication.
 const PARALLEL_BLOBS: usize = 2;
@@ -74,9 +77,19 @@ pub struct ReplicateConfig {
     /// image was copied follows it. Off by default.
     #[serde(default)]
     pub follow_referrers: bool,
+    /// Whether deletes at the source (of a tag, or of a manifest by digest)
+    /// are done at the destination too. Off by default.
+    #[serde(default)]
+    pub deletes: bool,
+    /// Whether the rule, the first time an instance runs it, copies the
+    /// tags it matches that exist already. Off by default; `pier events
+    /// backfill` (or the admin endpoint) does it on request.
+    #[serde(default)]
+    pub backfill: bool,
 }
 
 pub struct Rule {
+    id: String,
     source_prefix: String,
     tags: Glob,
     target_prefix: String,
@@ -85,6 +98,8 @@ pub struct Rule {
     attempts: u32,
     referrers: Referrers,
     follow_referrers: bool,
+    deletes: bool,
+    backfill: bool,
 }
 
 impl Rule {
@@ -118,7 +133,10 @@ impl Rule {
                 "follow_referrers needs the artifact types to follow in referrers".into()
             ));
         }
+        let destination =
+            [config.to_namespace.as_deref(), config.to_registry.as_deref()].map(Option::unwrap_or_default);
         Ok(Rule {
+            id: target_id('r', &[&config.repository, &config.tags, destination[0], destination[1]]),
             source_prefix,
             tags: Glob::new(&config.tags).map_err(at)?,
             target_prefix,
@@ -126,7 +144,39 @@ impl Rule {
             attempts: retry::check_attempts(config.attempts).map_err(at)?,
             referrers: Referrers::OfTypes(referrer_types),
             follow_referrers: config.follow_referrers,
+            deletes: config.deletes,
+            backfill: config.backfill,
         })
+    }
+
+    /// Where its deliveries wait in the outbox (see `Webhook::id`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Whether the rule copies existing tags when it is new.
+    pub fn backfills(&self) -> bool {
+        self.backfill
+    }
+
+    /// Whether `event` asks something of this rule: a tag it matches
+    /// pushed, a manifest pushed by digest it may have to follow, a delete
+    /// it propagates.
+    pub fn wants(&self, event: &Event) -> bool {
+        let Some(repo) = RepoName::parse(&event.repository).filter(|r| self.covers(r)) else {
+            return false;
+        };
+        let tag_matches = |tag: &str| self.tags.matches(tag);
+        match (event.action, event.tag.as_deref()) {
+            (Action::Push, Some(tag)) => tag_matches(tag),
+            (Action::Push, None) => self.follows_referrers_of(&repo),
+            (Action::Delete, tag) => self.deletes && tag.is_none_or(tag_matches),
+            (Action::Pull, _) => false,
+        }
     }
 
     /// Whether a manifest pushed by digest to `repo` may have to follow
@@ -138,10 +188,6 @@ impl Rule {
     /// Whether pushes to `repo` may concern this rule (whatever the tag).
     pub fn covers(&self, repo: &RepoName) -> bool {
         repo.as_str().starts_with(&self.source_prefix)
-    }
-
-    pub fn matches(&self, repo: &RepoName, tag: &Tag) -> bool {
-        self.covers(repo) && self.tags.matches(tag.as_str())
     }
 
     /// Where `repo` goes.
@@ -157,54 +203,89 @@ impl Rule {
         }
     }
 
-    /// Copies `digest` from `repo` to the destination, tagged `tag` there.
-    pub async fn run(self: Arc<Self>, registry: Registry, sink: EventSink, repo: RepoName, tag: Tag, digest: Digest) {
-        let Some(target) = self.target(&repo) else {
-            let why = format!("replication of {repo}: no valid destination name");
-            sink.background.report(true, &why);
-            return;
+    /// One attempt at what `event` asks of this rule: the copy of a pushed
+    /// tag, of a referrer pushed by digest, or (with `deletes`) a delete.
+    /// A copy with a `deadline` (ms) stops starting blobs once it has
+    /// passed, and the next step goes on where it stopped.
+    pub async fn attempt(
+        &self,
+        registry: &Registry,
+        sink: &EventSink,
+        event: &Event,
+        deadline: Option<u64>,
+    ) -> Attempt {
+        let (Some(repo), Ok(digest)) = (RepoName::parse(&event.repository), Digest::parse(&event.digest)) else {
+            return Attempt::Failed(format!("event {} names no repository and digest", event.id));
         };
-        self.copy(&registry, &sink, &repo, &target, &digest, Some(&tag)).await;
+        let tag = match event.tag.as_deref().map(Tag::parse) {
+            Some(Some(tag)) => Some(tag),
+            Some(None) => return Attempt::Failed(format!("event {} names a bad tag", event.id)),
+            None => None,
+        };
+        let Some(target) = self.target(&repo) else {
+            return Attempt::Failed(format!("replication of {repo}: no valid destination name"));
+        };
+        match event.action {
+            Action::Push => match tag {
+                Some(tag) => {
+                    self.copy(registry, sink, &repo, &target, &digest, Some(&tag), deadline)
+                        .await
+                }
+                None => {
+                    self.follow_referrer(registry, sink, &repo, &target, &digest, deadline)
+                        .await
+                }
+            },
+            Action::Delete if self.deletes => self.delete(registry, &target, &digest, tag.as_ref()).await,
+            Action::Delete | Action::Pull => Attempt::Delivered,
+        }
     }
 
     /// Follows a manifest pushed by digest to `repo` (any tag filter) to
     /// the destination when it refers to a manifest that is there and is of
     /// an artifact type the rule carries: a signature or SBOM made after its
-    /// image was copied.
-    pub async fn follow_referrer(self: Arc<Self>, registry: Registry, sink: EventSink, repo: RepoName, digest: Digest) {
+    /// image was copied. Anything else is done with at once.
+    async fn follow_referrer(
+        &self,
+        registry: &Registry,
+        sink: &EventSink,
+        repo: &RepoName,
+        target: &RepoName,
+        digest: &Digest,
+        deadline: Option<u64>,
+    ) -> Attempt {
         if !self.follow_referrers {
-            return;
+            return Attempt::Delivered;
         }
-        let Ok(pushed) = registry.manifest(&repo, &Reference::Digest(digest.clone())).await else {
-            return;
+        let Ok(pushed) = registry.manifest(repo, &Reference::Digest(digest.clone())).await else {
+            return Attempt::Delivered;
         };
-        let Ok(parsed) = manifest::parse_stored(&pushed.bytes) else {
-            return;
+        let Some(parsed) = manifest::parse_stored(&pushed.bytes)
+            .ok()
+            .filter(|p| p.subject.is_some())
+        else {
+            return Attempt::Delivered;
         };
-        let Some(subject) = parsed.subject.clone() else {
-            return;
-        };
-        let Some(target) = self.target(&repo) else {
-            return;
+        let Some(subject) = parsed.subject.as_ref() else {
+            return Attempt::Delivered;
         };
         // Only where the image went: a rule's tag filter chose it.
-        if !matches!(
-            self.destination(&registry, &target).has_manifest(&subject.digest).await,
-            Ok(true)
-        ) {
-            return;
+        match self.destination(registry, target).has_manifest(&subject.digest).await {
+            Ok(true) => {}
+            Ok(false) => return Attempt::Delivered,
+            Err(err) => return Attempt::Failed(err.to_string()),
         }
         if !self.referrers.carries(&parsed) {
             let why = format!(
                 "replication {repo}@{digest} -> {}: not carried, a referrer of artifact type {:?} \
                  (the rule carries referrers of the types in its `referrers`, indexes never)",
-                self.describe(&target),
+                self.describe(target),
                 parsed.referrer_artifact_type().unwrap_or("none"),
             );
-            sink.background.report(false, &why);
-            return;
+            sink.report(false, &why);
+            return Attempt::Delivered;
         }
-        self.copy(&registry, &sink, &repo, &target, &digest, None).await;
+        self.copy(registry, sink, repo, target, digest, None, deadline).await
     }
 
     fn destination(&self, registry: &Registry, target: &RepoName) -> Box<dyn ImageStore> {
@@ -220,8 +301,9 @@ impl Rule {
         }
     }
 
-    /// The copy itself, retried; a promotion within this registry is told
-    /// to webhooks as a push.
+    /// The copy itself; a promotion within this registry is told to
+    /// webhooks as a push.
+    #[allow(clippy::too_many_arguments)]
     async fn copy(
         &self,
         registry: &Registry,
@@ -230,8 +312,8 @@ impl Rule {
         target: &RepoName,
         digest: &Digest,
         tag: Option<&Tag>,
-    ) {
-        let background = sink.background.clone();
+        deadline: Option<u64>,
+    ) -> Attempt {
         let at_tag = tag.map(|t| format!(":{t}")).unwrap_or_default();
         let what = format!(
             "replication {repo}{at_tag}@{digest} -> {}{at_tag}",
@@ -241,42 +323,177 @@ impl Rule {
             registry: registry.clone(),
             repo: repo.clone(),
         };
-        let dst = self.destination(registry, target);
-        let (src, dst, reference) = (&src, dst.as_ref(), &Reference::Digest(digest.clone()));
-        let referrers = &self.referrers;
-        let result = retrying(background.as_ref(), &what, self.attempts, |_| async move {
-            copy_image(src, reference, dst, tag, referrers, Arc::new(Quiet), PARALLEL_BLOBS)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
+        let dst = StepBudget {
+            inner: self.destination(registry, target),
+            env: registry.env_arc(),
+            deadline,
+            ran_out: AtomicBool::new(false),
+        };
+        let reference = Reference::Digest(digest.clone());
+        let copied = copy_image(
+            &src,
+            &reference,
+            &dst,
+            tag,
+            &self.referrers,
+            Arc::new(Quiet),
+            PARALLEL_BLOBS,
+        )
         .await;
-        if let Err(why) = result {
-            background.report(
-                true,
-                &format!("{what}: given up after {} attempts: {why}", self.attempts),
-            );
-            return;
+        match copied {
+            Err(_) if dst.ran_out.load(Ordering::Relaxed) => {
+                sink.report(false, &format!("{what}: this step's time is up; the next step goes on"));
+                return Attempt::Unfinished;
+            }
+            Err(err) => return Attempt::Failed(err.to_string()),
+            Ok(_) => {}
         }
-        background.report(false, &format!("{what}: done"));
+        sink.report(false, &format!("{what}: done"));
         if self.remote.is_none() {
             // The promoted manifest is a push here too: webhooks hear of it.
-            if let Ok(pushed) = registry.manifest(target, reference).await {
+            if let Ok(pushed) = registry.manifest(target, &reference).await {
                 let subject = Subject {
                     repo: target,
                     digest,
                     media_type: &pushed.media_type,
                     size: pushed.bytes.len() as u64,
                 };
-                sink.notify(Event::new(
-                    registry.env(),
-                    Action::Push,
-                    &subject,
-                    tag,
-                    REPLICATION_ACTOR,
-                ));
+                let event = Event::new(registry.env(), Action::Push, &subject, tag, REPLICATION_ACTOR);
+                if let Err(err) = sink.record_for_webhooks(&event).await {
+                    // Retried: the copy is done again, and its event recorded then.
+                    return Attempt::Failed(format!("recording the promoted push's event: {err}"));
+                }
             }
         }
+        Attempt::Delivered
+    }
+
+    /// Deletes at the destination what was deleted at the source: the tag,
+    /// or the manifest by digest. Already gone counts as done.
+    async fn delete(&self, registry: &Registry, target: &RepoName, digest: &Digest, tag: Option<&Tag>) -> Attempt {
+        let reference = match tag {
+            Some(tag) => Reference::Tag(tag.clone()),
+            None => Reference::Digest(digest.clone()),
+        };
+        let result = match &self.remote {
+            Some(client) => client.delete_manifest(target.as_str(), &reference).await.map(drop),
+            None => match registry.delete_manifest(target, &reference).await {
+                Ok(_) => Ok(()),
+                Err(err) if err.status.as_u16() == 404 => Ok(()),
+                Err(err) => Err(RemoteError::Invalid(err.message)),
+            },
+        };
+        match result {
+            Ok(()) => Attempt::Delivered,
+            Err(err) => Attempt::Failed(format!("delete of {}: {err}", self.describe(target))),
+        }
+    }
+
+    /// Push events for every existing tag this rule matches, as if each had
+    /// just been pushed: what a new rule (or one asked to) copies.
+    pub async fn existing_tags(&self, registry: &Registry) -> Result<Vec<Event>, RegistryError> {
+        let mut events = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = registry.catalog(1000, last.as_deref(), |_| true).await?;
+            for name in &page.names {
+                let Some(repo) = RepoName::parse(name).filter(|r| self.covers(r)) else {
+                    continue;
+                };
+                let mut last_tag: Option<String> = None;
+                loop {
+                    let tags = registry.tags(&repo, 1000, last_tag.as_deref()).await?;
+                    for text in &tags.names {
+                        let Some(tag) = Tag::parse(text).filter(|t| self.tags.matches(t.as_str())) else {
+                            continue;
+                        };
+                        let Ok(found) = registry.manifest(&repo, &Reference::Tag(tag.clone())).await else {
+                            continue;
+                        };
+                        let subject = Subject {
+                            repo: &repo,
+                            digest: &found.digest,
+                            media_type: &found.media_type,
+                            size: found.bytes.len() as u64,
+                        };
+                        events.push(Event::new(
+                            registry.env(),
+                            Action::Push,
+                            &subject,
+                            Some(&tag),
+                            REPLICATION_ACTOR,
+                        ));
+                    }
+                    match tags.next {
+                        Some(next) => last_tag = Some(next),
+                        None => break,
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => last = Some(next),
+                None => return Ok(events),
+            }
+        }
+    }
+}
+
+/// The destination of one copy step: once the step's deadline has passed it
+/// starts no more blobs and fails, saying so, and the blobs it finished stay
+/// (the next step finds them there and skips them).
+struct StepBudget {
+    inner: Box<dyn ImageStore>,
+    env: Arc<dyn Env>,
+    deadline: Option<u64>,
+    ran_out: AtomicBool,
+}
+
+impl StepBudget {
+    fn check(&self) -> Result<(), RemoteError> {
+        match self.deadline {
+            Some(deadline) if self.env.now_millis() >= deadline => {
+                self.ran_out.store(true, Ordering::Relaxed);
+                Err(RemoteError::Transport("the step's time is up".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl ImageStore for StepBudget {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn registry_repo(&self) -> Option<(&str, &str)> {
+        self.inner.registry_repo()
+    }
+    async fn manifest(&self, reference: &Reference) -> Result<Option<StoredManifest>, RemoteError> {
+        self.inner.manifest(reference).await
+    }
+    async fn has_manifest(&self, digest: &Digest) -> Result<bool, RemoteError> {
+        self.inner.has_manifest(digest).await
+    }
+    async fn referrers(&self, digest: &Digest) -> Result<Vec<Digest>, RemoteError> {
+        self.inner.referrers(digest).await
+    }
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, RemoteError> {
+        self.inner.blob_size(digest).await
+    }
+    async fn blob(&self, digest: &Digest) -> Result<HttpBody, RemoteError> {
+        self.inner.blob(digest).await
+    }
+    async fn mount_blob(&self, digest: &Digest, from: &str) -> Result<bool, RemoteError> {
+        self.check()?;
+        self.inner.mount_blob(digest, from).await
+    }
+    async fn put_blob(&self, digest: &Digest, size: u64, body: HttpBody) -> Result<(), RemoteError> {
+        self.check()?;
+        self.inner.put_blob(digest, size, body).await
+    }
+    async fn put_manifest(&self, manifest: &StoredManifest, role: &ManifestRole) -> Result<(), RemoteError> {
+        self.inner.put_manifest(manifest, role).await
     }
 }
 
@@ -295,13 +512,39 @@ mod tests {
         RepoName::parse(text).unwrap()
     }
 
+    fn event(action: Action, repository: &str, tag: Option<&str>) -> Event {
+        Event {
+            id: "e1".into(),
+            action,
+            timestamp: "2026-12-06T00:00:00Z".into(),
+            repository: repository.into(),
+            tag: tag.map(String::from),
+            digest: format!("sha256:{}", "0".repeat(64)),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 2,
+            actor: "a".into(),
+        }
+    }
+
     #[test]
     fn promotion_rewrites_the_namespace_for_matching_tags() {
         let promote = rule(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**"}"#).unwrap();
-        let tag = |t: &str| Tag::parse(t).unwrap();
-        assert!(promote.matches(&name("ci/app"), &tag("v1")));
-        assert!(!promote.matches(&name("ci/app"), &tag("dev")));
-        assert!(!promote.matches(&name("cix/app"), &tag("v1")));
+        assert!(promote.wants(&event(Action::Push, "ci/app", Some("v1"))));
+        assert!(!promote.wants(&event(Action::Push, "ci/app", Some("dev"))));
+        assert!(!promote.wants(&event(Action::Push, "cix/app", Some("v1"))));
+        assert!(
+            !promote.wants(&event(Action::Delete, "ci/app", Some("v1"))),
+            "deletes only when asked"
+        );
+        let deletes =
+            rule(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**", "deletes": true}"#).unwrap();
+        assert!(deletes.wants(&event(Action::Delete, "ci/app", Some("v1"))));
+        assert!(
+            deletes.wants(&event(Action::Delete, "ci/app", None)),
+            "a manifest by digest"
+        );
+        assert!(!deletes.wants(&event(Action::Delete, "ci/app", Some("dev"))));
+        assert!(!deletes.wants(&event(Action::Pull, "ci/app", Some("v1"))));
         assert_eq!(promote.target(&name("ci/team/app")), Some(name("prod/team/app")));
         let everything = rule(r#"{"repository": "**", "to_registry": "https://b.example"}"#).unwrap();
         assert_eq!(everything.target(&name("a/b")), Some(name("a/b")));

@@ -1,6 +1,7 @@
-//! Retries of background work (webhook deliveries, replication copies):
-//! a bounded number of attempts with exponential backoff between them, and
-//! a timeout per attempt, on the platform's clock ([`Background::sleep`]).
+//! The retry policy of deliveries (webhooks, replication copies): a
+//! bounded number of attempts with exponential backoff between them, which
+//! the outbox (`outbox`) applies, and a timeout per attempt on the
+//! platform's clock ([`Background::sleep`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use crate::platform::Background;
 /// The wait after the first failed attempt; it doubles after each one.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Attempts when the configuration says nothing, and at most.
-pub const DEFAULT_ATTEMPTS: u32 = 5;
-pub const MAX_ATTEMPTS: u32 = 10;
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// Attempts when the configuration says nothing (about half an hour of a
+/// receiver down: 1 s, 2 s, ... 256 s, then every 5 min), and at most.
+pub const DEFAULT_ATTEMPTS: u32 = 15;
+pub const MAX_ATTEMPTS: u32 = 100;
 
 pub fn default_attempts() -> u32 {
     DEFAULT_ATTEMPTS
@@ -37,36 +39,6 @@ pub fn backoff(failed: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// Runs `attempt(n)` for n = 1, 2, ... until it succeeds or `attempts`
-/// have failed; the last error then. Each failure is reported.
-pub async fn retrying<F, Fut>(
-    background: &dyn Background,
-    what: &str,
-    attempts: u32,
-    mut attempt: F,
-) -> Result<(), String>
-where
-    F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let mut n = 1;
-    loop {
-        match attempt(n).await {
-            Ok(()) => return Ok(()),
-            Err(why) if n >= attempts => return Err(why),
-            Err(why) => {
-                let wait = backoff(n);
-                background.report(
-                    true,
-                    &format!("{what}: attempt {n} of {attempts} failed: {why}; again in {wait:?}"),
-                );
-                background.sleep(wait).await;
-                n += 1;
-            }
-        }
-    }
-}
-
 /// `work`, or an error once `limit` has passed.
 pub async fn within<T, Fut>(background: &dyn Background, limit: Duration, work: Fut) -> Result<T, String>
 where
@@ -86,7 +58,8 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+        assert_eq!(backoff(10), MAX_BACKOFF);
         assert_eq!(backoff(100), MAX_BACKOFF);
     }
 

@@ -1,8 +1,9 @@
 //! Webhooks: events POSTed as JSON to a receiver the operator configured,
 //! filtered by action and repository, with configured headers (a shared
-//! secret in `Authorization`), a timeout per attempt and retries with
-//! backoff. A receiver answering anything but 2xx, or not answering in
-//! time, gets the same event (same `id`) again.
+//! secret in `Authorization`) and a timeout per attempt. A receiver
+//! answering anything but 2xx, or not answering in time, gets the same
+//! event (same `id`) again later: the outbox (`outbox`) keeps it and
+//! retries with backoff.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,8 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use serde::Deserialize;
 
-use super::retry::{self, retrying, within};
-use super::{Action, Event};
+use super::retry::{self, within};
+use super::{target_id, Action, Event};
 use crate::glob::Glob;
 use crate::platform::Background;
 use crate::remote::http::{read_body, send, HttpClient, OutgoingBody, Redirects};
@@ -58,6 +59,7 @@ pub struct WebhookConfig {
 }
 
 pub struct Webhook {
+    id: String,
     url: http::Uri,
     events: Vec<Action>,
     repository: Glob,
@@ -90,7 +92,9 @@ impl Webhook {
         if config.timeout_secs == 0 {
             return Err(at("timeout_secs must be at least 1".into()));
         }
+        let events: Vec<&str> = config.events.iter().map(|a| a.as_str()).collect();
         Ok(Webhook {
+            id: target_id('w', &[&config.url, &config.repository, &events.join(",")]),
             url,
             events: config.events.clone(),
             repository: Glob::new(&config.repository).map_err(at)?,
@@ -105,30 +109,21 @@ impl Webhook {
         self.events.contains(&action) && self.repository.matches(repo)
     }
 
-    /// Delivers `event`, retrying; the outcome is reported, not returned.
-    pub async fn deliver(self: Arc<Self>, event: Arc<Event>, background: Arc<dyn Background>) {
+    /// Where its deliveries wait in the outbox: the same id for the same
+    /// receiver and filter across restarts and instances.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// One attempt at delivering `event`, within the timeout.
+    pub async fn attempt(&self, event: &Event, background: &dyn Background) -> Result<(), String> {
         // An event is a struct of strings and numbers: its JSON cannot fail.
-        #[allow(clippy::expect_used)]
-        let body = Bytes::from(serde_json::to_vec(&*event).expect("events serialize"));
-        let what = format!(
-            "webhook {} for {} {}{}",
-            self.url,
-            event.action.as_str(),
-            event.repository,
-            event.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default()
-        );
-        let (hook, background_ref, body_ref) = (&self, background.as_ref(), &body);
-        let result = retrying(background_ref, &what, self.attempts, |_| async move {
-            within(background_ref, hook.timeout, hook.post(body_ref.clone())).await
-        })
-        .await;
-        match result {
-            Ok(()) => background.report(false, &format!("{what}: delivered")),
-            Err(why) => background.report(
-                true,
-                &format!("{what}: given up after {} attempts: {why}", self.attempts),
-            ),
-        }
+        let body = Bytes::from(serde_json::to_vec(event).unwrap_or_default());
+        within(background, self.timeout, self.post(body)).await
     }
 
     async fn post(&self, body: Bytes) -> Result<(), String> {

@@ -137,6 +137,10 @@ impl Registry {
         self.env.as_ref()
     }
 
+    pub(crate) fn env_arc(&self) -> Arc<dyn Env> {
+        self.env.clone()
+    }
+
     pub fn options(&self) -> &RegistryOptions {
         &self.options
     }

@@ -301,6 +301,20 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Deletes a manifest (by digest) or a tag; `false` when the registry
+    /// did not have it.
+    pub async fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<bool, RemoteError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{}", reference_text(reference)))?;
+        let response = self
+            .send(&Scopes::delete(repo), Method::DELETE, &url, &[], OutgoingBody::Empty)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        expect(response, StatusCode::ACCEPTED, &format!("DELETE {url}")).await?;
+        Ok(true)
+    }
+
     // ---- blobs ----
 
     /// A blob's bytes as they arrive (unchecked: see `verify`); `None` if

@@ -36,6 +36,10 @@ impl Scopes {
         Scopes(vec![format!("repository:{repo}:pull,push")])
     }
 
+    pub fn delete(repo: &str) -> Scopes {
+        Scopes(vec![format!("repository:{repo}:delete")])
+    }
+
     /// These scopes and pull on `repo` (the source of a mount).
     pub fn and_pull(mut self, repo: &str) -> Scopes {
         self.0.push(format!("repository:{repo}:pull"));

@@ -9,6 +9,7 @@ use crate::config::{CheckStorageArgs, LogFormat, ServeArgs};
 pub mod auth;
 pub mod check_storage;
 pub mod copy;
+pub mod events;
 pub mod gc;
 pub mod serve;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Copy an image or a whole index between registries, or to and from an
     /// OCI image layout directory (`oci:DIR[:tag]`).
     Copy(copy::CopyArgs),
+    /// The outbox of webhook deliveries and replication copies: list what
+    /// waits and what was given up, retry, backfill a rule.
+    Events(events::EventsArgs),
 }
 
 /// Runs the command `cli` names; `Err` holds what to tell the user.
@@ -46,6 +50,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Auth(command) => auth::run(command),
         Command::Gc(args) => gc::run_command(args),
         Command::Copy(args) => copy::run(args),
+        Command::Events(args) => events::run(args),
     }
 }
 

@@ -52,6 +52,9 @@ async fn serve(config: Config) -> Result<(), String> {
         site.registry().fresh_store(),
         config.gc_interval_secs,
     ));
+    if let Some(events) = site.events() {
+        tokio::spawn(deliver_on_schedule(events.clone()));
+    }
     let tls = match crate::tls::certificate_files(&config.tls)? {
         Some((cert, key)) => Some(crate::tls::acceptor(&config.tls, cert, key)?),
         None if !config.listen.ip().is_loopback() => {
@@ -126,6 +129,32 @@ async fn collect_on_schedule(deployment: Arc<Deployment>, store: Arc<dyn Store>,
             ),
             Err(e) => tracing::warn!(error = %e.message, "gc failed; the next run resumes it"),
         }
+    }
+}
+
+/// The longest `pier serve` waits between two passes over the outbox: what
+/// another instance left (it crashed, or its drain was dropped over the
+/// bound) is delivered within this.
+const OUTBOX_PASS_EVERY: Duration = Duration::from_secs(30);
+
+/// Backfills new rules, then delivers what the outbox holds as it comes due,
+/// for as long as the server runs. New events do not wait for this: their
+/// lanes are drained at once, in tasks of their own.
+async fn deliver_on_schedule(events: pier_core::events::EventSink) {
+    if let Err(err) = events.backfill_new_rules().await {
+        tracing::warn!(error = %err.message, "backfill of new replication rules failed; the next start retries it");
+    }
+    loop {
+        let due = match events.drain_all().await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(error = %err, "delivering the outbox failed; trying again later");
+                None
+            }
+        };
+        let now = SystemEnv.now_millis();
+        let wait = due.map_or(OUTBOX_PASS_EVERY, |due| Duration::from_millis(due.saturating_sub(now)));
+        tokio::time::sleep(wait.clamp(Duration::from_millis(50), OUTBOX_PASS_EVERY)).await;
     }
 }
 
