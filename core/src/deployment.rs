@@ -131,7 +131,7 @@ impl Deployment {
     /// Checks every setting and builds what they describe; an error names
     /// the table at fault.
     pub fn new(settings: Settings, ports: Ports) -> Result<Deployment, SettingsError> {
-        let notices = notices(&settings);
+        let mut notices = notices(&settings);
         let options = RegistryOptions {
             allow_sparse_manifests: settings.allow_sparse_manifests,
             max_body_bytes: settings.max_body_bytes,
@@ -158,6 +158,15 @@ impl Deployment {
                 HooksError::Replicate(why) => SettingsError::Replicate(why),
             },
         )?;
+        for (id, rule) in hooks.rule_ids().iter().zip(&settings.replicate) {
+            let destination = [rule.to_registry.as_deref(), rule.to_namespace.as_deref()];
+            notices.push(Notice::info(format!(
+                "replication rule {id}: {} tags {} -> {}",
+                rule.repository,
+                rule.tags,
+                destination.into_iter().flatten().collect::<Vec<_>>().join(" "),
+            )));
+        }
         Ok(Deployment {
             options,
             gc: settings.gc,

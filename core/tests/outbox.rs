@@ -6,10 +6,12 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::executor::block_on;
 use pier_core::events::outbox::{Attempt, Deliverer, Drained, Lane, Outbox, LEASE};
 use pier_core::events::{Action, Event};
+use pier_core::platform::BoxFuture;
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{list_all, PutMode, Store};
 use pier_core::testing::TestEnv;
@@ -44,6 +46,11 @@ impl Deliverer for Script {
     async fn attempt(&self, _target: &str, event: &Event) -> Attempt {
         self.seen.lock().unwrap().push(event.id.clone());
         self.answers.lock().unwrap().pop_front().unwrap_or(Attempt::Delivered)
+    }
+
+    /// Attempts here end at once: the heartbeat never has to beat.
+    fn sleep(&self, _: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(futures::future::pending())
     }
 }
 

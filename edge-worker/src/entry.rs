@@ -88,10 +88,17 @@ fn failure(message: &str) -> worker::Result<Response> {
     worker_response(response)
 }
 
-/// Every cron: garbage collection's next steps, and the events outbox.
+/// The trigger that only drains the events outbox (wrangler.toml).
+const EVENTS_ONLY_CRON: &str = "* * * * *";
+
+/// Every cron: garbage collection's next steps (but on the events-only
+/// trigger), and the events outbox.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, context: ScheduleContext) {
-    crate::gc::collect(&env, &event.cron()).await;
+    let cron = event.cron();
+    if cron != EVENTS_ONLY_CRON {
+        crate::gc::collect(&env, &cron).await;
+    }
     #[allow(clippy::arc_with_non_send_sync)]
     crate::events::on_cron(&env, Arc::new(WaitUntil::of_cron(context))).await;
 }

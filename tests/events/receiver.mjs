@@ -1,7 +1,9 @@
 // A webhook receiver for tests/events: every POST becomes one JSON line in
 // FILE (the path, the attempt number per event id, the status answered, the
 // Authorization header, the event). On paths under /flaky the first FAILS
-// attempts of each event answer 500, so pier has to retry; elsewhere 200.
+// attempts of each event answer 500, so pier has to retry; on /closed/NAME
+// every attempt answers 503 while the file FILE.NAME exists (an outage the
+// test ends by deleting it); elsewhere 200.
 // Prints the port it listens on.
 // Usage: node receiver.mjs FILE [FAILS=2]
 import fs from 'node:fs';
@@ -22,7 +24,10 @@ const server = http.createServer((req, res) => {
     const key = `${req.url} ${event?.id}`;
     const attempt = (attempts.get(key) ?? 0) + 1;
     attempts.set(key, attempt);
-    const status = req.url.startsWith('/flaky') && attempt <= fails ? 500 : 200;
+    let status = 200;
+    if (req.url.startsWith('/flaky') && attempt <= fails) status = 500;
+    const closed = req.url.match(/^\/closed\/([a-z-]+)$/);
+    if (closed && fs.existsSync(`${file}.${closed[1]}`)) status = 503;
     const line = {
       path: req.url,
       method: req.method,

@@ -16,7 +16,11 @@
 #     digest, not ci/app:dev, and webhooks hear of the promoted push;
 #   - a rule replicating ci/** to a second registry;
 #   - with auth: the actor is the pushing robot, and the promotion into
-#     prod/, where that robot may not push, is done by the registry.
+#     prod/, where that robot may not push, is done by the registry;
+#   - the durable outbox (outbox.sh): backfill, deletes that follow, dead
+#     letters and their retry, 100 acknowledged pushes surviving kill -9
+#     and a receiver refusing for a minute, the endpoints' bad requests;
+#     natively also `pier events` and two instances over one bucket.
 #
 # Usage: tests/events/run.sh [native|edge]...
 #        (default: native, and edge where the Worker toolchain is installed,
@@ -55,6 +59,8 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 # shellcheck source=tests/events/shared.sh
 source "$here/shared.sh"
+# shellcheck source=tests/events/outbox.sh
+source "$here/outbox.sh"
 tests/auth/make-config.sh "$scratch/auth" >/dev/null || exit 2
 for target in "${targets[@]}"; do
   echo; echo "==> $target"

@@ -460,6 +460,10 @@ impl Deliverer for EventSink {
         }
         attempt
     }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        self.background.sleep(duration)
+    }
 }
 
 #[cfg(test)]

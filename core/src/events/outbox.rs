@@ -18,6 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+
+use futures::future::{select, Either};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +28,14 @@ use super::retry::backoff;
 use super::Event;
 use crate::digest::{Algorithm, Digest};
 use crate::layout;
-use crate::platform::{Env, MaybeSend, MaybeSync};
+use crate::platform::{BoxFuture, Env, MaybeSend, MaybeSync};
 use crate::store::{read_small, PutMode, Store, StoreError, StoreResult};
 
-/// How long a lease holds without renewal. A drain renews it before each
-/// delivery once half of it has passed; a copy longer than this may be
-/// started a second time by another instance (at least once).
-pub const LEASE: Duration = Duration::from_secs(5 * 60);
+/// How long a lease holds without renewal: how long the deliveries of an
+/// instance that died wait for another. A drain renews it before each
+/// delivery once half of it has passed, and every third of it while an
+/// attempt runs (a long copy).
+pub const LEASE: Duration = Duration::from_secs(60);
 /// Keys read per listing.
 const PAGE: usize = 100;
 /// Lanes one pass drains at once.
@@ -108,6 +112,10 @@ pub trait Deliverer: MaybeSend + MaybeSync {
     fn attempts(&self, target: &str) -> Option<u32>;
 
     async fn attempt(&self, target: &str, event: &Event) -> Attempt;
+
+    /// A future that completes after `duration`: the heartbeat of a lease
+    /// while an attempt runs.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
 }
 
 /// Where a drain left a lane.
@@ -255,7 +263,8 @@ impl Outbox {
                 if delivery.next_attempt_ms > now {
                     return Ok(Some(delivery.next_attempt_ms));
                 }
-                match deliverer.attempt(&lane.target, &delivery.event).await {
+                let attempt = deliverer.attempt(&lane.target, &delivery.event);
+                match lease.held_during(attempt, deliverer).await? {
                     Attempt::Delivered => self.store.delete(&key).await?,
                     Attempt::Unfinished => return Ok(Some(self.env.now_millis())),
                     Attempt::Failed(why) => {
@@ -414,6 +423,24 @@ impl<'a> Lease<'a> {
         }
         let etag = self.etag.clone();
         self.write(now + LEASE.as_millis() as u64, PutMode::Update(etag)).await
+    }
+
+    /// Runs `work`, renewing the lease every third of it meanwhile, so that
+    /// no other instance takes the lane during a long attempt.
+    async fn held_during<T>(&mut self, work: impl Future<Output = T>, deliverer: &dyn Deliverer) -> StoreResult<T> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            let beat = deliverer.sleep(LEASE / 3);
+            match select(work.as_mut(), beat).await {
+                Either::Left((done, _)) => return Ok(done),
+                Either::Right(((), _)) => {
+                    let etag = self.etag.clone();
+                    let until = self.outbox.env.now_millis() + LEASE.as_millis() as u64;
+                    // Lost meanwhile: the attempt finishes all the same (at least once).
+                    self.write(until, PutMode::Update(etag)).await?;
+                }
+            }
+        }
     }
 
     /// Lets go, so the next drain need not wait for the expiry. Best effort:
