@@ -22,3 +22,45 @@ start_worker edgesecured 401 --var "PIER_AUTH:$(jq -c . "$scratch/auth/auth.json
 SECURED=$edgesecured_addr
 echo "edge: secured=$SECURED"
 run_auth_checks edge
+
+# The outbox checks (outbox.sh) on a Worker restarted on its persisted state,
+# kill -9 of its process group for the crash; the cron (`* * * * *`, the
+# events-only trigger) drains what the queue's messages did not.
+OUTBOX_LOG=$scratch/outbox.log
+printf "PIER_WEBHOOKS='%s'\n" "$(outbox_webhooks)" >"$scratch/outbox.env"
+start_outbox() {
+  local config=()
+  [ -n "${1:-}" ] && config=(--env-file "$scratch/outbox.env" --var "PIER_REPLICATE:$(outbox_rules)")
+  start_worker outbox 200 --test-scheduled "${config[@]}" || return 1
+  OUTBOX=$outbox_addr
+}
+# Restarts happen inside checks (subshells): whichever Worker runs at the end is stopped then.
+at_exit 'kill -9 -- "-$(cat "$scratch/outbox.pgid")" 2>/dev/null'
+crash_outbox() { kill -9 -- "-$(cat "$scratch/outbox.pgid")"; refused "$OUTBOX"; }
+drain_outbox() { curl -fsS -o /dev/null "http://$OUTBOX/__scheduled?cron=*%20*%20*%20*%20*"; }
+run_outbox_checks edge
+crash_outbox
+
+# A 1 GiB image (16 layers of 64 MiB, each under the Worker's body limit)
+# replicated from the Worker to a native pier in steps of 2 s: each queue
+# invocation starts blobs for 2 s and the next goes on, until the copy is whole.
+big_image_is_replicated_in_steps() {
+  local n files=()
+  for n in $(seq -w 1 16); do
+    mkdir -p "big/$n" && head -c $((64 << 20)) /dev/urandom >"big/$n/data"
+    tar -C "big/$n" -cf "big/$n.tar" data && rm "big/$n/data"
+    files+=(-f "big/$n.tar")
+  done
+  crane append --insecure "${files[@]}" -t "$BIG/big/app:v1" >/dev/null
+  WAIT_SECS=600 eventually same_digest "$BIG/big/app:v1" "$SITE/big-copy/app:v1"
+  same_blobs "$BIG/big/app:v1" "$SITE/big-copy/app:v1"
+  local steps; steps=$(grep -c "this step's time is up" "$scratch/big.log")
+  echo "copy steps cut at their budget: $steps"
+  [ "$steps" -ge 1 ]
+}
+start_worker big 200 --var "PIER_REPLICATE:$(jq -cn --arg site "http://$SITE" \
+  '[{repository: "big/**", to_registry: $site, to_namespace: "big-copy/**"}]')" \
+  --var PIER_REPLICATION_STEP_SECS:2 || exit 2
+BIG=$big_addr
+check "edge: a 1 GiB image is replicated to a native pier over several queue invocations" big_image_is_replicated_in_steps
+stop_worker big

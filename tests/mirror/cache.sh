@@ -117,6 +117,8 @@ check "a re-tag upstream is seen after the tag TTL, not before"     a_retag_upst
 check "an upstream with token auth (and one refusing us)"          an_upstream_with_token_auth
 check "the reference registry as upstream"                          the_reference_registry_as_upstream
 check "pushes into a mirrored namespace are DENIED"                 pushes_into_a_mirror_are_denied
+check "containerd ?ns= requests are served from the mirror"         containerd_ns_requests_are_served_from_the_mirror
+check "containerd fetches through the mirror (hosts.toml)" containerd_fetches_through_the_mirror
 check "the first puller gets bytes while upstream still sends"      the_first_puller_streams_while_upstream_sends
 check "wrong bytes from upstream break the pull and cache nothing" wrong_bytes_from_upstream_cache_nothing
 check "a puller leaving half way leaves nothing partial"            a_puller_leaving_half_way_leaves_nothing_partial

@@ -23,3 +23,5 @@ start_pier --port "${edgeup_addr##*:}" edgeup || exit 2
 check "edge: a re-tag upstream is seen after the tag TTL, not before" a_retag_upstream_is_seen_after_the_ttl
 check "edge: an upstream with token auth (and one refusing us)"    an_upstream_with_token_auth
 check "edge: pushes into a mirrored namespace are DENIED"           pushes_into_a_mirror_are_denied
+check "edge: containerd ?ns= requests are served from the mirror"   containerd_ns_requests_are_served_from_the_mirror
+check "edge: containerd fetches through the mirror (hosts.toml)" containerd_fetches_through_the_mirror

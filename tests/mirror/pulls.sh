@@ -105,6 +105,59 @@ an_upstream_with_token_auth() {
   grep -q '401' message.txt
 }
 
+# containerd, given this registry as a mirror of U in hosts.toml, asks for
+# U's names with ?ns=<U's host:port>: they are served from the mirror's
+# namespace (fresh/**, the most specific of the two mirrors of U, which maps
+# team/... there). Tried too: an ns no mirror has, a name outside the
+# mirrored prefix, a push with ns.
+containerd_ns_requests_are_served_from_the_mirror() {
+  local accept='application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json'
+  local digest layer
+  digest=$(crane digest --insecure "$U/team/app:v1")
+  curl -fsS -D headers.txt -o manifest.json -H "Accept: $accept" "http://$C/v2/team/app/manifests/v1?ns=$U"
+  [ "sha256:$(sha256sum manifest.json | cut -d' ' -f1)" = "$digest" ]
+  grep -qi "docker-content-digest: $digest" headers.txt
+  layer=$(jq -r '.layers[0].digest' manifest.json)
+  [ "sha256:$(curl -fsSL "http://$C/v2/team/app/blobs/$layer?ns=$U" | sha256sum | cut -d' ' -f1)" = "$layer" ]
+  [ "$(status_of -I "http://$C/v2/team/app/manifests/v1?ns=$U" -H "Accept: $accept")" = 200 ]
+  curl -s -o unknown.json "http://$C/v2/team/app/manifests/v1?ns=quay.io"
+  jq -e '.errors[0].code == "NAME_UNKNOWN" and (.errors[0].message | test("no pull-through cache here mirrors quay.io"))' unknown.json
+  [ "$(status_of "http://$C/v2/other/app/manifests/v1?ns=$U")" = 404 ]
+  [ "$(status_of -X POST "http://$C/v2/team/app/blobs/uploads/?ns=$U")" = 403 ]
+}
+
+# containerd itself (its daemon from the docker.io package, with a config of
+# its own), told by a hosts.toml that this registry mirrors U: `ctr content
+# fetch` of an image only it pulls goes through the cache, which then serves
+# the manifest by digest with the image deleted upstream. Started once per
+# run, stopped at exit.
+containerd_fetches_through_the_mirror() {
+  local dir=$scratch/containerd digest blob
+  if [ ! -S "$dir/c.sock" ]; then
+    mkdir -p "$dir"
+    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s/c.sock"\n' \
+      "$dir" "$dir" "$dir" >"$dir/config.toml"
+    containerd -c "$dir/config.toml" >"$dir/log" 2>&1 &
+    echo $! >"$dir/pid"
+    eventually test -S "$dir/c.sock"
+  fi
+  mkdir -p "$dir/hosts/$U"
+  printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$U" "$C" \
+    >"$dir/hosts/$U/hosts.toml"
+  make_image "$U/team/ctr:v1" 200000 --oci-empty-base
+  digest=$(crane digest --insecure "$U/team/ctr:v1")
+  ctr -a "$dir/c.sock" content fetch --hosts-dir "$dir/hosts" "$U/team/ctr:v1" >fetch.log
+  for blob in $(layers_of "$U/team/ctr:v1"); do
+    ctr -a "$dir/c.sock" content get "$blob" | sha256sum | grep -q "${blob#sha256:}"
+    cached "$blob"
+  done
+  # Gone upstream, still served: containerd's requests went through the cache
+  # (fresh/**, the most specific mirror of U, holds team/ctr as fresh/ctr).
+  crane delete --insecure "$U/team/ctr@$digest"
+  [ "$(crane digest --insecure "$C/fresh/ctr@$digest")" = "$digest" ]
+}
+at_exit 'kill "$(cat "$scratch/containerd/pid" 2>/dev/null)" 2>/dev/null'
+
 pushes_into_a_mirror_are_denied() {
   curl -s -X POST "http://$C/v2/hub/team/app/blobs/uploads/" -o denied.json -w '%{http_code}\n' | tee code.txt
   grep -q 403 code.txt

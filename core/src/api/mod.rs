@@ -67,6 +67,20 @@ enum Route {
 }
 
 impl Route {
+    /// The same route on the repository `rename` gives for its own.
+    fn renamed(self, rename: impl FnOnce(&RepoName) -> Result<RepoName>) -> Result<Route> {
+        Ok(match self {
+            Route::Ping => Route::Ping,
+            Route::Catalog => Route::Catalog,
+            Route::Tags(repo) => Route::Tags(rename(&repo)?),
+            Route::Manifest(repo, reference) => Route::Manifest(rename(&repo)?, reference),
+            Route::Blob(repo, digest) => Route::Blob(rename(&repo)?, digest),
+            Route::Uploads(repo) => Route::Uploads(rename(&repo)?),
+            Route::Upload(repo, id) => Route::Upload(rename(&repo)?, id),
+            Route::Referrers(repo, digest) => Route::Referrers(rename(&repo)?, digest),
+        })
+    }
+
     fn repository(&self) -> Option<&RepoName> {
         match self {
             Route::Ping | Route::Catalog => None,
@@ -278,6 +292,18 @@ async fn authorize_and_route(
         .with_status(StatusCode::NOT_FOUND)
     })?;
     let query = Query::parse(parts.uri.query());
+    // containerd asking this registry as a mirror of another: the name is
+    // the other registry's, the mirror's namespace here holds it.
+    let route = match query.get("ns") {
+        Some(ns) => route.renamed(|remote| match service.mirror {
+            Some(mirror) => mirror.local_name(ns, remote),
+            None => Err(RegistryError::new(
+                ErrorCode::NameUnknown,
+                format!("no pull-through cache here mirrors {ns}"),
+            )),
+        })?,
+        None => route,
+    };
     let access = match auth {
         Some(auth) => guard::check(auth, parts, &route, &query).await?,
         None => Access::Open,

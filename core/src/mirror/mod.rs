@@ -68,6 +68,8 @@ pub struct Upstream {
     remote_prefix: String,
     client: RegistryClient,
     tag_ttl_ms: u64,
+    /// The registry names containerd gives this upstream in `?ns=`.
+    names: Vec<String>,
 }
 
 /// Every mirrored namespace of a registry.
@@ -108,6 +110,7 @@ impl Mirror {
             upstreams.push(Upstream {
                 local_prefix,
                 remote_prefix,
+                names: registry_names(client.base()),
                 client,
                 tag_ttl_ms: config.tag_ttl_secs.saturating_mul(1000),
             });
@@ -123,6 +126,54 @@ impl Mirror {
             let rest = repo.as_str().strip_prefix(&upstream.local_prefix)?;
             Some((upstream, format!("{}{rest}", upstream.remote_prefix)))
         })
+    }
+}
+
+/// Docker Hub's registry answers to these names; containerd calls it `docker.io`.
+const DOCKER_HUB_NAMES: [&str; 3] = ["docker.io", "registry-1.docker.io", "index.docker.io"];
+
+/// The names a client may give the registry at `base` (its host, with the
+/// port if it has one; every name of Docker Hub for Docker Hub).
+fn registry_names(base: &str) -> Vec<String> {
+    let authority = base
+        .split_once("://")
+        .map_or(base, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match DOCKER_HUB_NAMES.contains(&authority.as_str()) {
+        true => DOCKER_HUB_NAMES.iter().map(|name| name.to_string()).collect(),
+        false => vec![authority],
+    }
+}
+
+impl Mirror {
+    /// The local name of `remote`, a repository of the registry containerd
+    /// names in `?ns=` when it uses this registry as a mirror of it (one
+    /// `hosts.toml` entry per upstream, all pointing here): `library/alpine`
+    /// with `ns=docker.io` is `hub/library/alpine` under a `hub/**` mirror of
+    /// Docker Hub. An `ns` no mirror here has is an error, never a local name.
+    pub fn local_name(&self, ns: &str, remote: &RepoName) -> Result<RepoName> {
+        let ns = ns.to_ascii_lowercase();
+        let unknown = |why: String| {
+            RegistryError::new(ErrorCode::NameUnknown, why)
+                .with_detail(serde_json::json!({ "ns": ns, "name": remote.as_str() }))
+        };
+        let upstream = self
+            .upstreams
+            .iter()
+            .find(|u| u.names.contains(&ns))
+            .ok_or_else(|| unknown(format!("no pull-through cache here mirrors {ns}")))?;
+        let rest = remote.as_str().strip_prefix(&upstream.remote_prefix).ok_or_else(|| {
+            unknown(format!(
+                "{remote} is outside {}{} that this registry mirrors",
+                upstream.url(),
+                upstream.remote_prefix
+            ))
+        })?;
+        RepoName::parse(&format!("{}{rest}", upstream.local_prefix))
+            .ok_or_else(|| unknown(format!("{ns}/{remote} has no valid name here")))
     }
 }
 
@@ -369,6 +420,35 @@ mod tests {
         assert_eq!((upstream.url(), remote.as_str()), ("https://all.example/", "team/app"));
         let hub_only = self::mirror(&[config("hub/**", "https://hub.example")]).unwrap();
         assert!(hub_only.upstream_for(&name("hubx/a")).is_none());
+    }
+
+    #[test]
+    fn containerds_ns_names_the_upstream_whose_namespace_holds_the_repository() {
+        let mut library = config("official/**", "https://registry-1.docker.io");
+        library.upstream_prefix = "library".into();
+        let mirror = mirror(&[
+            library,
+            config("ghcr/**", "https://GHCR.io:443/"),
+            config("local/**", "http://127.0.0.1:5001"),
+        ])
+        .unwrap();
+        let name = |n: &str| RepoName::parse(n).unwrap();
+        let local = |ns: &str, remote: &str| mirror.local_name(ns, &name(remote)).map(|r| r.to_string());
+        assert_eq!(local("docker.io", "library/alpine").unwrap(), "official/alpine");
+        assert_eq!(local("index.docker.io", "library/alpine").unwrap(), "official/alpine");
+        assert_eq!(local("ghcr.io", "org/tool").unwrap(), "ghcr/org/tool");
+        assert_eq!(local("127.0.0.1:5001", "team/app").unwrap(), "local/team/app");
+        // Tried: an upstream no mirror has, a name outside the mirrored prefix,
+        // a host without its port, another port.
+        for (ns, remote) in [
+            ("quay.io", "org/tool"),
+            ("docker.io", "bitnami/redis"),
+            ("127.0.0.1", "team/app"),
+            ("127.0.0.1:5002", "team/app"),
+        ] {
+            let err = local(ns, remote).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NameUnknown, "{ns} {remote}");
+        }
     }
 
     #[test]

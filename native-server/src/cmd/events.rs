@@ -27,7 +27,8 @@ pub struct EventsArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum EventsCommand {
-    /// The deliveries waiting, and with `--dead` those given up too.
+    /// The deliveries waiting, and with `--dead` those given up too (both
+    /// are counted at the end either way).
     List {
         #[arg(long)]
         dead: bool,
@@ -84,8 +85,8 @@ pub fn run(args: EventsArgs) -> Result<(), String> {
 }
 
 async fn list(events: &EventSink, dead: bool, json: bool) -> Result<(), String> {
-    let listed = events.outbox().list(dead).await.map_err(|e| e.to_string())?;
-    for item in &listed {
+    let listed = events.outbox().list(true).await.map_err(|e| e.to_string())?;
+    for item in listed.iter().filter(|item| dead || !item.dead) {
         if json {
             println!("{}", serde_json::to_string(item).map_err(|e| e.to_string())?);
             continue;
