@@ -28,11 +28,14 @@ run_auth_checks edge
 # events-only trigger) drains what the queue's messages did not.
 OUTBOX_LOG=$scratch/outbox.log
 printf "PIER_WEBHOOKS='%s'\n" "$(outbox_webhooks)" >"$scratch/outbox.env"
+repo_root=$PWD
 start_outbox() {
-  local config=()
+  local config=() here=$PWD status=0
   [ -n "${1:-}" ] && config=(--env-file "$scratch/outbox.env" --var "PIER_REPLICATE:$(outbox_rules)")
-  start_worker outbox 200 --test-scheduled "${config[@]}" || return 1
-  OUTBOX=$outbox_addr
+  # (checks run in $scratch/work; the Worker's scripts are the repository's)
+  cd "$repo_root" && start_worker outbox 200 --test-scheduled "${config[@]}" || status=1
+  cd "$here" && OUTBOX=$outbox_addr
+  return $status
 }
 # Restarts happen inside checks (subshells): whichever Worker runs at the end is stopped then.
 at_exit 'kill -9 -- "-$(cat "$scratch/outbox.pgid")" 2>/dev/null'
@@ -54,9 +57,11 @@ big_image_is_replicated_in_steps() {
   crane append --insecure "${files[@]}" -t "$BIG/big/app:v1" >/dev/null
   WAIT_SECS=600 eventually same_digest "$BIG/big/app:v1" "$SITE/big-copy/app:v1"
   same_blobs "$BIG/big/app:v1" "$SITE/big-copy/app:v1"
-  local steps; steps=$(grep -c "this step's time is up" "$scratch/big.log")
-  echo "copy steps cut at their budget: $steps"
-  [ "$steps" -ge 1 ]
+  local steps invocations
+  steps=$(grep -c "this step's time is up" "$scratch/big.log")
+  invocations=$(grep -c 'QUEUE pier-test-events' "$scratch/big.log")
+  echo "copy steps cut at their budget: $steps; queue consumer invocations: $invocations"
+  [ "$steps" -ge 1 ] && [ "$invocations" -gt "$steps" ]
 }
 start_worker big 200 --var "PIER_REPLICATE:$(jq -cn --arg site "http://$SITE" \
   '[{repository: "big/**", to_registry: $site, to_namespace: "big-copy/**"}]')" \
