@@ -162,6 +162,56 @@ impl TaskLimit {
     }
 }
 
+/// Pull events recorded per second per process (per isolate) at most:
+/// each is a write to the store, and anyone who may pull makes them.
+pub const MAX_PULL_EVENTS_PER_SEC: u32 = 100;
+
+/// A bound on how many events of a kind are recorded per second; the rest
+/// are dropped, counted and reported now and then.
+pub struct RateLimit {
+    per_sec: u32,
+    /// The current second and what was admitted in it.
+    window: Mutex<(u64, u32)>,
+    dropped: AtomicU64,
+}
+
+impl RateLimit {
+    pub fn new(per_sec: u32) -> RateLimit {
+        RateLimit {
+            per_sec,
+            window: Mutex::new((0, 0)),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more may go at `now_ms`; when not, the drop is counted
+    /// and, at the 1st, 2nd, 4th... and every 1000th, reported.
+    pub fn admit(&self, now_ms: u64, background: &dyn Background, what: &str) -> bool {
+        {
+            let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+            let second = now_ms / 1000;
+            if window.0 != second {
+                *window = (second, 0);
+            }
+            if window.1 < self.per_sec {
+                window.1 += 1;
+                return true;
+            }
+        }
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() || dropped.is_multiple_of(1000) {
+            background.report(
+                true,
+                &format!(
+                    "{what} over their bound ({} a second): dropped; {dropped} dropped since start",
+                    self.per_sec
+                ),
+            );
+        }
+        false
+    }
+}
+
 /// A task's turn, given back when the task ends or is dropped.
 struct Turn<'a> {
     limit: &'a TaskLimit,

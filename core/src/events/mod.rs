@@ -134,6 +134,8 @@ pub struct Hooks {
     limit: Arc<limit::TaskLimit>,
     /// Lanes waiting to be kicked again, and when.
     due_at: Mutex<HashMap<Lane, u64>>,
+    /// The bound on pull events recorded (each a store write anyone may cause).
+    pulls: limit::RateLimit,
 }
 
 impl Hooks {
@@ -169,6 +171,7 @@ impl Hooks {
             rules,
             limit: Arc::new(limit::TaskLimit::new(limit::MAX_RUNNING, limit::MAX_WAITING, env)),
             due_at: Mutex::default(),
+            pulls: limit::RateLimit::new(limit::MAX_PULL_EVENTS_PER_SEC),
         })
     }
 
@@ -286,6 +289,10 @@ impl EventSink {
     }
 
     async fn record(&self, event: &Event, webhooks_only: bool) -> StoreResult<()> {
+        let now = self.registry.env().now_millis();
+        if event.action == Action::Pull && !self.hooks.pulls.admit(now, self.background.as_ref(), "pull events") {
+            return Ok(());
+        }
         let mut lanes = Vec::new();
         for target in self.hooks.targets(event, webhooks_only) {
             lanes.push(self.outbox.record(target, event).await?);
