@@ -69,3 +69,40 @@ start_worker big 200 --var "PIER_REPLICATE:$(jq -cn --arg site "http://$SITE" \
 BIG=$big_addr
 check "edge: a 1 GiB image is replicated to a native pier over several queue invocations" big_image_is_replicated_in_steps
 stop_worker big
+
+# Two Workers over one R2 state (two local workerd processes persisting to
+# the same directory, as two locations share a bucket): each event once
+# while both run; what one left when killed, the other's cron delivers.
+jq -cn --arg receiver "$RECEIVER" '[{url: "\($receiver)/closed/shared", events: ["push"]}]' >"$scratch/edge-shared.json"
+start_two_workers() {
+  local name
+  for name in twin_a twin_b; do
+    start_worker "$name" 200 --test-scheduled --var "PIER_WEBHOOKS:$(cat "$scratch/edge-shared.json")" || return 1
+  done
+}
+# (start_worker keeps each Worker's state in $scratch/NAME-state: point both at one)
+mkdir -p "$scratch/twins-state"
+ln -s "$scratch/twins-state" "$scratch/twin_a-state" && ln -s "$scratch/twins-state" "$scratch/twin_b-state"
+start_two_workers || exit 2
+shared_events_arrived() { [ "$(received /closed/shared "$1" | jq -r .id | sort -u | wc -l)" = "$2" ]; }
+cron_of_b_delivered() {
+  curl -fsS -o /dev/null "http://$twin_b_addr/__scheduled?cron=*%20*%20*%20*%20*"
+  shared_events_arrived '.tag | startswith("late")' 5
+}
+two_workers_over_one_bucket_deliver_each_event() {
+  local n
+  for n in $(seq 1 10); do
+    make_image "$twin_a_addr/shared/app:a$n" 100
+    make_image "$twin_b_addr/shared/app:b$n" 100
+  done
+  eventually shared_events_arrived '.repository == "shared/app" and (.tag | test("^[ab]"))' 20
+  [ "$(received /closed/shared '.tag | test("^[ab]")' | wc -l)" = 20 ]
+  close_receiver shared
+  for n in $(seq 1 5); do make_image "$twin_a_addr/shared/app:late$n" 100; done
+  kill -9 -- "-$(cat "$scratch/twin_a.pgid")"
+  open_receiver shared
+  WAIT_SECS=150 eventually cron_of_b_delivered
+}
+check "edge: two Workers over one bucket deliver each event, and what a dead one left" \
+  two_workers_over_one_bucket_deliver_each_event
+stop_worker twin_b
