@@ -25,6 +25,8 @@
 //! gc/marked/<run>                                the run's marking is complete (its marks may be trusted)
 //! gc/suspect-data/<id>                           data object with no record, seen by an earlier run
 //! gc/last-report                                 what the last collection did
+//! sync/<name>/pass                               the sync rule's current (or last) pass: progress and lease
+//! sync/<name>/last                               what the rule's last finished pass did
 //! ```
 
 use crate::digest::Digest;
@@ -205,6 +207,17 @@ pub fn gc_marked(run: &str) -> String {
 
 pub fn gc_data_marks(run: &str) -> String {
     format!("gc/marks/{run}/data/")
+}
+
+/// The state of sync rule `name`'s current pass (or its last, once
+/// finished): where it stands, its counts and who holds it (`sync`).
+pub fn sync_pass(name: &str) -> String {
+    format!("sync/{name}/pass")
+}
+
+/// The record of sync rule `name`'s last finished pass.
+pub fn sync_last(name: &str) -> String {
+    format!("sync/{name}/last")
 }
 
 pub const GC_SUSPECT_DATA: &str = "gc/suspect-data/";

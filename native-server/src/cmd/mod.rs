@@ -11,6 +11,7 @@ pub mod check_storage;
 pub mod copy;
 pub mod gc;
 pub mod serve;
+pub mod sync;
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -36,6 +37,9 @@ enum Command {
     /// Copy an image or a whole index between registries, or to and from an
     /// OCI image layout directory (`oci:DIR[:tag]`).
     Copy(copy::CopyArgs),
+    /// Run one pass of the `[[sync]]` rules (all, or those named): copy what
+    /// their upstreams have and this registry lacks.
+    Sync(sync::SyncArgs),
 }
 
 /// Runs the command `cli` names; `Err` holds what to tell the user.
@@ -46,6 +50,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Auth(command) => auth::run(command),
         Command::Gc(args) => gc::run_command(args),
         Command::Copy(args) => copy::run(args),
+        Command::Sync(args) => sync::run(args),
     }
 }
 

@@ -52,6 +52,7 @@ async fn serve(config: Config) -> Result<(), String> {
         site.registry().fresh_store(),
         config.gc_interval_secs,
     ));
+    tokio::spawn(super::sync::on_schedule(deployment.sync_passes(&site)));
     let tls = match crate::tls::certificate_files(&config.tls)? {
         Some((cert, key)) => Some(crate::tls::acceptor(&config.tls, cert, key)?),
         None if !config.listen.ip().is_loopback() => {
