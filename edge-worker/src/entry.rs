@@ -1,6 +1,6 @@
 //! The Worker's entry points: `fetch` hands every request to this isolate's
 //! deployment (`deployment`) over the cached R2 store; `scheduled` is the cron
-//! trigger, which advances garbage collection.
+//! trigger, which advances garbage collection and the due sync passes.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -86,6 +86,7 @@ fn failure(message: &str) -> worker::Result<Response> {
 }
 
 #[event(scheduled)]
-async fn scheduled(event: ScheduledEvent, env: Env, _context: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, context: ScheduleContext) {
     crate::gc::collect(&env, &event.cron()).await;
+    crate::sync::advance(&env, &event.cron(), context).await;
 }
