@@ -38,13 +38,14 @@ a_budgeted_pass_spans_invocations_and_completes() {
 }
 
 a_bad_sync_var_is_refused_naming_it() {
-  start_worker badsync 500 --var 'PIER_SYNC:[{"name":"Factory","upstream":"http://127.0.0.1:1","repositories":["a"]}]'
   curl -s "http://$badsync_addr/v2/" | tee bad.json
   jq -e '.errors[0].message | test("PIER_SYNC: sync rule \"Factory\": name must be")' bad.json
-  stop_worker badsync
 }
 
 run_shared_checks edge
 check "edge: a pass with a 0 s budget spans cron invocations and completes" a_budgeted_pass_spans_invocations_and_completes
-check "edge: a bad PIER_SYNC is refused, naming the var and the rule" a_bad_sync_var_is_refused_naming_it
 stop_worker edgesite
+
+start_worker badsync 500 --var 'PIER_SYNC:[{"name":"Factory","upstream":"http://127.0.0.1:1","repositories":["a"]}]' || exit 2
+check "edge: a bad PIER_SYNC is refused, naming the var and the rule" a_bad_sync_var_is_refused_naming_it
+stop_worker badsync

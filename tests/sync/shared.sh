@@ -73,7 +73,8 @@ a_new_rule_backfills_every_existing_image_with_its_signatures() {
     [ -n "$(referrers_of "$SITE" "factory/img-$n" "$digest")" ]
   done
   [ "$(site_digest kept/factory/img-04:v1)" = "$(upstream_digest factory/img-04:v1)" ]
-  counts keep '.counts.tags_copied == 1'
+  # (A scheduled rule may have copied it in a pass before the one asked for.)
+  counts keep '.counts.tags_copied + .counts.tags_unchanged == 1 and .counts.tags_failed == 0'
 }
 
 a_second_pass_copies_nothing() {
