@@ -1,5 +1,5 @@
 //! The shell's own settings (R2 part size, what the edge caches keep, the
-//! cron's time budget), read from the Worker's vars (wrangler.toml `[vars]`,
+//! cron's time budgets), read from the Worker's vars (wrangler.toml `[vars]`,
 //! or the dashboard) on every request: a Worker has no start-up hook and vars
 //! are cheap to read. Bad values are refused with a message naming the var,
 //! never silently replaced by a default. The registry's settings are read in
@@ -25,6 +25,8 @@ const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
 /// Wall-clock seconds of collection per cron invocation: well inside the 30 s
 /// the platform allows a cron invocation on the Free plan.
 const DEFAULT_GC_BUDGET_SECS: u64 = 20;
+/// Wall-clock seconds of sync passes per cron invocation, after collection.
+const DEFAULT_SYNC_BUDGET_SECS: u64 = 20;
 
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -36,6 +38,9 @@ pub struct EdgeConfig {
     /// Seconds of collection per cron invocation (`PIER_GC_BUDGET_SECS`); each
     /// invocation takes at least one step.
     pub gc_budget_secs: u64,
+    /// Seconds of sync passes per cron invocation (`PIER_SYNC_BUDGET_SECS`);
+    /// each due rule takes at least one tag.
+    pub sync_budget_secs: u64,
 }
 
 impl EdgeConfig {
@@ -51,6 +56,7 @@ impl EdgeConfig {
             part_size: part_size as usize,
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
             gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
+            sync_budget_secs: number(env, "PIER_SYNC_BUDGET_SECS", DEFAULT_SYNC_BUDGET_SECS)?,
         })
     }
 }

@@ -16,12 +16,9 @@ use pier_core::platform::{Background, BoxFuture, Env as CoreEnv};
 use pier_core::sync::{Budget, PassOutcome};
 use worker::{console_error, console_log, Delay, Env, ScheduleContext};
 
-use crate::config::{number, EdgeConfig, BUCKET_BINDING};
+use crate::config::{EdgeConfig, BUCKET_BINDING};
 use crate::env::WorkerEnv;
 use crate::r2::R2Store;
-
-/// Seconds of sync per cron invocation when `PIER_SYNC_BUDGET_SECS` is not set.
-const DEFAULT_BUDGET_SECS: u64 = 20;
 
 /// Advances the due passes within the budget and logs what they did.
 pub async fn advance(env: &Env, cron: &str, context: ScheduleContext) {
@@ -32,7 +29,6 @@ pub async fn advance(env: &Env, cron: &str, context: ScheduleContext) {
 
 async fn try_advance(env: &Env, cron: &str, context: ScheduleContext) -> Result<(), String> {
     let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
-    let budget_secs = number(env, "PIER_SYNC_BUDGET_SECS", DEFAULT_BUDGET_SECS)?;
     let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
     let bucket = env
         .bucket(BUCKET_BINDING)
@@ -46,7 +42,7 @@ async fn try_advance(env: &Env, cron: &str, context: ScheduleContext) -> Result<
     if passes.rules().is_empty() {
         return Ok(());
     }
-    let budget = Budget::for_ms(WorkerEnv.now_millis(), budget_secs.saturating_mul(1000));
+    let budget = Budget::for_ms(WorkerEnv.now_millis(), config.sync_budget_secs.saturating_mul(1000));
     for (name, outcome) in passes.run_due(budget).await {
         match outcome {
             Ok(PassOutcome::Finished(record)) => console_log!("pier: cron {cron}: sync {name}: {}", record.summary()),

@@ -204,14 +204,6 @@ impl SyncPasses {
         outcomes
     }
 
-    /// The last finished pass of `rule`, if any.
-    pub async fn last(&self, rule: &SyncRule) -> Result<Option<PassRecord>, PassError> {
-        match read_small(self.store.as_ref(), &layout::sync_last(rule.name())).await? {
-            None => Ok(None),
-            Some((bytes, _)) => Ok(serde_json::from_slice(&bytes).ok()),
-        }
-    }
-
     /// Runs `rule`'s pass within `budget`: the unfinished one, else a new
     /// one if due (or whenever `by_hand`).
     pub async fn run(
