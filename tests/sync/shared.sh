@@ -37,11 +37,10 @@ sync_rules() {
 # at a time) and oras.
 prepare_upstream() {
   local n
-  for n in $(seq -w 1 50); do echo "$n"; done | xargs -P 4 -I{} bash -c '
-    set -e
-    dir=$(mktemp -d "$0/layer.XXXXXX"); head -c 2048 /dev/urandom >"$dir/data"; tar -C "$dir" -cf "$dir.tar" data
-    crane append --insecure -f "$dir.tar" -t "$1/factory/img-{}:v1" >/dev/null
-    crane tag --insecure "$1/factory/img-{}:v1" dev' "$scratch/work" "$UPSTREAM" || return 1
+  export -f make_image
+  export scratch
+  seq -w 1 50 | xargs -P 4 -I{} bash -c \
+    'make_image "$0/factory/img-{}:v1" 2048 && crane tag --insecure "$0/factory/img-{}:v1" dev' "$UPSTREAM" || return 1
   make_image "$UPSTREAM/tampered/app:v1" 1000 && make_image "$UPSTREAM/badlink/app:v1" 1000 || return 1
   for n in 01 02; do
     attach "$UPSTREAM/factory/img-$n@$(crane digest --insecure "$UPSTREAM/factory/img-$n:v1")" "$SIG_TYPE" "sig-$n" \

@@ -33,8 +33,8 @@ use crate::store::{read_small, ObjectMeta, PutMode, Store, StoreError};
 
 /// Blobs copied at once for one tag.
 const PARALLEL_BLOBS: usize = 2;
-/// A holder saves its progress at most this often (R2 takes about one
-/// write per second per key), and at least this often between tags.
+/// A holder saves its progress after a tag once its last save is this old:
+/// R2 takes about one write per second per key.
 pub const SAVE_EVERY_MS: u64 = 1000;
 /// Most upstream repositories one pass covers.
 const MAX_REPOSITORIES: usize = 10_000;

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 /// Errors kept in a record (the counts say how many there were).
 pub const MAX_ERRORS: usize = 20;
 
-/// How long a lease lasts without a save: a holder saves at least every
-/// [`super::pass::SAVE_EVERY_MS`] between tags, so only a dead holder, or
-/// one copying one very large image, lets it lapse (and then the other
-/// redoes idempotent work).
+/// How long a lease lasts without a save: a holder saves (and renews it)
+/// after a tag once its last save is [`super::pass::SAVE_EVERY_MS`] old, so
+/// only a dead holder, or one copying one very large image, lets it lapse
+/// (and then the other redoes idempotent work).
 pub const LEASE_MS: u64 = 60_000;
 
 /// What a pass did so far.
