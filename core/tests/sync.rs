@@ -103,6 +103,8 @@ impl Pier {
 struct Upstream {
     pier: Pier,
     down: AtomicBool,
+    /// Answer `/v2/_catalog` with 401, as registries that keep it private do.
+    refuse_catalog: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -110,6 +112,13 @@ impl HttpClient for Upstream {
     async fn send(&self, request: OutgoingRequest) -> Result<IncomingResponse, HttpError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(HttpError("connection refused".into()));
+        }
+        if self.refuse_catalog.load(Ordering::SeqCst) && request.uri().path() == "/v2/_catalog" {
+            let refused = r#"{"errors":[{"code":"UNAUTHORIZED","message":"the catalog is private"}]}"#;
+            let body = box_stream(futures::stream::once(async move {
+                Ok(Bytes::from_static(refused.as_bytes()))
+            }));
+            return Ok(http::Response::builder().status(401).body(body).unwrap());
         }
         let (parts, body) = request.into_parts();
         let body = match body {
@@ -154,6 +163,7 @@ fn world(rule: serde_json::Value) -> World {
             Arc::new(MemoryStore::new(1 << 20)),
         ),
         down: AtomicBool::new(false),
+        refuse_catalog: AtomicBool::new(false),
     });
     let site_store: Arc<dyn Store> = Arc::new(MemoryStore::new(1 << 20));
     let settings = Settings {
@@ -316,6 +326,40 @@ fn a_pass_another_runner_holds_is_left_to_it_until_its_lease_lapses() {
     };
     assert_eq!(taken.pass, held.pass);
     assert_eq!(taken.runs, held.runs + 1);
+}
+
+#[test]
+fn a_refused_catalog_is_named_and_waits_for_the_interval() {
+    let w = world(factory_rule());
+    w.upstream.pier.push_image("team/app", "v1", "e1");
+    w.upstream.refuse_catalog.store(true, Ordering::SeqCst);
+    let passes = w.passes();
+    let rule = passes.rule("factory").unwrap();
+    let refused = block_on(passes.run(rule, Budget::UNLIMITED, false, &Unobserved));
+    let Err(PassError::Upstream(why)) = refused else {
+        panic!("{refused:?}")
+    };
+    assert!(
+        why.contains("need the upstream's /v2/_catalog") && why.contains("401"),
+        "{why}"
+    );
+    let last = w.stored_pass();
+    assert!(last.finished_ms.is_some() && last.errors.iter().any(|e| e.contains("_catalog")));
+    assert!(matches!(
+        block_on(passes.run(rule, Budget::UNLIMITED, false, &Unobserved)),
+        Ok(PassOutcome::NotDue { .. })
+    ));
+    // Listed by name, the repository needs no catalog.
+    let named = world(json!({"name": "factory", "upstream": "http://up.test", "repositories": ["team/app"]}));
+    named.upstream.pier.push_image("team/app", "v1", "e1");
+    named.upstream.refuse_catalog.store(true, Ordering::SeqCst);
+    let passes = named.passes();
+    let rule = passes.rule("factory").unwrap();
+    let done = block_on(passes.run(rule, Budget::UNLIMITED, true, &Unobserved)).unwrap();
+    assert!(
+        matches!(done, PassOutcome::Finished(ref r) if r.counts.tags_copied == 1),
+        "{done:?}"
+    );
 }
 
 #[test]

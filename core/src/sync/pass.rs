@@ -281,10 +281,15 @@ impl SyncPasses {
                     Some(record) => record,
                     None => continue,
                 },
-                Decision::Start => {
-                    let repositories = self.resolve(rule).await?;
-                    PassRecord::new(self.env.random_id(), rule.fingerprint.clone(), now, repositories)
-                }
+                Decision::Start => match self.resolve(rule).await {
+                    Ok(repositories) => {
+                        PassRecord::new(self.env.random_id(), rule.fingerprint.clone(), now, repositories)
+                    }
+                    Err(error) => {
+                        self.record_unstarted(rule, etag, &error).await?;
+                        return Err(error);
+                    }
+                },
             };
             next.runs += 1;
             next.holder = Some(self.me.clone());
@@ -307,6 +312,38 @@ impl SyncPasses {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// Records a pass that could not start (its repositories could not be
+    /// resolved) as finished with the error: it is the last pass to read
+    /// about, and the next is due after the interval, not at once.
+    async fn record_unstarted(
+        &self,
+        rule: &SyncRule,
+        etag: Option<String>,
+        error: &PassError,
+    ) -> Result<(), PassError> {
+        let now = self.now();
+        let mut record = PassRecord::new(self.env.random_id(), rule.fingerprint.clone(), now, Vec::new());
+        record.runs = 1;
+        record.finished_ms = Some(now);
+        record.note_error(error.to_string());
+        let mode = match etag {
+            Some(etag) => PutMode::Update(etag),
+            None => PutMode::Create,
+        };
+        match self
+            .store
+            .put(&layout::sync_pass(rule.name()), encode(&record)?, mode)
+            .await
+        {
+            // Another runner wrote first: its record stands.
+            Ok(_) | Err(StoreError::AlreadyExists | StoreError::PreconditionFailed) => {}
+            Err(store) => return Err(store.into()),
+        }
+        let last = layout::sync_last(rule.name());
+        self.store.put(&last, encode(&record)?, PutMode::Overwrite).await?;
+        Ok(())
     }
 
     /// The upstream repositories `rule` takes, in byte order: its names,
