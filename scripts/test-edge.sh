@@ -16,10 +16,11 @@
 #     Worker with PIER_GC set and one collection step per invocation;
 #   - the GC stress test (tests/gc/edge-stress.sh) with the cron collecting
 #     every second while clients push, delete and pull;
-#   - Workers with a broken PIER_AUTH, PIER_GC, PIER_WEBHOOKS or PIER_REPLICATE:
+#   - Workers with a broken PIER_AUTH, PIER_GC, PIER_WEBHOOKS, PIER_REPLICATE or PIER_SYNC:
 #     every request a 500 naming it;
 #   - the pull-through cache (tests/mirror/run.sh edge);
 #   - webhooks and promotion/replication rules (tests/events/run.sh edge);
+#   - pulled sites: [[sync]] passes from the cron trigger (tests/sync/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
 #   - the adversarial suite (tests/security/run.sh edge);
@@ -164,6 +165,7 @@ bad_var PIER_AUTH --var 'PIER_AUTH:{"servise":"pier"}' --var 'PIER_AUTH_SIGNING_
 bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
 bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
 bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
+bad_var PIER_SYNC --var 'PIER_SYNC:[{"name":"Factory","upstream":"https://ci.example","repositories":["a"]}]'
 
 # The pull-through cache on a Worker (tests/mirror/edge.sh starts its own).
 script_suite "pull-through cache" "$scratch/mirror.log" mirror bash tests/mirror/run.sh edge
@@ -171,6 +173,10 @@ script_suite "pull-through cache" "$scratch/mirror.log" mirror bash tests/mirror
 # Webhooks and promotion/replication rules on Workers (tests/events/edge.sh
 # starts its own), replicating to a native pier.
 script_suite "events (webhooks, promotion, replication)" "$scratch/events.log" events bash tests/events/run.sh edge
+
+# Pulled sites: [[sync]] rules in PIER_SYNC, advanced by the cron trigger
+# (tests/sync/edge.sh starts its own Workers), from a native upstream.
+script_suite "sync (pulled sites)" "$scratch/sync.log" sync bash tests/sync/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.

@@ -20,6 +20,7 @@ use crate::platform::{Background, Env};
 use crate::registry::{Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
 use crate::store::Store;
+use crate::sync::{SyncConfig, SyncPasses, SyncRule};
 
 /// What a deployment is configured with, whichever shell read it.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +46,8 @@ pub struct Settings {
     pub webhooks: Vec<WebhookConfig>,
     /// Promotion and replication on push (`[[replicate]]`).
     pub replicate: Vec<ReplicateConfig>,
+    /// Images pulled from upstream registries, pass by pass (`[[sync]]`).
+    pub sync: Vec<SyncConfig>,
 }
 
 /// What the shell provides that core cannot do portably.
@@ -62,6 +65,7 @@ pub enum SettingsError {
     Mirror(String),
     Webhook(String),
     Replicate(String),
+    Sync(String),
 }
 
 impl std::fmt::Display for SettingsError {
@@ -70,7 +74,8 @@ impl std::fmt::Display for SettingsError {
             SettingsError::Auth(why)
             | SettingsError::Mirror(why)
             | SettingsError::Webhook(why)
-            | SettingsError::Replicate(why) => f.write_str(why),
+            | SettingsError::Replicate(why)
+            | SettingsError::Sync(why) => f.write_str(why),
         }
     }
 }
@@ -123,6 +128,7 @@ pub struct Deployment {
     auth: Option<Auth>,
     mirror: Option<Mirror>,
     hooks: Option<Arc<Hooks>>,
+    sync: Vec<Arc<SyncRule>>,
     env: Arc<dyn Env>,
     notices: Vec<Notice>,
 }
@@ -152,6 +158,8 @@ impl Deployment {
                 Mirror::new(&settings.mirrors, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Mirror)?,
             ),
         };
+        let sync =
+            crate::sync::rules(&settings.sync, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Sync)?;
         let hooks = Hooks::new(&settings.webhooks, &settings.replicate, ports.http, ports.env.clone()).map_err(
             |err| match err {
                 HooksError::Webhook(why) => SettingsError::Webhook(why),
@@ -174,6 +182,7 @@ impl Deployment {
             auth,
             mirror,
             hooks: (!hooks.is_empty()).then(|| Arc::new(hooks)),
+            sync,
             env: ports.env,
             notices,
         })
@@ -216,6 +225,12 @@ impl Deployment {
         }
     }
 
+    /// The passes of the `[[sync]]` rules, writing to `site`'s registry
+    /// (their state read and written past any cache).
+    pub fn sync_passes(&self, site: &Site) -> SyncPasses {
+        SyncPasses::new(self.sync.clone(), site.registry.clone(), self.env.clone())
+    }
+
     /// Who may do what; `None` when the registry is open.
     pub fn auth(&self) -> Option<&Auth> {
         self.auth.as_ref()
@@ -248,6 +263,18 @@ fn notices(settings: &Settings) -> Vec<Notice> {
             "events: {} webhooks, {} replication rules",
             settings.webhooks.len(),
             settings.replicate.len()
+        )));
+    }
+    for rule in &settings.sync {
+        let when = match rule.interval_secs {
+            0 => "on demand".to_string(),
+            secs => format!("every {secs} s"),
+        };
+        notices.push(Notice::info(format!(
+            "sync {:?}: {} from {}, {when}",
+            rule.name,
+            rule.repositories.join(", "),
+            rule.upstream
         )));
     }
     notices

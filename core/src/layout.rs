@@ -29,6 +29,8 @@
 //! events/dead/<target>/<lane>/<ms>-<id>          a delivery given up after its last attempt
 //! events/leases/<target>/<lane>                  who delivers the lane's events, until when
 //! events/backfilled/<target>                     marker: a rule's backfill of existing tags is recorded
+//! sync/<name>/pass                               the sync rule's current (or last) pass: progress and lease
+//! sync/<name>/last                               what the rule's last finished pass did
 //! ```
 
 use crate::digest::Digest;
@@ -209,6 +211,17 @@ pub fn gc_marked(run: &str) -> String {
 
 pub fn gc_data_marks(run: &str) -> String {
     format!("gc/marks/{run}/data/")
+}
+
+/// The state of sync rule `name`'s current pass (or its last, once
+/// finished): where it stands, its counts and who holds it (`sync`).
+pub fn sync_pass(name: &str) -> String {
+    format!("sync/{name}/pass")
+}
+
+/// The record of sync rule `name`'s last finished pass.
+pub fn sync_last(name: &str) -> String {
+    format!("sync/{name}/last")
 }
 
 pub const GC_SUSPECT_DATA: &str = "gc/suspect-data/";

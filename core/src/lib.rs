@@ -37,6 +37,7 @@ pub mod registry;
 pub mod remote;
 pub mod retention;
 pub mod store;
+pub mod sync;
 // The host every test runs on (core's, the shells', the fuzz targets').
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -22,7 +22,7 @@ const CORE: &[&[&str]] = &[
     // Beside the registry: who may do what, collection, other registries.
     &["auth", "gc", "remote"],
     // Around the registry: the pull-through cache and what others are told.
-    &["mirror", "events"],
+    &["mirror", "events", "sync"],
     // The HTTP mapping.
     &["api"],
     // One deployment assembled from settings and the shell's ports.
@@ -52,7 +52,7 @@ const EDGE: &[&[&str]] = &[
     &["js_body", "js_error", "streams", "env", "per_isolate"],
     &["fetch", "r2", "cache", "http_shell", "background", "config"],
     &["deployment"],
-    &["gc", "test_routes"],
+    &["gc", "sync", "test_routes"],
     &["entry"],
 ];
 

@@ -1,5 +1,5 @@
 //! The shell's own settings (R2 part size, what the edge caches keep, the
-//! cron's time budget), read from the Worker's vars (wrangler.toml `[vars]`,
+//! cron's time budgets), read from the Worker's vars (wrangler.toml `[vars]`,
 //! or the dashboard) on every request: a Worker has no start-up hook and vars
 //! are cheap to read. Bad values are refused with a message naming the var,
 //! never silently replaced by a default. The registry's settings are read in
@@ -30,6 +30,8 @@ const DEFAULT_GC_BUDGET_SECS: u64 = 20;
 /// Wall-clock seconds one replication copy step may start blobs for in a
 /// queue consumer invocation (the platform allows 15 minutes of wall time).
 const DEFAULT_REPLICATION_STEP_SECS: u64 = 300;
+/// Wall-clock seconds of sync passes per cron invocation, after collection.
+const DEFAULT_SYNC_BUDGET_SECS: u64 = 20;
 
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -46,6 +48,9 @@ pub struct EdgeConfig {
     /// goes on; work under a request's or the cron's `waitUntil` gets the
     /// cron budget.
     pub replication_step_secs: u64,
+    /// Seconds of sync passes per cron invocation (`PIER_SYNC_BUDGET_SECS`);
+    /// each due rule takes at least one tag.
+    pub sync_budget_secs: u64,
 }
 
 impl EdgeConfig {
@@ -62,6 +67,7 @@ impl EdgeConfig {
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
             gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
             replication_step_secs: number(env, "PIER_REPLICATION_STEP_SECS", DEFAULT_REPLICATION_STEP_SECS)?,
+            sync_budget_secs: number(env, "PIER_SYNC_BUDGET_SECS", DEFAULT_SYNC_BUDGET_SECS)?,
         })
     }
 }

@@ -7,23 +7,26 @@
 //!
 //! The vars hold the native configuration's tables as JSON: `PIER_AUTH` the
 //! `[auth]` table (with the JWK Set in the secret `PIER_AUTH_SIGNING_KEYS`),
-//! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS` and
-//! `PIER_REPLICATE` arrays of `[[mirror]]`, `[[webhook]]` and `[[replicate]]`
-//! tables. An error names the var at fault.
+//! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS`,
+//! `PIER_REPLICATE` and `PIER_SYNC` arrays of `[[mirror]]`, `[[webhook]]`,
+//! `[[replicate]]` and `[[sync]]` tables. An error names the var at fault.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use pier_core::auth::AuthConfig;
-use pier_core::deployment::{Deployment, Ports, Settings, SettingsError};
+use pier_core::deployment::{Deployment, Ports, Settings, SettingsError, Site, Stores};
 use pier_core::gc::GcConfig;
+use pier_core::platform::Background;
+use pier_core::store::Store;
 use serde::de::DeserializeOwned;
 use worker::{console_log, console_warn, Env};
 
-use crate::config::{flag, number, text_var};
+use crate::config::{flag, number, text_var, EdgeConfig, BUCKET_BINDING};
 use crate::env::WorkerEnv;
 use crate::fetch::FetchClient;
 use crate::per_isolate::PerIsolate;
+use crate::r2::R2Store;
 
 /// The var holding the `[auth]` table as JSON.
 pub const AUTH_VAR: &str = "PIER_AUTH";
@@ -35,6 +38,7 @@ pub const GC_VAR: &str = "PIER_GC";
 const MIRRORS_VAR: &str = "PIER_MIRRORS";
 const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
 const REPLICATE_VAR: &str = "PIER_REPLICATE";
+const SYNC_VAR: &str = "PIER_SYNC";
 const SPARSE_VAR: &str = "PIER_ALLOW_SPARSE_MANIFESTS";
 const MAX_BODY_VAR: &str = "PIER_MAX_BODY_BYTES";
 
@@ -48,7 +52,7 @@ thread_local! {
 }
 
 /// The text of every var a deployment is built from, in one order.
-struct Texts([Option<String>; 8]);
+struct Texts([Option<String>; 9]);
 
 impl Texts {
     fn read(env: &Env) -> Result<Texts, String> {
@@ -59,6 +63,7 @@ impl Texts {
             text_var(env, MIRRORS_VAR)?,
             text_var(env, WEBHOOKS_VAR)?,
             text_var(env, REPLICATE_VAR)?,
+            text_var(env, SYNC_VAR)?,
             crate::config::var(env, SPARSE_VAR),
             crate::config::var(env, MAX_BODY_VAR),
         ]))
@@ -80,7 +85,7 @@ pub fn deployment(env: &Env) -> Built {
 // One isolate, one thread: the ports' JavaScript handles need not be Send.
 #[allow(clippy::arc_with_non_send_sync)]
 fn build(env: &Env, texts: &Texts) -> Built {
-    let [auth, keys, gc, mirrors, webhooks, replicate, _, _] = &texts.0;
+    let [auth, keys, gc, mirrors, webhooks, replicate, sync, _, _] = &texts.0;
     let max_body_bytes = number(env, MAX_BODY_VAR, DEFAULT_MAX_BODY_BYTES)?;
     let settings = Settings {
         allow_sparse_manifests: flag(env, SPARSE_VAR)?,
@@ -95,6 +100,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         mirrors: tables(mirrors.as_deref(), MIRRORS_VAR)?,
         webhooks: tables(webhooks.as_deref(), WEBHOOKS_VAR)?,
         replicate: tables(replicate.as_deref(), REPLICATE_VAR)?,
+        sync: tables(sync.as_deref(), SYNC_VAR)?,
     };
     let ports = Ports {
         env: Arc::new(WorkerEnv),
@@ -105,6 +111,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         SettingsError::Mirror(why) => format!("{MIRRORS_VAR}: {why}"),
         SettingsError::Webhook(why) => format!("{WEBHOOKS_VAR}: {why}"),
         SettingsError::Replicate(why) => format!("{REPLICATE_VAR}: {why}"),
+        SettingsError::Sync(why) => format!("{SYNC_VAR}: {why}"),
     })?;
     for notice in deployment.notices() {
         match notice.warning {
@@ -140,4 +147,18 @@ fn tables<T: DeserializeOwned>(text: Option<&str>, name: &str) -> Result<Vec<T>,
         None => Ok(Vec::new()),
         Some(text) => serde_json::from_str(text).map_err(|e| format!("{name}: not a JSON array of tables: {e}")),
     }
+}
+
+/// A site over R2 alone (no request, so no edge cache) for the consumer and
+/// the cron.
+pub fn backend_site(env: &Env, background: Arc<dyn Background>) -> Result<(Site, EdgeConfig), String> {
+    let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
+    let deployment = deployment(env).map_err(|err| format!("configuration: {err}"))?;
+    let bucket = env
+        .bucket(BUCKET_BINDING)
+        .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
+    // One isolate, one thread: the R2 handle need not be Send.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let store: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
+    Ok((deployment.site(Stores::Backend(store), background), config))
 }

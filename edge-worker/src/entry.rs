@@ -1,7 +1,7 @@
 //! The Worker's entry points: `fetch` hands every request to this isolate's
 //! deployment (`deployment`) over the cached R2 store; `scheduled` is the cron
-//! trigger, which advances garbage collection and drains the events outbox;
-//! `queue` consumes the events queue (`events`).
+//! trigger, which advances garbage collection and the due sync passes and
+//! drains the events outbox; `queue` consumes the events queue (`events`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use pier_core::deployment::Stores;
 use pier_core::error::{ErrorCode, RegistryError};
 use pier_core::events::outbox::Lane;
+use pier_core::platform::Background;
 use pier_core::store::Store;
 use worker::{console_error, event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent};
 
@@ -88,19 +89,22 @@ fn failure(message: &str) -> worker::Result<Response> {
     worker_response(response)
 }
 
-/// The trigger that only drains the events outbox (wrangler.toml).
-const EVENTS_ONLY_CRON: &str = "* * * * *";
+/// The every-minute trigger (wrangler.toml), which collects no garbage.
+const EVERY_MINUTE: &str = "* * * * *";
 
-/// Every cron: garbage collection's next steps (but on the events-only
-/// trigger), and the events outbox.
+/// Every cron: garbage collection's next steps (but every minute), the sync
+/// passes that are due, and the events outbox.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, context: ScheduleContext) {
     let cron = event.cron();
-    if cron != EVENTS_ONLY_CRON {
+    if cron != EVERY_MINUTE {
         crate::gc::collect(&env, &cron).await;
     }
+    // One isolate, one thread: the context need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
-    crate::events::on_cron(&env, Arc::new(WaitUntil::of_cron(context))).await;
+    let background: Arc<dyn Background> = Arc::new(WaitUntil::of_cron(context));
+    crate::sync::advance(&env, &cron, background.clone()).await;
+    crate::events::on_cron(&env, background).await;
 }
 
 /// The events queue's consumer.

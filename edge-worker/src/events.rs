@@ -12,16 +12,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pier_core::deployment::{Site, Stores};
+use pier_core::deployment::Site;
 use pier_core::events::outbox::{Drained, Lane};
 use pier_core::events::{EventSink, LaneQueue};
 use pier_core::platform::{Background, BoxFuture};
-use pier_core::store::Store;
 use worker::{console_error, Context, Env, MessageBatch, MessageExt, Queue, QueueRetryOptionsBuilder};
 
 use crate::background::WaitUntil;
-use crate::config::{EdgeConfig, BUCKET_BINDING, EVENTS_QUEUE_BINDING};
-use crate::r2::R2Store;
+use crate::config::{EdgeConfig, EVENTS_QUEUE_BINDING};
 
 /// The longest a queue message may be delayed (the platform's limit).
 const MAX_DELAY_SECS: u64 = 12 * 3600;
@@ -50,24 +48,11 @@ pub fn route_lanes(site: Site, env: &Env, config: &EdgeConfig) -> Site {
     }
 }
 
-/// A site over R2 alone (no request, so no edge cache) for the consumer and
-/// the cron.
-fn backend_site(env: &Env, background: Arc<dyn Background>) -> Result<(Site, EdgeConfig), String> {
-    let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
-    let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
-    let bucket = env
-        .bucket(BUCKET_BINDING)
-        .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
-    #[allow(clippy::arc_with_non_send_sync)]
-    let store: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
-    Ok((deployment.site(Stores::Backend(store), background), config))
-}
-
 /// The queue consumer: drains each lane named by a message of the batch.
 pub async fn consume(batch: MessageBatch<Lane>, env: &Env, context: Context) {
     #[allow(clippy::arc_with_non_send_sync)]
     let background: Arc<dyn Background> = Arc::new(WaitUntil::of_request(Rc::new(context)));
-    let (site, config) = match backend_site(env, background) {
+    let (site, config) = match crate::deployment::backend_site(env, background) {
         Ok(built) => built,
         Err(why) => {
             console_error!("pier: events queue: {why}; the messages are retried");
@@ -114,7 +99,7 @@ pub async fn consume(batch: MessageBatch<Lane>, env: &Env, context: Context) {
 /// The cron's part: backfill of new rules, then every lane drained (within
 /// the cron's budget for copies).
 pub async fn on_cron(env: &Env, background: Arc<dyn Background>) {
-    let (site, config) = match backend_site(env, background) {
+    let (site, config) = match crate::deployment::backend_site(env, background) {
         Ok(built) => built,
         Err(why) => {
             console_error!("pier: cron: events: {why}");

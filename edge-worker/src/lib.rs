@@ -39,5 +39,7 @@ mod per_isolate;
 mod r2;
 #[cfg(target_arch = "wasm32")]
 mod streams;
+#[cfg(target_arch = "wasm32")]
+mod sync;
 #[cfg(all(target_arch = "wasm32", feature = "test-endpoints"))]
 mod test_routes;

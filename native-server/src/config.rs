@@ -13,6 +13,7 @@ use pier_core::deployment::Settings;
 use pier_core::events::{ReplicateConfig, WebhookConfig};
 use pier_core::gc::GcConfig;
 use pier_core::mirror::MirrorConfig;
+use pier_core::sync::SyncConfig;
 use serde::Deserialize;
 
 use crate::store::settings::{S3File, StorageArgs, StorageConfig, StorageFile};
@@ -105,6 +106,9 @@ struct FileConfig {
     /// Promotion and replication on push: `[[replicate]]` tables.
     #[serde(default)]
     replicate: Vec<ReplicateConfig>,
+    /// Images pulled from upstream registries on a schedule: `[[sync]]` tables.
+    #[serde(default)]
+    sync: Vec<SyncConfig>,
 }
 
 /// The `[gc]` table: when the server collects, and how (see docs/gc.md).
@@ -196,6 +200,7 @@ impl Config {
                 mirrors: file.mirror,
                 webhooks: file.webhook,
                 replicate: file.replicate,
+                sync: file.sync,
             },
             auth: AuthSettings::resolve(
                 file.auth,
@@ -377,6 +382,25 @@ mod tests {
         assert_eq!(config.deployment.replicate[0].to_namespace.as_deref(), Some("prod/**"));
         std::fs::write(&path, "[[webhook]]\nurl = \"https://h/\"\nevents = [\"poke\"]\n").unwrap();
         assert!(load_file(&path).is_err());
+    }
+
+    #[test]
+    fn sync_tables() {
+        let config = Config::from_toml(
+            "[[sync]]\nname = \"factory\"\nupstream = \"https://ci.example\"\nrepositories = [\"team/*\"]\n\
+             tags = \"v*\"\nto_namespace = \"site/**\"\ninterval_secs = 300\ndelete = true\n",
+        )
+        .unwrap();
+        let rule = &config.deployment.sync[0];
+        assert_eq!(
+            (rule.name.as_str(), rule.interval_secs, rule.delete),
+            ("factory", 300, true)
+        );
+        let err = Config::from_toml(
+            "[[sync]]\nname = \"x\"\nupstream = \"https://u\"\nrepositories = [\"a\"]\nintervl = 1\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

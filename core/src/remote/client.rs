@@ -457,13 +457,7 @@ impl RegistryClient {
             let Some(next) = next else {
                 return Ok(digests);
             };
-            let next_url = url
-                .join(&next)
-                .map_err(|e| invalid(format!("GET {url}: bad Link: {e}")))?;
-            if next_url.origin() != url.origin() {
-                return Err(invalid(format!("GET {url}: Link to another origin: {next_url}")));
-            }
-            url = next_url;
+            url = next_page(&url, &next)?;
             let answer = self
                 .send(&Scopes::pull(repo), Method::GET, &url, &[], OutgoingBody::Empty)
                 .await?;
@@ -474,40 +468,68 @@ impl RegistryClient {
         )))
     }
 
-    // ---- tags ----
+    // ---- tags and catalog ----
 
     /// Every tag of `repo`, following the registry's pages.
     pub async fn tags(&self, repo: &str) -> Result<Vec<String>, RemoteError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            tags: Option<Vec<String>>,
-        }
-        let mut tags = Vec::new();
-        let mut url = self.url(&format!("/v2/{repo}/tags/list?n=1000"))?;
-        // A hostile registry could send a `Link` to the same page for ever.
-        for _ in 0..MAX_TAG_PAGES {
-            let response = self
-                .send(&Scopes::pull(repo), Method::GET, &url, &[], OutgoingBody::Empty)
-                .await?;
+        let url = self.url(&format!("/v2/{repo}/tags/list?n=1000"))?;
+        self.names(&Scopes::pull(repo), url, "tags").await
+    }
+
+    /// Every repository the registry lists in `/v2/_catalog`, following its
+    /// pages; many registries refuse the catalog (an error with their status).
+    pub async fn catalog(&self) -> Result<Vec<String>, RemoteError> {
+        let url = self.url("/v2/_catalog?n=1000")?;
+        self.names(&Scopes::catalog(), url, "repositories").await
+    }
+
+    /// The names under `field` of a paged listing starting at `url`,
+    /// following its `Link` headers on the registry's own origin only (the
+    /// next page is asked with our credentials) and for at most
+    /// [`MAX_NAME_PAGES`] pages (a hostile registry could link to the same
+    /// page for ever).
+    async fn names(&self, scopes: &Scopes, mut url: Url, field: &str) -> Result<Vec<String>, RemoteError> {
+        let mut names = Vec::new();
+        for _ in 0..MAX_NAME_PAGES {
+            let response = self.send(scopes, Method::GET, &url, &[], OutgoingBody::Empty).await?;
             let response = expect(response, StatusCode::OK, &format!("GET {url}")).await?;
             let next = header_text(&response, LINK).and_then(next_link);
             let body = read_body(response.into_body(), 16 << 20)
                 .await?
-                .ok_or_else(|| invalid(format!("GET {url}: tag list over 16 MiB")))?;
-            let page: Page =
-                serde_json::from_slice(&body).map_err(|e| invalid(format!("GET {url}: unreadable tag list: {e}")))?;
-            tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(next) => {
-                    url = url
-                        .join(&next)
-                        .map_err(|e| invalid(format!("GET {url}: bad Link: {e}")))?
+                .ok_or_else(|| invalid(format!("GET {url}: listing over 16 MiB")))?;
+            let page: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&body).map_err(|e| invalid(format!("GET {url}: unreadable listing: {e}")))?;
+            match page.get(field) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::Array(values)) => {
+                    for value in values {
+                        let name = value
+                            .as_str()
+                            .ok_or_else(|| invalid(format!("GET {url}: {field} holds a non-string {value}")))?;
+                        names.push(name.to_string());
+                    }
                 }
-                None => return Ok(tags),
+                Some(other) => return Err(invalid(format!("GET {url}: {field} is not a list: {other}"))),
+            }
+            match next {
+                Some(next) => url = next_page(&url, &next)?,
+                None => return Ok(names),
             }
         }
-        Err(invalid(format!("GET {url}: more than {MAX_TAG_PAGES} pages of tags")))
+        Err(invalid(format!("GET {url}: more than {MAX_NAME_PAGES} pages")))
     }
+}
+
+/// The page a `Link` of the answer to `url` names, which must be on the
+/// same origin: it is asked with the credentials meant for this registry.
+fn next_page(url: &Url, link: &str) -> Result<Url, RemoteError> {
+    let next = url
+        .join(link)
+        .map_err(|e| invalid(format!("GET {url}: bad Link {link:?}: {e}")))?;
+    if next.origin() != url.origin() {
+        return Err(invalid(format!("GET {url}: Link to another origin: {next}")));
+    }
+    Ok(next)
 }
 
 fn reference_text(reference: &Reference) -> &str {
@@ -533,14 +555,14 @@ fn content_length(response: &IncomingResponse) -> Option<u64> {
     header_text(response, CONTENT_LENGTH).and_then(|t| t.trim().parse().ok())
 }
 
-/// The target of a `Link: <url>; rel="next"` header.
 /// Most pages of referrers of one manifest followed (a million referrers
 /// at pier's page size).
 const MAX_REFERRER_PAGES: usize = 1000;
 
-/// Most pages of a tag list followed (a million tags at 1000 a page).
-const MAX_TAG_PAGES: usize = 1000;
+/// Most pages of a tag list or catalog followed (a million names at 1000 a page).
+const MAX_NAME_PAGES: usize = 1000;
 
+/// The target of a `Link: <url>; rel="next"` header.
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
         let (target, params) = link.split_once(';')?;
@@ -665,7 +687,7 @@ mod tests {
         let client = RegistryClient::new(peer.clone(), env, "https://reg.test", None, &[]).unwrap();
         let listed = futures::executor::block_on(client.tags("a"));
         assert!(listed.is_err(), "{listed:?}");
-        assert_eq!(peer.asked.load(std::sync::atomic::Ordering::Relaxed), MAX_TAG_PAGES);
+        assert_eq!(peer.asked.load(std::sync::atomic::Ordering::Relaxed), MAX_NAME_PAGES);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub struct LocalRepo {
     pub repo: RepoName,
 }
 
-fn remote_error(error: RegistryError) -> RemoteError {
+/// A registry error as a copy reports it.
+pub(crate) fn remote_error(error: RegistryError) -> RemoteError {
     RemoteError::Status {
         status: error.status.as_u16(),
         code: Some(error.code.as_str().to_string()),

@@ -40,6 +40,11 @@ impl Scopes {
         Scopes(vec![format!("repository:{repo}:delete")])
     }
 
+    /// Listing the registry's repositories (`/v2/_catalog`).
+    pub fn catalog() -> Scopes {
+        Scopes(vec!["registry:catalog:*".into()])
+    }
+
     /// These scopes and pull on `repo` (the source of a mount).
     pub fn and_pull(mut self, repo: &str) -> Scopes {
         self.0.push(format!("repository:{repo}:pull"));

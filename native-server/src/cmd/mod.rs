@@ -12,6 +12,7 @@ pub mod copy;
 pub mod events;
 pub mod gc;
 pub mod serve;
+pub mod sync;
 
 #[derive(Parser)]
 #[command(name = "pier", version, about = "An OCI container registry")]
@@ -40,6 +41,9 @@ enum Command {
     /// The outbox of webhook deliveries and replication copies: list what
     /// waits and what was given up, retry, backfill a rule.
     Events(events::EventsArgs),
+    /// Run one pass of the `[[sync]]` rules (all, or those named): copy what
+    /// their upstreams have and this registry lacks.
+    Sync(sync::SyncArgs),
 }
 
 /// Runs the command `cli` names; `Err` holds what to tell the user.
@@ -51,6 +55,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Gc(args) => gc::run_command(args),
         Command::Copy(args) => copy::run(args),
         Command::Events(args) => events::run(args),
+        Command::Sync(args) => sync::run(args),
     }
 }
 

@@ -55,6 +55,7 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(events) = site.events() {
         tokio::spawn(deliver_on_schedule(events.clone()));
     }
+    tokio::spawn(super::sync::on_schedule(deployment.sync_passes(&site)));
     let tls = match crate::tls::certificate_files(&config.tls)? {
         Some((cert, key)) => Some(crate::tls::acceptor(&config.tls, cert, key)?),
         None if !config.listen.ip().is_loopback() => {
