@@ -52,7 +52,7 @@ const EDGE: &[&[&str]] = &[
     &["js_body", "js_error", "streams", "env", "per_isolate"],
     &["fetch", "r2", "cache", "http_shell", "background", "config"],
     &["deployment"],
-    &["gc", "sync", "test_routes"],
+    &["events", "gc", "sync", "test_routes"],
     &["entry"],
 ];
 
