@@ -228,7 +228,12 @@ impl Deployment {
     /// The passes of the `[[sync]]` rules, writing to `site`'s registry
     /// (their state read and written past any cache).
     pub fn sync_passes(&self, site: &Site) -> SyncPasses {
-        SyncPasses::new(self.sync.clone(), site.registry.clone(), self.env.clone())
+        SyncPasses::new(
+            self.sync.clone(),
+            site.registry.clone(),
+            self.env.clone(),
+            site.events.clone(),
+        )
     }
 
     /// Who may do what; `None` when the registry is open.

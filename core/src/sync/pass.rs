@@ -20,6 +20,8 @@ use super::progress::{decide, Decision, PassRecord, LEASE_MS};
 use super::rule::{RepositoryPattern, SyncRule};
 use crate::digest::Digest;
 use crate::error::ErrorCode;
+use crate::events::replicate::REPLICATION_ACTOR;
+use crate::events::{Action, Event, EventSink, Subject};
 use crate::layout;
 use crate::manifest;
 use crate::names::{RepoName, Tag};
@@ -135,6 +137,8 @@ pub struct SyncPasses {
     env: Arc<dyn Env>,
     /// This runner, in leases.
     me: String,
+    /// Where the tags a pass copies or deletes are told (webhooks, rules).
+    events: Option<EventSink>,
 }
 
 /// A pass this run holds, with the etag of its last save.
@@ -171,14 +175,47 @@ fn is_down(error: &RemoteError) -> bool {
 }
 
 impl SyncPasses {
-    pub fn new(rules: Vec<Arc<SyncRule>>, registry: Registry, env: Arc<dyn Env>) -> SyncPasses {
+    pub fn new(
+        rules: Vec<Arc<SyncRule>>,
+        registry: Registry,
+        env: Arc<dyn Env>,
+        events: Option<EventSink>,
+    ) -> SyncPasses {
         SyncPasses {
             store: registry.fresh_store(),
             me: env.random_id(),
             rules,
             registry,
             env,
+            events,
         }
+    }
+
+    /// Tells webhooks and rules that a pass pushed (or deleted) `tag` of
+    /// `repo`, as the registry's own actor, like a promotion.
+    async fn tell(
+        &self,
+        action: Action,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+        media_type: &str,
+        size: u64,
+    ) -> Result<(), String> {
+        let Some(events) = self.events.as_ref().filter(|events| events.wants(action, repo)) else {
+            return Ok(());
+        };
+        let subject = Subject {
+            repo,
+            digest,
+            media_type,
+            size,
+        };
+        let event = Event::new(self.env.as_ref(), action, &subject, Some(tag), REPLICATION_ACTOR);
+        events
+            .emit(&event)
+            .await
+            .map_err(|err| format!("recording its event: {err}"))
     }
 
     pub fn rules(&self) -> &[Arc<SyncRule>] {
@@ -434,6 +471,23 @@ impl SyncPasses {
         for tag in pending {
             let outcome = match self.tag(rule, &src, &dst, &tag).await {
                 Ok(TagSync::Copied(report)) => {
+                    if let Some(pushed) = report.digest.as_ref() {
+                        let told = match self
+                            .registry
+                            .manifest(&target, &Reference::Digest(pushed.clone()))
+                            .await
+                        {
+                            Ok(stored) => {
+                                let size = stored.bytes.len() as u64;
+                                self.tell(Action::Push, &target, &tag, pushed, &stored.media_type, size)
+                                    .await
+                            }
+                            Err(err) => Err(err.message),
+                        };
+                        if let Err(why) = told {
+                            held.record.note_error(format!("{target}:{tag}: copied, but {why}"));
+                        }
+                    }
                     held.record.counts.tags_copied += 1;
                     held.record.counts.blobs_copied += report.blobs_streamed as u64;
                     held.record.counts.bytes_copied += report.bytes_streamed;
@@ -560,7 +614,14 @@ impl SyncPasses {
                 .delete_manifest(target, &Reference::Tag(tag.clone()))
                 .await
             {
-                Ok(_) => {
+                Ok(deleted) => {
+                    let (digest, media_type) = (&deleted.digest, &deleted.media_type);
+                    if let Err(why) = self
+                        .tell(Action::Delete, target, &tag, digest, media_type, deleted.size)
+                        .await
+                    {
+                        held.record.note_error(format!("{target}:{tag}: deleted, but {why}"));
+                    }
                     held.record.counts.tags_deleted += 1;
                     TagOutcome::Deleted
                 }
