@@ -13,8 +13,9 @@
 #   - a delivery given up after its last attempt is a dead letter, listed,
 #     and delivered once retried;
 #   - 100 pushes acknowledged while the receiver refuses, then kill -9:
-#     after the restart all 100 events arrive (each at least once, told
-#     apart by id), the receiver refusing for the first minute;
+#     after the restart all 100 events arrive, in the order they were pushed
+#     (each at least once, told apart by id), the receiver refusing for the
+#     first minute;
 #   - the outbox endpoints refuse wrong methods and bad arguments.
 
 outbox_webhooks() {
@@ -98,6 +99,9 @@ a_hundred_acknowledged_pushes_survive_kill_9_and_a_refusing_receiver() {
   sleep $((opened_at > SECONDS ? opened_at - SECONDS : 0))
   open_receiver durable
   WAIT_SECS=240 eventually all_hundred_arrived
+  # In order: one repository's events arrive in the order they were pushed.
+  received /closed/durable '.repository == "durable/app" and (.tag | startswith("t"))' | jq -r .tag | awk '!seen[$0]++' >order.txt
+  sort -c order.txt
   # At least once: duplicates are told apart by id, one tag per id.
   received /closed/durable '.repository == "durable/app"' | jq -s -e 'group_by(.id) | all(map(.tag) | unique | length == 1)'
   echo "deliveries: $(received /closed/durable '.repository == "durable/app"' | wc -l) for 101 events"

@@ -6,7 +6,8 @@
 # Sourced by tests/sync/run.sh.
 [ "${PIER_EDGE_PREBUILT:-}" = 1 ] || build_test_worker || exit 2
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-start_worker edgesite 200 --test-scheduled --var "PIER_SYNC:$(sync_rules 1)" --var PIER_SYNC_BUDGET_SECS:0 || exit 2
+start_worker edgesite 200 --test-scheduled --var "PIER_SYNC:$(sync_rules 1)" --var PIER_SYNC_BUDGET_SECS:0 \
+  --var "PIER_WEBHOOKS:$(sync_webhooks)" || exit 2
 SITE=$edgesite_addr
 CRON="http://$SITE/__scheduled?cron=$(jq -rn '"*/30 * * * *" | @uri')"
 

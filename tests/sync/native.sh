@@ -11,6 +11,7 @@ SITE_DATA=$scratch/site-data
 {
   echo "data_dir = \"$SITE_DATA\""
   toml_tables sync "$(sync_rules 0)"
+  toml_tables webhook "$(sync_webhooks)"
 } >"$SITE_CONFIG"
 SITE=127.0.0.1:$(free_port)
 

@@ -61,6 +61,14 @@ fi
 # shellcheck source=tests/sync/shared.sh
 source "$here/shared.sh"
 
+# The sites' webhook receiver (the events suite's).
+HOOKS=$scratch/sync-hooks.jsonl
+touch "$HOOKS"
+node tests/events/receiver.mjs "$HOOKS" 0 >"$scratch/receiver.port" 2>"$scratch/receiver.log" &
+kill_at_exit $!
+eventually test -s "$scratch/receiver.port" || { cat "$scratch/receiver.log"; exit 2; }
+RECEIVER=http://127.0.0.1:$(cat "$scratch/receiver.port")
+
 # start_upstream NAME: a pier holding the images every target syncs, and the
 # proxy in front of it; sets UPSTREAM, PROXY and COLLECTED.
 start_upstream() {

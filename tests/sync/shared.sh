@@ -126,6 +126,28 @@ credentials_never_go_to_a_token_realm_not_allowed() {
   [ ! -s "$COLLECTED" ] || { cat "$COLLECTED"; return 1; }
 }
 
+# sync_webhooks: the site's webhook (a receiver, tests/events/receiver.mjs,
+# started by run.sh, one path per target; HOOKS is what it was sent).
+sync_webhooks() {
+  jq -cn --arg url "$RECEIVER/sync-$target" '[{url: $url, events: ["push", "delete"], repository: "factory/**"}]'
+}
+# sync_events JQ: how many distinct events the target's site sent (answered 200) match JQ.
+sync_events() {
+  jq -r --arg path "/sync-$target" "select(.path == \$path and .status == 200) | .event | select($1) | .id" "$HOOKS" |
+    sort -u | wc -l
+}
+factory_pushes_arrived() { [ "$(sync_events '.action == "push" and .tag == "v1" and .actor == "pier"')" -ge 50 ]; }
+a_deletion_arrived() { [ "$(sync_events '.action == "delete" and .repository == "factory/img-04" and .tag == "v1"')" = 1 ]; }
+
+# What the passes above copied and deleted was told to the site's webhook:
+# the 50 backfilled v1 tags (and the moved one) as pushes by pier, the tag
+# upstream dropped as a delete.
+the_passes_copies_and_deletes_are_events_of_the_site() {
+  WAIT_SECS=120 eventually factory_pushes_arrived
+  WAIT_SECS=120 eventually a_deletion_arrived
+  [ "$(sync_events '.repository | startswith("kept/")')" = 0 ]
+}
+
 # run_shared_checks TARGET: the checks above, in order (each builds on the last).
 run_shared_checks() {
   check "$1: a new rule backfills every existing image (50), tag filter and signatures" \
@@ -133,6 +155,8 @@ run_shared_checks() {
   check "$1: a second pass copies nothing" a_second_pass_copies_nothing
   check "$1: a moved tag moves, a deleted one goes with delete = true, stays with false" \
     moved_and_deleted_tags_follow_upstream_as_the_rule_says
+  check "$1: the passes' copies and deletes are events of the site (webhook)" \
+    the_passes_copies_and_deletes_are_events_of_the_site
   check "$1: hostile upstream: a manifest not matching its digest is refused" \
     a_manifest_that_does_not_match_its_digest_is_refused
   check "$1: hostile upstream: a tag list linking to another origin is not followed" \
