@@ -225,16 +225,18 @@ impl Rule {
         let Some(target) = self.target(&repo) else {
             return Attempt::Failed(format!("replication of {repo}: no valid destination name"));
         };
+        let job = Job {
+            registry,
+            sink,
+            repo: &repo,
+            target: &target,
+            digest: &digest,
+            deadline,
+        };
         match event.action {
             Action::Push => match tag {
-                Some(tag) => {
-                    self.copy(registry, sink, &repo, &target, &digest, Some(&tag), deadline)
-                        .await
-                }
-                None => {
-                    self.follow_referrer(registry, sink, &repo, &target, &digest, deadline)
-                        .await
-                }
+                Some(tag) => self.copy(&job, Some(&tag)).await,
+                None => self.follow_referrer(&job).await,
             },
             Action::Delete if self.deletes => self.delete(registry, &target, &digest, tag.as_ref()).await,
             Action::Delete | Action::Pull => Attempt::Delivered,
@@ -245,15 +247,8 @@ impl Rule {
     /// the destination when it refers to a manifest that is there and is of
     /// an artifact type the rule carries: a signature or SBOM made after its
     /// image was copied. Anything else is done with at once.
-    async fn follow_referrer(
-        &self,
-        registry: &Registry,
-        sink: &EventSink,
-        repo: &RepoName,
-        target: &RepoName,
-        digest: &Digest,
-        deadline: Option<u64>,
-    ) -> Attempt {
+    async fn follow_referrer(&self, job: &Job<'_>) -> Attempt {
+        let (registry, repo, target, digest) = (job.registry, job.repo, job.target, job.digest);
         if !self.follow_referrers {
             return Attempt::Delivered;
         }
@@ -282,10 +277,10 @@ impl Rule {
                 self.describe(target),
                 parsed.referrer_artifact_type().unwrap_or("none"),
             );
-            sink.report(false, &why);
+            job.sink.report(false, &why);
             return Attempt::Delivered;
         }
-        self.copy(registry, sink, repo, target, digest, None, deadline).await
+        self.copy(job, None).await
     }
 
     fn destination(&self, registry: &Registry, target: &RepoName) -> Box<dyn ImageStore> {
@@ -303,17 +298,8 @@ impl Rule {
 
     /// The copy itself; a promotion within this registry is told to
     /// webhooks as a push.
-    #[allow(clippy::too_many_arguments)]
-    async fn copy(
-        &self,
-        registry: &Registry,
-        sink: &EventSink,
-        repo: &RepoName,
-        target: &RepoName,
-        digest: &Digest,
-        tag: Option<&Tag>,
-        deadline: Option<u64>,
-    ) -> Attempt {
+    async fn copy(&self, job: &Job<'_>, tag: Option<&Tag>) -> Attempt {
+        let (registry, sink, repo, target, digest) = (job.registry, job.sink, job.repo, job.target, job.digest);
         let at_tag = tag.map(|t| format!(":{t}")).unwrap_or_default();
         let what = format!(
             "replication {repo}{at_tag}@{digest} -> {}{at_tag}",
@@ -326,7 +312,7 @@ impl Rule {
         let dst = StepBudget {
             inner: self.destination(registry, target),
             env: registry.env_arc(),
-            deadline,
+            deadline: job.deadline,
             ran_out: AtomicBool::new(false),
         };
         let reference = Reference::Digest(digest.clone());
@@ -436,6 +422,17 @@ impl Rule {
             }
         }
     }
+}
+
+/// What one attempt of a rule works on: the pushed manifest, where it goes,
+/// and when the step must stop starting blobs.
+struct Job<'a> {
+    registry: &'a Registry,
+    sink: &'a EventSink,
+    repo: &'a RepoName,
+    target: &'a RepoName,
+    digest: &'a Digest,
+    deadline: Option<u64>,
 }
 
 /// The destination of one copy step: once the step's deadline has passed it
