@@ -101,6 +101,9 @@ impl Fixture {
 fn a_lane_is_delivered_in_the_order_it_was_recorded_and_emptied() {
     let f = fixture();
     let lane = f.record("hook", &[event("e1", "a"), event("e2", "a"), event("e3", "a")]);
+    let listed = block_on(f.outbox.list(false, 2)).unwrap();
+    let ids: Vec<&str> = listed.iter().map(|l| l.delivery.event.id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e2"], "the first two, in order");
     let script = Script::default();
     assert_eq!(block_on(f.outbox.drain(&lane, &script)).unwrap(), Drained::Empty);
     assert_eq!(script.seen(), ["e1", "e2", "e3"]);
@@ -127,7 +130,7 @@ fn a_failure_blocks_its_lane_until_its_backoff_ends_and_other_lanes_go_on() {
     f.env.advance_millis(due - 1_000_000);
     assert_eq!(block_on(f.outbox.drain_all(&script)).unwrap(), None);
     assert_eq!(script.seen(), ["a1", "b1", "a1", "a2"]);
-    let listed = block_on(f.outbox.list(true)).unwrap();
+    let listed = block_on(f.outbox.list(true, usize::MAX)).unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }
 
@@ -141,7 +144,7 @@ fn after_the_last_attempt_a_delivery_is_dead_until_retried_and_the_lane_goes_on(
         f.env.advance_secs(600);
     }
     assert_eq!(failing.seen(), ["e1", "e1", "e1", "e2"], "e2 goes once e1 is given up");
-    let listed = block_on(f.outbox.list(true)).unwrap();
+    let listed = block_on(f.outbox.list(true, usize::MAX)).unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].dead);
     assert_eq!(listed[0].delivery.attempts, 3);
@@ -154,7 +157,7 @@ fn after_the_last_attempt_a_delivery_is_dead_until_retried_and_the_lane_goes_on(
     let script = Script::default();
     assert_eq!(block_on(f.outbox.drain(&lane, &script)).unwrap(), Drained::Empty);
     assert_eq!(script.seen(), ["e1"]);
-    assert!(block_on(f.outbox.list(true)).unwrap().is_empty());
+    assert!(block_on(f.outbox.list(true, usize::MAX)).unwrap().is_empty());
 }
 
 #[test]

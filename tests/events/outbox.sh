@@ -112,7 +112,7 @@ status_of() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 
 the_outbox_endpoints_refuse_bad_requests() {
   # Tried: the wrong method on each endpoint, a backfill naming no rule or an
-  # unknown one, and a retry of ids no dead letter has.
+  # unknown one, a retry of ids no dead letter has, limits out of range.
   [ "$(status_of -X POST "http://$OUTBOX/_pier/events")" = 405 ]
   [ "$(status_of -X DELETE "http://$OUTBOX/_pier/events")" = 405 ]
   [ "$(status_of "http://$OUTBOX/_pier/events/retry")" = 405 ]
@@ -120,6 +120,11 @@ the_outbox_endpoints_refuse_bad_requests() {
   [ "$(status_of -X POST "http://$OUTBOX/_pier/events/backfill")" = 400 ]
   [ "$(status_of -X POST "http://$OUTBOX/_pier/events/backfill?rule=r000")" = 404 ]
   curl -fsS -X POST "http://$OUTBOX/_pier/events/retry?id=nonesuch" | jq -e '.lanes == 0'
+  # A listing's limit: 1 to 10,000.
+  [ "$(status_of "http://$OUTBOX/_pier/events?limit=0")" = 400 ]
+  [ "$(status_of "http://$OUTBOX/_pier/events?limit=10001")" = 400 ]
+  [ "$(status_of "http://$OUTBOX/_pier/events?limit=ten")" = 400 ]
+  curl -fsS "http://$OUTBOX/_pier/events?dead=true&limit=1" | jq -e 'length <= 1'
   # A registry without webhooks or rules has no outbox.
   [ "$(status_of "http://$SITE/_pier/events")" = 404 ]
 }

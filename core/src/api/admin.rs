@@ -54,14 +54,17 @@ pub(super) async fn gc_report(
 pub(super) const EVENTS_PATH: &str = "/_pier/events";
 const EVENTS_RETRY_PATH: &str = "/_pier/events/retry";
 const EVENTS_BACKFILL_PATH: &str = "/_pier/events/backfill";
+/// Deliveries `GET /_pier/events` lists without `?limit=`, and at most.
+const DEFAULT_EVENTS_LISTED: usize = 1000;
+const MAX_EVENTS_LISTED: usize = 10_000;
 
 /// Whether `path` is one of the outbox's endpoints.
 pub(super) fn is_events_path(path: &str) -> bool {
     matches!(path, EVENTS_PATH | EVENTS_RETRY_PATH | EVENTS_BACKFILL_PATH)
 }
 
-/// `GET /_pier/events[?dead=true]`: the deliveries waiting (and given up),
-/// as JSON; `POST /_pier/events/retry[?id=ID...]`: dead deliveries back in
+/// `GET /_pier/events[?dead=true][&limit=N]`: the deliveries waiting (and
+/// given up), as JSON, the first 1000 (or N, at most 10,000); `POST /_pier/events/retry[?id=ID...]`: dead deliveries back in
 /// their lanes (all without ids); `POST /_pier/events/backfill?rule=ID`: a
 /// push event queued for every existing tag the rule matches. Admins only
 /// when auth is on.
@@ -91,7 +94,21 @@ pub(super) async fn events(
     let body = match parts.uri.path() {
         EVENTS_PATH if parts.method == Method::GET => {
             let dead = query.get("dead") == Some("true");
-            let listed = events.outbox().list(dead).await.map_err(RegistryError::from)?;
+            let limit = match query.get("limit") {
+                None => DEFAULT_EVENTS_LISTED,
+                Some(text) => text
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_EVENTS_LISTED).contains(n))
+                    .ok_or_else(|| {
+                        RegistryError::new(
+                            ErrorCode::Unsupported,
+                            format!("limit={text:?}: say how many deliveries to list, 1 to {MAX_EVENTS_LISTED}"),
+                        )
+                        .with_status(StatusCode::BAD_REQUEST)
+                    })?,
+            };
+            let listed = events.outbox().list(dead, limit).await.map_err(RegistryError::from)?;
             serde_json::to_vec_pretty(&listed).map_err(|e| RegistryError::unserializable("the outbox", e))?
         }
         EVENTS_PATH => return Err(wrong_method("GET it").into()),

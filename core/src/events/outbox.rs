@@ -318,8 +318,9 @@ impl Outbox {
         self.store.delete(key).await
     }
 
-    /// Every pending delivery, and with `dead` the dead letters too.
-    pub async fn list(&self, dead: bool) -> StoreResult<Vec<Listed>> {
+    /// The pending deliveries, and with `dead` the dead letters too, the
+    /// pending first, at most `limit` of them.
+    pub async fn list(&self, dead: bool, limit: usize) -> StoreResult<Vec<Listed>> {
         let mut found = Vec::new();
         let roots: &[&str] = match dead {
             true => &[layout::EVENTS_PENDING, layout::EVENTS_DEAD],
@@ -327,6 +328,9 @@ impl Outbox {
         };
         for root in roots {
             for key in crate::store::list_all(self.store.as_ref(), root).await? {
+                if found.len() >= limit {
+                    return Ok(found);
+                }
                 let (Some((dead, lane)), Some((bytes, _))) =
                     (Lane::from_key(&key), read_small(self.store.as_ref(), &key).await?)
                 else {

@@ -85,7 +85,11 @@ pub fn run(args: EventsArgs) -> Result<(), String> {
 }
 
 async fn list(events: &EventSink, dead: bool, json: bool) -> Result<(), String> {
-    let listed = events.outbox().list(true).await.map_err(|e| e.to_string())?;
+    let listed = events
+        .outbox()
+        .list(true, usize::MAX)
+        .await
+        .map_err(|e| e.to_string())?;
     for item in listed.iter().filter(|item| dead || !item.dead) {
         if json {
             println!("{}", serde_json::to_string(item).map_err(|e| e.to_string())?);
