@@ -118,6 +118,11 @@ test('the storage contract holds on R2 under workerd', async (t) => {
     { passed: true, error: null },
     "the edge caches' store reports R2's capabilities and signed URLs",
   );
+  assert.deepEqual(
+    report.counted_store_forwards,
+    { passed: true, error: null },
+    "the round-trip counter's store reports R2's capabilities and signed URLs",
+  );
 });
 
 describe('digest-addressed bodies are sent as stored', () => {
