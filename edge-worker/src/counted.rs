@@ -4,11 +4,11 @@
 //! milliseconds from a location far from the bucket), so the number a pull
 //! makes is a measure of its own, checked by the edge suite and printed by the
 //! edge benchmark. The test build (`test-endpoints`) counts every operation a
-//! request makes before its response is built and reports the counts in the
-//! `x-pier-test-ops` response header; a production build counts nothing and
-//! its responses carry no such header. Work a request leaves to `waitUntil`
-//! (filling the caches after a miss) runs after its response and is not in
-//! the header.
+//! request makes and reports the counts made by the time its response is
+//! built in the `x-pier-test-ops` response header; a production build counts
+//! nothing and its responses carry no such header. Work a request leaves to
+//! `waitUntil` (filling the caches after a miss) is in the header only as far
+//! as it got by then.
 //!
 //! R2 is counted by [`CountedStore`], a decorator around the R2 store (it
 //! forwards every method of the port, which has no default methods); KV and
