@@ -68,8 +68,9 @@ WRANGLER=$ROOT/node_modules/.bin/wrangler
 [ -x "$WRANGLER" ] || die "no wrangler in node_modules: run scripts/install-deps.sh edge"
 if [ -n "$peer" ]; then
   peer=$(cd "$peer" && pwd) || die "no such directory: $peer"
-  [ -f "$peer/index.ts" ] && [ -d "$peer/node_modules/itty-router" ] ||
+  if [ ! -f "$peer/index.ts" ] || [ ! -d "$peer/node_modules/itty-router" ]; then
     die "$peer is not a serverless-registry checkout with its dependencies (npm install --omit=dev --ignore-scripts in it)"
+  fi
 fi
 ensure_wrk
 build_loadgen "$BENCH_DIR/bin"
@@ -158,25 +159,52 @@ Produced by \`$COMMAND\` ($(date -u '+%Y-%m-%d %H:%M UTC'); workloads took ${ela
 - Load generators: bench/loadgen ($(go version | awk '{print $3}'), HTTP/1.1 keep-alive) and $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}') (manifest GETs), on the same machine.
 - Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r); load average $load_start at the start, $load_end at the end.
 
+## Getting the peer
+
+cloudflare/serverless-registry is a repository, not a package, and is never
+committed here. Clone it outside pier's tree, install its runtime dependencies
+(its own wrangler is not needed: pier's pinned one runs it) and pass the
+directory:
+
+\`\`\`
+git clone https://github.com/cloudflare/serverless-registry /work/peers/serverless-registry
+cd /work/peers/serverless-registry && npm install --omit=dev --no-audit --no-fund --ignore-scripts
+cd - && bench/edge-peer.sh /work/peers/serverless-registry    # or SERVERLESS_REGISTRY_DIR=...
+\`\`\`
+
+(npm warns that the peer asks for Node 24; it runs under the Node 22 that pier's
+wrangler uses. Where GitHub is out of reach, clone from a mirror of it.) The
+script runs the peer as its \`wrangler.example.toml\` sets up the \`dev\`
+environment, from a config file of its own: the peer's checkout is not touched.
+
+## Side by side
+
 Each workload runs on both, alternating (pier then the peer on odd repetitions,
 the peer then pier on even ones); the figure is the median of $reps
 repetition(s). Both Workers, the load generators and whatever else runs share
 the cores: trust the ratio more than the absolute figures.
-
-## Side by side
 
 $tables
 
 ## Round trips per request (pier's test build)
 
 The \`x-pier-test-ops\` header of pier's test build (\`edge-worker/src/counted.rs\`)
-for one request of each kind, in the order a client makes them. It counts what
-a request does before its response is built: filling the caches after a miss
-(one more R2 read, then a KV or Cache API write, under \`waitUntil\`) is not in
-it. "Cached" rows are read once the test routes say the edge caches hold the
+for one request of each kind (\`loadgen ops\`), in the order a client makes
+them: the R2, KV and Cache API operations made by the time the response was
+built. Filling the caches after a miss (one more R2 read, then a KV or Cache
+API write, under \`waitUntil\`) is in it only as far as it got by then, so a
+first read's row may differ from run to run; the other rows miss nothing and do
+not. "Cached" rows are read once the test routes say the edge caches hold the
 object.
 
 $ops_table
+
+\`tests/edge/edge.test.mjs\` (round trips per request) asserts these counts for a
+cached pull, GET and HEAD alike, so a change that adds a trip fails it: a
+manifest by digest 1 KV read and no R2 operation; a manifest by tag 1 R2 read
+(the tag) and 1 KV read; a blob 1 R2 HEAD (the repository's link to the blob,
+\`repos/<name>/_layers/<alg>/<hex>\`, which says the blob may be read there),
+1 KV read (its record) and, for a GET, 1 Cache API match (its bytes).
 
 ## pier's Worker alone (bench/edge.sh)
 

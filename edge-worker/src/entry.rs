@@ -58,7 +58,7 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         .map_err(|err| err.to_string())?
         .origin()
         .ascii_serialization();
-    let ops = OpCounts::for_request();
+    let ops = OpCounts::default();
     let caches = EdgeCaches::new(
         env.kv(KV_BINDING).ok(),
         &url_origin,

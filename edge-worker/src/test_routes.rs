@@ -148,7 +148,7 @@ async fn storage_contract(store: &R2Store, caches: EdgeCaches, context: Rc<Conte
         })
         .collect();
     let forwarding = contract::check_wrapper(|inner| CachedStore::new(inner, caches, context)).await;
-    let counted_forwarding = contract::check_wrapper(|inner| CountedStore::new(inner, OpCounts::for_request())).await;
+    let counted_forwarding = contract::check_wrapper(|inner| CountedStore::new(inner, OpCounts::default())).await;
     Response::from_json(&json!({
         "prefix": prefix,
         "expected": contract::check_names().collect::<Vec<_>>(),
