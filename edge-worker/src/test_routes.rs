@@ -5,10 +5,10 @@
 //!
 //! - `POST /_pier_test/storage-contract`: core's storage contract against R2,
 //!   and whether the edge caches' `CachedStore` and the round-trip counter's
-//!   `CountedStore` forward what R2 knows (`contract::check_wrapper`), as JSON: `{"prefix", "expected": [check
-//!   names], "checks": [{"name", "passed", "elapsed_ms", "error"}],
-//!   "cached_store_forwards": {"passed", "error"}, "counted_store_forwards":
-//!   {"passed", "error"}}`.
+//!   `CountedStore` forward what R2 knows (`contract::check_wrapper`), as
+//!   JSON: `{"prefix", "expected": [check names], "checks": [{"name",
+//!   "passed", "elapsed_ms", "error"}], "cached_store_forwards": {"passed",
+//!   "error"}, "counted_store_forwards": {"passed", "error"}}`.
 //! - `GET|PUT|DELETE /_pier_test/objects/<key>`: raw R2 reads, writes and
 //!   deletes, for importing a native data directory and for proving that reads
 //!   come from the caches once R2 no longer has an object.
