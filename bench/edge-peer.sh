@@ -207,9 +207,8 @@ manifest by digest 1 KV read and no R2 operation; a manifest by tag 1 R2 read
 1 KV read (its record) and, for a GET, 1 Cache API match (its bytes).
 
 ## pier's Worker alone (bench/edge.sh)
-
 EOF
-  sed '1,/^Produced by/d' "$RUN/edge.md"
+  sed '1,/^Produced by/d; s/^## /### /' "$RUN/edge.md"
 } >"$out"
 
 echo
