@@ -15,7 +15,8 @@
 #   --quick      small counts and short loads, one repetition (~1 minute)
 #   --reps N     repetitions per workload per registry (default 5; quick 1)
 #   --only RE    only workloads whose id matches RE (ids: push-small-p1, push-small-p4,
-#                pull-small-p1, pull-small-p4, push-large-mono, push-large-chunked,
+#                pull-small-p1, pull-small-p4, blob-get-miss, blob-get-hit, push-small-chunked,
+#                push-large-mono, push-large-chunked,
 #                pull-large, head-c16, v2-c64, manifest-tag-c16|64|256, manifest-digest-c16|64|256,
 #                sha256-1core)
 #   --duration S seconds of each HEAD and GET load (default 3; quick 2)

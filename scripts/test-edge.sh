@@ -75,10 +75,11 @@ t0=$SECONDS
 scripts/edge-build.sh >"$scratch/build.log" 2>&1 || { tail -n 30 "$scratch/build.log"; fail_setup "production build failed"; }
 wasm=edge-worker/build/index_bg.wasm
 measure "wasm (production): $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped (build $((SECONDS - t0)) s)"
-if grep -q "_pier_test" "$wasm" edge-worker/build/index.js; then
-  count_part "production build has no test routes" 0 1
+# Test routes and the per-request round-trip counts (x-pier-test-ops).
+if grep -qE "_pier_test|x-pier-test-ops" "$wasm" edge-worker/build/index.js; then
+  count_part "production build has no test code" 0 1
 else
-  count_part "production build has no test routes" 1 0
+  count_part "production build has no test code" 1 0
 fi
 scripts/edge-build.sh --test >"$scratch/build-test.log" 2>&1 || { tail -n 30 "$scratch/build-test.log"; fail_setup "test build failed"; }
 # The native pier for the suites below (PIER_BIN); the Workers are the fresh builds.

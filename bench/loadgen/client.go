@@ -18,10 +18,15 @@ import (
 	"time"
 )
 
-// Client talks to one registry at Base (e.g. http://127.0.0.1:5000).
+// Client talks to one registry at Base (e.g. http://127.0.0.1:5000, or
+// http://user:password@127.0.0.1:5000 for a registry with Basic auth: every
+// request then carries the credentials, also to a Location elsewhere on it).
 type Client struct {
 	Base *url.URL
 	HTTP *http.Client
+	// Observe, when set, sees every response before its caller does (the
+	// round-trip counts read a header of each request of a push).
+	Observe func(method string, u *url.URL, resp *http.Response)
 }
 
 func newClient(base string, conns int, timeout time.Duration) (*Client, error) {
@@ -99,7 +104,15 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, hdr map[
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	return c.HTTP.Do(req)
+	if user := c.Base.User; user != nil && req.URL.Host == c.Base.Host {
+		password, _ := user.Password()
+		req.SetBasicAuth(user.Username(), password)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err == nil && c.Observe != nil {
+		c.Observe(method, req.URL, resp)
+	}
+	return resp, err
 }
 
 // startUpload: POST /v2/<repo>/blobs/uploads/ and return the upload URL.

@@ -4,6 +4,7 @@
 //	suite   run the workloads against pier and the reference, alternating; write results (JSON lines)
 //	report  turn a results file into the markdown tables of docs/benchmarks.md
 //	edge    per-request latency and CPU against a local Worker
+//	ops     R2, KV and Cache API round trips per kind of request, from the Worker's test build
 //	sink    the push ceiling: receive, hash and write blobs, nothing else
 //
 // Standard library only; traffic goes to the given URLs (127.0.0.1 in the scripts).
@@ -14,12 +15,14 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge|sink [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen suite|report|edge|ops|sink [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -37,6 +40,8 @@ func main() {
 		err = cmdReport(os.Args[2:])
 	case "edge":
 		err = cmdEdge(os.Args[2:])
+	case "ops":
+		err = cmdOps(os.Args[2:])
 	case "sink":
 		err = cmdSink(os.Args[2:])
 	default:
@@ -58,6 +63,7 @@ func cmdSuite(args []string) error {
 	chunk := fs.Int("chunk", 16<<20, "chunk size of the chunked push, bytes")
 	dur := fs.Duration("duration", 5*time.Second, "duration of each HEAD and manifest GET load")
 	headConns := fs.Int("head-conns", 16, "connections of the HEAD load")
+	connList := fs.String("conns", "16,64,256", "connection counts of the manifest GET loads, comma-separated")
 	only := fs.String("only", "", "regexp: run only workloads whose id matches")
 	wrk := fs.String("wrk", "wrk", "wrk binary")
 	out := fs.String("out", "results.jsonl", "results file (appended)")
@@ -70,8 +76,12 @@ func cmdSuite(args []string) error {
 		return err
 	}
 	defer f.Close()
+	conns, err := intList(*connList)
+	if err != nil {
+		return fmt.Errorf("-conns: %v", err)
+	}
 	s := &suite{reps: *reps, smallN: *smallN, smallSize: *smallSize, largeSize: *largeSize, chunk: *chunk,
-		dur: *dur, conns: []int{16, 64, 256}, headConns: *headConns, wrk: *wrk, out: f}
+		dur: *dur, conns: conns, headConns: *headConns, wrk: *wrk, out: f}
 	if *only != "" {
 		if s.only, err = regexp.Compile(*only); err != nil {
 			return err
@@ -94,16 +104,45 @@ func cmdSuite(args []string) error {
 	return nil
 }
 
+// intList parses "1,64" into its numbers, each at least 1.
+func intList(text string) ([]int, error) {
+	var out []int
+	for _, field := range strings.Split(text, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", field)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func cmdReport(args []string) error {
 	fs := flag.NewFlagSet("report", flag.ExitOnError)
 	in := fs.String("in", "results.jsonl", "results file")
+	var style reportStyle
+	fs.StringVar(&style.refLabel, "ref-label", "reference", "the other registry's name in the table")
+	fs.StringVar(&style.goals, "goals", "issue 20", `goals checked: "issue 20" (native) or "issue 15" (edge)`)
 	fs.Parse(args)
+	if goalSets[style.goals] == nil {
+		return fmt.Errorf("-goals %q: not one of \"issue 20\", \"issue 15\"", style.goals)
+	}
 	t, err := loadResults(*in)
 	if err != nil {
 		return err
 	}
-	writeReport(os.Stdout, t, "pier", "ref")
+	writeReport(os.Stdout, t, "pier", "ref", style)
 	return nil
+}
+
+func cmdOps(args []string) error {
+	fs := flag.NewFlagSet("ops", flag.ExitOnError)
+	base := fs.String("url", "", "base URL of the Worker's test build (scripts/edge-dev.sh --env test)")
+	fs.Parse(args)
+	if *base == "" {
+		return fmt.Errorf("-url is required")
+	}
+	return runOps(*base)
 }
 
 func cmdEdge(args []string) error {

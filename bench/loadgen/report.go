@@ -127,6 +127,8 @@ func metricsFor(id string) []metricSpec {
 	switch {
 	case strings.HasPrefix(id, "push-small"), strings.HasPrefix(id, "pull-small"):
 		return []metricSpec{{"ops_per_s", "blobs/s", true}, {"p50_ms", "p50 ms per blob", false}}
+	case strings.HasPrefix(id, "blob-get"):
+		return []metricSpec{{"ops_per_s", "blobs/s", true}, {"p50_ms", "p50 ms per blob", false}, {"p99_ms", "p99 ms per blob", false}}
 	case strings.HasPrefix(id, "push-large"), strings.HasPrefix(id, "pull-large"):
 		return []metricSpec{{"mib_per_s", "MiB/s", true}}
 	case strings.HasPrefix(id, "head"), strings.HasPrefix(id, "manifest"), strings.HasPrefix(id, "v2-"):
@@ -141,18 +143,28 @@ type inRun struct {
 	pierMono float64 // pier's own monolithic push, MiB/s
 }
 
-// goal returns issue 20's goal for a row, and whether it is met.
-func goal(id, metric string, pier, ref float64, run inRun) (string, string) {
-	ratio := pier / ref
-	verdict := func(ok bool, against float64) string {
-		if math.IsNaN(pier) || math.IsNaN(against) {
-			return "n/a"
-		}
-		if ok {
-			return "met"
-		}
-		return "**missed**"
+// goalSet is the goals a report checks: a row's goal and whether it is met.
+type goalSet func(id, metric string, pier, ref float64, run inRun) (string, string)
+
+// goalSets: the native server against the reference (issue 20), the Worker
+// against serverless-registry (issue 15).
+var goalSets = map[string]goalSet{"issue 20": nativeGoal, "issue 15": edgeGoal}
+
+// verdict says whether a goal comparing pier with against is met.
+func verdict(ok bool, pier, against float64) string {
+	if math.IsNaN(pier) || math.IsNaN(against) {
+		return "n/a"
 	}
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// nativeGoal returns issue 20's goal for a row, and whether it is met.
+func nativeGoal(id, metric string, pier, ref float64, run inRun) (string, string) {
+	ratio := pier / ref
+	verdict := func(ok bool, against float64) string { return verdict(ok, pier, against) }
 	switch {
 	case id == "manifest-tag-c64" && metric == "req_per_s":
 		return ">= 10x", verdict(ratio >= 10, ref)
@@ -170,6 +182,21 @@ func goal(id, metric string, pier, ref float64, run inRun) (string, string) {
 	return "", ""
 }
 
+// edgeGoal returns issue 15's goal for a row, and whether it is met.
+func edgeGoal(id, metric string, pier, ref float64, _ inRun) (string, string) {
+	ratio := pier / ref
+	switch {
+	case (id == "manifest-tag-c64" || id == "manifest-digest-c64") && metric == "req_per_s",
+		id == "blob-get-hit" && metric == "ops_per_s":
+		return ">= 2x", verdict(ratio >= 2, pier, ref)
+	case (id == "manifest-tag-c64" || id == "manifest-digest-c64") && metric == "p99_ms":
+		return "lower", verdict(ratio < 1, pier, ref)
+	case strings.HasPrefix(id, "push-") && (metric == "ops_per_s" || metric == "mib_per_s"):
+		return ">= 1x", verdict(ratio >= 1, pier, ref)
+	}
+	return "", ""
+}
+
 func nanIfEmpty(v []float64) float64 {
 	if len(v) == 0 {
 		return math.NaN()
@@ -177,7 +204,14 @@ func nanIfEmpty(v []float64) float64 {
 	return median(v)
 }
 
-func writeReport(w io.Writer, t *table, pierName, refName string) {
+// reportStyle is how a report names the other registry and which goals it checks.
+type reportStyle struct {
+	refLabel string // the other registry's column, e.g. "reference"
+	goals    string // a key of goalSets
+}
+
+func writeReport(w io.Writer, t *table, pierName, refName string, style reportStyle) {
+	goal := goalSets[style.goals]
 	sha := math.NaN()
 	if s := t.by["sha256-1core"]["machine"]; s != nil {
 		sha = nanIfEmpty(s.vals("mib_per_s"))
@@ -193,7 +227,7 @@ func writeReport(w io.Writer, t *table, pierName, refName string) {
 		run.pierMono = nanIfEmpty(s.vals("mib_per_s"))
 	}
 	reps := 0
-	fmt.Fprintf(w, "| workload | metric | pier | reference | pier / ref | better | spread pier / ref | goal (issue 20) |\n")
+	fmt.Fprintf(w, "| workload | metric | pier | %s | pier / ref | better | spread pier / ref | goal (%s) |\n", style.refLabel, style.goals)
 	fmt.Fprintf(w, "|---|---|---:|---:|---:|---|---|---|\n")
 	for _, id := range t.order {
 		specs := metricsFor(id)
@@ -237,7 +271,8 @@ func writeReport(w io.Writer, t *table, pierName, refName string) {
 		}
 	}
 	// Memory rows of the main table.
-	if s := t.by["manifest-tag-c64"]; s != nil {
+	measuredMemory := overallPeak(t, pierName) > 0 || overallPeak(t, refName) > 0
+	if s := t.by["manifest-tag-c64"]; s != nil && measuredMemory {
 		pm, rm := kibMiB(s[pierName], false), kibMiB(s[refName], false)
 		g, v := goal("rss-manifest-tag-c64", "", pm, rm, run)
 		fmt.Fprintf(w, "| peak RSS during manifest GET by tag, 64 connections | MiB (VmHWM) | %s | %s | %s | lower | | %s: %s |\n",
@@ -257,7 +292,14 @@ func writeReport(w io.Writer, t *table, pierName, refName string) {
 		fmt.Fprintf(w, "SHA-256 of one large blob on one core (Go crypto/sha256), same run: **%.0f MiB/s**.\n", sha)
 	}
 
-	// Memory per workload.
+	if measuredMemory {
+		writeMemory(w, t, pierName, refName)
+	}
+	writeErrors(w, t)
+}
+
+// writeMemory: the servers' peak memory in every workload.
+func writeMemory(w io.Writer, t *table, pierName, refName string) {
 	fmt.Fprintf(w, "\n### Server memory per workload\n\n")
 	fmt.Fprintf(w, "Peak RSS (VmHWM, reset through /proc/PID/clear_refs at the start of every run; largest over the repetitions) and the largest VmRSS sampled every 50 ms, in MiB.\n\n")
 	fmt.Fprintf(w, "| workload | pier VmHWM | ref VmHWM | pier / ref | pier sampled | ref sampled |\n|---|---:|---:|---:|---:|---:|\n")
@@ -293,8 +335,10 @@ func writeReport(w io.Writer, t *table, pierName, refName string) {
 	if resetFailed {
 		fmt.Fprintf(w, "\nNote: resetting VmHWM failed for some runs; their figure is the peak since the previous successful reset or since start.\n")
 	}
+}
 
-	// Errors.
+// writeErrors: every error of the run, by workload and registry.
+func writeErrors(w io.Writer, t *table) {
 	fmt.Fprintf(w, "\n### Errors\n\n")
 	anyErr := false
 	for _, id := range t.order {

@@ -80,7 +80,7 @@ type suite struct {
 
 type workload struct {
 	id, title string
-	needs     string // setup step: "pull" or "manifest" or ""
+	needs     string // setup step: "blobs" (the small ones), "pull" (those and a large one), "manifest" or ""
 	ceiling   bool   // also measured on the push ceiling (loadgen sink)
 	// prepare makes the rep's input (shared by both targets); run measures.
 	prepare func(rep int) any
@@ -137,22 +137,43 @@ func (s *suite) workloads() []workload {
 		ws = append(ws, workload{
 			id: fmt.Sprintf("pull-small-p%d", par), title: fmt.Sprintf("pull %d x %s blobs, %s (verified)", s.smallN, mib(s.smallSize), mode),
 			needs: "pull",
-			run: func(t *target, _ any, r *Result) {
-				bufs := make([][]byte, len(t.pullset))
-				for i := range bufs {
-					bufs[i] = touched(s.smallSize)
-				}
-				s.parallel(r, len(bufs), par, int64(s.smallSize), func(ctx context.Context, i int) error {
-					return t.c.PullInto(ctx, repoSmall, t.pullset[i].digest, bufs[i])
-				})
-				for i := range bufs { // verification, outside the timed section
-					if got := digestOf(bufs[i]); got != t.pullset[i].digest {
-						r.fail(fmt.Errorf("pulled blob %d: digest %s, want %s", i, got, t.pullset[i].digest))
-					}
-				}
-			},
+			run:   func(t *target, _ any, r *Result) { s.pullVerified(t, t.pullset, par, r) },
 		})
 	}
+	ws = append(ws,
+		workload{id: "blob-get-miss", title: fmt.Sprintf("GET %d x %s blobs, each the first read after its push (verified)", s.smallN, mib(s.smallSize)),
+			prepare: smallSet("blob-get-miss"),
+			run: func(t *target, in any, r *Result) {
+				bs := in.([]blob)
+				for _, b := range bs { // untimed: what is read must exist first
+					if err := t.c.PushMonolithic(context.Background(), repoSmall, b.data, b.digest); err != nil {
+						r.fail(fmt.Errorf("pushing what is then read: %v", err))
+						return
+					}
+				}
+				s.pullVerified(t, bs, 1, r)
+			}},
+		workload{id: "blob-get-hit", title: fmt.Sprintf("GET %d x %s blobs, each read before (verified)", s.smallN, mib(s.smallSize)),
+			needs: "blobs",
+			run: func(t *target, _ any, r *Result) {
+				warm := touched(s.smallSize)
+				for _, b := range t.pullset { // untimed: an edge cache fills after a first read
+					if err := t.c.PullInto(context.Background(), repoSmall, b.digest, warm); err != nil {
+						r.fail(fmt.Errorf("first read: %v", err))
+						return
+					}
+				}
+				s.pullVerified(t, t.pullset, 1, r)
+			}},
+		workload{id: "push-small-chunked", title: fmt.Sprintf("push %d x %s blobs, sequential, as docker does (POST+PATCH+PUT)", s.smallN, mib(s.smallSize)),
+			prepare: smallSet("push-small-chunked"),
+			run: func(t *target, in any, r *Result) {
+				bs := in.([]blob)
+				s.parallel(r, len(bs), 1, int64(s.smallSize), func(ctx context.Context, i int) error {
+					return t.c.PushChunked(ctx, repoSmall, bs[i].data, bs[i].digest, s.smallSize)
+				})
+			}},
+	)
 	largeBuf := make([]byte, 0)
 	largeIn := func(tag string) func(int) any {
 		return func(rep int) any {
@@ -259,6 +280,23 @@ func (s *suite) parallel(r *Result, n, par int, bytesPerOp int64, op func(ctx co
 	r.Metrics["p99_ms"] = percentile(all, 99)
 }
 
+// pullVerified GETs every blob of bs once on par workers, timed, then
+// checks each against its digest.
+func (s *suite) pullVerified(t *target, bs []blob, par int, r *Result) {
+	bufs := make([][]byte, len(bs))
+	for i := range bufs {
+		bufs[i] = touched(s.smallSize)
+	}
+	s.parallel(r, len(bs), par, int64(s.smallSize), func(ctx context.Context, i int) error {
+		return t.c.PullInto(ctx, repoSmall, bs[i].digest, bufs[i])
+	})
+	for i := range bufs { // verification, outside the timed section
+		if got := digestOf(bufs[i]); got != bs[i].digest {
+			r.fail(fmt.Errorf("pulled blob %d: digest %s, want %s", i, got, bs[i].digest))
+		}
+	}
+}
+
 // headLoad: headConns workers HEAD the pull set round-robin for s.dur.
 func (s *suite) headLoad(t *target, r *Result) {
 	var wg sync.WaitGroup
@@ -362,7 +400,7 @@ func (s *suite) setup(t *target, step string) error {
 	ctx := context.Background()
 	var err error
 	switch step {
-	case "pull":
+	case "blobs":
 		t.pullset = make([]blob, s.smallN)
 		for i := range t.pullset {
 			t.pullset[i] = makeBlob(s.smallSize, fmt.Sprintf("pullset-%d", i))
@@ -370,7 +408,8 @@ func (s *suite) setup(t *target, step string) error {
 				err = t.c.PushMonolithic(ctx, repoSmall, t.pullset[i].data, t.pullset[i].digest)
 			}
 		}
-		if err == nil {
+	case "pull":
+		if err = s.setup(t, "blobs"); err == nil {
 			t.large = makeBlob(s.largeSize, "pull-large")
 			err = t.c.PushChunked(ctx, repoLarge, t.large.data, t.large.digest, s.chunk)
 			t.large.data = nil

@@ -5,8 +5,10 @@ package main
 import (
 	"bytes"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +62,10 @@ func cleanupWrk() {
 	}
 }
 
-// runWrk loads url with conns connections for dur and returns wrk's summary.
-func runWrk(wrkBin, url string, conns int, dur time.Duration) (wrkSummary, error) {
+// runWrk loads target with conns connections for dur and returns wrk's
+// summary. Credentials in the URL (http://user:password@host/...) are sent as
+// Basic auth on every request.
+func runWrk(wrkBin, target string, conns int, dur time.Duration) (wrkSummary, error) {
 	if wrkScriptPath == "" {
 		dir, err := os.MkdirTemp("", "pier-bench-wrk")
 		if err != nil {
@@ -77,8 +81,19 @@ func runWrk(wrkBin, url string, conns int, dur time.Duration) (wrkSummary, error
 	if secs < 1 {
 		secs = 1
 	}
-	cmd := exec.Command(wrkBin, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
-		"-d", strconv.Itoa(secs)+"s", "--timeout", "10s", "-s", wrkScriptPath, url)
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", strconv.Itoa(secs) + "s", "--timeout", "10s", "-s", wrkScriptPath}
+	u, err := url.Parse(target)
+	if err != nil {
+		return wrkSummary{}, err
+	}
+	if u.User != nil {
+		password, _ := u.User.Password()
+		credentials := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + password))
+		args = append(args, "-H", "Authorization: Basic "+credentials)
+		u.User = nil
+	}
+	cmd := exec.Command(wrkBin, append(args, u.String())...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

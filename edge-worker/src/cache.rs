@@ -29,6 +29,7 @@ use worker::{
     console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
 };
 
+use crate::counted::{Op, OpCounts};
 use crate::js_body::js_body;
 use crate::streams::readable_of_length;
 
@@ -78,16 +79,19 @@ pub struct EdgeCaches {
     cache_url_prefix: String,
     /// Largest blob put in the Cache API; 0 disables it.
     cache_max_object_bytes: u64,
+    /// Where the request's KV and Cache API operations are counted.
+    ops: OpCounts,
 }
 
 impl EdgeCaches {
     /// `origin` is the request's own (`https://registry.example.com`): the Cache
     /// API only serves keys of the zone the Worker runs on.
-    pub fn new(kv: Option<KvStore>, origin: &str, cache_max_object_bytes: u64) -> EdgeCaches {
+    pub fn new(kv: Option<KvStore>, origin: &str, cache_max_object_bytes: u64, ops: OpCounts) -> EdgeCaches {
         EdgeCaches {
             kv,
             cache_url_prefix: format!("{origin}/.pier-cache/"),
             cache_max_object_bytes,
+            ops,
         }
     }
 
@@ -98,6 +102,7 @@ impl EdgeCaches {
     /// A small object from KV, if it is there.
     pub async fn kv_get(&self, key: &str) -> Option<(Bytes, ObjectMeta)> {
         let kv = self.kv.as_ref()?;
+        self.ops.count(Op::KvGet);
         match kv.get(key).bytes_with_metadata::<KvMetadata>().await {
             Ok((Some(value), Some(metadata))) => {
                 let meta = ObjectMeta {
@@ -116,6 +121,7 @@ impl EdgeCaches {
 
     async fn kv_put(&self, key: &str, value: &[u8], etag: String) {
         let Some(kv) = &self.kv else { return };
+        self.ops.count(Op::KvPut);
         let written = match kv
             .put_bytes(key, value)
             .and_then(|put| put.metadata(KvMetadata { etag }))
@@ -137,6 +143,7 @@ impl EdgeCaches {
         let mut init = RequestInit::new();
         init.with_headers(headers);
         let request = Request::new_with_init(&self.cache_url(key), &init).ok()?;
+        self.ops.count(Op::CacheMatch);
         let response = match Cache::default().get(&request, false).await {
             Ok(found) => found?,
             Err(err) => {
@@ -176,6 +183,7 @@ impl EdgeCaches {
             headers.set(STORE_ETAG_HEADER, &object.meta.etag)?;
             let body = readable_of_length(object.body, object.meta.size)?;
             let response: Response = ResponseBuilder::new().with_headers(headers).stream(body);
+            self.ops.count(Op::CachePut);
             Cache::default().put(self.cache_url(key), response).await
         };
         if let Err(err) = filled.await {
@@ -198,12 +206,14 @@ impl EdgeCaches {
         match kind {
             CacheKind::Small => {
                 if let Some(kv) = &self.kv {
+                    self.ops.count(Op::KvDelete);
                     if let Err(err) = kv.delete(key).await {
                         console_warn!("pier: KV delete {key} failed: {err}");
                     }
                 }
             }
             CacheKind::Data => {
+                self.ops.count(Op::CacheDelete);
                 if let Err(err) = Cache::default().delete(self.cache_url(key), false).await {
                     console_warn!("pier: cache delete {key} failed: {err}");
                 }

@@ -16,6 +16,7 @@ use worker::{console_error, event, Context, Env, MessageBatch, Request, Response
 use crate::background::WaitUntil;
 use crate::cache::{CachedStore, EdgeCaches};
 use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
+use crate::counted::OpCounts;
 use crate::http_shell::{core_request, worker_response};
 use crate::r2::R2Store;
 
@@ -57,11 +58,17 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         .map_err(|err| err.to_string())?
         .origin()
         .ascii_serialization();
-    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &url_origin, config.cache_max_object_bytes);
+    let ops = OpCounts::default();
+    let caches = EdgeCaches::new(
+        env.kv(KV_BINDING).ok(),
+        &url_origin,
+        config.cache_max_object_bytes,
+        ops.clone(),
+    );
     // Core takes `Arc<dyn Store>` for the native server's threads; a Worker
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
-    let r2: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
+    let r2: Arc<dyn Store> = ops.wrap(Arc::new(R2Store::new(bucket, config.part_size)));
     let context = Rc::new(context);
     #[allow(clippy::arc_with_non_send_sync)]
     let cached: Arc<dyn Store> = Arc::new(CachedStore::new(r2.clone(), caches, context.clone()));
@@ -78,7 +85,9 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     if let Some(unread) = unread {
         unread.drain(UNREAD_BODY_DRAIN_LIMIT).await;
     }
-    worker_response(response).map_err(|err| err.to_string())
+    let mut response = worker_response(response).map_err(|err| err.to_string())?;
+    ops.report(&mut response).map_err(|err| err.to_string())?;
+    Ok(response)
 }
 
 /// A 500 in the registry's error format, for failures of the shell itself

@@ -16,6 +16,8 @@ mod cache;
 #[cfg(target_arch = "wasm32")]
 mod config;
 #[cfg(target_arch = "wasm32")]
+mod counted;
+#[cfg(target_arch = "wasm32")]
 mod deployment;
 #[cfg(target_arch = "wasm32")]
 mod entry;

@@ -4,10 +4,11 @@
 //! this code.
 //!
 //! - `POST /_pier_test/storage-contract`: core's storage contract against R2,
-//!   and whether the edge caches' `CachedStore` forwards what R2 knows
-//!   (`contract::check_wrapper`), as JSON: `{"prefix", "expected": [check
-//!   names], "checks": [{"name", "passed", "elapsed_ms", "error"}],
-//!   "cached_store_forwards": {"passed", "error"}}`.
+//!   and whether the edge caches' `CachedStore` and the round-trip counter's
+//!   `CountedStore` forward what R2 knows (`contract::check_wrapper`), as
+//!   JSON: `{"prefix", "expected": [check names], "checks": [{"name",
+//!   "passed", "elapsed_ms", "error"}], "cached_store_forwards": {"passed",
+//!   "error"}, "counted_store_forwards": {"passed", "error"}}`.
 //! - `GET|PUT|DELETE /_pier_test/objects/<key>`: raw R2 reads, writes and
 //!   deletes, for importing a native data directory and for proving that reads
 //!   come from the caches once R2 no longer has an object.
@@ -27,6 +28,7 @@ use worker::{Context, Env, Method, Request, Response};
 
 use crate::cache::{CachedStore, EdgeCaches};
 use crate::config::{var, EdgeConfig, BUCKET_BINDING, KV_BINDING};
+use crate::counted::{CountedStore, OpCounts};
 use crate::env::WorkerEnv;
 use crate::r2::R2Store;
 use pier_core::layout;
@@ -124,6 +126,7 @@ fn edge_caches(request: &Request, env: &Env, config: &EdgeConfig) -> worker::Res
         env.kv(KV_BINDING).ok(),
         &origin,
         config.cache_max_object_bytes,
+        OpCounts::default(),
     ))
 }
 
@@ -145,6 +148,7 @@ async fn storage_contract(store: &R2Store, caches: EdgeCaches, context: Rc<Conte
         })
         .collect();
     let forwarding = contract::check_wrapper(|inner| CachedStore::new(inner, caches, context)).await;
+    let counted_forwarding = contract::check_wrapper(|inner| CountedStore::new(inner, OpCounts::default())).await;
     Response::from_json(&json!({
         "prefix": prefix,
         "expected": contract::check_names().collect::<Vec<_>>(),
@@ -152,6 +156,10 @@ async fn storage_contract(store: &R2Store, caches: EdgeCaches, context: Rc<Conte
         "cached_store_forwards": {
             "passed": forwarding.is_ok(),
             "error": forwarding.err(),
+        },
+        "counted_store_forwards": {
+            "passed": counted_forwarding.is_ok(),
+            "error": counted_forwarding.err(),
         },
     }))
 }

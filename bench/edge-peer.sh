@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# bench/edge-peer.sh: pier's edge Worker beside cloudflare/serverless-registry
+# (issue 15), both under local workerd on this machine, in one run:
+#   - starts pier's production Worker (edge-worker/build/, scripts/edge-dev.sh,
+#     no auth) and the peer (its checkout, run with pier's pinned wrangler,
+#     Basic auth hello:world as its dev vars set it) on free ports with fresh
+#     persist directories;
+#   - runs the workloads of issue 15 on both, alternating (bench/loadgen suite):
+#     manifest GET by tag and by digest at 1 and 64 connections (wrk, the
+#     Accept header clients send, OCI and Docker types), GET /v2/ as the HTTP
+#     floor, 1 MiB blob GETs on a first read (a miss for pier's edge caches)
+#     and on a read after one (a hit), 1 MiB pushes as docker makes them
+#     (POST, one PATCH, PUT) and a 256 MiB push in 16 MiB chunks;
+#   - measures pier alone as bench/edge.sh does (size, per-request latency and
+#     CPU of the Worker's process tree);
+#   - starts pier's test build (edge-worker/build-test/) and counts the R2, KV
+#     and Cache API operations of each kind of request (bench/loadgen ops, the
+#     x-pier-test-ops header).
+# Prints and writes one markdown report with the command, date, machine and
+# commits. Without the peer it measures pier alone and prints no peer columns.
+# It does not build the Worker: run scripts/edge-build.sh and
+# scripts/edge-build.sh --test first.
+#
+# Usage: bench/edge-peer.sh [--reps N] [--duration S] [--small-n N] [--only RE] [--out FILE] [PEER_DIR]
+#   PEER_DIR      a serverless-registry checkout with its dependencies installed
+#                 (default $SERVERLESS_REGISTRY_DIR; docs/benchmarks-edge.md says how to get one)
+#   --reps N      repetitions of every workload on each registry (default 3)
+#   --duration S  seconds of each wrk load (default 3)
+#   --small-n N   1 MiB blobs per blob workload and repetition (default 50)
+#   --only RE     only the workloads whose id matches RE (ids: v2-c64,
+#                 manifest-tag-c1|64, manifest-digest-c1|64, blob-get-miss,
+#                 blob-get-hit, push-small-chunked, push-large-chunked)
+#   --out FILE    where the report goes (default target/bench/edge-peer-<date>/edge-peer.md)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+COMMAND="bench/edge-peer.sh${*:+ $*}"
+
+reps=3 duration=3 small_n=50 out="" peer=${SERVERLESS_REGISTRY_DIR:-}
+only='^(v2-c64|manifest-(tag|digest)-c(1|64)|blob-get-(miss|hit)|push-small-chunked|push-large-chunked)$'
+while [ $# -gt 0 ]; do
+  case $1 in
+    --reps) reps=$2; shift ;;
+    --duration) duration=$2; shift ;;
+    --small-n) small_n=$2; shift ;;
+    --only) only=$2; shift ;;
+    --out) out=$2; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "edge-peer.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    *) peer=$1 ;;
+  esac
+  shift
+done
+
+HARNESS_NAME=edge-peer
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+RUN=$(new_run_dir edge-peer)
+out=${out:-$RUN/edge-peer.md}
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+
+for build in build build-test; do
+  [ -f "edge-worker/$build/index.js" ] ||
+    die "edge-worker/$build/ is missing: build the Worker first (scripts/edge-build.sh; scripts/edge-build.sh --test)"
+done
+WRANGLER=$ROOT/node_modules/.bin/wrangler
+[ -x "$WRANGLER" ] || die "no wrangler in node_modules: run scripts/install-deps.sh edge"
+if [ -n "$peer" ]; then
+  peer=$(cd "$peer" && pwd) || die "no such directory: $peer"
+  if [ ! -f "$peer/index.ts" ] || [ ! -d "$peer/node_modules/itty-router" ]; then
+    die "$peer is not a serverless-registry checkout with its dependencies (npm install --omit=dev --ignore-scripts in it)"
+  fi
+fi
+ensure_wrk
+build_loadgen "$BENCH_DIR/bin"
+
+# start_group NAME STATUS COMMAND...: runs COMMAND, a server on
+# 127.0.0.1:$port, in a process group of its own (wrangler and workerd),
+# until GET /v2/ answers STATUS; sets NAME_addr, stopped by stop_worker NAME
+# or at exit.
+start_group() {
+  local name=$1 status=$2; shift 2
+  setsid --wait bash -c 'echo $$ >"$0.pgid"; exec "$@"' "$scratch/$name" "$@" >"$RUN/$name.log" 2>&1 &
+  local launcher=$!
+  printf -v "${name}_addr" '%s' "127.0.0.1:$port"
+  WAIT_SECS=120 wait_for "http://127.0.0.1:$port/v2/" "$status" "$launcher" "$RUN/$name.log" ||
+    die "$name did not answer on 127.0.0.1:$port (log: $RUN/$name.log)"
+  harness_groups+=("$(cat "$scratch/$name.pgid")")
+}
+
+# --- the two Workers ---------------------------------------------------------
+port=$(free_port)
+PIER_EDGE_PREBUILT=1 start_group pier 200 scripts/edge-dev.sh --port "$port" --persist "$scratch/pier-state" \
+  -- --inspector-port "$(free_port)"
+PIER=http://$pier_addr
+pier_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core edge-worker 2>/dev/null || echo ' + uncommitted changes')"
+log "pier's Worker ($pier_commit) on $PIER"
+
+ref_args=() peer_commit=""
+if [ -n "$peer" ]; then
+  # The peer's own wrangler.example.toml, dev environment, outside its checkout.
+  cat >"$scratch/peer-wrangler.toml" <<EOF
+name = "serverless-registry"
+main = "$peer/index.ts"
+compatibility_date = "2024-09-09"
+compatibility_flags = ["nodejs_compat"]
+[[r2_buckets]]
+binding = "REGISTRY"
+bucket_name = "r2-image-registry-dev"
+[vars]
+USERNAME = "hello"
+PASSWORD = "world"
+EOF
+  port=$(free_port)
+  start_group peer 401 "$WRANGLER" dev --config "$scratch/peer-wrangler.toml" --local --ip 127.0.0.1 \
+    --port "$port" --inspector-port "$(free_port)" --persist-to "$scratch/peer-state" --show-interactive-dev-session=false
+  ref_args=(-ref "http://hello:world@$peer_addr")
+  peer_commit=$(git -C "$peer" rev-parse --short HEAD 2>/dev/null || echo '?')
+  log "serverless-registry ($peer_commit) on http://$peer_addr"
+fi
+
+# --- side by side ------------------------------------------------------------
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+t0=$(date +%s)
+"$LOADGEN" suite -pier "$PIER" "${ref_args[@]}" -reps "$reps" -small-n "$small_n" -duration "${duration}s" \
+  -conns 1,64 -only "$only" -wrk "$(command -v wrk)" -out "$RUN/results.jsonl"
+elapsed=$(($(date +%s) - t0))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+tables=$("$LOADGEN" report -in "$RUN/results.jsonl" -ref-label serverless-registry -goals "issue 15")
+
+# --- pier alone: size, latency and CPU per request ----------------------------
+log "pier alone (bench/edge.sh)"
+bench/edge.sh --url "$PIER" --pid "$(cat "$scratch/pier.pgid")" --out "$RUN/edge.md" >"$RUN/edge.log" 2>&1 ||
+  die "bench/edge.sh failed: $RUN/edge.log"
+stop_worker pier
+[ -z "$peer" ] || stop_worker peer
+
+# --- round trips per request (the test build) --------------------------------
+log "round trips per request (test build)"
+start_worker ops 200 --inspector-port "$(free_port)" || die "the test build did not start: $scratch/ops.log"
+ops_table=$("$LOADGEN" ops -url "http://$ops_addr") || die "loadgen ops failed"
+stop_worker ops
+
+peer_line="not run (no checkout given: pass PEER_DIR or set SERVERLESS_REGISTRY_DIR)."
+if [ -n "$peer" ]; then
+  peer_line="cloudflare/serverless-registry $peer_commit, its \`index.ts\` under the same wrangler (\`wrangler dev --local\`, the \`REGISTRY\` R2 binding persisted to a fresh directory, \`USERNAME\`/\`PASSWORD\` vars hello/world as its \`env.dev\` sets them: every request carries Basic auth, as its README requires)."
+fi
+mkdir -p "$(dirname "$out")"
+{
+  cat <<EOF
+# Edge: pier's Worker beside serverless-registry
+
+Produced by \`$COMMAND\` ($(date -u '+%Y-%m-%d %H:%M UTC'); workloads took ${elapsed} s).
+
+- pier: $pier_commit, the production build (\`edge-worker/build/\`, \`scripts/edge-build.sh\`) under \`scripts/edge-dev.sh\` (\`wrangler dev --local\`, R2, KV and the Cache API simulated on disk, fresh persist directory), no auth.
+- Peer: $peer_line
+- wrangler $("$WRANGLER" --version 2>/dev/null | tail -n 1) (pier's pinned one) for both; Node $(node --version).
+- Load generators: bench/loadgen ($(go version | awk '{print $3}'), HTTP/1.1 keep-alive) and $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}') (manifest GETs), on the same machine.
+- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r); load average $load_start at the start, $load_end at the end.
+
+## Getting the peer
+
+cloudflare/serverless-registry is a repository, not a package, and is never
+committed here. Clone it outside pier's tree, install its runtime dependencies
+(its own wrangler is not needed: pier's pinned one runs it) and pass the
+directory:
+
+\`\`\`
+git clone https://github.com/cloudflare/serverless-registry /work/peers/serverless-registry
+cd /work/peers/serverless-registry && npm install --omit=dev --no-audit --no-fund --ignore-scripts
+cd - && bench/edge-peer.sh /work/peers/serverless-registry    # or SERVERLESS_REGISTRY_DIR=...
+\`\`\`
+
+(npm warns that the peer asks for Node 24; it runs under the Node 22 that pier's
+wrangler uses. Where GitHub is out of reach, clone from a mirror of it.) The
+script runs the peer as its \`wrangler.example.toml\` sets up the \`dev\`
+environment, from a config file of its own: the peer's checkout is not touched.
+
+## Side by side
+
+Each workload runs on both, alternating (pier then the peer on odd repetitions,
+the peer then pier on even ones); the figure is the median of $reps
+repetition(s). Both Workers, the load generators and whatever else runs share
+the cores: trust the ratio more than the absolute figures.
+
+$tables
+
+## Round trips per request (pier's test build)
+
+The \`x-pier-test-ops\` header of pier's test build (\`edge-worker/src/counted.rs\`)
+for one request of each kind (\`loadgen ops\`), in the order a client makes
+them: the R2, KV and Cache API operations made by the time the response was
+built. Filling the caches after a miss (one more R2 read, then a KV or Cache
+API write, under \`waitUntil\`) is in it only as far as it got by then, so a
+first read's row may differ from run to run; the other rows miss nothing and do
+not. "Cached" rows are read once the test routes say the edge caches hold the
+object.
+
+$ops_table
+
+\`tests/edge/edge.test.mjs\` (round trips per request) asserts these counts for a
+cached pull, GET and HEAD alike, so a change that adds a trip fails it: a
+manifest by digest 1 KV read and no R2 operation; a manifest by tag 1 R2 read
+(the tag) and 1 KV read; a blob 1 R2 HEAD (the repository's link to the blob,
+\`repos/<name>/_layers/<alg>/<hex>\`, which says the blob may be read there),
+1 KV read (its record) and, for a GET, 1 Cache API match (its bytes).
+
+## pier's Worker alone (bench/edge.sh)
+EOF
+  sed '1,/^Produced by/d; s/^## /### /' "$RUN/edge.md"
+} >"$out"
+
+echo
+cat "$out"
+echo
+log "written: $out (results and logs: $RUN)"
