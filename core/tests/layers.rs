@@ -49,7 +49,7 @@ const NATIVE: &[&[&str]] = &[
 /// The Worker's modules: JavaScript glue, the ports core needs, the
 /// deployment built from vars, and the entry points.
 const EDGE: &[&[&str]] = &[
-    &["js_body", "js_error", "streams", "env", "per_isolate"],
+    &["js_body", "js_error", "streams", "env", "per_isolate", "counted"],
     &["fetch", "r2", "cache", "http_shell", "background", "config"],
     &["deployment"],
     &["events", "gc", "sync", "test_routes"],
