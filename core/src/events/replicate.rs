@@ -255,10 +255,7 @@ impl Rule {
         let Ok(pushed) = registry.manifest(repo, &Reference::Digest(digest.clone())).await else {
             return Attempt::Delivered;
         };
-        let Some(parsed) = manifest::parse_stored(&pushed.bytes)
-            .ok()
-            .filter(|p| p.subject.is_some())
-        else {
+        let Ok(parsed) = manifest::parse_stored(&pushed.bytes) else {
             return Attempt::Delivered;
         };
         let Some(subject) = parsed.subject.as_ref() else {
