@@ -20,6 +20,7 @@
 #     every request a 500 naming it;
 #   - the pull-through cache (tests/mirror/run.sh edge);
 #   - webhooks and promotion/replication rules (tests/events/run.sh edge);
+#   - last pulls, retention by pulls and quotas (tests/lifecycle/run.sh edge);
 #   - pulled sites: [[sync]] passes from the cron trigger (tests/sync/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
@@ -166,6 +167,7 @@ bad_var PIER_AUTH --var 'PIER_AUTH:{"servise":"pier"}' --var 'PIER_AUTH_SIGNING_
 bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
 bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
 bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
+bad_var PIER_QUOTAS --var 'PIER_QUOTAS:[{"namespace":"a/**","max_bytes":0}]'
 bad_var PIER_SYNC --var 'PIER_SYNC:[{"name":"Factory","upstream":"https://ci.example","repositories":["a"]}]'
 
 # The pull-through cache on a Worker (tests/mirror/edge.sh starts its own).
@@ -178,6 +180,11 @@ script_suite "events (webhooks, promotion, replication)" "$scratch/events.log" e
 # Pulled sites: [[sync]] rules in PIER_SYNC, advanced by the cron trigger
 # (tests/sync/edge.sh starts its own Workers), from a native upstream.
 script_suite "sync (pulled sites)" "$scratch/sync.log" sync bash tests/sync/run.sh edge
+
+# Lifecycle: last pulls (marked per location in the Cache API), retention by
+# pulls and quotas in PIER_GC and PIER_QUOTAS (tests/lifecycle/edge.sh).
+script_suite "lifecycle (last pulls, retention by pulls, quotas)" "$scratch/lifecycle.log" lifecycle \
+  bash tests/lifecycle/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.

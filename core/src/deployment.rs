@@ -16,7 +16,9 @@ use crate::body::RequestBody;
 use crate::events::{EventSink, Hooks, HooksError, ReplicateConfig, WebhookConfig};
 use crate::gc::{Gc, GcConfig};
 use crate::mirror::{Mirror, MirrorConfig};
-use crate::platform::{Background, Env};
+use crate::platform::{Background, Env, LocalMarks};
+use crate::pulls::PullClock;
+use crate::quota::{QuotaConfig, Quotas};
 use crate::registry::{Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
 use crate::store::Store;
@@ -48,7 +50,16 @@ pub struct Settings {
     pub replicate: Vec<ReplicateConfig>,
     /// Images pulled from upstream registries, pass by pass (`[[sync]]`).
     pub sync: Vec<SyncConfig>,
+    /// Storage quotas per namespace (`[[quota]]`).
+    pub quotas: Vec<QuotaConfig>,
+    /// How often, at most, an instance records a manifest's last pull;
+    /// `None` for [`DEFAULT_LAST_PULL_PERIOD_SECS`], 0 records no pulls.
+    pub last_pull_period_secs: Option<u64>,
 }
+
+/// An hour: fine enough for retention counted in days, and at most 24
+/// writes a day per pulled manifest and instance.
+pub const DEFAULT_LAST_PULL_PERIOD_SECS: u64 = 3600;
 
 /// What the shell provides that core cannot do portably.
 #[derive(Clone)]
@@ -66,6 +77,7 @@ pub enum SettingsError {
     Webhook(String),
     Replicate(String),
     Sync(String),
+    Quota(String),
 }
 
 impl std::fmt::Display for SettingsError {
@@ -75,7 +87,8 @@ impl std::fmt::Display for SettingsError {
             | SettingsError::Mirror(why)
             | SettingsError::Webhook(why)
             | SettingsError::Replicate(why)
-            | SettingsError::Sync(why) => f.write_str(why),
+            | SettingsError::Sync(why)
+            | SettingsError::Quota(why) => f.write_str(why),
         }
     }
 }
@@ -113,6 +126,13 @@ impl Site {
         self.events.as_ref()
     }
 
+    /// The site recording pulls once per period per location, as `marks`
+    /// say (the Worker's Cache API: `crate::pulls`).
+    pub fn with_local_marks(mut self, marks: Arc<dyn LocalMarks>) -> Site {
+        self.registry = self.registry.with_local_marks(marks);
+        self
+    }
+
     /// The site with its events set up by `setup` (the Worker's queue).
     pub fn with_events(mut self, setup: impl FnOnce(EventSink) -> EventSink) -> Site {
         self.events = self.events.map(setup);
@@ -129,6 +149,11 @@ pub struct Deployment {
     mirror: Option<Mirror>,
     hooks: Option<Arc<Hooks>>,
     sync: Vec<Arc<SyncRule>>,
+    /// Reconciled by each collection.
+    quotas: Arc<Quotas>,
+    /// Kept for the deployment's life, so the Worker's per-request sites
+    /// share the isolate's memory of recorded pulls.
+    pulls: Arc<PullClock>,
     env: Arc<dyn Env>,
     notices: Vec<Notice>,
 }
@@ -138,7 +163,9 @@ impl Deployment {
     /// the table at fault.
     pub fn new(settings: Settings, ports: Ports) -> Result<Deployment, SettingsError> {
         let mut notices = notices(&settings);
+        let quotas = Arc::new(Quotas::new(&settings.quotas).map_err(SettingsError::Quota)?);
         let options = RegistryOptions {
+            quotas: quotas.clone(),
             allow_sparse_manifests: settings.allow_sparse_manifests,
             max_body_bytes: settings.max_body_bytes,
             redirect_blobs: settings.redirect_blobs,
@@ -175,7 +202,10 @@ impl Deployment {
                 destination.into_iter().flatten().collect::<Vec<_>>().join(" "),
             )));
         }
+        let last_pull_period_secs = settings.last_pull_period_secs.unwrap_or(DEFAULT_LAST_PULL_PERIOD_SECS);
         Ok(Deployment {
+            quotas,
+            pulls: Arc::new(PullClock::new(last_pull_period_secs)),
             options,
             gc: settings.gc,
             collect: settings.collect,
@@ -195,7 +225,8 @@ impl Deployment {
             Stores::Cached { backend, cache } => {
                 Registry::with_cache(backend, cache, self.env.clone(), self.options.clone())
             }
-        };
+        }
+        .with_pull_clock(self.pulls.clone());
         let events = self
             .hooks
             .clone()
@@ -220,7 +251,7 @@ impl Deployment {
     /// uploads never pile up on a deployment nobody configured.
     pub fn scheduled_collector(&self, store: Arc<dyn Store>) -> Gc {
         match self.collect {
-            true => Gc::new(store, self.env.clone(), self.gc.clone(), false),
+            true => Gc::new(store, self.env.clone(), self.gc.clone(), false).with_quotas(self.quotas.clone()),
             false => Gc::uploads_only(store, self.env.clone(), self.gc.clone()),
         }
     }
@@ -268,6 +299,12 @@ fn notices(settings: &Settings) -> Vec<Notice> {
             "events: {} webhooks, {} replication rules",
             settings.webhooks.len(),
             settings.replicate.len()
+        )));
+    }
+    for quota in &settings.quotas {
+        notices.push(Notice::info(format!(
+            "quota: {} may hold {} bytes",
+            quota.namespace, quota.max_bytes
         )));
     }
     for rule in &settings.sync {

@@ -15,6 +15,7 @@
 //! repos/<name>/_tagged-all                       marker: every tag of <name> has its hint
 //! catalog/<name>/_repo                           marker: the repository exists
 //! repos/<name>/_pushed/<alg>/<hex>               when the manifest was last pushed (ms), for untagged expiry
+//! repos/<name>/_pulled/<alg>/<hex>               when the manifest was last pulled (ms), written at most once a period per instance
 //! gc/run, gc/dry-run                             state of the current collection (see `gc`)
 //! gc/journal/<ms>-<id>                           what a manifest push references, published before its checks
 //! gc/touched/<alg>/<hex>                         when an existing blob was last reused (ms)
@@ -31,6 +32,8 @@
 //! events/backfilled/<target>                     marker: a rule's backfill of existing tags is recorded
 //! sync/<name>/pass                               the sync rule's current (or last) pass: progress and lease
 //! sync/<name>/last                               what the rule's last finished pass did
+//! quota/<id>/usage                               a namespace quota's usage in bytes (see `quota`)
+//! quota/<id>/objects/<alg>/<hex>                 marker: the blob or manifest is counted in the quota's usage
 //! ```
 
 use crate::digest::Digest;
@@ -139,6 +142,11 @@ pub fn referrers_root(repo: &RepoName) -> String {
 
 pub fn manifest_pushed(repo: &RepoName, digest: &Digest) -> String {
     format!("repos/{repo}/_pushed/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+/// Rewritten at most once a period per instance (`crate::pulls`).
+pub fn manifest_pulled(repo: &RepoName, digest: &Digest) -> String {
+    format!("repos/{repo}/_pulled/{}/{}", digest.algorithm().name(), digest.hex())
 }
 
 pub const UPLOADS: &str = "uploads/";

@@ -32,6 +32,8 @@ pub mod manifest;
 pub mod mirror;
 pub mod names;
 pub mod platform;
+pub mod pulls;
+pub mod quota;
 pub mod records;
 pub mod registry;
 pub mod remote;

@@ -93,3 +93,15 @@ pub trait Background: MaybeSend + MaybeSync {
     /// since no client is there to see it (a log line).
     fn report(&self, failed: bool, message: &str);
 }
+
+/// What one location of the platform remembers for a while, shared by its
+/// processes: the Worker's Cache API, which every isolate in a Cloudflare
+/// location sees. It lets the isolates of a location agree that one of them
+/// has done a periodic write (a manifest's last-pull time), so a pull does
+/// not become a write in each of them. Native processes need none: their
+/// memory is the instance.
+pub trait LocalMarks: MaybeSend + MaybeSync {
+    /// Marks `key` here for `ttl_secs`; `false` when a mark was already
+    /// there (someone here did the work in the period).
+    fn mark<'a>(&'a self, key: &'a str, ttl_secs: u64) -> BoxFuture<'a, bool>;
+}

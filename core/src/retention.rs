@@ -2,8 +2,8 @@
 //!
 //! Every rule whose `namespace` glob matches a repository applies to it. A tag
 //! goes when any applicable rule would drop it (beyond `keep_last` of the
-//! tags it covers, or older than `expire_after_days`) and no applicable rule
-//! protects it. Untagged manifests are kept forever unless a rule sets
+//! tags it covers, older than `expire_after_days`, or not pulled for
+//! `unpulled_for_days`) and no applicable rule protects it. Untagged manifests are kept forever unless a rule sets
 //! `untagged_expire_after_days`. The same rules say where tags are immutable,
 //! so one place in the configuration describes a namespace's policy.
 
@@ -28,6 +28,10 @@ pub struct RetentionRule {
     /// Delete tags matching `tags` pushed more than D days ago.
     #[serde(default, deserialize_with = "days")]
     pub expire_after_days: Option<f64>,
+    /// Delete tags matching `tags` whose manifest nobody pulled for D days
+    /// (counted from the tag's push when it was never pulled: `crate::pulls`).
+    #[serde(default, deserialize_with = "days")]
+    pub unpulled_for_days: Option<f64>,
     /// Delete manifests no tag, index or subject keeps, pushed more than D days ago.
     #[serde(default, deserialize_with = "days")]
     pub untagged_expire_after_days: Option<f64>,
@@ -62,47 +66,97 @@ pub struct TagInfo {
     pub name: String,
     pub digest: Digest,
     pub tagged_ms: u64,
+    /// When its manifest was last pulled, if recorded (read only where a
+    /// rule counts pulls).
+    pub pulled_ms: Option<u64>,
+}
+
+impl TagInfo {
+    /// The last time anyone wanted the tag: its last pull, or its push.
+    fn last_used_ms(&self) -> u64 {
+        self.pulled_ms.unwrap_or(0).max(self.tagged_ms)
+    }
+}
+
+/// A tag retention deletes, and why (a dry run lists the reason).
+#[derive(Debug)]
+pub struct Expired<'a> {
+    pub tag: &'a TagInfo,
+    pub reason: String,
 }
 
 fn applicable<'a>(rules: &'a [RetentionRule], repo: &'a str) -> impl Iterator<Item = &'a RetentionRule> + 'a {
     rules.iter().filter(move |rule| glob::matches(&rule.namespace, repo))
 }
 
-/// The tags of `repo` the rules delete at `now_ms`.
-pub fn expired_tags<'a>(rules: &[RetentionRule], repo: &str, tags: &'a [TagInfo], now_ms: u64) -> Vec<&'a TagInfo> {
+/// The tags of `repo` the rules delete at `now_ms`, each with the first
+/// rule that drops it.
+pub fn expired_tags<'a>(rules: &[RetentionRule], repo: &str, tags: &'a [TagInfo], now_ms: u64) -> Vec<Expired<'a>> {
     let rules: Vec<&RetentionRule> = applicable(rules, repo).collect();
     let protected = |tag: &TagInfo| {
         rules
             .iter()
             .any(|rule| rule.protect.iter().any(|pattern| glob::matches(pattern, &tag.name)))
     };
-    // Each tag beside whether it goes.
-    let mut verdicts: Vec<(&TagInfo, bool)> = tags.iter().map(|tag| (tag, false)).collect();
+    // Each tag beside why it goes, if it does.
+    let mut verdicts: Vec<(&TagInfo, Option<String>)> = tags.iter().map(|tag| (tag, None)).collect();
     for rule in &rules {
-        let mut covered: Vec<&mut (&TagInfo, bool)> = verdicts
+        let mut covered: Vec<&mut (&TagInfo, Option<String>)> = verdicts
             .iter_mut()
             .filter(|(tag, _)| glob::matches(&rule.tags, &tag.name))
             .collect();
-        if let Some(days) = rule.expire_after_days {
-            let max_age = (days * DAY_MS) as u64;
-            for (tag, doomed) in covered.iter_mut().map(|entry| &mut **entry) {
-                *doomed |= now_ms.saturating_sub(tag.tagged_ms) > max_age;
+        let doom = |entry: &mut (&TagInfo, Option<String>), why: String| {
+            entry.1.get_or_insert_with(|| format!("{why}; rule {}", rule.namespace));
+        };
+        if let Some(limit) = rule.expire_after_days {
+            for entry in covered.iter_mut() {
+                let age = now_ms.saturating_sub(entry.0.tagged_ms);
+                if age > (limit * DAY_MS) as u64 {
+                    doom(entry, format!("pushed {} ago, expire_after_days {limit}", ago(age)));
+                }
+            }
+        }
+        if let Some(limit) = rule.unpulled_for_days {
+            for entry in covered.iter_mut() {
+                let idle = now_ms.saturating_sub(entry.0.last_used_ms());
+                if idle > (limit * DAY_MS) as u64 {
+                    let since = match entry.0.pulled_ms {
+                        Some(_) => "last pulled",
+                        None => "never pulled, pushed",
+                    };
+                    doom(entry, format!("{since} {} ago, unpulled_for_days {limit}", ago(idle)));
+                }
             }
         }
         if let Some(keep) = rule.keep_last {
             // Newest first; equal times by name, newest name first, so the order is stable.
             covered.sort_by(|(a, _), (b, _)| (b.tagged_ms, &b.name).cmp(&(a.tagged_ms, &a.name)));
-            for (_, doomed) in covered.into_iter().skip(keep) {
-                *doomed = true;
+            for entry in covered.into_iter().skip(keep) {
+                doom(entry, format!("older than the newest {keep}, keep_last {keep}"));
             }
         }
     }
-    let doomed: Vec<bool> = verdicts.into_iter().map(|(_, doomed)| doomed).collect();
-    tags.iter()
-        .zip(doomed)
-        .filter(|(tag, doomed)| *doomed && !protected(tag))
-        .map(|(tag, _)| tag)
+    verdicts
+        .into_iter()
+        .filter(|(tag, _)| !protected(tag))
+        .filter_map(|(tag, reason)| Some(Expired { tag, reason: reason? }))
         .collect()
+}
+
+/// A duration as a person reads it in a report: `12 s`, `5 min`, `3.2 h`, `31.0 days`.
+fn ago(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        7200..=172_799 => format!("{:.1} h", secs as f64 / 3600.0),
+        _ => format!("{:.1} days", ms as f64 / DAY_MS),
+    }
+}
+
+/// Whether a collection must read when `repo`'s manifests were last pulled.
+pub fn counts_pulls(rules: &[RetentionRule], repo: &str) -> bool {
+    applicable(rules, repo).any(|rule| rule.unpulled_for_days.is_some())
 }
 
 /// How long untagged manifests of `repo` live, `None` for ever.
@@ -116,7 +170,8 @@ pub fn untagged_expiry_ms(rules: &[RetentionRule], repo: &str) -> Option<u64> {
 /// Whether a collection may delete tags of `repo` (a rule expires or caps
 /// them): a push of such a tag must then check that its tag survived.
 pub fn tags_may_expire(rules: &[RetentionRule], repo: &str) -> bool {
-    applicable(rules, repo).any(|rule| rule.keep_last.is_some() || rule.expire_after_days.is_some())
+    applicable(rules, repo)
+        .any(|rule| rule.keep_last.is_some() || rule.expire_after_days.is_some() || rule.unpulled_for_days.is_some())
 }
 
 /// Whether tags of `repo` may not be moved once pushed.
@@ -134,6 +189,7 @@ mod tests {
             name: name.into(),
             digest: Digest::of(Algorithm::Sha256, name.as_bytes()),
             tagged_ms,
+            pulled_ms: None,
         }
     }
 
@@ -143,14 +199,15 @@ mod tests {
             tags: every_tag(),
             keep_last: None,
             expire_after_days: None,
+            unpulled_for_days: None,
             untagged_expire_after_days: None,
             protect: Vec::new(),
             immutable_tags: false,
         }
     }
 
-    fn names(tags: Vec<&TagInfo>) -> Vec<&str> {
-        let mut names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+    fn names(tags: Vec<Expired<'_>>) -> Vec<&str> {
+        let mut names: Vec<&str> = tags.iter().map(|t| t.tag.name.as_str()).collect();
         names.sort();
         names
     }
@@ -183,6 +240,48 @@ mod tests {
     }
 
     #[test]
+    fn unpulled_tags_go_counting_from_their_last_pull_or_push() {
+        const DAY: u64 = 86_400_000;
+        let rules = [RetentionRule {
+            unpulled_for_days: Some(30.0),
+            ..rule("ci/**")
+        }];
+        let now = 100 * DAY;
+        let tags = [
+            TagInfo {
+                pulled_ms: Some(now - 31 * DAY),
+                ..tag("pulled-long-ago", now - 90 * DAY)
+            },
+            TagInfo {
+                pulled_ms: Some(now - 2 * DAY),
+                ..tag("pulled-lately", now - 90 * DAY)
+            },
+            tag("never-pulled-old", now - 40 * DAY),
+            tag("never-pulled-new", now - 10 * DAY),
+        ];
+        let expired = expired_tags(&rules, "ci/app", &tags, now);
+        let reasons: Vec<(&str, &str)> = expired
+            .iter()
+            .map(|e| (e.tag.name.as_str(), e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "pulled-long-ago",
+                    "last pulled 31.0 days ago, unpulled_for_days 30; rule ci/**"
+                ),
+                (
+                    "never-pulled-old",
+                    "never pulled, pushed 40.0 days ago, unpulled_for_days 30; rule ci/**"
+                ),
+            ]
+        );
+        assert!(counts_pulls(&rules, "ci/app") && !counts_pulls(&rules, "prod/app"));
+        assert!(tags_may_expire(&rules, "ci/app"));
+    }
+
+    #[test]
     fn untagged_expiry_is_the_shortest_that_applies() {
         let rules = [
             RetentionRule {
@@ -205,7 +304,7 @@ mod tests {
     #[test]
     fn day_counts_must_be_finite_and_not_negative() {
         for bad in ["-1", "-0.5"] {
-            for field in ["expire_after_days", "untagged_expire_after_days"] {
+            for field in ["expire_after_days", "unpulled_for_days", "untagged_expire_after_days"] {
                 let text = format!(r#"{{"rules":[{{"namespace":"**","{field}":{bad}}}]}}"#);
                 let refused = crate::gc::GcConfig::from_json(&text).unwrap_err();
                 assert!(refused.contains("not a number of days"), "{refused}");

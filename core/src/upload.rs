@@ -561,9 +561,10 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    /// Verifies the digest and makes the blob visible in `repo`. On a digest
-    /// mismatch everything the upload wrote is removed.
-    pub async fn finish(&mut self, repo: &RepoName, expected: &Digest) -> Result<()> {
+    /// Verifies the digest and stores the blob's record; returns its size.
+    /// The registry then links it into the repository (after its quota
+    /// admits it). On a digest mismatch everything the upload wrote is removed.
+    pub async fn finish(&mut self, expected: &Digest) -> Result<u64> {
         self.load_tails().await?;
         // A digest of another algorithm than the session's is checked from storage.
         let hashed_here = expected.algorithm() == self.state.algorithm;
@@ -637,10 +638,7 @@ impl<'a> Upload<'a> {
                 reuse_existing(self.store, self.env, expected).await?;
             }
         }
-        self.store
-            .put(&layout::layer_link(repo, expected), Bytes::new(), PutMode::Overwrite)
-            .await?;
-        Ok(())
+        Ok(self.state.offset)
     }
 
     /// Writes the buffered last bytes (the whole blob when it fits one part)

@@ -24,6 +24,7 @@ fn rule(namespace: &str) -> RetentionRule {
         tags: "*".into(),
         keep_last: None,
         expire_after_days: None,
+        unpulled_for_days: None,
         untagged_expire_after_days: None,
         protect: Vec::new(),
         immutable_tags: false,
@@ -375,6 +376,7 @@ fn expire_after_days_deletes_old_matching_tags() {
         let rules = vec![RetentionRule {
             tags: "pr-*".into(),
             expire_after_days: Some(2.0),
+            unpulled_for_days: None,
             ..rule("ci/**")
         }];
         w.collect_later(rules, false).await;
@@ -490,6 +492,7 @@ fn immutable_tags_refuse_to_move_but_accept_the_same_push() {
         // Retention rules still retire it.
         let retire = RetentionRule {
             expire_after_days: Some(0.0),
+            unpulled_for_days: None,
             immutable_tags: true,
             ..rule("prod/**")
         };

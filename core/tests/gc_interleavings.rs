@@ -50,6 +50,7 @@ fn untagged_expire() -> Vec<RetentionRule> {
         tags: "*".into(),
         keep_last: None,
         expire_after_days: Some(1.0),
+        unpulled_for_days: None,
         untagged_expire_after_days: Some(1.0),
         protect: Vec::new(),
         immutable_tags: false,

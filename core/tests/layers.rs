@@ -13,8 +13,9 @@ const CORE: &[&[&str]] = &[
     &["error", "glob", "time", "digest", "names", "platform", "body"],
     // What is stored and the rules about it.
     &["manifest", "retention", "records", "layout"],
-    // The storage port and the collector's handshake over it.
-    &["store", "handshake"],
+    // The storage port, the collector's handshake over it, and the records
+    // kept beside the registry's own (last pulls, quota usage).
+    &["store", "handshake", "pulls", "quota"],
     // The upload state machine.
     &["upload"],
     // Every registry operation over a store.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use pier_core::layout;
+use pier_core::platform::{BoxFuture, LocalMarks};
 use pier_core::store::{
     Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
 };
@@ -191,6 +192,28 @@ impl EdgeCaches {
         }
     }
 
+    /// A location-wide mark: whether `key` was marked here in the last
+    /// `ttl_secs`, marking it if not. A failed match or put answers `true`:
+    /// the work is then done once more, never skipped.
+    async fn mark_here(&self, key: &str, ttl_secs: u64) -> bool {
+        let url = self.cache_url(&format!("marks/{key}"));
+        self.ops.count(Op::CacheMatch);
+        if let Ok(Some(_)) = Cache::default().get(url.as_str(), false).await {
+            return false;
+        }
+        let headers = Headers::new();
+        let marked = async {
+            headers.set("cache-control", &format!("public, max-age={ttl_secs}"))?;
+            let response = ResponseBuilder::new().with_headers(headers).empty();
+            self.ops.count(Op::CachePut);
+            Cache::default().put(url.as_str(), response).await
+        };
+        if let Err(err) = marked.await {
+            console_warn!("pier: cache mark {key} failed: {err}");
+        }
+        true
+    }
+
     /// Whether `key` is in the edge caches (for tests that must know a later
     /// read will be served from them).
     #[cfg(feature = "test-endpoints")]
@@ -219,6 +242,12 @@ impl EdgeCaches {
                 }
             }
         }
+    }
+}
+
+impl LocalMarks for EdgeCaches {
+    fn mark<'a>(&'a self, key: &'a str, ttl_secs: u64) -> BoxFuture<'a, bool> {
+        Box::pin(self.mark_here(key, ttl_secs))
     }
 }
 

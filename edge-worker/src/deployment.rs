@@ -8,8 +8,9 @@
 //! The vars hold the native configuration's tables as JSON: `PIER_AUTH` the
 //! `[auth]` table (with the JWK Set in the secret `PIER_AUTH_SIGNING_KEYS`),
 //! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS`,
-//! `PIER_REPLICATE` and `PIER_SYNC` arrays of `[[mirror]]`, `[[webhook]]`,
-//! `[[replicate]]` and `[[sync]]` tables. An error names the var at fault.
+//! `PIER_REPLICATE`, `PIER_SYNC` and `PIER_QUOTAS` arrays of `[[mirror]]`,
+//! `[[webhook]]`, `[[replicate]]`, `[[sync]]` and `[[quota]]` tables;
+//! `PIER_LAST_PULL_PERIOD_SECS` a number. An error names the var at fault.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -39,8 +40,10 @@ const MIRRORS_VAR: &str = "PIER_MIRRORS";
 const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
 const REPLICATE_VAR: &str = "PIER_REPLICATE";
 const SYNC_VAR: &str = "PIER_SYNC";
+const QUOTAS_VAR: &str = "PIER_QUOTAS";
 const SPARSE_VAR: &str = "PIER_ALLOW_SPARSE_MANIFESTS";
 const MAX_BODY_VAR: &str = "PIER_MAX_BODY_BYTES";
+const LAST_PULL_PERIOD_VAR: &str = "PIER_LAST_PULL_PERIOD_SECS";
 
 /// Cloudflare's request body limit on the Free and Pro plans.
 const DEFAULT_MAX_BODY_BYTES: u64 = 100_000_000;
@@ -52,7 +55,7 @@ thread_local! {
 }
 
 /// The text of every var a deployment is built from, in one order.
-struct Texts([Option<String>; 9]);
+struct Texts([Option<String>; 11]);
 
 impl Texts {
     fn read(env: &Env) -> Result<Texts, String> {
@@ -64,8 +67,10 @@ impl Texts {
             text_var(env, WEBHOOKS_VAR)?,
             text_var(env, REPLICATE_VAR)?,
             text_var(env, SYNC_VAR)?,
+            text_var(env, QUOTAS_VAR)?,
             crate::config::var(env, SPARSE_VAR),
             crate::config::var(env, MAX_BODY_VAR),
+            crate::config::var(env, LAST_PULL_PERIOD_VAR),
         ]))
     }
 
@@ -85,7 +90,7 @@ pub fn deployment(env: &Env) -> Built {
 // One isolate, one thread: the ports' JavaScript handles need not be Send.
 #[allow(clippy::arc_with_non_send_sync)]
 fn build(env: &Env, texts: &Texts) -> Built {
-    let [auth, keys, gc, mirrors, webhooks, replicate, sync, _, _] = &texts.0;
+    let [auth, keys, gc, mirrors, webhooks, replicate, sync, quotas, _, _, _] = &texts.0;
     let max_body_bytes = number(env, MAX_BODY_VAR, DEFAULT_MAX_BODY_BYTES)?;
     let settings = Settings {
         allow_sparse_manifests: flag(env, SPARSE_VAR)?,
@@ -101,6 +106,11 @@ fn build(env: &Env, texts: &Texts) -> Built {
         webhooks: tables(webhooks.as_deref(), WEBHOOKS_VAR)?,
         replicate: tables(replicate.as_deref(), REPLICATE_VAR)?,
         sync: tables(sync.as_deref(), SYNC_VAR)?,
+        quotas: tables(quotas.as_deref(), QUOTAS_VAR)?,
+        last_pull_period_secs: match crate::config::var(env, LAST_PULL_PERIOD_VAR) {
+            None => None,
+            Some(_) => Some(number(env, LAST_PULL_PERIOD_VAR, 0)?),
+        },
     };
     let ports = Ports {
         env: Arc::new(WorkerEnv),
@@ -112,6 +122,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         SettingsError::Webhook(why) => format!("{WEBHOOKS_VAR}: {why}"),
         SettingsError::Replicate(why) => format!("{REPLICATE_VAR}: {why}"),
         SettingsError::Sync(why) => format!("{SYNC_VAR}: {why}"),
+        SettingsError::Quota(why) => format!("{QUOTAS_VAR}: {why}"),
     })?;
     for notice in deployment.notices() {
         match notice.warning {

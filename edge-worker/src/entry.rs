@@ -71,14 +71,16 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let r2: Arc<dyn Store> = ops.wrap(Arc::new(R2Store::new(bucket, config.part_size)));
     let context = Rc::new(context);
     #[allow(clippy::arc_with_non_send_sync)]
-    let cached: Arc<dyn Store> = Arc::new(CachedStore::new(r2.clone(), caches, context.clone()));
+    let cached: Arc<dyn Store> = Arc::new(CachedStore::new(r2.clone(), caches.clone(), context.clone()));
     // Pulls read through the edge caches; what races with GC reads R2.
     let stores = Stores::Cached {
         backend: r2,
         cache: cached,
     };
     #[allow(clippy::arc_with_non_send_sync)]
-    let site = deployment.site(stores, Arc::new(WaitUntil::of_request(context)));
+    let site = deployment
+        .site(stores, Arc::new(WaitUntil::of_request(context)))
+        .with_local_marks(Arc::new(caches));
     let site = crate::events::route_lanes(site, env, &config);
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = deployment.handle(&site, request).await;

@@ -13,6 +13,7 @@ use pier_core::deployment::Settings;
 use pier_core::events::{ReplicateConfig, WebhookConfig};
 use pier_core::gc::GcConfig;
 use pier_core::mirror::MirrorConfig;
+use pier_core::quota::QuotaConfig;
 use pier_core::sync::SyncConfig;
 use serde::Deserialize;
 
@@ -39,6 +40,9 @@ pub struct ServeArgs {
     /// Redirect blob GETs to signed URLs of the store, where it can sign them [default: false].
     #[arg(long, env = "PIER_REDIRECT_BLOBS")]
     pub redirect_blobs: Option<bool>,
+    /// Record a manifest's last pull at most once per this many seconds per instance; 0 records none [default: 3600].
+    #[arg(long, env = "PIER_LAST_PULL_PERIOD_SECS")]
+    pub last_pull_period_secs: Option<u64>,
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "PIER_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -82,6 +86,7 @@ struct FileConfig {
     fsync: Option<bool>,
     max_body_bytes: Option<u64>,
     redirect_blobs: Option<bool>,
+    last_pull_period_secs: Option<u64>,
     log_format: Option<LogFormat>,
     shutdown_grace_secs: Option<u64>,
     tls_cert: Option<PathBuf>,
@@ -109,6 +114,9 @@ struct FileConfig {
     /// Images pulled from upstream registries on a schedule: `[[sync]]` tables.
     #[serde(default)]
     sync: Vec<SyncConfig>,
+    /// Storage quotas per namespace: `[[quota]]` tables.
+    #[serde(default)]
+    quota: Vec<QuotaConfig>,
 }
 
 /// The `[gc]` table: when the server collects, and how (see docs/gc.md).
@@ -201,6 +209,8 @@ impl Config {
                 webhooks: file.webhook,
                 replicate: file.replicate,
                 sync: file.sync,
+                quotas: file.quota,
+                last_pull_period_secs: args.last_pull_period_secs.or(file.last_pull_period_secs),
             },
             auth: AuthSettings::resolve(
                 file.auth,
@@ -251,8 +261,9 @@ impl FileConfig {
 }
 
 /// The `[gc]` table of the file at `path` (defaults without one).
-pub fn gc_section(path: Option<&Path>) -> Result<GcSection, String> {
-    Ok(read_optional_file(path)?.gc)
+pub fn gc_section(path: Option<&Path>) -> Result<(GcSection, Vec<QuotaConfig>), String> {
+    let file = read_optional_file(path)?;
+    Ok((file.gc, file.quota))
 }
 
 fn read_optional_file(path: Option<&Path>) -> Result<FileConfig, String> {

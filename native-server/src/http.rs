@@ -69,7 +69,10 @@ async fn readiness(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = with_client_address(request).into_parts();
     match api::authorize_metrics(state.deployment.auth(), &parts).await {
-        Ok(()) => state.metrics.render().into_response(),
+        Ok(()) => {
+            crate::metrics::set_quota_usage(state.site.registry()).await;
+            state.metrics.render().into_response()
+        }
         Err(refusal) => axum_response(refusal, None),
     }
 }

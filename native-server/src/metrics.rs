@@ -19,6 +19,8 @@ pub const BYTES_OUT: &str = "pier_http_response_body_bytes_total";
 pub const UPLOADS_IN_FLIGHT: &str = "pier_uploads_in_flight";
 pub const STORAGE_SECONDS: &str = "pier_storage_operation_duration_seconds";
 pub const STORAGE_ERRORS: &str = "pier_storage_errors_total";
+pub const QUOTA_USED: &str = "pier_quota_used_bytes";
+pub const QUOTA_MAX: &str = "pier_quota_max_bytes";
 
 /// Latency buckets in seconds: from a cached manifest GET to a large push.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -62,6 +64,28 @@ fn describe() {
         STORAGE_ERRORS,
         "Storage calls that failed as unavailable (answered 503), by operation."
     );
+    metrics::describe_gauge!(
+        QUOTA_USED,
+        metrics::Unit::Bytes,
+        "Bytes a namespace quota counts, as read from the store at the scrape."
+    );
+    metrics::describe_gauge!(QUOTA_MAX, metrics::Unit::Bytes, "Bytes a namespace quota allows.");
+}
+
+/// Reads each namespace quota's usage into its gauges, before a scrape is
+/// rendered (one store read per quota; the counts live in the store, shared
+/// by every instance). A failed read leaves the last value and is logged.
+pub async fn set_quota_usage(registry: &pier_core::registry::Registry) {
+    match registry.quota_usage().await {
+        Ok(quotas) => {
+            for quota in quotas {
+                let namespace = quota.namespace;
+                metrics::gauge!(QUOTA_USED, "namespace" => namespace.clone()).set(quota.used_bytes as f64);
+                metrics::gauge!(QUOTA_MAX, "namespace" => namespace).set(quota.max_bytes as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.message, "metrics: reading quota usage"),
+    }
 }
 
 /// The meters of one request, taken once so that counting each body chunk

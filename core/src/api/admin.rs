@@ -3,7 +3,7 @@
 //! operator of the edge Worker (which has no command line) can see what its
 //! cron collections did; the events outbox under `/_pier/events` (what
 //! waits, what was given up, retry, a rule's backfill), the same on both
-//! deployments; and who may read the native server's `/metrics`
+//! deployments; `/_pier/quotas`, each namespace quota's usage; and who may read the native server's `/metrics`
 //! (which the shell renders). With auth on, only admins may read the report,
 //! and admins and `metrics_readers` the metrics; without auth both are open
 //! like every other endpoint.
@@ -47,6 +47,37 @@ pub(super) async fn gc_report(
     if parts.method == Method::HEAD {
         *response.body_mut() = super::Body::Empty;
     }
+    Ok(response)
+}
+
+/// Each namespace quota with its usage.
+pub(super) const QUOTAS_PATH: &str = "/_pier/quotas";
+
+/// `GET /_pier/quotas`: every `[[quota]]` with the bytes its namespace holds
+/// (as counted since the last collection recounted it). Admins only when
+/// auth is on.
+pub(super) async fn quotas(
+    registry: &Registry,
+    auth: Option<&Auth>,
+    parts: &http::request::Parts,
+) -> Result<HttpResponse, Refusal> {
+    if parts.method != Method::GET {
+        return Err(RegistryError::new(
+            ErrorCode::Unsupported,
+            format!("{} is not supported on {QUOTAS_PATH}; GET it", parts.method),
+        )
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .into());
+    }
+    if let Some(auth) = auth {
+        guard::check_operator(auth, parts, guard::Operator::Admin).await?;
+    }
+    let usage = registry.quota_usage().await?;
+    let body = serde_json::to_vec_pretty(&usage).map_err(|e| RegistryError::unserializable("the quotas", e))?;
+    let mut response = json_response(StatusCode::OK, Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     Ok(response)
 }
 

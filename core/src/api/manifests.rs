@@ -47,6 +47,7 @@ pub(super) async fn get(
             size: manifest.bytes.len() as u64,
         };
         report(service, req, Action::Pull, &[reference.tag()], &subject).await?;
+        registry.note_pull(repo, &manifest.digest).await;
         Body::Full(manifest.bytes)
     };
     finish(builder, body)

@@ -281,6 +281,9 @@ async fn authorize_and_route(
     if parts.uri.path() == admin::GC_REPORT_PATH {
         return admin::gc_report(registry, auth, parts).await;
     }
+    if parts.uri.path() == admin::QUOTAS_PATH {
+        return admin::quotas(registry, auth, parts).await;
+    }
     if admin::is_events_path(parts.uri.path()) {
         return admin::events(service.events, auth, parts, &Query::parse(parts.uri.query())).await;
     }

@@ -11,7 +11,7 @@
 //! Phases: expire idle uploads; per repository apply retention and mark the
 //! blobs kept manifests reference; sweep unmarked old blobs (merge-join of
 //! sorted listings); remove orphaned data objects; remove dangling repository
-//! links; clean up and write the report. Why this is safe against concurrent
+//! links; recount each namespace quota's usage; clean up and write the report. Why this is safe against concurrent
 //! pushes: `protocol` and docs/gc.md.
 
 use std::collections::{BTreeMap, HashSet};
@@ -24,6 +24,7 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::handshake;
 use crate::layout;
 use crate::platform::Env;
+use crate::quota::Quotas;
 use crate::retention::RetentionRule;
 use crate::store::{read_small, ObjectMeta, PutMode, Store, StoreError};
 
@@ -96,6 +97,7 @@ pub enum Phase {
     Sweep,
     Orphans,
     Links,
+    Quotas,
     Finish,
 }
 
@@ -140,6 +142,8 @@ pub struct Gc {
     uploads_only: bool,
     /// Journal entries read so far, by key (they never change once written).
     journal: BTreeMap<String, handshake::JournalEntry>,
+    /// Quotas whose usage the collection recounts.
+    quotas: Arc<Quotas>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RegistryError {
@@ -156,7 +160,15 @@ impl Gc {
             dry_run,
             uploads_only: false,
             journal: BTreeMap::new(),
+            quotas: Arc::default(),
         }
+    }
+
+    /// The collector recounting `quotas` after its sweep (usage only grows
+    /// between collections: `crate::quota`).
+    pub fn with_quotas(mut self, quotas: Arc<Quotas>) -> Gc {
+        self.quotas = quotas;
+        self
     }
 
     /// A pass that only removes upload sessions idle longer than
@@ -299,6 +311,7 @@ impl Gc {
             Phase::Sweep => self.sweep_blobs(state).await?,
             Phase::Orphans => self.sweep_orphan_data(state).await?,
             Phase::Links => self.remove_dangling_links(state).await?,
+            Phase::Quotas => self.reconcile_quota(state).await?,
             Phase::Finish => self.remove_marks(state).await?,
         };
         if self.uploads_only && next.is_some() {
@@ -424,5 +437,27 @@ pub async fn last_report(store: &dyn Store) -> Result<Option<Report>> {
         Some((bytes, _)) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| corrupt("gc report", e)),
+    }
+}
+
+impl Gc {
+    /// Phase 6, one quota per step: its usage recounted from what the
+    /// repositories hold after the sweep.
+    async fn reconcile_quota(&mut self, state: &mut RunState) -> Result<Option<Phase>> {
+        let index = state
+            .cursor
+            .as_deref()
+            .and_then(|c| c.parse::<usize>().ok())
+            .map_or(0, |i| i + 1);
+        let recounted = self
+            .quotas
+            .reconcile(self.store.as_ref(), self.env.as_ref(), index, self.dry_run)
+            .await?;
+        let Some(usage) = recounted else {
+            return Ok(Some(Phase::Finish));
+        };
+        state.report.quotas.push(usage);
+        state.cursor = Some(index.to_string());
+        Ok((index + 1 >= self.quotas.len()).then_some(Phase::Finish))
     }
 }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::quota::Usage;
+
 /// Most removals listed by name in a report; counts and bytes are always whole.
 pub const MAX_LISTED: usize = 1000;
 
@@ -30,8 +32,11 @@ pub struct Report {
     pub orphan_data_deleted: u64,
     pub orphan_bytes_freed: u64,
     pub links_deleted: u64,
-    /// The first [`MAX_LISTED`] things removed, as `kind name`.
+    /// The first [`MAX_LISTED`] things removed, as `kind name (why)`.
     pub removed: Vec<String>,
+    /// Each quota's usage as recounted (a dry run writes none of it).
+    #[serde(default)]
+    pub quotas: Vec<Usage>,
 }
 
 impl Report {

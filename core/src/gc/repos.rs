@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::layout;
 use crate::manifest;
 use crate::names::{RepoName, Tag};
+use crate::pulls;
 use crate::records::TagRecord;
 use crate::retention::{self, TagInfo};
 use crate::store::{list_all, read_small, PutMode};
@@ -47,12 +48,14 @@ impl Gc {
         let now = self.now();
         let tags = self.read_tags(repo).await?;
         let expired = retention::expired_tags(&self.config.rules, repo.as_str(), &tags, now);
-        let expired_names: BTreeSet<&str> = expired.iter().map(|t| t.name.as_str()).collect();
-        for tag in &expired {
+        let expired_names: BTreeSet<&str> = expired.iter().map(|e| e.tag.name.as_str()).collect();
+        for expired in &expired {
             state.report.tags_deleted += 1;
-            state.report.list(format!("tag {repo}:{}", tag.name));
+            state
+                .report
+                .list(format!("tag {repo}:{} ({})", expired.tag.name, expired.reason));
             if !self.dry_run {
-                self.delete_tag_unless_moved(repo, tag).await?;
+                self.delete_tag_unless_moved(repo, expired.tag).await?;
             }
         }
 
@@ -108,18 +111,32 @@ impl Gc {
         Ok(())
     }
 
+    /// The repository's tags, with their manifests' last pulls where a rule
+    /// counts them (one read per manifest, not per tag).
     async fn read_tags(&self, repo: &RepoName) -> Result<Vec<TagInfo>> {
         let prefix = layout::tags_prefix(repo);
+        let counts_pulls = retention::counts_pulls(&self.config.rules, repo.as_str());
+        let mut pulls: BTreeMap<Digest, Option<u64>> = BTreeMap::new();
         let mut tags = Vec::new();
         for key in list_all(self.store.as_ref(), &prefix).await? {
             let Some((bytes, _)) = read_small(self.store.as_ref(), &key).await? else {
                 continue;
             };
             if let Some(record) = TagRecord::parse(&bytes) {
+                let pulled_ms = match (counts_pulls, pulls.get(&record.digest)) {
+                    (false, _) => None,
+                    (true, Some(known)) => *known,
+                    (true, None) => {
+                        let read = pulls::last_pull(self.store.as_ref(), repo, &record.digest).await?;
+                        pulls.insert(record.digest.clone(), read);
+                        read
+                    }
+                };
                 tags.push(TagInfo {
                     name: key[prefix.len()..].to_string(),
                     digest: record.digest,
                     tagged_ms: record.tagged_ms,
+                    pulled_ms,
                 });
             }
         }
@@ -191,6 +208,7 @@ impl Gc {
                 }
                 store.delete(&layout::manifest(repo, digest)).await?;
                 store.delete(&layout::manifest_pushed(repo, digest)).await?;
+                store.delete(&layout::manifest_pulled(repo, digest)).await?;
                 for hint in list_all(store.as_ref(), &layout::tag_hints_prefix(repo, digest)).await? {
                     store.delete(&hint).await?;
                 }

@@ -179,7 +179,7 @@ impl Gc {
         let store = store.as_ref();
         let listed = page(store, layout::CATALOG, state.cursor.as_deref(), 1).await?;
         let Some(suffix) = listed.suffixes.first().cloned() else {
-            return Ok(Some(Phase::Finish));
+            return Ok(Some(Phase::Quotas));
         };
         if let Some(repo) = suffix.strip_suffix("/_repo").and_then(RepoName::parse) {
             for key in list_all(store, &layout::layers_prefix(&repo)).await? {
@@ -207,6 +207,6 @@ impl Gc {
             }
         }
         state.cursor = Some(suffix);
-        Ok((!listed.more).then_some(Phase::Finish))
+        Ok((!listed.more).then_some(Phase::Quotas))
     }
 }

@@ -11,6 +11,7 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::handshake;
 use crate::layout;
 use crate::names::RepoName;
+use crate::quota::Added;
 use crate::records::BlobRecord;
 use crate::store::{read_small, GetResult, PutMode, Store};
 
@@ -95,14 +96,31 @@ impl Registry {
         // Touch before looking, so a collection either sees the reuse or we see its tombstone.
         // Then the tombstone before the record: see `check_published`.
         handshake::touch(self.origin(), self.env.as_ref(), digest).await?;
-        if handshake::blob_doomed(self.origin(), digest).await?
-            || self.origin.head(&layout::blob_record(digest)).await?.is_none()
-        {
+        if handshake::blob_doomed(self.origin(), digest).await? {
             return Ok(false);
         }
-        self.store
+        let Some(record) = self.fresh_record(digest).await? else {
+            return Ok(false);
+        };
+        self.link_blob(repo, digest, record.size).await?;
+        Ok(true)
+    }
+
+    /// Makes a stored blob readable in `repo`, if its quotas have room
+    /// (checked before the link, counted after it: `crate::quota`).
+    pub(super) async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let quotas = &self.options.quotas;
+        let counted = quotas.cover(repo);
+        let added = [Added { digest, size }];
+        if counted {
+            quotas.admit(self.origin(), repo, &added).await?;
+        }
+        self.origin
             .put(&layout::layer_link(repo, digest), Bytes::new(), PutMode::Overwrite)
             .await?;
-        Ok(true)
+        if counted {
+            quotas.count(self.origin(), repo, &added).await?;
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,7 @@ use crate::handshake;
 use crate::layout;
 use crate::manifest::{self, Manifest};
 use crate::names::{RepoName, Tag};
+use crate::quota::Added;
 use crate::records::{Reference, StoredManifest, TagRecord};
 use crate::retention;
 use crate::store::{list_all, read_small, PutMode, StoreError};
@@ -169,6 +170,15 @@ impl Registry {
         if !sparse {
             self.check_references(repo, &parsed).await?;
         }
+        let quotas = &self.options.quotas;
+        let counted = quotas.cover(repo);
+        let added = [Added {
+            digest: &digest,
+            size: bytes.len() as u64,
+        }];
+        if counted {
+            quotas.admit(self.origin(), repo, &added).await?;
+        }
 
         handshake::publish_push(self.origin(), self.env.as_ref(), repo, &digest, &parsed).await?;
         let manifest_key = layout::manifest(repo, &digest);
@@ -182,6 +192,9 @@ impl Registry {
                 self.store.delete(&manifest_key).await?;
             }
             return Err(e);
+        }
+        if counted {
+            quotas.count(self.origin(), repo, &added).await?;
         }
         let now = Bytes::from(self.env.now_millis().to_string());
         self.store
@@ -491,6 +504,7 @@ impl Registry {
                 }
                 self.store.delete(&key).await?;
                 self.store.delete(&layout::manifest_pushed(repo, digest)).await?;
+                self.store.delete(&layout::manifest_pulled(repo, digest)).await?;
                 Ok(DeletedManifest {
                     digest: digest.clone(),
                     media_type: manifest::media_type_of(&bytes),

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::platform::Env;
+use crate::names::RepoName;
+use crate::platform::{Env, LocalMarks};
+use crate::pulls::PullClock;
+use crate::quota::Quotas;
 use crate::retention::RetentionRule;
 use crate::store::cache::ImmutableCache;
 use crate::store::fresh::FreshReads;
@@ -64,6 +67,8 @@ pub struct RegistryOptions {
     /// The retention rules (the `[gc]` configuration): the registry enforces
     /// their `immutable_tags`, collection the rest.
     pub retention: Vec<RetentionRule>,
+    /// Storage quotas per namespace (`[[quota]]`), enforced at push.
+    pub quotas: Arc<Quotas>,
 }
 
 impl Default for RegistryOptions {
@@ -74,6 +79,7 @@ impl Default for RegistryOptions {
             redirect_blobs: false,
             cache_bytes: 8 << 20,
             retention: Vec::new(),
+            quotas: Arc::default(),
         }
     }
 }
@@ -89,6 +95,10 @@ pub struct Registry {
     options: RegistryOptions,
     /// Identifies this process in upload claims.
     instance: String,
+    /// Records pulls' times; `None` records none.
+    pulls: Option<Arc<PullClock>>,
+    /// The location's marks the pull clock asks too (the Worker's).
+    local_marks: Option<Arc<dyn LocalMarks>>,
 }
 
 impl Registry {
@@ -124,7 +134,41 @@ impl Registry {
             instance: env.random_id(),
             env,
             options,
+            pulls: None,
+            local_marks: None,
         }
+    }
+
+    /// The registry recording pulls' times on `clock` (kept by the
+    /// deployment, so its memory outlives the Worker's per-request sites).
+    pub fn with_pull_clock(mut self, clock: Arc<PullClock>) -> Registry {
+        self.pulls = Some(clock);
+        self
+    }
+
+    /// The registry recording pulls once per period per location, as
+    /// `marks` say (the Worker's Cache API), not once per process.
+    pub fn with_local_marks(mut self, marks: Arc<dyn LocalMarks>) -> Registry {
+        self.local_marks = Some(marks);
+        self
+    }
+
+    /// Notes a client's pull of `digest` in `repo` (see `crate::pulls`).
+    pub async fn note_pull(&self, repo: &RepoName, digest: &Digest) {
+        if let Some(clock) = &self.pulls {
+            let local = self.local_marks.as_deref();
+            clock.note(self.origin(), self.env.as_ref(), local, repo, digest).await;
+        }
+    }
+
+    /// Every namespace quota with its usage.
+    pub async fn quota_usage(&self) -> crate::error::Result<Vec<crate::quota::Usage>> {
+        self.options.quotas.usage(self.origin()).await
+    }
+
+    /// When `digest` was last pulled in `repo`, if recorded.
+    pub async fn last_pull(&self, repo: &RepoName, digest: &Digest) -> crate::error::Result<Option<u64>> {
+        crate::pulls::last_pull(self.origin(), repo, digest).await
     }
 
     /// The store as garbage collection must use it beside this registry:

@@ -10,8 +10,9 @@ use crate::upload::{ChunkRange, Upload, UploadStatus};
 use super::Registry;
 
 impl Registry {
-    /// Opens an upload session.
+    /// Opens an upload session (refused at once where a quota is full).
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
+        self.options.quotas.admit_upload(self.origin(), repo).await?;
         let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, Algorithm::Sha256);
         upload.save().await?;
         Ok(upload.status())
@@ -19,6 +20,7 @@ impl Registry {
 
     /// A whole blob in one request (POST or PUT with the digest known up front).
     pub async fn upload_whole(&self, repo: &RepoName, digest: &Digest, body: RequestBody) -> Result<()> {
+        self.options.quotas.admit_upload(self.origin(), repo).await?;
         self.store_whole(repo, digest, None, body).await
     }
 
@@ -36,7 +38,8 @@ impl Registry {
             upload.discard().await;
             return Err(e);
         }
-        upload.finish(repo, digest).await
+        let size = upload.finish(digest).await?;
+        self.link_blob(repo, digest, size).await
     }
 
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
@@ -93,8 +96,8 @@ impl Registry {
             upload.release().await;
             return Err(e);
         }
-        match upload.finish(repo, digest).await {
-            Ok(()) => Ok(()),
+        match upload.finish(digest).await {
+            Ok(size) => self.link_blob(repo, digest, size).await,
             Err(e) => {
                 // A failed finish keeps the session (unless it discarded it),
                 // so a retry of the PUT can take it at once.

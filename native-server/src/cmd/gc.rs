@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use pier_core::gc::{Gc, Report};
+use pier_core::quota::Quotas;
 
 use crate::config::CheckStorageArgs;
 use crate::env::SystemEnv;
@@ -25,12 +26,13 @@ pub struct GcArgs {
 }
 
 pub fn run_command(args: GcArgs) -> Result<(), String> {
-    let section = crate::config::gc_section(args.target.config.as_deref())?;
+    let (section, quotas) = crate::config::gc_section(args.target.config.as_deref())?;
+    let quotas = Arc::new(Quotas::new(&quotas)?);
     let storage = crate::config::storage(args.target)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let store = crate::store::open(&storage)?;
-        let mut gc = Gc::new(store, Arc::new(SystemEnv), section.collection, !args.apply);
+        let mut gc = Gc::new(store, Arc::new(SystemEnv), section.collection, !args.apply).with_quotas(quotas);
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("literal template"));
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -55,6 +57,19 @@ fn print_report(report: &Report, verbose: bool) {
         }
     }
     println!("{}", report.summary());
+    for quota in &report.quotas {
+        println!(
+            "quota {}: {} of {} bytes used{}",
+            quota.namespace,
+            quota.used_bytes,
+            quota.max_bytes,
+            if report.dry_run {
+                " (recounted, not recorded)"
+            } else {
+                ""
+            }
+        );
+    }
     if report.dry_run {
         println!("dry run: nothing was removed; run `pier gc --apply` to remove it");
     }
