@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::api::{self, HttpResponse, Service};
+use crate::archive::{ArchiveConfig, Archiver};
 use crate::auth::{Auth, AuthConfig};
 use crate::body::RequestBody;
 use crate::events::{EventSink, Hooks, HooksError, ReplicateConfig, WebhookConfig};
@@ -19,7 +20,7 @@ use crate::mirror::{Mirror, MirrorConfig};
 use crate::platform::{Background, Env, LocalMarks};
 use crate::pulls::PullClock;
 use crate::quota::{QuotaConfig, Quotas};
-use crate::registry::{Registry, RegistryOptions};
+use crate::registry::{ArchiveTier, Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
 use crate::store::Store;
 use crate::sync::{SyncConfig, SyncPasses, SyncRule};
@@ -52,6 +53,8 @@ pub struct Settings {
     pub sync: Vec<SyncConfig>,
     /// Storage quotas per namespace (`[[quota]]`).
     pub quotas: Vec<QuotaConfig>,
+    /// The archive tier's rules (`[archive]`); the shell provides its store.
+    pub archive: Option<ArchiveConfig>,
     /// How often, at most, an instance records a manifest's last pull;
     /// `None` for [`DEFAULT_LAST_PULL_PERIOD_SECS`], 0 records no pulls.
     pub last_pull_period_secs: Option<u64>,
@@ -78,6 +81,7 @@ pub enum SettingsError {
     Replicate(String),
     Sync(String),
     Quota(String),
+    Archive(String),
 }
 
 impl std::fmt::Display for SettingsError {
@@ -88,7 +92,8 @@ impl std::fmt::Display for SettingsError {
             | SettingsError::Webhook(why)
             | SettingsError::Replicate(why)
             | SettingsError::Sync(why)
-            | SettingsError::Quota(why) => f.write_str(why),
+            | SettingsError::Quota(why)
+            | SettingsError::Archive(why) => f.write_str(why),
         }
     }
 }
@@ -114,6 +119,8 @@ pub enum Stores {
 pub struct Site {
     registry: Registry,
     events: Option<EventSink>,
+    /// The archive tier's passes, where `[archive]` and its store are.
+    archiver: Option<Arc<Archiver>>,
 }
 
 impl Site {
@@ -131,6 +138,16 @@ impl Site {
     pub fn with_local_marks(mut self, marks: Arc<dyn LocalMarks>) -> Site {
         self.registry = self.registry.with_local_marks(marks);
         self
+    }
+
+    /// The archive's passes; `None` without `[archive]` and its store.
+    pub fn archiver(&self) -> Option<&Archiver> {
+        self.archiver.as_deref()
+    }
+
+    /// The same, shared, for a task of the shell's that outlives a request.
+    pub fn archiver_handle(&self) -> Option<Arc<Archiver>> {
+        self.archiver.clone()
     }
 
     /// The site with its events set up by `setup` (the Worker's queue).
@@ -151,6 +168,7 @@ pub struct Deployment {
     sync: Vec<Arc<SyncRule>>,
     /// Reconciled by each collection.
     quotas: Arc<Quotas>,
+    archive: Option<ArchiveConfig>,
     /// Kept for the deployment's life, so the Worker's per-request sites
     /// share the isolate's memory of recorded pulls.
     pulls: Arc<PullClock>,
@@ -164,6 +182,9 @@ impl Deployment {
     pub fn new(settings: Settings, ports: Ports) -> Result<Deployment, SettingsError> {
         let mut notices = notices(&settings);
         let quotas = Arc::new(Quotas::new(&settings.quotas).map_err(SettingsError::Quota)?);
+        if let Some(archive) = &settings.archive {
+            archive.check().map_err(SettingsError::Archive)?;
+        }
         let options = RegistryOptions {
             quotas: quotas.clone(),
             allow_sparse_manifests: settings.allow_sparse_manifests,
@@ -205,6 +226,7 @@ impl Deployment {
         let last_pull_period_secs = settings.last_pull_period_secs.unwrap_or(DEFAULT_LAST_PULL_PERIOD_SECS);
         Ok(Deployment {
             quotas,
+            archive: settings.archive,
             pulls: Arc::new(PullClock::new(last_pull_period_secs)),
             options,
             gc: settings.gc,
@@ -231,7 +253,33 @@ impl Deployment {
             .hooks
             .clone()
             .map(|hooks| EventSink::new(hooks, registry.clone(), background));
-        Site { registry, events }
+        Site {
+            registry,
+            events,
+            archiver: None,
+        }
+    }
+
+    /// Whether `[archive]` is configured (the shell must then provide its store).
+    pub fn archive_configured(&self) -> bool {
+        self.archive.is_some()
+    }
+
+    /// `site` with the archive tier over `store`, the archive store the
+    /// shell opened: archived blobs read from it, passes moving to and from
+    /// it. Unchanged without `[archive]`.
+    pub fn with_archive(&self, mut site: Site, store: Arc<dyn Store>) -> Site {
+        let Some(config) = &self.archive else {
+            return site;
+        };
+        let tier = ArchiveTier {
+            store: store.clone(),
+            promote_on_pull: config.promote_on_pull,
+        };
+        site.registry = site.registry.with_archive(tier);
+        let main = site.registry.fresh_store();
+        site.archiver = Some(Arc::new(Archiver::new(config.clone(), main, store, self.env.clone())));
+        site
     }
 
     /// Answers one request at `site`.
@@ -241,6 +289,7 @@ impl Deployment {
             auth: self.auth.as_ref(),
             mirror: self.mirror.as_ref(),
             events: site.events.as_ref(),
+            archive: site.archiver(),
         };
         api::handle(service, request).await
     }

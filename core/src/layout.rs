@@ -32,6 +32,9 @@
 //! events/backfilled/<target>                     marker: a rule's backfill of existing tags is recorded
 //! sync/<name>/pass                               the sync rule's current (or last) pass: progress and lease
 //! sync/<name>/last                               what the rule's last finished pass did
+//! archive/moves/<alg>/<hex>                     a blob's move to or from the archive store, under way (see `archive`)
+//! archive/wanted/<alg>/<hex>                    marker: a pull read the archived blob; the next pass brings it back
+//! archive/lease                                  which instance runs the archive pass, until when
 //! quota/<id>/usage                               a namespace quota's usage in bytes (see `quota`)
 //! quota/<id>/objects/<alg>/<hex>                 marker: the blob or manifest is counted in the quota's usage
 //! ```
@@ -142,6 +145,18 @@ pub fn referrers_root(repo: &RepoName) -> String {
 
 pub fn manifest_pushed(repo: &RepoName, digest: &Digest) -> String {
     format!("repos/{repo}/_pushed/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub const ARCHIVE_MOVES: &str = "archive/moves/";
+pub const ARCHIVE_WANTED: &str = "archive/wanted/";
+pub const ARCHIVE_LEASE: &str = "archive/lease";
+
+pub fn archive_move(digest: &Digest) -> String {
+    format!("{ARCHIVE_MOVES}{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub fn archive_wanted(digest: &Digest) -> String {
+    format!("{ARCHIVE_WANTED}{}/{}", digest.algorithm().name(), digest.hex())
 }
 
 /// Rewritten at most once a period per instance (`crate::pulls`).

@@ -18,6 +18,7 @@
 )]
 
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod body;
 pub mod deployment;

@@ -41,6 +41,10 @@ pub struct BlobRecord {
     /// When the record was written; records of older builds read as 0 (old).
     #[serde(default)]
     pub created_ms: u64,
+    /// The bytes are in the archive store, under the same `object` key
+    /// (`crate::archive`); absent (false) in records of the main store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 /// What a tag record holds: `{"digest", "tagged_ms"}`, and `checked_ms` in

@@ -50,7 +50,7 @@ fn every_tag() -> String {
 /// A number of days: finite and not negative. A negative or NaN count
 /// would turn into an age of 0 ms, so that one typo (`-1`, TOML's `nan`)
 /// would delete every tag or untagged manifest at the next collection.
-fn days<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+pub fn days<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
     let days = Option::<f64>::deserialize(deserializer)?;
     match days {
         Some(d) if !d.is_finite() || d < 0.0 => Err(serde::de::Error::custom(format!(
@@ -143,8 +143,13 @@ pub fn expired_tags<'a>(rules: &[RetentionRule], repo: &str, tags: &'a [TagInfo]
         .collect()
 }
 
+/// `days` in milliseconds.
+pub fn days_ms(days: f64) -> u64 {
+    (days * DAY_MS) as u64
+}
+
 /// A duration as a person reads it in a report: `12 s`, `5 min`, `3.2 h`, `31.0 days`.
-fn ago(ms: u64) -> String {
+pub fn ago(ms: u64) -> String {
     let secs = ms / 1000;
     match secs {
         0..=119 => format!("{secs} s"),

@@ -619,6 +619,7 @@ impl<'a> Upload<'a> {
                 size: self.state.offset,
                 object: data_key.clone(),
                 created_ms: self.env.now_millis(),
+                archived: false,
             })
             .map_err(|e| RegistryError::unserializable("a blob record", e))?;
             let reused = match self.store.put(&record_key, record.into(), PutMode::Create).await {

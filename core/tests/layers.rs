@@ -23,7 +23,7 @@ const CORE: &[&[&str]] = &[
     // Beside the registry: who may do what, collection, other registries.
     &["auth", "gc", "remote"],
     // Around the registry: the pull-through cache and what others are told.
-    &["mirror", "events", "sync"],
+    &["mirror", "events", "sync", "archive"],
     // The HTTP mapping.
     &["api"],
     // One deployment assembled from settings and the shell's ports.
@@ -53,7 +53,7 @@ const EDGE: &[&[&str]] = &[
     &["js_body", "js_error", "streams", "env", "per_isolate", "counted"],
     &["fetch", "r2", "cache", "http_shell", "background", "config"],
     &["deployment"],
-    &["events", "gc", "sync", "test_routes"],
+    &["events", "gc", "sync", "archive", "test_routes"],
     &["entry"],
 ];
 

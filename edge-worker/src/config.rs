@@ -12,6 +12,8 @@ use worker::{js_sys, Env};
 pub const BUCKET_BINDING: &str = "PIER_BUCKET";
 /// The optional KV namespace caching small immutable objects.
 pub const KV_BINDING: &str = "PIER_KV";
+/// The second R2 bucket of the archive tier, needed with `PIER_ARCHIVE`.
+pub const ARCHIVE_BUCKET_BINDING: &str = "PIER_ARCHIVE_BUCKET";
 /// The optional queue through which lanes of the events outbox are drained.
 pub const EVENTS_QUEUE_BINDING: &str = "PIER_EVENTS";
 
@@ -32,6 +34,8 @@ const DEFAULT_GC_BUDGET_SECS: u64 = 20;
 const DEFAULT_REPLICATION_STEP_SECS: u64 = 300;
 /// Wall-clock seconds of sync passes per cron invocation, after collection.
 const DEFAULT_SYNC_BUDGET_SECS: u64 = 20;
+/// Wall-clock seconds of archive moves per collecting cron invocation.
+const DEFAULT_ARCHIVE_BUDGET_SECS: u64 = 20;
 
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
@@ -51,6 +55,9 @@ pub struct EdgeConfig {
     /// Seconds of sync passes per cron invocation (`PIER_SYNC_BUDGET_SECS`);
     /// each due rule takes at least one tag.
     pub sync_budget_secs: u64,
+    /// Seconds of archive moves per collecting cron invocation
+    /// (`PIER_ARCHIVE_BUDGET_SECS`); a move cut by it goes on in the next.
+    pub archive_budget_secs: u64,
 }
 
 impl EdgeConfig {
@@ -68,6 +75,7 @@ impl EdgeConfig {
             gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
             replication_step_secs: number(env, "PIER_REPLICATION_STEP_SECS", DEFAULT_REPLICATION_STEP_SECS)?,
             sync_budget_secs: number(env, "PIER_SYNC_BUDGET_SECS", DEFAULT_SYNC_BUDGET_SECS)?,
+            archive_budget_secs: number(env, "PIER_ARCHIVE_BUDGET_SECS", DEFAULT_ARCHIVE_BUDGET_SECS)?,
         })
     }
 }

@@ -10,7 +10,9 @@
 //! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS`,
 //! `PIER_REPLICATE`, `PIER_SYNC` and `PIER_QUOTAS` arrays of `[[mirror]]`,
 //! `[[webhook]]`, `[[replicate]]`, `[[sync]]` and `[[quota]]` tables;
-//! `PIER_LAST_PULL_PERIOD_SECS` a number. An error names the var at fault.
+//! `PIER_ARCHIVE` the `[archive]` table (its store is the R2 bucket bound as
+//! `PIER_ARCHIVE_BUCKET`); `PIER_LAST_PULL_PERIOD_SECS` a number. An error
+//! names the var at fault.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use pier_core::store::Store;
 use serde::de::DeserializeOwned;
 use worker::{console_log, console_warn, Env};
 
-use crate::config::{flag, number, text_var, EdgeConfig, BUCKET_BINDING};
+use crate::config::{flag, number, text_var, EdgeConfig, ARCHIVE_BUCKET_BINDING, BUCKET_BINDING};
+use crate::counted::OpCounts;
 use crate::env::WorkerEnv;
 use crate::fetch::FetchClient;
 use crate::per_isolate::PerIsolate;
@@ -41,6 +44,7 @@ const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
 const REPLICATE_VAR: &str = "PIER_REPLICATE";
 const SYNC_VAR: &str = "PIER_SYNC";
 const QUOTAS_VAR: &str = "PIER_QUOTAS";
+const ARCHIVE_VAR: &str = "PIER_ARCHIVE";
 const SPARSE_VAR: &str = "PIER_ALLOW_SPARSE_MANIFESTS";
 const MAX_BODY_VAR: &str = "PIER_MAX_BODY_BYTES";
 const LAST_PULL_PERIOD_VAR: &str = "PIER_LAST_PULL_PERIOD_SECS";
@@ -55,7 +59,7 @@ thread_local! {
 }
 
 /// The text of every var a deployment is built from, in one order.
-struct Texts([Option<String>; 11]);
+struct Texts([Option<String>; 12]);
 
 impl Texts {
     fn read(env: &Env) -> Result<Texts, String> {
@@ -68,6 +72,7 @@ impl Texts {
             text_var(env, REPLICATE_VAR)?,
             text_var(env, SYNC_VAR)?,
             text_var(env, QUOTAS_VAR)?,
+            text_var(env, ARCHIVE_VAR)?,
             crate::config::var(env, SPARSE_VAR),
             crate::config::var(env, MAX_BODY_VAR),
             crate::config::var(env, LAST_PULL_PERIOD_VAR),
@@ -90,7 +95,7 @@ pub fn deployment(env: &Env) -> Built {
 // One isolate, one thread: the ports' JavaScript handles need not be Send.
 #[allow(clippy::arc_with_non_send_sync)]
 fn build(env: &Env, texts: &Texts) -> Built {
-    let [auth, keys, gc, mirrors, webhooks, replicate, sync, quotas, _, _, _] = &texts.0;
+    let [auth, keys, gc, mirrors, webhooks, replicate, sync, quotas, archive, _, _, _] = &texts.0;
     let max_body_bytes = number(env, MAX_BODY_VAR, DEFAULT_MAX_BODY_BYTES)?;
     let settings = Settings {
         allow_sparse_manifests: flag(env, SPARSE_VAR)?,
@@ -107,6 +112,10 @@ fn build(env: &Env, texts: &Texts) -> Built {
         replicate: tables(replicate.as_deref(), REPLICATE_VAR)?,
         sync: tables(sync.as_deref(), SYNC_VAR)?,
         quotas: tables(quotas.as_deref(), QUOTAS_VAR)?,
+        archive: match archive {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| format!("{ARCHIVE_VAR}: {e}"))?),
+        },
         last_pull_period_secs: match crate::config::var(env, LAST_PULL_PERIOD_VAR) {
             None => None,
             Some(_) => Some(number(env, LAST_PULL_PERIOD_VAR, 0)?),
@@ -123,6 +132,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         SettingsError::Replicate(why) => format!("{REPLICATE_VAR}: {why}"),
         SettingsError::Sync(why) => format!("{SYNC_VAR}: {why}"),
         SettingsError::Quota(why) => format!("{QUOTAS_VAR}: {why}"),
+        SettingsError::Archive(why) => format!("{ARCHIVE_VAR}: {why}"),
     })?;
     for notice in deployment.notices() {
         match notice.warning {
@@ -171,5 +181,43 @@ pub fn backend_site(env: &Env, background: Arc<dyn Background>) -> Result<(Site,
     // One isolate, one thread: the R2 handle need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
     let store: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));
-    Ok((deployment.site(Stores::Backend(store), background), config))
+    let site = deployment.site(Stores::Backend(store), background);
+    Ok((
+        with_archive(env, &deployment, site, &config, &OpCounts::default())?,
+        config,
+    ))
+}
+
+/// The archive's store: the second R2 bucket, where `PIER_ARCHIVE` asks for
+/// one (its binding missing is an error naming it); `None` without.
+pub fn archive_store(
+    env: &Env,
+    deployment: &Deployment,
+    config: &EdgeConfig,
+    ops: &OpCounts,
+) -> Result<Option<Arc<dyn Store>>, String> {
+    if !deployment.archive_configured() {
+        return Ok(None);
+    }
+    let bucket = env.bucket(ARCHIVE_BUCKET_BINDING).map_err(|err| {
+        format!("{ARCHIVE_VAR} is set but the R2 binding {ARCHIVE_BUCKET_BINDING} is not usable: {err}")
+    })?;
+    // One isolate, one thread: the R2 handle need not be Send.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let store: Arc<dyn Store> = ops.wrap(Arc::new(R2Store::new(bucket, config.part_size)));
+    Ok(Some(store))
+}
+
+/// `site` with the archive tier, where `PIER_ARCHIVE` asks for one.
+pub fn with_archive(
+    env: &Env,
+    deployment: &Deployment,
+    site: Site,
+    config: &EdgeConfig,
+    ops: &OpCounts,
+) -> Result<Site, String> {
+    Ok(match archive_store(env, deployment, config, ops)? {
+        Some(store) => deployment.with_archive(site, store),
+        None => site,
+    })
 }

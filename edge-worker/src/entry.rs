@@ -81,6 +81,7 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
     let site = deployment
         .site(stores, Arc::new(WaitUntil::of_request(context)))
         .with_local_marks(Arc::new(caches));
+    let site = crate::deployment::with_archive(env, &deployment, site, &config, &ops)?;
     let site = crate::events::route_lanes(site, env, &config);
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = deployment.handle(&site, request).await;
@@ -103,8 +104,8 @@ fn failure(message: &str) -> worker::Result<Response> {
 /// The every-minute trigger (wrangler.toml), which collects no garbage.
 const EVERY_MINUTE: &str = "* * * * *";
 
-/// Every cron: garbage collection's next steps (but every minute), the sync
-/// passes that are due, and the events outbox.
+/// Every cron: garbage collection's and the archive's next steps (but every
+/// minute), the sync passes that are due, and the events outbox.
 #[event(scheduled)]
 async fn scheduled(event: ScheduledEvent, env: Env, context: ScheduleContext) {
     let cron = event.cron();
@@ -114,6 +115,9 @@ async fn scheduled(event: ScheduledEvent, env: Env, context: ScheduleContext) {
     // One isolate, one thread: the context need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
     let background: Arc<dyn Background> = Arc::new(WaitUntil::of_cron(context));
+    if cron != EVERY_MINUTE {
+        crate::archive::advance(&env, &cron, background.clone()).await;
+    }
     crate::sync::advance(&env, &cron, background.clone()).await;
     crate::events::on_cron(&env, background).await;
 }

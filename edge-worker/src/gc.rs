@@ -28,8 +28,12 @@ async fn try_collect(env: &Env, cron: &str) -> Result<(), String> {
     // One isolate, one thread: the R2 handle need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
     let store = Arc::new(R2Store::new(bucket, config.part_size));
-    let run = deployment
-        .scheduled_collector(store)
+    let mut collector = deployment.scheduled_collector(store);
+    let ops = crate::counted::OpCounts::default();
+    if let Some(archive) = crate::deployment::archive_store(env, &deployment, &config, &ops)? {
+        collector = collector.with_archive(archive);
+    }
+    let run = collector
         .run_for(config.gc_budget_secs.saturating_mul(1000))
         .await
         .map_err(|err| err.to_string())?;

@@ -10,6 +10,8 @@
 //! empty library so `cargo build --workspace` keeps working.
 
 #[cfg(target_arch = "wasm32")]
+mod archive;
+#[cfg(target_arch = "wasm32")]
 mod background;
 #[cfg(target_arch = "wasm32")]
 mod cache;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use pier_core::archive::{ArchiveConfig, ArchiveRule};
 use pier_core::auth::AuthConfig;
 use pier_core::deployment::Settings;
 use pier_core::events::{ReplicateConfig, WebhookConfig};
@@ -17,7 +18,7 @@ use pier_core::quota::QuotaConfig;
 use pier_core::sync::SyncConfig;
 use serde::Deserialize;
 
-use crate::store::settings::{S3File, StorageArgs, StorageConfig, StorageFile};
+use crate::store::settings::{S3File, StorageArgs, StorageConfig, StorageFile, StorageLocation};
 use crate::tls::{ClientAuth, TlsArgs, TlsFile, TlsSettings};
 
 /// Flags and environment variables; every one may also be set in the file.
@@ -117,6 +118,43 @@ struct FileConfig {
     /// Storage quotas per namespace: `[[quota]]` tables.
     #[serde(default)]
     quota: Vec<QuotaConfig>,
+    /// The archive tier: its store, schedule and rules.
+    archive: Option<ArchiveSection>,
+}
+
+/// The `[archive]` table (see docs/lifecycle.md): the archive's store and
+/// schedule, then the rules core reads (`ArchiveConfig`), listed here rather
+/// than flattened so that a misspelt key is refused.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// Where archived blobs' bytes go: a bucket URL (`s3://cold/pier`,
+    /// with the `[s3]` settings of the main store) or `file:///path`.
+    pub storage_url: String,
+    /// Seconds between passes in `pier serve`; 0 (the default) runs them
+    /// only by `pier archive run --apply`.
+    #[serde(default)]
+    pub interval_secs: u64,
+    #[serde(default)]
+    pub rules: Vec<ArchiveRule>,
+    pub promote_on_pull: Option<bool>,
+}
+
+impl ArchiveSection {
+    fn config(&self) -> ArchiveConfig {
+        let defaults = ArchiveConfig::default();
+        ArchiveConfig {
+            rules: self.rules.clone(),
+            promote_on_pull: self.promote_on_pull.unwrap_or(defaults.promote_on_pull),
+        }
+    }
+}
+
+/// The archive's store and schedule, resolved.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub store: StorageConfig,
+    pub interval_secs: u64,
 }
 
 /// The `[gc]` table: when the server collects, and how (see docs/gc.md).
@@ -143,6 +181,8 @@ pub struct Config {
     /// the server starts).
     pub deployment: Settings,
     pub auth: Option<AuthSettings>,
+    /// The archive tier's store and schedule (its rules are in `deployment`).
+    pub archive: Option<ArchiveSettings>,
 }
 
 /// The `[auth]` table and the file of the keys that sign tokens.
@@ -185,6 +225,11 @@ impl Config {
     fn resolve(args: ServeArgs, mut file: FileConfig) -> Result<Config, String> {
         let tls = TlsSettings::resolve(args.tls, file.tls())?;
         let storage = StorageConfig::resolve(args.storage, &file.storage())?;
+        let archive = file
+            .archive
+            .as_ref()
+            .map(|section| archive_settings(section, &storage))
+            .transpose()?;
         Ok(Config {
             listen: args
                 .listen
@@ -210,8 +255,10 @@ impl Config {
                 replicate: file.replicate,
                 sync: file.sync,
                 quotas: file.quota,
+                archive: file.archive.as_ref().map(ArchiveSection::config),
                 last_pull_period_secs: args.last_pull_period_secs.or(file.last_pull_period_secs),
             },
+            archive,
             auth: AuthSettings::resolve(
                 file.auth,
                 args.auth_signing_keys_file.or(file.auth_signing_keys_file.take()),
@@ -261,9 +308,31 @@ impl FileConfig {
 }
 
 /// The `[gc]` table of the file at `path` (defaults without one).
-pub fn gc_section(path: Option<&Path>) -> Result<(GcSection, Vec<QuotaConfig>), String> {
-    let file = read_optional_file(path)?;
-    Ok((file.gc, file.quota))
+/// The archive's store: where `storage_url` says, with the main store's
+/// `[s3]` settings, part size and flushing.
+fn archive_settings(section: &ArchiveSection, main: &StorageConfig) -> Result<ArchiveSettings, String> {
+    let args = StorageArgs {
+        storage_url: Some(section.storage_url.clone()),
+        ..StorageArgs::default()
+    };
+    let mut store = StorageConfig::resolve(args, &StorageFile::default()).map_err(|e| format!("[archive] {e}"))?;
+    store.s3 = main.s3.clone();
+    let same = match (&store.location, &main.location) {
+        (StorageLocation::Disk(a), StorageLocation::Disk(b)) => {
+            std::path::absolute(a).ok() == std::path::absolute(b).ok()
+        }
+        (a, b) => a == b,
+    };
+    if same {
+        return Err(format!(
+            "[archive] storage_url names the main store ({}): the archive is a store of its own",
+            main.location
+        ));
+    }
+    Ok(ArchiveSettings {
+        store,
+        interval_secs: section.interval_secs,
+    })
 }
 
 fn read_optional_file(path: Option<&Path>) -> Result<FileConfig, String> {

@@ -203,6 +203,31 @@ toml_tables() {
     .[] | "[[\($name)]]", (to_entries[] | "\(.key) = \(.value | toml)"), ""' <<<"$2"
 }
 
+# start_minio NAME BUCKET...: a MinIO server (scripts/install-deps.sh
+# scaleout installs it) on a free port, its data in $scratch/NAME, with the
+# buckets made; exports AWS_* credentials for it and sets NAME_endpoint.
+start_minio() {
+  local name=$1 port bucket status; shift
+  export AWS_ACCESS_KEY_ID=pier-test AWS_SECRET_ACCESS_KEY=pier-test-secret AWS_REGION=us-east-1
+  port=$(free_port)
+  MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY \
+    minio server "$scratch/$name" --address "127.0.0.1:$port" --console-address "127.0.0.1:$(free_port)" \
+    >"$scratch/$name.log" 2>&1 &
+  kill_at_exit $!
+  wait_for "http://127.0.0.1:$port/minio/health/live" 200 $! "$scratch/$name.log" || return 1
+  printf -v "${name}_endpoint" '%s' "http://127.0.0.1:$port"
+  for bucket in "$@"; do
+    # MinIO is live before it is ready: it answers 503 until it has initialised.
+    WAIT_SECS=30 eventually minio_bucket_made "$port" "$bucket" || return 1
+  done
+}
+minio_bucket_made() { # PORT BUCKET
+  local status
+  status=$(curl -sS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -X PUT -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/$2")
+  [ "$status" = 200 ]
+}
+
 # ------------------------------------------------------------------ test Workers
 
 # worker_suites_wanted: the Worker's toolchain is installed

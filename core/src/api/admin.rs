@@ -3,7 +3,8 @@
 //! operator of the edge Worker (which has no command line) can see what its
 //! cron collections did; the events outbox under `/_pier/events` (what
 //! waits, what was given up, retry, a rule's backfill), the same on both
-//! deployments; `/_pier/quotas`, each namespace quota's usage; and who may read the native server's `/metrics`
+//! deployments; `/_pier/quotas`, each namespace quota's usage;
+//! `/_pier/archive`, the archive tier's state, check, passes and moves; and who may read the native server's `/metrics`
 //! (which the shell renders). With auth on, only admins may read the report,
 //! and admins and `metrics_readers` the metrics; without auth both are open
 //! like every other endpoint.
@@ -13,6 +14,7 @@ use http::header::CACHE_CONTROL;
 use http::{Method, StatusCode};
 
 use super::{guard, json_response, HttpResponse, Query, Refusal};
+use crate::archive::Archiver;
 use crate::auth::Auth;
 use crate::error::{ErrorCode, RegistryError};
 use crate::events::EventSink;
@@ -74,6 +76,100 @@ pub(super) async fn quotas(
     }
     let usage = registry.quota_usage().await?;
     let body = serde_json::to_vec_pretty(&usage).map_err(|e| RegistryError::unserializable("the quotas", e))?;
+    let mut response = json_response(StatusCode::OK, Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The archive tier: `GET` what it holds, `GET .../verify` a check of every
+/// blob, `POST .../run` a pass, `POST .../move|restore?image=` one image.
+const ARCHIVE_PATH: &str = "/_pier/archive";
+const ARCHIVE_VERIFY_PATH: &str = "/_pier/archive/verify";
+const ARCHIVE_RUN_PATH: &str = "/_pier/archive/run";
+const ARCHIVE_MOVE_PATH: &str = "/_pier/archive/move";
+const ARCHIVE_RESTORE_PATH: &str = "/_pier/archive/restore";
+
+pub(super) fn is_archive_path(path: &str) -> bool {
+    matches!(
+        path,
+        ARCHIVE_PATH | ARCHIVE_VERIFY_PATH | ARCHIVE_RUN_PATH | ARCHIVE_MOVE_PATH | ARCHIVE_RESTORE_PATH
+    )
+}
+
+/// The archive's endpoints (the Worker has no `pier archive`; the native
+/// server answers them too). Admins only when auth is on. `POST
+/// /_pier/archive/run[?dry_run=true]` runs a pass to its end within the
+/// request; `move` and `restore` take `?image=REPO:TAG`.
+pub(super) async fn archive(
+    archiver: Option<&Archiver>,
+    auth: Option<&Auth>,
+    parts: &http::request::Parts,
+    query: &Query,
+) -> Result<HttpResponse, Refusal> {
+    if let Some(auth) = auth {
+        guard::check_operator(auth, parts, guard::Operator::Admin).await?;
+    }
+    let archiver = archiver.ok_or_else(|| {
+        RegistryError::new(
+            ErrorCode::NameUnknown,
+            "no [archive] is configured: there is no archive tier",
+        )
+        .with_status(StatusCode::NOT_FOUND)
+    })?;
+    let path = parts.uri.path();
+    let wanted = match path {
+        ARCHIVE_PATH | ARCHIVE_VERIFY_PATH => Method::GET,
+        _ => Method::POST,
+    };
+    if parts.method != wanted {
+        return Err(RegistryError::new(
+            ErrorCode::Unsupported,
+            format!("{} is not supported on {path}; {wanted} it", parts.method),
+        )
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .into());
+    }
+    let body = match path {
+        ARCHIVE_PATH => {
+            let status = archiver.status().await?;
+            let images: Vec<serde_json::Value> = archiver
+                .archived_images()
+                .await?
+                .into_iter()
+                .map(|(image, archived, blobs)| serde_json::json!({"image": image, "archived_blobs": archived, "blobs": blobs}))
+                .collect();
+            serde_json::json!({ "status": status, "images": images })
+        }
+        ARCHIVE_VERIFY_PATH => serde_json::to_value(archiver.verify().await?)
+            .map_err(|e| RegistryError::unserializable("the archive check", e))?,
+        ARCHIVE_RUN_PATH => {
+            let dry_run = query.get("dry_run") == Some("true");
+            serde_json::to_value(archiver.run(u64::MAX, dry_run).await?)
+                .map_err(|e| RegistryError::unserializable("the archive pass", e))?
+        }
+        _ => {
+            let direction = match path {
+                ARCHIVE_MOVE_PATH => crate::archive::Direction::Out,
+                _ => crate::archive::Direction::In,
+            };
+            let image = query.get("image").unwrap_or_default();
+            let (repo, tag) = image
+                .rsplit_once(':')
+                .and_then(|(repo, tag)| Some((crate::names::RepoName::parse(repo)?, tag)))
+                .ok_or_else(|| {
+                    RegistryError::new(
+                        ErrorCode::NameInvalid,
+                        format!("image={image:?}: say which image, ?image=REPO:TAG"),
+                    )
+                    .with_status(StatusCode::BAD_REQUEST)
+                })?;
+            let (blobs, bytes) = archiver.move_image(&repo, tag, direction).await?;
+            serde_json::json!({ "image": image, "moved_blobs": blobs, "moved_bytes": bytes })
+        }
+    };
+    let body = serde_json::to_vec_pretty(&body).map_err(|e| RegistryError::unserializable("the archive", e))?;
     let mut response = json_response(StatusCode::OK, Bytes::from(body));
     response
         .headers_mut()

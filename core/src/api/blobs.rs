@@ -62,7 +62,7 @@ async fn local(registry: &Registry, req: &Req<'_>, digest: &Digest, record: Blob
         Some(text) => parse_range(text, record.size)?,
         None => None,
     };
-    if registry.options().redirect_blobs && !req.is_head() && record.size > 0 {
+    if registry.options().redirect_blobs && !req.is_head() && record.size > 0 && !record.archived {
         // The client repeats its Range header on the redirected request.
         if let Some(url) = registry.store().signed_url(&record.object, SIGNED_URL_LIFETIME).await? {
             let builder = digest_header(response(StatusCode::TEMPORARY_REDIRECT), &digest);

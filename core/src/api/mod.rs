@@ -11,6 +11,7 @@ use futures::StreamExt;
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::archive::Archiver;
 use crate::auth::Auth;
 use crate::body::{BodyError, RequestBody};
 use crate::digest::{Digest, DigestError};
@@ -153,6 +154,8 @@ pub struct Service<'a> {
     pub mirror: Option<&'a Mirror>,
     /// Who hears of pushes, pulls and deletes (webhooks, replication).
     pub events: Option<&'a EventSink>,
+    /// The archive tier's passes, for its admin endpoints.
+    pub archive: Option<&'a Archiver>,
 }
 
 impl<'a> Service<'a> {
@@ -163,6 +166,7 @@ impl<'a> Service<'a> {
             auth: None,
             mirror: None,
             events: None,
+            archive: None,
         }
     }
 }
@@ -280,6 +284,9 @@ async fn authorize_and_route(
     }
     if parts.uri.path() == admin::GC_REPORT_PATH {
         return admin::gc_report(registry, auth, parts).await;
+    }
+    if admin::is_archive_path(parts.uri.path()) {
+        return admin::archive(service.archive, auth, parts, &Query::parse(parts.uri.query())).await;
     }
     if parts.uri.path() == admin::QUOTAS_PATH {
         return admin::quotas(registry, auth, parts).await;

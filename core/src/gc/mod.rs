@@ -31,6 +31,7 @@ use crate::store::{read_small, ObjectMeta, PutMode, Store, StoreError};
 mod marks;
 pub mod report;
 mod repos;
+pub(crate) use repos::{keep_closure, read_nodes, read_tags};
 mod sweep;
 mod uploads;
 
@@ -144,6 +145,8 @@ pub struct Gc {
     journal: BTreeMap<String, handshake::JournalEntry>,
     /// Quotas whose usage the collection recounts.
     quotas: Arc<Quotas>,
+    /// Where archived blobs' bytes are deleted (`crate::archive`).
+    archive: Option<Arc<dyn Store>>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> RegistryError {
@@ -161,7 +164,14 @@ impl Gc {
             uploads_only: false,
             journal: BTreeMap::new(),
             quotas: Arc::default(),
+            archive: None,
         }
+    }
+
+    /// The collector deleting archived blobs' bytes from `archive`.
+    pub fn with_archive(mut self, archive: Arc<dyn Store>) -> Gc {
+        self.archive = Some(archive);
+        self
     }
 
     /// The collector recounting `quotas` after its sweep (usage only grows

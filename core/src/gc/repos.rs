@@ -19,13 +19,13 @@ use crate::names::{RepoName, Tag};
 use crate::pulls;
 use crate::records::TagRecord;
 use crate::retention::{self, TagInfo};
-use crate::store::{list_all, read_small, PutMode};
+use crate::store::{list_all, read_small, PutMode, Store};
 
-/// What retention needs to know about one stored manifest.
-struct ManifestNode {
-    blobs: Vec<Digest>,
-    children: Vec<Digest>,
-    subject: Option<Digest>,
+/// What retention (and the archive) needs to know about one stored manifest.
+pub(crate) struct ManifestNode {
+    pub(crate) blobs: Vec<Digest>,
+    pub(crate) children: Vec<Digest>,
+    pub(crate) subject: Option<Digest>,
 }
 
 impl Gc {
@@ -59,15 +59,7 @@ impl Gc {
             }
         }
 
-        let mut nodes = BTreeMap::new();
-        for key in list_all(store, &layout::manifests_prefix(repo)).await? {
-            let Some(digest) = layout::digest_at_end(&key) else {
-                continue;
-            };
-            if let Some((bytes, _)) = read_small(store, &key).await? {
-                nodes.insert(digest, node_of(&bytes));
-            }
-        }
+        let nodes = read_nodes(store, repo).await?;
 
         let mut roots: Vec<Digest> = tags
             .iter()
@@ -111,36 +103,9 @@ impl Gc {
         Ok(())
     }
 
-    /// The repository's tags, with their manifests' last pulls where a rule
-    /// counts them (one read per manifest, not per tag).
     async fn read_tags(&self, repo: &RepoName) -> Result<Vec<TagInfo>> {
-        let prefix = layout::tags_prefix(repo);
         let counts_pulls = retention::counts_pulls(&self.config.rules, repo.as_str());
-        let mut pulls: BTreeMap<Digest, Option<u64>> = BTreeMap::new();
-        let mut tags = Vec::new();
-        for key in list_all(self.store.as_ref(), &prefix).await? {
-            let Some((bytes, _)) = read_small(self.store.as_ref(), &key).await? else {
-                continue;
-            };
-            if let Some(record) = TagRecord::parse(&bytes) {
-                let pulled_ms = match (counts_pulls, pulls.get(&record.digest)) {
-                    (false, _) => None,
-                    (true, Some(known)) => *known,
-                    (true, None) => {
-                        let read = pulls::last_pull(self.store.as_ref(), repo, &record.digest).await?;
-                        pulls.insert(record.digest.clone(), read);
-                        read
-                    }
-                };
-                tags.push(TagInfo {
-                    name: key[prefix.len()..].to_string(),
-                    digest: record.digest,
-                    tagged_ms: record.tagged_ms,
-                    pulled_ms,
-                });
-            }
-        }
-        Ok(tags)
+        read_tags(self.store.as_ref(), repo, counts_pulls).await
     }
 
     /// Deletes an expired tag, unless a push moved it since it was read. The
@@ -250,6 +215,52 @@ impl Gc {
     }
 }
 
+/// The repository's tags, with their manifests' last pulls when
+/// `with_pulls` (one read per manifest, not per tag).
+pub(crate) async fn read_tags(store: &dyn Store, repo: &RepoName, with_pulls: bool) -> Result<Vec<TagInfo>> {
+    let prefix = layout::tags_prefix(repo);
+    let mut pulls: BTreeMap<Digest, Option<u64>> = BTreeMap::new();
+    let mut tags = Vec::new();
+    for key in list_all(store, &prefix).await? {
+        let Some((bytes, _)) = read_small(store, &key).await? else {
+            continue;
+        };
+        let Some(record) = TagRecord::parse(&bytes) else {
+            continue;
+        };
+        let pulled_ms = match (with_pulls, pulls.get(&record.digest)) {
+            (false, _) => None,
+            (true, Some(known)) => *known,
+            (true, None) => {
+                let read = pulls::last_pull(store, repo, &record.digest).await?;
+                pulls.insert(record.digest.clone(), read);
+                read
+            }
+        };
+        tags.push(TagInfo {
+            name: key[prefix.len()..].to_string(),
+            digest: record.digest,
+            tagged_ms: record.tagged_ms,
+            pulled_ms,
+        });
+    }
+    Ok(tags)
+}
+
+/// The manifests stored in `repo`, as retention and the archive see them.
+pub(crate) async fn read_nodes(store: &dyn Store, repo: &RepoName) -> Result<BTreeMap<Digest, ManifestNode>> {
+    let mut nodes = BTreeMap::new();
+    for key in list_all(store, &layout::manifests_prefix(repo)).await? {
+        let Some(digest) = layout::digest_at_end(&key) else {
+            continue;
+        };
+        if let Some((bytes, _)) = read_small(store, &key).await? {
+            nodes.insert(digest, node_of(&bytes));
+        }
+    }
+    Ok(nodes)
+}
+
 fn node_of(bytes: &[u8]) -> ManifestNode {
     match manifest::parse_stored(bytes) {
         Ok(parsed) => ManifestNode {
@@ -268,7 +279,7 @@ fn node_of(bytes: &[u8]) -> ManifestNode {
 
 /// Everything `roots` keep: children of kept indexes and referrers of kept
 /// subjects, transitively.
-fn keep_closure(nodes: &BTreeMap<Digest, ManifestNode>, roots: Vec<Digest>) -> BTreeSet<Digest> {
+pub(crate) fn keep_closure(nodes: &BTreeMap<Digest, ManifestNode>, roots: Vec<Digest>) -> BTreeSet<Digest> {
     let mut referrers: BTreeMap<&Digest, Vec<&Digest>> = BTreeMap::new();
     for (digest, node) in nodes {
         if let Some(subject) = &node.subject {

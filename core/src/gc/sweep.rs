@@ -83,7 +83,13 @@ impl Gc {
                 self.mark_data(state, &record).await?;
             } else {
                 store.delete(&layout::blob_record(&digest)).await?;
-                store.delete(&record.object).await?;
+                match (&self.archive, record.archived) {
+                    (Some(archive), true) => archive.delete(&record.object).await?,
+                    // Without the archive store its bytes stay there (a leak,
+                    // never a loss); the report lists the blob as removed.
+                    (None, true) => {}
+                    (_, false) => store.delete(&record.object).await?,
+                }
                 store.delete(&layout::gc_touch(&digest)).await?;
                 self.count_blob(state, &digest, &record);
             }

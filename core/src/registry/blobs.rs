@@ -64,16 +64,46 @@ impl Registry {
         record: &BlobRecord,
         range: Option<Range<u64>>,
     ) -> Result<GetResult> {
-        if let Some(found) = self.store.get(&record.object, range.clone()).await? {
+        if let Some(found) = self.read_bytes(digest, record, range.clone()).await? {
             return Ok(found);
         }
         // The record came from the cache, and a collection has since deleted
-        // it; an upload may have written a new one, pointing at new bytes.
+        // it (an upload may have written a new one, pointing at new bytes),
+        // or the archive moved the bytes to its other store.
         let record = self.fresh_record(digest).await?.ok_or_else(|| blob_unknown(digest))?;
-        self.store
-            .get(&record.object, range)
+        self.read_bytes(digest, &record, range)
             .await?
             .ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// The bytes where `record` says they are: the main store, or the
+    /// archive's (then, where configured, the next pass is asked to bring
+    /// them back; a failure to ask does not fail the read).
+    async fn read_bytes(
+        &self,
+        digest: &Digest,
+        record: &BlobRecord,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<GetResult>> {
+        if !record.archived {
+            return Ok(self.store.get(&record.object, range).await?);
+        }
+        let Some(archive) = &self.archive else {
+            return Err(RegistryError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "blob {digest} is in the archive store, which this deployment is not configured with ([archive])"
+                ),
+            ));
+        };
+        let found = archive.store.get(&record.object, range).await?;
+        if found.is_some() && archive.promote_on_pull {
+            let _ = self
+                .origin
+                .put(&layout::archive_wanted(digest), Bytes::new(), PutMode::Create)
+                .await;
+        }
+        Ok(found)
     }
 
     /// Unlinks a blob from `repo`; its bytes go when GC finds no other use.

@@ -99,6 +99,16 @@ pub struct Registry {
     pulls: Option<Arc<PullClock>>,
     /// The location's marks the pull clock asks too (the Worker's).
     local_marks: Option<Arc<dyn LocalMarks>>,
+    /// Where archived blobs' bytes are (`crate::archive`).
+    archive: Option<ArchiveTier>,
+}
+
+/// The archive store, as the registry reads it.
+#[derive(Clone)]
+pub struct ArchiveTier {
+    pub store: Arc<dyn Store>,
+    /// A pull of an archived blob asks the next archive pass to bring it back.
+    pub promote_on_pull: bool,
 }
 
 impl Registry {
@@ -136,7 +146,14 @@ impl Registry {
             options,
             pulls: None,
             local_marks: None,
+            archive: None,
         }
+    }
+
+    /// The registry reading archived blobs from `tier`.
+    pub fn with_archive(mut self, tier: ArchiveTier) -> Registry {
+        self.archive = Some(tier);
+        self
     }
 
     /// The registry recording pulls' times on `clock` (kept by the

@@ -9,7 +9,7 @@ use clap::Args;
 use pier_core::gc::{Gc, Report};
 use pier_core::quota::Quotas;
 
-use crate::config::CheckStorageArgs;
+use crate::config::{CheckStorageArgs, Config, ServeArgs};
 use crate::env::SystemEnv;
 
 /// `pier gc`: the storage settings, the `[gc]` table of the same file, and `--apply`.
@@ -26,13 +26,20 @@ pub struct GcArgs {
 }
 
 pub fn run_command(args: GcArgs) -> Result<(), String> {
-    let (section, quotas) = crate::config::gc_section(args.target.config.as_deref())?;
-    let quotas = Arc::new(Quotas::new(&quotas)?);
-    let storage = crate::config::storage(args.target)?;
+    let config = Config::load(ServeArgs {
+        config: args.target.config.clone(),
+        storage: args.target.storage,
+        ..ServeArgs::default()
+    })?;
+    let quotas = Arc::new(Quotas::new(&config.deployment.quotas)?);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = crate::store::open(&storage)?;
-        let mut gc = Gc::new(store, Arc::new(SystemEnv), section.collection, !args.apply).with_quotas(quotas);
+        let store = crate::store::open(&config.storage)?;
+        let mut gc = Gc::new(store, Arc::new(SystemEnv), config.deployment.gc.clone(), !args.apply).with_quotas(quotas);
+        // Archived blobs' bytes are deleted from the archive's store.
+        if let Some(archive) = &config.archive {
+            gc = gc.with_archive(crate::store::open(&archive.store).map_err(|e| format!("[archive] {e}"))?);
+        }
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("literal template"));
         bar.enable_steady_tick(Duration::from_millis(120));

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{CheckStorageArgs, LogFormat, ServeArgs};
 
+pub mod archive;
 pub mod auth;
 pub mod check_storage;
 pub mod copy;
@@ -41,6 +42,9 @@ enum Command {
     /// The outbox of webhook deliveries and replication copies: list what
     /// waits and what was given up, retry, backfill a rule.
     Events(events::EventsArgs),
+    /// The archive tier: what it holds, a pass of its rules (a dry run
+    /// unless `--apply`), an image moved out or back now.
+    Archive(archive::ArchiveArgs),
     /// Run one pass of the `[[sync]]` rules (all, or those named): copy what
     /// their upstreams have and this registry lacks.
     Sync(sync::SyncArgs),
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Copy(args) => copy::run(args),
         Command::Events(args) => events::run(args),
         Command::Sync(args) => sync::run(args),
+        Command::Archive(args) => archive::run(args),
     }
 }
 

@@ -45,13 +45,26 @@ async fn serve(config: Config) -> Result<(), String> {
         }
     }
     let deployment = Arc::new(deployment);
-    let site = deployment.site(Stores::Backend(store.clone()), Arc::new(TokioBackground));
+    let archive_store = match &config.archive {
+        Some(archive) => Some(Arc::new(MeteredStore::new(
+            crate::store::open(&archive.store).map_err(|e| format!("[archive] {e}"))?,
+        )) as Arc<dyn Store>),
+        None => None,
+    };
+    let mut site = deployment.site(Stores::Backend(store.clone()), Arc::new(TokioBackground));
+    if let Some(archive) = &archive_store {
+        site = deployment.with_archive(site, archive.clone());
+    }
     // Through the registry's fresh view, so its deletes drop cached copies at once.
     tokio::spawn(collect_on_schedule(
         deployment.clone(),
         site.registry().fresh_store(),
+        archive_store.clone(),
         config.gc_interval_secs,
     ));
+    if let (Some(archiver), Some(settings)) = (site.archiver_handle(), &config.archive) {
+        tokio::spawn(super::archive::on_schedule(archiver, settings.interval_secs));
+    }
     if let Some(events) = site.events() {
         tokio::spawn(deliver_on_schedule(events.clone()));
     }
@@ -106,7 +119,12 @@ const UPLOAD_EXPIRY_EVERY: Duration = Duration::from_secs(3600);
 /// long as the server runs; with no interval (collection off), the expiry of
 /// idle uploads, hourly. A run interrupted by a restart resumes from its
 /// saved state.
-async fn collect_on_schedule(deployment: Arc<Deployment>, store: Arc<dyn Store>, interval_secs: u64) {
+async fn collect_on_schedule(
+    deployment: Arc<Deployment>,
+    store: Arc<dyn Store>,
+    archive: Option<Arc<dyn Store>>,
+    interval_secs: u64,
+) {
     let every = match interval_secs {
         0 => UPLOAD_EXPIRY_EVERY,
         secs => Duration::from_secs(secs),
@@ -115,7 +133,11 @@ async fn collect_on_schedule(deployment: Arc<Deployment>, store: Arc<dyn Store>,
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match deployment.scheduled_collector(store.clone()).run_to_end().await {
+        let mut collector = deployment.scheduled_collector(store.clone());
+        if let Some(archive) = &archive {
+            collector = collector.with_archive(archive.clone());
+        }
+        match collector.run_to_end().await {
             // The counts as fields too, for whoever reads the JSON log.
             Ok(report) => tracing::info!(
                 blobs_deleted = report.blobs_deleted,
