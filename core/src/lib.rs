@@ -31,11 +31,13 @@ pub mod layout;
 pub mod manifest;
 pub mod mirror;
 pub mod names;
+pub mod namespace_policy;
 pub mod platform;
 pub mod records;
 pub mod registry;
 pub mod remote;
 pub mod retention;
+pub mod signing;
 pub mod store;
 pub mod sync;
 // The host every test runs on (core's, the shells', the fuzz targets').

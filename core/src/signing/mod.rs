@@ -1,0 +1,292 @@
+//! Signature-gated namespaces: where a namespace policy has
+//! `require_signature`, a manifest is pulled (GET/HEAD) or promoted into it
+//! only when a cosign signature by one of the listed keys is found beside
+//! it. The same code runs natively and on the Worker (pure-Rust ECDSA and
+//! Ed25519, no clock or I/O of its own: the registry's store and `Env`).
+//!
+//! How a manifest is checked (`SignatureGate::verify`): its signatures are
+//! looked for in the repository it is in, both ways cosign stores them
+//! (`cosign`); for each, the payload blob is read (at most 64 KiB, its
+//! digest checked), the signature checked against each key, and only then
+//! the payload's claims: an image signature naming this manifest's digest.
+//! One valid signature by any listed key is enough. At most
+//! [`MAX_SIGNATURES`] signatures are examined, so a repository stuffed with
+//! junk signatures costs a bounded number of reads.
+//!
+//! What passes without a signature, because clients must read it to verify
+//! anything: cosign's attachment tags (`sha256-<hex>.sig`, `.att`,
+//! `.sbom`), manifests with a `subject` (referrers: signatures, SBOMs,
+//! attestations), and manifests whose layers are all signatures or
+//! attestations. An index's children are manifests like any other: each
+//! must be signed itself (`cosign sign --recursive`), since a child pulled
+//! by digest comes with no word of the index it was reached from.
+//!
+//! Verdicts are cached per instance: a manifest found signed stays
+//! pullable for [`VERDICT_TTL_MS`] without a new check, so a deleted
+//! signature stops granting pulls within that time. Refusals are not
+//! cached: a signature pushed after the image counts at the next pull.
+
+pub mod cosign;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::manifest;
+use crate::namespace_policy::{describe, NamespacePolicies, PolicyConfig};
+use crate::names::RepoName;
+use crate::records::{Reference, StoredManifest};
+use crate::registry::Registry;
+use keys::PublicKey;
+
+/// Signatures examined at most per check (tag-mode layers and referrers).
+pub const MAX_SIGNATURES: usize = 32;
+/// How long a manifest found signed is taken as signed without a new check.
+pub const VERDICT_TTL_MS: u64 = 60_000;
+/// Verdicts kept at most per instance (about 100 bytes each).
+const MAX_VERDICTS: usize = 10_000;
+
+/// What a check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed by the key of this name.
+    Signed(String),
+    /// Not signed by any listed key, and why (for the refusal's message).
+    Unsigned(String),
+}
+
+/// The keys one namespace policy requires.
+pub struct Requirement<'a> {
+    index: usize,
+    policy: &'a PolicyConfig,
+    keys: &'a [PublicKey],
+}
+
+impl Requirement<'_> {
+    /// The namespace whose policy it is (`prod/**`).
+    pub fn namespace(&self) -> &str {
+        &self.policy.namespace
+    }
+
+    fn key_names(&self) -> String {
+        let names: Vec<&str> = self.keys.iter().map(PublicKey::name).collect();
+        names.join(", ")
+    }
+}
+
+/// The namespace policies with their keys read, and the verdicts found.
+pub struct SignatureGate {
+    policies: NamespacePolicies,
+    /// The keys of each policy, by the policy's index.
+    keys: Vec<Vec<PublicKey>>,
+    /// (policy, repository, digest) -> until when it counts as signed (ms).
+    verdicts: Mutex<HashMap<(usize, String, String), u64>>,
+}
+
+impl SignatureGate {
+    /// Reads every policy's keys; `None` when no policy requires a
+    /// signature. An error names the policy and the key at fault.
+    pub fn new(policies: &NamespacePolicies) -> std::result::Result<Option<SignatureGate>, String> {
+        let keys = policies
+            .all()
+            .map(|policy| {
+                policy
+                    .require_signature
+                    .iter()
+                    .enumerate()
+                    .map(|(at, pem)| {
+                        PublicKey::from_pem(pem).map_err(|why| describe(policy, &format!("require_signature[{at}]: {why}")))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if keys.iter().all(Vec::is_empty) {
+            return Ok(None);
+        }
+        Ok(Some(SignatureGate {
+            policies: policies.clone(),
+            keys,
+            verdicts: Mutex::default(),
+        }))
+    }
+
+    /// The keys `repo`'s policy requires; `None` when it requires none.
+    pub fn requirement(&self, repo: &RepoName) -> Option<Requirement<'_>> {
+        let (index, policy) = self.policies.policy_for(repo.as_str())?;
+        let keys = self.keys.get(index).filter(|keys| !keys.is_empty())?;
+        Some(Requirement { index, policy, keys })
+    }
+
+    /// Refuses the pull of `manifest` (asked for as `reference`) from
+    /// `repo` when its namespace requires a signature it lacks: 403
+    /// `DENIED`, naming the digest and the namespace's policy.
+    pub async fn check_pull(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        reference: &Reference,
+        manifest: &StoredManifest,
+    ) -> Result<()> {
+        let Some(requirement) = self.requirement(repo) else {
+            return Ok(());
+        };
+        if is_exempt(reference, &manifest.bytes) {
+            return Ok(());
+        }
+        match self.verify(registry, repo, &manifest.digest, &requirement).await? {
+            Verdict::Signed(_) => Ok(()),
+            Verdict::Unsigned(why) => Err(RegistryError::new(
+                ErrorCode::Denied,
+                format!(
+                    "manifest {} in {repo} is not pulled: the namespace policy {:?} requires a cosign signature \
+                     by one of its keys ({}), and {why}",
+                    manifest.digest,
+                    requirement.namespace(),
+                    requirement.key_names(),
+                ),
+            )
+            .with_detail(json!({
+                "digest": manifest.digest.as_str(),
+                "namespace": requirement.namespace(),
+            }))),
+        }
+    }
+
+    /// Whether `digest` in `repo` is signed by one of `requirement`'s keys
+    /// (a cached positive verdict, else a check).
+    pub async fn verify(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+        requirement: &Requirement<'_>,
+    ) -> Result<Verdict> {
+        let now = registry.env().now_millis();
+        let cache_key = (requirement.index, repo.to_string(), digest.to_string());
+        if self.cached(&cache_key, now) {
+            return Ok(Verdict::Signed("(checked recently)".into()));
+        }
+        let verdict = check(registry, repo, digest, requirement.keys).await?;
+        if matches!(verdict, Verdict::Signed(_)) {
+            let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+            if verdicts.len() >= MAX_VERDICTS {
+                verdicts.retain(|_, until| *until > now);
+                if verdicts.len() >= MAX_VERDICTS {
+                    verdicts.clear();
+                }
+            }
+            verdicts.insert(cache_key, now.saturating_add(VERDICT_TTL_MS));
+        }
+        Ok(verdict)
+    }
+
+    fn cached(&self, key: &(usize, String, String), now: u64) -> bool {
+        let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        verdicts.get(key).is_some_and(|until| *until > now)
+    }
+}
+
+/// Whether a manifest is read to verify others rather than run: cosign's
+/// attachment tags, referrers, and manifests of signatures or attestations.
+pub fn is_exempt(reference: &Reference, bytes: &[u8]) -> bool {
+    if let Reference::Tag(tag) = reference {
+        if cosign::attachment_tag_subject(tag.as_str()).is_some() {
+            return true;
+        }
+    }
+    let has_subject = manifest::parse_stored(bytes).is_ok_and(|parsed| parsed.subject.is_some());
+    has_subject || cosign::is_attachment(bytes)
+}
+
+/// The signature manifests of `digest` in `repo`: its tag-mode `.sig`
+/// manifest and its signature referrers, at most [`MAX_SIGNATURES`].
+async fn signature_manifests(registry: &Registry, repo: &RepoName, digest: &Digest) -> Result<Vec<StoredManifest>> {
+    let mut found = Vec::new();
+    if let Some(tag) = cosign::signature_tag(digest) {
+        match registry.manifest(repo, &Reference::Tag(tag)).await {
+            Ok(manifest) => found.push(manifest),
+            Err(err) if err.code == ErrorCode::ManifestUnknown => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let referrers = registry
+        .referrers_page(
+            repo,
+            digest,
+            Some(cosign::SIGNATURE_ARTIFACT_TYPE),
+            None,
+            MAX_SIGNATURES,
+        )
+        .await?;
+    for entry in referrers.manifests {
+        let Some(referrer) = entry.get("digest").and_then(|d| Digest::parse(d.as_str()?).ok()) else {
+            continue;
+        };
+        match registry.manifest(repo, &Reference::Digest(referrer)).await {
+            Ok(manifest) => found.push(manifest),
+            // Deleted since it was listed.
+            Err(err) if err.code == ErrorCode::ManifestUnknown => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(found)
+}
+
+/// The check itself, uncached.
+async fn check(registry: &Registry, repo: &RepoName, digest: &Digest, keys: &[PublicKey]) -> Result<Verdict> {
+    let manifests = signature_manifests(registry, repo, digest).await?;
+    let layers: Vec<cosign::SignatureLayer> = manifests
+        .iter()
+        .flat_map(|m| cosign::signature_layers(&m.bytes))
+        .take(MAX_SIGNATURES)
+        .collect();
+    if layers.is_empty() {
+        let tag = cosign::signature_tag(digest).map(|t| t.to_string()).unwrap_or_default();
+        return Ok(Verdict::Unsigned(format!(
+            "it has no cosign signature in {repo} (no tag {tag}, no referrer of type {})",
+            cosign::SIGNATURE_ARTIFACT_TYPE
+        )));
+    }
+    // The most telling reason among the signatures that failed.
+    let mut wrong_claims: Option<String> = None;
+    for layer in &layers {
+        let Some(payload) = read_payload(registry, repo, layer).await? else {
+            continue;
+        };
+        let Some(key) = keys.iter().find(|key| key.verifies(&payload, &layer.signature)) else {
+            continue;
+        };
+        match cosign::payload_signs(&payload, digest) {
+            Ok(()) => return Ok(Verdict::Signed(key.name().to_string())),
+            Err(why) => wrong_claims = Some(format!("the signature by {} is not of it: {why}", key.name())),
+        }
+    }
+    Ok(Verdict::Unsigned(wrong_claims.unwrap_or_else(|| {
+        format!(
+            "none of its {} cosign signatures verifies with those keys (signed by another key, or altered)",
+            layers.len()
+        )
+    })))
+}
+
+/// The payload blob of a signature, when it is in `repo`, small, and what
+/// its descriptor names.
+async fn read_payload(registry: &Registry, repo: &RepoName, layer: &cosign::SignatureLayer) -> Result<Option<Vec<u8>>> {
+    if layer.size > cosign::MAX_PAYLOAD_BYTES {
+        return Ok(None);
+    }
+    let record = match registry.blob(repo, &layer.payload).await {
+        Ok(record) => record,
+        Err(err) if err.code == ErrorCode::BlobUnknown => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    if record.size > cosign::MAX_PAYLOAD_BYTES {
+        return Ok(None);
+    }
+    let bytes = registry.open_blob(&layer.payload, &record, None).await?.bytes().await?;
+    Ok(cosign::is_blob(&bytes, &layer.payload).then(|| bytes.to_vec()))
+}
