@@ -16,9 +16,11 @@ use crate::body::RequestBody;
 use crate::events::{EventSink, Hooks, HooksError, ReplicateConfig, WebhookConfig};
 use crate::gc::{Gc, GcConfig};
 use crate::mirror::{Mirror, MirrorConfig};
+use crate::namespace_policy::{NamespacePolicies, PolicyConfig};
 use crate::platform::{Background, Env};
 use crate::registry::{Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
+use crate::signing::SignatureGate;
 use crate::store::Store;
 use crate::sync::{SyncConfig, SyncPasses, SyncRule};
 
@@ -48,6 +50,8 @@ pub struct Settings {
     pub replicate: Vec<ReplicateConfig>,
     /// Images pulled from upstream registries, pass by pass (`[[sync]]`).
     pub sync: Vec<SyncConfig>,
+    /// Rules per namespace (`[[policy]]`): signatures required.
+    pub policies: Vec<PolicyConfig>,
 }
 
 /// What the shell provides that core cannot do portably.
@@ -66,6 +70,7 @@ pub enum SettingsError {
     Webhook(String),
     Replicate(String),
     Sync(String),
+    Policy(String),
 }
 
 impl std::fmt::Display for SettingsError {
@@ -75,7 +80,8 @@ impl std::fmt::Display for SettingsError {
             | SettingsError::Mirror(why)
             | SettingsError::Webhook(why)
             | SettingsError::Replicate(why)
-            | SettingsError::Sync(why) => f.write_str(why),
+            | SettingsError::Sync(why)
+            | SettingsError::Policy(why) => f.write_str(why),
         }
     }
 }
@@ -128,6 +134,7 @@ pub struct Deployment {
     auth: Option<Auth>,
     mirror: Option<Mirror>,
     hooks: Option<Arc<Hooks>>,
+    signatures: Option<Arc<SignatureGate>>,
     sync: Vec<Arc<SyncRule>>,
     env: Arc<dyn Env>,
     notices: Vec<Notice>,
@@ -158,9 +165,18 @@ impl Deployment {
                 Mirror::new(&settings.mirrors, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Mirror)?,
             ),
         };
+        let policies = NamespacePolicies::new(&settings.policies).map_err(SettingsError::Policy)?;
+        let signatures = SignatureGate::new(&policies).map_err(SettingsError::Policy)?.map(Arc::new);
         let sync =
             crate::sync::rules(&settings.sync, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Sync)?;
-        let hooks = Hooks::new(&settings.webhooks, &settings.replicate, ports.http, ports.env.clone()).map_err(
+        let hooks = Hooks::new(
+            &settings.webhooks,
+            &settings.replicate,
+            signatures.clone(),
+            ports.http,
+            ports.env.clone(),
+        )
+        .map_err(
             |err| match err {
                 HooksError::Webhook(why) => SettingsError::Webhook(why),
                 HooksError::Replicate(why) => SettingsError::Replicate(why),
@@ -182,6 +198,7 @@ impl Deployment {
             auth,
             mirror,
             hooks: (!hooks.is_empty()).then(|| Arc::new(hooks)),
+            signatures,
             sync,
             env: ports.env,
             notices,
@@ -210,6 +227,7 @@ impl Deployment {
             auth: self.auth.as_ref(),
             mirror: self.mirror.as_ref(),
             events: site.events.as_ref(),
+            signatures: self.signatures.as_deref(),
         };
         api::handle(service, request).await
     }
@@ -268,6 +286,13 @@ fn notices(settings: &Settings) -> Vec<Notice> {
             "events: {} webhooks, {} replication rules",
             settings.webhooks.len(),
             settings.replicate.len()
+        )));
+    }
+    for policy in settings.policies.iter().filter(|p| !p.require_signature.is_empty()) {
+        notices.push(Notice::info(format!(
+            "namespace policy {}: pulls and promotions need a cosign signature by one of {} keys",
+            policy.namespace,
+            policy.require_signature.len()
         )));
     }
     for rule in &settings.sync {

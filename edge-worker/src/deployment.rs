@@ -8,8 +8,9 @@
 //! The vars hold the native configuration's tables as JSON: `PIER_AUTH` the
 //! `[auth]` table (with the JWK Set in the secret `PIER_AUTH_SIGNING_KEYS`),
 //! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS`,
-//! `PIER_REPLICATE` and `PIER_SYNC` arrays of `[[mirror]]`, `[[webhook]]`,
-//! `[[replicate]]` and `[[sync]]` tables. An error names the var at fault.
+//! `PIER_REPLICATE`, `PIER_SYNC` and `PIER_POLICY` arrays of `[[mirror]]`,
+//! `[[webhook]]`, `[[replicate]]`, `[[sync]]` and `[[policy]]` tables (a
+//! policy's keys as PEM text). An error names the var at fault.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ const MIRRORS_VAR: &str = "PIER_MIRRORS";
 const WEBHOOKS_VAR: &str = "PIER_WEBHOOKS";
 const REPLICATE_VAR: &str = "PIER_REPLICATE";
 const SYNC_VAR: &str = "PIER_SYNC";
+const POLICY_VAR: &str = "PIER_POLICY";
 const SPARSE_VAR: &str = "PIER_ALLOW_SPARSE_MANIFESTS";
 const MAX_BODY_VAR: &str = "PIER_MAX_BODY_BYTES";
 
@@ -52,7 +54,7 @@ thread_local! {
 }
 
 /// The text of every var a deployment is built from, in one order.
-struct Texts([Option<String>; 9]);
+struct Texts([Option<String>; 10]);
 
 impl Texts {
     fn read(env: &Env) -> Result<Texts, String> {
@@ -64,6 +66,7 @@ impl Texts {
             text_var(env, WEBHOOKS_VAR)?,
             text_var(env, REPLICATE_VAR)?,
             text_var(env, SYNC_VAR)?,
+            text_var(env, POLICY_VAR)?,
             crate::config::var(env, SPARSE_VAR),
             crate::config::var(env, MAX_BODY_VAR),
         ]))
@@ -85,7 +88,7 @@ pub fn deployment(env: &Env) -> Built {
 // One isolate, one thread: the ports' JavaScript handles need not be Send.
 #[allow(clippy::arc_with_non_send_sync)]
 fn build(env: &Env, texts: &Texts) -> Built {
-    let [auth, keys, gc, mirrors, webhooks, replicate, sync, _, _] = &texts.0;
+    let [auth, keys, gc, mirrors, webhooks, replicate, sync, policies, _, _] = &texts.0;
     let max_body_bytes = number(env, MAX_BODY_VAR, DEFAULT_MAX_BODY_BYTES)?;
     let settings = Settings {
         allow_sparse_manifests: flag(env, SPARSE_VAR)?,
@@ -101,6 +104,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         webhooks: tables(webhooks.as_deref(), WEBHOOKS_VAR)?,
         replicate: tables(replicate.as_deref(), REPLICATE_VAR)?,
         sync: tables(sync.as_deref(), SYNC_VAR)?,
+        policies: tables(policies.as_deref(), POLICY_VAR)?,
     };
     let ports = Ports {
         env: Arc::new(WorkerEnv),
@@ -112,6 +116,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         SettingsError::Webhook(why) => format!("{WEBHOOKS_VAR}: {why}"),
         SettingsError::Replicate(why) => format!("{REPLICATE_VAR}: {why}"),
         SettingsError::Sync(why) => format!("{SYNC_VAR}: {why}"),
+        SettingsError::Policy(why) => format!("{POLICY_VAR}: {why}"),
     })?;
     for notice in deployment.notices() {
         match notice.warning {

@@ -13,6 +13,7 @@ use pier_core::deployment::Settings;
 use pier_core::events::{ReplicateConfig, WebhookConfig};
 use pier_core::gc::GcConfig;
 use pier_core::mirror::MirrorConfig;
+use pier_core::namespace_policy::{self, PolicyConfig};
 use pier_core::sync::SyncConfig;
 use serde::Deserialize;
 
@@ -109,6 +110,9 @@ struct FileConfig {
     /// Images pulled from upstream registries on a schedule: `[[sync]]` tables.
     #[serde(default)]
     sync: Vec<SyncConfig>,
+    /// Rules per namespace (signatures required): `[[policy]]` tables.
+    #[serde(default)]
+    policy: Vec<PolicyConfig>,
 }
 
 /// The `[gc]` table: when the server collects, and how (see docs/gc.md).
@@ -201,6 +205,7 @@ impl Config {
                 webhooks: file.webhook,
                 replicate: file.replicate,
                 sync: file.sync,
+                policies: with_key_files_read(file.policy)?,
             },
             auth: AuthSettings::resolve(
                 file.auth,
@@ -220,6 +225,24 @@ impl Config {
         }
         Ok(settings)
     }
+}
+
+/// The `[[policy]]` tables with each `require_signature` entry that is not
+/// PEM text read as the path of a PEM file (`cosign.pub`), now, at start.
+fn with_key_files_read(mut policies: Vec<PolicyConfig>) -> Result<Vec<PolicyConfig>, String> {
+    for policy in &mut policies {
+        let mut keys = std::mem::take(&mut policy.require_signature);
+        for key in &mut keys {
+            if key.trim_start().starts_with("-----BEGIN") {
+                continue;
+            }
+            *key = std::fs::read_to_string(&*key).map_err(|e| {
+                namespace_policy::describe(policy, &format!("require_signature: cannot read the key file {key}: {e}"))
+            })?;
+        }
+        policy.require_signature = keys;
+    }
+    Ok(policies)
 }
 
 /// The storage settings of the file at `args.config` under the flags in `args`.

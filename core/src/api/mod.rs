@@ -20,6 +20,7 @@ use crate::mirror::Mirror;
 use crate::names::{RepoName, Tag};
 use crate::records::Reference;
 use crate::registry::Registry;
+use crate::signing::SignatureGate;
 use crate::store::ByteStream;
 
 mod admin;
@@ -153,6 +154,8 @@ pub struct Service<'a> {
     pub mirror: Option<&'a Mirror>,
     /// Who hears of pushes, pulls and deletes (webhooks, replication).
     pub events: Option<&'a EventSink>,
+    /// The namespaces whose manifests are pulled only when signed.
+    pub signatures: Option<&'a SignatureGate>,
 }
 
 impl<'a> Service<'a> {
@@ -163,6 +166,7 @@ impl<'a> Service<'a> {
             auth: None,
             mirror: None,
             events: None,
+            signatures: None,
         }
     }
 }
