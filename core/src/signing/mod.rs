@@ -290,3 +290,190 @@ async fn read_payload(registry: &Registry, repo: &RepoName, layer: &cosign::Sign
     let bytes = registry.open_blob(&layer.payload, &record, None).await?.bytes().await?;
     Ok(cosign::is_blob(&bytes, &layer.payload).then(|| bytes.to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The vectors in `testdata/` were made by cosign 2.6.5
+    //! (tests/signing/make-vectors.sh): one image signed in tag mode by an
+    //! ECDSA P-256 key and by an Ed25519 key; `other.pub` signed nothing.
+
+    use std::sync::Arc;
+
+    use ct_codecs::{Base64, Decoder};
+    use http::{Request, StatusCode};
+
+    use super::*;
+    use crate::api::{self, Service};
+    use crate::body::{empty_body, full_body};
+    use crate::registry::RegistryOptions;
+    use crate::store::memory::MemoryStore;
+    use crate::testing::TestEnv;
+
+    const ECDSA_PUB: &str = include_str!("testdata/ecdsa.pub");
+    const ED25519_PUB: &str = include_str!("testdata/ed25519.pub");
+    const OTHER_PUB: &str = include_str!("testdata/other.pub");
+    const PAYLOAD: &[u8] = include_bytes!("testdata/payload.json");
+    const SIGNATURES: &str = include_str!("testdata/signatures.json");
+    const IMAGE: &[u8] = include_bytes!("testdata/image.json");
+
+    fn signature(file: &str) -> Vec<u8> {
+        Base64::decode_to_vec(file.trim(), None).unwrap()
+    }
+
+    fn signed_digest() -> Digest {
+        Digest::parse(include_str!("testdata/digest.txt").trim()).unwrap()
+    }
+
+    #[test]
+    fn cosign_signatures_verify_with_their_own_key_only() {
+        let ecdsa = PublicKey::from_pem(ECDSA_PUB).unwrap();
+        let ed25519 = PublicKey::from_pem(ED25519_PUB).unwrap();
+        let other = PublicKey::from_pem(OTHER_PUB).unwrap();
+        let by_ecdsa = signature(include_str!("testdata/ecdsa.sig"));
+        let by_ed25519 = signature(include_str!("testdata/ed25519.sig"));
+        assert!(ecdsa.name().starts_with("ecdsa-p256:") && ed25519.name().starts_with("ed25519:"));
+        assert!(ecdsa.verifies(PAYLOAD, &by_ecdsa));
+        assert!(ed25519.verifies(PAYLOAD, &by_ed25519), "cosign 2 signs Ed25519ph");
+        for (key, signature) in [(&other, &by_ecdsa), (&ecdsa, &by_ed25519), (&ed25519, &by_ecdsa)] {
+            assert!(!key.verifies(PAYLOAD, signature), "{}", key.name());
+        }
+        // One byte of the payload changed: no key verifies it.
+        let mut tampered = PAYLOAD.to_vec();
+        if let Some(byte) = tampered.iter_mut().find(|b| **b == b'1') {
+            *byte = b'2';
+        }
+        assert!(!ecdsa.verifies(&tampered, &by_ecdsa));
+        assert!(!ed25519.verifies(&tampered, &by_ed25519));
+    }
+
+    #[test]
+    fn the_payload_names_the_signed_manifest() {
+        assert_eq!(cosign::payload_signs(PAYLOAD, &signed_digest()), Ok(()));
+        let another = Digest::of(crate::digest::Algorithm::Sha256, b"another");
+        assert!(cosign::payload_signs(PAYLOAD, &another).unwrap_err().contains("another manifest"));
+        let retyped = String::from_utf8(PAYLOAD.to_vec()).unwrap().replace("container image", "blob");
+        assert!(cosign::payload_signs(retyped.as_bytes(), &signed_digest()).is_err());
+        let layers = cosign::signature_layers(SIGNATURES.as_bytes());
+        assert_eq!(layers.len(), 2);
+        assert!(cosign::is_attachment(SIGNATURES.as_bytes()));
+        let tag = cosign::signature_tag(&signed_digest()).unwrap();
+        assert_eq!(cosign::attachment_tag_subject(tag.as_str()), Some((signed_digest(), true)));
+        assert_eq!(cosign::attachment_tag_subject("v1.sig"), None);
+    }
+
+    #[test]
+    fn keys_that_are_not_public_keys_are_refused_with_a_reason() {
+        let private = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----";
+        assert!(PublicKey::from_pem(private).unwrap_err().contains("never the private key"));
+        assert!(PublicKey::from_pem("/etc/cosign.pub").unwrap_err().contains("not PEM"));
+        let corrupt = ECDSA_PUB.replacen('M', "N", 2);
+        assert!(PublicKey::from_pem(&corrupt).is_err());
+    }
+
+    fn gate(keys: &[&str]) -> SignatureGate {
+        let config = PolicyConfig {
+            namespace: "prod/**".into(),
+            require_signature: keys.iter().map(|k| k.to_string()).collect(),
+        };
+        let policies = NamespacePolicies::new(&[config]).unwrap();
+        SignatureGate::new(&policies).unwrap().unwrap()
+    }
+
+    /// A registry holding the signed image's tag-mode signatures in
+    /// `prod/app` (the image itself and the signature manifest's config
+    /// are left out: sparse manifests are allowed).
+    fn registry_with_signatures(env: Arc<TestEnv>) -> Registry {
+        let options = RegistryOptions {
+            allow_sparse_manifests: true,
+            ..RegistryOptions::default()
+        };
+        let registry = Registry::new(Arc::new(MemoryStore::new(64)), env, options);
+        let payload = Digest::of(crate::digest::Algorithm::Sha256, PAYLOAD);
+        let blob = Request::post(format!("/v2/prod/app/blobs/uploads/?digest={payload}"))
+            .body(full_body(PAYLOAD))
+            .unwrap();
+        assert_eq!(crate::testing::send(&registry, blob).status(), StatusCode::CREATED);
+        let tag = cosign::signature_tag(&signed_digest()).unwrap();
+        let manifest = Request::put(format!("/v2/prod/app/manifests/{tag}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(full_body(SIGNATURES.trim().as_bytes().to_vec()))
+            .unwrap();
+        assert_eq!(crate::testing::send(&registry, manifest).status(), StatusCode::CREATED);
+        registry
+    }
+
+    fn verdict(gate: &SignatureGate, registry: &Registry, digest: &Digest) -> Verdict {
+        let repo = RepoName::parse("prod/app").unwrap();
+        let requirement = gate.requirement(&repo).unwrap();
+        futures::executor::block_on(gate.verify(registry, &repo, digest, &requirement)).unwrap()
+    }
+
+    #[test]
+    fn a_manifest_is_signed_when_one_signature_verifies_with_a_listed_key() {
+        let registry = registry_with_signatures(Arc::new(TestEnv::at(0)));
+        let digest = signed_digest();
+        assert!(matches!(verdict(&gate(&[ECDSA_PUB]), &registry, &digest), Verdict::Signed(_)));
+        assert!(matches!(verdict(&gate(&[OTHER_PUB, ED25519_PUB]), &registry, &digest), Verdict::Signed(_)));
+        let Verdict::Unsigned(why) = verdict(&gate(&[OTHER_PUB]), &registry, &digest) else {
+            panic!("signed by another key only")
+        };
+        assert!(why.contains("none of its 2 cosign signatures verifies"), "{why}");
+        let unsigned = Digest::of(crate::digest::Algorithm::Sha256, b"unsigned");
+        let Verdict::Unsigned(why) = verdict(&gate(&[ECDSA_PUB]), &registry, &unsigned) else {
+            panic!("nothing signs it")
+        };
+        assert!(why.contains("no cosign signature"), "{why}");
+    }
+
+    /// The pull gate through the API: refused with DENIED while unsigned,
+    /// allowed once signed, and a deleted signature stops counting once the
+    /// cached verdict has expired.
+    #[test]
+    fn pulls_are_gated_and_a_deleted_signature_stops_counting_after_the_ttl() {
+        let env = Arc::new(TestEnv::at(1_000));
+        let registry = registry_with_signatures(env.clone());
+        let gate = gate(&[ECDSA_PUB]);
+        let send = |request: Request<crate::body::RequestBody>| {
+            let service = Service {
+                signatures: Some(&gate),
+                ..Service::open(&registry)
+            };
+            futures::executor::block_on(api::handle(service, request))
+        };
+        let get = |reference: &str| {
+            let request = Request::get(format!("/v2/prod/app/manifests/{reference}"))
+                .body(empty_body())
+                .unwrap();
+            send(request).status()
+        };
+        let push = |manifest: &[u8]| {
+            let digest = Digest::of(crate::digest::Algorithm::Sha256, manifest);
+            let request = Request::put(format!("/v2/prod/app/manifests/{digest}"))
+                .header("content-type", manifest::media_type_of(manifest))
+                .body(full_body(manifest.to_vec()))
+                .unwrap();
+            assert_eq!(send(request).status(), StatusCode::CREATED, "pushes are not gated");
+            digest
+        };
+        // The signed image (sparse: its blobs are left out), and another.
+        assert_eq!(push(IMAGE), signed_digest());
+        let unsigned = push(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#);
+        assert_eq!(get(signed_digest().as_str()), StatusCode::OK);
+        assert_eq!(get(unsigned.as_str()), StatusCode::FORBIDDEN);
+        let tag = cosign::signature_tag(&signed_digest()).unwrap();
+        assert_eq!(get(tag.as_str()), StatusCode::OK, "signatures stay pullable");
+
+        let repo = RepoName::parse("prod/app").unwrap();
+        let requirement = gate.requirement(&repo).unwrap();
+        let check = || futures::executor::block_on(gate.verify(&registry, &repo, &signed_digest(), &requirement));
+        assert!(matches!(check().unwrap(), Verdict::Signed(_)));
+        let delete = Request::delete(format!("/v2/prod/app/manifests/{tag}"))
+            .body(empty_body())
+            .unwrap();
+        assert_eq!(send(delete).status(), StatusCode::ACCEPTED);
+        env.advance_millis(VERDICT_TTL_MS - 1);
+        assert!(matches!(check().unwrap(), Verdict::Signed(_)), "cached within the TTL");
+        env.advance_millis(1);
+        assert!(matches!(check().unwrap(), Verdict::Unsigned(_)), "re-checked after it");
+    }
+}
