@@ -471,6 +471,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn policy_keys_are_read_from_their_files() {
+        let (dir, path) = write_config("");
+        let key = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA0tK/1fFscjwo/kv97mtEww82GmhAzxibJ11/MvMLMRE=\n-----END PUBLIC KEY-----\n";
+        let key_file = dir.path().join("cosign.pub");
+        std::fs::write(&key_file, key).unwrap();
+        let text = format!(
+            "[[policy]]\nnamespace = \"prod/**\"\nrequire_signature = [{:?}, {key:?}]\n",
+            key_file.display().to_string()
+        );
+        std::fs::write(&path, &text).unwrap();
+        let policies = load_file(&path).unwrap().deployment.policies;
+        assert_eq!(policies[0].require_signature, [key, key], "the file's text, and the text as given");
+        std::fs::remove_file(&key_file).unwrap();
+        let err = load_file(&path).unwrap_err();
+        assert!(
+            err.contains("namespace policy \"prod/**\"") && err.contains("cannot read the key file"),
+            "{err}"
+        );
+    }
+
     /// TOML writes NaN and infinities, which the retention rules refuse
     /// like negative day counts (an age of 0 ms would delete everything).
     #[test]
