@@ -29,7 +29,7 @@ pub(super) async fn get(
         None => registry.manifest(repo, &reference).await?,
     };
     if let Some(signatures) = service.signatures {
-        signatures.check_pull(registry, repo, &reference, &manifest).await?;
+        signatures.check_pull(registry, repo, &manifest).await?;
     }
     let builder = digest_header(response(StatusCode::OK), &manifest.digest)
         .header(CONTENT_TYPE, manifest.media_type.as_str())

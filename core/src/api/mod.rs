@@ -159,7 +159,8 @@ pub struct Service<'a> {
 }
 
 impl<'a> Service<'a> {
-    /// A registry with no auth, no mirror and no events.
+    /// A registry with no auth, no mirror, no events and no namespace
+    /// that requires signatures.
     pub fn open(registry: &'a Registry) -> Service<'a> {
         Service {
             registry,

@@ -27,10 +27,25 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// The payload's `critical.type` for an image signature.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
-/// Layer media types of what cosign attaches beside signatures
-/// (attestations: DSSE envelopes); a manifest of only such layers, or of
-/// signatures, is an attachment, not an image.
-const ATTACHMENT_LAYER_TYPES: &[&str] = &[SIMPLE_SIGNING_TYPE, "application/vnd.dsse.envelope.v1+json"];
+/// Layer media types of what cosign attaches to an image: signatures,
+/// attestations (DSSE envelopes), SBOMs (`cosign attach sbom`); a manifest
+/// of only such layers is an attachment, not an image.
+const ATTACHMENT_LAYER_TYPES: &[&str] = &[
+    SIMPLE_SIGNING_TYPE,
+    "application/vnd.dsse.envelope.v1+json",
+    "text/spdx",
+    "text/spdx+json",
+    "text/spdx+xml",
+    "application/vnd.cyclonedx",
+    "application/vnd.cyclonedx+json",
+    "application/vnd.cyclonedx+xml",
+    "application/vnd.syft+json",
+];
+/// The config media types of images a runtime starts.
+const RUNNABLE_CONFIG_TYPES: &[&str] = &[
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
 /// The tag suffixes of cosign's tag-mode attachments: signatures,
 /// attestations, SBOMs.
 const ATTACHMENT_TAG_SUFFIXES: &[&str] = &[".sig", ".att", ".sbom"];
@@ -87,8 +102,14 @@ pub fn signature_layers(manifest: &[u8]) -> Vec<SignatureLayer> {
         .collect()
 }
 
-/// Whether a manifest is one of cosign's attachments rather than an image:
-/// it has layers and every one is a signature or an attestation.
+/// Whether a config media type is that of an image a runtime starts.
+pub fn is_runnable_config(media_type: &str) -> bool {
+    RUNNABLE_CONFIG_TYPES.contains(&media_type)
+}
+
+/// Whether a manifest is one of cosign's tag-mode attachments rather than
+/// an image: it has layers and every one is a signature, an attestation or
+/// an SBOM.
 pub fn is_attachment(manifest: &[u8]) -> bool {
     let Ok(value) = serde_json::from_slice::<Value>(manifest) else {
         return false;

@@ -14,12 +14,16 @@
 //! junk signatures costs a bounded number of reads.
 //!
 //! What passes without a signature, because clients must read it to verify
-//! anything: cosign's attachment tags (`sha256-<hex>.sig`, `.att`,
-//! `.sbom`), manifests with a `subject` (referrers: signatures, SBOMs,
-//! attestations), and manifests whose layers are all signatures or
-//! attestations. An index's children are manifests like any other: each
-//! must be signed itself (`cosign sign --recursive`), since a child pulled
-//! by digest comes with no word of the index it was reached from.
+//! anything, and no runtime starts it: referrers that are artifacts (a
+//! `subject`, and a config that is not an image's: cosign's referrer
+//! signatures, SBOMs and attestations attached with oras or cosign), and
+//! manifests whose layers are all signatures, attestations or SBOMs
+//! (cosign's tag-mode `sha256-<hex>.sig`, `.att`, `.sbom`). Not exempt: an
+//! image that merely has a `subject`, or one pushed under a `.sig` tag: what
+//! is exempt is told by what it is, never by its name. An index's children
+//! are manifests like any other: each must be signed itself (`cosign sign
+//! --recursive`), since a child pulled by digest comes with no word of the
+//! index it was reached from.
 //!
 //! Verdicts are cached per instance: a manifest found signed stays
 //! pullable for [`VERDICT_TTL_MS`] without a new check, so a deleted
@@ -121,20 +125,14 @@ impl SignatureGate {
         Some(Requirement { index, policy, keys })
     }
 
-    /// Refuses the pull of `manifest` (asked for as `reference`) from
-    /// `repo` when its namespace requires a signature it lacks: 403
-    /// `DENIED`, naming the digest and the namespace's policy.
-    pub async fn check_pull(
-        &self,
-        registry: &Registry,
-        repo: &RepoName,
-        reference: &Reference,
-        manifest: &StoredManifest,
-    ) -> Result<()> {
+    /// Refuses the pull of `manifest` from `repo` when its namespace
+    /// requires a signature it lacks: 403 `DENIED`, naming the digest and
+    /// the namespace's policy.
+    pub async fn check_pull(&self, registry: &Registry, repo: &RepoName, manifest: &StoredManifest) -> Result<()> {
         let Some(requirement) = self.requirement(repo) else {
             return Ok(());
         };
-        if is_exempt(reference, &manifest.bytes) {
+        if is_exempt(&manifest.bytes) {
             return Ok(());
         }
         match self.verify(registry, repo, &manifest.digest, &requirement).await? {
@@ -190,16 +188,16 @@ impl SignatureGate {
     }
 }
 
-/// Whether a manifest is read to verify others rather than run: cosign's
-/// attachment tags, referrers, and manifests of signatures or attestations.
-pub fn is_exempt(reference: &Reference, bytes: &[u8]) -> bool {
-    if let Reference::Tag(tag) = reference {
-        if cosign::attachment_tag_subject(tag.as_str()).is_some() {
-            return true;
-        }
-    }
-    let has_subject = manifest::parse_stored(bytes).is_ok_and(|parsed| parsed.subject.is_some());
-    has_subject || cosign::is_attachment(bytes)
+/// Whether a manifest is read to verify others rather than run: a
+/// referrer that is an artifact, or a manifest of signatures, attestations
+/// or SBOMs only.
+pub fn is_exempt(bytes: &[u8]) -> bool {
+    let artifact_referrer = manifest::parse_stored(bytes).is_ok_and(|parsed| {
+        parsed.subject.is_some()
+            && parsed.children.is_empty()
+            && !parsed.config_media_type.as_deref().is_some_and(cosign::is_runnable_config)
+    });
+    artifact_referrer || cosign::is_attachment(bytes)
 }
 
 /// The signature manifests of `digest` in `repo`: its tag-mode `.sig`
@@ -359,6 +357,25 @@ mod tests {
         let tag = cosign::signature_tag(&signed_digest()).unwrap();
         assert_eq!(cosign::attachment_tag_subject(tag.as_str()), Some((signed_digest(), true)));
         assert_eq!(cosign::attachment_tag_subject("v1.sig"), None);
+    }
+
+    #[test]
+    fn what_is_exempt_is_told_by_what_it_is() {
+        let subject = r#""subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}"#;
+        let with_config = |config: &str, layer: &str, subject: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"{config}","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}},"layers":[{{"mediaType":"{layer}","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}}]{subject}}}"#
+            )
+        };
+        let image_config = "application/vnd.oci.image.config.v1+json";
+        let tar = "application/vnd.oci.image.layer.v1.tar";
+        let sbom = with_config("application/vnd.oci.empty.v1+json", "text/spdx+json", &format!(",{subject}"));
+        assert!(is_exempt(sbom.as_bytes()), "an SBOM attached as a referrer");
+        assert!(is_exempt(SIGNATURES.as_bytes()), "a tag-mode signature manifest");
+        assert!(!is_exempt(IMAGE), "an image");
+        let image_with_subject = with_config(image_config, tar, &format!(",{subject}"));
+        assert!(!is_exempt(image_with_subject.as_bytes()), "an image with a subject is still an image");
+        assert!(!is_exempt(with_config(image_config, tar, "").as_bytes()));
     }
 
     #[test]
