@@ -161,8 +161,11 @@ a_manifest_pushed_to_prod_is_pulled_only_once_signed() {
   [ "$(status_of -I "http://$MAIN/v2/prod/direct/manifests/$digest")" = 403 ]
   fails crane pull --insecure "$MAIN/prod/direct:v1" direct.tar
   fails "${SKOPEO[@]}" inspect --tls-verify=false "docker://$MAIN/prod/direct:v1"
-  # Signed by another key: still refused.
+  # Tagged like a signature, an image is still an image.
   local tag; tag=$(signature_tag "$digest")
+  crane copy --insecure "$MAIN/ci/direct@$digest" "$MAIN/prod/sneaky:$tag"
+  [ "$(status_of "http://$MAIN/v2/prod/sneaky/manifests/$tag")" = 403 ]
+  # Signed by another key: still refused.
   sign other "$MAIN/ci/direct@$digest"
   crane copy --insecure "$MAIN/ci/direct:$tag" "$MAIN/prod/direct:$tag"
   [ "$(status_of "http://$MAIN/v2/prod/direct/manifests/v1")" = 403 ]
