@@ -22,8 +22,11 @@
 #     promotes it;
 #   - in prod/ a manifest pushed directly is pulled (GET, HEAD) only once
 #     signed: 403 DENIED naming the digest and the policy before; the
-#     signatures themselves stay pullable; a narrower policy without keys
-#     (prod/open/**) exempts its namespace;
+#     signatures themselves stay pullable, an image tagged like one does not;
+#     a narrower policy without keys (prod/open/**) exempts its namespace;
+#   - an index signed with `cosign sign --recursive` is promoted and its
+#     children pulled by digest in prod/; signed without it, its children
+#     are refused;
 #   - a configuration with a bad key or a bad namespace glob is refused at
 #     start, naming the policy.
 #

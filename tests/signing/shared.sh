@@ -179,6 +179,38 @@ a_manifest_pushed_to_prod_is_pulled_only_once_signed() {
   crane pull --insecure "$MAIN/prod/open/direct:v1" open.tar
 }
 
+# make_index REPO TAG: an index of two one-layer images (pushed as
+# REPO:TAG-a and REPO:TAG-b) tagged REPO:TAG; prints its digest.
+make_index() {
+  make_image "$1:$2-a" 1000
+  make_image "$1:$2-b" 1000
+  crane index append --insecure -m "$1:$2-a" -m "$1:$2-b" -t "$1:$2" >/dev/null
+  digest_of "$1:$2"
+}
+children_of() { crane manifest --insecure "$1" | jq -r '.manifests[].digest'; }
+
+an_index_signed_recursively_is_promoted_and_pulled_whole() {
+  local index child
+  index=$(make_index "$MAIN/ci/multi" build)
+  sign ci "$MAIN/ci/multi@$index" --recursive
+  crane tag --insecure "$MAIN/ci/multi@$index" v1
+  eventually promoted "$MAIN/prod/multi:v1" "$index"
+  # Each child is pulled by digest, as a runtime picking its platform does.
+  for child in $(children_of "$MAIN/prod/multi:v1"); do
+    crane pull --insecure "$MAIN/prod/multi@$child" child.tar
+  done
+  verify ci "$MAIN/prod/multi:v1" >/dev/null
+  # Signed without --recursive, the index is promoted but its children are
+  # not pullable: nothing tells a pull by digest which index it came from.
+  index=$(make_index "$MAIN/ci/flat" build)
+  sign ci "$MAIN/ci/flat@$index"
+  crane tag --insecure "$MAIN/ci/flat@$index" v1
+  eventually promoted "$MAIN/prod/flat:v1" "$index"
+  child=$(children_of "$MAIN/prod/flat:v1" | head -n 1)
+  [ "$(status_of "http://$MAIN/v2/prod/flat/manifests/$child")" = 403 ]
+  fails crane pull --insecure "$MAIN/prod/flat@$child" child.tar
+}
+
 run_signing_checks() {
   check "$1: an image signed in ci/ is promoted with its signature, pulled and verified in prod/" \
     signed_before_the_release_tag_is_promoted_with_its_signature
@@ -190,4 +222,6 @@ run_signing_checks() {
   check "$1: a tampered signature (payload edited, signature swapped) is refused" a_tampered_signature_is_refused
   check "$1: in prod/ an unsigned manifest is refused 403 DENIED, pulled once signed; prod/open/ is exempt" \
     a_manifest_pushed_to_prod_is_pulled_only_once_signed
+  check "$1: an index signed with --recursive is promoted and pulled whole; without it, its children are refused" \
+    an_index_signed_recursively_is_promoted_and_pulled_whole
 }
