@@ -18,11 +18,15 @@ make_keys() {
 
 # The configuration as JSON arrays of tables (the Worker's PIER_POLICY and
 # PIER_REPLICATE): prod/** requires the CI key, prod/open/** (more
-# specific) nothing; release tags of ci/ are promoted to prod/.
+# specific) nothing; release tags of ci/ are promoted to prod/, and copied
+# to staging/ (no policy) with their tag-mode signatures.
 policies_json() {
   jq -cn --rawfile key "$KEYS/ci.pub" '[{namespace: "prod/**", require_signature: [$key]}, {namespace: "prod/open/**"}]'
 }
-rules_json() { jq -cn '[{repository: "ci/**", tags: "v*", to_namespace: "prod/**"}]'; }
+rules_json() {
+  jq -cn '[{repository: "ci/**", tags: "v*", to_namespace: "prod/**"},
+           {repository: "ci/**", tags: "v*", to_namespace: "staging/**", signature_tags: true}]'
+}
 
 # sign KEY REF [COSIGN_FLAGS...]: cosign's signature of REF by the key pair
 # KEY, no transparency log, over plain HTTP (tag mode unless flags say).
@@ -65,6 +69,11 @@ signed_before_the_release_tag_is_promoted_with_its_signature() {
   local signatures; signatures=$(crane manifest --insecure "$MAIN/prod/app:$(signature_tag "$digest")")
   crane blob --insecure "$MAIN/prod/app@$(jq -r '.layers[0].digest' <<<"$signatures")" | jq -e .critical
   [ -z "$(refusal ci/app)" ]
+  # Where nothing requires it, the signature goes only as the rule asks
+  # (signature_tags), and cosign verifies the copy there too.
+  eventually promoted "$MAIN/staging/app:v1" "$digest"
+  eventually crane manifest --insecure "$MAIN/staging/app:$(signature_tag "$digest")"
+  verify ci "$MAIN/staging/app:v1" >/dev/null
 }
 
 an_unsigned_image_is_not_promoted_and_the_reason_is_recorded() {
@@ -75,6 +84,8 @@ an_unsigned_image_is_not_promoted_and_the_reason_is_recorded() {
   grep -qF "$digest" reason.txt
   grep -qF 'namespace policy "prod/**"' reason.txt
   fails crane manifest --insecure "$MAIN/prod/unsigned:v1"
+  # staging/ has no policy: the same push went there.
+  eventually promoted "$MAIN/staging/unsigned:v1" "$digest"
 }
 
 a_signature_added_after_the_image_promotes_it() {

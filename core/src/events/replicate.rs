@@ -749,6 +749,24 @@ mod tests {
     }
 
     #[test]
+    fn signature_tags_are_wanted_where_the_rule_carries_or_waits_for_them() {
+        let sig_tag = format!("sha256-{}.sig", "0".repeat(64));
+        let plain = rule(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**"}"#).unwrap();
+        assert!(!plain.wants(&event(Action::Push, "ci/app", Some(&sig_tag))));
+        assert!(!plain.wants(&event(Action::Push, "ci/app", None)));
+        let carrying =
+            rule(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**", "signature_tags": true}"#)
+                .unwrap();
+        assert!(carrying.wants(&event(Action::Push, "ci/app", Some(&sig_tag))));
+        assert!(!carrying.wants(&event(Action::Push, "ci/app", Some("sha256-00.sig"))));
+        let config: ReplicateConfig =
+            serde_json::from_str(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**"}"#).unwrap();
+        let gated = Rule::new(&config, true, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0))).unwrap();
+        assert!(gated.wants(&event(Action::Push, "ci/app", Some(&sig_tag))), "it may revive a refusal");
+        assert!(gated.wants(&event(Action::Push, "ci/app", None)), "a signature as a referrer");
+    }
+
+    #[test]
     fn bad_rules_are_refused() {
         for bad in [
             r#"{"repository": "ci/**"}"#,
