@@ -422,11 +422,13 @@ impl Rule {
             self.describe(target)
         );
         let requirement = self.requirement(job);
-        if let Some(requirement) = &requirement {
-            if let Err(refused) = self.check_signed(job, requirement, &what).await {
-                return refused;
-            }
-        }
+        let signed_by = match &requirement {
+            Some(requirement) => match self.check_signed(job, requirement, &what).await {
+                Ok(signed_by) => signed_by,
+                Err(refused) => return refused,
+            },
+            None => None,
+        };
         let src = LocalRepo {
             registry: registry.clone(),
             repo: repo.clone(),
@@ -462,7 +464,8 @@ impl Rule {
                 return carried;
             }
         }
-        sink.report(false, &format!("{what}: done"));
+        let signed = signed_by.map(|key| format!(" (signed by {key})")).unwrap_or_default();
+        sink.report(false, &format!("{what}: done{signed}"));
         if self.remote.is_none() {
             // The promoted manifest is a push here too: webhooks hear of it.
             if let Ok(pushed) = registry.manifest(target, &reference).await {
@@ -484,10 +487,16 @@ impl Rule {
 
     /// Refuses the copy of a manifest that no key of the destination's
     /// policy signed in the source repository (signatures and other
-    /// attachments pass: they are what clients verify with).
-    async fn check_signed(&self, job: &Job<'_>, requirement: &Requirement<'_>, what: &str) -> Result<(), Attempt> {
+    /// attachments pass: they are what clients verify with); the key that
+    /// signed it.
+    async fn check_signed(
+        &self,
+        job: &Job<'_>,
+        requirement: &Requirement<'_>,
+        what: &str,
+    ) -> Result<Option<String>, Attempt> {
         let Some(gate) = job.sink.hooks().signatures() else {
-            return Ok(());
+            return Ok(None);
         };
         let reference = Reference::Digest(job.digest.clone());
         let pushed = match job.registry.manifest(job.repo, &reference).await {
@@ -495,10 +504,10 @@ impl Rule {
             Err(err) => return Err(Attempt::Failed(err.to_string())),
         };
         if signing::is_exempt(&pushed.bytes) {
-            return Ok(());
+            return Ok(None);
         }
         match gate.verify(job.registry, job.repo, job.digest, requirement).await {
-            Ok(Verdict::Signed(_)) => Ok(()),
+            Ok(Verdict::Signed(key)) => Ok(Some(key)),
             Ok(Verdict::Unsigned(why)) => Err(Attempt::Refused(format!(
                 "{what}: refused, the namespace policy {:?} requires a cosign signature by one of its keys and {why}; \
                  a signature pushed to {} promotes it",

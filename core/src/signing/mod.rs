@@ -63,6 +63,9 @@ pub enum Verdict {
     Unsigned(String),
 }
 
+/// What a verdict holds for: a policy (by index), a repository, a digest.
+type VerdictKey = (usize, String, String);
+
 /// The keys one namespace policy requires.
 pub struct Requirement<'a> {
     index: usize,
@@ -87,8 +90,9 @@ pub struct SignatureGate {
     policies: NamespacePolicies,
     /// The keys of each policy, by the policy's index.
     keys: Vec<Vec<PublicKey>>,
-    /// (policy, repository, digest) -> until when it counts as signed (ms).
-    verdicts: Mutex<HashMap<(usize, String, String), u64>>,
+    /// Manifests found signed: until when they count as signed (ms), and
+    /// by which key.
+    verdicts: Mutex<HashMap<VerdictKey, (u64, String)>>,
 }
 
 impl SignatureGate {
@@ -165,26 +169,27 @@ impl SignatureGate {
     ) -> Result<Verdict> {
         let now = registry.env().now_millis();
         let cache_key = (requirement.index, repo.to_string(), digest.to_string());
-        if self.cached(&cache_key, now) {
-            return Ok(Verdict::Signed("(checked recently)".into()));
+        if let Some(key) = self.cached(&cache_key, now) {
+            return Ok(Verdict::Signed(key));
         }
         let verdict = check(registry, repo, digest, requirement.keys).await?;
-        if matches!(verdict, Verdict::Signed(_)) {
+        if let Verdict::Signed(key) = &verdict {
             let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
             if verdicts.len() >= MAX_VERDICTS {
-                verdicts.retain(|_, until| *until > now);
+                verdicts.retain(|_, (until, _)| *until > now);
                 if verdicts.len() >= MAX_VERDICTS {
                     verdicts.clear();
                 }
             }
-            verdicts.insert(cache_key, now.saturating_add(VERDICT_TTL_MS));
+            verdicts.insert(cache_key, (now.saturating_add(VERDICT_TTL_MS), key.clone()));
         }
         Ok(verdict)
     }
 
-    fn cached(&self, key: &(usize, String, String), now: u64) -> bool {
+    /// The key a cached, unexpired verdict found.
+    fn cached(&self, key: &VerdictKey, now: u64) -> Option<String> {
         let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
-        verdicts.get(key).is_some_and(|until| *until > now)
+        verdicts.get(key).filter(|(until, _)| *until > now).map(|(_, by)| by.clone())
     }
 }
 
