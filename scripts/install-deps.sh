@@ -3,7 +3,7 @@
 # already there at the right version. Tools outside the clone live under
 # $PIER_TOOLS (default ~/.cache/pier-tools) so later runs and fresh clones reuse them.
 #
-# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|packaging|bench|all]   (default: all)
+# Usage: scripts/install-deps.sh [core|clients|edge|scaleout|fuzz|packaging|signing|bench|all]   (default: all)
 # (`bench` is not part of `all`: the test suite does not run benchmarks.)
 set -euo pipefail
 
@@ -24,6 +24,8 @@ AZURITE_VERSION=3.37.0
 FAKE_GCS_SERVER_VERSION=v1.56.1
 CARGO_FUZZ_VERSION=0.13.2
 HELM_VERSION=v3.22.0
+# cosign 2 (local keys, tag and referrers modes); a large Go build, minutes cold.
+COSIGN_VERSION=v2.6.5
 # The benchmark's reference: CNCF Distribution as users deploy it today.
 DISTRIBUTION_VERSION=v3.1.2
 
@@ -152,6 +154,14 @@ install_packaging() {
   go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 }
 
+# The signing suite (tests/signing): the real cosign client, and crane and
+# oras to read and tamper with what it stores.
+install_signing() {
+  go_tool cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
+  go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+  go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
+}
+
 # The benchmark (bench/run.sh): the reference registry and wrk.
 install_bench() {
   apt_packages wrk
@@ -165,8 +175,9 @@ case $what in
   scaleout) install_scaleout ;;
   fuzz) install_fuzz ;;
   packaging) install_packaging ;;
+  signing) install_signing ;;
   bench) install_bench ;;
-  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz; install_packaging ;;
-  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|packaging|bench|all]" >&2; exit 2 ;;
+  all) install_core; install_clients; install_edge; install_scaleout; install_fuzz; install_packaging; install_signing ;;
+  *) echo "usage: $0 [core|clients|edge|scaleout|fuzz|packaging|signing|bench|all]" >&2; exit 2 ;;
 esac
 log "done ($what)"

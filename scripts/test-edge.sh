@@ -16,12 +16,13 @@
 #     Worker with PIER_GC set and one collection step per invocation;
 #   - the GC stress test (tests/gc/edge-stress.sh) with the cron collecting
 #     every second while clients push, delete and pull;
-#   - Workers with a broken PIER_AUTH, PIER_GC, PIER_WEBHOOKS, PIER_REPLICATE or PIER_SYNC:
+#   - Workers with a broken PIER_AUTH, PIER_GC, PIER_WEBHOOKS, PIER_REPLICATE, PIER_SYNC or PIER_POLICY:
 #     every request a 500 naming it;
 #   - the pull-through cache (tests/mirror/run.sh edge);
 #   - webhooks and promotion/replication rules (tests/events/run.sh edge);
 #   - last pulls, retention by pulls and quotas (tests/lifecycle/run.sh edge);
 #   - pulled sites: [[sync]] passes from the cron trigger (tests/sync/run.sh edge);
+#   - signature-gated promotion and pulls with cosign (tests/signing/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
 #   - the adversarial suite (tests/security/run.sh edge);
@@ -169,6 +170,7 @@ bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
 bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
 bad_var PIER_QUOTAS --var 'PIER_QUOTAS:[{"namespace":"a/**","max_bytes":0}]'
 bad_var PIER_SYNC --var 'PIER_SYNC:[{"name":"Factory","upstream":"https://ci.example","repositories":["a"]}]'
+bad_var PIER_POLICY --var 'PIER_POLICY:[{"namespace":"Prod/**"}]'
 
 # The pull-through cache on a Worker (tests/mirror/edge.sh starts its own).
 script_suite "pull-through cache" "$scratch/mirror.log" mirror bash tests/mirror/run.sh edge
@@ -185,6 +187,10 @@ script_suite "sync (pulled sites)" "$scratch/sync.log" sync bash tests/sync/run.
 # pulls and quotas in PIER_GC and PIER_QUOTAS (tests/lifecycle/edge.sh).
 script_suite "lifecycle (last pulls, retention by pulls, quotas)" "$scratch/lifecycle.log" lifecycle \
   bash tests/lifecycle/run.sh edge
+
+# Signature-gated promotion and pulls: PIER_POLICY and PIER_REPLICATE, with
+# cosign (tests/signing/edge.sh starts its own Workers).
+script_suite "signing (cosign, gated promotion and pulls)" "$scratch/signing.log" signing bash tests/signing/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.

@@ -17,11 +17,13 @@ use crate::body::RequestBody;
 use crate::events::{EventSink, Hooks, HooksError, ReplicateConfig, WebhookConfig};
 use crate::gc::{Gc, GcConfig};
 use crate::mirror::{Mirror, MirrorConfig};
+use crate::namespace_policy::{NamespacePolicies, PolicyConfig};
 use crate::platform::{Background, Env, LocalMarks};
 use crate::pulls::PullClock;
 use crate::quota::{QuotaConfig, Quotas};
 use crate::registry::{ArchiveTier, Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
+use crate::signing::SignatureGate;
 use crate::store::Store;
 use crate::sync::{SyncConfig, SyncPasses, SyncRule};
 
@@ -58,6 +60,8 @@ pub struct Settings {
     /// How often, at most, an instance records a manifest's last pull;
     /// `None` for [`DEFAULT_LAST_PULL_PERIOD_SECS`], 0 records no pulls.
     pub last_pull_period_secs: Option<u64>,
+    /// Rules per namespace (`[[policy]]`): signatures required.
+    pub policies: Vec<PolicyConfig>,
 }
 
 /// An hour: fine enough for retention counted in days, and at most 24
@@ -82,6 +86,7 @@ pub enum SettingsError {
     Sync(String),
     Quota(String),
     Archive(String),
+    Policy(String),
 }
 
 impl std::fmt::Display for SettingsError {
@@ -94,6 +99,7 @@ impl std::fmt::Display for SettingsError {
             | SettingsError::Sync(why)
             | SettingsError::Quota(why)
             | SettingsError::Archive(why) => f.write_str(why),
+            | SettingsError::Policy(why) => f.write_str(why),
         }
     }
 }
@@ -165,6 +171,7 @@ pub struct Deployment {
     auth: Option<Auth>,
     mirror: Option<Mirror>,
     hooks: Option<Arc<Hooks>>,
+    signatures: Option<Arc<SignatureGate>>,
     sync: Vec<Arc<SyncRule>>,
     /// Reconciled by each collection.
     quotas: Arc<Quotas>,
@@ -206,9 +213,18 @@ impl Deployment {
                 Mirror::new(&settings.mirrors, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Mirror)?,
             ),
         };
+        let policies = NamespacePolicies::new(&settings.policies).map_err(SettingsError::Policy)?;
+        let signatures = SignatureGate::new(&policies).map_err(SettingsError::Policy)?.map(Arc::new);
         let sync =
             crate::sync::rules(&settings.sync, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Sync)?;
-        let hooks = Hooks::new(&settings.webhooks, &settings.replicate, ports.http, ports.env.clone()).map_err(
+        let hooks = Hooks::new(
+            &settings.webhooks,
+            &settings.replicate,
+            signatures.clone(),
+            ports.http,
+            ports.env.clone(),
+        )
+        .map_err(
             |err| match err {
                 HooksError::Webhook(why) => SettingsError::Webhook(why),
                 HooksError::Replicate(why) => SettingsError::Replicate(why),
@@ -234,6 +250,7 @@ impl Deployment {
             auth,
             mirror,
             hooks: (!hooks.is_empty()).then(|| Arc::new(hooks)),
+            signatures,
             sync,
             env: ports.env,
             notices,
@@ -290,6 +307,7 @@ impl Deployment {
             mirror: self.mirror.as_ref(),
             events: site.events.as_ref(),
             archive: site.archiver(),
+            signatures: self.signatures.as_deref(),
         };
         api::handle(service, request).await
     }
@@ -354,6 +372,13 @@ fn notices(settings: &Settings) -> Vec<Notice> {
         notices.push(Notice::info(format!(
             "quota: {} may hold {} bytes",
             quota.namespace, quota.max_bytes
+        )));
+    }
+    for policy in settings.policies.iter().filter(|p| !p.require_signature.is_empty()) {
+        notices.push(Notice::info(format!(
+            "namespace policy {}: pulls and promotions need a cosign signature by one of {} keys",
+            policy.namespace,
+            policy.require_signature.len()
         )));
     }
     for rule in &settings.sync {

@@ -32,6 +32,7 @@ pub mod layout;
 pub mod manifest;
 pub mod mirror;
 pub mod names;
+pub mod namespace_policy;
 pub mod platform;
 pub mod pulls;
 pub mod quota;
@@ -39,6 +40,7 @@ pub mod records;
 pub mod registry;
 pub mod remote;
 pub mod retention;
+pub mod signing;
 pub mod store;
 pub mod sync;
 // The host every test runs on (core's, the shells', the fuzz targets').

@@ -127,6 +127,14 @@ fn a_bad_table_is_refused_and_named() {
             },
             |e| matches!(e, SettingsError::Auth(_)),
         ),
+        (
+            Settings {
+                policies: serde_json::from_value(json!([{ "namespace": "prod/**", "require_signature": ["no key"] }]))
+                    .unwrap(),
+                ..Settings::default()
+            },
+            |e| matches!(e, SettingsError::Policy(why) if why.contains("namespace policy \"prod/**\"")),
+        ),
     ];
     for (settings, names_the_table) in tables {
         let err = deploy(settings, test_env()).err().expect("refused");

@@ -12,7 +12,7 @@ const CORE: &[&[&str]] = &[
     // Leaves: vocabulary every layer shares.
     &["error", "glob", "time", "digest", "names", "platform", "body"],
     // What is stored and the rules about it.
-    &["manifest", "retention", "records", "layout"],
+    &["manifest", "retention", "namespace_policy", "records", "layout"],
     // The storage port, the collector's handshake over it, and the records
     // kept beside the registry's own (last pulls, quota usage).
     &["store", "handshake", "pulls", "quota"],
@@ -21,7 +21,7 @@ const CORE: &[&[&str]] = &[
     // Every registry operation over a store.
     &["registry"],
     // Beside the registry: who may do what, collection, other registries.
-    &["auth", "gc", "remote"],
+    &["auth", "gc", "remote", "signing"],
     // Around the registry: the pull-through cache and what others are told.
     &["mirror", "events", "sync", "archive"],
     // The HTTP mapping.

@@ -8,9 +8,10 @@
 //! The vars hold the native configuration's tables as JSON: `PIER_AUTH` the
 //! `[auth]` table (with the JWK Set in the secret `PIER_AUTH_SIGNING_KEYS`),
 //! `PIER_GC` the `[gc]` table, `PIER_MIRRORS`, `PIER_WEBHOOKS`,
-//! `PIER_REPLICATE`, `PIER_SYNC` and `PIER_QUOTAS` arrays of `[[mirror]]`,
-//! `[[webhook]]`, `[[replicate]]`, `[[sync]]` and `[[quota]]` tables;
-//! `PIER_ARCHIVE` the `[archive]` table (its store is the R2 bucket bound as
+//! `PIER_REPLICATE`, `PIER_SYNC`, `PIER_QUOTAS` and `PIER_POLICY` arrays of
+//! `[[mirror]]`, `[[webhook]]`, `[[replicate]]`, `[[sync]]`, `[[quota]]` and
+//! `[[policy]]` tables (a policy's keys as PEM text); `PIER_ARCHIVE` the
+//! `[archive]` table (its store is the R2 bucket bound as
 //! `PIER_ARCHIVE_BUCKET`); `PIER_LAST_PULL_PERIOD_SECS` a number. An error
 //! names the var at fault.
 
@@ -45,6 +46,7 @@ const REPLICATE_VAR: &str = "PIER_REPLICATE";
 const SYNC_VAR: &str = "PIER_SYNC";
 const QUOTAS_VAR: &str = "PIER_QUOTAS";
 const ARCHIVE_VAR: &str = "PIER_ARCHIVE";
+const POLICY_VAR: &str = "PIER_POLICY";
 const SPARSE_VAR: &str = "PIER_ALLOW_SPARSE_MANIFESTS";
 const MAX_BODY_VAR: &str = "PIER_MAX_BODY_BYTES";
 const LAST_PULL_PERIOD_VAR: &str = "PIER_LAST_PULL_PERIOD_SECS";
@@ -59,7 +61,7 @@ thread_local! {
 }
 
 /// The text of every var a deployment is built from, in one order.
-struct Texts([Option<String>; 12]);
+struct Texts([Option<String>; 13]);
 
 impl Texts {
     fn read(env: &Env) -> Result<Texts, String> {
@@ -73,6 +75,7 @@ impl Texts {
             text_var(env, SYNC_VAR)?,
             text_var(env, QUOTAS_VAR)?,
             text_var(env, ARCHIVE_VAR)?,
+            text_var(env, POLICY_VAR)?,
             crate::config::var(env, SPARSE_VAR),
             crate::config::var(env, MAX_BODY_VAR),
             crate::config::var(env, LAST_PULL_PERIOD_VAR),
@@ -95,7 +98,7 @@ pub fn deployment(env: &Env) -> Built {
 // One isolate, one thread: the ports' JavaScript handles need not be Send.
 #[allow(clippy::arc_with_non_send_sync)]
 fn build(env: &Env, texts: &Texts) -> Built {
-    let [auth, keys, gc, mirrors, webhooks, replicate, sync, quotas, archive, _, _, _] = &texts.0;
+    let [auth, keys, gc, mirrors, webhooks, replicate, sync, quotas, archive, policies, _, _, _] = &texts.0;
     let max_body_bytes = number(env, MAX_BODY_VAR, DEFAULT_MAX_BODY_BYTES)?;
     let settings = Settings {
         allow_sparse_manifests: flag(env, SPARSE_VAR)?,
@@ -120,6 +123,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
             None => None,
             Some(_) => Some(number(env, LAST_PULL_PERIOD_VAR, 0)?),
         },
+        policies: tables(policies.as_deref(), POLICY_VAR)?,
     };
     let ports = Ports {
         env: Arc::new(WorkerEnv),
@@ -133,6 +137,7 @@ fn build(env: &Env, texts: &Texts) -> Built {
         SettingsError::Sync(why) => format!("{SYNC_VAR}: {why}"),
         SettingsError::Quota(why) => format!("{QUOTAS_VAR}: {why}"),
         SettingsError::Archive(why) => format!("{ARCHIVE_VAR}: {why}"),
+        SettingsError::Policy(why) => format!("{POLICY_VAR}: {why}"),
     })?;
     for notice in deployment.notices() {
         match notice.warning {

@@ -1,8 +1,9 @@
 //! The operator's configuration, in every form a deployment reads it: the
 //! native server's TOML file, and the JSON the Worker reads from `PIER_AUTH`,
-//! `PIER_GC`, `PIER_MIRRORS`, `PIER_WEBHOOKS` and `PIER_REPLICATE`. Parsing
-//! and then building what the server builds at start (auth, mirrors, hooks,
-//! a garbage collection with the retention rules) must refuse a bad file
+//! `PIER_GC`, `PIER_MIRRORS`, `PIER_WEBHOOKS`, `PIER_REPLICATE` and
+//! `PIER_POLICY`. Parsing and then building what the server builds at start
+//! (auth, mirrors, hooks, namespace policies with their keys, a garbage
+//! collection with the retention rules) must refuse a bad file
 //! with a message, never panic; retention day counts it accepts are ages
 //! (finite, not negative).
 //!
@@ -19,6 +20,8 @@ use pier_core::events::{Hooks, ReplicateConfig, WebhookConfig};
 use pier_core::gc::{Gc, GcConfig};
 use pier_core::mirror::{Mirror, MirrorConfig};
 use pier_core::names::RepoName;
+use pier_core::namespace_policy::{NamespacePolicies, PolicyConfig};
+use pier_core::signing::SignatureGate;
 use pier_core::registry::RegistryOptions;
 use pier_core::store::memory::MemoryStore;
 use pier_core::testing::TestEnv;
@@ -59,7 +62,21 @@ fn build_mirrors(configs: &[MirrorConfig]) {
 
 fn build_hooks(webhooks: &[WebhookConfig], rules: &[ReplicateConfig]) {
     let peer = Arc::new(ScriptedPeer::new(Vec::new()));
-    let _ = Hooks::new(webhooks, rules, peer, Arc::new(TestEnv::default()));
+    let _ = Hooks::new(webhooks, rules, None, peer, Arc::new(TestEnv::default()));
+}
+
+fn build_policies(configs: &[PolicyConfig]) {
+    let Ok(policies) = NamespacePolicies::new(configs) else {
+        return;
+    };
+    let Ok(gate) = SignatureGate::new(&policies) else {
+        return;
+    };
+    // Whichever policy holds for a name, its keys were read.
+    for repo in ["prod/app", "prod/legacy/app", "a"] {
+        let repo = RepoName::parse(repo).expect("valid");
+        let _ = gate.as_ref().and_then(|gate| gate.requirement(&repo));
+    }
 }
 
 /// A collection with these rules over a registry holding a few tagged and
@@ -129,6 +146,7 @@ fuzz_target!(|input: &[u8]| {
             };
             build_mirrors(&config.deployment.mirrors);
             build_hooks(&config.deployment.webhooks, &config.deployment.replicate);
+            build_policies(&config.deployment.policies);
             if let Some(auth) = config.auth {
                 build_auth(auth.config);
             }
@@ -157,6 +175,10 @@ fuzz_target!(|input: &[u8]| {
         _ => {
             if let Ok(rules) = serde_json::from_str::<Vec<ReplicateConfig>>(text) {
                 build_hooks(&[], &rules);
+            }
+            // (a policy table and a rule have different required keys)
+            if let Ok(policies) = serde_json::from_str::<Vec<PolicyConfig>>(text) {
+                build_policies(&policies);
             }
         }
     }

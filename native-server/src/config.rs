@@ -15,6 +15,7 @@ use pier_core::events::{ReplicateConfig, WebhookConfig};
 use pier_core::gc::GcConfig;
 use pier_core::mirror::MirrorConfig;
 use pier_core::quota::QuotaConfig;
+use pier_core::namespace_policy::{self, PolicyConfig};
 use pier_core::sync::SyncConfig;
 use serde::Deserialize;
 
@@ -120,6 +121,9 @@ struct FileConfig {
     quota: Vec<QuotaConfig>,
     /// The archive tier: its store, schedule and rules.
     archive: Option<ArchiveSection>,
+    /// Rules per namespace (signatures required): `[[policy]]` tables.
+    #[serde(default)]
+    policy: Vec<PolicyConfig>,
 }
 
 /// The `[archive]` table (see docs/lifecycle.md): the archive's store and
@@ -257,6 +261,7 @@ impl Config {
                 quotas: file.quota,
                 archive: file.archive.as_ref().map(ArchiveSection::config),
                 last_pull_period_secs: args.last_pull_period_secs.or(file.last_pull_period_secs),
+                policies: with_key_files_read(file.policy)?,
             },
             archive,
             auth: AuthSettings::resolve(
@@ -277,6 +282,24 @@ impl Config {
         }
         Ok(settings)
     }
+}
+
+/// The `[[policy]]` tables with each `require_signature` entry that is not
+/// PEM text read as the path of a PEM file (`cosign.pub`), now, at start.
+fn with_key_files_read(mut policies: Vec<PolicyConfig>) -> Result<Vec<PolicyConfig>, String> {
+    for policy in &mut policies {
+        let mut keys = std::mem::take(&mut policy.require_signature);
+        for key in &mut keys {
+            if key.trim_start().starts_with("-----BEGIN") {
+                continue;
+            }
+            *key = std::fs::read_to_string(&*key).map_err(|e| {
+                namespace_policy::describe(policy, &format!("require_signature: cannot read the key file {key}: {e}"))
+            })?;
+        }
+        policy.require_signature = keys;
+    }
+    Ok(policies)
 }
 
 /// The storage settings of the file at `args.config` under the flags in `args`.
@@ -526,6 +549,27 @@ mod tests {
             let err = Config::from_toml(bad).unwrap_err();
             assert!(err.contains(error), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn policy_keys_are_read_from_their_files() {
+        let (dir, path) = write_config("");
+        let key = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA0tK/1fFscjwo/kv97mtEww82GmhAzxibJ11/MvMLMRE=\n-----END PUBLIC KEY-----\n";
+        let key_file = dir.path().join("cosign.pub");
+        std::fs::write(&key_file, key).unwrap();
+        let text = format!(
+            "[[policy]]\nnamespace = \"prod/**\"\nrequire_signature = [{:?}, {key:?}]\n",
+            key_file.display().to_string()
+        );
+        std::fs::write(&path, &text).unwrap();
+        let policies = load_file(&path).unwrap().deployment.policies;
+        assert_eq!(policies[0].require_signature, [key, key], "the file's text, and the text as given");
+        std::fs::remove_file(&key_file).unwrap();
+        let err = load_file(&path).unwrap_err();
+        assert!(
+            err.contains("namespace policy \"prod/**\"") && err.contains("cannot read the key file"),
+            "{err}"
+        );
     }
 
     /// TOML writes NaN and infinities, which the retention rules refuse

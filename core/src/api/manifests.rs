@@ -28,6 +28,9 @@ pub(super) async fn get(
         Some((upstream, remote)) => crate::mirror::manifest(registry, upstream, &remote, repo, &reference).await?,
         None => registry.manifest(repo, &reference).await?,
     };
+    if let Some(signatures) = service.signatures {
+        signatures.check_pull(registry, repo, &manifest).await?;
+    }
     let builder = digest_header(response(StatusCode::OK), &manifest.digest)
         .header(CONTENT_TYPE, manifest.media_type.as_str())
         .header(CONTENT_LENGTH, manifest.bytes.len())

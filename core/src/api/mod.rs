@@ -21,6 +21,7 @@ use crate::mirror::Mirror;
 use crate::names::{RepoName, Tag};
 use crate::records::Reference;
 use crate::registry::Registry;
+use crate::signing::SignatureGate;
 use crate::store::ByteStream;
 
 mod admin;
@@ -156,10 +157,13 @@ pub struct Service<'a> {
     pub events: Option<&'a EventSink>,
     /// The archive tier's passes, for its admin endpoints.
     pub archive: Option<&'a Archiver>,
+    /// The namespaces whose manifests are pulled only when signed.
+    pub signatures: Option<&'a SignatureGate>,
 }
 
 impl<'a> Service<'a> {
-    /// A registry with no auth, no mirror and no events.
+    /// A registry with no auth, no mirror, no events and no namespace
+    /// that requires signatures.
     pub fn open(registry: &'a Registry) -> Service<'a> {
         Service {
             registry,
@@ -167,6 +171,7 @@ impl<'a> Service<'a> {
             mirror: None,
             events: None,
             archive: None,
+            signatures: None,
         }
     }
 }

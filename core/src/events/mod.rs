@@ -31,6 +31,7 @@ use crate::names::{RepoName, Tag};
 use crate::platform::{Background, BoxFuture, Env, MaybeSend, MaybeSync};
 use crate::registry::Registry;
 use crate::remote::http::HttpClient;
+use crate::signing::SignatureGate;
 use crate::store::{PutMode, StoreError, StoreResult};
 use outbox::{Attempt, Deliverer, Drained, Lane, Outbox};
 
@@ -136,12 +137,15 @@ pub struct Hooks {
     due_at: Mutex<HashMap<Lane, u64>>,
     /// The bound on pull events recorded (each a store write anyone may cause).
     pulls: limit::RateLimit,
+    /// The namespaces a promotion copies only signed manifests into.
+    signatures: Option<Arc<SignatureGate>>,
 }
 
 impl Hooks {
     pub fn new(
         webhooks: &[WebhookConfig],
         rules: &[ReplicateConfig],
+        signatures: Option<Arc<SignatureGate>>,
         http: Arc<dyn HttpClient>,
         env: Arc<dyn Env>,
     ) -> Result<Hooks, HooksError> {
@@ -152,7 +156,7 @@ impl Hooks {
             .map_err(HooksError::Webhook)?;
         let rules: Vec<Arc<replicate::Rule>> = rules
             .iter()
-            .map(|c| replicate::Rule::new(c, http.clone(), env.clone()).map(Arc::new))
+            .map(|c| replicate::Rule::new(c, signatures.is_some(), http.clone(), env.clone()).map(Arc::new))
             .collect::<Result<_, _>>()
             .map_err(HooksError::Replicate)?;
         // Two targets under one id would share their deliveries.
@@ -172,7 +176,13 @@ impl Hooks {
             limit: Arc::new(limit::TaskLimit::new(limit::MAX_RUNNING, limit::MAX_WAITING, env)),
             due_at: Mutex::default(),
             pulls: limit::RateLimit::new(limit::MAX_PULL_EVENTS_PER_SEC),
+            signatures,
         })
+    }
+
+    /// The namespaces that require signatures; `None` when none does.
+    pub fn signatures(&self) -> Option<&SignatureGate> {
+        self.signatures.as_deref()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -459,7 +469,7 @@ impl Deliverer for EventSink {
             .step_budget
             .map(|budget| self.registry.env().now_millis() + budget.as_millis() as u64);
         let attempt = rule.attempt(&self.registry, self, event, deadline).await;
-        if let Attempt::Failed(why) = &attempt {
+        if let Attempt::Failed(why) | Attempt::Refused(why) = &attempt {
             self.report(
                 true,
                 &format!("replication rule {target} for event {}: {why}", event.id),
@@ -483,7 +493,7 @@ mod tests {
     fn hooks(webhooks: &str, rules: &str) -> Result<Hooks, HooksError> {
         let webhooks: Vec<WebhookConfig> = serde_json::from_str(webhooks).unwrap();
         let rules: Vec<ReplicateConfig> = serde_json::from_str(rules).unwrap();
-        Hooks::new(&webhooks, &rules, Arc::new(NoNetwork), Arc::new(TestEnv::at(0)))
+        Hooks::new(&webhooks, &rules, None, Arc::new(NoNetwork), Arc::new(TestEnv::at(0)))
     }
 
     #[test]

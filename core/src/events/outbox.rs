@@ -100,6 +100,11 @@ pub enum Attempt {
     /// Work done, more to do (a copy that ran out of its step's time): the
     /// next step goes on at once and no attempt is counted.
     Unfinished,
+    /// Not to be done as things are (a promotion of an unsigned manifest
+    /// into a namespace that requires signatures): no retry would change
+    /// that, so it is a dead letter at once, with the reason, until
+    /// something revives it ([`Outbox::revive`]).
+    Refused(String),
 }
 
 /// Whoever makes deliveries: the deployment's webhooks and rules.
@@ -267,6 +272,11 @@ impl Outbox {
                 match lease.held_during(attempt, deliverer).await? {
                     Attempt::Delivered => self.store.delete(&key).await?,
                     Attempt::Unfinished => return Ok(Some(self.env.now_millis())),
+                    Attempt::Refused(why) => {
+                        delivery.attempts = delivery.attempts.saturating_add(1);
+                        delivery.last_error = Some(why);
+                        self.move_delivery(&key, &delivery, true).await?;
+                    }
                     Attempt::Failed(why) => {
                         delivery.attempts = delivery.attempts.saturating_add(1);
                         delivery.last_error = Some(why);
@@ -347,6 +357,30 @@ impl Outbox {
             }
         }
         Ok(found)
+    }
+
+    /// Puts the dead deliveries of `lane` whose event `wanted` picks back
+    /// in it with fresh attempts (the refused promotions of a manifest a
+    /// signature has since arrived for); how many. Reads only that lane's
+    /// dead letters.
+    pub async fn revive(&self, lane: &Lane, wanted: impl Fn(&Event) -> bool) -> StoreResult<usize> {
+        let mut revived = 0;
+        for key in crate::store::list_all(self.store.as_ref(), &lane.prefix(true)).await? {
+            let Some((bytes, _)) = read_small(self.store.as_ref(), &key).await? else {
+                continue;
+            };
+            let Ok(mut delivery) = serde_json::from_slice::<Delivery>(&bytes) else {
+                continue;
+            };
+            if !wanted(&delivery.event) {
+                continue;
+            }
+            delivery.attempts = 0;
+            delivery.next_attempt_ms = self.env.now_millis();
+            self.move_delivery(&key, &delivery, false).await?;
+            revived += 1;
+        }
+        Ok(revived)
     }
 
     /// Puts dead deliveries back in their lanes with fresh attempts: every

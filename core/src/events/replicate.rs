@@ -12,18 +12,27 @@
 //! attach anything to an image, so a rule carries the referrers of the
 //! artifact types it lists (`referrers`, none by default) when the image is
 //! copied, and one pushed later (a signature made after the promotion)
-//! follows it to the destination only with `follow_referrers`.
+//! follows it to the destination only with `follow_referrers`. cosign's
+//! tag-mode signatures (`sha256-<hex>.sig`) go with `signature_tags`.
+//!
+//! Into a namespace whose policy requires signatures (`signing`), a rule
+//! copies only a manifest signed in the source repository by one of that
+//! policy's keys, and its signatures (both of cosign's forms) always go
+//! with it: they are what makes it pullable there. A refused promotion is
+//! a dead letter at once, with the reason; the push of a signature of that
+//! manifest to the source (cosign signs after the push) revives it, and it
+//! is promoted then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::outbox::Attempt;
+use super::outbox::{Attempt, Lane};
 use super::retry;
 use super::{target_id, Action, Event, EventSink, Subject};
 use crate::digest::Digest;
-use crate::error::RegistryError;
+use crate::error::{ErrorCode, RegistryError};
 use crate::glob::Glob;
 use crate::manifest;
 use crate::mirror::namespace_prefix;
@@ -35,6 +44,7 @@ use crate::remote::copy::{copy_image, ImageStore, ManifestRole, Quiet, Referrers
 use crate::remote::http::{HttpBody, HttpClient};
 use crate::remote::local::LocalRepo;
 use crate::remote::{Credentials, RegistryClient, RemoteError};
+use crate::signing::{self, cosign, Requirement, Verdict};
 
 /// Blobs copied at once by one replication.
 const PARALLEL_BLOBS: usize = 2;
@@ -86,6 +96,12 @@ pub struct ReplicateConfig {
     /// backfill` (or the admin endpoint) does it on request.
     #[serde(default)]
     pub backfill: bool,
+    /// Whether cosign's tag-mode signature of a copied manifest (the tag
+    /// `sha256-<hex>.sig`) goes with it, and with `follow_referrers` one
+    /// pushed later. Off by default; always on into a namespace that
+    /// requires signatures.
+    #[serde(default)]
+    pub signature_tags: bool,
 }
 
 pub struct Rule {
@@ -100,10 +116,21 @@ pub struct Rule {
     follow_referrers: bool,
     deletes: bool,
     backfill: bool,
+    signature_tags: bool,
+    /// Whether a destination of this rule may require signatures (the
+    /// registry has such a namespace, and the rule copies within it).
+    maybe_gated: bool,
 }
 
 impl Rule {
-    pub fn new(config: &ReplicateConfig, http: Arc<dyn HttpClient>, env: Arc<dyn Env>) -> Result<Rule, String> {
+    /// `signatures_required`: whether any namespace of this registry
+    /// requires signatures.
+    pub fn new(
+        config: &ReplicateConfig,
+        signatures_required: bool,
+        http: Arc<dyn HttpClient>,
+        env: Arc<dyn Env>,
+    ) -> Result<Rule, String> {
         let at = |why: String| format!("replication of {:?}: {why}", config.repository);
         let source_prefix = namespace_prefix(&config.repository).map_err(at)?;
         let target_prefix = match &config.to_namespace {
@@ -140,12 +167,14 @@ impl Rule {
             source_prefix,
             tags: Glob::new(&config.tags).map_err(at)?,
             target_prefix,
-            remote,
             attempts: retry::check_attempts(config.attempts).map_err(at)?,
             referrers: Referrers::OfTypes(referrer_types),
             follow_referrers: config.follow_referrers,
             deletes: config.deletes,
             backfill: config.backfill,
+            signature_tags: config.signature_tags,
+            maybe_gated: signatures_required && remote.is_none(),
+            remote,
         })
     }
 
@@ -172,8 +201,8 @@ impl Rule {
         };
         let tag_matches = |tag: &str| self.tags.matches(tag);
         match (event.action, event.tag.as_deref()) {
-            (Action::Push, Some(tag)) => tag_matches(tag),
-            (Action::Push, None) => self.follows_referrers_of(&repo),
+            (Action::Push, Some(tag)) => tag_matches(tag) || self.takes_signature_tag(tag),
+            (Action::Push, None) => self.follows_referrers_of(&repo) || self.maybe_gated,
             (Action::Delete, tag) => self.deletes && tag.is_none_or(tag_matches),
             (Action::Pull, _) => false,
         }
@@ -183,6 +212,12 @@ impl Rule {
     /// what this rule copied there.
     pub fn follows_referrers_of(&self, repo: &RepoName) -> bool {
         self.follow_referrers && self.covers(repo)
+    }
+
+    /// Whether a push of `tag` is cosign's tag-mode signature of a manifest
+    /// this rule may carry signatures of (or whose promotion it waits for).
+    fn takes_signature_tag(&self, tag: &str) -> bool {
+        (self.signature_tags || self.maybe_gated) && cosign::attachment_tag_subject(tag).is_some_and(|(_, sig)| sig)
     }
 
     /// Whether pushes to `repo` may concern this rule (whatever the tag).
@@ -235,6 +270,7 @@ impl Rule {
         };
         match event.action {
             Action::Push => match tag {
+                Some(tag) if self.takes_signature_tag(tag.as_str()) => self.signature_tag_pushed(&job, &tag).await,
                 Some(tag) => self.copy(&job, Some(&tag)).await,
                 None => self.follow_referrer(&job).await,
             },
@@ -246,10 +282,12 @@ impl Rule {
     /// Follows a manifest pushed by digest to `repo` (any tag filter) to
     /// the destination when it refers to a manifest that is there and is of
     /// an artifact type the rule carries: a signature or SBOM made after its
-    /// image was copied. Anything else is done with at once.
+    /// image was copied. A cosign signature also revives the refused
+    /// promotions of what it signs. Anything else is done with at once.
     async fn follow_referrer(&self, job: &Job<'_>) -> Attempt {
         let (registry, repo, target, digest) = (job.registry, job.repo, job.target, job.digest);
-        if !self.follow_referrers {
+        let gated = self.requirement(job).is_some();
+        if !self.follow_referrers && !gated {
             return Attempt::Delivered;
         }
         let Ok(pushed) = registry.manifest(repo, &Reference::Digest(digest.clone())).await else {
@@ -261,13 +299,23 @@ impl Rule {
         let Some(subject) = parsed.subject.as_ref() else {
             return Attempt::Delivered;
         };
+        let is_signature = parsed.referrer_artifact_type() == Some(cosign::SIGNATURE_ARTIFACT_TYPE);
+        if gated && is_signature {
+            if let Err(failed) = self.revive_refused(job, &subject.digest).await {
+                return failed;
+            }
+        }
+        let follows = self.follow_referrers || (gated && is_signature);
+        if !follows {
+            return Attempt::Delivered;
+        }
         // Only where the image went: a rule's tag filter chose it.
         match self.destination(registry, target).has_manifest(&subject.digest).await {
             Ok(true) => {}
             Ok(false) => return Attempt::Delivered,
             Err(err) => return Attempt::Failed(err.to_string()),
         }
-        if !self.referrers.carries(&parsed) {
+        if !self.carried_referrers(gated).carries(&parsed) {
             let why = format!(
                 "replication {repo}@{digest} -> {}: not carried, a referrer of artifact type {:?} \
                  (the rule carries referrers of the types in its `referrers`, indexes never)",
@@ -278,6 +326,77 @@ impl Rule {
             return Attempt::Delivered;
         }
         self.copy(job, None).await
+    }
+
+    /// A push of cosign's tag-mode signature (`sha256-<hex>.sig`) of a
+    /// manifest: revives the refused promotions of that manifest, and goes
+    /// where the manifest went (into a namespace that requires signatures,
+    /// or with `signature_tags` and `follow_referrers`).
+    async fn signature_tag_pushed(&self, job: &Job<'_>, tag: &Tag) -> Attempt {
+        let Some((subject, _)) = cosign::attachment_tag_subject(tag.as_str()) else {
+            return Attempt::Delivered;
+        };
+        let gated = self.requirement(job).is_some();
+        if gated {
+            if let Err(failed) = self.revive_refused(job, &subject).await {
+                return failed;
+            }
+        }
+        let follows = gated || (self.signature_tags && self.follow_referrers);
+        if !follows {
+            return Attempt::Delivered;
+        }
+        match self.destination(job.registry, job.target).has_manifest(&subject).await {
+            Ok(true) => self.copy_signature(job, job.digest, tag).await,
+            Ok(false) => Attempt::Delivered,
+            Err(err) => Attempt::Failed(err.to_string()),
+        }
+    }
+
+    /// Puts this lane's refused promotions of `subject` back in it: a
+    /// signature of it has arrived, so the next look may find it signed.
+    /// (They are promoted by this same drain, which holds the lane.)
+    async fn revive_refused(&self, job: &Job<'_>, subject: &Digest) -> Result<(), Attempt> {
+        let lane = Lane::of(&self.id, job.repo.as_str());
+        let wanted = |event: &Event| event.action == Action::Push && event.digest == subject.as_str();
+        match job.sink.outbox().revive(&lane, wanted).await {
+            Ok(0) => Ok(()),
+            Ok(revived) => {
+                job.sink.report(
+                    false,
+                    &format!(
+                        "replication {}@{subject}: a signature arrived, {revived} refused promotion(s) tried again",
+                        job.repo
+                    ),
+                );
+                Ok(())
+            }
+            Err(err) => Err(Attempt::Failed(format!("reviving refused promotions: {err}"))),
+        }
+    }
+
+    /// The signature requirement of the destination, when this rule copies
+    /// within this registry into a namespace that has one.
+    fn requirement<'a>(&self, job: &Job<'a>) -> Option<Requirement<'a>> {
+        if !self.maybe_gated {
+            return None;
+        }
+        job.sink.hooks().signatures()?.requirement(job.target)
+    }
+
+    /// The referrers that go with an image: the rule's types, and into a
+    /// namespace that requires signatures cosign's signatures too.
+    fn carried_referrers(&self, gated: bool) -> Referrers {
+        let Referrers::OfTypes(types) = &self.referrers else {
+            return Referrers::All;
+        };
+        let mut types = types.clone();
+        if gated {
+            if let Ok(signatures) = Glob::new(cosign::SIGNATURE_ARTIFACT_TYPE) {
+                types.push(signatures);
+            }
+        }
+        Referrers::OfTypes(types)
     }
 
     fn destination(&self, registry: &Registry, target: &RepoName) -> Box<dyn ImageStore> {
@@ -302,6 +421,14 @@ impl Rule {
             "replication {repo}{at_tag}@{digest} -> {}{at_tag}",
             self.describe(target)
         );
+        let requirement = self.requirement(job);
+        let signed_by = match &requirement {
+            Some(requirement) => match self.check_signed(job, requirement, &what).await {
+                Ok(signed_by) => signed_by,
+                Err(refused) => return refused,
+            },
+            None => None,
+        };
         let src = LocalRepo {
             registry: registry.clone(),
             repo: repo.clone(),
@@ -318,7 +445,7 @@ impl Rule {
             &reference,
             &dst,
             tag,
-            &self.referrers,
+            &self.carried_referrers(requirement.is_some()),
             Arc::new(Quiet),
             PARALLEL_BLOBS,
         )
@@ -331,7 +458,14 @@ impl Rule {
             Err(err) => return Attempt::Failed(err.to_string()),
             Ok(_) => {}
         }
-        sink.report(false, &format!("{what}: done"));
+        if tag.is_some() && (self.signature_tags || requirement.is_some()) {
+            let carried = self.copy_signature_tags(job).await;
+            if carried != Attempt::Delivered {
+                return carried;
+            }
+        }
+        let signed = signed_by.map(|key| format!(" (signed by {key})")).unwrap_or_default();
+        sink.report(false, &format!("{what}: done{signed}"));
         if self.remote.is_none() {
             // The promoted manifest is a push here too: webhooks hear of it.
             if let Ok(pushed) = registry.manifest(target, &reference).await {
@@ -349,6 +483,85 @@ impl Rule {
             }
         }
         Attempt::Delivered
+    }
+
+    /// Refuses the copy of a manifest that no key of the destination's
+    /// policy signed in the source repository (signatures and other
+    /// attachments pass: they are what clients verify with); the key that
+    /// signed it.
+    async fn check_signed(
+        &self,
+        job: &Job<'_>,
+        requirement: &Requirement<'_>,
+        what: &str,
+    ) -> Result<Option<String>, Attempt> {
+        let Some(gate) = job.sink.hooks().signatures() else {
+            return Ok(None);
+        };
+        let reference = Reference::Digest(job.digest.clone());
+        let pushed = match job.registry.manifest(job.repo, &reference).await {
+            Ok(pushed) => pushed,
+            Err(err) => return Err(Attempt::Failed(err.to_string())),
+        };
+        if signing::is_exempt(&pushed.bytes) {
+            return Ok(None);
+        }
+        match gate.verify(job.registry, job.repo, job.digest, requirement).await {
+            Ok(Verdict::Signed(key)) => Ok(Some(key)),
+            Ok(Verdict::Unsigned(why)) => Err(Attempt::Refused(format!(
+                "{what}: refused, the namespace policy {:?} requires a cosign signature by one of its keys and {why}; \
+                 a signature pushed to {} promotes it",
+                requirement.namespace(),
+                job.repo,
+            ))),
+            Err(err) => Err(Attempt::Failed(err.to_string())),
+        }
+    }
+
+    /// Copies the tag-mode signatures (`sha256-<hex>.sig`) of the copied
+    /// manifest and, for an index, of its children (each signed on its own
+    /// by `cosign sign --recursive`), where the source has them.
+    async fn copy_signature_tags(&self, job: &Job<'_>) -> Attempt {
+        let mut digests = vec![job.digest.clone()];
+        if let Ok(pushed) = job.registry.manifest(job.repo, &Reference::Digest(job.digest.clone())).await {
+            if let Ok(parsed) = manifest::parse_stored(&pushed.bytes) {
+                digests.extend(parsed.children.into_iter().map(|child| child.digest));
+            }
+        }
+        for digest in &digests {
+            let Some(tag) = cosign::signature_tag(digest) else {
+                continue;
+            };
+            let signature = match job.registry.manifest(job.repo, &Reference::Tag(tag.clone())).await {
+                Ok(signature) => signature,
+                Err(err) if err.code == ErrorCode::ManifestUnknown => continue,
+                Err(err) => return Attempt::Failed(err.to_string()),
+            };
+            let copied = self.copy_signature(job, &signature.digest, &tag).await;
+            if copied != Attempt::Delivered {
+                return copied;
+            }
+        }
+        Attempt::Delivered
+    }
+
+    /// Copies one tag-mode signature manifest (by digest, tagged `tag`).
+    async fn copy_signature(&self, job: &Job<'_>, signature: &Digest, tag: &Tag) -> Attempt {
+        let src = LocalRepo {
+            registry: job.registry.clone(),
+            repo: job.repo.clone(),
+        };
+        let dst = self.destination(job.registry, job.target);
+        let reference = Reference::Digest(signature.clone());
+        let none = Referrers::OfTypes(Vec::new());
+        match copy_image(&src, &reference, dst.as_ref(), Some(tag), &none, Arc::new(Quiet), PARALLEL_BLOBS).await {
+            Ok(_) => {
+                let what = format!("{}:{tag} -> {}:{tag}", job.repo, self.describe(job.target));
+                job.sink.report(false, &format!("replication of signature {what}: done"));
+                Attempt::Delivered
+            }
+            Err(err) => Attempt::Failed(format!("copying signature {tag}: {err}")),
+        }
     }
 
     /// Deletes at the destination what was deleted at the source: the tag,
@@ -499,7 +712,7 @@ mod tests {
 
     fn rule(text: &str) -> Result<Rule, String> {
         let config: ReplicateConfig = serde_json::from_str(text).unwrap();
-        Rule::new(&config, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0)))
+        Rule::new(&config, false, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0)))
     }
 
     fn name(text: &str) -> RepoName {
@@ -542,6 +755,24 @@ mod tests {
         assert_eq!(promote.target(&name("ci/team/app")), Some(name("prod/team/app")));
         let everything = rule(r#"{"repository": "**", "to_registry": "https://b.example"}"#).unwrap();
         assert_eq!(everything.target(&name("a/b")), Some(name("a/b")));
+    }
+
+    #[test]
+    fn signature_tags_are_wanted_where_the_rule_carries_or_waits_for_them() {
+        let sig_tag = format!("sha256-{}.sig", "0".repeat(64));
+        let plain = rule(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**"}"#).unwrap();
+        assert!(!plain.wants(&event(Action::Push, "ci/app", Some(&sig_tag))));
+        assert!(!plain.wants(&event(Action::Push, "ci/app", None)));
+        let carrying =
+            rule(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**", "signature_tags": true}"#)
+                .unwrap();
+        assert!(carrying.wants(&event(Action::Push, "ci/app", Some(&sig_tag))));
+        assert!(!carrying.wants(&event(Action::Push, "ci/app", Some("sha256-00.sig"))));
+        let config: ReplicateConfig =
+            serde_json::from_str(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**"}"#).unwrap();
+        let gated = Rule::new(&config, true, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0))).unwrap();
+        assert!(gated.wants(&event(Action::Push, "ci/app", Some(&sig_tag))), "it may revive a refusal");
+        assert!(gated.wants(&event(Action::Push, "ci/app", None)), "a signature as a referrer");
     }
 
     #[test]

@@ -1,0 +1,1 @@
+MEQCIGYTqs50KiaNtVdthRm9BgSF3wxOKP1RlEVz40g6CzWjAiBm1n7iPzz1mfUytP1B5csuyQ1lcnx1RibrQr5Flfou2A==

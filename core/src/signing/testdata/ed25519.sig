@@ -1,0 +1,1 @@
+gV7+uTyJHxnlVob6brSbd9bX+2kdBXXgSEU3tsH8qXltvPiOgJ2SGz+HucK433NvEnUZSh2tIcrdz0Zt3hSoCQ==
