@@ -162,8 +162,10 @@ export async function tags(name, last = "") {
   return { ...(await response.json()), next: nextLast(response) };
 }
 
+// References go into paths as they are: tags and digests are URL-safe, and
+// pier would read an escaped colon as part of a tag.
 export async function manifest(name, reference) {
-  const response = await call(`/v2/${path(name)}/manifests/${encodeURIComponent(reference)}`, {
+  const response = await call(`/v2/${path(name)}/manifests/${reference}`, {
     scope: repositoryScope(name),
     accept: MANIFEST_TYPES,
   });
@@ -173,7 +175,7 @@ export async function manifest(name, reference) {
 /** Whether a manifest exists (a cosign `.sig` tag, say). */
 export async function hasManifest(name, reference) {
   try {
-    await call(`/v2/${path(name)}/manifests/${encodeURIComponent(reference)}`, {
+    await call(`/v2/${path(name)}/manifests/${reference}`, {
       scope: repositoryScope(name),
       method: "HEAD",
       accept: MANIFEST_TYPES,
@@ -199,7 +201,7 @@ export async function referrers(name, digest) {
 }
 
 export async function deleteTag(name, tag) {
-  await call(`/v2/${path(name)}/manifests/${encodeURIComponent(tag)}`, { scope: repositoryScope(name), method: "DELETE" });
+  await call(`/v2/${path(name)}/manifests/${tag}`, { scope: repositoryScope(name), method: "DELETE" });
 }
 
 /** The last GC report, null before the first collection; ApiError 403 for non-admins. */

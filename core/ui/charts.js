@@ -80,9 +80,11 @@ export function timeline(tags) {
     chart.append(label);
   });
   const dates = [first, last].filter((ms, i, all) => all.indexOf(ms) === i);
+  // Within two days the time of day says more than the date.
+  const format = (ms) => (span < 2 * 86400e3 ? new Date(ms).toLocaleString() : new Date(ms).toLocaleDateString());
   dates.forEach((ms, i) => {
     const anchor = dates.length === 1 ? "middle" : i === 0 ? "start" : "end";
-    chart.append(svg("text", { x: dates.length === 1 ? width / 2 : i === 0 ? pad / 2 : width - pad / 2, y: 12, "text-anchor": anchor, class: "date" }, [new Date(ms).toLocaleDateString()]));
+    chart.append(svg("text", { x: dates.length === 1 ? width / 2 : i === 0 ? pad / 2 : width - pad / 2, y: 12, "text-anchor": anchor, class: "date" }, [format(ms)]));
   });
   const figure = document.createElement("figure");
   figure.className = "chart";

@@ -15,7 +15,7 @@ export function h(tag, attributes = {}, ...children) {
     if (key.startsWith("on") && typeof value === "function") element.addEventListener(key.slice(2), value);
     else element.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) if (child != null && child !== false) element.append(child);
+  for (const child of children.flat(Infinity)) if (child != null && child !== false) element.append(child);
   return element;
 }
 
@@ -115,7 +115,9 @@ export function repositoryPage(main, name) {
       h("thead", {}, h("tr", {}, ["Tag", "Digest", "Size", "Platforms", "Pushed", "Last pull", "", ""].map((t) => h("th", { scope: "col" }, t)))),
       rows,
     );
-    const latest = first.tags.find((t) => t.tag === "latest") || first.tags[0];
+    // The command offered: `latest`, else the tag pushed last.
+    const newest = [...first.tags].sort((a, b) => (b.pushed_ms || 0) - (a.pushed_ms || 0))[0];
+    const latest = first.tags.find((t) => t.tag === "latest") || newest;
     main.replaceChildren(
       h("nav", { class: "crumbs" }, h("a", { href: "#/" }, "Repositories"), " / "),
       h("h1", {}, name),
