@@ -21,6 +21,7 @@
 #   - the pull-through cache (tests/mirror/run.sh edge);
 #   - webhooks and promotion/replication rules (tests/events/run.sh edge);
 #   - pulled sites: [[sync]] passes from the cron trigger (tests/sync/run.sh edge);
+#   - the web UI in Chromium and its JSON API (tests/ui/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
 #   - the adversarial suite (tests/security/run.sh edge);
@@ -178,6 +179,10 @@ script_suite "events (webhooks, promotion, replication)" "$scratch/events.log" e
 # Pulled sites: [[sync]] rules in PIER_SYNC, advanced by the cron trigger
 # (tests/sync/edge.sh starts its own Workers), from a native upstream.
 script_suite "sync (pulled sites)" "$scratch/sync.log" sync bash tests/sync/run.sh edge
+
+# The web UI in headless Chromium and its JSON API on a Worker with auth
+# (tests/ui/run.sh starts its own), every other host blocked.
+script_suite "web UI (Chromium, JSON API)" "$scratch/ui.log" ui bash tests/ui/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.
