@@ -36,7 +36,7 @@ export function formatBytes(bytes) {
 export function sizeBar(layers) {
   const total = layers.reduce((sum, layer) => sum + layer.size, 0) || 1;
   const width = 600;
-  const bar = svg("svg", { viewBox: `0 0 ${width} 28`, class: "size-bar", role: "img", "aria-label": "size by layer" });
+  const bar = svg("svg", { viewBox: `0 0 ${width} 28`, preserveAspectRatio: "none", class: "size-bar", role: "img", "aria-label": "size by layer" });
   let x = 0;
   layers.forEach((layer, index) => {
     const w = Math.max(1, (layer.size / total) * width);

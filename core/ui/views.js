@@ -226,14 +226,14 @@ export function imagePage(main, name, digest, tag) {
       h("h1", {}, tag ? `${name}:${tag}` : name, " ", h("code", { class: "digest", title: digest }, shortDigest(digest))),
       h("p", { class: "muted" }, json.mediaType || "", json.artifactType ? ` — artifact ${json.artifactType}` : ""),
     ];
-    if (Array.isArray(json.manifests)) parts.push(await indexSection(name, json, tag));
+    if (Array.isArray(json.manifests)) parts.push(await indexSection(name, json));
     else parts.push(...(await imageSections(name, json)));
     parts.push(await referrersSection(name, digest), pullCommands(name, tag, tag ? null : digest));
     main.replaceChildren(...parts);
   });
 }
 
-async function indexSection(name, index, tag) {
+async function indexSection(name, index) {
   const rows = await Promise.all(
     index.manifests.map(async (entry) => {
       const p = entry.platform || {};
@@ -248,7 +248,8 @@ async function indexSection(name, index, tag) {
       return h(
         "tr",
         { "data-platform": platform },
-        h("td", {}, h("a", { href: imageHref(name, entry.digest, tag) }, platform)),
+        // (A platform's page pulls by digest: the tag names the whole index.)
+        h("td", {}, h("a", { href: imageHref(name, entry.digest) }, platform)),
         h("td", {}, h("code", { title: entry.digest }, shortDigest(entry.digest))),
         h("td", { class: "num" }, formatBytes(size)),
       );
@@ -413,12 +414,12 @@ export function adminPage(main) {
         ),
       );
     }
-    main.replaceChildren(h("h1", {}, "Admin"), gc, deliveries("Pending event deliveries", pending), deliveries("Failed event deliveries (dead)", dead));
+    main.replaceChildren(h("h1", {}, "Admin"), gc, deliveries("Pending event deliveries", pending, false), deliveries("Failed event deliveries (dead)", dead, true));
   });
 }
 
-function deliveries(title, listed) {
-  const section = h("section", { class: "deliveries" }, h("h2", {}, title));
+function deliveries(title, listed, dead) {
+  const section = h("section", { class: "deliveries", "data-dead": String(dead) }, h("h2", {}, title));
   if (listed == null) return section.append(h("p", { class: "muted" }, "No webhook or replication rule is configured.")), section;
   const items = Array.isArray(listed) ? listed : listed.deliveries || [];
   if (items.length === 0) return section.append(h("p", { class: "muted" }, "None.")), section;
@@ -437,7 +438,7 @@ function deliveries(title, listed) {
             "tr",
             {},
             h("td", {}, item.target || ""),
-            h("td", {}, [e.action, e.repository, e.tag || e.digest].filter(Boolean).join(" ")),
+            h("td", {}, [e.action, e.repository, e.tag || e.digest, e.actor && `by ${e.actor}`].filter(Boolean).join(" ")),
             h("td", { class: "num" }, String(d.attempts ?? "")),
             h("td", {}, d.next_attempt_ms ? new Date(d.next_attempt_ms).toLocaleString() : "—"),
             h("td", {}, d.last_error || ""),

@@ -155,6 +155,9 @@ test("the admin panel shows the last collection and the event deliveries", async
   assert.match(text, /Last garbage collection/);
   assert.match(text, /Pending event deliveries/);
   assert.match(text, /Failed event deliveries/);
+  // The pushes of prod/app wait for the webhook run.sh points at a closed port.
+  const pending = await texts(page, "section.deliveries[data-dead=false] tbody tr");
+  assert.ok(pending.some((row) => /push prod\/app/.test(row)), `${pending}`);
   await screenshot(page, "admin");
   assert.deepEqual(page.errors, []);
   await page.close();

@@ -9,7 +9,8 @@
 #                     multi-arch image, open its signature, copy a pull
 #                     command, delete as an admin and not as a reader, the
 #                     anonymous view, the admin panel;
-#   and the open registry (no [auth]) offers no sign-in.
+#   and the open registry (no [auth]) offers no sign-in. A webhook to a port
+#   nobody listens on leaves push deliveries waiting for the admin panel.
 # What is pushed: prod/app:1.0 and :0.9, a two-platform index built and
 # pushed by buildah (`buildah manifest push --all`), with a cosign-type
 # signature attached as a referrer by `oras attach`; ci/tool:v1, one
@@ -51,6 +52,8 @@ fi
 (cd tests/ui && npm ci --ignore-scripts --no-audit --no-fund --silent) || { echo "npm ci in tests/ui failed" >&2; exit 2; }
 
 tests/auth/make-config.sh "$scratch/cfg" >/dev/null || exit 2
+# A webhook nobody answers, so the admin panel has deliveries waiting.
+webhooks=$(jq -cn --arg url "http://127.0.0.1:$(free_port)/hook" '[{url: $url, events: ["push"], repository: "prod/**"}]')
 creds=$scratch/cfg/credentials.json
 admin_user=$(jq -r .admin.username "$creds") admin_password=$(jq -r .admin.password "$creds")
 
@@ -126,7 +129,7 @@ for target in "${targets[@]}"; do
   echo; echo "==> $target"
   if [ "$target" = native ]; then
     # A collection at start, for the admin panel's report.
-    printf '\n[gc]\ninterval_secs = 3600\n' >>"$scratch/cfg/pier.toml"
+    printf '\n[gc]\ninterval_secs = 3600\n\n%s\n' "$(toml_tables webhook "$webhooks")" >>"$scratch/cfg/pier.toml"
     start_pier registry -c "$scratch/cfg/pier.toml" || exit 2
     mkdir -p docs/ui
     suites native "$registry_addr" "$PWD/docs/ui"
@@ -136,7 +139,7 @@ for target in "${targets[@]}"; do
     build_test_worker || exit 2
     printf "PIER_AUTH_SIGNING_KEYS='%s'\n" "$(jq -c . "$scratch/cfg/signing-keys.json")" >"$scratch/cfg/worker.env"
     start_worker edge 401 --var "PIER_AUTH:$(jq -c . "$scratch/cfg/auth.json")" --env-file "$scratch/cfg/worker.env" \
-      --var 'PIER_GC:{}' --test-scheduled || exit 2
+      --var 'PIER_GC:{}' --var "PIER_WEBHOOKS:$webhooks" --test-scheduled || exit 2
     curl -s -o /dev/null "http://$edge_addr/__scheduled?cron=*/30+*+*+*+*"
     suites edge "$edge_addr"
     stop_worker edge
