@@ -214,10 +214,10 @@ export async function gcReport() {
   }
 }
 
-/** Deliveries waiting (or given up, `dead`); null when no webhook or rule is configured. */
-export async function events(dead) {
+/** Deliveries waiting and given up (each says `dead`); null when no webhook or rule is configured. */
+export async function events() {
   try {
-    return await (await call(`/_pier/events?limit=100${dead ? "&dead=true" : ""}`)).json();
+    return await (await call("/_pier/events?limit=100&dead=true")).json();
   } catch (error) {
     if (error.status === 404) return null;
     throw error;

@@ -396,7 +396,9 @@ async function digestOfTag(name, tag) {
 
 export function adminPage(main) {
   return guarded(main, async () => {
-    const [report, pending, dead] = await Promise.all([api.gcReport(), api.events(false), api.events(true)]);
+    const [report, listed] = await Promise.all([api.gcReport(), api.events()]);
+    const pending = listed && listed.filter((item) => !item.dead);
+    const dead = listed && listed.filter((item) => item.dead);
     const gc = h("section", { class: "gc" }, h("h2", {}, "Last garbage collection"));
     if (!report) gc.append(h("p", { class: "muted" }, "No collection has finished yet."));
     else {
@@ -420,9 +422,10 @@ export function adminPage(main) {
 
 function deliveries(title, listed, dead) {
   const section = h("section", { class: "deliveries", "data-dead": String(dead) }, h("h2", {}, title));
-  if (listed == null) return section.append(h("p", { class: "muted" }, "No webhook or replication rule is configured.")), section;
-  const items = Array.isArray(listed) ? listed : listed.deliveries || [];
-  if (items.length === 0) return section.append(h("p", { class: "muted" }, "None.")), section;
+  if (listed == null || listed.length === 0) {
+    section.append(h("p", { class: "muted" }, listed ? "None." : "No webhook or replication rule is configured."));
+    return section;
+  }
   section.append(
     h(
       "table",
@@ -431,17 +434,16 @@ function deliveries(title, listed, dead) {
       h(
         "tbody",
         {},
-        items.map((item) => {
-          const d = item.delivery || {};
-          const e = d.event || {};
+        listed.map((item) => {
+          const e = item.event || {};
           return h(
             "tr",
             {},
             h("td", {}, item.target || ""),
-            h("td", {}, [e.action, e.repository, e.tag || e.digest, e.actor && `by ${e.actor}`].filter(Boolean).join(" ")),
-            h("td", { class: "num" }, String(d.attempts ?? "")),
-            h("td", {}, d.next_attempt_ms ? new Date(d.next_attempt_ms).toLocaleString() : "—"),
-            h("td", {}, d.last_error || ""),
+            h("td", {}, [e.action, e.repository, e.tag || shortDigest(e.digest), e.actor && `by ${e.actor}`].filter(Boolean).join(" ")),
+            h("td", { class: "num" }, String(item.attempts ?? "")),
+            h("td", {}, item.next_attempt_ms ? new Date(item.next_attempt_ms).toLocaleString() : "—"),
+            h("td", {}, item.last_error || ""),
           );
         }),
       ),
