@@ -16,7 +16,7 @@ const MANIFEST_TYPES = [
 ].join(", ");
 
 /** An answer pier refused, with its status and the spec's error code. */
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
     this.status = status;
@@ -119,12 +119,12 @@ async function tokenFor(scope) {
 }
 
 /** The scope a repository's pages ask for: everything, of which the token endpoint grants what the policy allows. */
-export function repositoryScope(name) {
+function repositoryScope(name) {
   return `repository:${name}:pull,push,delete`;
 }
 
 /** A request to pier with the caller's token for `scope`; throws ApiError on refusals. */
-export async function call(path, { scope = "", method = "GET", accept = "application/json" } = {}) {
+async function call(path, { scope = "", method = "GET", accept = "application/json" } = {}) {
   const auth = await discover();
   const headers = { Accept: accept };
   const token = auth.open ? null : await tokenFor(scope);

@@ -20,7 +20,7 @@ export function h(tag, attributes = {}, ...children) {
 }
 
 const shortDigest = (digest) => (digest ? digest.replace(/^(sha\d+):(.{12}).*$/, "$1:$2…") : "");
-export const repoHref = (name) => `#/r/${name}`;
+const repoHref = (name) => `#/r/${name}`;
 const imageHref = (name, digest, tag) => `#/r/${name}/${digest}${tag ? `?tag=${encodeURIComponent(tag)}` : ""}`;
 
 function when(ms) {
@@ -171,7 +171,7 @@ function deleteButton(name, tag) {
 // ------------------------------------------------------------------ pull commands
 
 /** Copyable pull commands for docker, podman, crane and skopeo, for the host this page came from. */
-export function pullCommands(name, tag, digest) {
+function pullCommands(name, tag, digest) {
   const host = location.host;
   const plain = location.protocol === "http:";
   const ref = digest ? `${host}/${name}@${digest}` : `${host}/${name}:${tag}`;
