@@ -47,9 +47,13 @@ fn endpoint(path: &str) -> Result<Endpoint> {
     if rest.is_empty() || rest == "/" {
         return Ok(Endpoint::Repositories);
     }
-    let name = rest.strip_prefix('/').and_then(|r| r.strip_suffix("/tags")).ok_or_else(|| {
-        RegistryError::new(ErrorCode::Unsupported, format!("no such endpoint: {path}")).with_status(StatusCode::NOT_FOUND)
-    })?;
+    let name = rest
+        .strip_prefix('/')
+        .and_then(|r| r.strip_suffix("/tags"))
+        .ok_or_else(|| {
+            RegistryError::new(ErrorCode::Unsupported, format!("no such endpoint: {path}"))
+                .with_status(StatusCode::NOT_FOUND)
+        })?;
     RepoName::parse(name).map(Endpoint::Tags).ok_or_else(|| {
         RegistryError::new(ErrorCode::NameInvalid, format!("invalid repository name {name:?}"))
             .with_detail(json!({ "name": name }))
@@ -102,7 +106,10 @@ async fn repositories(service: &Service<'_>, req: &Req<'_>) -> Result<HttpRespon
         })
         .await?;
     let body = json!({ "repositories": page.names });
-    let filter: Vec<(&str, &str)> = Some(("q", contains)).filter(|_| !contains.is_empty()).into_iter().collect();
+    let filter: Vec<(&str, &str)> = Some(("q", contains))
+        .filter(|_| !contains.is_empty())
+        .into_iter()
+        .collect();
     paged(&body, page.next.as_deref(), n, REPOSITORIES_PATH, &filter)
 }
 
@@ -124,7 +131,13 @@ async fn tags(service: &Service<'_>, req: &Req<'_>, repo: &RepoName) -> Result<H
         "actions": actions,
         "tags": summaries.iter().map(tag_json).collect::<Vec<Value>>(),
     });
-    paged(&body, page.next.as_deref(), n, &format!("{REPOSITORIES_PATH}/{repo}/tags"), &[])
+    paged(
+        &body,
+        page.next.as_deref(),
+        n,
+        &format!("{REPOSITORIES_PATH}/{repo}/tags"),
+        &[],
+    )
 }
 
 fn tag_json(summary: &TagSummary) -> Value {

@@ -103,8 +103,10 @@ pub(super) fn serve(method: &Method, headers: &http::HeaderMap, path: &str) -> R
     };
     let found = ASSETS.iter().zip(etags()).find(|(asset, _)| asset.name == name);
     let Some((asset, etag)) = found else {
-        return Err(RegistryError::new(ErrorCode::Unsupported, format!("no such file: {path}"))
-            .with_status(StatusCode::NOT_FOUND));
+        return Err(
+            RegistryError::new(ErrorCode::Unsupported, format!("no such file: {path}"))
+                .with_status(StatusCode::NOT_FOUND),
+        );
     };
     let builder = response(StatusCode::OK)
         .header(ETAG, etag.as_str())
@@ -156,7 +158,10 @@ mod tests {
     #[test]
     fn the_ui_stays_within_its_budget() {
         let total: usize = ASSETS.iter().map(|asset| asset.bytes.len()).sum();
-        assert!(total < BUDGET_BYTES, "the UI is {total} bytes, over its {BUDGET_BYTES}-byte budget");
+        assert!(
+            total < BUDGET_BYTES,
+            "the UI is {total} bytes, over its {BUDGET_BYTES}-byte budget"
+        );
     }
 
     #[test]
@@ -192,7 +197,11 @@ mod tests {
         let page = std::str::from_utf8(ASSETS[0].bytes).unwrap();
         for asset in &ASSETS[1..] {
             let referenced = page.contains(asset.name)
-                || ASSETS.iter().any(|other| std::str::from_utf8(other.bytes).unwrap().contains(&format!("./{}", asset.name)));
+                || ASSETS.iter().any(|other| {
+                    std::str::from_utf8(other.bytes)
+                        .unwrap()
+                        .contains(&format!("./{}", asset.name))
+                });
             assert!(referenced, "{} is served but nothing loads it", asset.name);
         }
     }

@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(platform_text(&arm).as_deref(), Some("linux/arm64/v8"));
         let amd = json!({"os": "linux", "architecture": "amd64", "variant": ""});
         assert_eq!(platform_text(&amd).as_deref(), Some("linux/amd64"));
-        assert_eq!(platform_text(&json!({"os": "unknown", "architecture": "unknown"})), None);
+        assert_eq!(
+            platform_text(&json!({"os": "unknown", "architecture": "unknown"})),
+            None
+        );
         assert_eq!(platform_text(&json!({"os": "linux"})), None);
     }
 
