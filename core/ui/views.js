@@ -225,6 +225,7 @@ export function imagePage(main, name, digest, tag) {
       h("nav", { class: "crumbs" }, h("a", { href: "#/" }, "Repositories"), " / ", h("a", { href: repoHref(name) }, name), " / "),
       h("h1", {}, tag ? `${name}:${tag}` : name, " ", h("code", { class: "digest", title: digest }, shortDigest(digest))),
       h("p", { class: "muted" }, json.mediaType || "", json.artifactType ? ` — artifact ${json.artifactType}` : ""),
+      json.subject ? h("p", { class: "subject" }, `${kindOf(json.artifactType)} of `, h("a", { href: imageHref(name, json.subject.digest) }, h("code", {}, shortDigest(json.subject.digest)))) : "",
     ];
     if (Array.isArray(json.manifests)) parts.push(await indexSection(name, json));
     else parts.push(...(await imageSections(name, json)));
@@ -282,6 +283,19 @@ async function imageSections(name, image) {
       ),
     ),
   );
+  // What a signature's layers say about it (cosign: the signature, the
+  // certificate or key bundle); not verified here.
+  const annotated = layers.filter((l) => l.layer.annotations && Object.keys(l.layer.annotations).length);
+  if (annotated.length) {
+    sections.push(
+      h(
+        "section",
+        { class: "layer-annotations" },
+        h("h2", {}, "Layer annotations"),
+        annotated.map((l) => [h("h3", {}, l.label), h("dl", { class: "annotations" }, Object.entries(l.layer.annotations).map(([k, v]) => [h("dt", {}, k), h("dd", {}, h("code", {}, v))]))]),
+      ),
+    );
+  }
   const imageConfig = image.config && /image\.config|container\.image/.test(image.config.mediaType || "");
   if (imageConfig && image.config.size <= 1 << 20) {
     try {

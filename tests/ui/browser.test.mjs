@@ -85,7 +85,10 @@ test("the signature opens from the image's referrers", async () => {
   await page.waitForSelector("section.referrers li[data-kind=signature] a");
   await page.click("section.referrers li[data-kind=signature] a");
   await page.waitForFunction(() => /artifact application\/vnd\.dev\.cosign\.artifact\.sig\.v1\+json/.test(document.querySelector("main").textContent));
-  await page.waitForSelector("section.referrers");
+  const subject = await page.$eval("p.subject a", (a) => a.getAttribute("href"));
+  assert.equal(subject, `#/r/prod/app/${digest}`, "the signature links back to what it signs");
+  const annotations = await page.$eval("section.layer-annotations", (s) => s.textContent);
+  assert.match(annotations, /dev\.cosignproject\.cosign\/signature/);
   await screenshot(page, "signature");
   await page.close();
 });

@@ -82,9 +82,11 @@ push_images() {
     bah config --os linux --arch amd64 --cmd '/tool' "$c" &&
     bah commit -q --format oci "${creds_flag[@]}" "$c" "docker://$reg/ci/tool:v1" >/dev/null || return 1
   bah rm "$c" >/dev/null
+  # The layer annotated as cosign annotates its signature layers (the value is no real signature).
   echo '{"critical":{}}' >"$scratch/work/signature.json"
+  echo '{"signature.json": {"dev.cosignproject.cosign/signature": "MEUCIQ-not-a-real-signature"}}' >"$scratch/work/annotations.json"
   (cd "$scratch/work" && oras attach --plain-http -u "$admin_user" -p "$admin_password" \
-    --artifact-type application/vnd.dev.cosign.artifact.sig.v1+json \
+    --artifact-type application/vnd.dev.cosign.artifact.sig.v1+json --annotation-file annotations.json \
     "$reg/prod/app:1.0" signature.json:application/vnd.dev.cosign.simplesigning.v1+json >/dev/null)
 }
 
