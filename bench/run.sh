@@ -183,6 +183,8 @@ server_log_lines() { # file: a count of lines per level and the first few, short
 Produced by \`$COMMAND\` (the harness is described in [bench/README.md](../bench/README.md)).
 Do not edit by hand: rerun the command.
 
+The web UI with 10,000 repositories (its first page in Chromium) is measured by \`bench/ui.sh\`: see [ui.md](ui.md#benchmark-10000-repositories).
+
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); workloads took ${elapsed} s.
 - pier: $pier_version, release build, \`pier serve${PIER_ARGS:+ $PIER_ARGS}\` on loopback, local filesystem, \`PIER_LOG=warn\`$([ "${ceiling_fsync:-true}" = true ] && echo ', writes flushed to the disk before they are acknowledged (the default)' || echo ', writes not flushed').
 - Reference: CNCF Distribution $ref_version (\`go install github.com/distribution/distribution/v3/cmd/registry@$ref_version\`, $(go version | awk '{print $3}')), filesystem storage, in-memory blob descriptor cache, delete enabled, log level warn, access log off, tracing off.

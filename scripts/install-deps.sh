@@ -71,6 +71,9 @@ install_core() {
 
 install_clients() {
   apt_packages skopeo buildah docker-registry ca-certificates openssl podman
+  # A real browser for the web UI's suite (tests/ui), driven by puppeteer-core
+  # (tests/ui/package.json), which downloads none.
+  apt_packages chromium
   # dockerd (Debian's docker.io, 20.10) for tests/clients/docker-podman.sh;
   # a docker CLI alone (some images ship one in /usr/local/bin) is not enough.
   command -v dockerd >/dev/null || apt_packages docker.io

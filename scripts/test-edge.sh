@@ -23,6 +23,8 @@
 #   - last pulls, retention by pulls and quotas (tests/lifecycle/run.sh edge);
 #   - pulled sites: [[sync]] passes from the cron trigger (tests/sync/run.sh edge);
 #   - signature-gated promotion and pulls with cosign (tests/signing/run.sh edge);
+#   - the archive tier: moves across cron invocations, kill -9 (tests/archive/run.sh edge);
+#   - the web UI in Chromium and its JSON API (tests/ui/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
 #     and the signing-keys secret), and the token endpoint's latency and CPU;
 #   - the adversarial suite (tests/security/run.sh edge);
@@ -191,6 +193,14 @@ script_suite "lifecycle (last pulls, retention by pulls, quotas)" "$scratch/life
 # Signature-gated promotion and pulls: PIER_POLICY and PIER_REPLICATE, with
 # cosign (tests/signing/edge.sh starts its own Workers).
 script_suite "signing (cosign, gated promotion and pulls)" "$scratch/signing.log" signing bash tests/signing/run.sh edge
+
+# The archive tier: PIER_ARCHIVE and its second R2 bucket, passes in 1 s cron
+# steps, kill -9 of the Worker mid-move (tests/archive/edge.sh).
+script_suite "archive tier (moves, pulls, kill -9)" "$scratch/archive.log" archive bash tests/archive/run.sh edge
+
+# The web UI in headless Chromium and its JSON API on a Worker with auth
+# (tests/ui/run.sh starts its own), every other host blocked.
+script_suite "web UI (Chromium, JSON API)" "$scratch/ui.log" ui bash tests/ui/run.sh edge
 
 # Auth: the auth suite against a Worker configured with PIER_AUTH and the
 # signing-keys secret (it starts its own), with the token endpoint measured.

@@ -16,7 +16,7 @@ use crate::registry::{Registry, MAX_PAGE};
 /// `n` from the query: a non-negative integer, capped at [`MAX_PAGE`]
 /// (larger values get a full page and a `Link` to the next); absent, a
 /// full page.
-fn page_size(req: &Req<'_>) -> Result<usize> {
+pub(super) fn page_size(req: &Req<'_>) -> Result<usize> {
     match req.query.get("n") {
         None | Some("") => Ok(MAX_PAGE),
         Some(text) => match text.parse::<u64>() {
@@ -30,12 +30,12 @@ fn page_size(req: &Req<'_>) -> Result<usize> {
     }
 }
 
-fn last_param<'a>(req: &'a Req<'_>) -> Option<&'a str> {
+pub(super) fn last_param<'a>(req: &'a Req<'_>) -> Option<&'a str> {
     req.query.get("last").filter(|l| !l.is_empty())
 }
 
 /// The JSON response, with a `Link` to the next page when there is one.
-fn paged(
+pub(super) fn paged(
     body: &serde_json::Value,
     next: Option<&str>,
     n: usize,

@@ -241,6 +241,20 @@ pub(super) async fn check_operator(auth: &Auth, parts: &http::request::Parts, ro
     }
 }
 
+/// Authenticates the caller of a listing that shows each caller what it may
+/// pull (`/_pier/repositories`): anyone may ask, anonymous callers included,
+/// and each sees only what [`Access::lists`] lets through. Credentials that
+/// are presented must be valid.
+pub(super) async fn check_listing<'a>(auth: &'a Auth, parts: &http::request::Parts) -> Result<Access<'a>, Refusal> {
+    let refusals = Refusals {
+        auth,
+        realm: auth.realm(parts),
+        scopes: Vec::new(),
+    };
+    let caller = auth.caller(parts).await.map_err(|e| refusals.login_failed(e))?;
+    Ok(Access::Checked { auth, caller })
+}
+
 /// Authenticates the caller and checks that it may do what the request needs.
 pub(super) async fn check<'a>(
     auth: &'a Auth,

@@ -26,11 +26,13 @@ use crate::store::ByteStream;
 
 mod admin;
 mod blobs;
+mod browse;
 mod discovery;
 mod guard;
 mod manifests;
 mod route_class;
 pub(crate) mod token;
+mod ui;
 mod uploads;
 
 pub use admin::authorize_metrics;
@@ -298,6 +300,12 @@ async fn authorize_and_route(
     }
     if admin::is_events_path(parts.uri.path()) {
         return admin::events(service.events, auth, parts, &Query::parse(parts.uri.query())).await;
+    }
+    if browse::is_browse_path(parts.uri.path()) {
+        return browse::serve(service, parts).await;
+    }
+    if ui::is_ui_path(parts.uri.path()) {
+        return Ok(ui::serve(&parts.method, &parts.headers, parts.uri.path())?);
     }
     let route = route(parts.uri.path())?.ok_or_else(|| {
         RegistryError::new(

@@ -19,9 +19,12 @@ use crate::store::fresh::FreshReads;
 use crate::store::{Store, StoreResult};
 
 mod blobs;
+mod browse;
 mod discovery;
 mod manifests;
 mod uploads;
+
+pub use browse::{PlatformSummary, TagSummary};
 
 /// What a manifest push did.
 pub struct PushedManifest {
