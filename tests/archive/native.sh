@@ -81,7 +81,12 @@ kill_loop() { # ARGS...: `pier archive ARGS` killed with -9 $kills times, checke
   echo "kills that left a move under way: $killed_mid_move"
 }
 # `pier archive ARGS` once the lease a killed one held has expired: it runs.
-runs_past_the_lease() { ! "${cli[@]}" "$@" 2>&1 | tee -a cli.log | grep -q 'lease is held'; }
+runs_past_the_lease() {
+  local out
+  out=$("${cli[@]}" "$@" 2>&1) || true
+  echo "$out" >>cli.log
+  ! grep -q 'lease is held' <<<"$out"
+}
 # While the moves are killed, a client keeps pulling the image (the bucket
 # target serves during the moves; a directory's server is stopped).
 keep_pulling() { # REF FILE: pulls REF until FILE exists, a failure line per bad read

@@ -50,6 +50,10 @@ a_pull_is_recorded_once_per_period() {
   first=$(read_object "$key")
   echo "first pull recorded at $first"
   [ "$first" -gt 0 ]
+  # what admins (and the UI) read
+  curl -fsS "http://$REG/_pier/repositories/pulls/app/tags" | jq -e --argjson at "$first" \
+    '.tags[] | select(.tag == "v1") | .last_pull_ms == $at and (.last_pull | endswith("Z"))'
+
   for _ in $(seq 10); do get_manifest pulls/app v1; get_manifest pulls/app "$digest"; done
   again=$(read_object "$key")
   echo "after 20 more pulls in the period: $again"

@@ -154,8 +154,9 @@ fn tag_json(summary: &TagSummary) -> Value {
         })).collect::<Vec<Value>>(),
         "pushed": pushed.map(|ms| rfc3339(ms / 1000)),
         "pushed_ms": pushed,
-        // When the tag was last pulled: not recorded yet.
-        "last_pull": Value::Null,
+        // Its manifest's last recorded pull (at most a period old: crate::pulls).
+        "last_pull": summary.pulled_ms.map(|ms| rfc3339(ms / 1000)),
+        "last_pull_ms": summary.pulled_ms,
         "signed": summary.signed,
     })
 }

@@ -51,6 +51,8 @@ pub struct TagSummary {
     pub platforms: Vec<PlatformSummary>,
     /// When the tag was last pointed here; 0 if its record predates times.
     pub pushed_ms: u64,
+    /// When its manifest was last pulled, if recorded (`crate::pulls`).
+    pub pulled_ms: Option<u64>,
     pub signed: bool,
 }
 
@@ -81,9 +83,10 @@ impl Registry {
         let Some((bytes, json)) = self.manifest_json(repo, &record.digest).await? else {
             return Ok(None);
         };
-        let (platforms, signed) = futures::join!(
+        let (platforms, signed, pulled_ms) = futures::join!(
             self.platforms(repo, &record.digest, &json),
             self.is_signed(repo, &record.digest),
+            self.last_pull(repo, &record.digest),
         );
         let platforms = platforms?;
         let size = match json.get("manifests") {
@@ -97,6 +100,7 @@ impl Registry {
             size,
             platforms,
             pushed_ms: record.tagged_ms,
+            pulled_ms: pulled_ms?,
             signed: signed?,
         }))
     }
