@@ -99,7 +99,7 @@ impl std::fmt::Display for SettingsError {
             | SettingsError::Sync(why)
             | SettingsError::Quota(why)
             | SettingsError::Archive(why) => f.write_str(why),
-            | SettingsError::Policy(why) => f.write_str(why),
+            SettingsError::Policy(why) => f.write_str(why),
         }
     }
 }
@@ -214,7 +214,9 @@ impl Deployment {
             ),
         };
         let policies = NamespacePolicies::new(&settings.policies).map_err(SettingsError::Policy)?;
-        let signatures = SignatureGate::new(&policies).map_err(SettingsError::Policy)?.map(Arc::new);
+        let signatures = SignatureGate::new(&policies)
+            .map_err(SettingsError::Policy)?
+            .map(Arc::new);
         let sync =
             crate::sync::rules(&settings.sync, ports.http.clone(), ports.env.clone()).map_err(SettingsError::Sync)?;
         let hooks = Hooks::new(
@@ -224,12 +226,10 @@ impl Deployment {
             ports.http,
             ports.env.clone(),
         )
-        .map_err(
-            |err| match err {
-                HooksError::Webhook(why) => SettingsError::Webhook(why),
-                HooksError::Replicate(why) => SettingsError::Replicate(why),
-            },
-        )?;
+        .map_err(|err| match err {
+            HooksError::Webhook(why) => SettingsError::Webhook(why),
+            HooksError::Replicate(why) => SettingsError::Replicate(why),
+        })?;
         for (id, rule) in hooks.rule_ids().iter().zip(&settings.replicate) {
             let destination = [rule.to_registry.as_deref(), rule.to_namespace.as_deref()];
             notices.push(Notice::info(format!(

@@ -116,7 +116,12 @@ mod tests {
         assert_eq!(set.policy_for("prod/app").map(|(i, _)| i), Some(0));
         assert_eq!(set.policy_for("prod/legacy/app").map(|(i, _)| i), Some(1));
         assert_eq!(set.policy_for("ci/app").map(|(i, _)| i), Some(2));
-        assert!(set.policy_for("prod/legacy/app").unwrap().1.require_signature.is_empty());
+        assert!(set
+            .policy_for("prod/legacy/app")
+            .unwrap()
+            .1
+            .require_signature
+            .is_empty());
         assert!(policies("[]").unwrap().policy_for("prod/app").is_none());
     }
 
@@ -127,7 +132,10 @@ mod tests {
             (r#"[{"namespace": "Prod/**"}]"#, "'P'"),
             (r#"[{"namespace": "prod/***"}]"#, "***"),
             (r#"[{"namespace": "prod//**"}]"#, "empty path component"),
-            (r#"[{"namespace": "prod/**"}, {"namespace": "prod/**"}]"#, "second table"),
+            (
+                r#"[{"namespace": "prod/**"}, {"namespace": "prod/**"}]"#,
+                "second table",
+            ),
         ] {
             let err = policies(bad).unwrap_err();
             assert!(err.contains("namespace policy") && err.contains(says), "{bad}: {err}");

@@ -130,6 +130,19 @@ export function repositoryPage(main, name) {
   });
 }
 
+// "verified" where the namespace requires signatures and a required key
+// signed (the server checked it, as a pull does); "unverified" where it
+// requires them and none did; else "signed" when a signature is stored.
+function signedBadge(tag) {
+  if (tag.signed_by) {
+    return h("span", { class: "badge signed", title: `signed by ${tag.signed_by}, a key the namespace requires` }, "verified");
+  }
+  if (tag.signed_by === null) {
+    return h("span", { class: "badge", title: "the namespace requires a signature by its keys; none verifies" }, "unverified");
+  }
+  return tag.signed ? h("span", { class: "badge signed", title: "a signature of this manifest is stored" }, "signed") : "";
+}
+
 function tagRow(name, tag, mayDelete) {
   const row = h(
     "tr",
@@ -140,7 +153,7 @@ function tagRow(name, tag, mayDelete) {
     h("td", {}, platformChips(tag.platforms)),
     h("td", {}, when(tag.pushed_ms)),
     h("td", {}, tag.last_pull ? when(Date.parse(tag.last_pull)) : "—"),
-    h("td", {}, tag.signed ? h("span", { class: "badge signed", title: "a signature of this manifest is stored" }, "signed") : ""),
+    h("td", {}, signedBadge(tag)),
     h("td", {}, mayDelete ? deleteButton(name, tag.tag) : ""),
   );
   return row;

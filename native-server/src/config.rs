@@ -14,8 +14,8 @@ use pier_core::deployment::Settings;
 use pier_core::events::{ReplicateConfig, WebhookConfig};
 use pier_core::gc::GcConfig;
 use pier_core::mirror::MirrorConfig;
-use pier_core::quota::QuotaConfig;
 use pier_core::namespace_policy::{self, PolicyConfig};
+use pier_core::quota::QuotaConfig;
 use pier_core::sync::SyncConfig;
 use serde::Deserialize;
 
@@ -294,7 +294,10 @@ fn with_key_files_read(mut policies: Vec<PolicyConfig>) -> Result<Vec<PolicyConf
                 continue;
             }
             *key = std::fs::read_to_string(&*key).map_err(|e| {
-                namespace_policy::describe(policy, &format!("require_signature: cannot read the key file {key}: {e}"))
+                namespace_policy::describe(
+                    policy,
+                    &format!("require_signature: cannot read the key file {key}: {e}"),
+                )
             })?;
         }
         policy.require_signature = keys;
@@ -563,7 +566,11 @@ mod tests {
         );
         std::fs::write(&path, &text).unwrap();
         let policies = load_file(&path).unwrap().deployment.policies;
-        assert_eq!(policies[0].require_signature, [key, key], "the file's text, and the text as given");
+        assert_eq!(
+            policies[0].require_signature,
+            [key, key],
+            "the file's text, and the text as given"
+        );
         std::fs::remove_file(&key_file).unwrap();
         let err = load_file(&path).unwrap_err();
         assert!(

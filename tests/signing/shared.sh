@@ -170,6 +170,8 @@ a_manifest_pushed_to_prod_is_pulled_only_once_signed() {
   jq -e --arg d "$digest" '.errors[0].code == "DENIED" and .errors[0].detail.namespace == "prod/**"
     and (.errors[0].message | contains($d) and contains("namespace policy \"prod/**\""))' denied.json
   [ "$(status_of -I "http://$MAIN/v2/prod/direct/manifests/$digest")" = 403 ]
+  # The UI's tags API says so too: no required key signed it.
+  curl -fsS "http://$MAIN/_pier/repositories/prod/direct/tags" | jq -e '.tags[] | select(.tag == "v1") | .signed_by == null'
   fails crane pull --insecure "$MAIN/prod/direct:v1" direct.tar
   fails "${SKOPEO[@]}" inspect --tls-verify=false "docker://$MAIN/prod/direct:v1"
   # Tagged like a signature, an image is still an image.
@@ -185,6 +187,10 @@ a_manifest_pushed_to_prod_is_pulled_only_once_signed() {
   crane copy --insecure "$MAIN/ci/direct:$tag" "$MAIN/prod/direct:$tag"
   crane pull --insecure "$MAIN/prod/direct:v1" direct.tar
   verify ci "$MAIN/prod/direct:v1" >/dev/null
+  curl -fsS "http://$MAIN/_pier/repositories/prod/direct/tags" |
+    jq -e '.tags[] | select(.tag == "v1") | .signed_by | startswith("ecdsa-p256:")'
+  # Where no policy requires signatures, the API says nothing of keys.
+  curl -fsS "http://$MAIN/_pier/repositories/ci/direct/tags" | jq -e '.tags[] | has("signed_by") | not' 
   # A more specific policy without keys holds in prod/open/.
   crane copy --insecure "$MAIN/ci/direct:build" "$MAIN/prod/open/direct:v1"
   crane pull --insecure "$MAIN/prod/open/direct:v1" open.tar

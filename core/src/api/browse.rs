@@ -24,6 +24,7 @@ use crate::auth::policy::Action;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
 use crate::registry::TagSummary;
+use crate::signing::Verdict;
 use crate::time::rfc3339;
 
 pub(super) const REPOSITORIES_PATH: &str = "/_pier/repositories";
@@ -126,10 +127,29 @@ async fn tags(service: &Service<'_>, req: &Req<'_>, repo: &RepoName) -> Result<H
         .filter(|action| req.access.allows(repo, *action))
         .map(Action::as_str)
         .collect();
+    let mut tags: Vec<Value> = summaries.iter().map(tag_json).collect();
+    // Where a namespace policy requires signatures, which of its keys signed
+    // each tag's manifest (`null`: none did): the check pulls make.
+    if let Some(requirement) = service
+        .signatures
+        .and_then(|gate| gate.requirement(repo).map(|r| (gate, r)))
+    {
+        let (gate, requirement) = requirement;
+        for (json, summary) in tags.iter_mut().zip(&summaries) {
+            let verdict = gate.verify(registry, repo, &summary.digest, &requirement).await?;
+            let signed_by = match verdict {
+                Verdict::Signed(key) => Value::String(key),
+                Verdict::Unsigned(_) => Value::Null,
+            };
+            if let Value::Object(fields) = json {
+                fields.insert("signed_by".into(), signed_by);
+            }
+        }
+    }
     let body = json!({
         "name": repo.as_str(),
         "actions": actions,
-        "tags": summaries.iter().map(tag_json).collect::<Vec<Value>>(),
+        "tags": tags,
     });
     paged(
         &body,

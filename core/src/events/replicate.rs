@@ -523,7 +523,11 @@ impl Rule {
     /// by `cosign sign --recursive`), where the source has them.
     async fn copy_signature_tags(&self, job: &Job<'_>) -> Attempt {
         let mut digests = vec![job.digest.clone()];
-        if let Ok(pushed) = job.registry.manifest(job.repo, &Reference::Digest(job.digest.clone())).await {
+        if let Ok(pushed) = job
+            .registry
+            .manifest(job.repo, &Reference::Digest(job.digest.clone()))
+            .await
+        {
             if let Ok(parsed) = manifest::parse_stored(&pushed.bytes) {
                 digests.extend(parsed.children.into_iter().map(|child| child.digest));
             }
@@ -554,10 +558,21 @@ impl Rule {
         let dst = self.destination(job.registry, job.target);
         let reference = Reference::Digest(signature.clone());
         let none = Referrers::OfTypes(Vec::new());
-        match copy_image(&src, &reference, dst.as_ref(), Some(tag), &none, Arc::new(Quiet), PARALLEL_BLOBS).await {
+        match copy_image(
+            &src,
+            &reference,
+            dst.as_ref(),
+            Some(tag),
+            &none,
+            Arc::new(Quiet),
+            PARALLEL_BLOBS,
+        )
+        .await
+        {
             Ok(_) => {
                 let what = format!("{}:{tag} -> {}:{tag}", job.repo, self.describe(job.target));
-                job.sink.report(false, &format!("replication of signature {what}: done"));
+                job.sink
+                    .report(false, &format!("replication of signature {what}: done"));
                 Attempt::Delivered
             }
             Err(err) => Attempt::Failed(format!("copying signature {tag}: {err}")),
@@ -712,7 +727,12 @@ mod tests {
 
     fn rule(text: &str) -> Result<Rule, String> {
         let config: ReplicateConfig = serde_json::from_str(text).unwrap();
-        Rule::new(&config, false, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0)))
+        Rule::new(
+            &config,
+            false,
+            Arc::new(NoNetwork),
+            Arc::new(crate::testing::TestEnv::at(0)),
+        )
     }
 
     fn name(text: &str) -> RepoName {
@@ -770,9 +790,21 @@ mod tests {
         assert!(!carrying.wants(&event(Action::Push, "ci/app", Some("sha256-00.sig"))));
         let config: ReplicateConfig =
             serde_json::from_str(r#"{"repository": "ci/**", "tags": "v*", "to_namespace": "prod/**"}"#).unwrap();
-        let gated = Rule::new(&config, true, Arc::new(NoNetwork), Arc::new(crate::testing::TestEnv::at(0))).unwrap();
-        assert!(gated.wants(&event(Action::Push, "ci/app", Some(&sig_tag))), "it may revive a refusal");
-        assert!(gated.wants(&event(Action::Push, "ci/app", None)), "a signature as a referrer");
+        let gated = Rule::new(
+            &config,
+            true,
+            Arc::new(NoNetwork),
+            Arc::new(crate::testing::TestEnv::at(0)),
+        )
+        .unwrap();
+        assert!(
+            gated.wants(&event(Action::Push, "ci/app", Some(&sig_tag))),
+            "it may revive a refusal"
+        );
+        assert!(
+            gated.wants(&event(Action::Push, "ci/app", None)),
+            "a signature as a referrer"
+        );
     }
 
     #[test]

@@ -135,9 +135,7 @@ pub fn payload_signs(payload: &[u8], digest: &Digest) -> Result<(), String> {
         .ok_or_else(|| "its payload has no `critical` section".to_string())?;
     let kind = critical.get("type").and_then(Value::as_str);
     if kind != Some(PAYLOAD_TYPE) {
-        return Err(format!(
-            "its payload's type is {kind:?}, not {PAYLOAD_TYPE:?}"
-        ));
+        return Err(format!("its payload's type is {kind:?}, not {PAYLOAD_TYPE:?}"));
     }
     let signed = critical
         .get("image")

@@ -41,8 +41,8 @@ use serde_json::json;
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::manifest;
-use crate::namespace_policy::{describe, NamespacePolicies, PolicyConfig};
 use crate::names::RepoName;
+use crate::namespace_policy::{describe, NamespacePolicies, PolicyConfig};
 use crate::records::{Reference, StoredManifest};
 use crate::registry::Registry;
 use keys::PublicKey;
@@ -107,7 +107,8 @@ impl SignatureGate {
                     .iter()
                     .enumerate()
                     .map(|(at, pem)| {
-                        PublicKey::from_pem(pem).map_err(|why| describe(policy, &format!("require_signature[{at}]: {why}")))
+                        PublicKey::from_pem(pem)
+                            .map_err(|why| describe(policy, &format!("require_signature[{at}]: {why}")))
                     })
                     .collect::<std::result::Result<Vec<_>, _>>()
             })
@@ -189,7 +190,10 @@ impl SignatureGate {
     /// The key a cached, unexpired verdict found.
     fn cached(&self, key: &VerdictKey, now: u64) -> Option<String> {
         let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
-        verdicts.get(key).filter(|(until, _)| *until > now).map(|(_, by)| by.clone())
+        verdicts
+            .get(key)
+            .filter(|(until, _)| *until > now)
+            .map(|(_, by)| by.clone())
     }
 }
 
@@ -200,7 +204,10 @@ pub fn is_exempt(bytes: &[u8]) -> bool {
     let artifact_referrer = manifest::parse_stored(bytes).is_ok_and(|parsed| {
         parsed.subject.is_some()
             && parsed.children.is_empty()
-            && !parsed.config_media_type.as_deref().is_some_and(cosign::is_runnable_config)
+            && !parsed
+                .config_media_type
+                .as_deref()
+                .is_some_and(cosign::is_runnable_config)
     });
     artifact_referrer || cosign::is_attachment(bytes)
 }
@@ -353,14 +360,21 @@ mod tests {
     fn the_payload_names_the_signed_manifest() {
         assert_eq!(cosign::payload_signs(PAYLOAD, &signed_digest()), Ok(()));
         let another = Digest::of(crate::digest::Algorithm::Sha256, b"another");
-        assert!(cosign::payload_signs(PAYLOAD, &another).unwrap_err().contains("another manifest"));
-        let retyped = String::from_utf8(PAYLOAD.to_vec()).unwrap().replace("container image", "blob");
+        assert!(cosign::payload_signs(PAYLOAD, &another)
+            .unwrap_err()
+            .contains("another manifest"));
+        let retyped = String::from_utf8(PAYLOAD.to_vec())
+            .unwrap()
+            .replace("container image", "blob");
         assert!(cosign::payload_signs(retyped.as_bytes(), &signed_digest()).is_err());
         let layers = cosign::signature_layers(SIGNATURES.as_bytes());
         assert_eq!(layers.len(), 2);
         assert!(cosign::is_attachment(SIGNATURES.as_bytes()));
         let tag = cosign::signature_tag(&signed_digest()).unwrap();
-        assert_eq!(cosign::attachment_tag_subject(tag.as_str()), Some((signed_digest(), true)));
+        assert_eq!(
+            cosign::attachment_tag_subject(tag.as_str()),
+            Some((signed_digest(), true))
+        );
         assert_eq!(cosign::attachment_tag_subject("v1.sig"), None);
     }
 
@@ -374,19 +388,29 @@ mod tests {
         };
         let image_config = "application/vnd.oci.image.config.v1+json";
         let tar = "application/vnd.oci.image.layer.v1.tar";
-        let sbom = with_config("application/vnd.oci.empty.v1+json", "text/spdx+json", &format!(",{subject}"));
+        let sbom = with_config(
+            "application/vnd.oci.empty.v1+json",
+            "text/spdx+json",
+            &format!(",{subject}"),
+        );
         assert!(is_exempt(sbom.as_bytes()), "an SBOM attached as a referrer");
         assert!(is_exempt(SIGNATURES.as_bytes()), "a tag-mode signature manifest");
         assert!(!is_exempt(IMAGE), "an image");
         let image_with_subject = with_config(image_config, tar, &format!(",{subject}"));
-        assert!(!is_exempt(image_with_subject.as_bytes()), "an image with a subject is still an image");
+        assert!(
+            !is_exempt(image_with_subject.as_bytes()),
+            "an image with a subject is still an image"
+        );
         assert!(!is_exempt(with_config(image_config, tar, "").as_bytes()));
     }
 
     #[test]
     fn keys_that_are_not_public_keys_are_refused_with_a_reason() {
-        let private = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----";
-        assert!(PublicKey::from_pem(private).unwrap_err().contains("never the private key"));
+        let private =
+            "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----";
+        assert!(PublicKey::from_pem(private)
+            .unwrap_err()
+            .contains("never the private key"));
         assert!(PublicKey::from_pem("/etc/cosign.pub").unwrap_err().contains("not PEM"));
         let corrupt = ECDSA_PUB.replacen('M', "N", 2);
         assert!(PublicKey::from_pem(&corrupt).is_err());
@@ -434,8 +458,14 @@ mod tests {
     fn a_manifest_is_signed_when_one_signature_verifies_with_a_listed_key() {
         let registry = registry_with_signatures(Arc::new(TestEnv::at(0)));
         let digest = signed_digest();
-        assert!(matches!(verdict(&gate(&[ECDSA_PUB]), &registry, &digest), Verdict::Signed(_)));
-        assert!(matches!(verdict(&gate(&[OTHER_PUB, ED25519_PUB]), &registry, &digest), Verdict::Signed(_)));
+        assert!(matches!(
+            verdict(&gate(&[ECDSA_PUB]), &registry, &digest),
+            Verdict::Signed(_)
+        ));
+        assert!(matches!(
+            verdict(&gate(&[OTHER_PUB, ED25519_PUB]), &registry, &digest),
+            Verdict::Signed(_)
+        ));
         let Verdict::Unsigned(why) = verdict(&gate(&[OTHER_PUB]), &registry, &digest) else {
             panic!("signed by another key only")
         };
