@@ -25,8 +25,16 @@ log=$scratch/gc.log
 
 status=0
 PIER_URL="http://$gc_addr" node tests/gc/stress.mjs || status=1
-# Let collections that start after the last delete (plus the grace window) run.
-sleep 8
+stress_end_ms=$(date +%s%3N)
+# A collection that starts after the last delete plus the grace window sees
+# everything those deletes left unreferenced: wait until one has finished
+# (from its end and duration in the log; a fixed wait was too short once
+# collections over the stress's thousands of blobs took 15 s).
+collected_after() { # MS: a collection that started after MS has finished
+  jq -s -e --argjson after "$1" 'map(select(.fields.message == "gc finished")
+    | (.timestamp | sub("\\.[0-9]+Z$"; "Z") | fromdate) * 1000 - .fields.duration_ms) | any(. > $after)' "$log" >/dev/null
+}
+WAIT_SECS=120 eventually collected_after $((stress_end_ms + 4000))
 stop gc
 runs=$(grep -c "gc finished" "$log" || true)
 # Collections cut short by the shutdown itself do not count.
