@@ -171,6 +171,7 @@ bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
 bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
 bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
 bad_var PIER_QUOTAS --var 'PIER_QUOTAS:[{"namespace":"a/**","max_bytes":0}]'
+bad_var PIER_ARCHIVE --var 'PIER_ARCHIVE:{"rules":[{"namespace":"a/**"}]}'
 bad_var PIER_SYNC --var 'PIER_SYNC:[{"name":"Factory","upstream":"https://ci.example","repositories":["a"]}]'
 bad_var PIER_POLICY --var 'PIER_POLICY:[{"namespace":"Prod/**"}]'
 

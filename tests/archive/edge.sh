@@ -14,14 +14,17 @@ REG=$archive_addr
 echo "edge: $REG"
 
 cron() { curl -fsS -o /dev/null "http://$REG/__scheduled?cron=*/30%20*%20*%20*%20*"; }
-# Cron invocations (each collects, then runs an archive pass for 1 s) until settled.
+# Cron invocations (each collects, then runs an archive pass for 1 s) until
+# settled, for up to 90 s: a pass killed with its Worker holds the lease for
+# its 30 s (R2 is shared), and the passes after it wait that out.
 archive_pass() {
-  local n
-  for n in $(seq 40); do
+  local deadline=$((SECONDS + 90))
+  while [ $SECONDS -lt $deadline ]; do
     cron
     settled && return 0
+    sleep 1
   done
-  echo "not settled after 40 cron invocations"; return 1
+  echo "not settled after 90 s of cron invocations"; return 1
 }
 last_report_run() { curl -fsS "http://$REG/_pier/gc/report" 2>/dev/null | jq -r '.run // empty'; }
 collect() {
