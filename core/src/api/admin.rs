@@ -42,10 +42,7 @@ pub(super) async fn gc_report(
         .await?
         .ok_or_else(|| RegistryError::new(ErrorCode::GcReportUnknown, "no garbage collection has finished yet"))?;
     let body = serde_json::to_vec_pretty(&report).map_err(|e| RegistryError::unserializable("the report", e))?;
-    let mut response = json_response(StatusCode::OK, Bytes::from(body));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    let mut response = answer(body);
     if parts.method == Method::HEAD {
         *response.body_mut() = super::Body::Empty;
     }
@@ -76,11 +73,7 @@ pub(super) async fn quotas(
     }
     let usage = registry.quota_usage().await?;
     let body = serde_json::to_vec_pretty(&usage).map_err(|e| RegistryError::unserializable("the quotas", e))?;
-    let mut response = json_response(StatusCode::OK, Bytes::from(body));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(answer(body))
 }
 
 /// The archive tier: `GET` what it holds, `GET .../verify` a check of every
@@ -111,13 +104,7 @@ pub(super) async fn archive(
     if let Some(auth) = auth {
         guard::check_operator(auth, parts, guard::Operator::Admin).await?;
     }
-    let archiver = archiver.ok_or_else(|| {
-        RegistryError::new(
-            ErrorCode::NameUnknown,
-            "no [archive] is configured: there is no archive tier",
-        )
-        .with_status(StatusCode::NOT_FOUND)
-    })?;
+    let archiver = archiver.ok_or_else(|| not_configured("no [archive] is configured: there is no archive tier"))?;
     let path = parts.uri.path();
     let wanted = match path {
         ARCHIVE_PATH | ARCHIVE_VERIFY_PATH => Method::GET,
@@ -170,11 +157,7 @@ pub(super) async fn archive(
         }
     };
     let body = serde_json::to_vec_pretty(&body).map_err(|e| RegistryError::unserializable("the archive", e))?;
-    let mut response = json_response(StatusCode::OK, Bytes::from(body));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(answer(body))
 }
 
 /// The outbox: `GET` lists, `POST .../retry` and `POST .../backfill` act.
@@ -204,13 +187,8 @@ pub(super) async fn events(
     if let Some(auth) = auth {
         guard::check_operator(auth, parts, guard::Operator::Admin).await?;
     }
-    let events = events.ok_or_else(|| {
-        RegistryError::new(
-            ErrorCode::NameUnknown,
-            "no webhook or replication rule is configured: there is no outbox",
-        )
-        .with_status(StatusCode::NOT_FOUND)
-    })?;
+    let events =
+        events.ok_or_else(|| not_configured("no webhook or replication rule is configured: there is no outbox"))?;
     let wrong_method = |wanted: &str| {
         RegistryError::new(
             ErrorCode::Unsupported,
@@ -257,11 +235,7 @@ pub(super) async fn events(
             format!("{{\"queued\":{queued}}}").into_bytes()
         }
     };
-    let mut response = json_response(StatusCode::OK, Bytes::from(body));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(answer(body))
 }
 
 /// Whether the caller of a `/metrics` request may read the metrics (the
@@ -275,4 +249,18 @@ pub async fn authorize_metrics(auth: Option<&Auth>, parts: &http::request::Parts
     guard::check_operator(auth, parts, guard::Operator::MetricsReader)
         .await
         .map_err(Refusal::into_response)
+}
+
+/// An operator's JSON answer, never cached (it says how things stand now).
+fn answer(body: Vec<u8>) -> HttpResponse {
+    let mut response = json_response(StatusCode::OK, Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// 404 for an endpoint of a part the deployment is not configured with.
+fn not_configured(why: &str) -> RegistryError {
+    RegistryError::new(ErrorCode::NameUnknown, why.to_string()).with_status(StatusCode::NOT_FOUND)
 }
