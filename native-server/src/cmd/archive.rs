@@ -17,6 +17,15 @@ use crate::config::{CheckStorageArgs, Config, ServeArgs};
 use crate::env::SystemEnv;
 use crate::remote::ReqwestClient;
 
+/// A line on standard output that a reader gone away (`pier archive status
+/// | head`) does not turn into a panic: the command goes on, unheard.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Args, Debug)]
 pub struct ArchiveArgs {
     #[command(flatten)]
@@ -86,12 +95,15 @@ pub fn run(args: ArchiveArgs) -> Result<(), String> {
 
 async fn status(archiver: &Archiver) -> Result<(), String> {
     let status = archiver.status().await.map_err(|e| e.message)?;
-    println!(
+    say!(
         "{} blobs archived ({} bytes); {} moves under way; {} blobs asked back by pulls",
-        status.archived_blobs, status.archived_bytes, status.moves_pending, status.wanted
+        status.archived_blobs,
+        status.archived_bytes,
+        status.moves_pending,
+        status.wanted
     );
     for (image, archived, blobs) in archiver.archived_images().await.map_err(|e| e.message)? {
-        println!("{image}\t{archived}/{blobs} blobs archived");
+        say!("{image}\t{archived}/{blobs} blobs archived");
     }
     Ok(())
 }
@@ -99,12 +111,12 @@ async fn status(archiver: &Archiver) -> Result<(), String> {
 async fn verify(archiver: &Archiver) -> Result<(), String> {
     let verified = archiver.verify().await.map_err(|e| e.message)?;
     for missing in &verified.missing {
-        println!("missing: {missing}");
+        say!("missing: {missing}");
     }
     for stray in &verified.strays {
-        println!("stray: {stray}");
+        say!("stray: {stray}");
     }
-    println!(
+    say!(
         "{} blobs checked, {} archived: {} missing, {} strays",
         verified.blobs,
         verified.archived,
@@ -130,21 +142,21 @@ async fn move_image(archiver: &Archiver, image: &str, direction: Direction) -> R
         Direction::Out => "to the archive",
         Direction::In => "back to the main store",
     };
-    println!("{image}: {moved} blobs ({bytes} bytes) moved {whither}");
+    say!("{image}: {moved} blobs ({bytes} bytes) moved {whither}");
     Ok(())
 }
 
 fn print_report(report: &PassReport) {
     let verb = if report.dry_run { "would move" } else { "moved" };
     for what in &report.listed {
-        println!("{verb} {what}");
+        say!("{verb} {what}");
     }
     if report.busy {
-        println!("another instance is running a pass (its lease is held): nothing done");
+        say!("another instance is running a pass (its lease is held): nothing done");
     }
-    println!("{}", report.summary());
+    say!("{}", report.summary());
     if report.dry_run {
-        println!("dry run: nothing was moved; run `pier archive run --apply` to move it");
+        say!("dry run: nothing was moved; run `pier archive run --apply` to move it");
     }
 }
 
