@@ -98,10 +98,12 @@ impl Registry {
         };
         let found = archive.store.get(&record.object, range).await?;
         if found.is_some() && archive.promote_on_pull {
-            let _ = self
-                .origin
-                .put(&layout::archive_wanted(digest), Bytes::new(), PutMode::Create)
-                .await;
+            // A read first: many pulls of one archived blob make one write
+            // (a failed conditional write is billed like a write).
+            let marker = layout::archive_wanted(digest);
+            if let Ok(None) = self.origin.head(&marker).await {
+                let _ = self.origin.put(&marker, Bytes::new(), PutMode::Create).await;
+            }
         }
         Ok(found)
     }
