@@ -23,7 +23,10 @@ import (
 // request then carries the credentials, also to a Location elsewhere on it).
 type Client struct {
 	Base *url.URL
-	HTTP *http.Client
+	// Puller, when set, are the credentials of GETs and HEADs instead of
+	// Base's: a pull-only identity, as production pullers are.
+	Puller *url.Userinfo
+	HTTP   *http.Client
 	// Observe, when set, sees every response before its caller does (the
 	// round-trip counts read a header of each request of a push).
 	Observe func(method string, u *url.URL, resp *http.Response)
@@ -56,6 +59,16 @@ func newClient(base string, conns int, timeout time.Duration) (*Client, error) {
 func (c *Client) CloseIdle() { c.HTTP.CloseIdleConnections() }
 
 func (c *Client) url(path string) string { return c.Base.String() + path }
+
+// pullURL is url(path) with the credentials pulls carry.
+func (c *Client) pullURL(path string) string {
+	if c.Puller == nil {
+		return c.url(path)
+	}
+	u := *c.Base
+	u.User = c.Puller
+	return u.String() + path
+}
 
 // resolve turns a Location header (absolute or relative) into a URL.
 func (c *Client) resolve(loc string) (*url.URL, error) {
@@ -104,7 +117,11 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, hdr map[
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	if user := c.Base.User; user != nil && req.URL.Host == c.Base.Host {
+	user := c.Base.User
+	if c.Puller != nil && (method == http.MethodGet || method == http.MethodHead) {
+		user = c.Puller
+	}
+	if user != nil && req.URL.Host == c.Base.Host {
 		password, _ := user.Password()
 		req.SetBasicAuth(user.Username(), password)
 	}

@@ -13,6 +13,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -53,6 +54,7 @@ func cmdSuite(args []string) error {
 	fs := flag.NewFlagSet("suite", flag.ExitOnError)
 	pierURL := fs.String("pier", "", "pier base URL")
 	pierPID := fs.Int("pier-pid", 0, "pier process id (memory figures; 0: none)")
+	pierPuller := fs.String("pier-puller", "", "NAME:SECRET pier's GETs and HEADs carry instead of -pier's credentials (a pull-only identity)")
 	refURL := fs.String("ref", "", "reference registry base URL (empty: pier only)")
 	refPID := fs.Int("ref-pid", 0, "reference process id")
 	ceilingURL := fs.String("ceiling", "", "push ceiling (loadgen sink) base URL (empty: none)")
@@ -97,6 +99,9 @@ func cmdSuite(args []string) error {
 		c, err := newClient(t.url, 256, 120*time.Second)
 		if err != nil {
 			return err
+		}
+		if name, secret, ok := strings.Cut(*pierPuller, ":"); ok && t.name == "pier" {
+			c.Puller = url.UserPassword(name, secret)
 		}
 		s.targets = append(s.targets, &target{name: t.name, url: c.Base.String(), pid: t.pid, c: c, broken: map[string]error{}})
 	}

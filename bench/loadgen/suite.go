@@ -365,7 +365,7 @@ func (s *suite) wrkLoad(t *target, path, manifestRef string, conns int, r *Resul
 	if check("before"); r.Errors > 0 {
 		return
 	}
-	w, err := runWrk(s.wrk, t.url+path, conns, s.dur)
+	w, err := runWrk(s.wrk, t.c.pullURL(path), conns, s.dur)
 	if err != nil {
 		r.fail(err)
 		return

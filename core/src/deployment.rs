@@ -24,8 +24,10 @@ use crate::quota::{QuotaConfig, Quotas};
 use crate::registry::{ArchiveTier, Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
 use crate::signing::SignatureGate;
+use crate::store::cache::{ImmutableCache, ImmutableMemory};
 use crate::store::Store;
 use crate::sync::{SyncConfig, SyncPasses, SyncRule};
+use crate::tag_cache::TagCache;
 
 /// What a deployment is configured with, whichever shell read it.
 #[derive(Clone, Debug, Default)]
@@ -109,9 +111,10 @@ impl std::error::Error for SettingsError {}
 /// Where a registry reads and writes: the backend alone, or the backend
 /// behind a cache the shell built (the Worker's KV and Cache API).
 pub enum Stores {
-    /// Core keeps its own in-memory cache of immutable objects in front.
+    /// The store alone.
     Backend(Arc<dyn Store>),
-    /// Pulls read through `cache`; what races with collection reads `backend`.
+    /// Pulls read through `cache` (the Worker's edge caches); what races
+    /// with collection reads `backend`.
     Cached {
         backend: Arc<dyn Store>,
         cache: Arc<dyn Store>,
@@ -179,6 +182,12 @@ pub struct Deployment {
     /// Kept for the deployment's life, so the Worker's per-request sites
     /// share the isolate's memory of recorded pulls.
     pulls: Arc<PullClock>,
+    /// Small immutable objects in memory, in front of every site's stores
+    /// (kept like `pulls`); `None` when `cache_bytes` is 0.
+    memory: Option<Arc<ImmutableMemory>>,
+    /// Tags served to pull-only clients from memory, where a policy allows
+    /// (kept like `pulls`).
+    tags: Option<Arc<TagCache>>,
     env: Arc<dyn Env>,
     notices: Vec<Notice>,
 }
@@ -214,6 +223,7 @@ impl Deployment {
             ),
         };
         let policies = NamespacePolicies::new(&settings.policies).map_err(SettingsError::Policy)?;
+        let tags = TagCache::new(&policies, ports.env.clone()).map(Arc::new);
         let signatures = SignatureGate::new(&policies)
             .map_err(SettingsError::Policy)?
             .map(Arc::new);
@@ -244,6 +254,9 @@ impl Deployment {
             quotas,
             archive: settings.archive,
             pulls: Arc::new(PullClock::new(last_pull_period_secs)),
+            tags,
+            memory: (options.cache_bytes > 0)
+                .then(|| Arc::new(ImmutableMemory::new(ports.env.clone(), options.cache_bytes))),
             options,
             gc: settings.gc,
             collect: settings.collect,
@@ -259,13 +272,17 @@ impl Deployment {
 
     /// A site over `stores` whose background work runs on `background`.
     pub fn site(&self, stores: Stores, background: Arc<dyn Background>) -> Site {
-        let registry = match stores {
-            Stores::Backend(store) => Registry::new(store, self.env.clone(), self.options.clone()),
-            Stores::Cached { backend, cache } => {
-                Registry::with_cache(backend, cache, self.env.clone(), self.options.clone())
-            }
-        }
-        .with_pull_clock(self.pulls.clone());
+        let (backend, cache) = match stores {
+            Stores::Backend(store) => (store.clone(), store),
+            Stores::Cached { backend, cache } => (backend, cache),
+        };
+        let cache: Arc<dyn Store> = match &self.memory {
+            Some(memory) => Arc::new(ImmutableCache::new(cache, memory.clone())),
+            None => cache,
+        };
+        let registry = Registry::with_cache(backend, cache, self.env.clone(), self.options.clone())
+            .with_pull_clock(self.pulls.clone())
+            .with_tag_cache(self.tags.clone());
         let events = self
             .hooks
             .clone()
@@ -380,6 +397,19 @@ fn notices(settings: &Settings) -> Vec<Notice> {
             policy.namespace,
             policy.require_signature.len()
         )));
+    }
+    for policy in settings.policies.iter().filter(|p| p.tag_cache_secs > 0) {
+        notices.push(match settings.auth {
+            Some(_) => Notice::info(format!(
+                "namespace policy {}: clients that may not push there are served tags up to {} s old",
+                policy.namespace, policy.tag_cache_secs
+            )),
+            None => Notice::warning(format!(
+                "namespace policy {}: tag_cache_secs has no effect while auth is off (every client may push, \
+                 and pushers always read tags from the store)",
+                policy.namespace
+            )),
+        });
     }
     for rule in &settings.sync {
         let when = match rule.interval_secs {

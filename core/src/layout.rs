@@ -278,15 +278,16 @@ pub fn repo_of_catalog_entry(key: &str) -> Option<&str> {
 }
 
 /// Whether the bytes under `key` never change once written: blob records, blob
-/// data and manifests by digest. Such keys may be cached anywhere (KV, Cache API,
-/// CDN); they can still be deleted (manifest DELETE, GC), so caches must drop
-/// them on delete and may serve a deleted one only for their own staleness window.
-/// Everything else (tags, layer links, referrers, uploads, catalog) is mutable
-/// and must be read from the store itself.
+/// data, manifests by digest and layer links (empty: a link exists or not).
+/// Such keys may be cached anywhere (KV, Cache API, CDN); they can still be
+/// deleted (manifest or blob DELETE, GC), so caches must drop them on delete
+/// and may serve a deleted one only for their own staleness window.
+/// Everything else (tags, referrers, uploads, catalog) is mutable and must be
+/// read from the store itself.
 pub fn is_immutable(key: &str) -> bool {
     key.starts_with(BLOB_RECORDS)
         || key.starts_with("data/")
-        || (key.starts_with("repos/") && key.contains("/_manifests/"))
+        || (key.starts_with("repos/") && (key.contains("/_manifests/") || key.contains("/_layers/")))
 }
 
 /// `<alg>/<hex>` at the end of a key, as a digest.
@@ -306,12 +307,16 @@ mod tests {
         let repo = RepoName::parse("a/b").unwrap();
         let tag = Tag::parse("v1").unwrap();
         let digest = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
-        for key in [blob_record(&digest), blob_data("x1"), manifest(&repo, &digest)] {
+        for key in [
+            blob_record(&digest),
+            blob_data("x1"),
+            manifest(&repo, &digest),
+            layer_link(&repo, &digest),
+        ] {
             assert!(is_immutable(&key), "{key}");
         }
         for key in [
             self::tag(&repo, &tag),
-            layer_link(&repo, &digest),
             referrer(&repo, &digest, &digest),
             upload_state("u1", 1),
             upload_tail("u1", 0, 0),

@@ -43,6 +43,7 @@ pub mod retention;
 pub mod signing;
 pub mod store;
 pub mod sync;
+pub mod tag_cache;
 // The host every test runs on (core's, the shells', the fuzz targets').
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -1,7 +1,8 @@
 //! Namespace policies: rules that hold for every repository of a namespace
 //! whoever pushes or pulls there (`[[policy]]` tables natively, the JSON
-//! array `PIER_POLICY` on the Worker). Today a policy may require that
-//! manifests be signed (`require_signature`, checked by `signing`); the
+//! array `PIER_POLICY` on the Worker). A policy may require that manifests
+//! be signed (`require_signature`, checked by `signing`) and let pull-only
+//! clients be served tags from memory (`tag_cache_secs`, `crate::tag_cache`); the
 //! table is the place for other per-namespace limits as they come (a quota
 //! in bytes), so each is written once per namespace rather than per feature.
 //!
@@ -15,6 +16,10 @@ use serde::Deserialize;
 
 use crate::glob::Glob;
 
+/// The longest `tag_cache_secs` a policy may set: longer is a mirror's
+/// job, not a cache's.
+pub const MAX_TAG_CACHE_SECS: u64 = 3600;
+
 /// One `[[policy]]` table, as configured.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +31,11 @@ pub struct PolicyConfig {
     /// Empty: no signature is required.
     #[serde(default)]
     pub require_signature: Vec<String>,
+    /// Seconds a tag read from the store may be served again from an
+    /// instance's memory to clients that may not push here (`tag_cache`);
+    /// 0, the default: every pull by tag reads the store.
+    #[serde(default)]
+    pub tag_cache_secs: u64,
 }
 
 /// The configured policies, checked, and which applies where.
@@ -41,6 +51,10 @@ impl NamespacePolicies {
         let mut policies: Vec<(Glob, PolicyConfig)> = Vec::with_capacity(configs.len());
         for config in configs {
             let glob = namespace_glob(&config.namespace).map_err(|why| describe(config, &why))?;
+            if config.tag_cache_secs > MAX_TAG_CACHE_SECS {
+                let why = format!("tag_cache_secs is at most {MAX_TAG_CACHE_SECS}");
+                return Err(describe(config, &why));
+            }
             if policies.iter().any(|(other, _)| other == &glob) {
                 return Err(describe(config, "a second table for the same namespace"));
             }
@@ -132,6 +146,7 @@ mod tests {
             (r#"[{"namespace": "Prod/**"}]"#, "'P'"),
             (r#"[{"namespace": "prod/***"}]"#, "***"),
             (r#"[{"namespace": "prod//**"}]"#, "empty path component"),
+            (r#"[{"namespace": "prod/**", "tag_cache_secs": 3601}]"#, "at most 3600"),
             (
                 r#"[{"namespace": "prod/**"}, {"namespace": "prod/**"}]"#,
                 "second table",

@@ -14,8 +14,9 @@ const CORE: &[&[&str]] = &[
     // What is stored and the rules about it.
     &["manifest", "retention", "namespace_policy", "records", "layout"],
     // The storage port, the collector's handshake over it, and the records
-    // kept beside the registry's own (last pulls, quota usage).
-    &["store", "handshake", "pulls", "quota"],
+    // kept beside the registry's own (last pulls, quota usage), and the
+    // memory of tags served to pull-only clients.
+    &["store", "handshake", "pulls", "quota", "tag_cache"],
     // The upload state machine.
     &["upload"],
     // Every registry operation over a store.

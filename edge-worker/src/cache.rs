@@ -4,8 +4,10 @@
 //! Only keys whose bytes never change ([`layout::is_immutable`]) are cached:
 //! blob data through the Cache API (per location, ranged reads served from the
 //! cached object), and the small immutable objects (blob records, manifests by
-//! digest) through KV (global, eventually consistent). Tags, links, uploads and
-//! the catalog always come from R2, so a pull right after a push sees it.
+//! digest, layer links) through KV (global, eventually consistent). Tags,
+//! uploads and the catalog always come from R2, so a pull right after a push
+//! sees it. Core keeps the isolate's own copies of the small ones in front
+//! (`pier_core::store::cache`).
 //!
 //! Caches fill after a miss, in the background (`waitUntil`), from a fresh read
 //! of R2, so the puller never waits for a cache write. A delete through this
@@ -51,7 +53,7 @@ const KV_ENTRY_TTL_SECS: u64 = 24 * 60 * 60;
 pub enum CacheKind {
     /// Blob bytes: the Cache API.
     Data,
-    /// Blob records and manifests by digest: KV.
+    /// Blob records, manifests by digest and layer links: KV.
     Small,
 }
 
@@ -329,12 +331,21 @@ fn small_result(bytes: Bytes, meta: ObjectMeta, range: Option<Range<u64>>) -> St
 #[async_trait::async_trait(?Send)]
 impl Store for CachedStore {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        if cache_kind(key) == Some(CacheKind::Small) {
-            if let Some((_, meta)) = self.caches.kv_get(key).await {
-                return Ok(Some(meta));
-            }
+        if cache_kind(key) != Some(CacheKind::Small) {
+            return self.inner.head(key).await;
         }
-        self.inner.head(key).await
+        if let Some((_, meta)) = self.caches.kv_get(key).await {
+            return Ok(Some(meta));
+        }
+        let found = self.inner.head(key).await?;
+        // An empty object (a layer link) is whole in its head: cache it as a
+        // get would.
+        if let Some(meta) = found.as_ref().filter(|meta| meta.size == 0) {
+            let (caches, owned_key, etag) = (self.caches.clone(), key.to_string(), meta.etag.clone());
+            self.context
+                .wait_until(async move { caches.kv_put(&owned_key, &[], etag).await });
+        }
+        Ok(found)
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {

@@ -11,7 +11,8 @@ use pier_core::error::{ErrorCode, RegistryError};
 use pier_core::events::outbox::Lane;
 use pier_core::platform::Background;
 use pier_core::store::Store;
-use worker::{console_error, event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent};
+use pier_core::auth::RequestOrigin;
+use worker::{console_error, event, web_sys, Context, Env, MessageBatch, Response, ScheduleContext, ScheduledEvent};
 
 use crate::background::WaitUntil;
 use crate::cache::{CachedStore, EdgeCaches};
@@ -30,34 +31,38 @@ fn start() {
     std::panic::set_hook(Box::new(|info| console_error!("pier: panic: {info}")));
 }
 
+/// Takes the runtime's request as it is (see `http_shell::core_request`).
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<Response> {
-    let (method, path) = (request.inner().method(), request.path());
+async fn fetch(request: web_sys::Request, env: Env, context: Context) -> worker::Result<Response> {
+    let (method, url) = (request.method(), request.url());
     let response = match serve(request, &env, context).await {
         Ok(response) => response,
-        Err(err) => failure(&format!("{method} {path}: {err}"))?,
+        Err(err) => failure(&format!("{method} {url}: {err}"))?,
     };
     if response.status_code() >= 500 {
-        console_error!("pier: {method} {path} -> {}", response.status_code());
+        console_error!("pier: {method} {url} -> {}", response.status_code());
     }
     Ok(response)
 }
 
-async fn serve(request: Request, env: &Env, context: Context) -> Result<Response, String> {
+async fn serve(request: web_sys::Request, env: &Env, context: Context) -> Result<Response, String> {
     let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
     let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
     #[cfg(feature = "test-endpoints")]
-    if let Some(response) = crate::test_routes::serve(&request, env, &config, &context).await {
+    if let Some(response) =
+        crate::test_routes::serve(&worker::Request::from(Clone::clone(&request)), env, &config, &context).await
+    {
         return response.map_err(|err| err.to_string());
     }
     let bucket = env
         .bucket(BUCKET_BINDING)
         .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
+    let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let url_origin = request
-        .url()
-        .map_err(|err| err.to_string())?
-        .origin()
-        .ascii_serialization();
+        .extensions()
+        .get::<RequestOrigin>()
+        .map(|origin| origin.0.clone())
+        .unwrap_or_default();
     let ops = OpCounts::default();
     let caches = EdgeCaches::new(
         env.kv(KV_BINDING).ok(),
@@ -83,7 +88,6 @@ async fn serve(request: Request, env: &Env, context: Context) -> Result<Response
         .with_local_marks(Arc::new(caches));
     let site = crate::deployment::with_archive(env, &deployment, site, &config, &ops)?;
     let site = crate::events::route_lanes(site, env, &config);
-    let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let response = deployment.handle(&site, request).await;
     if let Some(unread) = unread {
         unread.drain(UNREAD_BODY_DRAIN_LIMIT).await;

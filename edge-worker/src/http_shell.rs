@@ -6,7 +6,7 @@ use http::header::{HeaderName, HeaderValue};
 use pier_core::api::Body;
 use pier_core::auth::{ClientAddress, RequestOrigin};
 use pier_core::body::{empty_body, RequestBody};
-use worker::{EncodeBody, Headers, Response, ResponseBuilder};
+use worker::{web_sys, ByteStream, EncodeBody, Headers, Response, ResponseBuilder};
 
 use crate::streams::{readable_of_length, request_body, UnreadBody};
 
@@ -14,25 +14,26 @@ use crate::streams::{readable_of_length, request_body, UnreadBody};
 const CLIENT_IP_HEADER: &str = "cf-connecting-ip";
 
 /// The core request for a Worker request, its body streaming from the client,
-/// and what core may leave unread of that body (see [`request_body`]).
-pub fn core_request(mut request: worker::Request) -> worker::Result<(http::Request<RequestBody>, Option<UnreadBody>)> {
-    let url = request.url()?;
-    let path_and_query = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_string(),
-    };
+/// and what core may leave unread of that body (see [`request_body`]). It
+/// reads the runtime's request directly: `worker::Request` would also build
+/// its `cf` object and parse its URL, work a registry request never uses.
+pub fn core_request(request: web_sys::Request) -> worker::Result<(http::Request<RequestBody>, Option<UnreadBody>)> {
+    let url = request.url();
+    let (origin, path_and_query) = split_url(&url)?;
     let mut builder = http::Request::builder()
-        .method(request.inner().method().as_str())
+        .method(request.method().as_str())
         .uri(path_and_query);
-    if let Some(headers) = builder.headers_mut() {
-        copy_request_headers(request.headers(), headers);
+    let headers = Headers(request.headers());
+    if let Some(to) = builder.headers_mut() {
+        copy_request_headers(&headers, to);
     }
-    let client = request.headers().get(CLIENT_IP_HEADER)?;
-    let (body, unread) = if request.inner().body().is_some() {
-        let (body, unread) = request_body(request.stream()?);
-        (body, Some(unread))
-    } else {
-        (empty_body(), None)
+    let client = headers.get(CLIENT_IP_HEADER)?;
+    let (body, unread) = match request.body() {
+        Some(readable) => {
+            let (body, unread) = request_body(ByteStream::from(readable));
+            (body, Some(unread))
+        }
+        None => (empty_body(), None),
     };
     let mut request = builder
         .body(body)
@@ -42,10 +43,22 @@ pub fn core_request(mut request: worker::Request) -> worker::Result<(http::Reque
     if let Some(client) = client {
         request.extensions_mut().insert(ClientAddress(client));
     }
-    request
-        .extensions_mut()
-        .insert(RequestOrigin(url.origin().ascii_serialization()));
+    request.extensions_mut().insert(RequestOrigin(origin.to_string()));
     Ok((request, unread))
+}
+
+/// The origin (`https://host[:port]`) and the path with its query of a URL
+/// as the runtime serializes it: absolute, with a path (`/` at least) and
+/// the default port left out, so no parsing is needed to split it.
+fn split_url(url: &str) -> worker::Result<(&str, &str)> {
+    let malformed = || worker::Error::RustError(format!("request URL {url:?} is not absolute"));
+    let host_start = url.find("://").ok_or_else(malformed)? + 3;
+    let path_start = url[host_start..].find('/').map_or(url.len(), |at| host_start + at);
+    let path_and_query = match &url[path_start..] {
+        "" => "/",
+        rest => rest.split('#').next().unwrap_or(rest),
+    };
+    Ok((&url[..path_start], path_and_query))
 }
 
 /// Headers a client sent, minus any the `http` crate cannot represent (a

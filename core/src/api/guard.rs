@@ -41,6 +41,16 @@ impl Access<'_> {
         }
     }
 
+    /// Whether the caller's identity may push to `repo`, whatever its
+    /// token's scopes: a client that pushed with one token and pulls with
+    /// another is still the pusher (`crate::tag_cache`).
+    pub(super) fn identity_may_push(&self, repo: &RepoName) -> bool {
+        match self {
+            Access::Open => true,
+            Access::Checked { auth, caller } => auth.policy().allows(caller.identity(), repo.as_str(), Action::Push),
+        }
+    }
+
     /// Whether the catalog shows `repo` to this caller: if it may pull it.
     pub(super) fn lists(&self, repo: &str) -> bool {
         match self {

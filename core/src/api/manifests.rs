@@ -26,7 +26,8 @@ pub(super) async fn get(
     let reference = parse_reference(reference)?;
     let manifest = match service.mirror.and_then(|m| m.upstream_for(repo)) {
         Some((upstream, remote)) => crate::mirror::manifest(registry, upstream, &remote, repo, &reference).await?,
-        None => registry.manifest(repo, &reference).await?,
+        None if req.access.identity_may_push(repo) => registry.manifest(repo, &reference).await?,
+        None => registry.manifest_for_puller(repo, &reference).await?,
     };
     if let Some(signatures) = service.signatures {
         signatures.check_pull(registry, repo, &manifest).await?;

@@ -93,6 +93,30 @@ impl Registry {
 
     pub async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
         let digest = self.resolve(repo, reference).await?;
+        self.manifest_by_digest(repo, digest).await
+    }
+
+    /// The manifest `reference` names, for a client that may not push to
+    /// `repo`: by tag, resolved from memory where the namespace's policy
+    /// allows (`crate::tag_cache`), else as [`Registry::manifest`].
+    pub async fn manifest_for_puller(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
+        let (Reference::Tag(tag), Some(tags)) = (reference, &self.tags) else {
+            return self.manifest(repo, reference).await;
+        };
+        if let Some(digest) = tags.lookup(repo, tag) {
+            match self.manifest_by_digest(repo, digest).await {
+                Ok(found) => return Ok(found),
+                // Deleted since: the tag may have moved on; ask the store.
+                Err(err) if err.code == ErrorCode::ManifestUnknown => tags.forget(repo, tag),
+                Err(err) => return Err(err),
+            }
+        }
+        let digest = self.resolve(repo, reference).await?;
+        tags.insert(repo, tag, &digest);
+        self.manifest_by_digest(repo, digest).await
+    }
+
+    async fn manifest_by_digest(&self, repo: &RepoName, digest: Digest) -> Result<StoredManifest> {
         let (bytes, _) = read_small(self.store(), &layout::manifest(repo, &digest))
             .await?
             .ok_or_else(|| manifest_unknown(digest.as_str()))?;
@@ -101,6 +125,15 @@ impl Registry {
             digest,
             bytes,
         })
+    }
+
+    /// Drops this instance's memory of `tags` in `repo`: written or deleted.
+    fn forget_cached_tags<'t>(&self, repo: &RepoName, tags: impl IntoIterator<Item = &'t Tag>) {
+        if let Some(cache) = &self.tags {
+            for tag in tags {
+                cache.forget(repo, tag);
+            }
+        }
     }
 
     /// Stores a manifest after checking it and everything it references.
@@ -243,6 +276,7 @@ impl Registry {
             }
         }))
         .await?;
+        self.forget_cached_tags(repo, tags.iter().copied());
         if retention::tags_may_expire(&self.options.retention, repo.as_str()) {
             self.check_tags_kept(repo, &tags).await?;
         }
@@ -474,6 +508,7 @@ impl Registry {
                 self.refuse_untagging(repo, std::slice::from_ref(tag), &format!("deleting tag {tag}"))?;
                 let target = read_small(self.store(), &layout::manifest(repo, &digest)).await?;
                 self.store.delete(&key).await?;
+                self.forget_cached_tags(repo, [tag]);
                 self.store.delete(&layout::tag_hint(repo, &digest, tag)).await?;
                 let (media_type, size) = target.map_or((String::new(), 0), |(bytes, _)| {
                     (manifest::media_type_of(&bytes), bytes.len() as u64)
@@ -494,6 +529,7 @@ impl Registry {
                 for tag in &tags {
                     self.store.delete(&layout::tag(repo, tag)).await?;
                 }
+                self.forget_cached_tags(repo, &tags);
                 for hint in list_all(self.store(), &layout::tag_hints_prefix(repo, digest)).await? {
                     self.store.delete(&hint).await?;
                 }

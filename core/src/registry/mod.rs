@@ -14,7 +14,8 @@ use crate::platform::{Env, LocalMarks};
 use crate::pulls::PullClock;
 use crate::quota::Quotas;
 use crate::retention::RetentionRule;
-use crate::store::cache::ImmutableCache;
+use crate::store::cache::{ImmutableCache, ImmutableMemory};
+use crate::tag_cache::TagCache;
 use crate::store::fresh::FreshReads;
 use crate::store::{Store, StoreResult};
 
@@ -64,8 +65,8 @@ pub struct RegistryOptions {
     /// the bytes in the store, when the store can sign one, so the bytes do
     /// not flow through the registry. Off by default.
     pub redirect_blobs: bool,
-    /// Bytes of small immutable objects (blob records, manifests by digest)
-    /// kept in memory; 0 turns the cache off.
+    /// Bytes of small immutable objects (blob records, manifests by digest,
+    /// layer links) kept in memory; 0 turns the cache off.
     pub cache_bytes: u64,
     /// The retention rules (the `[gc]` configuration): the registry enforces
     /// their `immutable_tags`, collection the rest.
@@ -104,6 +105,8 @@ pub struct Registry {
     local_marks: Option<Arc<dyn LocalMarks>>,
     /// Where archived blobs' bytes are (`crate::archive`).
     archive: Option<ArchiveTier>,
+    /// Tags pull-only clients may be served from memory (`crate::tag_cache`).
+    tags: Option<Arc<TagCache>>,
 }
 
 /// The archive store, as the registry reads it.
@@ -121,7 +124,8 @@ impl Registry {
         match options.cache_bytes {
             0 => Registry::with_cache(store.clone(), store, env, options),
             capacity => {
-                let cache = Arc::new(ImmutableCache::new(store.clone(), env.clone(), capacity));
+                let memory = Arc::new(ImmutableMemory::new(env.clone(), capacity));
+                let cache = Arc::new(ImmutableCache::new(store.clone(), memory));
                 Registry::with_cache(store, cache, env, options)
             }
         }
@@ -150,7 +154,14 @@ impl Registry {
             pulls: None,
             local_marks: None,
             archive: None,
+            tags: None,
         }
+    }
+
+    /// The registry serving pull-only clients tags from `tags`.
+    pub fn with_tag_cache(mut self, tags: Option<Arc<TagCache>>) -> Registry {
+        self.tags = tags;
+        self
     }
 
     /// The registry reading archived blobs from `tier`.

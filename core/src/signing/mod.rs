@@ -420,6 +420,7 @@ mod tests {
         let config = PolicyConfig {
             namespace: "prod/**".into(),
             require_signature: keys.iter().map(|k| k.to_string()).collect(),
+            tag_cache_secs: 0,
         };
         let policies = NamespacePolicies::new(&[config]).unwrap();
         SignatureGate::new(&policies).unwrap().unwrap()

@@ -1,5 +1,5 @@
 //! An in-process cache of small immutable objects (blob records, manifests by
-//! digest) in front of any store.
+//! digest, layer links) in front of any store.
 //!
 //! Digest-addressed data never changes, so a copy may be served without asking
 //! the store again; that removes a storage round trip from most pulls. Only
@@ -8,6 +8,11 @@
 //! a delete made by another instance (garbage collection, a manifest delete)
 //! may be served from here for at most [`MAX_AGE_MS`], or until a read of the
 //! store itself finds the object gone ([`Store::forget`], see `fresh`).
+//!
+//! The memory ([`ImmutableMemory`]) is apart from the store decorator
+//! ([`ImmutableCache`]) because they live differently long: the native
+//! server builds its stores once, the Worker per request, and an isolate's
+//! memory must outlive its requests to be worth having.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
@@ -38,18 +43,17 @@ struct Entries {
     bytes: u64,
 }
 
-/// A store decorator holding up to `capacity` bytes of small immutable objects.
-pub struct ImmutableCache {
-    inner: Arc<dyn Store>,
+/// Up to `capacity` bytes of small immutable objects, by key: the memory of
+/// one process or isolate, shared by every [`ImmutableCache`] made over it.
+pub struct ImmutableMemory {
     env: Arc<dyn Env>,
     capacity: u64,
     entries: Mutex<Entries>,
 }
 
-impl ImmutableCache {
-    pub fn new(inner: Arc<dyn Store>, env: Arc<dyn Env>, capacity: u64) -> ImmutableCache {
-        ImmutableCache {
-            inner,
+impl ImmutableMemory {
+    pub fn new(env: Arc<dyn Env>, capacity: u64) -> ImmutableMemory {
+        ImmutableMemory {
             env,
             capacity,
             entries: Mutex::new(Entries::default()),
@@ -101,8 +105,20 @@ impl ImmutableCache {
         }
     }
 
-    fn forget_entry(&self, key: &str) {
+    fn forget(&self, key: &str) {
         Self::evict(&mut self.entries.lock().unwrap_or_else(PoisonError::into_inner), key);
+    }
+}
+
+/// A store decorator answering immutable reads from an [`ImmutableMemory`].
+pub struct ImmutableCache {
+    inner: Arc<dyn Store>,
+    memory: Arc<ImmutableMemory>,
+}
+
+impl ImmutableCache {
+    pub fn new(inner: Arc<dyn Store>, memory: Arc<ImmutableMemory>) -> ImmutableCache {
+        ImmutableCache { inner, memory }
     }
 }
 
@@ -114,17 +130,22 @@ fn one_chunk(data: Bytes) -> super::ByteStream {
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for ImmutableCache {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        if let Some((_, meta)) = self.lookup(key) {
+        if let Some((_, meta)) = self.memory.lookup(key) {
             return Ok(Some(meta));
         }
-        self.inner.head(key).await
+        let found = self.inner.head(key).await?;
+        // An empty object's head says all there is to say of it (a layer link).
+        if let Some(meta) = found.as_ref().filter(|meta| meta.size == 0 && is_immutable(key)) {
+            self.memory.insert(key, Bytes::new(), meta.clone());
+        }
+        Ok(found)
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
         if !is_immutable(key) {
             return self.inner.get(key, range).await;
         }
-        if let Some((data, meta)) = self.lookup(key) {
+        if let Some((data, meta)) = self.memory.lookup(key) {
             let slice = match range {
                 Some(r) if r.start <= r.end && r.end <= meta.size => data.slice(r.start as usize..r.end as usize),
                 Some(_) => return self.inner.get(key, range).await,
@@ -143,7 +164,7 @@ impl Store for ImmutableCache {
         }
         let meta = result.meta.clone();
         let data = result.bytes().await?;
-        self.insert(key, data.clone(), meta.clone());
+        self.memory.insert(key, data.clone(), meta.clone());
         Ok(Some(GetResult {
             meta,
             body: one_chunk(data),
@@ -151,17 +172,17 @@ impl Store for ImmutableCache {
     }
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        self.forget_entry(key);
+        self.memory.forget(key);
         self.inner.put(key, data, mode).await
     }
 
     async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        self.forget_entry(key);
+        self.memory.forget(key);
         self.inner.put_volatile(key, data, mode).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.forget_entry(key);
+        self.memory.forget(key);
         self.inner.delete(key).await
     }
 
@@ -182,7 +203,7 @@ impl Store for ImmutableCache {
     }
 
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<PartRef>) -> StoreResult<ObjectMeta> {
-        self.forget_entry(key);
+        self.memory.forget(key);
         self.inner.complete_multipart(key, upload_id, parts).await
     }
 
@@ -195,7 +216,7 @@ impl Store for ImmutableCache {
     }
 
     async fn forget(&self, key: &str) {
-        self.forget_entry(key);
+        self.memory.forget(key);
         self.inner.forget(key).await
     }
 }
@@ -212,7 +233,7 @@ mod tests {
     fn keeps_the_storage_contract() {
         let inner = Arc::new(MemoryStore::new(1024));
         let clock = Arc::new(TestEnv::at(0));
-        let cache = ImmutableCache::new(inner.clone(), clock.clone(), 1 << 20);
+        let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
         for prefix in ["contract/", "blobs/contract/"] {
             let results = futures::executor::block_on(contract::run(&cache, clock.as_ref(), prefix));
             assert_eq!(
@@ -226,7 +247,7 @@ mod tests {
 
     #[test]
     fn forwards_what_the_store_beneath_knows() {
-        let wrapped = contract::check_wrapper(|inner| ImmutableCache::new(inner, Arc::new(TestEnv::at(0)), 1 << 20));
+        let wrapped = contract::check_wrapper(|inner| ImmutableCache::new(inner, Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20))));
         assert_eq!(futures::executor::block_on(wrapped), Ok(()));
     }
 
@@ -235,7 +256,7 @@ mod tests {
         futures::executor::block_on(async {
             let inner = Arc::new(MemoryStore::new(1024));
             let clock = Arc::new(TestEnv::at(0));
-            let cache = ImmutableCache::new(inner.clone(), clock.clone(), 1 << 20);
+            let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
             inner
                 .put("blobs/sha256/aa", Bytes::from_static(b"record"), PutMode::Overwrite)
                 .await
@@ -282,10 +303,32 @@ mod tests {
     }
 
     #[test]
+    fn keeps_an_empty_objects_head_but_not_a_fuller_ones() {
+        futures::executor::block_on(async {
+            let inner = Arc::new(MemoryStore::new(1024));
+            let clock = Arc::new(TestEnv::at(0));
+            let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
+            let (link, record) = ("repos/a/_layers/sha256/aa", "blobs/sha256/aa");
+            inner.put(link, Bytes::new(), PutMode::Overwrite).await.unwrap();
+            inner.put(record, Bytes::from_static(b"r"), PutMode::Overwrite).await.unwrap();
+            assert!(cache.head(link).await.unwrap().is_some());
+            assert!(cache.head(record).await.unwrap().is_some());
+            // Deleted by another instance:
+            inner.delete(link).await.unwrap();
+            inner.delete(record).await.unwrap();
+            assert!(cache.head(link).await.unwrap().is_some(), "a link is whole in its head");
+            assert!(cache.head(record).await.unwrap().is_none(), "a head holds no bytes to serve");
+            clock.advance_millis(MAX_AGE_MS);
+            assert!(cache.head(link).await.unwrap().is_none(), "aged out");
+        });
+    }
+
+    #[test]
     fn stays_within_its_capacity() {
         futures::executor::block_on(async {
             let inner = Arc::new(MemoryStore::new(1024));
-            let cache = ImmutableCache::new(inner.clone(), Arc::new(TestEnv::at(0)), 1000);
+            let memory = Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1000));
+            let cache = ImmutableCache::new(inner.clone(), memory.clone());
             for i in 0..50 {
                 let key = format!("blobs/sha256/{i:02}");
                 inner
@@ -294,7 +337,7 @@ mod tests {
                     .unwrap();
                 read_small(&cache, &key).await.unwrap().unwrap();
             }
-            let entries = cache.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let entries = memory.entries.lock().unwrap_or_else(PoisonError::into_inner);
             assert!(entries.bytes <= 1000, "{} bytes cached", entries.bytes);
             assert!(entries.by_key.contains_key("blobs/sha256/49"), "the newest is kept");
             assert!(!entries.by_key.contains_key("blobs/sha256/00"), "the oldest went first");

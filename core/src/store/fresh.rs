@@ -96,14 +96,14 @@ impl Store for FreshReads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::cache::ImmutableCache;
+    use crate::store::cache::{ImmutableCache, ImmutableMemory};
     use crate::store::contract;
     use crate::store::memory::MemoryStore;
     use crate::testing::TestEnv;
 
     /// The fresh view over a cache over `backend`, as the registry builds it.
     fn fresh_view(backend: Arc<dyn Store>) -> FreshReads {
-        let cache = Arc::new(ImmutableCache::new(backend.clone(), Arc::new(TestEnv::at(0)), 1 << 20));
+        let cache = Arc::new(ImmutableCache::new(backend.clone(), Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20))));
         FreshReads::new(backend, cache)
     }
 
