@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # bench/edge-peer.sh: pier's edge Worker beside cloudflare/serverless-registry
 # (issue 15), both under local workerd on this machine, in one run:
-#   - starts pier's production Worker (edge-worker/build/, scripts/edge-dev.sh,
-#     no auth) and the peer (its checkout, run with pier's pinned wrangler,
-#     Basic auth hello:world as its dev vars set it) on free ports with fresh
-#     persist directories;
+#   - starts pier's production Worker (edge-worker/build/, its bindings and
+#     vars from wrangler.toml's top level, no auth unless --pier-var sets it)
+#     and the peer (its checkout bundled by pier's pinned wrangler, Basic auth
+#     hello:world as its dev vars set it) on free ports with fresh persist
+#     directories, each under Miniflare (bench/edge-serve.mjs): workerd with
+#     nothing in front, as in production, where `wrangler dev`'s proxy chain
+#     would cap both near the same few hundred requests per second;
 #   - runs the workloads of issue 15 on both, alternating (bench/loadgen suite):
 #     manifest GET by tag and by digest at 1 and 64 connections (wrk, the
 #     Accept header clients send, OCI and Docker types), GET /v2/ as the HTTP
 #     floor, 1 MiB blob GETs on a first read (a miss for pier's edge caches)
 #     and on a read after one (a hit), 1 MiB pushes as docker makes them
 #     (POST, one PATCH, PUT) and a 256 MiB push in 16 MiB chunks;
+#   - measures the CPU time of each Worker's own isolate per kind of request
+#     (bench/worker-cpu.mjs: V8's sampling profiler over the inspector);
 #   - measures pier alone as bench/edge.sh does (size, per-request latency and
 #     CPU of the Worker's process tree);
 #   - starts pier's test build (edge-worker/build-test/) and counts the R2, KV
 #     and Cache API operations of each kind of request (bench/loadgen ops, the
-#     x-pier-test-ops header).
+#     x-pier-test-ops header) under `wrangler dev --env test`.
 # Prints and writes one markdown report with the command, date, machine and
 # commits. Without the peer it measures pier alone and prints no peer columns.
 # It does not build the Worker: run scripts/edge-build.sh and
 # scripts/edge-build.sh --test first.
 #
-# Usage: bench/edge-peer.sh [--reps N] [--duration S] [--small-n N] [--only RE] [--out FILE] [PEER_DIR]
+# Usage: bench/edge-peer.sh [--reps N] [--duration S] [--small-n N] [--only RE] [--out FILE]
+#                           [--pier-var NAME=VALUE]... [--pier-user USER:PASSWORD] [--pier-build DIR] [PEER_DIR]
 #   PEER_DIR      a serverless-registry checkout with its dependencies installed
 #                 (default $SERVERLESS_REGISTRY_DIR; docs/benchmarks-edge.md says how to get one)
 #   --reps N      repetitions of every workload on each registry (default 3)
@@ -31,6 +37,13 @@
 #                 manifest-tag-c1|64, manifest-digest-c1|64, blob-get-miss,
 #                 blob-get-hit, push-small-chunked, push-large-chunked)
 #   --out FILE    where the report goes (default target/bench/edge-peer-<date>/edge-peer.md)
+#   --pier-var NAME=VALUE  a var for pier's Worker over wrangler.toml's (auth,
+#                 caching: PIER_AUTH='{...}' and so on; repeatable); also
+#                 $PIER_BENCH_VARS, one NAME=VALUE a line
+#   --pier-user USER:PASSWORD  Basic credentials on every request to pier
+#                 (when a --pier-var turns auth on)
+#   --pier-build DIR  pier's production build (default edge-worker/build/,
+#                 or $PIER_EDGE_BUILD)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +51,8 @@ cd "$ROOT"
 COMMAND="bench/edge-peer.sh${*:+ $*}"
 
 reps=3 duration=3 small_n=50 out="" peer=${SERVERLESS_REGISTRY_DIR:-}
+pier_build=${PIER_EDGE_BUILD:-edge-worker/build} pier_user="" pier_vars=()
+if [ -n "${PIER_BENCH_VARS:-}" ]; then mapfile -t pier_vars <<<"$PIER_BENCH_VARS"; fi
 only='^(v2-c64|manifest-(tag|digest)-c(1|64)|blob-get-(miss|hit)|push-small-chunked|push-large-chunked)$'
 while [ $# -gt 0 ]; do
   case $1 in
@@ -46,6 +61,9 @@ while [ $# -gt 0 ]; do
     --small-n) small_n=$2; shift ;;
     --only) only=$2; shift ;;
     --out) out=$2; shift ;;
+    --pier-var) pier_vars+=("$2"); shift ;;
+    --pier-user) pier_user=$2; shift ;;
+    --pier-build) pier_build=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "edge-peer.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     *) peer=$1 ;;
@@ -60,12 +78,19 @@ RUN=$(new_run_dir edge-peer)
 out=${out:-$RUN/edge-peer.md}
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
-for build in build build-test; do
-  [ -f "edge-worker/$build/index.js" ] ||
-    die "edge-worker/$build/ is missing: build the Worker first (scripts/edge-build.sh; scripts/edge-build.sh --test)"
-done
+if [ ! -f "$pier_build/index.js" ]; then
+  die "no pier build in $pier_build: build the Worker first (scripts/edge-build.sh)"
+fi
+pier_build=$(cd "$pier_build" && pwd)
+[ -f edge-worker/build-test/index.js ] || die "edge-worker/build-test/ is missing: scripts/edge-build.sh --test"
 WRANGLER=$ROOT/node_modules/.bin/wrangler
-[ -x "$WRANGLER" ] || die "no wrangler in node_modules: run scripts/install-deps.sh edge"
+if [ ! -x "$WRANGLER" ] || [ ! -d "$ROOT/node_modules/miniflare" ]; then
+  die "no wrangler or miniflare in node_modules: run scripts/install-deps.sh edge"
+fi
+pier_var_args=()
+for var in "${pier_vars[@]}"; do
+  [ -z "$var" ] || pier_var_args+=(--var "$var")
+done
 if [ -n "$peer" ]; then
   peer=$(cd "$peer" && pwd) || die "no such directory: $peer"
   if [ ! -f "$peer/index.ts" ] || [ ! -d "$peer/node_modules/itty-router" ]; then
@@ -76,7 +101,7 @@ ensure_wrk
 build_loadgen "$BENCH_DIR/bin"
 
 # start_group NAME STATUS COMMAND...: runs COMMAND, a server on
-# 127.0.0.1:$port, in a process group of its own (wrangler and workerd),
+# 127.0.0.1:$port, in a process group of its own (Node and workerd),
 # until GET /v2/ answers STATUS; sets NAME_addr, stopped by stop_worker NAME
 # or at exit.
 start_group() {
@@ -90,12 +115,13 @@ start_group() {
 }
 
 # --- the two Workers ---------------------------------------------------------
-port=$(free_port)
-PIER_EDGE_PREBUILT=1 start_group pier 200 scripts/edge-dev.sh --port "$port" --persist "$scratch/pier-state" \
-  -- --inspector-port "$(free_port)"
-PIER=http://$pier_addr
+port=$(free_port) pier_inspector=$(free_port)
+start_group pier '200|401' node bench/edge-serve.mjs --script "$pier_build/index.js" --config wrangler.toml \
+  --port "$port" --persist "$scratch/pier-state" --inspector-port "$pier_inspector" "${pier_var_args[@]}"
+PIER=http://${pier_user:+$pier_user@}$pier_addr
 pier_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core edge-worker 2>/dev/null || echo ' + uncommitted changes')"
-log "pier's Worker ($pier_commit) on $PIER"
+log "pier's Worker ($pier_commit, $pier_build) on http://$pier_addr"
+worker_cpu_args=("pier=$PIER@$pier_inspector")
 
 ref_args=() peer_commit=""
 if [ -n "$peer" ]; then
@@ -112,10 +138,14 @@ bucket_name = "r2-image-registry-dev"
 USERNAME = "hello"
 PASSWORD = "world"
 EOF
-  port=$(free_port)
-  start_group peer 401 "$WRANGLER" dev --config "$scratch/peer-wrangler.toml" --local --ip 127.0.0.1 \
-    --port "$port" --inspector-port "$(free_port)" --persist-to "$scratch/peer-state" --show-interactive-dev-session=false
+  # Bundled as `wrangler deploy` would upload it (offline: --dry-run).
+  "$WRANGLER" deploy --dry-run --config "$scratch/peer-wrangler.toml" --outdir "$scratch/peer-bundle" \
+    >"$RUN/peer-bundle.log" 2>&1 || die "bundling the peer failed: $RUN/peer-bundle.log"
+  port=$(free_port) peer_inspector=$(free_port)
+  start_group peer 401 node bench/edge-serve.mjs --script "$scratch/peer-bundle/index.js" \
+    --config "$scratch/peer-wrangler.toml" --port "$port" --persist "$scratch/peer-state" --inspector-port "$peer_inspector"
   ref_args=(-ref "http://hello:world@$peer_addr")
+  worker_cpu_args+=("serverless-registry=http://hello:world@$peer_addr@$peer_inspector")
   peer_commit=$(git -C "$peer" rev-parse --short HEAD 2>/dev/null || echo '?')
   log "serverless-registry ($peer_commit) on http://$peer_addr"
 fi
@@ -129,9 +159,14 @@ elapsed=$(($(date +%s) - t0))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 tables=$("$LOADGEN" report -in "$RUN/results.jsonl" -ref-label serverless-registry -goals "issue 15")
 
+# --- CPU of each Worker's own isolate ------------------------------------------
+log "CPU per request of each Worker's isolate (bench/worker-cpu.mjs)"
+cpu_table=$(node bench/worker-cpu.mjs --profiles "$RUN/profiles" "${worker_cpu_args[@]}" 2>"$RUN/worker-cpu.err") ||
+  die "bench/worker-cpu.mjs failed: $(tail -n 5 "$RUN/worker-cpu.err")"
+
 # --- pier alone: size, latency and CPU per request ----------------------------
 log "pier alone (bench/edge.sh)"
-bench/edge.sh --url "$PIER" --pid "$(cat "$scratch/pier.pgid")" --out "$RUN/edge.md" >"$RUN/edge.log" 2>&1 ||
+PIER_EDGE_BUILD=$pier_build bench/edge.sh --url "$PIER" --pid "$(cat "$scratch/pier.pgid")" --out "$RUN/edge.md" >"$RUN/edge.log" 2>&1 ||
   die "bench/edge.sh failed: $RUN/edge.log"
 stop_worker pier
 [ -z "$peer" ] || stop_worker peer
@@ -144,8 +179,15 @@ stop_worker ops
 
 peer_line="not run (no checkout given: pass PEER_DIR or set SERVERLESS_REGISTRY_DIR)."
 if [ -n "$peer" ]; then
-  peer_line="cloudflare/serverless-registry $peer_commit, its \`index.ts\` under the same wrangler (\`wrangler dev --local\`, the \`REGISTRY\` R2 binding persisted to a fresh directory, \`USERNAME\`/\`PASSWORD\` vars hello/world as its \`env.dev\` sets them: every request carries Basic auth, as its README requires)."
+  peer_line="cloudflare/serverless-registry $peer_commit, its \`index.ts\` bundled by the same wrangler (\`wrangler deploy --dry-run --outdir\`) and served the same way, the \`REGISTRY\` R2 binding persisted to a fresh directory, \`USERNAME\`/\`PASSWORD\` vars hello/world as its \`env.dev\` sets them: every request carries Basic auth, as its README requires."
 fi
+pier_settings="no vars over wrangler.toml's, so no auth"
+if [ ${#pier_vars[@]} -gt 0 ]; then
+  pier_settings=$(printf '`%s`, ' "${pier_vars[@]%%=*}")
+  pier_settings="vars over wrangler.toml's: ${pier_settings%, }"
+fi
+[ -z "$pier_user" ] || pier_settings+="; every request with Basic credentials"
+
 mkdir -p "$(dirname "$out")"
 {
   cat <<EOF
@@ -153,9 +195,9 @@ mkdir -p "$(dirname "$out")"
 
 Produced by \`$COMMAND\` ($(date -u '+%Y-%m-%d %H:%M UTC'); workloads took ${elapsed} s).
 
-- pier: $pier_commit, the production build (\`edge-worker/build/\`, \`scripts/edge-build.sh\`) under \`scripts/edge-dev.sh\` (\`wrangler dev --local\`, R2, KV and the Cache API simulated on disk, fresh persist directory), no auth.
+- pier: $pier_commit, the production build (\`${pier_build#"$ROOT"/}\`, \`scripts/edge-build.sh\`) with the bindings and vars of wrangler.toml's top level; $pier_settings.
 - Peer: $peer_line
-- wrangler $("$WRANGLER" --version 2>/dev/null | tail -n 1) (pier's pinned one) for both; Node $(node --version).
+- Each Worker under Miniflare $(node -p "require('$ROOT/node_modules/miniflare/package.json').version") (\`bench/edge-serve.mjs\`: workerd with nothing in front of it, as in production; R2, KV and the Cache API simulated on disk, fresh persist directories), not \`wrangler dev\`, whose proxy chain caps any Worker near the same few hundred requests per second on this machine; wrangler $("$WRANGLER" --version 2>/dev/null | tail -n 1) (pier's pinned one) bundles the peer; Node $(node --version).
 - Load generators: bench/loadgen ($(go version | awk '{print $3}'), HTTP/1.1 keep-alive) and $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}') (manifest GETs), on the same machine.
 - Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r); load average $load_start at the start, $load_end at the end.
 
@@ -177,6 +219,11 @@ wrangler uses. Where GitHub is out of reach, clone from a mirror of it.) The
 script runs the peer as its \`wrangler.example.toml\` sets up the \`dev\`
 environment, from a config file of its own: the peer's checkout is not touched.
 
+pier's vars for a run (auth, caching) are given with \`--pier-var NAME=VALUE\`
+(or \`PIER_BENCH_VARS\`, one a line) and, when auth is on, the credentials with
+\`--pier-user USER:PASSWORD\`; \`--pier-build DIR\` (or \`PIER_EDGE_BUILD\`)
+measures another build than \`edge-worker/build/\`.
+
 ## Side by side
 
 Each workload runs on both, alternating (pier then the peer on odd repetitions,
@@ -185,6 +232,23 @@ repetition(s). Both Workers, the load generators and whatever else runs share
 the cores: trust the ratio more than the absolute figures.
 
 $tables
+
+## CPU per request of each Worker's own code
+
+The time each Worker's own isolate worked per request (\`bench/worker-cpu.mjs\`),
+not its process tree: workerd's HTTP handling, Miniflare's entry Worker and the
+R2, KV and Cache API simulators are left out. V8's sampling profiler runs over
+the inspector (100 µs interval) around n sequential requests of one kind (the table's n) on
+one kept-alive connection, after a warm-up; V8 samples an isolate only while it
+holds the isolate's lock, so each sample taken while it worked (all but
+\`(idle)\`: JavaScript, wasm, garbage collection, the runtime's calls) counts one
+sampler tick, measured from back-to-back samples. Profiling itself slows the
+isolate down (a signal and a stack walk every tick): read the figures as upper
+bounds and compare them with each other. A blob read before is a Cache API
+hit for pier with its default settings. The profiles are kept in the run
+directory (\`profiles/*.cpuprofile\`, for DevTools).
+
+$cpu_table
 
 ## Round trips per request (pier's test build)
 

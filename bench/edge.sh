@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # bench/edge.sh: measures pier's edge Worker locally (issue 4, edge part):
-#   - wasm size of the build output under edge-worker/build/, raw and gzipped;
-#   - time for the local Worker (scripts/edge-dev.sh --port P --persist DIR,
-#     wrangler dev over workerd) to answer GET /v2/, for a first start and a
-#     restart on the same persisted state;
+#   - wasm size of the build output under edge-worker/build/ (or
+#     $PIER_EDGE_BUILD), raw and gzipped;
+#   - time for the local Worker (bench/edge-serve.mjs: Miniflare, workerd with
+#     nothing in front, wrangler.toml's bindings and vars) to answer GET /v2/,
+#     for a first start and a restart on the same persisted state;
 #   - per-request latency for manifest GET (by tag, by digest) and blob GET
 #     (first read = cache miss, repeated reads = cache hit), with the CPU time
 #     per request of the Worker's process tree, and a short 64-connection wrk load.
 # It does not build the Worker: it expects the build output to be there.
 #
 # Usage: bench/edge.sh [--n N] [--starts K] [--duration SECS] [--out FILE]
-#        bench/edge.sh --url http://127.0.0.1:8787 [--pid PID]   (a Worker already running)
+#        bench/edge.sh --url http://127.0.0.1:8787 [--pid PID]   (a Worker already running,
+#            e.g. by bench/edge-serve.mjs or scripts/edge-dev.sh; PID: the root of its process tree)
 #   --n N         requests per latency measurement (default 200)
 #   --starts K    number of starts timed (default 2: first, then restart)
 #   --duration S  seconds of the wrk load (default 5; 0 skips it)
@@ -43,14 +45,14 @@ RUN=$(new_run_dir edge)
 out=${out:-$RUN/edge.md}
 
 # --- the pieces the Worker engineer provides -----------------------------------
-BUILD=$ROOT/edge-worker/build
-DEV=$ROOT/scripts/edge-dev.sh
+BUILD=$(cd "${PIER_EDGE_BUILD:-$ROOT/edge-worker/build}" 2>/dev/null && pwd) ||
+  die "no build directory ${PIER_EDGE_BUILD:-edge-worker/build/}: build the Worker first (scripts/edge-build.sh)"
 mapfile -t wasms < <(find "$BUILD" -name '*.wasm' -type f 2>/dev/null | sort)
 if [ ${#wasms[@]} -eq 0 ]; then
-  die "no .wasm under edge-worker/build/: the Worker is not built yet (build it with the edge tooling, e.g. scripts/edge-build.sh, then rerun)"
+  die "no .wasm under ${BUILD#"$ROOT"/}: the Worker is not built yet (build it with the edge tooling, e.g. scripts/edge-build.sh, then rerun)"
 fi
-if [ -z "$url" ] && [ ! -x "$DEV" ]; then
-  die "scripts/edge-dev.sh is missing or not executable: it is the documented way to start the Worker locally (--port P --persist DIR); pass --url to measure a Worker started by hand"
+if [ -z "$url" ] && [ ! -d "$ROOT/node_modules/miniflare" ]; then
+  die "no miniflare in node_modules (scripts/install-deps.sh edge); pass --url to measure a Worker started by hand"
 fi
 
 ensure_wrk
@@ -75,7 +77,7 @@ for f in "${wasms[@]}"; do
 done
 total_raw=$(find "$BUILD" -type f -printf '%s\n' | awk '{s+=$1} END{print s+0}')
 total_gz=$(tar -C "$BUILD" -cf - . | gzip -9 -c | wc -c)
-report "| all of edge-worker/build/ (wasm and JS glue) | $total_raw | $total_gz (tar.gz) | $(awk -v g="$total_gz" 'BEGIN{printf "%.2f", g/1048576}') |"
+report "| all of ${BUILD#"$ROOT"/}/ (wasm and JS glue) | $total_raw | $total_gz (tar.gz) | $(awk -v g="$total_gz" 'BEGIN{printf "%.2f", g/1048576}') |"
 report ""
 report "Goal (issue 3): under 1 MiB gzipped."
 report ""
@@ -99,18 +101,18 @@ if [ -z "$url" ]; then
   url=http://127.0.0.1:$port
   report "## Time to ready"
   report ""
-  report "From launching \`PIER_EDGE_PREBUILT=1 scripts/edge-dev.sh --port $port --persist DIR\` (the build output as it is) to the first answer (200 or 401) on \`GET /v2/\`."
+  report "From launching \`node bench/edge-serve.mjs --script ${BUILD#"$ROOT"/}/index.js --config wrangler.toml --port $port --persist DIR\` (the build output as it is) to the first answer (200 or 401) on \`GET /v2/\`."
   report ""
   report "| start | seconds |"
   report "|---|---:|"
   for i in $(seq 1 "$starts"); do
     [ "$i" -gt 1 ] && stop_dev
     t0=$(date +%s.%N)
-    # The build output as it is: a start, not a build, is what is timed.
-    PIER_EDGE_PREBUILT=1 setsid "$DEV" --port "$port" --persist "$PERSIST" >"$RUN/edge-dev-$i.log" 2>&1 &
+    setsid node bench/edge-serve.mjs --script "$BUILD/index.js" --config wrangler.toml --port "$port" \
+      --persist "$PERSIST" >"$RUN/edge-serve-$i.log" 2>&1 &
     dev_pid=$!
-    WAIT_SECS=300 wait_for "$url/v2/" '200|401' "$dev_pid" "$RUN/edge-dev-$i.log" ||
-      die "scripts/edge-dev.sh did not answer on $url/v2/; see $RUN/edge-dev-$i.log"
+    WAIT_SECS=300 wait_for "$url/v2/" '200|401' "$dev_pid" "$RUN/edge-serve-$i.log" ||
+      die "bench/edge-serve.mjs did not answer on $url/v2/; see $RUN/edge-serve-$i.log"
     t1=$(date +%s.%N)
     what=$([ "$i" = 1 ] && echo "first start (fresh persist directory)" || echo "restart $((i - 1)) (same persist directory)")
     report "| $what | $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') |"
@@ -123,7 +125,7 @@ fi
 # --- per request ---------------------------------------------------------------
 report "## Per request (sequential, one connection, keep-alive)"
 report ""
-report "CPU per request: user+system time of the Worker's process tree (wrangler, workerd and helpers; the workerd column counts processes named workerd only) over the measurement, divided by the request count; 10 ms clock-tick resolution, so read it over many requests."
+report "CPU per request: user+system time of the Worker's process tree (under bench/edge-serve.mjs, Miniflare's Node process and workerd, which also runs Miniflare's entry Worker and the R2, KV and Cache API simulators; the workerd column counts processes named workerd only) over the measurement, divided by the request count; 10 ms clock-tick resolution, so read it over many requests."
 report ""
 log "measuring per-request latency against $url"
 edge_out=$("$LOADGEN" edge -url "$url" -pid "$pid" -n "$n" -wrk "$(command -v wrk)" -duration "${duration}s" 2>"$RUN/loadgen-edge.err") ||
