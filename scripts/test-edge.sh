@@ -23,6 +23,8 @@
 #   - last pulls, retention by pulls and quotas (tests/lifecycle/run.sh edge);
 #   - pulled sites: [[sync]] passes from the cron trigger (tests/sync/run.sh edge);
 #   - signature-gated promotion and pulls with cosign (tests/signing/run.sh edge);
+#   - tags served from the isolate's memory to pull-only clients
+#     (tests/tagcache/run.sh edge);
 #   - the archive tier: moves across cron invocations, kill -9 (tests/archive/run.sh edge);
 #   - the web UI in Chromium and its JSON API (tests/ui/run.sh edge);
 #   - the auth suite (tests/auth/run.sh --edge: its own Worker with PIER_AUTH
@@ -194,6 +196,11 @@ script_suite "lifecycle (last pulls, retention by pulls, quotas)" "$scratch/life
 # Signature-gated promotion and pulls: PIER_POLICY and PIER_REPLICATE, with
 # cosign (tests/signing/edge.sh starts its own Workers).
 script_suite "signing (cosign, gated promotion and pulls)" "$scratch/signing.log" signing bash tests/signing/run.sh edge
+
+# Tags served from memory to pull-only clients: PIER_POLICY's tag_cache_secs
+# with PIER_AUTH (tests/tagcache/edge.sh starts its own Worker).
+script_suite "tag cache (pull-only clients, read-your-writes)" "$scratch/tagcache.log" tagcache \
+  bash tests/tagcache/run.sh edge
 
 # The archive tier: PIER_ARCHIVE and its second R2 bucket, passes in 1 s cron
 # steps, kill -9 of the Worker mid-move (tests/archive/edge.sh).

@@ -59,11 +59,13 @@ step "crash safety (native)" node --test tests/native/*.test.mjs
 step "TLS and mutual TLS (native)" bash tests/native/tls.sh
 # Suites that start their own servers (auth, GC under concurrent pushes for a
 # minute, scale-out over S3, mirroring, events, pulled sites (sync), lifecycle (last pulls,
-# retention by pulls, quotas), the archive tier, signatures (cosign), the web UI in Chromium,
+# retention by pulls, quotas), the archive tier, signatures (cosign), tags served from memory to
+# pull-only clients (tag cache), the web UI in Chromium,
 # the adversarial suite, the static binary, image, systemd unit and Helm chart), with the
 # binary built above (PIER_BIN).
 for suite in tests/auth/run.sh tests/gc/run.sh tests/scaleout/run.sh tests/mirror/run.sh tests/events/run.sh tests/sync/run.sh \
-  tests/lifecycle/run.sh tests/archive/run.sh tests/signing/run.sh tests/ui/run.sh tests/security/run.sh \
+  tests/lifecycle/run.sh tests/archive/run.sh tests/signing/run.sh tests/tagcache/run.sh tests/ui/run.sh \
+  tests/security/run.sh \
   tests/packaging/run.sh; do
   # Their Worker parts run in scripts/test-edge.sh, once the Worker is built.
   [ -f "$suite" ] && step "$(basename "$(dirname "$suite")") suite" env PIER_SKIP_EDGE=1 bash "$suite"
