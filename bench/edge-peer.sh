@@ -44,6 +44,13 @@
 #                 (when a --pier-var turns auth on)
 #   --pier-build DIR  pier's production build (default edge-worker/build/,
 #                 or $PIER_EDGE_BUILD)
+#   --pier-prod SECS  pier set up as a production namespace: auth on, a robot
+#                 that pushes and a pull-only robot on bench/** (pushes carry
+#                 the first's credentials, GETs and HEADs the second's, both
+#                 Basic, checked on every request as the peer's are), and the
+#                 namespace policy tag_cache_secs = SECS
+#                 (docs/deploy-edge.md#tags-close-to-pullers). Needs the pier
+#                 binary for its keys: $PIER_BIN, else target/release/pier.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,7 +58,7 @@ cd "$ROOT"
 COMMAND="bench/edge-peer.sh${*:+ $*}"
 
 reps=3 duration=3 small_n=50 out="" peer=${SERVERLESS_REGISTRY_DIR:-}
-pier_build=${PIER_EDGE_BUILD:-edge-worker/build} pier_user="" pier_vars=()
+pier_build=${PIER_EDGE_BUILD:-edge-worker/build} pier_user="" pier_vars=() pier_prod=""
 if [ -n "${PIER_BENCH_VARS:-}" ]; then mapfile -t pier_vars <<<"$PIER_BENCH_VARS"; fi
 only='^(v2-c64|manifest-(tag|digest)-c(1|64)|blob-get-(miss|hit)|push-small-chunked|push-large-chunked)$'
 while [ $# -gt 0 ]; do
@@ -64,6 +71,7 @@ while [ $# -gt 0 ]; do
     --pier-var) pier_vars+=("$2"); shift ;;
     --pier-user) pier_user=$2; shift ;;
     --pier-build) pier_build=$2; shift ;;
+    --pier-prod) pier_prod=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "edge-peer.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     *) peer=$1 ;;
@@ -86,6 +94,26 @@ pier_build=$(cd "$pier_build" && pwd)
 WRANGLER=$ROOT/node_modules/.bin/wrangler
 if [ ! -x "$WRANGLER" ] || [ ! -d "$ROOT/node_modules/miniflare" ]; then
   die "no wrangler or miniflare in node_modules: run scripts/install-deps.sh edge"
+fi
+pier_puller=""
+if [ -n "$pier_prod" ]; then
+  pier_bin=${PIER_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/pier}
+  [ -x "$pier_bin" ] || die "--pier-prod needs the pier binary: cargo build --release -p pier-server, or set PIER_BIN"
+  robot() { # NAME: the robot's token, its [[auth.robots]] entry as JSON in $scratch/NAME.json
+    local printed token digest
+    printed=$("$pier_bin" auth new-robot "$1")
+    token=$(sed -n 's/^token: //p' <<<"$printed")
+    digest=$(sed -n 's/^token_sha256 = "\(.*\)"$/\1/p' <<<"$printed")
+    jq -cn --arg name "$1" --arg digest "$digest" '{name: $name, token_sha256: $digest}' >"$scratch/$1.json"
+    echo "$token"
+  }
+  pusher_token=$(robot bench-pusher) puller_token=$(robot bench-puller)
+  pier_vars+=("PIER_AUTH=$(jq -cn --slurpfile pusher "$scratch/bench-pusher.json" --slurpfile puller "$scratch/bench-puller.json" \
+    '{service: "pier", robots: [$pusher[0], $puller[0]],
+      rules: [{repositories: "bench/**", pull: ["bench-pusher", "bench-puller"], push: ["bench-pusher"], delete: ["bench-pusher"]}]}')")
+  pier_vars+=("PIER_AUTH_SIGNING_KEYS=$("$pier_bin" auth new-signing-key | jq -c .)")
+  pier_vars+=("PIER_POLICY=$(jq -cn --argjson secs "$pier_prod" '[{namespace: "bench/**", tag_cache_secs: $secs}]')")
+  pier_user=bench-pusher:$pusher_token pier_puller=bench-puller:$puller_token
 fi
 pier_var_args=()
 for var in "${pier_vars[@]}"; do
@@ -122,6 +150,7 @@ PIER=http://${pier_user:+$pier_user@}$pier_addr
 pier_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core edge-worker 2>/dev/null || echo ' + uncommitted changes')"
 log "pier's Worker ($pier_commit, $pier_build) on http://$pier_addr"
 worker_cpu_args=("pier=$PIER@$pier_inspector")
+[ -z "$pier_puller" ] || worker_cpu_args=(--pull-as "pier=$pier_puller" "${worker_cpu_args[@]}")
 
 ref_args=() peer_commit=""
 if [ -n "$peer" ]; then
@@ -153,7 +182,7 @@ fi
 # --- side by side ------------------------------------------------------------
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(date +%s)
-"$LOADGEN" suite -pier "$PIER" "${ref_args[@]}" -reps "$reps" -small-n "$small_n" -duration "${duration}s" \
+"$LOADGEN" suite -pier "$PIER" ${pier_puller:+-pier-puller "$pier_puller"} "${ref_args[@]}" -reps "$reps" -small-n "$small_n" -duration "${duration}s" \
   -conns 1,64 -only "$only" -wrk "$(command -v wrk)" -out "$RUN/results.jsonl"
 elapsed=$(($(date +%s) - t0))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -187,6 +216,9 @@ if [ ${#pier_vars[@]} -gt 0 ]; then
   pier_settings="vars over wrangler.toml's: ${pier_settings%, }"
 fi
 [ -z "$pier_user" ] || pier_settings+="; every request with Basic credentials"
+if [ -n "$pier_prod" ]; then
+  pier_settings="set up as a production namespace (\`--pier-prod $pier_prod\`): auth on, pushes by a robot that may push to bench/**, GETs and HEADs by a pull-only robot, both with Basic credentials on every request (a robot token is checked by its SHA-256), and the policy \`tag_cache_secs = $pier_prod\` on bench/**"
+fi
 
 mkdir -p "$(dirname "$out")"
 {

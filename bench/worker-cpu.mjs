@@ -18,6 +18,8 @@
 //   --n N           requests per kind (default 200)
 //   --blob-n N      1 MiB blob GETs (default 100)
 //   --profiles DIR  also write each profile, NAME-KIND.cpuprofile (DevTools opens them)
+//   --pull-as NAME=USER:PASSWORD  Basic credentials of that Worker's GETs instead
+//                   of its URL's (a pull-only identity; repeatable)
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -46,8 +48,15 @@ const { values: options, positionals } = parseArgs({
     n: { type: 'string', default: '200' },
     'blob-n': { type: 'string', default: '100' },
     profiles: { type: 'string' },
+    'pull-as': { type: 'string', multiple: true, default: [] },
   },
 });
+const basic = (credentials) => `Basic ${Buffer.from(credentials).toString('base64')}`;
+const pullers = new Map(options['pull-as'].map((spec) => {
+  const at = spec.indexOf('=');
+  if (at < 1) fail(`--pull-as ${spec}: expected NAME=USER:PASSWORD`);
+  return [spec.slice(0, at), basic(spec.slice(at + 1))];
+}));
 const workers = positionals.map((spec) => {
   const match = /^([^=]+)=(.+)@(\d+)$/.exec(spec);
   if (!match) fail(`${spec}: expected NAME=URL@INSPECTOR_PORT`);
@@ -55,9 +64,10 @@ const workers = positionals.map((spec) => {
   const headers = {};
   if (url.username) {
     const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
-    headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
+    headers.authorization = basic(credentials);
   }
-  return { name: match[1], base: url.origin, headers, inspectorPort: Number(match[3]) };
+  const pullHeaders = pullers.has(match[1]) ? { authorization: pullers.get(match[1]) } : {};
+  return { name: match[1], base: url.origin, headers, pullHeaders, inspectorPort: Number(match[3]) };
 });
 if (workers.length === 0) fail('no Worker given (NAME=URL@INSPECTOR_PORT)');
 
@@ -116,12 +126,13 @@ async function seed(worker) {
   await request(worker, 'PUT', `/v2/${REPOSITORY}/manifests/${tag}`, {
     body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, expect: 201,
   });
-  const manifestGet = { headers: { accept: MANIFEST_ACCEPT }, expect: 200 };
+  const pull = worker.pullHeaders;
+  const manifestGet = { headers: { accept: MANIFEST_ACCEPT, ...pull }, expect: 200 };
   return [
-    { kind: 'GET /v2/', path: '/v2/', init: { expect: 200 }, n: Number(options.n) },
+    { kind: 'GET /v2/', path: '/v2/', init: { headers: pull, expect: 200 }, n: Number(options.n) },
     { kind: 'manifest GET by tag', path: `/v2/${REPOSITORY}/manifests/${tag}`, init: manifestGet, n: Number(options.n) },
     { kind: 'manifest GET by digest', path: `/v2/${REPOSITORY}/manifests/${sha256(manifest)}`, init: manifestGet, n: Number(options.n) },
-    { kind: 'blob GET 1 MiB, read before', path: `/v2/${REPOSITORY}/blobs/${layerDigest}`, init: { expect: 200 }, n: Number(options['blob-n']) },
+    { kind: 'blob GET 1 MiB, read before', path: `/v2/${REPOSITORY}/blobs/${layerDigest}`, init: { headers: pull, expect: 200 }, n: Number(options['blob-n']) },
   ];
 }
 
