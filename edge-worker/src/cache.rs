@@ -98,6 +98,17 @@ impl EdgeCaches {
         }
     }
 
+    /// KV alone, for work outside a request (the cron's collection): the
+    /// Cache API is keyed by a request's host, which there is none of.
+    pub fn kv_only(kv: Option<KvStore>, ops: OpCounts) -> EdgeCaches {
+        EdgeCaches {
+            kv,
+            cache_url_prefix: String::new(),
+            cache_max_object_bytes: 0,
+            ops,
+        }
+    }
+
     fn cache_url(&self, key: &str) -> String {
         format!("{}{key}", self.cache_url_prefix)
     }
@@ -237,6 +248,7 @@ impl EdgeCaches {
                     }
                 }
             }
+            CacheKind::Data if self.cache_url_prefix.is_empty() => {}
             CacheKind::Data => {
                 self.ops.count(Op::CacheDelete);
                 if let Err(err) = Cache::default().delete(self.cache_url(key), false).await {
@@ -262,16 +274,37 @@ fn total_of_content_range(text: &str) -> Option<u64> {
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     caches: EdgeCaches,
-    /// The request's context, to fill caches after the response is sent.
-    context: Rc<Context>,
+    /// The request's context, to fill caches after the response is sent;
+    /// `None` for a collector's view, which never reads the caches.
+    context: Option<Rc<Context>>,
 }
 
 impl CachedStore {
     pub fn new(inner: Arc<dyn Store>, caches: EdgeCaches, context: Rc<Context>) -> CachedStore {
-        CachedStore { inner, caches, context }
+        CachedStore {
+            inner,
+            caches,
+            context: Some(context),
+        }
     }
 
-    async fn get_small(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+    /// What a collection uses: reads and writes go to `inner` as they are,
+    /// and what it deletes is dropped from KV too, so that a manifest or a
+    /// link it removes is not served from there for the rest of the day.
+    pub fn forgetting(inner: Arc<dyn Store>, caches: EdgeCaches) -> CachedStore {
+        CachedStore {
+            inner,
+            caches,
+            context: None,
+        }
+    }
+
+    async fn get_small(
+        &self,
+        context: &Context,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> StoreResult<Option<GetResult>> {
         if let Some((bytes, meta)) = self.caches.kv_get(key).await {
             return Ok(Some(small_result(bytes, meta, range)?));
         }
@@ -287,12 +320,16 @@ impl CachedStore {
         let meta = object.meta.clone();
         let bytes = object.bytes().await?;
         let (caches, owned_key, value, etag) = (self.caches.clone(), key.to_string(), bytes.clone(), meta.etag.clone());
-        self.context
-            .wait_until(async move { caches.kv_put(&owned_key, &value, etag).await });
+        context.wait_until(async move { caches.kv_put(&owned_key, &value, etag).await });
         Ok(Some(small_result(bytes, meta, range)?))
     }
 
-    async fn get_data(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+    async fn get_data(
+        &self,
+        context: &Context,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> StoreResult<Option<GetResult>> {
         let empty_range = range.as_ref().is_some_and(Range::is_empty);
         if self.caches.cache_max_object_bytes > 0 && !empty_range {
             if let Some(cached) = self.caches.cache_get(key, range.as_ref()).await {
@@ -303,8 +340,7 @@ impl CachedStore {
         if let Some(object) = &found {
             if (1..=self.caches.cache_max_object_bytes).contains(&object.meta.size) {
                 let (caches, store, owned_key) = (self.caches.clone(), self.inner.clone(), key.to_string());
-                self.context
-                    .wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
+                context.wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
             }
         }
         Ok(found)
@@ -331,6 +367,9 @@ fn small_result(bytes: Bytes, meta: ObjectMeta, range: Option<Range<u64>>) -> St
 #[async_trait::async_trait(?Send)]
 impl Store for CachedStore {
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let Some(context) = &self.context else {
+            return self.inner.head(key).await;
+        };
         if cache_kind(key) != Some(CacheKind::Small) {
             return self.inner.head(key).await;
         }
@@ -342,17 +381,19 @@ impl Store for CachedStore {
         // get would.
         if let Some(meta) = found.as_ref().filter(|meta| meta.size == 0) {
             let (caches, owned_key, etag) = (self.caches.clone(), key.to_string(), meta.etag.clone());
-            self.context
-                .wait_until(async move { caches.kv_put(&owned_key, &[], etag).await });
+            context.wait_until(async move { caches.kv_put(&owned_key, &[], etag).await });
         }
         Ok(found)
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
+        let Some(context) = &self.context else {
+            return self.inner.get(key, range).await;
+        };
         match cache_kind(key) {
             None => self.inner.get(key, range).await,
-            Some(CacheKind::Small) => self.get_small(key, range).await,
-            Some(CacheKind::Data) => self.get_data(key, range).await,
+            Some(CacheKind::Small) => self.get_small(context, key, range).await,
+            Some(CacheKind::Data) => self.get_data(context, key, range).await,
         }
     }
 

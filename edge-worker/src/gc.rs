@@ -3,13 +3,15 @@
 //! `PIER_GC_BUDGET_SECS` and leaves its state in R2, where the next invocation
 //! (any isolate, any location) picks it up. Without `PIER_GC` it only expires
 //! idle uploads. It reads and deletes R2 directly: a collector must see the
-//! objects as they are, not as a cache remembers them.
+//! objects as they are, not as a cache remembers them; what it deletes is
+//! dropped from KV as well (`CachedStore::forgetting`).
 
 use std::sync::Arc;
 
 use worker::{console_error, console_log, Env};
 
-use crate::config::{EdgeConfig, BUCKET_BINDING};
+use crate::cache::{CachedStore, EdgeCaches};
+use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
 use crate::r2::R2Store;
 
 /// Runs collection steps within the configured budget and logs what they did.
@@ -25,11 +27,14 @@ async fn try_collect(env: &Env, cron: &str) -> Result<(), String> {
     let bucket = env
         .bucket(BUCKET_BINDING)
         .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
-    // One isolate, one thread: the R2 handle need not be Send.
-    #[allow(clippy::arc_with_non_send_sync)]
-    let store = Arc::new(R2Store::new(bucket, config.part_size));
-    let mut collector = deployment.scheduled_collector(store);
     let ops = crate::counted::OpCounts::default();
+    // One isolate, one thread: the R2 and KV handles need not be Send.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let store = Arc::new(CachedStore::forgetting(
+        Arc::new(R2Store::new(bucket, config.part_size)),
+        EdgeCaches::kv_only(env.kv(KV_BINDING).ok(), ops.clone()),
+    ));
+    let mut collector = deployment.scheduled_collector(store);
     if let Some(archive) = crate::deployment::archive_store(env, &deployment, &config, &ops)? {
         collector = collector.with_archive(archive);
     }

@@ -12,7 +12,8 @@
 // - a collection spans invocations, its state in R2 in between, and ends with
 //   a report readable at /_pier/gc/report;
 // - an image whose manifest was deleted loses its own blobs (GET 404, the
-//   bytes gone from R2) while a base layer another image shares still pulls;
+//   bytes gone from R2, the records and links gone from KV too) while a base
+//   layer another image shares still pulls;
 // - an abandoned upload session expires and its R2 multipart upload is aborted;
 // - the retention rules of PIER_GC apply to pushes too (immutable tags: 409);
 // - how many invocations and steps a registry of a few hundred blobs takes
@@ -81,6 +82,24 @@ function blobKey(digest) {
   return `blobs/${digest.replace(':', '/')}`;
 }
 
+function linkKey(repo, digest) {
+  return `repos/${repo}/_layers/${digest.replace(':', '/')}`;
+}
+
+// Whether the edge caches (KV, for these keys) hold `key`.
+async function cached(key) {
+  const res = await request('GET', `/_pier_test/cached/${key}`);
+  assert.ok([200, 404].includes(res.status), `cache probe of ${key}: ${res.status}`);
+  return res.status === 200;
+}
+
+async function eventuallyCached(key) {
+  for (let tries = 0; !(await cached(key)); tries++) {
+    assert.ok(tries < 75, `${key} was not cached within 15 s`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 test('a collection spans cron invocations, resuming from its state in R2', async () => {
   await pushBlob(repoName('gc-resume'), randomBytes(64));
   const since = Date.now();
@@ -120,10 +139,16 @@ test('deleting an image frees its own blobs; a base layer another image shares s
   const ownDigest = sha256(own);
   // Pulled once, so the edge caches hold copies the collection must not be fooled by.
   assertStatus(await request('GET', `/v2/${doomedRepo}/blobs/${ownDigest}`), 200);
+  await eventuallyCached(blobKey(ownDigest));
+  await eventuallyCached(linkKey(doomedRepo, ownDigest));
   assertStatus(await request('DELETE', `/v2/${doomedRepo}/manifests/${doomed.digest}`), 202);
 
   const { report } = await collect(Date.now());
   assert.ok(report.blobs_deleted >= 2, `the image's config and own layer go: ${JSON.stringify(report)}`);
+  // What the collection deleted, it dropped from KV (before any pull could
+  // find it missing): not served from there for the rest of the entries' day.
+  assert.ok(!(await cached(blobKey(ownDigest))), 'the collected record is gone from KV');
+  assert.ok(!(await cached(linkKey(doomedRepo, ownDigest))), 'the collected link is gone from KV');
   for (const digest of [ownDigest, doomed.configDigest]) {
     assertError(await request('GET', `/v2/${doomedRepo}/blobs/${digest}`), 404, ['BLOB_UNKNOWN'], digest);
     assert.ok(!(await stored(blobKey(digest))), `the record of ${digest} is gone from R2`);
