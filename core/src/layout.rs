@@ -290,6 +290,11 @@ pub fn is_immutable(key: &str) -> bool {
         || (key.starts_with("repos/") && (key.contains("/_manifests/") || key.contains("/_layers/")))
 }
 
+/// Whether `key` is a tag record (`repos/<name>/_tags/<tag>`).
+pub fn is_tag(key: &str) -> bool {
+    key.starts_with("repos/") && key.contains("/_tags/")
+}
+
 /// `<alg>/<hex>` at the end of a key, as a digest.
 pub fn digest_at_end(key: &str) -> Option<Digest> {
     let mut parts = key.rsplitn(3, '/');

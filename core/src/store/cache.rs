@@ -9,6 +9,13 @@
 //! may be served from here for at most [`MAX_AGE_MS`], or until a read of the
 //! store itself finds the object gone ([`Store::forget`], see `fresh`).
 //!
+//! Tags move, so they are kept only where this cache sees every write: on a
+//! store one process owns (`Capabilities::single_process`, the local
+//! directory, locked by its server), through which the registry, its
+//! uploads and its collector all write. There a tag written or deleted
+//! evicts its entry like any other key, and the store itself is read again
+//! after [`MAX_AGE_MS`] all the same.
+//!
 //! The memory ([`ImmutableMemory`]) is apart from the store decorator
 //! ([`ImmutableCache`]) because they live differently long: the native
 //! server builds its stores once, the Worker per request, and an isolate's
@@ -21,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 
 use super::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
-use crate::layout::is_immutable;
+use crate::layout::{is_immutable, is_tag};
 use crate::platform::{box_stream, Env};
 
 /// Objects larger than this are never cached (blob data streams through).
@@ -114,11 +121,22 @@ impl ImmutableMemory {
 pub struct ImmutableCache {
     inner: Arc<dyn Store>,
     memory: Arc<ImmutableMemory>,
+    /// Whether every write to `inner` passes here, so tags may be kept too.
+    sees_every_write: bool,
 }
 
 impl ImmutableCache {
     pub fn new(inner: Arc<dyn Store>, memory: Arc<ImmutableMemory>) -> ImmutableCache {
-        ImmutableCache { inner, memory }
+        let sees_every_write = inner.capabilities().single_process;
+        ImmutableCache {
+            inner,
+            memory,
+            sees_every_write,
+        }
+    }
+
+    fn keeps(&self, key: &str) -> bool {
+        is_immutable(key) || (self.sees_every_write && is_tag(key))
     }
 }
 
@@ -142,7 +160,7 @@ impl Store for ImmutableCache {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
-        if !is_immutable(key) {
+        if !self.keeps(key) {
             return self.inner.get(key, range).await;
         }
         if let Some((data, meta)) = self.memory.lookup(key) {
@@ -320,6 +338,30 @@ mod tests {
             assert!(cache.head(record).await.unwrap().is_none(), "a head holds no bytes to serve");
             clock.advance_millis(MAX_AGE_MS);
             assert!(cache.head(link).await.unwrap().is_none(), "aged out");
+        });
+    }
+
+    #[test]
+    fn keeps_tags_only_where_every_write_passes_through_it() {
+        futures::executor::block_on(async {
+            let tag = "repos/a/_tags/t";
+            for (inner, owned) in [(MemoryStore::owned(1024), true), (MemoryStore::new(1024), false)] {
+                let inner = Arc::new(inner);
+                let clock = Arc::new(TestEnv::at(0));
+                let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
+                cache.put(tag, Bytes::from_static(b"one"), PutMode::Overwrite).await.unwrap();
+                assert_eq!(read_small(&cache, tag).await.unwrap().unwrap().0, "one");
+                cache.put(tag, Bytes::from_static(b"two"), PutMode::Overwrite).await.unwrap();
+                assert_eq!(read_small(&cache, tag).await.unwrap().unwrap().0, "two", "written through it");
+                // Behind its back, which a store one process owns never sees:
+                inner.put(tag, Bytes::from_static(b"three"), PutMode::Overwrite).await.unwrap();
+                let seen = read_small(&cache, tag).await.unwrap().unwrap().0;
+                assert_eq!(seen, if owned { "two" } else { "three" }, "owned: {owned}");
+                clock.advance_millis(MAX_AGE_MS);
+                assert_eq!(read_small(&cache, tag).await.unwrap().unwrap().0, "three", "aged out");
+                cache.delete(tag).await.unwrap();
+                assert!(read_small(&cache, tag).await.unwrap().is_none(), "deleted through it");
+            }
         });
     }
 

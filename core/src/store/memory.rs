@@ -16,6 +16,8 @@ type Multipart = (String, BTreeMap<u32, Bytes>);
 /// Objects and multipart uploads in process memory.
 pub struct MemoryStore {
     part_size: usize,
+    /// Reported as `Capabilities::single_process` (see [`MemoryStore::owned`]).
+    single_process: bool,
     version: AtomicU64,
     objects: Mutex<BTreeMap<String, (Bytes, String)>>,
     uploads: Mutex<HashMap<String, Multipart>>,
@@ -26,9 +28,19 @@ impl MemoryStore {
     pub fn new(part_size: usize) -> MemoryStore {
         MemoryStore {
             part_size,
+            single_process: false,
             version: AtomicU64::new(1),
             objects: Mutex::new(BTreeMap::new()),
             uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A store that says one process owns it, as a locked local directory
+    /// does, for tests of what relies on that.
+    pub fn owned(part_size: usize) -> MemoryStore {
+        MemoryStore {
+            single_process: true,
+            ..MemoryStore::new(part_size)
         }
     }
 
@@ -41,6 +53,7 @@ impl MemoryStore {
     pub fn snapshot(&self) -> MemoryStore {
         MemoryStore {
             part_size: self.part_size,
+            single_process: self.single_process,
             version: AtomicU64::new(self.version.load(Ordering::Relaxed)),
             objects: Mutex::new(self.objects.lock().unwrap_or_else(PoisonError::into_inner).clone()),
             uploads: Mutex::new(self.uploads.lock().unwrap_or_else(PoisonError::into_inner).clone()),
@@ -145,7 +158,10 @@ impl Store for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::shared(self.part_size)
+        Capabilities {
+            single_process: self.single_process,
+            ..Capabilities::shared(self.part_size)
+        }
     }
 
     async fn create_multipart(&self, key: &str) -> StoreResult<String> {
