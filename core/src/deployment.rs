@@ -25,6 +25,7 @@ use crate::registry::{ArchiveTier, Registry, RegistryOptions};
 use crate::remote::http::HttpClient;
 use crate::signing::SignatureGate;
 use crate::store::cache::{ImmutableCache, ImmutableMemory};
+use crate::store::fresh::FreshReads;
 use crate::store::Store;
 use crate::sync::{SyncConfig, SyncPasses, SyncRule};
 use crate::tag_cache::TagCache;
@@ -332,8 +333,17 @@ impl Deployment {
     /// What the deployment's schedule runs over `store` (the backend as it
     /// is, never through a cache): the configured collection, or, when
     /// collection is off, only the expiry of idle uploads, so abandoned
-    /// uploads never pile up on a deployment nobody configured.
+    /// uploads never pile up on a deployment nobody configured. It reads
+    /// `store` itself; what it deletes leaves this deployment's memory at
+    /// once (`store::fresh`), as a delete through its registry would.
     pub fn scheduled_collector(&self, store: Arc<dyn Store>) -> Gc {
+        let store: Arc<dyn Store> = match &self.memory {
+            Some(memory) => {
+                let cache = Arc::new(ImmutableCache::new(store.clone(), memory.clone()));
+                Arc::new(FreshReads::new(store, cache))
+            }
+            None => store,
+        };
         match self.collect {
             true => Gc::new(store, self.env.clone(), self.gc.clone(), false).with_quotas(self.quotas.clone()),
             false => Gc::uploads_only(store, self.env.clone(), self.gc.clone()),

@@ -55,10 +55,9 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(archive) = &archive_store {
         site = deployment.with_archive(site, archive.clone());
     }
-    // Through the registry's fresh view, so its deletes drop cached copies at once.
     tokio::spawn(collect_on_schedule(
         deployment.clone(),
-        site.registry().fresh_store(),
+        store.clone(),
         archive_store.clone(),
         config.gc_interval_secs,
     ));
