@@ -295,12 +295,15 @@ object.
 
 $ops_table
 
+"Cached" rows come from the isolate's memory where it read the object in the
+last 10 s (manifests, blob records and layer links; blob bytes under 64 KiB),
+else from KV and the Cache API: no row by digest reaches R2. A manifest by tag
+reads the tag from R2 (the pull-only clients of a namespace with
+\`tag_cache_secs\` are served it from memory, docs/deploy-edge.md).
 \`tests/edge/edge.test.mjs\` (round trips per request) asserts these counts for a
-cached pull, GET and HEAD alike, so a change that adds a trip fails it: a
-manifest by digest 1 KV read and no R2 operation; a manifest by tag 1 R2 read
-(the tag) and 1 KV read; a blob 1 R2 HEAD (the repository's link to the blob,
-\`repos/<name>/_layers/<alg>/<hex>\`, which says the blob may be read there),
-1 KV read (its record) and, for a GET, 1 Cache API match (its bytes).
+cached pull, GET and HEAD alike, so a change that adds a trip fails it: by
+digest no R2 operation, and none at all once in memory; by tag 1 R2 read; a
+1 MiB blob 1 Cache API match.
 
 ## pier's Worker alone (bench/edge.sh)
 EOF
