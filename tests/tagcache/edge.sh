@@ -9,8 +9,12 @@ start_worker tagcache 401 --var "PIER_AUTH:$(jq -c . "$scratch/auth/auth.json")"
   --var "PIER_POLICY:$(tagcache_policy)" || exit 2
 REG=$tagcache_addr
 echo "edge: $REG"
-# Another isolate's writes: R2 through the test-only raw object route.
-write_object() { curl -fsS -o /dev/null -X PUT --data-binary @- "http://$REG/_pier_test/objects/$1"; }
-delete_object() { curl -fsS -o /dev/null -X DELETE "http://$REG/_pier_test/objects/$1"; }
+# Another isolate's writes: R2 through the test-only raw object route (the
+# tag record as core writes it).
+move_elsewhere() {
+  jq -cn --arg digest "$4" '{digest: $digest, tagged_ms: (now * 1000 | floor)}' |
+    curl -fsS -o /dev/null -X PUT --data-binary @- "http://$REG/_pier_test/objects/repos/$2/_tags/$3"
+}
+delete_elsewhere() { curl -fsS -o /dev/null -X DELETE "http://$REG/_pier_test/objects/repos/$2/_tags/$3"; }
 run_tagcache_checks edge
 stop_worker tagcache

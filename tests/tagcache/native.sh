@@ -1,18 +1,26 @@
-# The tag cache checks (shared.sh) on the native server, auth and the policy
-# in its configuration file. Sourced by tests/tagcache/run.sh.
+# The tag cache checks (shared.sh) on two native servers over one MinIO
+# bucket, auth and the policy in their configuration file: REG is one, and
+# "elsewhere" is the other, as in a scaled-out deployment. (A local
+# directory has one server, which sees every write: there tags are kept in
+# memory for everyone, store::cache.) Sourced by tests/tagcache/run.sh.
+need_tools minio
+start_minio minio pier-tags || exit 2
 {
+  printf 'storage_url = "s3://pier-tags/registry"\n'
   cat "$scratch/auth/pier.toml"
+  printf '\n[s3]\nendpoint = "%s"\nallow_http = true\n' "$minio_endpoint"
   toml_tables policy "$(tagcache_policy)"
 } >"$scratch/tagcache.toml"
 start_pier tagcache -c "$scratch/tagcache.toml" || exit 2
-REG=$tagcache_addr
-echo "native: $REG"
-# Another instance's writes: files put in place whole, as the store does.
-write_object() {
-  local path=$scratch/tagcache-data/$1
-  mkdir -p "$(dirname "$path")" && cat >"$path.tmp" && mv "$path.tmp" "$path"
+start_pier elsewhere -c "$scratch/tagcache.toml" || exit 2
+REG=$tagcache_addr OTHER=$elsewhere_addr
+echo "native: $REG, elsewhere $OTHER"
+login_everyone "$OTHER" || { echo "cannot log in to $OTHER"; exit 2; }
+move_elsewhere() { as "$1" crane tag --insecure "$OTHER/$2@$4" "$3" >/dev/null; }
+delete_elsewhere() {
+  [ "$(curl -sS -o /dev/null -w '%{http_code}' -u "$(secret_of "$1")" -X DELETE \
+    "http://$OTHER/v2/$2/manifests/$3")" = 202 ]
 }
-delete_object() { rm "$scratch/tagcache-data/$1"; }
 run_tagcache_checks native
 
 policies_out_of_bounds_are_refused_and_useless_ones_announced() {

@@ -3,10 +3,12 @@
 # docs/deploy-edge.md "Tags close to pullers"), end to end with crane and
 # curl against a registry with auth. The same checks (shared.sh) run against
 # each target:
-#   native  `pier serve` with the policy in its configuration file
-#           (native.sh);
+#   native  two `pier serve` over one MinIO bucket with the policy in their
+#           configuration file, the second making the moves and deletes
+#           "elsewhere" (native.sh);
 #   edge    the test Worker under local workerd with the policy in
-#           PIER_POLICY and auth in PIER_AUTH (edge.sh).
+#           PIER_POLICY and auth in PIER_AUTH, "elsewhere" being R2 written
+#           behind its back (edge.sh).
 # The policy gives prod/** and ci/** 3 s; public/** has none. What they check:
 #   - read-your-writes for the pusher: the promoter moves prod/app:v1 ten
 #     times and reads it back after each move with a pull-only token (as

@@ -1,11 +1,11 @@
 # The tag cache checks, run against one registry REG (host:port) with the
 # auth of tests/auth/make-config.sh and the policy tagcache_policy. Each
-# target defines:
-#   write_object KEY   stores standard input as the object KEY behind the
-#                      registry's back, as another instance (or isolate)
-#                      writing to the same storage would;
-#   delete_object KEY  the same for a delete.
-# Sourced by tests/tagcache/run.sh.
+# target defines what another instance (or isolate) writing to the same
+# storage does, which REG's memory cannot see:
+#   move_elsewhere ROLE REPO TAG DIGEST   tags DIGEST as TAG there, as ROLE;
+#   delete_elsewhere ROLE REPO TAG        deletes the tag there, as ROLE;
+# and calls run_tagcache_checks once REG and those work. Sourced by
+# tests/tagcache/run.sh.
 
 CREDS=$scratch/auth/credentials.json
 # How long prod/** and ci/** tags may be served from memory: long enough
@@ -18,11 +18,11 @@ tagcache_policy() {
 
 # as ROLE COMMAND...: COMMAND with ROLE's login (crane reads DOCKER_CONFIG).
 as() { local role=$1; shift; DOCKER_CONFIG="$scratch/docker-$role" "$@"; }
-login_everyone() {
+login_everyone() { # [REGISTRY]: every role's login there (default REG)
   local role
   for role in promoter production ci; do
     mkdir -p "$scratch/docker-$role"
-    as "$role" crane auth login "$REG" -u "$(jq -r ".$role.username" "$CREDS")" \
+    as "$role" crane auth login "${1:-$REG}" -u "$(jq -r ".$role.username" "$CREDS")" \
       -p "$(jq -r ".$role.password" "$CREDS")" >/dev/null 2>&1 || return 1
   done
 }
@@ -53,16 +53,10 @@ the_pusher_reads_back_every_move_at_once() {
   for i in $(seq 10); do
     digest production prod/ryw:v1 >/dev/null
     want=${digests[$((i % 2))]}
-    move_elsewhere prod/ryw v1 "$want"
+    move_elsewhere promoter prod/ryw v1 "$want"
     [ "$(digest promoter prod/ryw:v1)" = "$want" ] || { echo "move $i: the promoter read an older digest"; return 1; }
   done
   echo "10 moves, each read at once by the promoter"
-}
-
-# move_elsewhere REPO TAG DIGEST: the tag record moved to DIGEST by
-# "another instance".
-move_elsewhere() {
-  jq -cn --arg digest "$3" '{digest: $digest, tagged_ms: (now * 1000 | floor)}' | write_object "repos/$1/_tags/$2"
 }
 
 a_puller_sees_a_tag_moved_elsewhere_within_the_policys_seconds() {
@@ -71,7 +65,7 @@ a_puller_sees_a_tag_moved_elsewhere_within_the_policys_seconds() {
   moved=$(push promoter prod/app:other)
   read_at=$SECONDS
   [ "$(digest production prod/app:v1)" = "$first" ]
-  move_elsewhere prod/app v1 "$moved"
+  move_elsewhere promoter prod/app v1 "$moved"
   [ "$(digest promoter prod/app:v1)" = "$moved" ] || { echo "the promoter did not see the move at once"; return 1; }
   seen=$(digest production prod/app:v1)
   echo "right after the move the puller reads $seen (first $first, moved $moved)"
@@ -103,7 +97,7 @@ a_tag_deleted_elsewhere_is_gone_at_once_for_pushers_and_within_the_seconds_for_p
   push ci ci/app:gone >/dev/null
   read_at=$SECONDS
   [ "$(status production ci/app gone)" = 200 ]
-  delete_object repos/ci/app/_tags/gone
+  delete_elsewhere ci ci/app gone
   [ "$(status ci ci/app gone)" = 404 ]
   if [ $((SECONDS - read_at)) -lt "$TAG_SECS" ]; then
     [ "$(status production ci/app gone)" = 200 ]
