@@ -6,12 +6,12 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use pier_core::auth::RequestOrigin;
 use pier_core::deployment::Stores;
 use pier_core::error::{ErrorCode, RegistryError};
 use pier_core::events::outbox::Lane;
 use pier_core::platform::Background;
 use pier_core::store::Store;
-use pier_core::auth::RequestOrigin;
 use worker::{console_error, event, web_sys, Context, Env, MessageBatch, Response, ScheduleContext, ScheduledEvent};
 
 use crate::background::WaitUntil;

@@ -76,20 +76,17 @@ a_puller_sees_a_tag_moved_elsewhere_within_the_policys_seconds() {
   [ "$(digest production prod/app:v1)" = "$moved" ]
 }
 
-a_move_through_this_instance_is_seen_at_once_by_pullers() {
+# a_puller_sees_a_move_at_once REPO here|elsewhere: a pull-only client that
+# read REPO:v1 reads its move at once, pushed through REG or made elsewhere.
+a_puller_sees_a_move_at_once() {
   local moved
-  push promoter prod/here:v1 >/dev/null
-  digest production prod/here:v1 >/dev/null
-  moved=$(push promoter prod/here:v1)
-  [ "$(digest production prod/here:v1)" = "$moved" ]
-}
-
-without_a_policy_a_move_is_seen_at_once() {
-  local moved
-  push promoter public/app:v1 >/dev/null
-  digest production public/app:v1 >/dev/null
-  moved=$(push promoter public/app:v1)
-  [ "$(digest production public/app:v1)" = "$moved" ]
+  push promoter "$1:v1" >/dev/null
+  digest production "$1:v1" >/dev/null
+  case $2 in
+    here) moved=$(push promoter "$1:v1") ;;
+    elsewhere) moved=$(push promoter "$1:other") && move_elsewhere promoter "$1" v1 "$moved" ;;
+  esac
+  [ "$(digest production "$1:v1")" = "$moved" ]
 }
 
 a_tag_deleted_elsewhere_is_gone_at_once_for_pushers_and_within_the_seconds_for_pullers() {
@@ -133,8 +130,9 @@ run_tagcache_checks() {
   check "$1: a tag moved elsewhere: at once for the pusher, within tag_cache_secs (not before) for a puller" \
     a_puller_sees_a_tag_moved_elsewhere_within_the_policys_seconds
   check "$1: a move pushed through this instance is seen at once by pullers" \
-    a_move_through_this_instance_is_seen_at_once_by_pullers
-  check "$1: without a policy a pull-only client sees a move at once" without_a_policy_a_move_is_seen_at_once
+    a_puller_sees_a_move_at_once prod/here here
+  check "$1: without a policy a pull-only client sees a move made elsewhere at once" \
+    a_puller_sees_a_move_at_once public/app elsewhere
   check "$1: a tag deleted elsewhere: 404 at once for a pusher, within tag_cache_secs for a puller" \
     a_tag_deleted_elsewhere_is_gone_at_once_for_pushers_and_within_the_seconds_for_pullers
   check "$1: a tag deleted through this instance: 404 at once for everyone" \

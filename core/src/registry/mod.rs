@@ -15,9 +15,9 @@ use crate::pulls::PullClock;
 use crate::quota::Quotas;
 use crate::retention::RetentionRule;
 use crate::store::cache::{ImmutableCache, ImmutableMemory};
-use crate::tag_cache::TagCache;
 use crate::store::fresh::FreshReads;
 use crate::store::{Store, StoreResult};
+use crate::tag_cache::TagCache;
 
 mod blobs;
 mod browse;

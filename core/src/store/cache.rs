@@ -265,7 +265,9 @@ mod tests {
 
     #[test]
     fn forwards_what_the_store_beneath_knows() {
-        let wrapped = contract::check_wrapper(|inner| ImmutableCache::new(inner, Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20))));
+        let wrapped = contract::check_wrapper(|inner| {
+            ImmutableCache::new(inner, Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20)))
+        });
         assert_eq!(futures::executor::block_on(wrapped), Ok(()));
     }
 
@@ -328,14 +330,20 @@ mod tests {
             let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
             let (link, record) = ("repos/a/_layers/sha256/aa", "blobs/sha256/aa");
             inner.put(link, Bytes::new(), PutMode::Overwrite).await.unwrap();
-            inner.put(record, Bytes::from_static(b"r"), PutMode::Overwrite).await.unwrap();
+            inner
+                .put(record, Bytes::from_static(b"r"), PutMode::Overwrite)
+                .await
+                .unwrap();
             assert!(cache.head(link).await.unwrap().is_some());
             assert!(cache.head(record).await.unwrap().is_some());
             // Deleted by another instance:
             inner.delete(link).await.unwrap();
             inner.delete(record).await.unwrap();
             assert!(cache.head(link).await.unwrap().is_some(), "a link is whole in its head");
-            assert!(cache.head(record).await.unwrap().is_none(), "a head holds no bytes to serve");
+            assert!(
+                cache.head(record).await.unwrap().is_none(),
+                "a head holds no bytes to serve"
+            );
             clock.advance_millis(MAX_AGE_MS);
             assert!(cache.head(link).await.unwrap().is_none(), "aged out");
         });
@@ -349,12 +357,25 @@ mod tests {
                 let inner = Arc::new(inner);
                 let clock = Arc::new(TestEnv::at(0));
                 let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
-                cache.put(tag, Bytes::from_static(b"one"), PutMode::Overwrite).await.unwrap();
+                cache
+                    .put(tag, Bytes::from_static(b"one"), PutMode::Overwrite)
+                    .await
+                    .unwrap();
                 assert_eq!(read_small(&cache, tag).await.unwrap().unwrap().0, "one");
-                cache.put(tag, Bytes::from_static(b"two"), PutMode::Overwrite).await.unwrap();
-                assert_eq!(read_small(&cache, tag).await.unwrap().unwrap().0, "two", "written through it");
+                cache
+                    .put(tag, Bytes::from_static(b"two"), PutMode::Overwrite)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    read_small(&cache, tag).await.unwrap().unwrap().0,
+                    "two",
+                    "written through it"
+                );
                 // Behind its back, which a store one process owns never sees:
-                inner.put(tag, Bytes::from_static(b"three"), PutMode::Overwrite).await.unwrap();
+                inner
+                    .put(tag, Bytes::from_static(b"three"), PutMode::Overwrite)
+                    .await
+                    .unwrap();
                 let seen = read_small(&cache, tag).await.unwrap().unwrap().0;
                 assert_eq!(seen, if owned { "two" } else { "three" }, "owned: {owned}");
                 clock.advance_millis(MAX_AGE_MS);

@@ -103,7 +103,10 @@ mod tests {
 
     /// The fresh view over a cache over `backend`, as the registry builds it.
     fn fresh_view(backend: Arc<dyn Store>) -> FreshReads {
-        let cache = Arc::new(ImmutableCache::new(backend.clone(), Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20))));
+        let cache = Arc::new(ImmutableCache::new(
+            backend.clone(),
+            Arc::new(ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20)),
+        ));
         FreshReads::new(backend, cache)
     }
 
