@@ -31,6 +31,8 @@ policies_out_of_bounds_are_refused_and_useless_ones_announced() {
   # Without auth every client may push: the policy can do nothing, and says so.
   printf '[[policy]]\nnamespace = "prod/**"\ntag_cache_secs = 5\n' >open.toml
   start_pier --log "$PWD/open.log" open -c open.toml
+  # (the check's subshell, not the suite, owns this server: stop it here)
+  trap 'kill "$open_pid"' EXIT
   grep 'tag_cache_secs' open.log
   grep -q 'tag_cache_secs has no effect while auth is off' open.log
 }
