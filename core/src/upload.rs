@@ -565,11 +565,14 @@ impl<'a> Upload<'a> {
     /// The registry then links it into the repository (after its quota
     /// admits it). On a digest mismatch everything the upload wrote is removed.
     pub async fn finish(&mut self, expected: &Digest) -> Result<u64> {
-        self.load_tails().await?;
+        // Two reads the client waits for, made together.
+        let record_key = layout::blob_record(expected);
+        let store = self.store;
+        let (loaded, existing) = futures::join!(self.load_tails(), store.head(&record_key));
+        loaded?;
+        let exists = existing?.is_some();
         // A digest of another algorithm than the session's is checked from storage.
         let hashed_here = expected.algorithm() == self.state.algorithm;
-        let record_key = layout::blob_record(expected);
-        let exists = self.store.head(&record_key).await?.is_some();
         if exists && hashed_here {
             self.hash_buffer();
             let actual = self.hasher.clone().finish();
@@ -732,12 +735,11 @@ fn digest_mismatch(expected: &Digest, actual: Option<&Digest>) -> RegistryError 
     RegistryError::new(ErrorCode::DigestInvalid, message)
 }
 
-/// Deletes every key of an upload session (states and tails).
+/// Deletes every key of an upload session (states and tails), all at once:
+/// none depends on another, and the client of a final PUT waits for them.
 pub async fn remove_upload_keys(store: &dyn Store, id: &str) {
     if let Ok(keys) = list_all(store, &layout::upload_prefix(id)).await {
-        for key in keys {
-            let _ = store.delete(&key).await;
-        }
+        futures::future::join_all(keys.iter().map(|key| store.delete(key))).await;
     }
 }
 
