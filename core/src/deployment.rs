@@ -283,7 +283,8 @@ impl Deployment {
         };
         let registry = Registry::with_cache(backend, cache, self.env.clone(), self.options.clone())
             .with_pull_clock(self.pulls.clone())
-            .with_tag_cache(self.tags.clone());
+            .with_tag_cache(self.tags.clone())
+            .with_background(background.clone());
         let events = self
             .hooks
             .clone()

@@ -115,13 +115,24 @@ pub fn upload_prefix(upload_id: &str) -> String {
     format!("uploads/{upload_id}/")
 }
 
+/// Where a session's states are: `upload_state` keys sort by number.
+pub fn upload_states(upload_id: &str) -> String {
+    format!("uploads/{upload_id}/s/")
+}
+
 pub fn upload_state(upload_id: &str, seq: u64) -> String {
     format!("uploads/{upload_id}/s/{seq:010}")
 }
 
-/// A tail piece starting at `offset`. Pieces merged into one start a new
-/// `generation`, so a merged piece never overwrites a piece the previous
-/// state still names (generation 0 is the form older builds wrote).
+/// A tail piece starting at `offset`, written by the request that drew
+/// `nonce`: requests write tails without claiming the session, so two of
+/// them never share a key.
+pub fn upload_tail_piece(upload_id: &str, offset: u64, nonce: &str) -> String {
+    format!("uploads/{upload_id}/t/{offset:020}-{nonce}")
+}
+
+/// A tail piece of an older build, named by its offset and its state's
+/// `generation` (generation 0 is the oldest form).
 pub fn upload_tail(upload_id: &str, generation: u64, offset: u64) -> String {
     match generation {
         0 => format!("uploads/{upload_id}/t/{offset:020}"),
@@ -326,6 +337,7 @@ mod tests {
             upload_state("u1", 1),
             upload_tail("u1", 0, 0),
             upload_tail("u1", 1, 0),
+            upload_tail_piece("u1", 0, "n1"),
             catalog_entry(&repo),
         ] {
             assert!(!is_immutable(&key), "{key}");

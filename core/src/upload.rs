@@ -10,12 +10,22 @@
 //! arriving, the store's `part_writes_in_flight` being written), and nothing
 //! is visible until the digest is verified and the blob record written.
 //!
-//! A request that writes claims the session first (a new state naming it as the
-//! writer), so a second concurrent request on the same upload is refused before
-//! it writes a byte and can never overwrite a part or tail of the first. A claim
-//! left by a crashed request lapses after [`CLAIM_LEASE_MS`] (long requests
-//! renew theirs), or at once on a single-process store when the claim was made
-//! by an earlier run of the process.
+//! Keys two requests could both write (the session's multipart parts and its
+//! data object) are written only under a claim: a new state naming the
+//! request as the writer, so a second concurrent request is refused before it
+//! writes one and can never overwrite a part of the first. A claim left by a
+//! crashed request lapses after [`CLAIM_LEASE_MS`] (long requests renew
+//! theirs), or at once on a single-process store when the claim was made by
+//! an earlier run of the process. Everything else a request writes has a key
+//! of its own (tail pieces carry the request's nonce, a blob that fits in its
+//! last request gets a fresh data object), so a request that writes no part,
+//! the common chunk and the common final PUT, claims nothing: its state's
+//! conditional creation alone decides whether it wins.
+//!
+//! What a request makes obsolete (the state before its own, merged tails, a
+//! whole ended session) is handed back as [`Leftovers`] for the platform to
+//! remove after the answer: the client waits for none of it, and a crash
+//! before it runs leaves only keys upload expiry removes.
 
 use std::collections::VecDeque;
 
@@ -45,10 +55,10 @@ pub struct UploadState {
     pub part_size: u64,
     pub multipart: Option<String>,
     pub parts: Vec<PartRef>,
-    /// Offsets of the tail pieces covering `[flushed, offset)`, in order;
-    /// at most [`MAX_TAIL_PIECES`].
-    pub tails: Vec<u64>,
-    /// The generation of the tail pieces' keys (see `layout::upload_tail`).
+    /// The tail pieces covering `[flushed, offset)`, in order; at most
+    /// [`MAX_TAIL_PIECES`].
+    pub tails: Vec<Tail>,
+    /// The generation of older builds' tail pieces' keys (`Tail::Legacy`).
     #[serde(default)]
     pub tail_generation: u64,
     pub created_ms: u64,
@@ -62,6 +72,26 @@ pub struct UploadState {
     /// the session is unknown.
     #[serde(default)]
     pub epoch: u64,
+}
+
+/// A piece of the bytes past the last part, kept beside the session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Tail {
+    /// Bytes from `offset` on, in the key of the request that drew `nonce`.
+    Named { offset: u64, nonce: String },
+    /// Bytes from this offset on, as older builds named them (by offset and
+    /// the state's generation); still read, never written.
+    Legacy(u64),
+}
+
+impl Tail {
+    fn key(&self, id: &str, generation: u64) -> String {
+        match self {
+            Tail::Named { offset, nonce } => layout::upload_tail_piece(id, *offset, nonce),
+            Tail::Legacy(offset) => layout::upload_tail(id, generation, *offset),
+        }
+    }
 }
 
 /// How many tail pieces a session keeps: a request that would add one more
@@ -83,6 +113,9 @@ impl UploadState {
 pub struct UploadStatus {
     pub id: String,
     pub offset: u64,
+    /// The number of the session's newest state, which the client's next
+    /// request names so that it reads that state without a listing.
+    pub state: Option<u64>,
 }
 
 /// The byte range a chunk claims to cover (`Content-Range: start-end`, inclusive).
@@ -126,8 +159,18 @@ pub struct Upload<'a> {
     start_offset: u64,
     /// When this request last claimed or renewed its claim.
     renewed_ms: u64,
-    /// The session was removed: nothing may be saved for it any more.
+    /// The session ended (closed or never to be saved): nothing may be
+    /// saved for it any more.
     discarded: bool,
+    /// The process this request runs in, once it may write (`writing_as`).
+    instance: Option<String>,
+    /// This request holds the session's claim (a session it created is its
+    /// own from the start).
+    claimed: bool,
+    /// Names the tail piece this request writes.
+    nonce: String,
+    /// What this request made obsolete, to remove after the answer.
+    leftovers: Leftovers,
     /// Writes of the newest parts, oldest first, still under way while the
     /// next part's bytes arrive (on disk each runs on another thread). At
     /// most the store's `part_writes_in_flight`; parts are recorded in order.
@@ -139,6 +182,18 @@ type PartWrite<'a> = BoxFuture<'a, std::result::Result<PartRef, StoreError>>;
 fn upload_unknown() -> RegistryError {
     RegistryError::new(ErrorCode::BlobUploadUnknown, "upload unknown")
 }
+
+fn changed_concurrently() -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUploadInvalid,
+        "the upload was changed by a concurrent request",
+    )
+    .with_status(http::StatusCode::CONFLICT)
+}
+
+/// What a finished, cancelled or expired session's newest state key holds:
+/// the session is unknown from then on, before its keys are removed.
+const CLOSED: &[u8] = b"closed";
 
 /// An error writing the session's own objects: a part write or join that
 /// finds its multipart write gone means the session was removed under the
@@ -186,17 +241,32 @@ impl<'a> Upload<'a> {
             start_offset: 0,
             renewed_ms: now,
             discarded: false,
+            instance: None,
+            claimed: true,
+            nonce: env.random_id(),
+            leftovers: Leftovers::default(),
             in_flight: VecDeque::new(),
         }
     }
 
     /// Opens a saved session of `repo`; unknown ids and sessions of another
-    /// repository are both `BLOB_UPLOAD_UNKNOWN`.
-    pub async fn open(store: &'a dyn Store, env: &'a dyn Env, repo: &RepoName, id: &str) -> Result<Upload<'a>> {
+    /// repository are both `BLOB_UPLOAD_UNKNOWN`. `hint` is the state the
+    /// client's last response named (`UploadStatus::state`).
+    pub async fn open(
+        store: &'a dyn Store,
+        env: &'a dyn Env,
+        repo: &RepoName,
+        id: &str,
+        hint: Option<u64>,
+    ) -> Result<Upload<'a>> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(upload_unknown());
         }
-        let SavedState::Saved(seq, state) = load_state(store, id).await? else {
+        let saved = match hint {
+            Some(seq) => load_named_state(store, id, seq).await?,
+            None => load_state(store, id).await?,
+        };
+        let SavedState::Saved(seq, state) = saved else {
             return Err(upload_unknown());
         };
         let state = *state;
@@ -222,6 +292,10 @@ impl<'a> Upload<'a> {
             tails_consumed: false,
             renewed_ms: 0,
             discarded: false,
+            instance: None,
+            claimed: false,
+            nonce: env.random_id(),
+            leftovers: Leftovers::default(),
             in_flight: VecDeque::new(),
         })
     }
@@ -234,7 +308,14 @@ impl<'a> Upload<'a> {
         UploadStatus {
             id: self.id.clone(),
             offset: self.state.offset,
+            state: self.seq,
         }
+    }
+
+    /// What this request made obsolete, for the caller to remove (after
+    /// the answer, where the platform can).
+    pub fn take_leftovers(&mut self) -> Leftovers {
+        std::mem::take(&mut self.leftovers)
     }
 
     /// Saves the session as it stands (a new session before any data).
@@ -256,18 +337,12 @@ impl<'a> Upload<'a> {
             .await
         {
             Ok(_) => {}
-            Err(StoreError::AlreadyExists) => {
-                return Err(RegistryError::new(
-                    ErrorCode::BlobUploadInvalid,
-                    "the upload was changed by a concurrent request",
-                )
-                .with_status(http::StatusCode::CONFLICT))
-            }
+            Err(StoreError::AlreadyExists) => return Err(changed_concurrently()),
             Err(e) => return Err(e.into()),
         }
         if let Some(previous) = self.seq.replace(next) {
-            // Best effort: a leftover old state is ignored by `load_state`.
-            let _ = self.store.delete(&layout::upload_state(&self.id, previous)).await;
+            // An old state left behind is ignored by `load_state`.
+            self.leftovers.keys.push(layout::upload_state(&self.id, previous));
         }
         Ok(())
     }
@@ -287,12 +362,13 @@ impl<'a> Upload<'a> {
         }
     }
 
-    /// Makes this request the session's only writer, or refuses with 409 if
-    /// another live request holds it. `instance` identifies this process.
-    pub async fn claim(&mut self, instance: &str) -> Result<()> {
-        let now = self.env.now_millis();
+    /// Lets this request write to the session, as a request of process
+    /// `instance`; refused with 409 while another live request holds the
+    /// session's claim. Parts are claimed for when the request comes to
+    /// write one.
+    pub fn writing_as(&mut self, instance: &str) -> Result<()> {
         if let Some(writer) = &self.state.writer {
-            let lapsed = now.saturating_sub(self.state.updated_ms) >= CLAIM_LEASE_MS;
+            let lapsed = self.env.now_millis().saturating_sub(self.state.updated_ms) >= CLAIM_LEASE_MS;
             let from_dead_process =
                 self.store.capabilities().single_process && writer.split(':').next() != Some(instance);
             if !lapsed && !from_dead_process {
@@ -303,17 +379,52 @@ impl<'a> Upload<'a> {
                 .with_status(http::StatusCode::CONFLICT));
             }
         }
-        self.state.writer = Some(format!("{instance}:{}", self.env.random_id()));
-        self.save_state(self.state.clone()).await?;
-        self.committed = self.state.clone();
+        self.instance = Some(instance.to_string());
+        Ok(())
+    }
+
+    /// `writing_as`, then the claim at once.
+    pub async fn claim(&mut self, instance: &str) -> Result<()> {
+        self.writing_as(instance)?;
+        self.ensure_claimed().await
+    }
+
+    /// Makes this request the session's only writer before it writes a key
+    /// another request could write too, or refuses with 409.
+    async fn ensure_claimed(&mut self) -> Result<()> {
+        if self.claimed {
+            return Ok(());
+        }
+        let instance = self.instance.clone().ok_or_else(|| {
+            RegistryError::new(ErrorCode::Internal, "a write to an upload not opened for writing")
+        })?;
+        let now = self.env.now_millis();
+        let mut claiming = self.committed.clone();
+        claiming.writer = Some(format!("{instance}:{}", self.env.random_id()));
+        self.save_state(claiming.clone()).await?;
+        // A state's number is free again once a later state made it obsolete
+        // and it was removed, so a view of the session older than that could
+        // create it anew: the claim holds only if no state came after it.
+        let claimed_key = self.seq.map(|seq| layout::upload_state(&self.id, seq));
+        let later = self
+            .store
+            .list(&layout::upload_states(&self.id), claimed_key.as_deref(), 1)
+            .await?;
+        if !later.keys.is_empty() {
+            self.leftovers.keys.extend(claimed_key);
+            return Err(changed_concurrently());
+        }
+        self.state.writer = claiming.writer.clone();
+        self.committed = claiming;
+        self.claimed = true;
         self.renewed_ms = now;
         Ok(())
     }
 
-    /// Gives up a claim after a failed request, keeping the committed progress
-    /// (nothing to do once the session is discarded).
+    /// Gives up a claim after a failed request, keeping the committed
+    /// progress (nothing to do without a claim, or once the session ended).
     pub async fn release(&mut self) {
-        if self.discarded {
+        if self.discarded || !self.claimed || self.committed.writer.is_none() {
             return;
         }
         let mut state = self.committed.clone();
@@ -324,7 +435,10 @@ impl<'a> Upload<'a> {
     /// Renews the claim of a long request before it lapses.
     async fn renew_claim(&mut self) -> Result<()> {
         let now = self.env.now_millis();
-        if self.committed.writer.is_some() && now.saturating_sub(self.renewed_ms) > CLAIM_LEASE_MS / 3 {
+        if self.claimed
+            && self.committed.writer.is_some()
+            && now.saturating_sub(self.renewed_ms) > CLAIM_LEASE_MS / 3
+        {
             self.save_state(self.committed.clone()).await?;
             self.renewed_ms = now;
         }
@@ -413,9 +527,14 @@ impl<'a> Upload<'a> {
             return Ok(());
         }
         let mut loaded = BytesMut::new();
-        for &offset in &self.state.tails {
-            let key = layout::upload_tail(&self.id, self.state.tail_generation, offset);
-            let (bytes, _) = read_small(self.store, &key).await?.ok_or_else(upload_unknown)?;
+        let store = self.store;
+        let (id, generation) = (&self.id, self.state.tail_generation);
+        let reads = self.state.tails.iter().map(|tail| {
+            let key = tail.key(id, generation);
+            async move { read_small(store, &key).await }
+        });
+        for read in futures::future::join_all(reads).await {
+            let (bytes, _) = read?.ok_or_else(upload_unknown)?;
             loaded.extend_from_slice(&bytes);
         }
         self.loaded_tail_bytes = loaded.len();
@@ -470,6 +589,7 @@ impl<'a> Upload<'a> {
         while self.in_flight.len() >= self.store.capabilities().part_writes_in_flight.max(1) {
             self.settle_oldest().await?;
         }
+        self.ensure_claimed().await?;
         let data_key = layout::blob_data(&self.id);
         if self.state.multipart.is_none() {
             let multipart = self.store.create_multipart(&data_key).await?;
@@ -518,12 +638,11 @@ impl<'a> Upload<'a> {
         // Even after a failure: no write of this request may land later.
         let settled = self.settle_in_flight().await;
         flushed.and(settled)?;
-        let old_generation = self.state.tail_generation;
+        let generation = self.state.tail_generation;
         if !self.tails_loaded && self.state.tails.len() >= MAX_TAIL_PIECES {
-            // Merged into one piece of a new generation, below.
+            // Merged into one piece, below.
             self.load_tails().await?;
             self.tails_consumed = true;
-            self.state.tail_generation += 1;
         }
         self.hash_buffer();
         let old_tails = std::mem::take(&mut self.state.tails);
@@ -540,30 +659,39 @@ impl<'a> Upload<'a> {
         if keep_old {
             self.state.tails = old_tails.clone();
         }
+        let mut written = None;
         if !new_piece.is_empty() {
-            let key = layout::upload_tail(&self.id, self.state.tail_generation, piece_offset);
-            self.store.put(&key, new_piece, PutMode::Overwrite).await?;
-            self.state.tails.push(piece_offset);
+            let tail = Tail::Named {
+                offset: piece_offset,
+                nonce: self.nonce.clone(),
+            };
+            let key = tail.key(&self.id, generation);
+            // Volatile like the parts: a state naming it is refused under
+            // another epoch, and the bytes are flushed when the blob is.
+            self.store.put_volatile(&key, new_piece, PutMode::Overwrite).await?;
+            self.state.tails.push(tail);
+            written = Some(key);
         }
         self.state.hash = self.hasher.save();
         self.state.writer = None;
-        self.save().await?;
+        if let Err(e) = self.save().await {
+            // Lost to a concurrent request: the piece is this request's own.
+            self.leftovers.keys.extend(written);
+            return Err(e);
+        }
         if !keep_old {
-            // None of these is the new piece: it is of a new generation, or
-            // starts at the new end of the parts, past every old piece.
-            for offset in old_tails {
-                let _ = self
-                    .store
-                    .delete(&layout::upload_tail(&self.id, old_generation, offset))
-                    .await;
-            }
+            // None of these is the new piece, which has this request's nonce.
+            let id = &self.id;
+            let obsolete = old_tails.iter().map(|tail| tail.key(id, generation));
+            self.leftovers.keys.extend(obsolete);
         }
         Ok(())
     }
 
     /// Verifies the digest and stores the blob's record; returns its size.
     /// The registry then links it into the repository (after its quota
-    /// admits it). On a digest mismatch everything the upload wrote is removed.
+    /// admits it). The session ends, unless a failure leaves it for a retry
+    /// of the PUT; on a digest mismatch nothing the upload wrote is kept.
     pub async fn finish(&mut self, expected: &Digest) -> Result<u64> {
         // Two reads the client waits for, made together.
         let record_key = layout::blob_record(expected);
@@ -576,71 +704,80 @@ impl<'a> Upload<'a> {
         if exists && hashed_here {
             self.hash_buffer();
             let actual = self.hasher.clone().finish();
-            self.discard().await;
+            self.close().await;
             if &actual != expected {
                 return Err(digest_mismatch(expected, Some(&actual)));
             }
             reuse_existing(self.store, self.env, expected).await?;
+            return Ok(self.state.offset);
+        }
+        let data_key = match self.state.multipart {
+            // The session's own object, which only its claimed writer writes.
+            Some(_) => {
+                self.ensure_claimed().await?;
+                layout::blob_data(&self.id)
+            }
+            // The blob is this request's bytes and tails: a fresh object, so
+            // a concurrent request on the session cannot write over it.
+            None if self.seq.is_some() => layout::blob_data(&self.env.random_id()),
+            None => layout::blob_data(&self.id),
+        };
+        // A retried final PUT whose first attempt joined the parts and then
+        // failed: only the claimed writer writes the session's object, so one
+        // of the full size holds exactly the bytes hashed.
+        let joined = match self.state.multipart {
+            Some(_) => self
+                .store
+                .head(&data_key)
+                .await?
+                .is_some_and(|meta| meta.size == self.state.offset),
+            None => false,
+        };
+        if joined {
+            self.hash_buffer();
         } else {
-            let data_key = layout::blob_data(&self.id);
-            // A retried final PUT whose first attempt joined the parts and then
-            // failed: only this session writes its object, so one of the full
-            // size holds exactly the bytes hashed.
-            let joined = match self.state.multipart {
-                Some(_) => self
-                    .store
-                    .head(&data_key)
-                    .await?
-                    .is_some_and(|meta| meta.size == self.state.offset),
-                None => false,
-            };
-            if joined {
-                self.hash_buffer();
-            } else {
-                self.write_last(&data_key, hashed_here).await?;
+            self.write_last(&data_key, hashed_here).await?;
+        }
+        if let Some(multipart) = self.state.multipart.take() {
+            if !joined {
+                let parts = std::mem::take(&mut self.state.parts);
+                self.store
+                    .complete_multipart(&data_key, &multipart, parts)
+                    .await
+                    .map_err(session_error)?;
             }
-            if let Some(multipart) = self.state.multipart.take() {
-                if !joined {
-                    let parts = std::mem::take(&mut self.state.parts);
-                    self.store
-                        .complete_multipart(&data_key, &multipart, parts)
-                        .await
-                        .map_err(session_error)?;
-                }
+        }
+        let actual = if hashed_here {
+            self.hasher.clone().finish()
+        } else {
+            rehash(self.store, &data_key, expected.algorithm()).await?
+        };
+        if &actual != expected {
+            self.leftovers.keys.push(data_key);
+            self.close().await;
+            return Err(digest_mismatch(expected, Some(&actual)));
+        }
+        let record = serde_json::to_vec(&BlobRecord {
+            size: self.state.offset,
+            object: data_key.clone(),
+            created_ms: self.env.now_millis(),
+            archived: false,
+        })
+        .map_err(|e| RegistryError::unserializable("a blob record", e))?;
+        let reused = match self.store.put(&record_key, record.into(), PutMode::Create).await {
+            Ok(_) => false,
+            // Someone else stored the same content first: keep one copy.
+            Err(StoreError::AlreadyExists) => {
+                self.leftovers.keys.push(data_key);
+                true
             }
-            let actual = if hashed_here {
-                self.hasher.clone().finish()
-            } else {
-                rehash(self.store, &data_key, expected.algorithm()).await?
-            };
-            if &actual != expected {
-                let _ = self.store.delete(&data_key).await;
-                self.discard().await;
-                return Err(digest_mismatch(expected, Some(&actual)));
-            }
-            let record = serde_json::to_vec(&BlobRecord {
-                size: self.state.offset,
-                object: data_key.clone(),
-                created_ms: self.env.now_millis(),
-                archived: false,
-            })
-            .map_err(|e| RegistryError::unserializable("a blob record", e))?;
-            let reused = match self.store.put(&record_key, record.into(), PutMode::Create).await {
-                Ok(_) => false,
-                // Someone else stored the same content first: keep one copy.
-                Err(StoreError::AlreadyExists) => {
-                    let _ = self.store.delete(&data_key).await;
-                    true
-                }
-                // The object stays for a retry of the PUT (the session still
-                // names it); if none comes, upload expiry and the orphan sweep
-                // remove both.
-                Err(e) => return Err(e.into()),
-            };
-            self.discard().await;
-            if reused {
-                reuse_existing(self.store, self.env, expected).await?;
-            }
+            // The session's own object stays for a retry of the PUT (the
+            // session names it); a fresh one is the orphan sweep's.
+            Err(e) => return Err(e.into()),
+        };
+        self.close().await;
+        if reused {
+            reuse_existing(self.store, self.env, expected).await?;
         }
         Ok(self.state.offset)
     }
@@ -677,26 +814,37 @@ impl<'a> Upload<'a> {
         state.offset == 0 && state.writer.is_none() && state.multipart.is_none() && state.tails.is_empty()
     }
 
-    /// Removes an untouched session: its one state key is all there is.
-    pub async fn remove_untouched(&mut self) {
+    /// Ends the session: it is unknown from now on. Its keys, and its
+    /// multipart write if any, are left to remove (`take_leftovers`).
+    pub async fn close(&mut self) {
         self.discarded = true;
-        if let Some(seq) = self.seq {
+        let multipart = self.state.multipart.take();
+        let Some(seq) = self.seq else {
+            // Never saved: nothing names it but this request.
+            if let Some(multipart) = multipart {
+                self.leftovers.ended = Some(EndedSession {
+                    id: self.id.clone(),
+                    multipart: Some(multipart),
+                });
+            }
+            return;
+        };
+        if seq == 0 && multipart.is_none() && self.state.tails.is_empty() {
+            // The POST's state is the session's only key.
             let _ = self.store.delete(&layout::upload_state(&self.id, seq)).await;
+            return;
         }
-    }
-
-    /// Removes the session, its tails and any unfinished multipart write.
-    pub async fn discard(&mut self) {
-        self.discarded = true;
-        if let Some(multipart) = self.state.multipart.take() {
-            let _ = self
-                .store
-                .abort_multipart(&layout::blob_data(&self.id), &multipart)
-                .await;
-        }
-        if self.seq.is_some() {
-            remove_upload_keys(self.store, &self.id).await;
-        }
+        // Marked closed by a state of its own; if a concurrent request took
+        // that number, the removal below ends the session all the same.
+        let closed = Bytes::from_static(CLOSED);
+        let _ = self
+            .store
+            .put_volatile(&layout::upload_state(&self.id, seq + 1), closed, PutMode::Create)
+            .await;
+        self.leftovers.ended = Some(EndedSession {
+            id: self.id.clone(),
+            multipart,
+        });
     }
 }
 
@@ -736,10 +884,46 @@ fn digest_mismatch(expected: &Digest, actual: Option<&Digest>) -> RegistryError 
 }
 
 /// Deletes every key of an upload session (states and tails), all at once:
-/// none depends on another, and the client of a final PUT waits for them.
+/// none depends on another.
 pub async fn remove_upload_keys(store: &dyn Store, id: &str) {
     if let Ok(keys) = list_all(store, &layout::upload_prefix(id)).await {
         futures::future::join_all(keys.iter().map(|key| store.delete(key))).await;
+    }
+}
+
+/// What an upload request made obsolete: states and tail pieces no newer
+/// state names, a data object no record will name, and, when the session
+/// ended, all of it with its multipart write. Nothing a client can reach,
+/// so it may be removed after the answer; what a crash keeps, upload expiry
+/// and the orphan sweep remove.
+#[derive(Debug, Default)]
+#[must_use = "leftovers are removed by `Leftovers::remove`"]
+pub struct Leftovers {
+    keys: Vec<String>,
+    ended: Option<EndedSession>,
+}
+
+#[derive(Debug)]
+struct EndedSession {
+    id: String,
+    multipart: Option<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.ended.is_none()
+    }
+
+    /// Removes them; failures are left to upload expiry and the orphan sweep.
+    pub async fn remove(self, store: &dyn Store) {
+        futures::future::join_all(self.keys.iter().map(|key| store.delete(key))).await;
+        if let Some(session) = self.ended {
+            if let Some(multipart) = session.multipart {
+                // Before the states, which are how expiry finds it otherwise.
+                let _ = store.abort_multipart(&layout::blob_data(&session.id), &multipart).await;
+            }
+            remove_upload_keys(store, &session.id).await;
+        }
     }
 }
 
@@ -751,25 +935,47 @@ pub enum SavedState {
     /// A state a crash left torn (states are written volatile, see
     /// [`Store::put_volatile`]): the session is lost and its keys garbage.
     Torn,
+    /// The session ended (see [`Upload::close`]); its keys are garbage.
+    Closed,
     Saved(u64, Box<UploadState>),
 }
 
 /// The newest saved state of upload `id`.
 pub async fn load_state(store: &dyn Store, id: &str) -> Result<SavedState> {
-    let states = list_all(store, &format!("{}s/", layout::upload_prefix(id))).await?;
+    let states = list_all(store, &layout::upload_states(id)).await?;
     let Some(last) = states.last() else {
         return Ok(SavedState::Missing);
     };
     let Some(seq) = last.rsplit('/').next().and_then(|s| s.parse().ok()) else {
         return Ok(SavedState::Torn);
     };
-    let Some((bytes, _)) = read_small(store, last).await? else {
-        return Ok(SavedState::Missing);
+    Ok(read_state(store, id, seq).await?.unwrap_or(SavedState::Missing))
+}
+
+/// State `seq` of upload `id`, read without a listing when it is the
+/// newest (the common case: the client names the state its last response
+/// gave); otherwise the newest, as [`load_state`] finds it.
+async fn load_named_state(store: &dyn Store, id: &str, seq: u64) -> Result<SavedState> {
+    let (named, states) = (layout::upload_state(id, seq), layout::upload_states(id));
+    let (read, later) = futures::join!(read_state(store, id, seq), store.list(&states, Some(&named), 1));
+    match (read?, later?.keys.is_empty()) {
+        (Some(saved), true) => Ok(saved),
+        _ => load_state(store, id).await,
+    }
+}
+
+/// What state key `seq` of upload `id` holds, if it exists.
+async fn read_state(store: &dyn Store, id: &str, seq: u64) -> Result<Option<SavedState>> {
+    let Some((bytes, _)) = read_small(store, &layout::upload_state(id, seq)).await? else {
+        return Ok(None);
     };
-    Ok(match serde_json::from_slice(&bytes) {
+    if bytes.as_ref() == CLOSED {
+        return Ok(Some(SavedState::Closed));
+    }
+    Ok(Some(match serde_json::from_slice(&bytes) {
         Ok(state) => SavedState::Saved(seq, Box::new(state)),
         Err(_) => SavedState::Torn,
-    })
+    }))
 }
 
 async fn rehash(store: &dyn Store, key: &str, algorithm: Algorithm) -> Result<Digest> {

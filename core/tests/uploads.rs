@@ -11,7 +11,7 @@ use pier_core::body::full_body;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::error::ErrorCode;
 use pier_core::names::RepoName;
-use pier_core::registry::RegistryOptions;
+use pier_core::registry::{RegistryOptions, SessionRef};
 use pier_core::store::memory::MemoryStore;
 use pier_core::store::{
     list_all, Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
@@ -262,10 +262,10 @@ fn concurrent_writers_to_one_session_cannot_both_win() {
         a.upload_chunk(&repo(), &id, None, full_body(data(3))).await.unwrap();
         // Both requests load the session at offset 3; only one may write.
         let (env_a, env_b) = (TestEnv::default().with_stream(9), TestEnv::default().with_stream(99));
-        let mut first = pier_core::upload::Upload::open(a.store(), &env_a, &repo(), &id)
+        let mut first = pier_core::upload::Upload::open(a.store(), &env_a, &repo(), &id, None)
             .await
             .unwrap();
-        let mut second = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id)
+        let mut second = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id, None)
             .await
             .unwrap();
         first.claim("a").await.unwrap();
@@ -274,7 +274,7 @@ fn concurrent_writers_to_one_session_cannot_both_win() {
             409,
             "a stale view cannot claim"
         );
-        let mut third = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id)
+        let mut third = pier_core::upload::Upload::open(b.store(), &env_b, &repo(), &id, None)
             .await
             .unwrap();
         assert_eq!(
@@ -502,10 +502,6 @@ impl Store for Faulty {
     }
 }
 
-/// The final PUT fails after the parts were joined into the blob's object
-/// but before its record was written; the client retries the same PUT, which
-/// must find the joined object rather than write parts to a finished
-/// multipart write.
 /// Parts are flushed only when an upload completes, so a session saved
 /// before the machine restarted may name parts the disk lost: it is unknown
 /// under the new epoch (the client starts the blob again), while a session
@@ -555,6 +551,10 @@ fn an_upload_saved_before_the_machine_restarted_is_unknown() {
     });
 }
 
+/// The final PUT fails after the parts were joined into the blob's object
+/// but before its record was written; the client retries the same PUT, which
+/// must find the joined object rather than write parts to a finished
+/// multipart write.
 #[test]
 fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
     block_on(async {
@@ -693,6 +693,219 @@ fn one_byte_chunks_keep_a_bounded_number_of_tail_pieces() {
             .await
             .unwrap();
         assert_eq!(read_blob(&first, &digest).await, content);
+        assert!(keys(&store, "uploads/").await.is_empty());
+    });
+}
+
+/// Background work held until the test runs it, as a platform would run it
+/// some time after the answer.
+#[derive(Default)]
+struct HeldBackground {
+    tasks: std::sync::Mutex<Vec<pier_core::platform::BoxFuture<'static, ()>>>,
+}
+
+impl HeldBackground {
+    async fn run(&self) -> usize {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+        let count = tasks.len();
+        futures::future::join_all(tasks).await;
+        count
+    }
+}
+
+impl pier_core::platform::Background for HeldBackground {
+    fn spawn(&self, task: pier_core::platform::BoxFuture<'static, ()>) {
+        self.tasks.lock().unwrap().push(task);
+    }
+    fn sleep(&self, _: std::time::Duration) -> pier_core::platform::BoxFuture<'static, ()> {
+        Box::pin(futures::future::ready(()))
+    }
+    fn report(&self, _: bool, _: &str) {}
+}
+
+/// A docker push (POST, one PATCH with the blob, an empty PUT) on a
+/// registry whose cleanups run after the answer: the session is unknown as
+/// soon as the PUT answers, though its keys are removed only later; a PATCH
+/// or PUT on it then is refused and stores nothing.
+#[test]
+fn a_finished_session_is_closed_before_its_keys_are_removed() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new(PART));
+        let background = Arc::new(HeldBackground::default());
+        let registry = registry_over(store.clone(), RegistryOptions::default()).with_background(background.clone());
+        let content = data(PART - 3);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let started = registry.start_upload(&repo()).await.unwrap();
+        let patched = registry
+            .upload_chunk(&repo(), &started.id, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        let session = SessionRef {
+            id: &started.id,
+            state: patched.state,
+        };
+        registry
+            .finish_upload(&repo(), session, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        assert!(!keys(&store, "uploads/").await.is_empty(), "removal waits for the background");
+        for named in [session, SessionRef::from(&started.id)] {
+            let status = registry.upload_status(&repo(), named).await;
+            assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
+            let patch = registry.upload_chunk(&repo(), named, None, full_body(vec![1])).await;
+            assert_eq!(patch.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
+            let put = registry
+                .finish_upload(&repo(), named, &digest, None, full_body(Vec::new()))
+                .await;
+            assert_eq!(put.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
+        }
+        assert!(background.run().await > 0);
+        assert!(keys(&store, "uploads/").await.is_empty(), "the session's keys are gone");
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert_eq!(keys(&store, "data/").await.len(), 1, "one data object");
+    });
+}
+
+/// A client that keeps naming an old state (the POST's Location, or one
+/// from before a chunk it retried) is served the newest state all the same.
+#[test]
+fn a_stale_state_in_the_location_reads_the_newest() {
+    block_on(async {
+        let (store, registry) = setup();
+        let content = data(5 * PART + 3);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let started = registry.start_upload(&repo()).await.unwrap();
+        let stale = SessionRef {
+            id: &started.id,
+            state: started.state,
+        };
+        let mut offset = 0;
+        for size in [3, PART + 1, 2 * PART] {
+            let range = ChunkRange {
+                start: offset as u64,
+                end: (offset + size) as u64 - 1,
+            };
+            let status = registry
+                .upload_chunk(&repo(), stale, Some(range), full_body(content[offset..offset + size].to_vec()))
+                .await
+                .unwrap();
+            offset += size;
+            assert_eq!(status.offset, offset as u64);
+            assert_eq!(registry.upload_status(&repo(), stale).await.unwrap().offset, offset as u64);
+        }
+        // Numbers no state has, and one far past them, are only hints too.
+        for state in [Some(999), Some(u64::MAX)] {
+            let named = SessionRef { id: &started.id, state };
+            assert_eq!(registry.upload_status(&repo(), named).await.unwrap().offset, offset as u64);
+        }
+        registry
+            .finish_upload(&repo(), stale, &digest, None, full_body(content[offset..].to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert!(keys(&store, "uploads/").await.is_empty());
+    });
+}
+
+/// Two chunks sent at once from the same offset, neither claiming the
+/// session (they write no part): one wins, the other is refused with 409,
+/// and the winner's bytes are never overwritten by the loser's (each tail
+/// piece has a key of its own). Tried in both orders of commit.
+#[test]
+fn concurrent_small_chunks_cannot_mix_their_bytes() {
+    block_on(async {
+        for winner_first in [true, false] {
+            let (store, registry) = setup();
+            let id = registry.start_upload(&repo()).await.unwrap().id;
+            registry.upload_chunk(&repo(), &id, None, full_body(data(3))).await.unwrap();
+            let (env_a, env_b) = (TestEnv::default().with_stream(7), TestEnv::default().with_stream(77));
+            let app = repo();
+            let open = |env| pier_core::upload::Upload::open(store.as_ref(), env, &app, &id, None);
+            let (mut a, mut b) = (open(&env_a).await.unwrap(), open(&env_b).await.unwrap());
+            a.writing_as("a").unwrap();
+            b.writing_as("b").unwrap();
+            a.append(None, full_body(vec![0xa; 4])).await.unwrap();
+            b.append(None, full_body(vec![0xb; 4])).await.unwrap();
+            let (first, second, winner) = match winner_first {
+                true => (&mut a, &mut b, 0xa),
+                false => (&mut b, &mut a, 0xb),
+            };
+            first.commit().await.unwrap();
+            let lost = second.commit().await.unwrap_err();
+            assert_eq!(lost.status.as_u16(), 409);
+            second.take_leftovers().remove(store.as_ref()).await;
+            first.take_leftovers().remove(store.as_ref()).await;
+            let mut expected = data(3);
+            expected.extend_from_slice(&[winner; 4]);
+            let digest = Digest::of(Algorithm::Sha256, &expected);
+            registry
+                .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+                .await
+                .unwrap();
+            assert_eq!(read_blob(&registry, &digest).await, expected, "the winner's bytes only");
+            assert!(keys(&store, "uploads/").await.is_empty(), "the loser's piece is gone too");
+        }
+    });
+}
+
+/// A request holding a view of the session from before two later requests,
+/// whose states made its own number free again (obsolete states are
+/// removed), cannot claim the session to write parts: its claim finds the
+/// later state and is refused, and the session goes on unharmed.
+#[test]
+fn a_view_from_before_removed_states_cannot_claim() {
+    block_on(async {
+        let (store, registry) = setup();
+        let content = data(3 * PART);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        let env = TestEnv::default().with_stream(5);
+        let mut old = pier_core::upload::Upload::open(store.as_ref(), &env, &repo(), &id, None)
+            .await
+            .unwrap();
+        registry.upload_chunk(&repo(), &id, None, full_body(content[..2].to_vec())).await.unwrap();
+        registry.upload_chunk(&repo(), &id, None, full_body(content[2..4].to_vec())).await.unwrap();
+        assert_eq!(keys(&store, &format!("uploads/{id}/s/")).await.len(), 1, "obsolete states removed");
+        let refused = old.claim("old").await.unwrap_err();
+        assert_eq!(refused.status.as_u16(), 409);
+        old.take_leftovers().remove(store.as_ref()).await;
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(content[4..].to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+    });
+}
+
+/// A session saved by an older build (tail pieces named by offset and
+/// generation) is still finished correctly after an upgrade.
+#[test]
+fn a_session_of_an_older_build_still_finishes() {
+    block_on(async {
+        let (store, registry) = setup();
+        let content = data(PART + 5);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry.upload_chunk(&repo(), &id, None, full_body(content[..3].to_vec())).await.unwrap();
+        // Rewritten as the older build wrote it: the piece at offset 0 of
+        // generation 2, the state naming it by its offset alone.
+        let state_key = keys(&store, &format!("uploads/{id}/s/")).await.pop().unwrap();
+        let (bytes, _) = pier_core::store::read_small(store.as_ref(), &state_key).await.unwrap().unwrap();
+        let mut state: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        state["tails"] = serde_json::json!([0]);
+        state["tail_generation"] = serde_json::json!(2);
+        for key in keys(&store, &format!("uploads/{id}/t/")).await {
+            store.delete(&key).await.unwrap();
+        }
+        let legacy_tail = pier_core::layout::upload_tail(&id, 2, 0);
+        store.put(&legacy_tail, Bytes::from(content[..3].to_vec()), PutMode::Overwrite).await.unwrap();
+        let state = Bytes::from(serde_json::to_vec(&state).unwrap());
+        store.put(&state_key, state, PutMode::Overwrite).await.unwrap();
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(content[3..].to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
         assert!(keys(&store, "uploads/").await.is_empty());
     });
 }

@@ -388,10 +388,10 @@ async fn route_request(
         (Route::Blob(repo, digest), Method::GET | Method::HEAD) => blobs::get(service, req, &repo, &digest).await,
         (Route::Blob(repo, digest), Method::DELETE) => blobs::delete(registry, &repo, &digest).await,
         (Route::Uploads(repo), Method::POST) => uploads::start(registry, req, &repo, body).await,
-        (Route::Upload(repo, id), Method::GET) => uploads::status(registry, &repo, &id).await,
+        (Route::Upload(repo, id), Method::GET) => uploads::status(registry, req, &repo, &id).await,
         (Route::Upload(repo, id), Method::PATCH) => uploads::chunk(registry, req, &repo, &id, body).await,
         (Route::Upload(repo, id), Method::PUT) => uploads::finish(registry, req, &repo, &id, body).await,
-        (Route::Upload(repo, id), Method::DELETE) => uploads::cancel(registry, &repo, &id).await,
+        (Route::Upload(repo, id), Method::DELETE) => uploads::cancel(registry, req, &repo, &id).await,
         (_, method) => Err(RegistryError::new(
             ErrorCode::Unsupported,
             format!("{method} is not supported here"),

@@ -9,14 +9,29 @@ use crate::body::{limit_body, BodyError, RequestBody};
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names::RepoName;
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionRef};
 use crate::upload::{ChunkRange, UploadStatus};
 
 const UPLOAD_UUID: &str = "docker-upload-uuid";
 const CHUNK_MIN_LENGTH: &str = "oci-chunk-min-length";
 
-fn upload_location(repo: &RepoName, id: &str) -> String {
-    format!("/v2/{repo}/blobs/uploads/{id}")
+/// The session's URL. It names the session's newest state, so the next
+/// request reads that state without listing the session's keys; clients
+/// must use the Location of the last response (the spec says so).
+fn upload_location(repo: &RepoName, status: &UploadStatus) -> String {
+    match status.state {
+        Some(state) => format!("/v2/{repo}/blobs/uploads/{}?state={state}", status.id),
+        None => format!("/v2/{repo}/blobs/uploads/{}", status.id),
+    }
+}
+
+/// The session a request names (`?state=` is a hint: anything else than
+/// a number is ignored).
+fn session<'a>(req: &'a Req<'_>, id: &'a str) -> SessionRef<'a> {
+    SessionRef {
+        id,
+        state: req.query.get("state").and_then(|state| state.parse().ok()),
+    }
 }
 
 /// 202 with where the upload stands.
@@ -27,7 +42,7 @@ fn in_progress(
     status_code: StatusCode,
 ) -> Result<HttpResponse> {
     let end = status.offset.saturating_sub(1);
-    let builder = with_location(response(status_code), &upload_location(repo, &status.id))
+    let builder = with_location(response(status_code), &upload_location(repo, status))
         .header(RANGE, format!("0-{end}"))
         .header(HeaderName::from_static(UPLOAD_UUID), status.id.as_str())
         .header(HeaderName::from_static(CHUNK_MIN_LENGTH), registry.chunk_min_length());
@@ -84,8 +99,8 @@ pub(super) async fn start(
     in_progress(registry, repo, &status, StatusCode::ACCEPTED)
 }
 
-pub(super) async fn status(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
-    let status = registry.upload_status(repo, id).await?;
+pub(super) async fn status(registry: &Registry, req: &Req<'_>, repo: &RepoName, id: &str) -> Result<HttpResponse> {
+    let status = registry.upload_status(repo, session(req, id)).await?;
     in_progress(registry, repo, &status, StatusCode::NO_CONTENT)
 }
 
@@ -136,7 +151,7 @@ pub(super) async fn chunk(
 ) -> Result<HttpResponse> {
     let range = chunk_range(req)?;
     let status = registry
-        .upload_chunk(repo, id, range, upload_body(registry, req, body)?)
+        .upload_chunk(repo, session(req, id), range, upload_body(registry, req, body)?)
         .await?;
     in_progress(registry, repo, &status, StatusCode::ACCEPTED)
 }
@@ -157,13 +172,13 @@ pub(super) async fn finish(
     let digest = parse_digest(digest)?;
     let range = chunk_range(req)?;
     registry
-        .finish_upload(repo, id, &digest, range, upload_body(registry, req, body)?)
+        .finish_upload(repo, session(req, id), &digest, range, upload_body(registry, req, body)?)
         .await?;
     created(repo, &digest)
 }
 
-pub(super) async fn cancel(registry: &Registry, repo: &RepoName, id: &str) -> Result<HttpResponse> {
-    registry.cancel_upload(repo, id).await?;
+pub(super) async fn cancel(registry: &Registry, req: &Req<'_>, repo: &RepoName, id: &str) -> Result<HttpResponse> {
+    registry.cancel_upload(repo, session(req, id)).await?;
     empty(response(StatusCode::NO_CONTENT))
 }
 

@@ -30,6 +30,13 @@ impl Gc {
                 SavedState::Saved(_, upload) => Some(upload),
                 // Torn by a crash: no client can resume it.
                 SavedState::Torn => None,
+                // Ended; what is left is its own cleanup's, or a crash's.
+                SavedState::Closed => {
+                    if !self.dry_run {
+                        remove_upload_keys(self.store.as_ref(), id).await;
+                    }
+                    continue;
+                }
                 SavedState::Missing => continue,
             };
             state.report.uploads_expired += 1;

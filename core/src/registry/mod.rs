@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::names::RepoName;
-use crate::platform::{Env, LocalMarks};
+use crate::platform::{Background, Env, LocalMarks};
 use crate::pulls::PullClock;
 use crate::quota::Quotas;
 use crate::retention::RetentionRule;
@@ -26,6 +26,7 @@ mod manifests;
 mod uploads;
 
 pub use browse::{PlatformSummary, TagSummary};
+pub use uploads::SessionRef;
 
 /// What a manifest push did.
 pub struct PushedManifest {
@@ -107,6 +108,8 @@ pub struct Registry {
     archive: Option<ArchiveTier>,
     /// Tags pull-only clients may be served from memory (`crate::tag_cache`).
     tags: Option<Arc<TagCache>>,
+    /// Runs cleanups after the answer; without it they run before.
+    background: Option<Arc<dyn Background>>,
 }
 
 /// The archive store, as the registry reads it.
@@ -155,7 +158,15 @@ impl Registry {
             local_marks: None,
             archive: None,
             tags: None,
+            background: None,
         }
+    }
+
+    /// The registry leaving cleanups the client need not wait for (an
+    /// upload's obsolete keys) to `background`.
+    pub fn with_background(mut self, background: Arc<dyn Background>) -> Registry {
+        self.background = Some(background);
+        self
     }
 
     /// The registry serving pull-only clients tags from `tags`.

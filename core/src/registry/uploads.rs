@@ -5,9 +5,30 @@ use crate::body::RequestBody;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ErrorCode, Result};
 use crate::names::RepoName;
-use crate::upload::{ChunkRange, Upload, UploadStatus};
+use crate::upload::{ChunkRange, Leftovers, Upload, UploadStatus};
 
 use super::Registry;
+
+/// Which upload a request names: its id and the state its client was last
+/// told of (the `state` query parameter of the session's Location).
+#[derive(Clone, Copy, Debug)]
+pub struct SessionRef<'a> {
+    pub id: &'a str,
+    pub state: Option<u64>,
+}
+
+/// A bare id: the session's newest state is found by listing its keys.
+impl<'a> From<&'a str> for SessionRef<'a> {
+    fn from(id: &'a str) -> SessionRef<'a> {
+        SessionRef { id, state: None }
+    }
+}
+
+impl<'a> From<&'a String> for SessionRef<'a> {
+    fn from(id: &'a String) -> SessionRef<'a> {
+        SessionRef::from(id.as_str())
+    }
+}
 
 impl Registry {
     /// Opens an upload session (refused at once where a quota is full).
@@ -21,77 +42,100 @@ impl Registry {
     /// A whole blob in one request (POST or PUT with the digest known up front).
     pub async fn upload_whole(&self, repo: &RepoName, digest: &Digest, body: RequestBody) -> Result<()> {
         self.options.quotas.admit_upload(self.origin(), repo).await?;
-        self.store_whole(repo, digest, None, body).await
+        let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
+        let stored = self.store_whole(&mut upload, repo, digest, None, body).await;
+        self.remove_later(upload.take_leftovers()).await;
+        stored
     }
 
-    /// Stores a blob received whole in a session of its own, never saved
-    /// unless the blob needs a multipart write.
+    /// Stores a blob received whole in `upload`, a session of its own,
+    /// never saved unless the blob needs a multipart write.
     async fn store_whole(
         &self,
+        upload: &mut Upload<'_>,
         repo: &RepoName,
         digest: &Digest,
         range: Option<ChunkRange>,
         body: RequestBody,
     ) -> Result<()> {
-        let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
         if let Err(e) = upload.append(range, body).await {
-            upload.discard().await;
+            upload.close().await;
             return Err(e);
         }
         let size = upload.finish(digest).await?;
         self.link_blob(repo, digest, size).await
     }
 
-    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
-        Ok(Upload::open(self.origin(), self.env.as_ref(), repo, id).await?.status())
+    pub async fn upload_status(&self, repo: &RepoName, session: impl Into<SessionRef<'_>>) -> Result<UploadStatus> {
+        Ok(self.open_upload(repo, session).await?.status())
+    }
+
+    async fn open_upload(&self, repo: &RepoName, session: impl Into<SessionRef<'_>>) -> Result<Upload<'_>> {
+        let session = session.into();
+        Upload::open(self.origin(), self.env.as_ref(), repo, session.id, session.state).await
     }
 
     /// Adds a chunk (PATCH).
     pub async fn upload_chunk(
         &self,
         repo: &RepoName,
-        id: &str,
+        session: impl Into<SessionRef<'_>>,
         range: Option<ChunkRange>,
         body: RequestBody,
     ) -> Result<UploadStatus> {
-        let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
+        let mut upload = self.open_upload(repo, session).await?;
         upload.check_start(range)?;
-        upload.claim(&self.instance).await?;
+        upload.writing_as(&self.instance)?;
         let written = match upload.append(range, body).await {
             Ok(()) => upload.commit().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = written {
+        if written.is_err() {
             upload.release().await;
-            return Err(e);
         }
-        Ok(upload.status())
+        self.remove_later(upload.take_leftovers()).await;
+        written.map(|()| upload.status())
     }
 
     /// Ends an upload (PUT), with an optional last chunk.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
-        id: &str,
+        session: impl Into<SessionRef<'_>>,
         digest: &Digest,
         range: Option<ChunkRange>,
         body: RequestBody,
     ) -> Result<()> {
-        let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
+        let mut upload = self.open_upload(repo, session).await?;
         upload.check_start(range)?;
-        if upload.is_untouched() {
+        upload.writing_as(&self.instance)?;
+        let finished = if upload.is_untouched() {
             // Nothing was sent before this request (POST then PUT, the common
             // push): the blob goes to an object of its own, as in a monolithic
-            // POST, so no claim is needed (racing requests cannot share that
-            // object). The session ends once the blob exists or its digest
-            // was wrong; other failures leave it for a retry.
-            let stored = self.store_whole(repo, digest, range, body).await;
+            // POST. The session ends once the blob exists or its digest was
+            // wrong; other failures leave it for a retry.
+            let mut whole = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
+            let stored = self.store_whole(&mut whole, repo, digest, range, body).await;
             if stored.as_ref().err().is_none_or(|e| e.code == ErrorCode::DigestInvalid) {
-                upload.remove_untouched().await;
+                upload.close().await;
             }
-            return stored;
-        }
-        upload.claim(&self.instance).await?;
+            self.remove_later(whole.take_leftovers()).await;
+            stored
+        } else {
+            self.finish_session(&mut upload, repo, digest, range, body).await
+        };
+        self.remove_later(upload.take_leftovers()).await;
+        finished
+    }
+
+    async fn finish_session(
+        &self,
+        upload: &mut Upload<'_>,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        body: RequestBody,
+    ) -> Result<()> {
         if let Err(e) = upload.append(range, body).await {
             upload.release().await;
             return Err(e);
@@ -99,7 +143,7 @@ impl Registry {
         match upload.finish(digest).await {
             Ok(size) => self.link_blob(repo, digest, size).await,
             Err(e) => {
-                // A failed finish keeps the session (unless it discarded it),
+                // A failed finish keeps the session (unless it closed it),
                 // so a retry of the PUT can take it at once.
                 upload.release().await;
                 Err(e)
@@ -107,9 +151,25 @@ impl Registry {
         }
     }
 
-    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let mut upload = Upload::open(self.origin(), self.env.as_ref(), repo, id).await?;
-        upload.discard().await;
+    pub async fn cancel_upload(&self, repo: &RepoName, session: impl Into<SessionRef<'_>>) -> Result<()> {
+        let mut upload = self.open_upload(repo, session).await?;
+        upload.close().await;
+        self.remove_later(upload.take_leftovers()).await;
         Ok(())
+    }
+
+    /// Removes what an upload request left after the answer, on the
+    /// platform's background work; at once where there is none.
+    async fn remove_later(&self, leftovers: Leftovers) {
+        if leftovers.is_empty() {
+            return;
+        }
+        match &self.background {
+            Some(background) => {
+                let store = self.origin.clone();
+                background.spawn(Box::pin(async move { leftovers.remove(store.as_ref()).await }));
+            }
+            None => leftovers.remove(self.origin()).await,
+        }
     }
 }

@@ -137,12 +137,11 @@ pub trait Store: MaybeSend + MaybeSync {
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta>;
 
     /// `put` of an object a crash may lose or leave torn, where a store must
-    /// flush to be durable (a local disk): upload states, whose loss only
-    /// makes their session unknown (the client starts the blob again); a
-    /// state whose parts may be lost is refused by its epoch (see
-    /// [`Capabilities::unsynced_epoch`]), and tails are durable before a
-    /// state names them. The same
-    /// as `put` where every write is durable; decorators forward it.
+    /// flush to be durable (a local disk): upload states and tail pieces,
+    /// whose loss only makes their session unknown (the client starts the
+    /// blob again); a state whose parts or tails may be lost is refused by
+    /// its epoch (see [`Capabilities::unsynced_epoch`]). The same as `put`
+    /// where every write is durable; decorators forward it.
     async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta>;
 
     /// Deletes an object; deleting a missing object succeeds.

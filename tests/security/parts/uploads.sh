@@ -45,8 +45,9 @@ tiny_patches_keep_few_tails() {
       --data-binary "$byte" "http://$up_addr$location")
     offset=$((offset + 1)); content+=$byte
   done
-  # The POST saved state 0; each PATCH saves two (its claim, its commit).
-  local tails; tails=$(read_session_state "$id" 200 | jq '.tails | length')
+  # The Location names the session's newest state.
+  local newest=${location##*state=}; newest=${newest%%&*}
+  local tails; tails=$(read_session_state "$id" "$newest" | jq '.tails | length')
   echo "tail pieces after 100 one-byte PATCHes: $tails"
   [ "$tails" -le 8 ]
   local digest="sha256:$(printf '%s' "$content" | sha256sum | cut -d' ' -f1)"
