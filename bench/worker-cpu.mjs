@@ -11,12 +11,13 @@
 // markdown table. Profiling slows the isolate down a little: the figures are
 // upper bounds, to compare with each other.
 //
-// Usage: node bench/worker-cpu.mjs [--n N] [--blob-n N] [--profiles DIR] NAME=URL@INSPECTOR_PORT...
+// Usage: node bench/worker-cpu.mjs [--n N] [--blob-n N] [--push-n N] [--profiles DIR] NAME=URL@INSPECTOR_PORT...
 //   NAME=URL@PORT   a Worker: its label, base URL (http://user:password@host:port
 //                   for Basic auth) and inspector port; the first is the one the
 //                   ratio column divides
 //   --n N           requests per kind (default 200)
 //   --blob-n N      1 MiB blob GETs (default 100)
+//   --push-n N      1 MiB pushes as docker makes them, three requests each (default 30)
 //   --profiles DIR  also write each profile, NAME-KIND.cpuprofile (DevTools opens them)
 //   --pull-as NAME=USER:PASSWORD  Basic credentials of that Worker's GETs instead
 //                   of its URL's (a pull-only identity; repeatable)
@@ -47,6 +48,7 @@ const { values: options, positionals } = parseArgs({
   options: {
     n: { type: 'string', default: '200' },
     'blob-n': { type: 'string', default: '100' },
+    'push-n': { type: 'string', default: '30' },
     profiles: { type: 'string' },
     'pull-as': { type: 'string', multiple: true, default: [] },
   },
@@ -128,12 +130,25 @@ async function seed(worker) {
   });
   const pull = worker.pullHeaders;
   const manifestGet = { headers: { accept: MANIFEST_ACCEPT, ...pull }, expect: 200 };
+  const get = (target, init) => () => request(worker, 'GET', target, init);
   return [
-    { kind: 'GET /v2/', path: '/v2/', init: { headers: pull, expect: 200 }, n: Number(options.n) },
-    { kind: 'manifest GET by tag', path: `/v2/${REPOSITORY}/manifests/${tag}`, init: manifestGet, n: Number(options.n) },
-    { kind: 'manifest GET by digest', path: `/v2/${REPOSITORY}/manifests/${sha256(manifest)}`, init: manifestGet, n: Number(options.n) },
-    { kind: 'blob GET 1 MiB, read before', path: `/v2/${REPOSITORY}/blobs/${layerDigest}`, init: { headers: pull, expect: 200 }, n: Number(options['blob-n']) },
+    { kind: 'GET /v2/', once: get('/v2/', { headers: pull, expect: 200 }), n: Number(options.n) },
+    { kind: 'manifest GET by tag', once: get(`/v2/${REPOSITORY}/manifests/${tag}`, manifestGet), n: Number(options.n) },
+    { kind: 'manifest GET by digest', once: get(`/v2/${REPOSITORY}/manifests/${sha256(manifest)}`, manifestGet), n: Number(options.n) },
+    { kind: 'blob GET 1 MiB, read before', once: get(`/v2/${REPOSITORY}/blobs/${layerDigest}`, { headers: pull, expect: 200 }), n: Number(options['blob-n']) },
+    { kind: 'push of a new 1 MiB blob as docker makes it (POST, PATCH, PUT)', once: () => pushAsDocker(worker, crypto.randomBytes(1 << 20)), n: Number(options['push-n']) },
   ];
+}
+
+// pushAsDocker(worker, bytes): POST, the whole blob in one PATCH, an empty PUT.
+async function pushAsDocker(worker, bytes) {
+  const started = await request(worker, 'POST', `/v2/${REPOSITORY}/blobs/uploads/`, { expect: 202 });
+  const patched = await request(worker, 'PATCH', new URL(started.headers.location, worker.base).href, {
+    body: bytes, headers: { 'content-type': 'application/octet-stream' }, expect: 202,
+  });
+  const upload = new URL(patched.headers.location, worker.base);
+  upload.searchParams.set('digest', sha256(bytes));
+  await request(worker, 'PUT', upload.href, { expect: 201 });
 }
 
 // inspect(port): a DevTools Protocol session on the Worker's own isolate
@@ -192,16 +207,16 @@ const tickDeltas = [];
 
 async function measure(worker) {
   const kinds = await seed(worker);
-  for (const { path: target, init } of kinds) {
-    for (let i = 0; i < WARM_UP_REQUESTS; i++) await request(worker, 'GET', target, init);
+  for (const { once } of kinds) {
+    for (let i = 0; i < WARM_UP_REQUESTS; i++) await once();
   }
   const session = await inspect(worker.inspectorPort);
   await session.call('Profiler.enable');
   await session.call('Profiler.setSamplingInterval', { interval: SAMPLING_INTERVAL_US });
   const perKind = new Map();
-  for (const { kind, path: target, init, n } of kinds) {
+  for (const { kind, once, n } of kinds) {
     await session.call('Profiler.start');
-    for (let i = 0; i < n; i++) await request(worker, 'GET', target, init);
+    for (let i = 0; i < n; i++) await once();
     const { profile } = await session.call('Profiler.stop');
     perKind.set(kind, { n, samples: workSamples(profile) });
     tickDeltas.push(...profile.timeDeltas.filter(tickWindow));

@@ -92,6 +92,15 @@ impl Digest {
         hasher.finish()
     }
 
+    /// The digest whose raw output is `out` (a hash computed elsewhere: the
+    /// caller checks its length is the algorithm's).
+    pub fn of_output(algorithm: Algorithm, out: &[u8]) -> Digest {
+        Digest {
+            text: format!("{}:{}", algorithm.name(), hex(out)),
+            split: algorithm.name().len(),
+        }
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         // Validated at construction: one of the two.
         match self.text.starts_with("sha512:") {
@@ -150,11 +159,7 @@ impl Hasher {
             Hasher::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
             Hasher::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
         };
-        let text = format!("{}:{}", algorithm.name(), hex(&out));
-        Digest {
-            text,
-            split: algorithm.name().len(),
-        }
+        Digest::of_output(algorithm, &out)
     }
 
     /// The running state as hex, for storing in an upload session.

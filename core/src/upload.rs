@@ -66,12 +66,23 @@ pub struct UploadState {
     /// The request writing to the session now, if any (see [`CLAIM_LEASE_MS`]).
     #[serde(default)]
     pub writer: Option<String>,
+    /// Whether `hash` covers the tail pieces too, as older builds saved it,
+    /// or only the parts: tails are hashed when they join a part or the
+    /// blob, so a chunk that completes no part is never hashed twice over,
+    /// and a blob that fits in its last request can be hashed in one piece
+    /// by the platform (`Env::digest_of`).
+    #[serde(default = "older_builds_hashed_tails")]
+    pub tails_hashed: bool,
     /// The store's [`crate::store::Capabilities::unsynced_epoch`] when this state was
     /// saved: parts are flushed only when the upload completes, so under
     /// another epoch (the machine restarted) they may be gone or torn, and
     /// the session is unknown.
     #[serde(default)]
     pub epoch: u64,
+}
+
+fn older_builds_hashed_tails() -> bool {
+    true
 }
 
 /// A piece of the bytes past the last part, kept beside the session.
@@ -152,6 +163,8 @@ pub struct Upload<'a> {
     /// How many bytes at the start of `buffer` the hasher has seen. Bytes are
     /// hashed as their part is written, so hashing overlaps the write.
     hashed_in_buffer: usize,
+    /// The hasher has seen no byte yet.
+    hasher_untouched: bool,
     tails_loaded: bool,
     /// The saved tails were folded into a part by this request.
     tails_consumed: bool,
@@ -223,6 +236,7 @@ impl<'a> Upload<'a> {
             created_ms: now,
             updated_ms: now,
             writer: None,
+            tails_hashed: false,
             epoch: store.capabilities().unsynced_epoch,
         };
         Upload {
@@ -236,6 +250,7 @@ impl<'a> Upload<'a> {
             buffer: BytesMut::new(),
             loaded_tail_bytes: 0,
             hashed_in_buffer: 0,
+            hasher_untouched: true,
             tails_loaded: true,
             tails_consumed: false,
             start_offset: 0,
@@ -276,6 +291,10 @@ impl<'a> Upload<'a> {
         let hasher = Hasher::restore(state.algorithm, &state.hash)
             .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "corrupt upload hash state"))?;
         let tails_loaded = state.tails.is_empty();
+        let hashed = match state.tails_hashed {
+            true => state.offset,
+            false => state.flushed(),
+        };
         Ok(Upload {
             store,
             env,
@@ -288,6 +307,7 @@ impl<'a> Upload<'a> {
             buffer: BytesMut::new(),
             loaded_tail_bytes: 0,
             hashed_in_buffer: 0,
+            hasher_untouched: hashed == 0,
             tails_loaded,
             tails_consumed: false,
             renewed_ms: 0,
@@ -395,9 +415,10 @@ impl<'a> Upload<'a> {
         if self.claimed {
             return Ok(());
         }
-        let instance = self.instance.clone().ok_or_else(|| {
-            RegistryError::new(ErrorCode::Internal, "a write to an upload not opened for writing")
-        })?;
+        let instance = self
+            .instance
+            .clone()
+            .ok_or_else(|| RegistryError::new(ErrorCode::Internal, "a write to an upload not opened for writing"))?;
         let now = self.env.now_millis();
         let mut claiming = self.committed.clone();
         claiming.writer = Some(format!("{instance}:{}", self.env.random_id()));
@@ -435,10 +456,7 @@ impl<'a> Upload<'a> {
     /// Renews the claim of a long request before it lapses.
     async fn renew_claim(&mut self) -> Result<()> {
         let now = self.env.now_millis();
-        if self.claimed
-            && self.committed.writer.is_some()
-            && now.saturating_sub(self.renewed_ms) > CLAIM_LEASE_MS / 3
-        {
+        if self.claimed && self.committed.writer.is_some() && now.saturating_sub(self.renewed_ms) > CLAIM_LEASE_MS / 3 {
             self.save_state(self.committed.clone()).await?;
             self.renewed_ms = now;
         }
@@ -538,8 +556,10 @@ impl<'a> Upload<'a> {
             loaded.extend_from_slice(&bytes);
         }
         self.loaded_tail_bytes = loaded.len();
-        // Saved tails were hashed by the request that received them.
-        self.hashed_in_buffer += loaded.len();
+        if self.state.tails_hashed {
+            // By the request that received them (an older build's session).
+            self.hashed_in_buffer += loaded.len();
+        }
         loaded.extend_from_slice(&self.buffer);
         self.buffer = loaded;
         self.tails_loaded = true;
@@ -569,8 +589,9 @@ impl<'a> Upload<'a> {
 
     /// Hashes the buffered bytes not hashed yet.
     fn hash_buffer(&mut self) {
-        self.hasher
-            .update(self.buffer.get(self.hashed_in_buffer..).unwrap_or_default());
+        let unhashed = self.buffer.get(self.hashed_in_buffer..).unwrap_or_default();
+        self.hasher_untouched &= unhashed.is_empty();
+        self.hasher.update(unhashed);
         self.hashed_in_buffer = self.buffer.len();
     }
 
@@ -615,6 +636,7 @@ impl<'a> Upload<'a> {
         // Started before the hashing, so both run at once; then left running
         // while the next part's bytes arrive.
         let started = futures::poll!(write.as_mut());
+        self.hasher_untouched &= unhashed.is_empty();
         self.hasher.update(&unhashed);
         match started {
             std::task::Poll::Ready(written) if self.in_flight.is_empty() => {
@@ -644,7 +666,9 @@ impl<'a> Upload<'a> {
             self.load_tails().await?;
             self.tails_consumed = true;
         }
-        self.hash_buffer();
+        if self.state.tails_hashed {
+            self.hash_buffer();
+        }
         let old_tails = std::mem::take(&mut self.state.tails);
         let flushed = self.state.flushed();
         let (keep_old, new_piece, piece_offset) = if self.tails_consumed {
@@ -690,8 +714,9 @@ impl<'a> Upload<'a> {
 
     /// Verifies the digest and stores the blob's record; returns its size.
     /// The registry then links it into the repository (after its quota
-    /// admits it). The session ends, unless a failure leaves it for a retry
-    /// of the PUT; on a digest mismatch nothing the upload wrote is kept.
+    /// admits it) and ends the session (`close`), both at once. A failure
+    /// leaves the session for a retry of the PUT, except a digest mismatch,
+    /// which ends it and keeps nothing the upload wrote.
     pub async fn finish(&mut self, expected: &Digest) -> Result<u64> {
         // Two reads the client waits for, made together.
         let record_key = layout::blob_record(expected);
@@ -702,10 +727,9 @@ impl<'a> Upload<'a> {
         // A digest of another algorithm than the session's is checked from storage.
         let hashed_here = expected.algorithm() == self.state.algorithm;
         if exists && hashed_here {
-            self.hash_buffer();
-            let actual = self.hasher.clone().finish();
-            self.close().await;
+            let actual = self.digest_of_buffer().await;
             if &actual != expected {
+                self.close().await;
                 return Err(digest_mismatch(expected, Some(&actual)));
             }
             reuse_existing(self.store, self.env, expected).await?;
@@ -733,11 +757,10 @@ impl<'a> Upload<'a> {
                 .is_some_and(|meta| meta.size == self.state.offset),
             None => false,
         };
-        if joined {
-            self.hash_buffer();
-        } else {
-            self.write_last(&data_key, hashed_here).await?;
-        }
+        let hashed = match joined {
+            true => Some(self.digest_of_buffer().await),
+            false => self.write_last(&data_key, hashed_here).await?,
+        };
         if let Some(multipart) = self.state.multipart.take() {
             if !joined {
                 let parts = std::mem::take(&mut self.state.parts);
@@ -747,10 +770,9 @@ impl<'a> Upload<'a> {
                     .map_err(session_error)?;
             }
         }
-        let actual = if hashed_here {
-            self.hasher.clone().finish()
-        } else {
-            rehash(self.store, &data_key, expected.algorithm()).await?
+        let actual = match hashed.filter(|_| hashed_here) {
+            Some(actual) => actual,
+            None => rehash(self.store, &data_key, expected.algorithm()).await?,
         };
         if &actual != expected {
             self.leftovers.keys.push(data_key);
@@ -775,37 +797,47 @@ impl<'a> Upload<'a> {
             // session names it); a fresh one is the orphan sweep's.
             Err(e) => return Err(e.into()),
         };
-        self.close().await;
         if reused {
             reuse_existing(self.store, self.env, expected).await?;
         }
         Ok(self.state.offset)
     }
 
+    /// The blob's digest, the buffer being its last bytes.
+    async fn digest_of_buffer(&mut self) -> Digest {
+        let rest = self.buffer.split().freeze();
+        let unhashed = rest.slice(std::mem::take(&mut self.hashed_in_buffer)..);
+        digest_with(&mut self.hasher, self.hasher_untouched, self.env, unhashed).await
+    }
+
     /// Writes the buffered last bytes (the whole blob when it fits one part)
-    /// while hashing what the hasher has not seen: hash and write overlap.
-    async fn write_last(&mut self, data_key: &str, hash: bool) -> Result<()> {
+    /// while hashing what the hasher has not seen, when `hash`: hash and
+    /// write overlap. Returns the blob's digest if it hashed.
+    async fn write_last(&mut self, data_key: &str, hash: bool) -> Result<Option<Digest>> {
         let last = self.buffer.split().freeze();
         let unhashed = last.slice(std::mem::take(&mut self.hashed_in_buffer)..);
-        let hasher = &mut self.hasher;
-        let hashing = async {
-            if hash {
-                hasher.update(&unhashed)
+        let (hasher, untouched, env) = (&mut self.hasher, self.hasher_untouched, self.env);
+        let hashing = async move {
+            match hash {
+                true => Some(digest_with(hasher, untouched, env, unhashed).await),
+                false => None,
             }
         };
+        let store = self.store;
         match self.state.multipart.clone() {
-            Some(_) if last.is_empty() => hashing.await,
+            Some(_) if last.is_empty() => Ok(hashing.await),
             Some(multipart) => {
                 let number = self.state.parts.len() as u32 + 1;
-                let (written, ()) = futures::join!(self.store.put_part(data_key, &multipart, number, last), hashing);
+                let (written, digest) = futures::join!(store.put_part(data_key, &multipart, number, last), hashing);
                 self.state.parts.push(written.map_err(session_error)?);
+                Ok(digest)
             }
             None => {
-                let (written, ()) = futures::join!(self.store.put(data_key, last, PutMode::Overwrite), hashing);
+                let (written, digest) = futures::join!(store.put(data_key, last, PutMode::Overwrite), hashing);
                 written?;
+                Ok(digest)
             }
         }
-        Ok(())
     }
 
     /// Whether the session holds nothing but the state its POST saved.
@@ -846,6 +878,21 @@ impl<'a> Upload<'a> {
             multipart,
         });
     }
+}
+
+/// The digest of a blob whose last bytes, past what `hasher` has seen, are
+/// `rest`. When the hasher has seen nothing, the platform may hash the whole
+/// blob in one piece (`Env::digest_of`); else, or if it fails, core does.
+async fn digest_with(hasher: &mut Hasher, untouched: bool, env: &dyn Env, rest: Bytes) -> Digest {
+    if untouched {
+        if let Some(hashing) = env.digest_of(hasher.algorithm(), rest.clone()) {
+            if let Some(digest) = hashing.await {
+                return digest;
+            }
+        }
+    }
+    hasher.update(&rest);
+    hasher.clone().finish()
 }
 
 /// Whether [`Upload::flush_full_parts`] keeps the last full part buffered. A

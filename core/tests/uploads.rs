@@ -748,7 +748,10 @@ fn a_finished_session_is_closed_before_its_keys_are_removed() {
             .finish_upload(&repo(), session, &digest, None, full_body(Vec::new()))
             .await
             .unwrap();
-        assert!(!keys(&store, "uploads/").await.is_empty(), "removal waits for the background");
+        assert!(
+            !keys(&store, "uploads/").await.is_empty(),
+            "removal waits for the background"
+        );
         for named in [session, SessionRef::from(&started.id)] {
             let status = registry.upload_status(&repo(), named).await;
             assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
@@ -786,17 +789,28 @@ fn a_stale_state_in_the_location_reads_the_newest() {
                 end: (offset + size) as u64 - 1,
             };
             let status = registry
-                .upload_chunk(&repo(), stale, Some(range), full_body(content[offset..offset + size].to_vec()))
+                .upload_chunk(
+                    &repo(),
+                    stale,
+                    Some(range),
+                    full_body(content[offset..offset + size].to_vec()),
+                )
                 .await
                 .unwrap();
             offset += size;
             assert_eq!(status.offset, offset as u64);
-            assert_eq!(registry.upload_status(&repo(), stale).await.unwrap().offset, offset as u64);
+            assert_eq!(
+                registry.upload_status(&repo(), stale).await.unwrap().offset,
+                offset as u64
+            );
         }
         // Numbers no state has, and one far past them, are only hints too.
         for state in [Some(999), Some(u64::MAX)] {
             let named = SessionRef { id: &started.id, state };
-            assert_eq!(registry.upload_status(&repo(), named).await.unwrap().offset, offset as u64);
+            assert_eq!(
+                registry.upload_status(&repo(), named).await.unwrap().offset,
+                offset as u64
+            );
         }
         registry
             .finish_upload(&repo(), stale, &digest, None, full_body(content[offset..].to_vec()))
@@ -817,7 +831,10 @@ fn concurrent_small_chunks_cannot_mix_their_bytes() {
         for winner_first in [true, false] {
             let (store, registry) = setup();
             let id = registry.start_upload(&repo()).await.unwrap().id;
-            registry.upload_chunk(&repo(), &id, None, full_body(data(3))).await.unwrap();
+            registry
+                .upload_chunk(&repo(), &id, None, full_body(data(3)))
+                .await
+                .unwrap();
             let (env_a, env_b) = (TestEnv::default().with_stream(7), TestEnv::default().with_stream(77));
             let app = repo();
             let open = |env| pier_core::upload::Upload::open(store.as_ref(), env, &app, &id, None);
@@ -843,7 +860,10 @@ fn concurrent_small_chunks_cannot_mix_their_bytes() {
                 .await
                 .unwrap();
             assert_eq!(read_blob(&registry, &digest).await, expected, "the winner's bytes only");
-            assert!(keys(&store, "uploads/").await.is_empty(), "the loser's piece is gone too");
+            assert!(
+                keys(&store, "uploads/").await.is_empty(),
+                "the loser's piece is gone too"
+            );
         }
     });
 }
@@ -862,9 +882,19 @@ fn a_view_from_before_removed_states_cannot_claim() {
         let mut old = pier_core::upload::Upload::open(store.as_ref(), &env, &repo(), &id, None)
             .await
             .unwrap();
-        registry.upload_chunk(&repo(), &id, None, full_body(content[..2].to_vec())).await.unwrap();
-        registry.upload_chunk(&repo(), &id, None, full_body(content[2..4].to_vec())).await.unwrap();
-        assert_eq!(keys(&store, &format!("uploads/{id}/s/")).await.len(), 1, "obsolete states removed");
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content[..2].to_vec()))
+            .await
+            .unwrap();
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content[2..4].to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&store, &format!("uploads/{id}/s/")).await.len(),
+            1,
+            "obsolete states removed"
+        );
         let refused = old.claim("old").await.unwrap_err();
         assert_eq!(refused.status.as_u16(), 409);
         old.take_leftovers().remove(store.as_ref()).await;
@@ -886,11 +916,17 @@ fn a_session_of_an_older_build_still_finishes() {
         let content = data(PART + 5);
         let digest = Digest::of(Algorithm::Sha256, &content);
         let id = registry.start_upload(&repo()).await.unwrap().id;
-        registry.upload_chunk(&repo(), &id, None, full_body(content[..3].to_vec())).await.unwrap();
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content[..3].to_vec()))
+            .await
+            .unwrap();
         // Rewritten as the older build wrote it: the piece at offset 0 of
         // generation 2, the state naming it by its offset alone.
         let state_key = keys(&store, &format!("uploads/{id}/s/")).await.pop().unwrap();
-        let (bytes, _) = pier_core::store::read_small(store.as_ref(), &state_key).await.unwrap().unwrap();
+        let (bytes, _) = pier_core::store::read_small(store.as_ref(), &state_key)
+            .await
+            .unwrap()
+            .unwrap();
         let mut state: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         state["tails"] = serde_json::json!([0]);
         state["tail_generation"] = serde_json::json!(2);
@@ -898,7 +934,10 @@ fn a_session_of_an_older_build_still_finishes() {
             store.delete(&key).await.unwrap();
         }
         let legacy_tail = pier_core::layout::upload_tail(&id, 2, 0);
-        store.put(&legacy_tail, Bytes::from(content[..3].to_vec()), PutMode::Overwrite).await.unwrap();
+        store
+            .put(&legacy_tail, Bytes::from(content[..3].to_vec()), PutMode::Overwrite)
+            .await
+            .unwrap();
         let state = Bytes::from(serde_json::to_vec(&state).unwrap());
         store.put(&state_key, state, PutMode::Overwrite).await.unwrap();
         registry

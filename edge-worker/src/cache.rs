@@ -166,9 +166,15 @@ impl EdgeCaches {
             }
         };
         let etag = response.headers().get(STORE_ETAG_HEADER).ok()??;
-        let size = match (response.status_code(), range) {
-            (200, None) => response.headers().get("content-length").ok()??.parse().ok()?,
-            (206, Some(_)) => total_of_content_range(&response.headers().get("content-range").ok()??)?,
+        let (size, length) = match (response.status_code(), range) {
+            (200, None) => {
+                let size = response.headers().get("content-length").ok()??.parse().ok()?;
+                (size, size)
+            }
+            (206, Some(range)) => (
+                total_of_content_range(&response.headers().get("content-range").ok()??)?,
+                range.end - range.start,
+            ),
             _ => return None,
         };
         let ResponseBody::Stream(readable) = response.body() else {
@@ -176,7 +182,7 @@ impl EdgeCaches {
         };
         Some(GetResult {
             meta: ObjectMeta { size, etag },
-            body: js_body(readable.clone(), format!("cached {key}")),
+            body: js_body(readable.clone(), length, format!("cached {key}")),
         })
     }
 

@@ -6,7 +6,7 @@ use http::header::{HeaderName, HeaderValue};
 use pier_core::api::Body;
 use pier_core::auth::{ClientAddress, RequestOrigin};
 use pier_core::body::{empty_body, RequestBody};
-use worker::{web_sys, ByteStream, EncodeBody, Headers, Response, ResponseBuilder};
+use worker::{web_sys, EncodeBody, Headers, Response, ResponseBuilder};
 
 use crate::streams::{readable_of_length, request_body, UnreadBody};
 
@@ -28,9 +28,10 @@ pub fn core_request(request: web_sys::Request) -> worker::Result<(http::Request<
         copy_request_headers(&headers, to);
     }
     let client = headers.get(CLIENT_IP_HEADER)?;
+    let length = headers.get("content-length")?.and_then(|length| length.parse().ok());
     let (body, unread) = match request.body() {
         Some(readable) => {
-            let (body, unread) = request_body(ByteStream::from(readable));
+            let (body, unread) = request_body(request, readable, length);
             (body, Some(unread))
         }
         None => (empty_body(), None),

@@ -20,9 +20,11 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use pier_core::store::{ByteStream, StoreError};
-use worker::web_sys::ReadableStream;
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{ReadableStream, Response};
 
 type Handoff = Rc<RefCell<Option<ReadableStream>>>;
 
@@ -31,12 +33,18 @@ thread_local! {
     static UNREAD_JS_BODIES: RefCell<HashMap<usize, Handoff>> = RefCell::new(HashMap::new());
 }
 
-/// Core's stream over a JavaScript body; `describe` names it in read errors.
-pub fn js_body(readable: ReadableStream, describe: String) -> ByteStream {
+/// Bodies up to this length that core reads are read in one piece: one copy
+/// into wasm instead of a promise and a copy per small chunk of the runtime's.
+const WHOLE_READ_MAX_BYTES: u64 = 8 << 20;
+
+/// Core's stream over a JavaScript body of `length` bytes; `describe` names
+/// it in read errors.
+pub fn js_body(readable: ReadableStream, length: u64, describe: String) -> ByteStream {
     let handoff: Handoff = Rc::new(RefCell::new(Some(readable)));
     let stream: ByteStream = Box::pin(JsBody {
         handoff: handoff.clone(),
         reading: None,
+        whole: length <= WHOLE_READ_MAX_BYTES,
         describe,
     });
     UNREAD_JS_BODIES.with(|bodies| bodies.borrow_mut().insert(address_of(&stream), handoff));
@@ -59,8 +67,16 @@ fn address_of(stream: &ByteStream) -> usize {
 struct JsBody {
     /// The JavaScript stream until it is read here or taken by the shell.
     handoff: Handoff,
-    reading: Option<worker::ByteStream>,
+    reading: Option<Reading>,
+    /// Read in one piece (a small body).
+    whole: bool,
     describe: String,
+}
+
+enum Reading {
+    Chunks(worker::ByteStream),
+    Whole(JsFuture),
+    Done,
 }
 
 impl Stream for JsBody {
@@ -76,17 +92,39 @@ impl Stream for JsBody {
                     self.describe
                 )))));
             };
-            self.reading = Some(worker::ByteStream::from(readable));
+            let whole = match self.whole {
+                true => Response::new_with_opt_readable_stream(Some(&readable))
+                    .and_then(|response| response.array_buffer())
+                    .ok(),
+                false => None,
+            };
+            self.reading = Some(match whole {
+                Some(promise) => Reading::Whole(JsFuture::from(promise)),
+                None => Reading::Chunks(worker::ByteStream::from(readable)),
+            });
         }
-        let reading = self.reading.as_mut().expect("set above");
-        match reading.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Bytes::from(chunk)))),
-            Poll::Ready(Some(Err(err))) => {
-                Poll::Ready(Some(Err(StoreError::Unavailable(format!("{}: {err}", self.describe)))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        let this = &mut *self;
+        let describe = &this.describe;
+        let unavailable = |err: String| StoreError::Unavailable(format!("{describe}: {err}"));
+        let polled = match this.reading.as_mut() {
+            None | Some(Reading::Done) => return Poll::Ready(None),
+            Some(Reading::Chunks(chunks)) => match chunks.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => return Poll::Ready(Some(Ok(Bytes::from(chunk)))),
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(unavailable(err.to_string())))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            },
+            Some(Reading::Whole(reading)) => match reading.poll_unpin(cx) {
+                Poll::Ready(Ok(buffer)) => {
+                    let bytes = Uint8Array::new(&buffer).to_vec();
+                    (!bytes.is_empty()).then(|| Ok(Bytes::from(bytes)))
+                }
+                Poll::Ready(Err(err)) => Some(Err(unavailable(format!("{err:?}")))),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        this.reading = Some(Reading::Done);
+        Poll::Ready(polled)
     }
 }
 

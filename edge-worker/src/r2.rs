@@ -19,9 +19,9 @@ use crate::js_error::r2_error;
 
 /// R2 answers at most this many keys per list call.
 const R2_MAX_LIST: usize = 1000;
-/// Objects up to this size are read in one piece rather than streamed: the
-/// small ones core reads whole (tags, blob records, manifests).
-const WHOLE_READ_MAX_BYTES: u64 = 64 << 10;
+/// Objects up to this size are read at once rather than streamed: the small
+/// ones core reads whole (tags, blob records, manifests).
+const EAGER_READ_MAX_BYTES: u64 = 64 << 10;
 
 /// R2 refuses more parts than this in one multipart upload.
 const R2_MAX_PARTS: u32 = 10_000;
@@ -98,7 +98,7 @@ impl Store for R2Store {
         let Some(body) = object.body() else {
             return Ok(Some(empty_result(meta)));
         };
-        if meta.size <= WHOLE_READ_MAX_BYTES {
+        if meta.size <= EAGER_READ_MAX_BYTES {
             // Tags, records and manifests are read whole: one copy out of
             // JavaScript costs less than a stream polled across the boundary.
             let bytes = Bytes::from(body.bytes().await.map_err(|e| r2_error("get", key, e))?);
@@ -107,13 +107,14 @@ impl Store for R2Store {
                 body: box_stream(futures::stream::once(async move { Ok(bytes) })),
             }));
         }
+        let length = range.as_ref().map_or(meta.size, |r| r.end - r.start);
         let readable = match body.response_body().map_err(|e| r2_error("get", key, e))? {
             ResponseBody::Stream(readable) => readable,
             _ => return Err(StoreError::Unavailable(format!("R2 get {key}: no body stream"))),
         };
         Ok(Some(GetResult {
             meta,
-            body: js_body(readable, format!("R2 object {key}")),
+            body: js_body(readable, length, format!("R2 object {key}")),
         }))
     }
 

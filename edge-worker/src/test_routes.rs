@@ -172,7 +172,9 @@ async fn multipart(request: &Request, store: &R2Store, id: &str) -> worker::Resu
                 Some(multipart) => Response::ok(multipart),
                 None => Response::error("the session has no multipart write", 404),
             },
-            SavedState::Missing | SavedState::Torn | SavedState::Closed => Response::error("no such upload session", 404),
+            SavedState::Missing | SavedState::Torn | SavedState::Closed => {
+                Response::error("no such upload session", 404)
+            }
         },
         Method::Post => {
             let url = request.url()?;

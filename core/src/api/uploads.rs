@@ -172,7 +172,13 @@ pub(super) async fn finish(
     let digest = parse_digest(digest)?;
     let range = chunk_range(req)?;
     registry
-        .finish_upload(repo, session(req, id), &digest, range, upload_body(registry, req, body)?)
+        .finish_upload(
+            repo,
+            session(req, id),
+            &digest,
+            range,
+            upload_body(registry, req, body)?,
+        )
         .await?;
     created(repo, &digest)
 }

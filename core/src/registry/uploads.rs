@@ -43,27 +43,44 @@ impl Registry {
     pub async fn upload_whole(&self, repo: &RepoName, digest: &Digest, body: RequestBody) -> Result<()> {
         self.options.quotas.admit_upload(self.origin(), repo).await?;
         let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
-        let stored = self.store_whole(&mut upload, repo, digest, None, body).await;
+        let stored = self.store_whole(&mut upload, None, repo, digest, None, body).await;
         self.remove_later(upload.take_leftovers()).await;
         stored
     }
 
-    /// Stores a blob received whole in `upload`, a session of its own,
-    /// never saved unless the blob needs a multipart write.
+    /// Stores a blob received whole in `whole`, a session of its own, never
+    /// saved unless the blob needs a multipart write. `replaced`, the session
+    /// the client opened for it, ends once the blob is stored or its digest
+    /// was wrong; other failures leave it for a retry.
     async fn store_whole(
         &self,
-        upload: &mut Upload<'_>,
+        whole: &mut Upload<'_>,
+        replaced: Option<&mut Upload<'_>>,
         repo: &RepoName,
         digest: &Digest,
         range: Option<ChunkRange>,
         body: RequestBody,
     ) -> Result<()> {
-        if let Err(e) = upload.append(range, body).await {
-            upload.close().await;
+        if let Err(e) = whole.append(range, body).await {
+            whole.close().await;
             return Err(e);
         }
-        let size = upload.finish(digest).await?;
-        self.link_blob(repo, digest, size).await
+        let size = match whole.finish(digest).await {
+            Ok(size) => size,
+            Err(e) => {
+                if let (ErrorCode::DigestInvalid, Some(replaced)) = (e.code, replaced) {
+                    replaced.close().await;
+                }
+                return Err(e);
+            }
+        };
+        let end_replaced = async {
+            if let Some(replaced) = replaced {
+                replaced.close().await
+            }
+        };
+        let (linked, (), ()) = futures::join!(self.link_blob(repo, digest, size), whole.close(), end_replaced);
+        linked
     }
 
     pub async fn upload_status(&self, repo: &RepoName, session: impl Into<SessionRef<'_>>) -> Result<UploadStatus> {
@@ -112,13 +129,11 @@ impl Registry {
         let finished = if upload.is_untouched() {
             // Nothing was sent before this request (POST then PUT, the common
             // push): the blob goes to an object of its own, as in a monolithic
-            // POST. The session ends once the blob exists or its digest was
-            // wrong; other failures leave it for a retry.
+            // POST.
             let mut whole = Upload::new(self.origin(), self.env.as_ref(), repo, digest.algorithm());
-            let stored = self.store_whole(&mut whole, repo, digest, range, body).await;
-            if stored.as_ref().err().is_none_or(|e| e.code == ErrorCode::DigestInvalid) {
-                upload.close().await;
-            }
+            let stored = self
+                .store_whole(&mut whole, Some(&mut upload), repo, digest, range, body)
+                .await;
             self.remove_later(whole.take_leftovers()).await;
             stored
         } else {
@@ -141,7 +156,10 @@ impl Registry {
             return Err(e);
         }
         match upload.finish(digest).await {
-            Ok(size) => self.link_blob(repo, digest, size).await,
+            Ok(size) => {
+                let (linked, ()) = futures::join!(self.link_blob(repo, digest, size), upload.close());
+                linked
+            }
             Err(e) => {
                 // A failed finish keeps the session (unless it closed it),
                 // so a retry of the PUT can take it at once.
