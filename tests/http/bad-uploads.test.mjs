@@ -14,7 +14,10 @@
 // Content-Range whose length disagrees with the body; malformed Content-Range
 // (`bytes 0-9/10`, `abc`); Content-Range without Content-Length (body sent
 // with Transfer-Encoding: chunked); random upload ids for GET/PATCH/PUT/DELETE;
-// a session id used under a different repository name.
+// a session id used under a different repository name; an old Location of
+// the session and `state` hints that are garbage, negative or past any
+// number (pier's Location names the session's newest state); two chunks
+// racing from the same offset.
 
 import { test, describe } from 'node:test';
 import {
@@ -188,5 +191,52 @@ describe('unknown upload sessions -> 404 BLOB_UPLOAD_UNKNOWN', () => {
     assertError(await finishUpload(u.toString(), sha256(data), data), 404, 'BLOB_UPLOAD_UNKNOWN', 'PUT via other repo');
     assertStatus(await request('HEAD', `/v2/${b}/blobs/${sha256(data)}`), 404);
     assertStatus(await request('HEAD', `/v2/${a}/blobs/${sha256(data)}`), 404);
+  });
+});
+
+describe('upload Locations and racing chunks', () => {
+  test('an old Location, or a state hint that is garbage, negative or huge, reaches the session as it stands', async () => {
+    const repo = repoName('old-location');
+    const data = randomBytes(3000);
+    const session = await startUpload(repo);
+    const first = await patchChunk(session.location, data.subarray(0, 1000), 0);
+    assertStatus(first, 202);
+    const latest = resolveLocation(assertHeader(first, 'location'), first.url);
+    // The POST's Location, as a client that never follows Location sends it.
+    assertStatus(await patchChunk(session.location, data.subarray(1000, 2000), 1000), 202);
+    const bare = latest.replace(/\?.*$/, '');
+    for (const hint of ['', '?state=abc', '?state=-1', '?state=99999999999999999999999', '?state=18446744073709551615', '?state=0']) {
+      const status = await getUploadStatus(bare + hint);
+      assertStatus(status, 204, `status with ${hint || 'no hint'}`);
+      assert.equal(status.headers.get('range'), '0-1999', `offset with ${hint || 'no hint'}`);
+    }
+    assertStatus(await finishUpload(latest, sha256(data), data.subarray(2000), 2000), 201);
+    const pulled = await request('GET', `/v2/${repo}/blobs/${sha256(data)}`);
+    assertStatus(pulled, 200);
+    assert.ok(pulled.body.equals(data), 'the blob is whole');
+  });
+
+  test('two chunks racing from the same offset: one is taken, the other refused, and the blob holds only the winner\'s bytes', async () => {
+    const repo = repoName('racing-chunks');
+    for (let round = 0; round < 5; round++) {
+      const prefix = randomBytes(100);
+      const session = await startUpload(repo);
+      const started = await patchChunk(session.location, prefix, 0);
+      assertStatus(started, 202);
+      const location = resolveLocation(assertHeader(started, 'location'), started.url);
+      const bodies = [randomBytes(1000), randomBytes(1000)];
+      const answers = await Promise.all(bodies.map((body) => patchChunk(location, body, 100)));
+      const won = answers.map((answer) => answer.status === 202);
+      assert.equal(won.filter(Boolean).length, 1, `exactly one chunk is taken: ${answers.map((a) => a.status)}`);
+      const loser = answers[won.indexOf(false)];
+      assert.ok([409, 416].includes(loser.status), `the other is refused: ${loser.describe()}`);
+      const winner = answers[won.indexOf(true)];
+      const blob = Buffer.concat([prefix, bodies[won.indexOf(true)]]);
+      const next = resolveLocation(assertHeader(winner, 'location'), winner.url);
+      assert.equal((await getUploadStatus(next)).headers.get('range'), '0-1099');
+      assertStatus(await finishUpload(next, sha256(blob)), 201, `round ${round}`);
+      const pulled = await request('GET', `/v2/${repo}/blobs/${sha256(blob)}`);
+      assert.ok(pulled.body.equals(blob), `round ${round}: the winner's bytes, whole`);
+    }
   });
 });

@@ -181,7 +181,8 @@ concurrent_patches_keep_the_upload_whole() {
   [ "$taken" -ge 1 ]
   for i in $(seq "$taken"); do cat chunk; done >expected
   local digest; digest=$(digest_of expected)
-  [ "$(call PUT "$R$upload?digest=$digest")" = 201 ]
+  local sep='?'; case $upload in *\?*) sep='&' ;; esac
+  [ "$(call PUT "$R$upload${sep}digest=$digest")" = 201 ]
   curl -sf "$R/v2/f4/race/blobs/$digest" -o got
   cmp expected got
 }
