@@ -62,7 +62,9 @@ async function pushWhole(base, repo, bytes) {
   const digest = sha256(bytes);
   const post = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   assert.equal(post.status, 202);
-  const put = await fetch(new URL(post.headers.get('location') + `?digest=${digest}`, base), { method: 'PUT', body: bytes });
+  const target = new URL(post.headers.get('location'), base);
+  target.searchParams.set('digest', digest);
+  const put = await fetch(target, { method: 'PUT', body: bytes });
   assert.equal(put.status, 201, await put.text());
   return digest;
 }
