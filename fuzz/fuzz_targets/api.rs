@@ -538,7 +538,8 @@ fuzz_target!(|input: Input| {
         let uri = if query.is_empty() {
             path.clone()
         } else {
-            format!("{path}?{query}")
+            let joiner = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{joiner}{query}")
         };
         let (body, content_type): (Vec<u8>, Option<String>) = match &request.body {
             BodyGen::Empty => (Vec::new(), None),
@@ -612,7 +613,9 @@ fuzz_target!(|input: Input| {
         if status == StatusCode::ACCEPTED && method == Method::POST {
             if let Some(location) = parts.headers.get(LOCATION) {
                 let location = location.to_str().expect("text").to_string();
-                let id = location.rsplit('/').next().unwrap_or("").to_string();
+                // The Location may carry a query (pier's names the session's state).
+                let path = location.split('?').next().unwrap_or("");
+                let id = path.rsplit('/').next().unwrap_or("").to_string();
                 model.uploads.push((location, id));
             }
         }

@@ -202,7 +202,7 @@ fuzz_target!(|input: Input| {
     let (parts, _) = send(
         &registry,
         Method::PUT,
-        &format!("{location}?digest={finished}"),
+        &format!("{location}{}digest={finished}", if location.contains('?') { '&' } else { '?' }),
         &[],
         empty_body(),
     );
