@@ -22,10 +22,13 @@
 //! the common chunk and the common final PUT, claims nothing: its state's
 //! conditional creation alone decides whether it wins.
 //!
-//! What a request makes obsolete (the state before its own, merged tails, a
-//! whole ended session) is handed back as [`Leftovers`] for the platform to
-//! remove after the answer: the client waits for none of it, and a crash
-//! before it runs leaves only keys upload expiry removes.
+//! States are kept until the session ends: a state's number is never free
+//! again while the session lives, so a request holding a view older than
+//! later states can never create one of theirs anew and be told it won. What
+//! a request makes obsolete (merged tails, a losing request's piece, a whole
+//! ended session) is handed back as [`Leftovers`] for the platform to remove
+//! after the answer: the client waits for none of it, and a crash before it
+//! runs leaves only keys upload expiry removes.
 
 use std::collections::VecDeque;
 
@@ -360,10 +363,9 @@ impl<'a> Upload<'a> {
             Err(StoreError::AlreadyExists) => return Err(changed_concurrently()),
             Err(e) => return Err(e.into()),
         }
-        if let Some(previous) = self.seq.replace(next) {
-            // An old state left behind is ignored by `load_state`.
-            self.leftovers.keys.push(layout::upload_state(&self.id, previous));
-        }
+        // The previous state stays until the session ends (see the module's
+        // doc); `load_state` reads the newest.
+        self.seq = Some(next);
         Ok(())
     }
 
@@ -423,18 +425,6 @@ impl<'a> Upload<'a> {
         let mut claiming = self.committed.clone();
         claiming.writer = Some(format!("{instance}:{}", self.env.random_id()));
         self.save_state(claiming.clone()).await?;
-        // A state's number is free again once a later state made it obsolete
-        // and it was removed, so a view of the session older than that could
-        // create it anew: the claim holds only if no state came after it.
-        let claimed_key = self.seq.map(|seq| layout::upload_state(&self.id, seq));
-        let later = self
-            .store
-            .list(&layout::upload_states(&self.id), claimed_key.as_deref(), 1)
-            .await?;
-        if !later.keys.is_empty() {
-            self.leftovers.keys.extend(claimed_key);
-            return Err(changed_concurrently());
-        }
         self.state.writer = claiming.writer.clone();
         self.committed = claiming;
         self.claimed = true;
@@ -930,17 +920,28 @@ fn digest_mismatch(expected: &Digest, actual: Option<&Digest>) -> RegistryError 
     RegistryError::new(ErrorCode::DigestInvalid, message)
 }
 
-/// Deletes every key of an upload session (states and tails), all at once:
-/// none depends on another.
+/// Deletes every key of an upload session (states and tails): all at once
+/// but the newest state, which goes last. Until then the session reads as it
+/// stood (or as closed), never as one of its older states: a request racing
+/// the removal sees the session whole or not at all.
 pub async fn remove_upload_keys(store: &dyn Store, id: &str) {
-    if let Ok(keys) = list_all(store, &layout::upload_prefix(id)).await {
-        futures::future::join_all(keys.iter().map(|key| store.delete(key))).await;
+    let Ok(keys) = list_all(store, &layout::upload_prefix(id)).await else {
+        return;
+    };
+    let states = layout::upload_states(id);
+    // Listed in order, and state numbers sort as numbers (zero-padded).
+    let newest = keys.iter().rfind(|key| key.starts_with(&states));
+    let others = keys.iter().filter(|key| Some(*key) != newest);
+    futures::future::join_all(others.map(|key| store.delete(key))).await;
+    if let Some(newest) = newest {
+        let _ = store.delete(newest).await;
     }
 }
 
-/// What an upload request made obsolete: states and tail pieces no newer
-/// state names, a data object no record will name, and, when the session
-/// ended, all of it with its multipart write. Nothing a client can reach,
+/// What an upload request made obsolete: tail pieces no newer state names
+/// (merged, or a losing request's), a data
+/// object no record will name, and, when the session ended, all its keys
+/// with its multipart write. Nothing a client can reach,
 /// so it may be removed after the answer; what a crash keeps, upload expiry
 /// and the orphan sweep remove.
 #[derive(Debug, Default)]
