@@ -326,10 +326,89 @@ async fn copy(
         save_intent(main, key, intent).await?;
     }
     check_digest(digest, hasher)?;
-    destination
+    match destination
         .complete_multipart(&intent.object, &upload, intent.parts.clone())
-        .await?;
-    Ok(Copied::Whole)
+        .await
+    {
+        Ok(_) => Ok(Copied::Whole),
+        // Completed by this move before it was killed, with no time to say
+        // so: only this move writes the object, so one of the full size is
+        // the copy, checked above. (Else every later pass failed here.)
+        Err(StoreError::NotFound) if completed_before(destination, intent).await? => Ok(Copied::Whole),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the destination already holds the move's object, whole.
+async fn completed_before(destination: &dyn Store, intent: &Intent) -> Result<bool> {
+    let meta = destination.head(&intent.object).await?;
+    Ok(meta.is_some_and(|meta| meta.size == intent.size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+    use crate::store::memory::MemoryStore;
+    use crate::testing::TestEnv;
+
+    /// A move killed after it completed the destination's multipart write
+    /// but before it saved that: the next pass finds the write gone and the
+    /// object whole, and goes on.
+    #[test]
+    fn a_copy_completed_before_a_kill_is_taken_as_whole() {
+        futures::executor::block_on(async {
+            let (source, destination, main) = (MemoryStore::new(8), MemoryStore::new(8), MemoryStore::new(8));
+            let bytes: Vec<u8> = (0..20u8).collect();
+            let digest = Digest::of(Algorithm::Sha256, &bytes);
+            source
+                .put("data/x", Bytes::from(bytes), PutMode::Overwrite)
+                .await
+                .unwrap();
+            let mut intent = Intent {
+                digest: digest.to_string(),
+                direction: Direction::Out,
+                object: "data/x".into(),
+                size: 20,
+                multipart: None,
+                parts: Vec::new(),
+                copied: 0,
+                hash: None,
+                copied_whole: false,
+                flipped: false,
+            };
+            let env = TestEnv::default();
+            let copied = copy(
+                &source,
+                &destination,
+                &digest,
+                "intent",
+                &mut intent,
+                &main,
+                &env,
+                u64::MAX,
+            )
+            .await;
+            assert!(matches!(copied, Ok(Copied::Whole)));
+            // The kill: the intent as last saved, before the completion.
+            let (saved, _) = read_small(&main, "intent").await.unwrap().unwrap();
+            let mut resumed: Intent = serde_json::from_slice(&saved).unwrap();
+            let copied = copy(
+                &source,
+                &destination,
+                &digest,
+                "intent",
+                &mut resumed,
+                &main,
+                &env,
+                u64::MAX,
+            )
+            .await;
+            assert!(matches!(copied, Ok(Copied::Whole)), "resumed after the completion");
+            let (stored, _) = read_small(&destination, "data/x").await.unwrap().unwrap();
+            assert_eq!(stored.len(), 20);
+        });
+    }
 }
 
 fn check_digest(expected: &Digest, hasher: Hasher) -> Result<()> {
