@@ -345,6 +345,31 @@ async fn completed_before(destination: &dyn Store, intent: &Intent) -> Result<bo
     Ok(meta.is_some_and(|meta| meta.size == intent.size))
 }
 
+fn check_digest(expected: &Digest, hasher: Hasher) -> Result<()> {
+    let actual = hasher.finish();
+    if &actual != expected {
+        return Err(RegistryError::new(
+            ErrorCode::Internal,
+            format!("the stored bytes of blob {expected} hash to {actual}: not moved"),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of `range` of `object` (an empty range: the whole, empty, object).
+async fn read_range(store: &dyn Store, object: &str, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
+    let asked = (range.start < range.end).then_some(range.clone());
+    let Some(result) = store.get(object, asked).await? else {
+        return Ok(None);
+    };
+    let mut body = result.body;
+    let mut bytes = Vec::with_capacity((range.end - range.start) as usize);
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk?);
+    }
+    Ok(Some(bytes.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,29 +434,4 @@ mod tests {
             assert_eq!(stored.len(), 20);
         });
     }
-}
-
-fn check_digest(expected: &Digest, hasher: Hasher) -> Result<()> {
-    let actual = hasher.finish();
-    if &actual != expected {
-        return Err(RegistryError::new(
-            ErrorCode::Internal,
-            format!("the stored bytes of blob {expected} hash to {actual}: not moved"),
-        ));
-    }
-    Ok(())
-}
-
-/// The bytes of `range` of `object` (an empty range: the whole, empty, object).
-async fn read_range(store: &dyn Store, object: &str, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
-    let asked = (range.start < range.end).then_some(range.clone());
-    let Some(result) = store.get(object, asked).await? else {
-        return Ok(None);
-    };
-    let mut body = result.body;
-    let mut bytes = Vec::with_capacity((range.end - range.start) as usize);
-    while let Some(chunk) = body.next().await {
-        bytes.extend_from_slice(&chunk?);
-    }
-    Ok(Some(bytes.into()))
 }
