@@ -56,6 +56,24 @@ struct Intent {
     flipped: bool,
 }
 
+impl Intent {
+    /// A move of `object` (`size` bytes) about to start.
+    fn new(digest: &Digest, direction: Direction, object: String, size: u64) -> Intent {
+        Intent {
+            digest: digest.to_string(),
+            direction,
+            object,
+            size,
+            multipart: None,
+            parts: Vec::new(),
+            copied: 0,
+            hash: None,
+            copied_whole: false,
+            flipped: false,
+        }
+    }
+}
+
 /// How a step of a move ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Moved {
@@ -143,18 +161,7 @@ pub async fn advance(
             if record.archived == (direction == Direction::Out) {
                 return Ok(Moved::Done);
             }
-            let intent = Intent {
-                digest: digest.to_string(),
-                direction,
-                object: record.object,
-                size: record.size,
-                multipart: None,
-                parts: Vec::new(),
-                copied: 0,
-                hash: None,
-                copied_whole: false,
-                flipped: false,
-            };
+            let intent = Intent::new(digest, direction, record.object, record.size);
             save_intent(stores.main, &key, &intent).await?;
             intent
         }
@@ -390,18 +397,7 @@ mod tests {
                 .put("data/x", Bytes::from(bytes), PutMode::Overwrite)
                 .await
                 .unwrap();
-            let mut intent = Intent {
-                digest: digest.to_string(),
-                direction: Direction::Out,
-                object: "data/x".into(),
-                size: 20,
-                multipart: None,
-                parts: Vec::new(),
-                copied: 0,
-                hash: None,
-                copied_whole: false,
-                flipped: false,
-            };
+            let mut intent = Intent::new(&digest, Direction::Out, "data/x".into(), 20);
             let env = TestEnv::default();
             let copied = copy(
                 &source,
