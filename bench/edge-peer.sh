@@ -179,6 +179,22 @@ EOF
   log "serverless-registry ($peer_commit) on http://$peer_addr"
 fi
 
+# --- the floor of a 1 MiB GET under workerd -------------------------------------
+# First, while pier's isolate has room for the blob in its memory.
+floor_table=""
+if [[ blob-get-hit =~ $only ]]; then
+  log "the floor of a 1 MiB GET (bench/blob-floor.mjs)"
+  port=$(free_port)
+  start_group floor 200 node bench/edge-serve.mjs --script bench/floor-worker.js --port "$port" \
+    --persist "$scratch/floor-state" --compat-date 2024-09-09
+  floor_args=("floor=http://$floor_addr" "pier=$PIER")
+  [ -z "$pier_puller" ] || floor_args=(--pull-as "pier=$pier_puller" "${floor_args[@]}")
+  [ -z "$peer" ] || floor_args+=("serverless-registry=http://hello:world@$peer_addr")
+  floor_table=$(node bench/blob-floor.mjs --wrk "$(command -v wrk)" --reps "$reps" --duration "$duration" "${floor_args[@]}" \
+    2>"$RUN/blob-floor.err") || die "bench/blob-floor.mjs failed: $(tail -n 5 "$RUN/blob-floor.err")"
+  stop_worker floor
+fi
+
 # --- side by side ------------------------------------------------------------
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(date +%s)
@@ -265,6 +281,21 @@ the cores: trust the ratio more than the absolute figures.
 
 $tables
 
+$(if [ -n "$floor_table" ]; then cat <<FLOOR
+## The floor of a 1 MiB GET
+
+How fast workerd answers a 1 MiB GET at all on this machine
+(\`bench/blob-floor.mjs\`): a Worker answering a constant 1 MiB buffer
+(\`bench/floor-worker.js\`: no storage, no registry code) beside each
+registry's GET of a 1 MiB blob read three times before, each loaded by wrk on
+one connection for ${duration}s, in turns, $reps time(s). wrk does not hash what it
+reads (the rows above do), so these are the servers' own rates; one GET per
+target checks the digest after the run.
+
+$floor_table
+
+FLOOR
+fi)
 ## CPU per request of each Worker's own code
 
 The time each Worker's own isolate worked per request (\`bench/worker-cpu.mjs\`),
@@ -276,8 +307,9 @@ holds the isolate's lock, so each sample taken while it worked (all but
 \`(idle)\`: JavaScript, wasm, garbage collection, the runtime's calls) counts one
 sampler tick, measured from back-to-back samples. Profiling itself slows the
 isolate down (a signal and a stack walk every tick): read the figures as upper
-bounds and compare them with each other. A blob read before is a Cache API
-hit for pier with its default settings. The profiles are kept in the run
+bounds and compare them with each other. A blob read before is, for pier
+with its default settings, served from its isolate's memory (a Cache API hit
+on its second read). The profiles are kept in the run
 directory (\`profiles/*.cpuprofile\`, for DevTools).
 
 $cpu_table
@@ -296,14 +328,16 @@ object.
 $ops_table
 
 "Cached" rows come from the isolate's memory where it read the object in the
-last 10 s (manifests, blob records and layer links; blob bytes under 64 KiB),
-else from KV and the Cache API: no row by digest reaches R2. A manifest by tag
+last 10 s (manifests, blob records and layer links; blob bytes under 64 KiB,
+and larger ones from their second read on, \`PIER_HOT_BLOB_BYTES\`), else
+from KV and the Cache API: no row by digest reaches R2. A manifest by tag
 reads the tag from R2 (the pull-only clients of a namespace with
 \`tag_cache_secs\` are served it from memory, docs/deploy-edge.md).
 \`tests/edge/edge.test.mjs\` (round trips per request) asserts these counts for a
 cached pull, GET and HEAD alike, so a change that adds a trip fails it: by
 digest no R2 operation, and none at all once in memory; by tag 1 R2 read; a
-1 MiB blob 1 Cache API match.
+1 MiB blob 1 Cache API match on its second read, then none (the isolate's
+memory, \`PIER_HOT_BLOB_BYTES\`).
 
 ## pier's Worker alone (bench/edge.sh)
 EOF

@@ -170,6 +170,7 @@ bad_var() {
 }
 bad_var PIER_AUTH --var 'PIER_AUTH:{"servise":"pier"}' --var 'PIER_AUTH_SIGNING_KEYS:{"keys":[]}'
 bad_var PIER_GC --var 'PIER_GC:{"grace_sec":60}'
+bad_var PIER_HOT_BLOB_BYTES --var PIER_HOT_BLOB_BYTES:134217728
 bad_var PIER_WEBHOOKS --var 'PIER_WEBHOOKS:[{"url":"ftp://hooks.example/pier"}]'
 bad_var PIER_REPLICATE --var 'PIER_REPLICATE:[{"repository":"ci/**","tags":"v*"}]'
 bad_var PIER_QUOTAS --var 'PIER_QUOTAS:[{"namespace":"a/**","max_bytes":0}]'

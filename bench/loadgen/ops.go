@@ -120,6 +120,13 @@ func runOps(base string) error {
 			return err
 		}
 	}
+	// The cached read above kept the blob in the isolate's memory.
+	if err := waitHeld(ctx, c, "in-memory", dataKey); err != nil {
+		return err
+	}
+	if err := one("blob GET 1 MiB, read again (isolate's memory)", http.MethodGet, blobs+layer.digest); err != nil {
+		return err
+	}
 	printOps(rows)
 	return nil
 }
@@ -205,9 +212,15 @@ func blobDataKey(ctx context.Context, c *Client, digest string) (string, error) 
 
 // waitCached polls the test route that says whether the edge caches hold key.
 func waitCached(ctx context.Context, c *Client, key string) error {
+	return waitHeld(ctx, c, "cached", key)
+}
+
+// waitHeld polls the test route /_pier_test/<where>/<key> ("cached": the
+// edge caches; "in-memory": the isolate's hot blobs) until it answers 200.
+func waitHeld(ctx context.Context, c *Client, where, key string) error {
 	deadline := time.Now().Add(cacheWait)
 	for {
-		resp, err := c.do(ctx, http.MethodGet, c.url("/_pier_test/cached/"+key), nil, nil)
+		resp, err := c.do(ctx, http.MethodGet, c.url("/_pier_test/"+where+"/"+key), nil, nil)
 		if err != nil {
 			return err
 		}
@@ -216,7 +229,7 @@ func waitCached(ctx context.Context, c *Client, key string) error {
 			return nil
 		}
 		if resp.StatusCode != http.StatusNotFound || time.Now().After(deadline) {
-			return fmt.Errorf("%s not in the edge caches within %s (last answer %d)", key, cacheWait, resp.StatusCode)
+			return fmt.Errorf("%s not %s within %s (last answer %d)", key, where, cacheWait, resp.StatusCode)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

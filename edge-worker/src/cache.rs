@@ -28,11 +28,14 @@ use pier_core::store::{
     Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
 };
 use serde::{Deserialize, Serialize};
+use worker::web_sys::ReadableStream;
 use worker::{
     console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
 };
 
+use crate::config::EdgeConfig;
 use crate::counted::{Op, OpCounts};
+use crate::hot_blobs;
 use crate::js_body::js_body;
 use crate::streams::readable_of_length;
 
@@ -82,6 +85,9 @@ pub struct EdgeCaches {
     cache_url_prefix: String,
     /// Largest blob put in the Cache API; 0 disables it.
     cache_max_object_bytes: u64,
+    /// The isolate's budget for blob bytes pulled often (`hot_blobs`); 0
+    /// keeps none.
+    hot_blob_bytes: u64,
     /// Where the request's KV and Cache API operations are counted.
     ops: OpCounts,
 }
@@ -89,11 +95,12 @@ pub struct EdgeCaches {
 impl EdgeCaches {
     /// `origin` is the request's own (`https://registry.example.com`): the Cache
     /// API only serves keys of the zone the Worker runs on.
-    pub fn new(kv: Option<KvStore>, origin: &str, cache_max_object_bytes: u64, ops: OpCounts) -> EdgeCaches {
+    pub fn new(kv: Option<KvStore>, origin: &str, config: &EdgeConfig, ops: OpCounts) -> EdgeCaches {
         EdgeCaches {
             kv,
             cache_url_prefix: format!("{origin}/.pier-cache/"),
-            cache_max_object_bytes,
+            cache_max_object_bytes: config.cache_max_object_bytes,
+            hot_blob_bytes: config.hot_blob_bytes,
             ops,
         }
     }
@@ -105,6 +112,7 @@ impl EdgeCaches {
             kv,
             cache_url_prefix: String::new(),
             cache_max_object_bytes: 0,
+            hot_blob_bytes: 0,
             ops,
         }
     }
@@ -149,7 +157,18 @@ impl EdgeCaches {
     }
 
     /// Blob data (or a range of it) from this location's Cache API.
+    #[cfg(feature = "test-endpoints")]
     pub async fn cache_get(&self, key: &str, range: Option<&Range<u64>>) -> Option<GetResult> {
+        let (meta, length, readable) = self.cache_match(key, range).await?;
+        Some(GetResult {
+            meta,
+            body: js_body(readable, length, format!("cached {key}")),
+        })
+    }
+
+    /// What the Cache API holds of blob data: its metadata, the length of the
+    /// body (the range's, if one is asked) and the body.
+    async fn cache_match(&self, key: &str, range: Option<&Range<u64>>) -> Option<(ObjectMeta, u64, ReadableStream)> {
         let headers = Headers::new();
         if let Some(r) = range {
             headers.set("range", &format!("bytes={}-{}", r.start, r.end - 1)).ok()?;
@@ -180,10 +199,7 @@ impl EdgeCaches {
         let ResponseBody::Stream(readable) = response.body() else {
             return None;
         };
-        Some(GetResult {
-            meta: ObjectMeta { size, etag },
-            body: js_body(readable.clone(), length, format!("cached {key}")),
-        })
+        Some((ObjectMeta { size, etag }, length, readable.clone()))
     }
 
     /// Copies blob data from `store` into this location's Cache API.
@@ -254,8 +270,9 @@ impl EdgeCaches {
                     }
                 }
             }
-            CacheKind::Data if self.cache_url_prefix.is_empty() => {}
+            CacheKind::Data if self.cache_url_prefix.is_empty() => hot_blobs::forget(key),
             CacheKind::Data => {
+                hot_blobs::forget(key);
                 self.ops.count(Op::CacheDelete);
                 if let Err(err) = Cache::default().delete(self.cache_url(key), false).await {
                     console_warn!("pier: cache delete {key} failed: {err}");
@@ -337,9 +354,19 @@ impl CachedStore {
         range: Option<Range<u64>>,
     ) -> StoreResult<Option<GetResult>> {
         let empty_range = range.as_ref().is_some_and(Range::is_empty);
+        if self.caches.hot_blob_bytes > 0 && !empty_range {
+            if let Some(kept) = hot_blobs::serve(key, range.as_ref()) {
+                return Ok(Some(kept));
+            }
+        }
         if self.caches.cache_max_object_bytes > 0 && !empty_range {
-            if let Some(cached) = self.caches.cache_get(key, range.as_ref()).await {
-                return Ok(Some(cached));
+            if let Some((meta, length, readable)) = self.caches.cache_match(key, range.as_ref()).await {
+                let readable = match range {
+                    None => hot_blobs::keep(key, &meta, readable, self.caches.hot_blob_bytes, context),
+                    Some(_) => readable,
+                };
+                let body = js_body(readable, length, format!("cached {key}"));
+                return Ok(Some(GetResult { meta, body }));
             }
         }
         let found = self.inner.get(key, range).await?;

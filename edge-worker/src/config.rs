@@ -1,7 +1,8 @@
 //! The shell's own settings (R2 part size, what the edge caches keep, the
 //! cron's time budgets), read from the Worker's vars (wrangler.toml `[vars]`,
-//! or the dashboard) on every request: a Worker has no start-up hook and vars
-//! are cheap to read. Bad values are refused with a message naming the var,
+//! or the dashboard) when a request brings a bindings object the isolate has
+//! not read yet (`deployment::configured`): a Worker has no start-up hook.
+//! Bad values are refused with a message naming the var,
 //! never silently replaced by a default. The registry's settings are read in
 //! `deployment`, with the helpers here.
 
@@ -26,6 +27,11 @@ const MAX_PART_SIZE: u64 = 32 * MIB;
 const DEFAULT_PART_SIZE: u64 = 10 * MIB;
 /// The Cache API refuses objects over 512 MB on all plans but Enterprise.
 const DEFAULT_CACHE_MAX_OBJECT_BYTES: u64 = 512_000_000;
+/// A quarter of an isolate's 128 MB: room for hot blobs beside the wasm
+/// memory an upload's parts take (up to `MAX_PART_SIZE` each).
+const DEFAULT_HOT_BLOB_BYTES: u64 = 32 * MIB;
+/// Half an isolate's memory: more would leave too little for uploads.
+const MAX_HOT_BLOB_BYTES: u64 = 64 * MIB;
 /// Wall-clock seconds of collection per cron invocation: well inside the 30 s
 /// the platform allows a cron invocation on the Free plan.
 const DEFAULT_GC_BUDGET_SECS: u64 = 20;
@@ -44,6 +50,9 @@ pub struct EdgeConfig {
     /// Largest blob kept in the Cache API (`PIER_CACHE_MAX_OBJECT_BYTES`, `0`
     /// disables blob caching).
     pub cache_max_object_bytes: u64,
+    /// Bytes of blobs pulled often that an isolate keeps in its memory
+    /// (`PIER_HOT_BLOB_BYTES`, `0` keeps none; see `hot_blobs`).
+    pub hot_blob_bytes: u64,
     /// Seconds of collection per cron invocation (`PIER_GC_BUDGET_SECS`); each
     /// invocation takes at least one step.
     pub gc_budget_secs: u64,
@@ -69,9 +78,17 @@ impl EdgeConfig {
                  and {MAX_PART_SIZE} (what fits an isolate's memory)"
             ));
         }
+        let hot_blob_bytes = number(env, "PIER_HOT_BLOB_BYTES", DEFAULT_HOT_BLOB_BYTES)?;
+        if hot_blob_bytes > MAX_HOT_BLOB_BYTES {
+            return Err(format!(
+                "PIER_HOT_BLOB_BYTES={hot_blob_bytes} must be at most {MAX_HOT_BLOB_BYTES} (half an isolate's \
+                 memory, the rest being for uploads); 0 keeps no blob in memory"
+            ));
+        }
         Ok(EdgeConfig {
             part_size: part_size as usize,
             cache_max_object_bytes: number(env, "PIER_CACHE_MAX_OBJECT_BYTES", DEFAULT_CACHE_MAX_OBJECT_BYTES)?,
+            hot_blob_bytes,
             gc_budget_secs: number(env, "PIER_GC_BUDGET_SECS", DEFAULT_GC_BUDGET_SECS)?,
             replication_step_secs: number(env, "PIER_REPLICATION_STEP_SECS", DEFAULT_REPLICATION_STEP_SECS)?,
             sync_budget_secs: number(env, "PIER_SYNC_BUDGET_SECS", DEFAULT_SYNC_BUDGET_SECS)?,

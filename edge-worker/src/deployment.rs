@@ -15,6 +15,7 @@
 //! `PIER_ARCHIVE_BUCKET`); `PIER_LAST_PULL_PERIOD_SECS` a number. An error
 //! names the var at fault.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,7 +25,9 @@ use pier_core::gc::GcConfig;
 use pier_core::platform::Background;
 use pier_core::store::Store;
 use serde::de::DeserializeOwned;
-use worker::{console_log, console_warn, Env};
+use worker::js_sys::Object;
+use worker::wasm_bindgen::JsValue;
+use worker::{console_log, console_warn, Bucket, Env};
 
 use crate::config::{flag, number, text_var, EdgeConfig, ARCHIVE_BUCKET_BINDING, BUCKET_BINDING};
 use crate::counted::OpCounts;
@@ -89,8 +92,49 @@ impl Texts {
     }
 }
 
+/// What a request needs from the bindings object: the shell's settings, the
+/// deployment and the bucket.
+#[derive(Clone)]
+pub struct Configured {
+    pub config: EdgeConfig,
+    pub deployment: Rc<Deployment>,
+    pub bucket: Bucket,
+}
+
+thread_local! {
+    /// The bindings object the configuration was last read from, with what was
+    /// read. The runtime hands an isolate's requests one bindings object, and
+    /// a deployment's vars, secrets and bindings are fixed for its life (a
+    /// change is a new version, served by new isolates), so a request bringing
+    /// the same object reads nothing again: reading the vars and checking the
+    /// bucket binding's type cost half of a small request's CPU.
+    static LAST_READ: RefCell<Option<(JsValue, Configured)>> = const { RefCell::new(None) };
+}
+
+/// The settings, deployment and bucket the bindings in `env` make.
+pub fn configured(env: &Env) -> Result<Configured, String> {
+    let bindings: &JsValue = env.as_ref();
+    let kept = LAST_READ.with(|last| {
+        let last = last.borrow();
+        let (seen, configured) = last.as_ref()?;
+        Object::is(seen, bindings).then(|| configured.clone())
+    });
+    if let Some(kept) = kept {
+        return Ok(kept);
+    }
+    let configured = Configured {
+        config: EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?,
+        deployment: deployment(env).map_err(|err| format!("configuration: {err}"))?,
+        bucket: env
+            .bucket(BUCKET_BINDING)
+            .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?,
+    };
+    LAST_READ.with(|last| *last.borrow_mut() = Some((bindings.clone(), configured.clone())));
+    Ok(configured)
+}
+
 /// This isolate's deployment, built when a var it depends on changed.
-pub fn deployment(env: &Env) -> Built {
+fn deployment(env: &Env) -> Built {
     let texts = Texts::read(env)?;
     DEPLOYMENT.with(|kept| kept.get(texts.key(), |_| build(env, &texts)))
 }
@@ -178,11 +222,11 @@ fn tables<T: DeserializeOwned>(text: Option<&str>, name: &str) -> Result<Vec<T>,
 /// A site over R2 alone (no request, so no edge cache) for the consumer and
 /// the cron.
 pub fn backend_site(env: &Env, background: Arc<dyn Background>) -> Result<(Site, EdgeConfig), String> {
-    let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
-    let deployment = deployment(env).map_err(|err| format!("configuration: {err}"))?;
-    let bucket = env
-        .bucket(BUCKET_BINDING)
-        .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
+    let Configured {
+        config,
+        deployment,
+        bucket,
+    } = configured(env)?;
     // One isolate, one thread: the R2 handle need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]
     let store: Arc<dyn Store> = Arc::new(R2Store::new(bucket, config.part_size));

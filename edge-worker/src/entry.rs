@@ -16,7 +16,7 @@ use worker::{console_error, event, web_sys, Context, Env, MessageBatch, Response
 
 use crate::background::WaitUntil;
 use crate::cache::{CachedStore, EdgeCaches};
-use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
+use crate::config::KV_BINDING;
 use crate::counted::OpCounts;
 use crate::http_shell::{core_request, worker_response};
 use crate::r2::R2Store;
@@ -46,17 +46,17 @@ async fn fetch(request: web_sys::Request, env: Env, context: Context) -> worker:
 }
 
 async fn serve(request: web_sys::Request, env: &Env, context: Context) -> Result<Response, String> {
-    let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
-    let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
+    let crate::deployment::Configured {
+        config,
+        deployment,
+        bucket,
+    } = crate::deployment::configured(env)?;
     #[cfg(feature = "test-endpoints")]
     if let Some(response) =
         crate::test_routes::serve(&worker::Request::from(Clone::clone(&request)), env, &config, &context).await
     {
         return response.map_err(|err| err.to_string());
     }
-    let bucket = env
-        .bucket(BUCKET_BINDING)
-        .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
     let (request, unread) = core_request(request).map_err(|err| err.to_string())?;
     let url_origin = request
         .extensions()
@@ -64,12 +64,7 @@ async fn serve(request: web_sys::Request, env: &Env, context: Context) -> Result
         .map(|origin| origin.0.clone())
         .unwrap_or_default();
     let ops = OpCounts::default();
-    let caches = EdgeCaches::new(
-        env.kv(KV_BINDING).ok(),
-        &url_origin,
-        config.cache_max_object_bytes,
-        ops.clone(),
-    );
+    let caches = EdgeCaches::new(env.kv(KV_BINDING).ok(), &url_origin, &config, ops.clone());
     // Core takes `Arc<dyn Store>` for the native server's threads; a Worker
     // isolate has one thread, so the JavaScript handles inside need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use worker::{console_error, console_log, Env};
 
 use crate::cache::{CachedStore, EdgeCaches};
-use crate::config::{EdgeConfig, BUCKET_BINDING, KV_BINDING};
+use crate::config::KV_BINDING;
 use crate::r2::R2Store;
 
 /// Runs collection steps within the configured budget and logs what they did.
@@ -22,11 +22,11 @@ pub async fn collect(env: &Env, cron: &str) {
 }
 
 async fn try_collect(env: &Env, cron: &str) -> Result<(), String> {
-    let config = EdgeConfig::from_env(env).map_err(|err| format!("configuration: {err}"))?;
-    let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
-    let bucket = env
-        .bucket(BUCKET_BINDING)
-        .map_err(|err| format!("R2 binding {BUCKET_BINDING}: {err}"))?;
+    let crate::deployment::Configured {
+        config,
+        deployment,
+        bucket,
+    } = crate::deployment::configured(env)?;
     let ops = crate::counted::OpCounts::default();
     // One isolate, one thread: the R2 and KV handles need not be Send.
     #[allow(clippy::arc_with_non_send_sync)]

@@ -26,7 +26,8 @@ use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{ReadableStream, Response};
 
-type Handoff = Rc<RefCell<Option<ReadableStream>>>;
+/// The JavaScript stream and the length its source declared.
+type Handoff = Rc<RefCell<Option<(ReadableStream, u64)>>>;
 
 thread_local! {
     /// Bodies not yet read, by the address of their boxed stream.
@@ -40,7 +41,7 @@ const WHOLE_READ_MAX_BYTES: u64 = 8 << 20;
 /// Core's stream over a JavaScript body of `length` bytes; `describe` names
 /// it in read errors.
 pub fn js_body(readable: ReadableStream, length: u64, describe: String) -> ByteStream {
-    let handoff: Handoff = Rc::new(RefCell::new(Some(readable)));
+    let handoff: Handoff = Rc::new(RefCell::new(Some((readable, length))));
     let stream: ByteStream = Box::pin(JsBody {
         handoff: handoff.clone(),
         reading: None,
@@ -51,9 +52,10 @@ pub fn js_body(readable: ReadableStream, length: u64, describe: String) -> ByteS
     stream
 }
 
-/// The JavaScript stream behind `stream`, if it is one made by [`js_body`]
-/// that nobody has read from; the caller then drops `stream`.
-pub fn take_js_body(stream: &ByteStream) -> Option<ReadableStream> {
+/// The JavaScript stream behind `stream` and the length its source declared,
+/// if it is one made by [`js_body`] that nobody has read from; the caller then
+/// drops `stream`.
+pub fn take_js_body(stream: &ByteStream) -> Option<(ReadableStream, u64)> {
     let handoff = UNREAD_JS_BODIES.with(|bodies| bodies.borrow_mut().remove(&address_of(stream)))?;
     let readable = handoff.borrow_mut().take();
     readable
@@ -86,7 +88,7 @@ impl Stream for JsBody {
         if self.reading.is_none() {
             let address = &*self as *const JsBody as usize;
             UNREAD_JS_BODIES.with(|bodies| bodies.borrow_mut().remove(&address));
-            let Some(readable) = self.handoff.borrow_mut().take() else {
+            let Some((readable, _)) = self.handoff.borrow_mut().take() else {
                 return Poll::Ready(Some(Err(StoreError::Unavailable(format!(
                     "{}: body already handed to the response",
                     self.describe

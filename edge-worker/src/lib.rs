@@ -32,6 +32,8 @@ mod fetch;
 #[cfg(target_arch = "wasm32")]
 mod gc;
 #[cfg(target_arch = "wasm32")]
+mod hot_blobs;
+#[cfg(target_arch = "wasm32")]
 mod http_shell;
 #[cfg(target_arch = "wasm32")]
 mod js_body;

@@ -24,7 +24,7 @@ pub async fn advance(env: &Env, cron: &str, background: Arc<dyn Background>) {
 
 async fn try_advance(env: &Env, cron: &str, background: Arc<dyn Background>) -> Result<(), String> {
     let (site, config) = crate::deployment::backend_site(env, background)?;
-    let deployment = crate::deployment::deployment(env).map_err(|err| format!("configuration: {err}"))?;
+    let deployment = crate::deployment::configured(env)?.deployment;
     let passes = deployment.sync_passes(&site);
     if passes.rules().is_empty() {
         return Ok(());

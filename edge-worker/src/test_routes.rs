@@ -13,6 +13,8 @@
 //!   deletes, for importing a native data directory and for proving that reads
 //!   come from the caches once R2 no longer has an object.
 //! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
+//! - `GET /_pier_test/in-memory/<key>`: 200 if this isolate keeps the blob
+//!   data under the key in its memory (`hot_blobs`).
 //! - `GET /_pier_test/wasm-memory`: the isolate's wasm memory in bytes, which
 //!   never shrinks, so it is the peak of what pier's code has held at once.
 //! - `GET /_pier_test/uploads/<id>/multipart`: the R2 multipart upload an
@@ -109,6 +111,13 @@ async fn answer(
             Response::error("not cached", 404)
         };
     }
+    if let Some(key) = route.strip_prefix("in-memory/") {
+        return if crate::hot_blobs::holds(&decode(key)?) {
+            Response::ok("in memory\n")
+        } else {
+            Response::error("not in memory", 404)
+        };
+    }
     Response::error("no such test route", 404)
 }
 
@@ -125,7 +134,7 @@ fn edge_caches(request: &Request, env: &Env, config: &EdgeConfig) -> worker::Res
     Ok(EdgeCaches::new(
         env.kv(KV_BINDING).ok(),
         &origin,
-        config.cache_max_object_bytes,
+        config,
         OpCounts::default(),
     ))
 }

@@ -14,6 +14,11 @@
 //   too) and blob records and manifests by digest from KV, proven by deleting
 //   the objects from R2 behind the Worker's back; a tag is always read from R2,
 //   and a manifest DELETE drops the cached copy;
+// - blobs pulled twice in a location are then served from the isolate's memory
+//   (hot_blobs.rs) with no subrequest, whole and ranged, and only where the
+//   registry would serve them anyway: never to a repository the blob is not
+//   linked in, nor after its DELETE; racing pulls during the copy all get the
+//   blob's bytes, and a blob over 8 MiB is not kept;
 // - the round trips to R2, KV and the Cache API of a cached pull's requests
 //   (the test build's x-pier-test-ops header) are today's, no more;
 // - the request body limit: 413 SIZE_INVALID naming the limit and the way out
@@ -86,6 +91,19 @@ async function waitUntilCached(key) {
     assert.equal(res.status, 404, `cache probe of ${key}: ${res.text()}`);
     assert.ok(Date.now() < deadline, `${key} was not cached within ${CACHE_WAIT_MS} ms`);
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+// Waits until this isolate keeps the blob data under `key` in its memory
+// (after its second read: the copy ends after that response).
+async function waitUntilInMemory(key) {
+  const deadline = Date.now() + CACHE_WAIT_MS;
+  for (;;) {
+    const res = await testRoute('GET', `in-memory/${key}`);
+    if (res.status === 200) return;
+    assert.equal(res.status, 404, `memory probe of ${key}: ${res.text()}`);
+    assert.ok(Date.now() < deadline, `${key} was not kept in memory within ${CACHE_WAIT_MS} ms`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -248,6 +266,125 @@ function roundTrips(res) {
 
 const r2Trips = (counts) => Object.entries(counts).filter(([kind]) => kind.startsWith('r2.'));
 
+describe("blobs pulled often are served from the isolate's memory", () => {
+  // Pushes `blob` and reads it until the edge caches hold it and then this
+  // isolate's memory (the second read is a Cache API hit, which keeps it).
+  async function pushHot(repo, blob) {
+    const digest = await pushBlob(repo, blob);
+    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
+    assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first read');
+    await waitUntilCached(dataKey);
+    await waitUntilCached(blobRecordKey(digest));
+    await waitUntilCached(layerLinkKey(repo, digest));
+    const second = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assertStatus(second, 200, 'second read');
+    assert.ok(second.body.equals(blob), 'second read: the bytes pushed');
+    assert.deepEqual(roundTrips(second), { 'cache.match': 1 }, 'second read: from the Cache API');
+    return { digest, dataKey };
+  }
+
+  test('whole and ranged, with no subrequest', async () => {
+    const repo = repoName('hot');
+    const blob = randomBytes(1 << 20);
+    const { digest, dataKey } = await pushHot(repo, blob);
+    await waitUntilInMemory(dataKey);
+
+    const whole = await rawGet(`/v2/${repo}/blobs/${digest}`);
+    assert.equal(whole.status, 200);
+    assertSentAsStored(whole, blob, 'from memory');
+    assert.equal(whole.headers['cache-control'], IMMUTABLE);
+    assert.equal(whole.headers['docker-content-digest'], digest);
+    // Twice: the kept bytes are copied into each response, never handed out.
+    for (const round of [1, 2]) {
+      const again = await request('GET', `/v2/${repo}/blobs/${digest}`);
+      assert.ok(again.body.equals(blob), `read ${round} from memory: the bytes pushed`);
+      assert.deepEqual(roundTrips(again), {}, `read ${round} from memory: no R2, KV or Cache API operation`);
+    }
+    const ranges = [
+      [0, 0],
+      [4096, 8191],
+      [blob.length - 1, blob.length - 1],
+    ];
+    for (const [first, last] of ranges) {
+      const part = await request('GET', `/v2/${repo}/blobs/${digest}`, { headers: { range: `bytes=${first}-${last}` } });
+      assertStatus(part, 206, `range ${first}-${last}`);
+      assertHeader(part, 'content-range', `bytes ${first}-${last}/${blob.length}`);
+      assert.ok(part.body.equals(blob.subarray(first, last + 1)), `range ${first}-${last}: its bytes`);
+      assert.deepEqual(roundTrips(part), {}, `range ${first}-${last}: from memory`);
+    }
+    // A range past the end is refused as it is without the memory.
+    const past = await request('GET', `/v2/${repo}/blobs/${digest}`, {
+      headers: { range: `bytes=${blob.length}-${blob.length + 10}` },
+    });
+    assertStatus(past, 416, 'range past the end');
+    const head = await rawGet(`/v2/${repo}/blobs/${digest}`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(blob.length));
+  });
+
+  test('never to a repository the blob is not linked in, nor after its DELETE', async () => {
+    const repo = repoName('hot-private');
+    const blob = randomBytes(300 << 10);
+    const { digest, dataKey } = await pushHot(repo, blob);
+    await waitUntilInMemory(dataKey);
+
+    const stranger = repoName('hot-stranger');
+    assertError(await request('GET', `/v2/${stranger}/blobs/${digest}`), 404, 'BLOB_UNKNOWN', 'another repository');
+    assertError(
+      await request('GET', `/v2/${stranger}/blobs/${digest}`, { headers: { range: 'bytes=0-9' } }),
+      404,
+      'BLOB_UNKNOWN',
+      'another repository, ranged',
+    );
+    assertStatus(await request('DELETE', `/v2/${repo}/blobs/${digest}`), 202, 'blob DELETE');
+    assertError(await request('GET', `/v2/${repo}/blobs/${digest}`), 404, 'BLOB_UNKNOWN', 'after the DELETE');
+    assertStatus(await request('HEAD', `/v2/${repo}/blobs/${digest}`), 404, 'HEAD after the DELETE');
+  });
+
+  test('pulls racing the copy into memory all get the bytes', async () => {
+    const repo = repoName('hot-race');
+    const blob = randomBytes(3 << 20);
+    const digest = await pushBlob(repo, blob);
+    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
+    assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first read');
+    await waitUntilCached(dataKey);
+    await waitUntilCached(blobRecordKey(digest));
+    await waitUntilCached(layerLinkKey(repo, digest));
+    // The first of these is a Cache API hit that starts the copy; the others
+    // race it, reading the Cache API or, once it is done, memory.
+    const reads = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        request('GET', `/v2/${repo}/blobs/${digest}`, i % 3 ? {} : { headers: { range: 'bytes=1000-2000999' } }),
+      ),
+    );
+    reads.forEach((res, i) => {
+      if (i % 3) {
+        assertStatus(res, 200, `racing read ${i}`);
+        assert.ok(res.body.equals(blob), `racing read ${i}: the bytes pushed`);
+      } else {
+        assertStatus(res, 206, `racing ranged read ${i}`);
+        assert.ok(res.body.equals(blob.subarray(1000, 2001000)), `racing ranged read ${i}: its bytes`);
+      }
+    });
+    await waitUntilInMemory(dataKey);
+    const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
+    assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+  });
+
+  test('a blob over 8 MiB stays in the Cache API', async () => {
+    const repo = repoName('hot-large');
+    const blob = randomBytes((8 << 20) + 1);
+    const { digest, dataKey } = await pushHot(repo, blob);
+    for (const round of [1, 2]) {
+      const again = await request('GET', `/v2/${repo}/blobs/${digest}`);
+      assert.ok(again.body.equals(blob), `read ${round} more: the bytes pushed`);
+      assert.deepEqual(roundTrips(again), { 'cache.match': 1 }, `read ${round} more: from the Cache API`);
+    }
+    assertStatus(await testRoute('GET', `in-memory/${dataKey}`), 404, 'not in memory');
+  });
+});
+
 describe('round trips per request (docs/benchmarks-edge.md lists them all)', () => {
   // What a pull of a cached image asks of R2 from a location far from the
   // bucket. These are today's counts, so that work adding a trip fails here
@@ -255,7 +392,8 @@ describe('round trips per request (docs/benchmarks-edge.md lists them all)', () 
   // image, nothing by digest reaches R2: a manifest or a blob's record and
   // link come from KV, or from the isolate's memory when it read them in the
   // last 10 s (then no operation at all); a blob's bytes from the Cache API,
-  // or from memory too when under 64 KiB. A tag is one R2 read.
+  // or from memory too when under 64 KiB or once read from the Cache API
+  // (hot_blobs.rs). A tag is one R2 read.
   test('cached pull: nothing by digest from R2; from memory no operation; a tag 1 R2 read', async () => {
     const repo = repoName('round-trips');
     const image = await makeImage(repo);
@@ -306,8 +444,11 @@ describe('round trips per request (docs/benchmarks-edge.md lists them all)', () 
     const largeCached = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
     assert.ok(largeCached.body.equals(large), '1 MiB blob, cached: the bytes pushed');
     assert.deepEqual(r2Trips(roundTrips(largeCached)), [], '1 MiB blob, cached: not from R2');
+    assert.deepEqual(roundTrips(largeCached), { 'cache.match': 1 }, '1 MiB blob, cached: its bytes from the Cache API');
+    await waitUntilInMemory(largeRecord.json().object);
     const largeAgain = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
-    assert.deepEqual(roundTrips(largeAgain), { 'cache.match': 1 }, '1 MiB blob, again: its bytes from the Cache API');
+    assert.ok(largeAgain.body.equals(large), '1 MiB blob, again: the bytes pushed');
+    assert.deepEqual(roundTrips(largeAgain), {}, '1 MiB blob, again: its bytes from memory');
   });
 });
 

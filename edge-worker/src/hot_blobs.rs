@@ -1,0 +1,210 @@
+//! Blob bytes pulled again and again in one isolate, kept in its JavaScript
+//! heap so that a pull of them makes no subrequest at all.
+//!
+//! The Cache API serves a location's pulls without reaching R2, but each hit
+//! is still a subrequest whose bytes stream in before they stream out. A CI
+//! fleet pulling one image pulls the same layers many times a minute from the
+//! same isolates; for those, a copy in memory answers at once.
+//!
+//! A blob enters on its second read in a location (a Cache API hit), copied
+//! from the cached response's stream while the puller is served from the
+//! other half of it, so nobody waits for the copy. Memory is bounded by the
+//! deployment's budget (`PIER_HOT_BLOB_BYTES`, 0 turns it off), shared with
+//! everything else the isolate holds in its 128 MB: a blob that finds the
+//! budget spent is not kept, and an entry leaves once nobody read it for
+//! [`IDLE_MS`]. What is kept stays kept rather than being pushed out by the
+//! next newcomer, so a stream of one-off pulls larger than the budget never
+//! churns what is hot (each admission costs a copy).
+//!
+//! Data keys name one upload's bytes and are never reused (see `cache`), so a
+//! copy is never wrong; a delete made through this isolate drops it at once.
+//! The registry checks the repository's link and the blob's record before it
+//! reads data, so what is kept here is only ever served to whom may read it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use pier_core::store::{GetResult, ObjectMeta};
+use worker::js_sys::{Array, ArrayBuffer, Date, Uint8Array};
+use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{ReadableStream, Response};
+use worker::{console_warn, Context};
+
+use crate::js_body::js_body;
+
+/// An entry nobody read for this long leaves, making room for others.
+pub const IDLE_MS: f64 = 60_000.0;
+/// Objects over this size are never kept: a few of them would spend the
+/// budget, and large layers are pulled less often than small ones.
+pub const MAX_OBJECT_BYTES: u64 = 8 << 20;
+
+enum Slot {
+    /// Being copied in: its bytes are counted, so two fills cannot both
+    /// overrun the budget, and a concurrent read goes to the Cache API.
+    Filling { size: u64 },
+    Kept {
+        bytes: Uint8Array,
+        etag: String,
+        last_read_ms: f64,
+    },
+}
+
+impl Slot {
+    fn size(&self) -> u64 {
+        match self {
+            Slot::Filling { size } => *size,
+            Slot::Kept { bytes, .. } => bytes.length() as u64,
+        }
+    }
+}
+
+#[derive(Default)]
+struct HotBlobs {
+    by_key: HashMap<String, Slot>,
+    bytes: u64,
+}
+
+thread_local! {
+    static HOT: RefCell<HotBlobs> = RefCell::new(HotBlobs::default());
+}
+
+impl HotBlobs {
+    fn remove(&mut self, key: &str) {
+        if let Some(slot) = self.by_key.remove(key) {
+            self.bytes -= slot.size();
+        }
+    }
+
+    /// Drops entries idle for [`IDLE_MS`]; called only when room is needed.
+    fn sweep(&mut self, now_ms: f64) {
+        let idle: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Kept { last_read_ms, .. } if now_ms - last_read_ms >= IDLE_MS))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in idle {
+            self.remove(&key);
+        }
+    }
+}
+
+/// Blob data (or a range of it) from this isolate's memory.
+pub fn serve(key: &str, range: Option<&Range<u64>>) -> Option<GetResult> {
+    let now_ms = Date::now();
+    let (bytes, etag) = HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        match hot.by_key.get_mut(key)? {
+            Slot::Kept { last_read_ms, .. } if now_ms - *last_read_ms >= IDLE_MS => {
+                hot.remove(key);
+                None
+            }
+            Slot::Kept {
+                bytes,
+                etag,
+                last_read_ms,
+            } => {
+                *last_read_ms = now_ms;
+                Some((bytes.clone(), etag.clone()))
+            }
+            Slot::Filling { .. } => None,
+        }
+    })?;
+    let size = bytes.length() as u64;
+    let view = match range {
+        None => bytes,
+        Some(r) if r.start < r.end && r.end <= size => bytes.subarray(r.start as u32, r.end as u32),
+        // The store decides what an unsatisfiable range is.
+        Some(_) => return None,
+    };
+    let length = view.length() as u64;
+    // The response copies the bytes (the Fetch standard's body extraction),
+    // so the kept ones are never handed out to be detached.
+    let readable = Response::new_with_opt_buffer_source(Some(&view)).ok()?.body()?;
+    Some(GetResult {
+        meta: ObjectMeta { size, etag },
+        body: js_body(readable, length, format!("{key} from the isolate's memory")),
+    })
+}
+
+/// The stream to serve a whole blob read from the Cache API: `readable`
+/// itself, or half of it while the other half is copied into memory, when
+/// `budget` has room for it.
+pub fn keep(key: &str, meta: &ObjectMeta, readable: ReadableStream, budget: u64, context: &Context) -> ReadableStream {
+    if meta.size == 0 || meta.size > MAX_OBJECT_BYTES.min(budget) || !reserve(key, meta.size, budget) {
+        return readable;
+    }
+    let halves: Array = readable.tee();
+    let served: ReadableStream = halves.get(0).unchecked_into();
+    let copied: ReadableStream = halves.get(1).unchecked_into();
+    let (key, meta) = (key.to_string(), meta.clone());
+    context.wait_until(async move {
+        let read = async {
+            let promise = Response::new_with_opt_readable_stream(Some(&copied))?.array_buffer()?;
+            JsFuture::from(promise).await
+        };
+        let kept = match read.await {
+            Ok(buffer) => {
+                let bytes = Uint8Array::new(&buffer.unchecked_into::<ArrayBuffer>());
+                (bytes.length() as u64 == meta.size).then_some(bytes)
+            }
+            Err(err) => {
+                console_warn!("pier: keeping {key} in memory failed: {err:?}");
+                None
+            }
+        };
+        HOT.with(|hot| {
+            let mut hot = hot.borrow_mut();
+            // Forgotten while it was being copied (a delete): not kept.
+            if !matches!(hot.by_key.get(&key), Some(Slot::Filling { .. })) {
+                return;
+            }
+            match kept {
+                Some(bytes) => {
+                    let slot = Slot::Kept {
+                        bytes,
+                        etag: meta.etag,
+                        last_read_ms: Date::now(),
+                    };
+                    hot.by_key.insert(key, slot);
+                }
+                None => hot.remove(&key),
+            }
+        });
+    });
+    served
+}
+
+/// Counts `size` bytes for `key` if the budget has room (after dropping idle
+/// entries) and nobody holds or fills it yet.
+fn reserve(key: &str, size: u64, budget: u64) -> bool {
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        if hot.by_key.contains_key(key) {
+            return false;
+        }
+        if hot.bytes + size > budget {
+            hot.sweep(Date::now());
+            if hot.bytes + size > budget {
+                return false;
+            }
+        }
+        hot.bytes += size;
+        hot.by_key.insert(key.to_string(), Slot::Filling { size });
+        true
+    })
+}
+
+/// Drops `key` from memory (its object was deleted through this isolate).
+pub fn forget(key: &str) {
+    HOT.with(|hot| hot.borrow_mut().remove(key));
+}
+
+/// Whether `key`'s bytes are in memory (for tests that must know where a
+/// later read is served from).
+#[cfg(feature = "test-endpoints")]
+pub fn holds(key: &str) -> bool {
+    HOT.with(|hot| matches!(hot.borrow().by_key.get(key), Some(Slot::Kept { .. })))
+}
