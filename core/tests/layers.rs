@@ -51,7 +51,15 @@ const NATIVE: &[&[&str]] = &[
 /// The Worker's modules: JavaScript glue, the ports core needs, the
 /// deployment built from vars, and the entry points.
 const EDGE: &[&[&str]] = &[
-    &["js_body", "hot_blobs", "js_error", "streams", "env", "per_isolate", "counted"],
+    &[
+        "js_body",
+        "hot_blobs",
+        "js_error",
+        "streams",
+        "env",
+        "per_isolate",
+        "counted",
+    ],
     &["config", "fetch", "r2", "cache", "http_shell", "background"],
     &["deployment"],
     &["events", "gc", "sync", "archive", "test_routes"],
