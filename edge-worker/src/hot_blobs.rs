@@ -42,8 +42,10 @@ pub const MAX_OBJECT_BYTES: u64 = 8 << 20;
 
 enum Slot {
     /// Being copied in: its bytes are counted, so two fills cannot both
-    /// overrun the budget, and a concurrent read goes to the Cache API.
-    Filling { size: u64 },
+    /// overrun the budget, and a concurrent read goes to the Cache API. A
+    /// fill the runtime never finished (its `waitUntil` cut short) is swept
+    /// like an idle entry.
+    Filling { size: u64, since_ms: f64 },
     Kept {
         bytes: Uint8Array,
         etag: String,
@@ -54,7 +56,7 @@ enum Slot {
 impl Slot {
     fn size(&self) -> u64 {
         match self {
-            Slot::Filling { size } => *size,
+            Slot::Filling { size, .. } => *size,
             Slot::Kept { bytes, .. } => bytes.length() as u64,
         }
     }
@@ -77,12 +79,18 @@ impl HotBlobs {
         }
     }
 
-    /// Drops entries idle for [`IDLE_MS`]; called only when room is needed.
+    /// Drops entries idle (or filling) for [`IDLE_MS`]; called only when room
+    /// is needed.
     fn sweep(&mut self, now_ms: f64) {
         let idle: Vec<String> = self
             .by_key
             .iter()
-            .filter(|(_, slot)| matches!(slot, Slot::Kept { last_read_ms, .. } if now_ms - last_read_ms >= IDLE_MS))
+            .filter(|(_, slot)| match slot {
+                Slot::Kept {
+                    last_read_ms: since, ..
+                }
+                | Slot::Filling { since_ms: since, .. } => now_ms - since >= IDLE_MS,
+            })
             .map(|(key, _)| key.clone())
             .collect();
         for key in idle {
@@ -192,7 +200,8 @@ fn reserve(key: &str, size: u64, budget: u64) -> bool {
             }
         }
         hot.bytes += size;
-        hot.by_key.insert(key.to_string(), Slot::Filling { size });
+        let since_ms = Date::now();
+        hot.by_key.insert(key.to_string(), Slot::Filling { size, since_ms });
         true
     })
 }
