@@ -267,15 +267,21 @@ function roundTrips(res) {
 const r2Trips = (counts) => Object.entries(counts).filter(([kind]) => kind.startsWith('r2.'));
 
 describe("blobs pulled often are served from the isolate's memory", () => {
-  // Pushes `blob` and reads it until the edge caches hold it and then this
-  // isolate's memory (the second read is a Cache API hit, which keeps it).
-  async function pushHot(repo, blob) {
+  // Pushes `blob` and reads it once, until the edge caches hold it.
+  async function pushCached(repo, blob) {
     const digest = await pushBlob(repo, blob);
     const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
     assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first read');
     await waitUntilCached(dataKey);
     await waitUntilCached(blobRecordKey(digest));
     await waitUntilCached(layerLinkKey(repo, digest));
+    return { digest, dataKey };
+  }
+
+  // pushCached, then a second read: a Cache API hit, which keeps the blob in
+  // this isolate's memory once its copy ends.
+  async function pushHot(repo, blob) {
+    const { digest, dataKey } = await pushCached(repo, blob);
     const second = await request('GET', `/v2/${repo}/blobs/${digest}`);
     assertStatus(second, 200, 'second read');
     assert.ok(second.body.equals(blob), 'second read: the bytes pushed');
@@ -344,12 +350,7 @@ describe("blobs pulled often are served from the isolate's memory", () => {
   test('pulls racing the copy into memory all get the bytes', async () => {
     const repo = repoName('hot-race');
     const blob = randomBytes(3 << 20);
-    const digest = await pushBlob(repo, blob);
-    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
-    assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first read');
-    await waitUntilCached(dataKey);
-    await waitUntilCached(blobRecordKey(digest));
-    await waitUntilCached(layerLinkKey(repo, digest));
+    const { digest, dataKey } = await pushCached(repo, blob);
     // The first of these is a Cache API hit that starts the copy; the others
     // race it, reading the Cache API or, once it is done, memory.
     const reads = await Promise.all(
