@@ -35,10 +35,10 @@ use worker::{console_warn, Context};
 use crate::js_body::js_body;
 
 /// An entry nobody read for this long leaves, making room for others.
-pub const IDLE_MS: f64 = 60_000.0;
+const IDLE_MS: f64 = 60_000.0;
 /// Objects over this size are never kept: a few of them would spend the
 /// budget, and large layers are pulled less often than small ones.
-pub const MAX_OBJECT_BYTES: u64 = 8 << 20;
+const MAX_OBJECT_BYTES: u64 = 8 << 20;
 
 enum Slot {
     /// Being copied in: its bytes are counted, so two fills cannot both
