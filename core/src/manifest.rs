@@ -206,12 +206,52 @@ pub fn parse_stored(bytes: &[u8]) -> Result<Manifest, String> {
 /// A stored `mediaType` that is not a media type (pushed before pushes were
 /// checked) is ignored: the type is then inferred from the content.
 pub fn media_type_of(bytes: &[u8]) -> String {
+    // Every manifest GET asks this: read the two fields that tell, not the
+    // whole document. What the quick read refuses (a field given twice)
+    // takes the full read, which decides as it always did; so does what is
+    // not an object, which a struct would read as a list of its fields.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return media_type_read_fully(bytes);
+    }
+    match serde_json::from_slice::<Kind>(bytes) {
+        Ok(Kind {
+            media_type: Some(Value::String(s)),
+            ..
+        }) if is_media_type(&s) => s,
+        Ok(kind) if kind.manifests.0 => OCI_INDEX.to_string(),
+        Ok(_) => OCI_MANIFEST.to_string(),
+        Err(_) => media_type_read_fully(bytes),
+    }
+}
+
+fn media_type_read_fully(bytes: &[u8]) -> String {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => match object.get("mediaType") {
             Some(Value::String(s)) if is_media_type(s) => s.clone(),
             _ => infer_media_type(&object, None),
         },
         _ => OCI_MANIFEST.to_string(),
+    }
+}
+
+/// The fields of a stored manifest that tell its media type (without a
+/// Content-Type, `config` or `layers` mean what no `manifests` means).
+#[derive(serde::Deserialize)]
+struct Kind {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<Value>,
+    #[serde(default)]
+    manifests: Present,
+}
+
+/// Whether a field is there, whatever its value (`null` included).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> serde::Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(Present(true))
     }
 }
 
@@ -395,6 +435,43 @@ mod tests {
         let bytes = serde_json::to_vec(&evil).unwrap();
         assert!(check_media_types(&parse(&bytes, None).unwrap()).is_err());
         assert_eq!(media_type_of(&bytes), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn media_type_of_reads_as_the_full_document_says() {
+        let docs: &[&str] = &[
+            r#"{"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}"#,
+            r#"{"mediaType": "application/x.custom+json", "config": {}}"#,
+            r#"{"manifests": []}"#,
+            r#"{"manifests": null}"#,
+            r#"{"config": {}, "layers": []}"#,
+            r#"{"schemaVersion": 2}"#,
+            r#"{"mediaType": 7, "manifests": []}"#,
+            r#"{"mediaType": null}"#,
+            r#"{"mediaType": "not a type", "manifests": [1]}"#,
+            r#"{"media\u0054ype": "a/b"}"#,
+            r#"{"mediaType": "a/b", "mediaType": "c/d"}"#,
+            r#"{"manifests": [], "manifests": []}"#,
+            r#"[1, 2]"#,
+            r#" ["a/b", []]"#,
+            r#""a/b""#,
+            r#"{"mediaType": "a/b""#,
+            "",
+        ];
+        for doc in docs {
+            assert_eq!(
+                media_type_of(doc.as_bytes()),
+                media_type_read_fully(doc.as_bytes()),
+                "{doc}"
+            );
+        }
+        assert_eq!(media_type_of(docs[3].as_bytes()), OCI_INDEX);
+        assert_eq!(media_type_of(docs[9].as_bytes()), "a/b");
+        assert_eq!(
+            media_type_of(docs[10].as_bytes()),
+            "c/d",
+            "the last one, as a full read keeps it"
+        );
     }
 
     #[test]

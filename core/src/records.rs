@@ -3,6 +3,8 @@
 //! above the store speaks of these; they live here so that none of them has
 //! to reach up into the layer that writes them.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -60,8 +62,10 @@ pub struct TagRecord {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct TagRecordJson {
-    digest: String,
+struct TagRecordJson<'a> {
+    /// Borrowed: read on every manifest GET by tag.
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
     #[serde(default)]
     tagged_ms: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -76,7 +80,7 @@ impl TagRecord {
     pub fn parse(bytes: &[u8]) -> Option<TagRecord> {
         let (digest, tagged_ms, checked_ms) = match serde_json::from_slice::<TagRecordJson>(bytes) {
             Ok(json) => (json.digest, json.tagged_ms, json.checked_ms),
-            Err(_) => (std::str::from_utf8(bytes).ok()?.trim().to_string(), 0, 0),
+            Err(_) => (Cow::Borrowed(std::str::from_utf8(bytes).ok()?.trim()), 0, 0),
         };
         Some(TagRecord {
             digest: Digest::parse(&digest).ok()?,
@@ -87,7 +91,7 @@ impl TagRecord {
 
     pub fn to_bytes(&self) -> Bytes {
         let json = TagRecordJson {
-            digest: self.digest.as_str().to_string(),
+            digest: Cow::Borrowed(self.digest.as_str()),
             tagged_ms: self.tagged_ms,
             checked_ms: self.checked_ms,
         };
