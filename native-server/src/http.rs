@@ -97,14 +97,15 @@ async fn registry_handler(State(state): State<AppState>, request: Request) -> Re
         .map_err(|e| BodyError::Read(e.to_string()))
         .inspect_ok(move |chunk| bytes_in.increment(chunk.len() as u64));
     let core_request = with_client_address(http::Request::from_parts(parts, box_stream(stream)));
-    let (method, path) = (core_request.method().clone(), core_request.uri().path().to_string());
+    // For the log line: a clone of each shares the request's bytes.
+    let (method, uri) = (core_request.method().clone(), core_request.uri().clone());
     let response = state.deployment.handle(&state.site, core_request).await;
     let status = response.status();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     if status.is_server_error() {
-        tracing::warn!(%method, %path, status = status.as_u16(), elapsed_ms, "request failed");
+        tracing::warn!(%method, path = uri.path(), status = status.as_u16(), elapsed_ms, "request failed");
     } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms, "request");
+        tracing::debug!(%method, path = uri.path(), status = status.as_u16(), elapsed_ms, "request");
     }
     let bytes_out = meters.bytes_out.clone();
     meters.finish(status.as_u16(), started.elapsed());

@@ -7,9 +7,11 @@
 //! a handle is held, nothing is registered up front, and the exporter renders
 //! the text format into our own axum route (no second listener).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS: &str = "pier_http_requests_total";
@@ -88,29 +90,71 @@ pub async fn set_quota_usage(registry: &pier_core::registry::Registry) {
     }
 }
 
+/// One route class's meters, looked up in the recorder once per process
+/// rather than once per request (a lookup hashes the name and labels: a few
+/// percent of a manifest GET's CPU).
+struct RouteMeters {
+    bytes_in: Counter,
+    bytes_out: Counter,
+    duration: Histogram,
+    answered: Mutex<HashMap<u16, Counter>>,
+}
+
+impl RouteMeters {
+    fn of(route: &'static str) -> Arc<RouteMeters> {
+        static ROUTES: OnceLock<Mutex<HashMap<&'static str, Arc<RouteMeters>>>> = OnceLock::new();
+        let mut routes = ROUTES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        routes
+            .entry(route)
+            .or_insert_with(|| {
+                Arc::new(RouteMeters {
+                    bytes_in: metrics::counter!(BYTES_IN, "route" => route),
+                    bytes_out: metrics::counter!(BYTES_OUT, "route" => route),
+                    duration: metrics::histogram!(REQUEST_SECONDS, "route" => route),
+                    answered: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    fn answered(&self, route: &'static str, status: u16) -> Counter {
+        let mut answered = self.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        answered
+            .entry(status)
+            .or_insert_with(|| metrics::counter!(REQUESTS, "route" => route, "status" => status.to_string()))
+            .clone()
+    }
+}
+
 /// The meters of one request, taken once so that counting each body chunk
 /// is an atomic add.
 pub struct RequestMeters {
-    pub route: &'static str,
+    route: &'static str,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    meters: Arc<RouteMeters>,
     _upload: Option<InFlight>,
 }
 
 impl RequestMeters {
     pub fn start(route: &'static str) -> RequestMeters {
+        let meters = RouteMeters::of(route);
         RequestMeters {
             route,
-            bytes_in: metrics::counter!(BYTES_IN, "route" => route),
-            bytes_out: metrics::counter!(BYTES_OUT, "route" => route),
+            bytes_in: meters.bytes_in.clone(),
+            bytes_out: meters.bytes_out.clone(),
+            meters,
             _upload: pier_core::api::is_upload(route).then(|| InFlight::enter(metrics::gauge!(UPLOADS_IN_FLIGHT))),
         }
     }
 
     /// Counts the answer; the upload (if any) is no longer in flight.
     pub fn finish(self, status: u16, elapsed: Duration) {
-        metrics::counter!(REQUESTS, "route" => self.route, "status" => status.to_string()).increment(1);
-        metrics::histogram!(REQUEST_SECONDS, "route" => self.route).record(elapsed.as_secs_f64());
+        self.meters.answered(self.route, status).increment(1);
+        self.meters.duration.record(elapsed.as_secs_f64());
     }
 }
 
