@@ -3,12 +3,15 @@
 #
 # Builds pier (release), starts it on a fresh data directory, samples it with
 # `perf record` while bench/run.sh runs the workload against it (pier only),
-# and prints the functions that took the most samples (kernel and user).
+# and prints the functions that took the most samples (kernel and user), then
+# the user-space functions by inclusive time (with what they call). The
+# release build keeps no frame pointers, so stacks are unwound from DWARF.
 #
 # Usage: bench/profile.sh WORKLOAD_REGEX [REPS]
 #   e.g. bench/profile.sh push-large-mono 3
 #        bench/profile.sh push-small-p1
-# Output: the workload's lines from bench/run.sh, then the top 25 symbols;
+# Output: the workload's lines from bench/run.sh, the top 25 symbols by self
+#         time, the top 40 user-space ones by inclusive time;
 #         perf.data is kept under target/bench/profile-<workload>/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +30,7 @@ PIER_LOG=warn start_pier --log "$out/pier.log" pier
 perf_pid=
 at_exit '[ -z "$perf_pid" ] || kill -INT "$perf_pid" 2>/dev/null'
 
-perf record -F 1999 -g -p "$pier_pid" -o "$out/perf.data" 2>"$out/perf.log" &
+perf record -F 499 --call-graph dwarf,16384 -p "$pier_pid" -o "$out/perf.data" 2>"$out/perf.log" &
 perf_pid=$!
 sleep 0.5
 PIER_URL="http://$pier_addr" PIER_PID=$pier_pid bench/run.sh --pier-only --only "$workload" --reps "$reps" 2>&1 |
@@ -39,3 +42,7 @@ echo
 echo "top symbols (self time, share of pier's samples):"
 perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
   grep -E "^ +[0-9.]+%" | head -n 25 | cut -c1-110 || true
+echo
+echo "user-space functions by inclusive time (with what they call):"
+perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
+  grep -E "^ +[0-9.]+%" | grep -v "\[k\]" | head -n 40 | cut -c1-150 || true

@@ -119,6 +119,8 @@ func (s *suite) workloads() []workload {
 		par := par
 		ws = append(ws, workload{
 			id: fmt.Sprintf("push-small-p%d", par), title: fmt.Sprintf("push %d x %s blobs, %s (POST+PUT)", s.smallN, mib(s.smallSize), mode),
+			// The sequential one shows what a flushed small push costs at least.
+			ceiling: par == 1,
 			prepare: smallSet(fmt.Sprintf("push-small-p%d", par)),
 			run: func(t *target, in any, r *Result) {
 				bs := in.([]blob)
