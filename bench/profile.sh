@@ -5,7 +5,8 @@
 # `perf record` while bench/run.sh runs the workload against it (pier only),
 # and prints the functions that took the most samples (kernel and user), then
 # the user-space functions by inclusive time (with what they call). The
-# release build keeps no frame pointers, so stacks are unwound from DWARF.
+# release build keeps no frame pointers, so stacks are unwound from DWARF
+# (about 16 MB of samples a second: profile one workload, not a whole run).
 #
 # Usage: bench/profile.sh WORKLOAD_REGEX [REPS]
 #   e.g. bench/profile.sh push-large-mono 3
