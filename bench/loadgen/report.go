@@ -174,7 +174,7 @@ func nativeGoal(id, metric string, pier, ref float64, run inRun) (string, string
 	case id == "manifest-tag-c64" && metric == "p99_ms":
 		return "< 5 ms", verdict(pier < 5, 0)
 	case id == "push-small-p1" && metric == "ops_per_s":
-		if math.IsNaN(run.smallCeiling) {
+		if math.IsNaN(run.smallCeiling) || math.IsNaN(ref) {
 			return ">= 4x", verdict(ratio >= 4, ref)
 		}
 		return fmt.Sprintf(">= 4x (the ceiling is %.2fx)", run.smallCeiling/ref), verdict(ratio >= 4, ref)
@@ -308,8 +308,12 @@ func writeReport(w io.Writer, t *table, pierName, refName string, style reportSt
 			run.ceiling, spread(ceilingRuns), run.pierMono/run.ceiling*100)
 	}
 	if !math.IsNaN(run.smallCeiling) {
-		fmt.Fprintf(w, "The same ceiling's sequential 1 MiB push (POST with no state, then the PUT: two flushes, the data and its directory entry, and no record or link): **%.0f blobs/s** (spread %s), %.2fx the reference; pier's is **%.0f%%** of it.\n",
-			run.smallCeiling, spread(smallCeilingRuns), run.smallCeiling/refSmall, pierSmall/run.smallCeiling*100)
+		versusRef := ""
+		if !math.IsNaN(refSmall) {
+			versusRef = fmt.Sprintf(", %.2fx the reference", run.smallCeiling/refSmall)
+		}
+		fmt.Fprintf(w, "The same ceiling's sequential 1 MiB push (POST with no state, then the PUT: two flushes, the data and its directory entry, and no record or link): **%.0f blobs/s** (spread %s)%s; pier's is **%.0f%%** of it.\n",
+			run.smallCeiling, spread(smallCeilingRuns), versusRef, pierSmall/run.smallCeiling*100)
 	}
 	if !math.IsNaN(sha) {
 		fmt.Fprintf(w, "SHA-256 of one large blob on one core (Go crypto/sha256), same run: **%.0f MiB/s**.\n", sha)
