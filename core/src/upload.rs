@@ -97,6 +97,14 @@ pub enum Tail {
     /// Bytes from this offset on, as older builds named them (by offset and
     /// the state's generation); still read, never written.
     Legacy(u64),
+    /// The session's first `whole` bytes, sent by one request at offset 0,
+    /// in the session's own data object (`data/<id>`), which that request
+    /// created only if absent, so no other request's bytes are in it. A
+    /// final PUT that adds nothing makes that object the blob, verified by
+    /// `digest` (computed as the bytes arrived), instead of reading and
+    /// writing the bytes again. Older builds read a state naming one as
+    /// torn, so to them the session is unknown, never misread.
+    Whole { whole: u64, digest: String },
 }
 
 impl Tail {
@@ -104,6 +112,7 @@ impl Tail {
         match self {
             Tail::Named { offset, nonce } => layout::upload_tail_piece(id, *offset, nonce),
             Tail::Legacy(offset) => layout::upload_tail(id, generation, *offset),
+            Tail::Whole { .. } => layout::blob_data(id),
         }
     }
 }
@@ -187,6 +196,11 @@ pub struct Upload<'a> {
     nonce: String,
     /// What this request made obsolete, to remove after the answer.
     leftovers: Leftovers,
+    /// This request wrote the state that ends the session.
+    marked_closed: bool,
+    /// A record of this request names (or, after a failed write, may name)
+    /// the session's own data object: it must stay when the session ends.
+    names_own_object: bool,
     /// Writes of the newest parts, oldest first, still under way while the
     /// next part's bytes arrive (on disk each runs on another thread). At
     /// most the store's `part_writes_in_flight`; parts are recorded in order.
@@ -263,6 +277,8 @@ impl<'a> Upload<'a> {
             claimed: true,
             nonce: env.random_id(),
             leftovers: Leftovers::default(),
+            marked_closed: false,
+            names_own_object: false,
             in_flight: VecDeque::new(),
         }
     }
@@ -319,6 +335,8 @@ impl<'a> Upload<'a> {
             claimed: false,
             nonce: env.random_id(),
             leftovers: Leftovers::default(),
+            marked_closed: false,
+            names_own_object: false,
             in_flight: VecDeque::new(),
         })
     }
@@ -674,7 +692,13 @@ impl<'a> Upload<'a> {
             self.state.tails = old_tails.clone();
         }
         let mut written = None;
-        if !new_piece.is_empty() {
+        let whole = match self.holds_nothing_yet() && !new_piece.is_empty() {
+            true => self.write_whole(new_piece.clone()).await?,
+            false => None,
+        };
+        if let Some(whole) = whole {
+            self.state.tails.push(whole);
+        } else if !new_piece.is_empty() {
             let tail = Tail::Named {
                 offset: piece_offset,
                 nonce: self.nonce.clone(),
@@ -695,11 +719,53 @@ impl<'a> Upload<'a> {
         }
         if !keep_old {
             // None of these is the new piece, which has this request's nonce.
+            // The session's own object is not removed here: a part of this
+            // session may be joined into it later (the orphan sweep removes
+            // it when nothing does).
             let id = &self.id;
-            let obsolete = old_tails.iter().map(|tail| tail.key(id, generation));
+            let obsolete = old_tails
+                .iter()
+                .filter(|tail| !matches!(tail, Tail::Whole { .. }))
+                .map(|tail| tail.key(id, generation));
             self.leftovers.keys.extend(obsolete);
         }
         Ok(())
+    }
+
+    /// Whether the session has received no byte before this request.
+    fn holds_nothing_yet(&self) -> bool {
+        let before = &self.committed;
+        self.seq.is_some()
+            && self.start_offset == 0
+            && before.tails.is_empty()
+            && before.multipart.is_none()
+            && self.state.multipart.is_none()
+            && self.state.parts.is_empty()
+            && !self.state.tails_hashed
+    }
+
+    /// Writes a request's bytes, the session's first, as the session's own
+    /// data object ([`Tail::Whole`]), hashing them meanwhile. `None` when
+    /// that object exists already (written by a request that then lost the
+    /// session to another): the bytes are then a tail piece like any other.
+    /// Durable, unlike tail pieces: the blob may be this very object.
+    async fn write_whole(&mut self, bytes: Bytes) -> Result<Option<Tail>> {
+        let (store, env) = (self.store, self.env);
+        let key = layout::blob_data(&self.id);
+        let mut hasher = self.hasher.clone();
+        let whole = bytes.len() as u64;
+        let (written, digest) = futures::join!(
+            store.put(&key, bytes.clone(), PutMode::Create),
+            digest_with(&mut hasher, true, env, bytes)
+        );
+        match written {
+            Ok(_) => Ok(Some(Tail::Whole {
+                whole,
+                digest: digest.to_string(),
+            })),
+            Err(StoreError::AlreadyExists) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Verifies the digest and stores the blob's record; returns its size.
@@ -708,6 +774,9 @@ impl<'a> Upload<'a> {
     /// leaves the session for a retry of the PUT, except a digest mismatch,
     /// which ends it and keeps nothing the upload wrote.
     pub async fn finish(&mut self, expected: &Digest) -> Result<u64> {
+        if let Some(actual) = self.whole_to_adopt(expected) {
+            return self.adopt_whole(expected, &actual).await;
+        }
         // Two reads the client waits for, made together.
         let record_key = layout::blob_record(expected);
         let store = self.store;
@@ -729,6 +798,7 @@ impl<'a> Upload<'a> {
             // The session's own object, which only its claimed writer writes.
             Some(_) => {
                 self.ensure_claimed().await?;
+                self.names_own_object = true;
                 layout::blob_data(&self.id)
             }
             // The blob is this request's bytes and tails: a fresh object, so
@@ -769,28 +839,99 @@ impl<'a> Upload<'a> {
             self.close().await;
             return Err(digest_mismatch(expected, Some(&actual)));
         }
+        // On a failure the session's own object stays for a retry of the PUT
+        // (the session names it); a fresh one is the orphan sweep's.
+        if !self.put_record(&record_key, &data_key).await? {
+            // Someone else stored the same content first: keep one copy.
+            self.leftovers.keys.push(data_key);
+            reuse_existing(self.store, self.env, expected).await?;
+        }
+        Ok(self.state.offset)
+    }
+
+    /// Stores the blob's record, naming `object`; `false` when a record of
+    /// the same content was there first.
+    async fn put_record(&mut self, record_key: &str, object: &str) -> Result<bool> {
         let record = serde_json::to_vec(&BlobRecord {
             size: self.state.offset,
-            object: data_key.clone(),
+            object: object.to_string(),
             created_ms: self.env.now_millis(),
             archived: false,
         })
         .map_err(|e| RegistryError::unserializable("a blob record", e))?;
-        let reused = match self.store.put(&record_key, record.into(), PutMode::Create).await {
-            Ok(_) => false,
-            // Someone else stored the same content first: keep one copy.
-            Err(StoreError::AlreadyExists) => {
-                self.leftovers.keys.push(data_key);
-                true
-            }
-            // The session's own object stays for a retry of the PUT (the
-            // session names it); a fresh one is the orphan sweep's.
-            Err(e) => return Err(e.into()),
-        };
-        if reused {
-            reuse_existing(self.store, self.env, expected).await?;
+        match self.store.put(record_key, record.into(), PutMode::Create).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        Ok(self.state.offset)
+    }
+
+    /// The digest of the session's bytes when they are all in its own
+    /// object ([`Tail::Whole`]) and this request adds none, so that the
+    /// object can become the blob; `None` otherwise (also for a digest of
+    /// another algorithm, checked by reading the bytes as usual).
+    fn whole_to_adopt(&self, expected: &Digest) -> Option<Digest> {
+        let [Tail::Whole { whole, digest }] = self.state.tails.as_slice() else {
+            return None;
+        };
+        let adds_nothing = !self.tails_loaded && self.buffer.is_empty() && *whole == self.state.offset;
+        let digest = Digest::parse(digest).ok()?;
+        (adds_nothing && self.state.multipart.is_none() && digest.algorithm() == expected.algorithm()).then_some(digest)
+    }
+
+    /// Finishes a session whose bytes are all in its own object: that
+    /// object becomes the blob, without reading or writing them again.
+    async fn adopt_whole(&mut self, expected: &Digest, actual: &Digest) -> Result<u64> {
+        if actual != expected {
+            self.close().await;
+            return Err(digest_mismatch(expected, Some(actual)));
+        }
+        let record_key = layout::blob_record(expected);
+        if self.store.head(&record_key).await?.is_some() {
+            reuse_existing(self.store, self.env, expected).await?;
+            return Ok(self.state.offset);
+        }
+        // The session ends before a record names its object: from then on no
+        // request can join a part into that object (its claim would need a
+        // state after this one) or adopt it a second time.
+        self.mark_closed().await?;
+        let data_key = layout::blob_data(&self.id);
+        match self.put_record(&record_key, &data_key).await {
+            Ok(true) => {
+                self.names_own_object = true;
+                Ok(self.state.offset)
+            }
+            Ok(false) => {
+                reuse_existing(self.store, self.env, expected).await?;
+                Ok(self.state.offset)
+            }
+            Err(e) => {
+                // The write may have landed: the orphan sweep decides.
+                self.names_own_object = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the state that ends the session, as the next one; refused
+    /// with 409 when a concurrent request took that number first.
+    async fn mark_closed(&mut self) -> Result<()> {
+        let Some(seq) = self.seq else {
+            return Ok(());
+        };
+        let closed = Bytes::from_static(CLOSED);
+        match self
+            .store
+            .put_volatile(&layout::upload_state(&self.id, seq + 1), closed, PutMode::Create)
+            .await
+        {
+            Ok(_) => {
+                self.marked_closed = true;
+                Ok(())
+            }
+            Err(StoreError::AlreadyExists) => Err(changed_concurrently()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The blob's digest, the buffer being its last bytes.
@@ -858,11 +999,20 @@ impl<'a> Upload<'a> {
         }
         // Marked closed by a state of its own; if a concurrent request took
         // that number, the removal below ends the session all the same.
-        let closed = Bytes::from_static(CLOSED);
-        let _ = self
-            .store
-            .put_volatile(&layout::upload_state(&self.id, seq + 1), closed, PutMode::Create)
-            .await;
+        if !self.marked_closed {
+            let _ = self.mark_closed().await;
+        }
+        // The session's own object, holding its first bytes, goes too when
+        // no record names it, and only when this request ended the session:
+        // no other can have adopted it or joined parts into it then.
+        let before = &self.committed;
+        let own_object_unused = matches!(before.tails.as_slice(), [Tail::Whole { .. }])
+            && before.multipart.is_none()
+            && multipart.is_none()
+            && !self.names_own_object;
+        if self.marked_closed && own_object_unused {
+            self.leftovers.keys.push(layout::blob_data(&self.id));
+        }
         self.leftovers.ended = Some(EndedSession {
             id: self.id.clone(),
             multipart,

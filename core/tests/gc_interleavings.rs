@@ -350,6 +350,48 @@ fn an_upload_finished_against_upload_expiry() {
     );
 }
 
+/// A session whose only chunk is in its own data object (less than a part)
+/// is finished by a PUT that adds nothing, which makes that object the blob,
+/// while the collection sweeps orphan data or expires the idle session: the
+/// blob is either stored whole and readable, or the client is told to start
+/// again.
+#[test]
+fn a_first_chunk_adopted_against_the_sweep_and_expiry() {
+    let content = b"0123456".to_vec();
+    let digest = Digest::of(Algorithm::Sha256, &content);
+    for (phase, idle_hours) in [(Phase::Sweep, 2), (Phase::Uploads, 25)] {
+        let chunk = content.clone();
+        let setup = move |setup: &pier_core::Registry, env: &TestEnv| {
+            block_on(async {
+                let app = repo("app");
+                let started = setup.start_upload(&app).await.unwrap();
+                setup
+                    .upload_chunk(&app, &started.id, None, full_body(chunk))
+                    .await
+                    .unwrap();
+                env.advance_millis(idle_hours * HOUR_MS);
+                started.id
+            })
+        };
+        let name = format!("first chunk adopted vs {phase:?}");
+        race(&name, phase, Vec::new(), setup, |id: String| {
+            let (digest, target) = (digest.clone(), digest.clone());
+            let action: Action = Box::new(move |client| {
+                Box::pin(async move {
+                    client
+                        .finish_upload(&repo("app"), &id, &digest, None, full_body(Vec::new()))
+                        .await
+                })
+            });
+            let check: Check = Box::new(move |store, result| match result {
+                Ok(()) => assert_blob_readable(store, "app", &target, "an adopted upload"),
+                Err(e) => assert_retryable("adopting upload", &e),
+            });
+            (action, check)
+        });
+    }
+}
+
 /// The blob is readable in `repo_name` and has the bytes of its digest.
 fn assert_blob_readable(store: Arc<dyn Store>, repo_name: &str, digest: &Digest, what: &str) {
     let reader = registry(store, test_env(), Vec::new());

@@ -10,14 +10,17 @@ use futures::executor::block_on;
 use pier_core::body::full_body;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::error::ErrorCode;
+use pier_core::error::RegistryError;
 use pier_core::names::RepoName;
+use pier_core::records::BlobRecord;
 use pier_core::registry::{RegistryOptions, SessionRef};
 use pier_core::store::memory::MemoryStore;
+use pier_core::store::read_small;
 use pier_core::store::{
     list_all, Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
 };
 use pier_core::testing::TestEnv;
-use pier_core::upload::ChunkRange;
+use pier_core::upload::{ChunkRange, Upload};
 use pier_core::Registry;
 
 const PART: usize = 8;
@@ -948,6 +951,335 @@ fn a_session_of_an_older_build_still_finishes() {
             .finish_upload(&repo(), &id, &digest, None, full_body(content[3..].to_vec()))
             .await
             .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert!(keys(&store, "uploads/").await.is_empty());
+    });
+}
+
+/// A session's first chunk, when it is less than a part, goes to the
+/// session's own data object, and a final PUT that adds nothing makes that
+/// object the blob: one data object, no copy, and no session key left.
+#[test]
+fn a_first_chunk_becomes_the_blob_without_a_copy() {
+    block_on(async {
+        let (store, registry) = setup();
+        let content = data(PART - 1);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        let own = format!("data/{id}");
+        assert_eq!(
+            keys(&store, "data/").await,
+            std::slice::from_ref(&own),
+            "the chunk is in the session's object"
+        );
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+        assert_eq!(
+            registry.blob(&repo(), &digest).await.unwrap().object,
+            own,
+            "adopted, not copied"
+        );
+        assert_eq!(keys(&store, "data/").await, [own], "one data object");
+        assert!(keys(&store, "uploads/").await.is_empty(), "the session ended");
+    });
+}
+
+/// Bad final requests on a session whose first chunk is in its own object:
+/// a wrong digest, extra bytes in the PUT, the right digest with extra bytes,
+/// another digest algorithm, and a second chunk first. Each stores exactly
+/// what the digest names or nothing, and keeps one data object at most: the
+/// session's own is removed when no record names it.
+#[test]
+fn a_first_chunk_in_its_own_object_is_checked_like_any_bytes() {
+    block_on(async {
+        let first = data(5);
+        let more = vec![0x7e; 3];
+        let mut both = first.clone();
+        both.extend_from_slice(&more);
+        let sha256_first = Digest::of(Algorithm::Sha256, &first);
+        let sha512_first = Digest::of(Algorithm::Sha512, &first);
+        let sha256_both = Digest::of(Algorithm::Sha256, &both);
+        let wrong = Digest::of(Algorithm::Sha256, b"something else");
+        struct FinalPut<'a> {
+            digest: &'a Digest,
+            body: &'a [u8],
+            second_patch: bool,
+            /// What is stored, if anything.
+            stored: Option<&'a [u8]>,
+        }
+        let put = |digest, body, second_patch, stored| FinalPut {
+            digest,
+            body,
+            second_patch,
+            stored,
+        };
+        let cases = [
+            put(&wrong, &[], false, None),
+            put(&sha256_first, &more, false, None),
+            put(&sha256_both, &more, false, Some(&both)),
+            put(&sha512_first, &[], false, Some(&first)),
+            put(&sha256_both, &[], true, Some(&both)),
+            put(&sha256_first, &[], true, None),
+        ];
+        for FinalPut {
+            digest,
+            body,
+            second_patch,
+            stored,
+        } in cases
+        {
+            let what = format!("PUT {digest} with {} bytes, second PATCH {second_patch}", body.len());
+            let (store, registry) = setup();
+            let id = registry.start_upload(&repo()).await.unwrap().id;
+            registry
+                .upload_chunk(&repo(), &id, None, full_body(first.clone()))
+                .await
+                .unwrap();
+            if second_patch {
+                registry
+                    .upload_chunk(&repo(), &id, None, full_body(more.clone()))
+                    .await
+                    .unwrap();
+            }
+            let finished = registry
+                .finish_upload(&repo(), &id, digest, None, full_body(body.to_vec()))
+                .await;
+            match stored {
+                Some(bytes) => {
+                    finished.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                    assert_eq!(read_blob(&registry, digest).await, bytes, "{what}");
+                    let record = registry.blob(&repo(), digest).await.unwrap();
+                    assert_eq!(keys(&store, "data/").await, [record.object], "{what}: one data object");
+                }
+                None => {
+                    let refused = finished.unwrap_err();
+                    assert_eq!(refused.code, ErrorCode::DigestInvalid, "{what}");
+                    assert_eq!(
+                        registry.blob(&repo(), digest).await.unwrap_err().code,
+                        ErrorCode::BlobUnknown,
+                        "{what}"
+                    );
+                    assert!(keys(&store, "blobs/").await.is_empty(), "{what}: no record");
+                    assert_eq!(store.total_bytes(), 0, "{what}: nothing at all is stored");
+                }
+            }
+            assert!(keys(&store, "uploads/").await.is_empty(), "{what}: the session ended");
+        }
+    });
+}
+
+/// An object at the session's key that no state names (left by a request
+/// that died after writing it, or that lost the session to another) is
+/// never taken for the session's bytes: the next first chunk goes to a tail
+/// piece, and only its own bytes can become the blob.
+#[test]
+fn an_object_left_at_the_sessions_key_is_never_its_bytes() {
+    block_on(async {
+        for put_the_planted_digest in [true, false] {
+            let (store, registry) = setup();
+            let id = registry.start_upload(&repo()).await.unwrap().id;
+            let planted = vec![0x66; 5];
+            store
+                .put(&format!("data/{id}"), Bytes::from(planted.clone()), PutMode::Create)
+                .await
+                .unwrap();
+            let sent = data(5);
+            registry
+                .upload_chunk(&repo(), &id, None, full_body(sent.clone()))
+                .await
+                .unwrap();
+            if put_the_planted_digest {
+                let planted_digest = Digest::of(Algorithm::Sha256, &planted);
+                let refused = registry
+                    .finish_upload(&repo(), &id, &planted_digest, None, full_body(Vec::new()))
+                    .await
+                    .unwrap_err();
+                assert_eq!(refused.code, ErrorCode::DigestInvalid);
+                assert!(registry.blob(&repo(), &planted_digest).await.is_err());
+            } else {
+                let digest = Digest::of(Algorithm::Sha256, &sent);
+                registry
+                    .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+                    .await
+                    .unwrap();
+                assert_eq!(read_blob(&registry, &digest).await, sent, "the chunk's bytes");
+            }
+        }
+    });
+}
+
+/// Two first chunks racing from offset 0 with different bytes: one wins the
+/// session, and only the winner's bytes can become the blob, whichever of
+/// the two wrote first.
+#[test]
+fn racing_first_chunks_leave_only_the_winners_bytes() {
+    block_on(async {
+        for (winner_first, put_the_losers_digest) in [(true, true), (true, false), (false, true), (false, false)] {
+            let what = format!("winner first {winner_first}, the loser's digest {put_the_losers_digest}");
+            let (store, registry) = setup();
+            let id = registry.start_upload(&repo()).await.unwrap().id;
+            let (env_a, env_b) = (TestEnv::default().with_stream(7), TestEnv::default().with_stream(77));
+            let app = repo();
+            let open = |env| Upload::open(store.as_ref(), env, &app, &id, None);
+            let (mut a, mut b) = (open(&env_a).await.unwrap(), open(&env_b).await.unwrap());
+            a.writing_as("a").unwrap();
+            b.writing_as("b").unwrap();
+            a.append(None, full_body(vec![0xa; 5])).await.unwrap();
+            b.append(None, full_body(vec![0xb; 5])).await.unwrap();
+            let (first, second, winner, loser) = match winner_first {
+                true => (&mut a, &mut b, 0xa, 0xb),
+                false => (&mut b, &mut a, 0xb, 0xa),
+            };
+            first.commit().await.unwrap();
+            assert_eq!(second.commit().await.unwrap_err().status.as_u16(), 409, "{what}");
+            second.take_leftovers().remove(store.as_ref()).await;
+            first.take_leftovers().remove(store.as_ref()).await;
+            if put_the_losers_digest {
+                let lost = Digest::of(Algorithm::Sha256, &[loser; 5]);
+                let refused = registry
+                    .finish_upload(&repo(), &id, &lost, None, full_body(Vec::new()))
+                    .await
+                    .unwrap_err();
+                assert_eq!(refused.code, ErrorCode::DigestInvalid, "{what}");
+                assert_eq!(store.total_bytes(), 0, "{what}: nothing is stored");
+            } else {
+                let won = Digest::of(Algorithm::Sha256, &[winner; 5]);
+                registry
+                    .finish_upload(&repo(), &id, &won, None, full_body(Vec::new()))
+                    .await
+                    .unwrap();
+                assert_eq!(read_blob(&registry, &won).await, vec![winner; 5], "{what}");
+            }
+        }
+    });
+}
+
+/// What a request racing the adopting PUT does, on a view of the session
+/// from before it.
+#[derive(Clone, Copy, Debug)]
+enum Racer {
+    /// A second final PUT, with the right digest.
+    Put,
+    /// A final PUT with a wrong digest, which ends the session.
+    WrongPut,
+    /// DELETE of the session.
+    Cancel,
+    /// A chunk that fills a part, which is joined into the session's object.
+    Part,
+}
+
+async fn finish_and_close(upload: &mut Upload<'_>, digest: &Digest) -> Result<(), RegistryError> {
+    let finished = upload.finish(digest).await;
+    if finished.is_ok() {
+        upload.close().await;
+    }
+    finished.map(|_| ())
+}
+
+async fn run_racer(upload: &mut Upload<'_>, racer: Racer, digest: &Digest) -> Result<(), RegistryError> {
+    match racer {
+        Racer::Put => finish_and_close(upload, digest).await,
+        Racer::WrongPut => finish_and_close(upload, &Digest::of(Algorithm::Sha256, b"wrong")).await,
+        Racer::Cancel => {
+            upload.close().await;
+            Ok(())
+        }
+        Racer::Part => {
+            upload.append(None, full_body(data(2 * PART))).await?;
+            upload.commit().await
+        }
+    }
+}
+
+/// The bytes of the blob `digest` as its record names them, if stored.
+async fn stored_blob(store: &MemoryStore, digest: &Digest) -> Option<Vec<u8>> {
+    let (record, _) = read_small(store, &pier_core::layout::blob_record(digest))
+        .await
+        .unwrap()?;
+    let record: BlobRecord = serde_json::from_slice(&record).unwrap();
+    let (bytes, _) = read_small(store, &record.object)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("the record of {digest} names {}, which is gone", record.object));
+    Some(bytes.to_vec())
+}
+
+/// Requests racing the final PUT of a session whose bytes are in its own
+/// object, each holding a view from before it: a second PUT, a PUT with a
+/// wrong digest, a cancel, and a chunk that would join a part into that
+/// object. In either order none of them can delete, overwrite or adopt
+/// anew the object a PUT made the blob.
+#[test]
+fn requests_racing_the_adopting_put_cannot_touch_the_blob() {
+    block_on(async {
+        let content = data(5);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        for racer in [Racer::Put, Racer::WrongPut, Racer::Cancel, Racer::Part] {
+            for adopter_first in [true, false] {
+                let what = format!("{racer:?}, adopter first {adopter_first}");
+                let (store, registry) = setup();
+                let id = registry.start_upload(&repo()).await.unwrap().id;
+                registry
+                    .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+                    .await
+                    .unwrap();
+                let (env_a, env_b) = (TestEnv::default().with_stream(5), TestEnv::default().with_stream(55));
+                let app = repo();
+                let open = |env| Upload::open(store.as_ref(), env, &app, &id, None);
+                let (mut adopter, mut other) = (open(&env_a).await.unwrap(), open(&env_b).await.unwrap());
+                adopter.writing_as("a").unwrap();
+                other.writing_as("b").unwrap();
+                let (adopted, raced) = match adopter_first {
+                    true => {
+                        let adopted = finish_and_close(&mut adopter, &digest).await;
+                        (adopted, run_racer(&mut other, racer, &digest).await)
+                    }
+                    false => {
+                        let raced = run_racer(&mut other, racer, &digest).await;
+                        (finish_and_close(&mut adopter, &digest).await, raced)
+                    }
+                };
+                adopter.take_leftovers().remove(store.as_ref()).await;
+                other.take_leftovers().remove(store.as_ref()).await;
+                if adopter_first {
+                    assert!(adopted.is_ok(), "{what}: {adopted:?}");
+                }
+                let stored_by_a_put = adopted.is_ok() || matches!((racer, &raced), (Racer::Put, Ok(())));
+                match stored_blob(&store, &digest).await {
+                    Some(bytes) => assert_eq!(bytes, content, "{what}: the blob's bytes"),
+                    None => assert!(!stored_by_a_put, "{what}: an answered PUT stored nothing"),
+                }
+                if let Racer::Part = racer {
+                    assert!(
+                        adopted.is_err() || raced.is_err(),
+                        "{what}: the part and the adoption both went through"
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// A first chunk in the session's own object, then chunks that join it into
+/// a part of the multipart write completing to that same object: removals
+/// the requests leave for after their answers, run only after the final PUT,
+/// must not remove the blob.
+#[test]
+fn removals_after_the_answers_spare_the_sessions_object() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new(PART));
+        let background = Arc::new(HeldBackground::default());
+        let registry = registry_over(store.clone(), RegistryOptions::default()).with_background(background.clone());
+        let content = data(3 * PART + 2);
+        let digest = push_chunked(&[&registry], &content, &[5, 5, 2 * PART]).await;
+        background.run().await;
         assert_eq!(read_blob(&registry, &digest).await, content);
         assert!(keys(&store, "uploads/").await.is_empty());
     });

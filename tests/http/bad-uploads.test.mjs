@@ -17,7 +17,12 @@
 // a session id used under a different repository name; an old Location of
 // the session and `state` hints that are garbage, negative or past any
 // number (pier's Location names the session's newest state); two chunks
-// racing from the same offset.
+// racing from the same offset. After a session's first chunk (which pier
+// keeps in the object the blob may become, so that a final PUT adding
+// nothing stores it without a copy): two first chunks racing from offset 0,
+// a final PUT with the loser's digest, a wrong digest, the first chunk's
+// digest with extra bytes, another algorithm's digest, a second chunk first,
+// and final PUTs racing each other or a cancel.
 
 import { test, describe } from 'node:test';
 import {
@@ -30,6 +35,7 @@ import {
   repoName,
   randomBytes,
   sha256,
+  sha512,
   startUpload,
   chunkSizeFor,
   patchChunk,
@@ -237,6 +243,105 @@ describe('upload Locations and racing chunks', () => {
       assertStatus(await finishUpload(next, sha256(blob)), 201, `round ${round}`);
       const pulled = await request('GET', `/v2/${repo}/blobs/${sha256(blob)}`);
       assert.ok(pulled.body.equals(blob), `round ${round}: the winner's bytes, whole`);
+    }
+  });
+});
+
+describe('after a session\'s first chunk (kept in the object the blob may become)', () => {
+  async function firstChunk(label, data) {
+    const repo = repoName(label);
+    const session = await startUpload(repo);
+    const patched = await patchChunk(session.location, data, 0);
+    assertStatus(patched, 202, 'the first chunk');
+    return { repo, location: resolveLocation(assertHeader(patched, 'location'), patched.url) };
+  }
+
+  async function assertBlobIs(repo, digest, data, msg) {
+    const pulled = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assertStatus(pulled, 200, msg);
+    assert.ok(pulled.body.equals(data), `${msg}: the blob's bytes`);
+  }
+
+  async function assertNoBlob(repo, digest, msg) {
+    assertError(await request('GET', `/v2/${repo}/blobs/${digest}`), 404, ['BLOB_UNKNOWN'], msg);
+  }
+
+  test('two first chunks racing from offset 0: the loser\'s digest is refused, the winner\'s stores its bytes', async () => {
+    for (let round = 0; round < 6; round++) {
+      const repo = repoName('racing-first');
+      const session = await startUpload(repo);
+      const bodies = [randomBytes(1000), randomBytes(1000)];
+      const answers = await Promise.all(bodies.map((body) => patchChunk(session.location, body, 0)));
+      const won = answers.map((answer) => answer.status === 202);
+      assert.equal(won.filter(Boolean).length, 1, `round ${round}: exactly one chunk is taken: ${answers.map((a) => a.status)}`);
+      assert.ok([409, 416].includes(answers[won.indexOf(false)].status), `round ${round}: the other is refused`);
+      const winner = answers[won.indexOf(true)];
+      const next = resolveLocation(assertHeader(winner, 'location'), winner.url);
+      const [winning, losing] = [bodies[won.indexOf(true)], bodies[won.indexOf(false)]];
+      if (round % 2 === 0) {
+        assertError(await finishUpload(next, sha256(losing)), 400, ['DIGEST_INVALID'], `round ${round}: the loser's digest`);
+        await assertNoBlob(repo, sha256(losing), `round ${round}: the loser's bytes`);
+        await assertNoBlob(repo, sha256(winning), `round ${round}: nothing under the winner's digest either`);
+      } else {
+        assertStatus(await finishUpload(next, sha256(winning)), 201, `round ${round}: the winner's digest`);
+        await assertBlobIs(repo, sha256(winning), winning, `round ${round}`);
+      }
+    }
+  });
+
+  test('a final PUT with a wrong digest, extra bytes, another algorithm, or after a second chunk', async () => {
+    const first = randomBytes(700);
+    const more = randomBytes(300);
+    const both = Buffer.concat([first, more]);
+    const wrong = sha256(Buffer.from('not these bytes'));
+    // [what, the PUT's digest, its body, a second PATCH first, what is stored or null]
+    const cases = [
+      ['wrong digest', wrong, Buffer.alloc(0), false, null],
+      ['the first chunk\'s digest, extra bytes', sha256(first), more, false, null],
+      ['the digest of both, the rest in the PUT', sha256(both), more, false, both],
+      ['sha512 of the chunk', sha512(first), Buffer.alloc(0), false, first],
+      ['the digest of both after a second PATCH', sha256(both), Buffer.alloc(0), true, both],
+      ['the first chunk\'s digest after a second PATCH', sha256(first), Buffer.alloc(0), true, null],
+    ];
+    for (const [what, digest, body, secondPatch, stored] of cases) {
+      const { repo, location } = await firstChunk('first-then', first);
+      let next = location;
+      if (secondPatch) {
+        const patched = await patchChunk(location, more, first.length);
+        assertStatus(patched, 202, `${what}: the second chunk`);
+        next = resolveLocation(assertHeader(patched, 'location'), patched.url);
+      }
+      const put = await finishUpload(next, digest, body, body.length ? first.length : undefined);
+      if (stored) {
+        assertStatus(put, 201, what);
+        await assertBlobIs(repo, digest, stored, what);
+      } else {
+        assertError(put, 400, ['DIGEST_INVALID'], what);
+        await assertNoBlob(repo, digest, what);
+        assertError(await getUploadStatus(next), 404, ['BLOB_UPLOAD_UNKNOWN'], `${what}: the session ended`);
+      }
+    }
+  });
+
+  test('final PUTs racing each other, a wrong digest, or a cancel: an answered PUT\'s blob stays whole', async () => {
+    for (const racer of ['put', 'wrong', 'cancel']) {
+      for (let round = 0; round < 4; round++) {
+        const what = `${racer}, round ${round}`;
+        const data = randomBytes(2000);
+        const digest = sha256(data);
+        const { repo, location } = await firstChunk('racing-put', data);
+        const racing = {
+          put: () => finishUpload(location, digest),
+          wrong: () => finishUpload(location, sha256(Buffer.from('wrong'))),
+          cancel: () => request('DELETE', location),
+        }[racer];
+        const [put, other] = await Promise.all([finishUpload(location, digest), racing()]);
+        assert.ok([201, 404, 409].includes(put.status), `${what}: ${put.describe()}`);
+        assert.ok([201, 204, 400, 404, 409].includes(other.status), `${what}: ${other.describe()}`);
+        if (put.status === 201 || (racer === 'put' && other.status === 201)) {
+          await assertBlobIs(repo, digest, data, what);
+        }
+      }
     }
   });
 });

@@ -652,7 +652,13 @@ async fn multipart_write(store: &dyn Store, dir: &str) -> Outcome {
         expect_range(store, &key, &data, range).await?;
     }
 
+    // Over an object already at the key, which the completion replaces (an
+    // upload's first bytes are kept in the object its parts complete to).
     let single = format!("{dir}single");
+    store
+        .put(&single, Bytes::from_static(b"there before"), PutMode::Create)
+        .await
+        .map_err(failed("the object there before"))?;
     let id = store.create_multipart(&single).await.map_err(failed("create"))?;
     let only = store
         .put_part(&single, &id, 1, Bytes::from_static(b"short"))
