@@ -886,15 +886,18 @@ impl<'a> Upload<'a> {
             self.close().await;
             return Err(digest_mismatch(expected, Some(actual)));
         }
+        // The session ends before a record names its object: from then on no
+        // request can join a part into that object (its claim would need a
+        // state after this one) or adopt it a second time. Ended at once
+        // with the lookup of the record, which the session ends after too.
         let record_key = layout::blob_record(expected);
-        if self.store.head(&record_key).await?.is_some() {
+        let store = self.store;
+        let (existing, closed) = futures::join!(store.head(&record_key), self.mark_closed());
+        closed?;
+        if existing?.is_some() {
             reuse_existing(self.store, self.env, expected).await?;
             return Ok(self.state.offset);
         }
-        // The session ends before a record names its object: from then on no
-        // request can join a part into that object (its claim would need a
-        // state after this one) or adopt it a second time.
-        self.mark_closed().await?;
         let data_key = layout::blob_data(&self.id);
         match self.put_record(&record_key, &data_key).await {
             Ok(true) => {

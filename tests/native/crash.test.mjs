@@ -2,7 +2,10 @@
 // chunked push, then restart on the same data directory. Everything pushed
 // before must be intact, the partial blob must not be visible, and the push
 // must finish, both by resuming the interrupted session from the offset the
-// server reports and by starting again from scratch.
+// server reports and by starting again from scratch. Then the push docker
+// makes of a small layer (POST, one PATCH, an empty PUT), whose PATCH keeps
+// the bytes in the object the blob becomes: `kill -9` halfway through that
+// PATCH, and again between the PATCH and the PUT.
 //
 // Needs PIER_BIN (path to the `pier` binary). Starts its own server on a free
 // port with a temporary data directory.
@@ -139,6 +142,63 @@ test('kill -9 during a 256 MiB chunked push loses nothing and leaves nothing vis
     }
     lib.assertStatus(await lib.finishUpload(again, digest), 201);
     lib.assertStatus(await lib.request('HEAD', `/v2/${other}/blobs/${digest}`), 200);
+  } finally {
+    server.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+/// Sends `method path` with `length` bytes announced but only the first
+/// `sent` of `body` written, then kills `server` while the body is open.
+async function killMidBody(server, port, method, location, headers, body, sent) {
+  const url = new URL(location);
+  await new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+      socket.write(`${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
+      socket.write(body.subarray(0, sent), () => setTimeout(() => {
+        server.kill('SIGKILL');
+        socket.destroy();
+        resolve();
+      }, 200));
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise((r) => server.once('exit', r));
+}
+
+test('kill -9 during and after the one PATCH of a small layer: the push finishes, right', { skip: !BIN && 'PIER_BIN not set', timeout: 120_000 }, async () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pier-crash-small-'));
+  const port = await freePort();
+  process.env.PIER_URL = `http://127.0.0.1:${port}`;
+  const lib = await import('../http/lib.mjs');
+  let server = await startServer(dataDir, port);
+  try {
+    const repo = lib.repoName('crash-small');
+    const layer = chunkAt(99).subarray(0, 300 * 1024);
+    const digest = lib.sha256(layer);
+    const session = await lib.startUpload(repo);
+    const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': layer.length };
+    await killMidBody(server, port, 'PATCH', session.location, headers, layer, layer.length / 2);
+    server = await startServer(dataDir, port);
+    const status = await lib.getUploadStatus(session.location);
+    lib.assertStatus(status, 204, 'the session outlives a PATCH killed halfway');
+    assert.equal(status.headers.get('range'), '0-0', 'and holds none of its bytes');
+
+    const patched = await lib.patchChunk(session.location, layer, 0);
+    lib.assertStatus(patched, 202, 'the PATCH sent again');
+    const location = lib.resolveLocation(patched.headers.get('location'), session.location);
+    server.kill('SIGKILL');
+    await new Promise((r) => server.once('exit', r));
+    server = await startServer(dataDir, port);
+    lib.assertStatus(await lib.request('HEAD', `/v2/${repo}/blobs/${digest}`), 404, 'not visible before the PUT');
+    const resumed = await lib.getUploadStatus(location);
+    lib.assertStatus(resumed, 204, 'the session outlives a kill after its PATCH');
+    assert.equal(resumed.headers.get('range'), `0-${layer.length - 1}`);
+    lib.assertStatus(await lib.finishUpload(location, digest), 201);
+    const pulled = await lib.request('GET', `/v2/${repo}/blobs/${digest}`);
+    lib.assertStatus(pulled, 200);
+    assert.ok(pulled.body.equals(layer), 'the layer reads back whole and right');
   } finally {
     server.kill('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });

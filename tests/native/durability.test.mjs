@@ -1,6 +1,8 @@
 // Durability of the native server's data directory, watched at the system
 // calls: `pier serve` runs under strace while a client pushes a small blob
-// (POST + PUT), a chunked one (POST, PATCH, PATCH, PUT) and a manifest.
+// (POST + PUT), a chunked one (POST, PATCH, PATCH, PUT), one as docker
+// pushes a small layer (POST, one PATCH, an empty PUT: the PATCH writes the
+// object the blob becomes) and a manifest.
 // Upload states and parts are not flushed one by one: a state saved under
 // another boot is refused (core/tests/uploads.rs), and the parts are flushed
 // together before the blob moves into place. A push
@@ -92,18 +94,20 @@ async function pushAll(base) {
   const large = Buffer.alloc(3 * MiB + 5, 9);
   const smallDigest = await pushWhole(base, 'durable/app', small);
   const largeDigest = await pushChunked(base, 'durable/app', large, 2 * MiB);
+  const layer = Buffer.alloc(MiB / 2, 3);
+  const layerDigest = await pushChunked(base, 'durable/app', layer, layer.length);
   const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
   const configDigest = await pushWhole(base, 'durable/app', config);
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: [smallDigest, largeDigest].map((digest, i) => ({
-      mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: [small, large][i].length })),
+    layers: [smallDigest, largeDigest, layerDigest].map((digest, i) => ({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: [small, large, layer][i].length })),
   }));
   const put = await fetch(`${base}/v2/durable/app/manifests/v1`, {
     method: 'PUT', body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
   assert.equal(put.status, 201, await put.text());
-  return { blobs: [smallDigest, largeDigest, configDigest] };
+  return { blobs: [smallDigest, largeDigest, layerDigest, configDigest] };
 }
 
 // The calls of a trace, each as one line `PID syscall(args) = result` (paths
@@ -151,7 +155,8 @@ test('an acknowledged push is on the disk, data before record', { skip: !BIN && 
     assert.ok(trace.some(({ line, index }) => index > record.index && index < ack.index && isFlush(line)
       && flushedPath(line) === path.dirname(record.to)), `the record's directory is flushed before the 201 (${digest})`);
     // The data the record names was flushed and moved into place before it.
-    const data = moves.filter(({ to, index }) => to.includes('/data/') && index < record.index).pop();
+    // Data objects are `data/<id>` under the data directory (itself `data`).
+    const data = moves.filter(({ to, index }) => /\/data\/data\/[0-9a-f]+$/.test(to) && index < record.index).pop();
     assert.ok(data, `the data of ${digest} was moved into place before its record`);
     const sourceFlushed = trace.some(({ line, index }) => index < data.index && isFlush(line)
       && /\/(\.tmp|\.multipart)\//.test(flushedPath(line)));
