@@ -886,6 +886,16 @@ impl<'a> Upload<'a> {
             self.close().await;
             return Err(digest_mismatch(expected, Some(actual)));
         }
+        let adopted = self.end_and_adopt(expected).await;
+        if adopted.is_err() && self.marked_closed {
+            // Ended all the same: its keys (and its object, unless a record
+            // may name it) go after the answer.
+            self.close().await;
+        }
+        adopted
+    }
+
+    async fn end_and_adopt(&mut self, expected: &Digest) -> Result<u64> {
         // The session ends before a record names its object: from then on no
         // request can join a part into that object (its claim would need a
         // state after this one) or adopt it a second time. Ended at once

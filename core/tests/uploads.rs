@@ -1284,3 +1284,59 @@ fn removals_after_the_answers_spare_the_sessions_object() {
         assert!(keys(&store, "uploads/").await.is_empty());
     });
 }
+
+/// The adopting PUT ends the session before it writes the record; when that
+/// write fails (the bucket is away), the client is told to retry (503), the
+/// session is unknown from then on and its keys go, the object stays for
+/// the orphan sweep (the write may have landed), and the push made again
+/// from the start stores the blob.
+#[test]
+fn an_adopting_put_whose_record_fails_ends_the_session_cleanly() {
+    block_on(async {
+        let memory = Arc::new(MemoryStore::new(PART));
+        let store = Arc::new(Faulty {
+            inner: memory.clone(),
+            refuse_next_record: true.into(),
+            ..Faulty::default()
+        });
+        let registry = Registry::new(
+            store,
+            Arc::new(TestEnv::default().with_stream(8)),
+            RegistryOptions::default(),
+        );
+        let content = data(PART - 2);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        let refused = registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unavailable);
+        assert!(registry.blob(&repo(), &digest).await.is_err(), "nothing visible");
+        assert_eq!(
+            registry.upload_status(&repo(), &id).await.unwrap_err().code,
+            ErrorCode::BlobUploadUnknown,
+            "the session ended"
+        );
+        assert!(keys(&memory, "uploads/").await.is_empty(), "its keys are gone");
+        assert_eq!(
+            keys(&memory, "data/").await,
+            [format!("data/{id}")],
+            "its object is the sweep's"
+        );
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(read_blob(&registry, &digest).await, content);
+    });
+}
