@@ -777,14 +777,18 @@ impl<'a> Upload<'a> {
         if let Some(actual) = self.whole_to_adopt(expected) {
             return self.adopt_whole(expected, &actual).await;
         }
+        // A digest of another algorithm than the session's is checked from storage.
+        let hashed_here = expected.algorithm() == self.state.algorithm;
+        if hashed_here && self.state.multipart.is_none() {
+            self.load_tails().await?;
+            return self.finish_in_one_write(expected).await;
+        }
         // Two reads the client waits for, made together.
         let record_key = layout::blob_record(expected);
         let store = self.store;
         let (loaded, existing) = futures::join!(self.load_tails(), store.head(&record_key));
         loaded?;
         let exists = existing?.is_some();
-        // A digest of another algorithm than the session's is checked from storage.
-        let hashed_here = expected.algorithm() == self.state.algorithm;
         if exists && hashed_here {
             let actual = self.digest_of_buffer().await;
             if &actual != expected {
@@ -843,6 +847,36 @@ impl<'a> Upload<'a> {
         // (the session names it); a fresh one is the orphan sweep's.
         if !self.put_record(&record_key, &data_key).await? {
             // Someone else stored the same content first: keep one copy.
+            self.leftovers.keys.push(data_key);
+            reuse_existing(self.store, self.env, expected).await?;
+        }
+        Ok(self.state.offset)
+    }
+
+    /// Finishes a blob that fits in one write (the buffer holds all of it):
+    /// the write and the lookup of an existing record go at once, so the
+    /// client waits for one round trip, not two. Content stored already
+    /// (rare: clients look before they push) costs a write that is removed
+    /// after the answer.
+    async fn finish_in_one_write(&mut self, expected: &Digest) -> Result<u64> {
+        let record_key = layout::blob_record(expected);
+        // The blob is this request's bytes and tails: a fresh object, so a
+        // concurrent request on the session cannot write over it.
+        let data_key = match self.seq {
+            Some(_) => layout::blob_data(&self.env.random_id()),
+            None => layout::blob_data(&self.id),
+        };
+        let store = self.store;
+        let (existing, written) = futures::join!(store.head(&record_key), self.write_last(&data_key, true));
+        let actual = written?.ok_or_else(|| RegistryError::new(ErrorCode::Internal, "a blob written unhashed"))?;
+        let exists = existing?.is_some();
+        if &actual != expected {
+            self.leftovers.keys.push(data_key);
+            self.close().await;
+            return Err(digest_mismatch(expected, Some(&actual)));
+        }
+        if exists || !self.put_record(&record_key, &data_key).await? {
+            // Stored by someone else first: keep one copy.
             self.leftovers.keys.push(data_key);
             reuse_existing(self.store, self.env, expected).await?;
         }
