@@ -4,8 +4,9 @@
 // the floor: no storage, no registry code. Each registry gets one 1 MiB blob,
 // read three times first (pier keeps a blob in its isolate's memory from the
 // second read on), then wrk loads each target on one connection, in turns
-// (the order rotating each repetition). wrk does not hash what it reads, so
-// the figures are the servers' own; one GET per target checks the digest.
+// (the order rotating each repetition). One blob and a client in C, so the
+// figures are close to the servers' own (the loadgen rows read 50 blobs, not
+// all of which fit pier's memory budget); one GET per target checks the digest.
 // Prints one markdown table.
 //
 // Usage: node bench/blob-floor.mjs --wrk PATH [--duration S] [--reps N] [--pull-as NAME=USER:PASSWORD]...

@@ -288,9 +288,11 @@ How fast workerd answers a 1 MiB GET at all on this machine
 (\`bench/blob-floor.mjs\`): a Worker answering a constant 1 MiB buffer
 (\`bench/floor-worker.js\`: no storage, no registry code) beside each
 registry's GET of a 1 MiB blob read three times before, each loaded by wrk on
-one connection for ${duration}s, in turns, $reps time(s). wrk does not hash what it
-reads (the rows above do), so these are the servers' own rates; one GET per
-target checks the digest after the run.
+one connection for ${duration}s, in turns, $reps time(s). Unlike the rows above
+(bench/loadgen: Go's HTTP client, 50 different blobs, which pier's default
+memory budget of 32 MiB holds 32 of, the other 18 being Cache API hits),
+this is one blob and a client in C, so these are closer to the servers' own
+rates; one GET per target checks the digest after the run.
 
 $floor_table
 
