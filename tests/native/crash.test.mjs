@@ -25,6 +25,27 @@ const TOTAL = 256 * MiB;
 const CHUNK = 16 * MiB;
 
 
+// tests/http/lib.mjs reads PIER_URL once, when first imported: every test
+// here serves its registry on that one port (each kills its server before
+// the next test starts one).
+let client;
+async function registryClient() {
+  if (!client) {
+    const port = await freePort();
+    process.env.PIER_URL = `http://127.0.0.1:${port}`;
+    client = { port, lib: await import('../http/lib.mjs') };
+  }
+  return client;
+}
+
+async function stopServer(server) {
+  if (server.exitCode === null && server.signalCode === null) {
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGKILL');
+    await exited;
+  }
+}
+
 async function startServer(dataDir, port) {
   const child = spawn(BIN, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 100; i++) {
@@ -54,9 +75,7 @@ function chunkAt(index) {
 
 test('kill -9 during a 256 MiB chunked push loses nothing and leaves nothing visible', { skip: !BIN && 'PIER_BIN not set', timeout: 600_000 }, async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pier-crash-'));
-  const port = await freePort();
-  process.env.PIER_URL = `http://127.0.0.1:${port}`;
-  const lib = await import('../http/lib.mjs');
+  const { port, lib } = await registryClient();
   let server = await startServer(dataDir, port);
   try {
     // An image pushed before the crash.
@@ -143,7 +162,7 @@ test('kill -9 during a 256 MiB chunked push loses nothing and leaves nothing vis
     lib.assertStatus(await lib.finishUpload(again, digest), 201);
     lib.assertStatus(await lib.request('HEAD', `/v2/${other}/blobs/${digest}`), 200);
   } finally {
-    server.kill('SIGKILL');
+    await stopServer(server);
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
@@ -169,9 +188,7 @@ async function killMidBody(server, port, method, location, headers, body, sent) 
 
 test('kill -9 during and after the one PATCH of a small layer: the push finishes, right', { skip: !BIN && 'PIER_BIN not set', timeout: 120_000 }, async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pier-crash-small-'));
-  const port = await freePort();
-  process.env.PIER_URL = `http://127.0.0.1:${port}`;
-  const lib = await import('../http/lib.mjs');
+  const { port, lib } = await registryClient();
   let server = await startServer(dataDir, port);
   try {
     const repo = lib.repoName('crash-small');
@@ -200,7 +217,7 @@ test('kill -9 during and after the one PATCH of a small layer: the push finishes
     lib.assertStatus(pulled, 200);
     assert.ok(pulled.body.equals(layer), 'the layer reads back whole and right');
   } finally {
-    server.kill('SIGKILL');
+    await stopServer(server);
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
