@@ -10,6 +10,11 @@
 //! arriving, the store's `part_writes_in_flight` being written), and nothing
 //! is visible until the digest is verified and the blob record written.
 //!
+//! A session's first chunk, when it is all of its request and less than a
+//! part (docker's one PATCH of a small layer), is the exception: it goes to
+//! the session's data object itself ([`Tail::Whole`]), which a final PUT
+//! adding nothing makes the blob, so small pushes write their bytes once.
+//!
 //! Keys two requests could both write (the session's multipart parts and its
 //! data object) are written only under a claim: a new state naming the
 //! request as the writer, so a second concurrent request is refused before it
@@ -18,7 +23,8 @@
 //! theirs), or at once on a single-process store when the claim was made by
 //! an earlier run of the process. Everything else a request writes has a key
 //! of its own (tail pieces carry the request's nonce, a blob that fits in its
-//! last request gets a fresh data object), so a request that writes no part,
+//! last request gets a fresh data object), or is created only if absent (a
+//! first chunk in the session's data object), so a request that writes no part,
 //! the common chunk and the common final PUT, claims nothing: its state's
 //! conditional creation alone decides whether it wins.
 //!
