@@ -4,7 +4,7 @@
 //! (`store`) and its layout (`layout`), uploads (`upload`), manifests, names,
 //! digests, and who may do what (`auth`). The native server and the edge
 //! Worker are thin shells that implement [`store::Store`] and
-//! [`platform::Env`] and pass requests to [`api::handle_with_auth`].
+//! [`platform::Env`] and pass requests to [`api::handle`].
 
 // Core shares its parts with `Arc` for the native server's threads; on wasm32
 // (one thread per isolate) what they hold need not be Send.

@@ -1,7 +1,8 @@
 //! The HTTP mapping of the distribution API on `http` crate types: routing,
 //! status codes, headers and error bodies. Both shells hand every request to
-//! [`handle_with_auth`] (or [`handle`] for an open registry) and send back
-//! what it returns, so they agree to the byte.
+//! [`handle`], with the [`Service`] they serve (its auth, mirror, events,
+//! archive and signature gate; [`Service::open`] for an open registry), and
+//! send back what it returns, so they agree to the byte.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
