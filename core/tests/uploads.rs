@@ -505,6 +505,19 @@ impl Store for Faulty {
     }
 }
 
+/// A registry whose store refuses the next blob record it is asked to write
+/// (the bucket is away), over the memory store returned with it.
+fn refusing_the_next_record(stream: u32) -> (Arc<MemoryStore>, Registry) {
+    let memory = Arc::new(MemoryStore::new(PART));
+    let store = Arc::new(Faulty {
+        inner: memory.clone(),
+        refuse_next_record: true.into(),
+        ..Faulty::default()
+    });
+    let env = Arc::new(TestEnv::default().with_stream(stream));
+    (memory, Registry::new(store, env, RegistryOptions::default()))
+}
+
 /// Parts are flushed only when an upload completes, so a session saved
 /// before the machine restarted may name parts the disk lost: it is unknown
 /// under the new epoch (the client starts the blob again), while a session
@@ -561,17 +574,7 @@ fn an_upload_saved_before_the_machine_restarted_is_unknown() {
 #[test]
 fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
     block_on(async {
-        let memory = Arc::new(MemoryStore::new(PART));
-        let store = Arc::new(Faulty {
-            inner: memory.clone(),
-            refuse_next_record: true.into(),
-            ..Faulty::default()
-        });
-        let registry = Registry::new(
-            store,
-            Arc::new(TestEnv::default().with_stream(7)),
-            RegistryOptions::default(),
-        );
+        let (memory, registry) = refusing_the_next_record(7);
         let content = data(3 * PART + 5);
         let digest = Digest::of(Algorithm::Sha256, &content);
         let id = registry.start_upload(&repo()).await.unwrap().id;
@@ -1293,17 +1296,7 @@ fn removals_after_the_answers_spare_the_sessions_object() {
 #[test]
 fn an_adopting_put_whose_record_fails_ends_the_session_cleanly() {
     block_on(async {
-        let memory = Arc::new(MemoryStore::new(PART));
-        let store = Arc::new(Faulty {
-            inner: memory.clone(),
-            refuse_next_record: true.into(),
-            ..Faulty::default()
-        });
-        let registry = Registry::new(
-            store,
-            Arc::new(TestEnv::default().with_stream(8)),
-            RegistryOptions::default(),
-        );
+        let (memory, registry) = refusing_the_next_record(8);
         let content = data(PART - 2);
         let digest = Digest::of(Algorithm::Sha256, &content);
         let id = registry.start_upload(&repo()).await.unwrap().id;

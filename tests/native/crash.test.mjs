@@ -38,6 +38,8 @@ async function registryClient() {
   return client;
 }
 
+// Kills `server` (if it still runs) and waits for it to exit, so that the
+// next test can listen on its port.
 async function stopServer(server) {
   if (server.exitCode === null && server.signalCode === null) {
     const exited = new Promise((r) => server.once('exit', r));
@@ -73,6 +75,26 @@ function chunkAt(index) {
   return Buffer.from(words.buffer);
 }
 
+// Sends `method location` with `headers` (Content-Length the whole body's)
+// but only the first `sent` bytes of `body`, then kills `server` (kill -9)
+// while the request is open, and waits for it to exit.
+async function killMidBody(server, port, method, location, headers, body, sent) {
+  const url = new URL(location);
+  await new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+      socket.write(`${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
+      socket.write(body.subarray(0, sent), () => setTimeout(() => {
+        server.kill('SIGKILL');
+        socket.destroy();
+        resolve();
+      }, 200));
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise((r) => server.once('exit', r));
+}
+
 test('kill -9 during a 256 MiB chunked push loses nothing and leaves nothing visible', { skip: !BIN && 'PIER_BIN not set', timeout: 600_000 }, async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pier-crash-'));
   const { port, lib } = await registryClient();
@@ -97,22 +119,12 @@ test('kill -9 during a 256 MiB chunked push loses nothing and leaves nothing vis
     }
     // Start the next chunk, send half of it, and kill the server mid-body.
     const partial = chunkAt(committedChunks);
-    const url = new URL(location);
-    await new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.write(
-          `PATCH ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n` +
-            `Content-Length: ${CHUNK}\r\nContent-Range: ${committedChunks * CHUNK}-${(committedChunks + 1) * CHUNK - 1}\r\n\r\n`,
-        );
-        socket.write(partial.subarray(0, CHUNK / 2), () => setTimeout(() => {
-          server.kill('SIGKILL');
-          socket.destroy();
-          resolve();
-        }, 200));
-      });
-      socket.on('error', () => {});
-    });
-    await new Promise((r) => server.once('exit', r));
+    const headers = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': CHUNK,
+      'Content-Range': `${committedChunks * CHUNK}-${(committedChunks + 1) * CHUNK - 1}`,
+    };
+    await killMidBody(server, port, 'PATCH', location, headers, partial, CHUNK / 2);
 
     server = await startServer(dataDir, port);
 
@@ -166,25 +178,6 @@ test('kill -9 during a 256 MiB chunked push loses nothing and leaves nothing vis
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
-
-/// Sends `method path` with `length` bytes announced but only the first
-/// `sent` of `body` written, then kills `server` while the body is open.
-async function killMidBody(server, port, method, location, headers, body, sent) {
-  const url = new URL(location);
-  await new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-      socket.write(`${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
-      socket.write(body.subarray(0, sent), () => setTimeout(() => {
-        server.kill('SIGKILL');
-        socket.destroy();
-        resolve();
-      }, 200));
-    });
-    socket.on('error', () => {});
-  });
-  await new Promise((r) => server.once('exit', r));
-}
 
 test('kill -9 during and after the one PATCH of a small layer: the push finishes, right', { skip: !BIN && 'PIER_BIN not set', timeout: 120_000 }, async () => {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'pier-crash-small-'));
