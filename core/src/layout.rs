@@ -5,7 +5,7 @@
 //! ```text
 //! blobs/<alg>/<hex>                              blob record: {"size", "object"} (immutable)
 //! data/<id>                                      blob bytes, keyed by upload id (immutable)
-//! repos/<name>/_layers/<alg>/<hex>               empty: the blob is readable in <name>
+//! repos/<name>/_layers/<alg>/<hex>               the blob is readable in <name>: {"created_ms"} (empty before)
 //! repos/<name>/_manifests/<alg>/<hex>            manifest bytes (immutable)
 //! repos/<name>/_tags/<tag>                       tag record: the digest it points to
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>/<hex> descriptor of a manifest whose subject is the first digest

@@ -49,6 +49,27 @@ pub struct BlobRecord {
     pub archived: bool,
 }
 
+/// What a repository's link to a blob holds: when it was written. An upload
+/// writes a new link at the same time as the blob's record, so the collector
+/// spares a link younger than its grace window even when it finds no record
+/// (docs/gc.md, "links"). Links of older builds are empty: they read as
+/// written at 0 (as old as can be).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LayerLink {
+    #[serde(default)]
+    pub created_ms: u64,
+}
+
+impl LayerLink {
+    pub fn parse(bytes: &[u8]) -> LayerLink {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        Bytes::from(format!("{{\"created_ms\":{}}}", self.created_ms))
+    }
+}
+
 /// What a tag record holds: `{"digest", "tagged_ms"}`, and `checked_ms` in
 /// a pull-through cache. Older builds wrote the digest as plain text; those
 /// read with `tagged_ms` 0 (as old as can be).

@@ -52,6 +52,16 @@ use crate::platform::{BoxFuture, Env};
 use crate::records::BlobRecord;
 use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
 
+/// What the registry does while a finishing upload writes its blob's record,
+/// given the blob's size, once the bytes are stored and their digest checked:
+/// it links the blob into the repository there, so the client waits for one
+/// round trip instead of two (docs/gc.md, "links", says why a link may land
+/// before its record).
+#[cfg(not(target_arch = "wasm32"))]
+pub type BesideRecord<'a> = Box<dyn FnOnce(u64) -> BoxFuture<'a, Result<()>> + Send + 'a>;
+#[cfg(target_arch = "wasm32")]
+pub type BesideRecord<'a> = Box<dyn FnOnce(u64) -> BoxFuture<'a, Result<()>> + 'a>;
+
 /// The persisted state of an upload session.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct UploadState {
@@ -774,20 +784,20 @@ impl<'a> Upload<'a> {
         }
     }
 
-    /// Verifies the digest and stores the blob's record; returns its size.
-    /// The registry then links it into the repository (after its quota
-    /// admits it) and ends the session (`close`), both at once. A failure
-    /// leaves the session for a retry of the PUT, except a digest mismatch,
-    /// which ends it and keeps nothing the upload wrote.
-    pub async fn finish(&mut self, expected: &Digest) -> Result<u64> {
+    /// Verifies the digest and stores the blob's record, with `beside` (the
+    /// registry's link into the repository) run at the same time; returns
+    /// the blob's size. The registry then ends the session (`close`). A
+    /// failure leaves the session for a retry of the PUT, except a digest
+    /// mismatch, which ends it and keeps nothing the upload wrote.
+    pub async fn finish(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
         if let Some(actual) = self.whole_to_adopt(expected) {
-            return self.adopt_whole(expected, &actual).await;
+            return self.adopt_whole(expected, &actual, beside).await;
         }
         // A digest of another algorithm than the session's is checked from storage.
         let hashed_here = expected.algorithm() == self.state.algorithm;
         if hashed_here && self.state.multipart.is_none() {
             self.load_tails().await?;
-            return self.finish_in_one_write(expected).await;
+            return self.finish_in_one_write(expected, beside).await;
         }
         // Two reads the client waits for, made together.
         let record_key = layout::blob_record(expected);
@@ -801,7 +811,7 @@ impl<'a> Upload<'a> {
                 self.close().await;
                 return Err(digest_mismatch(expected, Some(&actual)));
             }
-            reuse_existing(self.store, self.env, expected).await?;
+            self.reuse_existing_then(expected, beside).await?;
             return Ok(self.state.offset);
         }
         let data_key = match self.state.multipart {
@@ -851,7 +861,7 @@ impl<'a> Upload<'a> {
         }
         // On a failure the session's own object stays for a retry of the PUT
         // (the session names it); a fresh one is the orphan sweep's.
-        if !self.put_record(&record_key, &data_key).await? {
+        if !self.put_record_beside(&record_key, &data_key, beside).await? {
             // Someone else stored the same content first: keep one copy.
             self.leftovers.keys.push(data_key);
             reuse_existing(self.store, self.env, expected).await?;
@@ -864,7 +874,7 @@ impl<'a> Upload<'a> {
     /// client waits for one round trip, not two. Content stored already
     /// (rare: clients look before they push) costs a write that is removed
     /// after the answer.
-    async fn finish_in_one_write(&mut self, expected: &Digest) -> Result<u64> {
+    async fn finish_in_one_write(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
         let record_key = layout::blob_record(expected);
         // The blob is this request's bytes and tails: a fresh object, so a
         // concurrent request on the session cannot write over it.
@@ -881,17 +891,21 @@ impl<'a> Upload<'a> {
             self.close().await;
             return Err(digest_mismatch(expected, Some(&actual)));
         }
-        if exists || !self.put_record(&record_key, &data_key).await? {
+        if exists {
             // Stored by someone else first: keep one copy.
+            self.leftovers.keys.push(data_key);
+            self.reuse_existing_then(expected, beside).await?;
+        } else if !self.put_record_beside(&record_key, &data_key, beside).await? {
             self.leftovers.keys.push(data_key);
             reuse_existing(self.store, self.env, expected).await?;
         }
         Ok(self.state.offset)
     }
 
-    /// Stores the blob's record, naming `object`; `false` when a record of
-    /// the same content was there first.
-    async fn put_record(&mut self, record_key: &str, object: &str) -> Result<bool> {
+    /// Stores the blob's record, naming `object`, while `beside` runs;
+    /// `false` when a record of the same content was there first (`beside`
+    /// has run all the same). Either's error comes back once both ended.
+    async fn put_record_beside(&mut self, record_key: &str, object: &str, beside: BesideRecord<'_>) -> Result<bool> {
         let record = serde_json::to_vec(&BlobRecord {
             size: self.state.offset,
             object: object.to_string(),
@@ -899,11 +913,23 @@ impl<'a> Upload<'a> {
             archived: false,
         })
         .map_err(|e| RegistryError::unserializable("a blob record", e))?;
-        match self.store.put(record_key, record.into(), PutMode::Create).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::AlreadyExists) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        let put = async {
+            match self.store.put(record_key, record.into(), PutMode::Create).await {
+                Ok(_) => Ok(true),
+                Err(StoreError::AlreadyExists) => Ok(false),
+                Err(e) => Err(RegistryError::from(e)),
+            }
+        };
+        let (created, besides) = futures::join!(put, beside(self.state.offset));
+        let created = created?;
+        besides?;
+        Ok(created)
+    }
+
+    /// Reuses the record of the same content found stored, then runs `beside`.
+    async fn reuse_existing_then(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<()> {
+        reuse_existing(self.store, self.env, expected).await?;
+        beside(self.state.offset).await
     }
 
     /// The digest of the session's bytes when they are all in its own
@@ -921,12 +947,12 @@ impl<'a> Upload<'a> {
 
     /// Finishes a session whose bytes are all in its own object: that
     /// object becomes the blob, without reading or writing them again.
-    async fn adopt_whole(&mut self, expected: &Digest, actual: &Digest) -> Result<u64> {
+    async fn adopt_whole(&mut self, expected: &Digest, actual: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
         if actual != expected {
             self.close().await;
             return Err(digest_mismatch(expected, Some(actual)));
         }
-        let adopted = self.end_and_adopt(expected).await;
+        let adopted = self.end_and_adopt(expected, beside).await;
         if adopted.is_err() && self.marked_closed {
             // Ended all the same: its keys (and its object, unless a record
             // may name it) go after the answer.
@@ -935,7 +961,7 @@ impl<'a> Upload<'a> {
         adopted
     }
 
-    async fn end_and_adopt(&mut self, expected: &Digest) -> Result<u64> {
+    async fn end_and_adopt(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
         // The session ends before a record names its object: from then on no
         // request can join a part into that object (its claim would need a
         // state after this one) or adopt it a second time. Ended at once
@@ -945,11 +971,11 @@ impl<'a> Upload<'a> {
         let (existing, closed) = futures::join!(store.head(&record_key), self.mark_closed());
         closed?;
         if existing?.is_some() {
-            reuse_existing(self.store, self.env, expected).await?;
+            self.reuse_existing_then(expected, beside).await?;
             return Ok(self.state.offset);
         }
         let data_key = layout::blob_data(&self.id);
-        match self.put_record(&record_key, &data_key).await {
+        match self.put_record_beside(&record_key, &data_key, beside).await {
             Ok(true) => {
                 self.names_own_object = true;
                 Ok(self.state.offset)
@@ -959,7 +985,8 @@ impl<'a> Upload<'a> {
                 Ok(self.state.offset)
             }
             Err(e) => {
-                // The write may have landed: the orphan sweep decides.
+                // The write may have landed (or `beside` failed after it): the
+                // orphan sweep decides.
                 self.names_own_object = true;
                 Err(e)
             }

@@ -392,6 +392,64 @@ fn a_first_chunk_adopted_against_the_sweep_and_expiry() {
     }
 }
 
+/// A blob pushed into a repository while the collection removes its
+/// dangling links: the upload writes the link at the same time as the record,
+/// so the collector may find the link before the record. Pushed POST+PUT and
+/// as docker does (POST, PATCH, empty PUT); new content, and content whose
+/// old record the sweep just deleted, leaving its old link dangling. An
+/// answered upload leaves the blob readable in the repository.
+#[test]
+fn an_upload_linked_against_the_links_phase() {
+    for (content, docker) in [
+        (&b"new layer"[..], false),
+        (b"new layer", true),
+        (b"old layer", false),
+        (b"old layer", true),
+    ] {
+        let setup = |setup: &pier_core::Registry, env: &TestEnv| {
+            block_on(async {
+                let app = repo("app");
+                // A tagged image, so the links phase looks at the repository;
+                // and an old unreferenced layer, which the sweep deletes.
+                let config = push_blob(setup, &app, b"config").await;
+                push_manifest(setup, &app, tag("v1"), &image(&config, &[])).await;
+                push_blob(setup, &app, b"old layer").await;
+                env.advance_millis(2 * HOUR_MS);
+            })
+        };
+        let digest = Digest::of(Algorithm::Sha256, content);
+        let name = format!(
+            "{} push of {:?} vs links",
+            if docker { "docker" } else { "POST+PUT" },
+            String::from_utf8_lossy(content)
+        );
+        race(&name, Phase::Links, Vec::new(), setup, |()| {
+            let (digest, target) = (digest.clone(), digest.clone());
+            let action: Action = Box::new(move |client| {
+                Box::pin(async move {
+                    let app = repo("app");
+                    let started = client.start_upload(&app).await?;
+                    if docker {
+                        client.upload_chunk(&app, &started.id, None, full_body(content)).await?;
+                        client
+                            .finish_upload(&app, &started.id, &digest, None, full_body(Vec::new()))
+                            .await
+                    } else {
+                        client
+                            .finish_upload(&app, &started.id, &digest, None, full_body(content))
+                            .await
+                    }
+                })
+            });
+            let check: Check = Box::new(move |store, result| match result {
+                Ok(()) => assert_blob_readable(store, "app", &target, "an answered upload"),
+                Err(e) => assert_retryable("upload", &e),
+            });
+            (action, check)
+        });
+    }
+}
+
 /// The blob is readable in `repo_name` and has the bytes of its digest.
 fn assert_blob_readable(store: Arc<dyn Store>, repo_name: &str, digest: &Digest, what: &str) {
     let reader = registry(store, test_env(), Vec::new());

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::handshake::touched_ms;
 use crate::layout;
 use crate::names::RepoName;
-use crate::records::BlobRecord;
+use crate::records::{BlobRecord, LayerLink};
 use crate::store::{list_all, read_small, PutMode};
 
 impl Gc {
@@ -196,17 +196,27 @@ impl Gc {
                 if store.head(&record).await?.is_some() {
                     continue;
                 }
+                // An upload writes a new link at the same time as its record:
+                // a young link may still be waiting for it.
+                let Some((link, _)) = read_small(store, &key).await? else {
+                    continue;
+                };
+                if self.now().saturating_sub(LayerLink::parse(&link).created_ms) < self.grace_ms() {
+                    continue;
+                }
                 if self.dry_run {
                     state.report.links_deleted += 1;
                     continue;
                 }
                 store.delete(&key).await?;
                 // An upload of the same content may have recreated the record
-                // and its link between the check and the delete (an upload
-                // writes the record before the link): put the link back, so a
-                // manifest pushed on the strength of it keeps its blob.
+                // and its link between the check and the delete (a link it
+                // found there already is written again after the record): put
+                // the link back, so a manifest pushed on the strength of it
+                // keeps its blob.
                 if store.head(&record).await?.is_some() {
-                    store.put(&key, Bytes::new(), PutMode::Overwrite).await?;
+                    let link = LayerLink { created_ms: self.now() };
+                    store.put(&key, link.to_bytes(), PutMode::Overwrite).await?;
                 } else {
                     state.report.links_deleted += 1;
                 }

@@ -12,8 +12,8 @@ use crate::handshake;
 use crate::layout;
 use crate::names::RepoName;
 use crate::quota::Added;
-use crate::records::BlobRecord;
-use crate::store::{read_small, GetResult, PutMode, Store};
+use crate::records::{BlobRecord, LayerLink};
+use crate::store::{read_small, GetResult, PutMode, Store, StoreError};
 
 use super::Registry;
 
@@ -141,18 +141,33 @@ impl Registry {
     /// Makes a stored blob readable in `repo`, if its quotas have room
     /// (checked before the link, counted after it: `crate::quota`).
     pub(super) async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        self.write_link(repo, digest, size, PutMode::Overwrite).await.map(drop)
+    }
+
+    /// [`link_blob`](Self::link_blob) in `mode`; `false` when a create found
+    /// a link there already.
+    pub(super) async fn write_link(&self, repo: &RepoName, digest: &Digest, size: u64, mode: PutMode) -> Result<bool> {
         let quotas = &self.options.quotas;
         let counted = quotas.cover(repo);
         let added = [Added { digest, size }];
         if counted {
             quotas.admit(self.origin(), repo, &added).await?;
         }
-        self.origin
-            .put(&layout::layer_link(repo, digest), Bytes::new(), PutMode::Overwrite)
-            .await?;
+        let link = LayerLink {
+            created_ms: self.env.now_millis(),
+        };
+        let written = match self
+            .origin
+            .put(&layout::layer_link(repo, digest), link.to_bytes(), mode)
+            .await
+        {
+            Ok(_) => true,
+            Err(StoreError::AlreadyExists) => false,
+            Err(e) => return Err(e.into()),
+        };
         if counted {
             quotas.count(self.origin(), repo, &added).await?;
         }
-        Ok(())
+        Ok(written)
     }
 }

@@ -1,10 +1,14 @@
 //! Uploads of a repository, whole or in chunks, over the upload state
 //! machine (`crate::upload`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::body::RequestBody;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ErrorCode, Result};
 use crate::names::RepoName;
+use crate::platform::BoxFuture;
+use crate::store::PutMode;
 use crate::upload::{ChunkRange, Leftovers, Upload, UploadStatus};
 
 use super::Registry;
@@ -50,12 +54,12 @@ impl Registry {
 
     /// Stores a blob received whole in `whole`, a session of its own, never
     /// saved unless the blob needs a multipart write. `replaced`, the session
-    /// the client opened for it, ends once the blob is stored or its digest
-    /// was wrong; other failures leave it for a retry.
+    /// the client opened for it, ends while the blob's record is written, or
+    /// when its digest was wrong; earlier failures leave it for a retry.
     async fn store_whole(
         &self,
         whole: &mut Upload<'_>,
-        replaced: Option<&mut Upload<'_>>,
+        mut replaced: Option<&mut Upload<'_>>,
         repo: &RepoName,
         digest: &Digest,
         range: Option<ChunkRange>,
@@ -65,22 +69,53 @@ impl Registry {
             whole.close().await;
             return Err(e);
         }
-        let size = match whole.finish(digest).await {
-            Ok(size) => size,
+        let ending = replaced.as_deref_mut();
+        let end_replaced = Box::pin(async move {
+            if let Some(replaced) = ending {
+                replaced.close().await
+            }
+        });
+        match self.finish_linked(whole, repo, digest, end_replaced).await {
+            Ok(()) => {
+                whole.close().await;
+                Ok(())
+            }
             Err(e) => {
                 if let (ErrorCode::DigestInvalid, Some(replaced)) = (e.code, replaced) {
                     replaced.close().await;
                 }
-                return Err(e);
+                Err(e)
             }
+        }
+    }
+
+    /// Finishes `upload` and links its blob into `repo` while the record is
+    /// written, with `alongside` (the end of the session a whole upload
+    /// replaces). A link found there already is written again once the
+    /// record is stored: the collector may be deleting it as dangling, and
+    /// only a link written after the record is sure to be seen by the check
+    /// it makes after deleting (docs/gc.md, "links").
+    async fn finish_linked(
+        &self,
+        upload: &mut Upload<'_>,
+        repo: &RepoName,
+        digest: &Digest,
+        alongside: BoxFuture<'_, ()>,
+    ) -> Result<()> {
+        let found_linked = AtomicBool::new(false);
+        let found = &found_linked;
+        let link_beside_record = move |size| -> BoxFuture<'_, Result<()>> {
+            Box::pin(async move {
+                let (created, ()) = futures::join!(self.write_link(repo, digest, size, PutMode::Create), alongside);
+                found.store(!created?, Ordering::Relaxed);
+                Ok(())
+            })
         };
-        let end_replaced = async {
-            if let Some(replaced) = replaced {
-                replaced.close().await
-            }
-        };
-        let (linked, (), ()) = futures::join!(self.link_blob(repo, digest, size), whole.close(), end_replaced);
-        linked
+        let size = upload.finish(digest, Box::new(link_beside_record)).await?;
+        if found_linked.load(Ordering::Relaxed) {
+            self.link_blob(repo, digest, size).await?;
+        }
+        Ok(())
     }
 
     pub async fn upload_status(&self, repo: &RepoName, session: impl Into<SessionRef<'_>>) -> Result<UploadStatus> {
@@ -155,10 +190,10 @@ impl Registry {
             upload.release().await;
             return Err(e);
         }
-        match upload.finish(digest).await {
-            Ok(size) => {
-                let (linked, ()) = futures::join!(self.link_blob(repo, digest, size), upload.close());
-                linked
+        match self.finish_linked(upload, repo, digest, Box::pin(async {})).await {
+            Ok(()) => {
+                upload.close().await;
+                Ok(())
             }
             Err(e) => {
                 // A failed finish keeps the session (unless it closed it),
