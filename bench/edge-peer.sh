@@ -51,6 +51,10 @@
 #                 namespace policy tag_cache_secs = SECS
 #                 (docs/deploy-edge.md#tags-close-to-pullers). Needs the pier
 #                 binary for its keys: $PIER_BIN, else target/release/pier.
+#   --storage-latency MS  every R2 and KV operation of both Workers waits MS
+#                 milliseconds first (bench/edge-serve.mjs): a location far
+#                 from the bucket, where a round trip costs what it does in
+#                 production; the Cache API, the location's own, stays local
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +62,7 @@ cd "$ROOT"
 COMMAND="bench/edge-peer.sh${*:+ $*}"
 
 reps=3 duration=3 small_n=50 out="" peer=${SERVERLESS_REGISTRY_DIR:-}
-pier_build=${PIER_EDGE_BUILD:-edge-worker/build} pier_user="" pier_vars=() pier_prod=""
+pier_build=${PIER_EDGE_BUILD:-edge-worker/build} pier_user="" pier_vars=() pier_prod="" storage_latency=0
 if [ -n "${PIER_BENCH_VARS:-}" ]; then mapfile -t pier_vars <<<"$PIER_BENCH_VARS"; fi
 only='^(v2-c64|manifest-(tag|digest)-c(1|64)|blob-get-(miss|hit)|push-small-chunked|push-large-chunked)$'
 while [ $# -gt 0 ]; do
@@ -72,6 +76,7 @@ while [ $# -gt 0 ]; do
     --pier-user) pier_user=$2; shift ;;
     --pier-build) pier_build=$2; shift ;;
     --pier-prod) pier_prod=$2; shift ;;
+    --storage-latency) storage_latency=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "edge-peer.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     *) peer=$1 ;;
@@ -145,7 +150,8 @@ start_group() {
 # --- the two Workers ---------------------------------------------------------
 port=$(free_port) pier_inspector=$(free_port)
 start_group pier '200|401' node bench/edge-serve.mjs --script "$pier_build/index.js" --config wrangler.toml \
-  --port "$port" --persist "$scratch/pier-state" --inspector-port "$pier_inspector" "${pier_var_args[@]}"
+  --port "$port" --persist "$scratch/pier-state" --inspector-port "$pier_inspector" --storage-latency "$storage_latency" \
+  "${pier_var_args[@]}"
 PIER=http://${pier_user:+$pier_user@}$pier_addr
 pier_commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core edge-worker 2>/dev/null || echo ' + uncommitted changes')"
 log "pier's Worker ($pier_commit, $pier_build) on http://$pier_addr"
@@ -172,7 +178,8 @@ EOF
     >"$RUN/peer-bundle.log" 2>&1 || die "bundling the peer failed: $RUN/peer-bundle.log"
   port=$(free_port) peer_inspector=$(free_port)
   start_group peer 401 node bench/edge-serve.mjs --script "$scratch/peer-bundle/index.js" \
-    --config "$scratch/peer-wrangler.toml" --port "$port" --persist "$scratch/peer-state" --inspector-port "$peer_inspector"
+    --config "$scratch/peer-wrangler.toml" --port "$port" --persist "$scratch/peer-state" --inspector-port "$peer_inspector" \
+    --storage-latency "$storage_latency"
   ref_args=(-ref "http://hello:world@$peer_addr")
   worker_cpu_args+=("serverless-registry=http://hello:world@$peer_addr@$peer_inspector")
   peer_commit=$(git -C "$peer" rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -236,6 +243,10 @@ if [ -n "$pier_prod" ]; then
   pier_settings="set up as a production namespace (\`--pier-prod $pier_prod\`): auth on, pushes by a robot that may push to bench/**, GETs and HEADs by a pull-only robot, both with Basic credentials on every request (a robot token is checked by its SHA-256), and the policy \`tag_cache_secs = $pier_prod\` on bench/**"
 fi
 
+latency_line=""
+if [ "$storage_latency" != 0 ]; then
+  latency_line=$'\n'"- **Storage far from the location**: every R2 and KV operation of both Workers waits $storage_latency ms before it starts (\`--storage-latency\`: bench/edge-serve.mjs wraps their bindings); the Cache API, the location's own, is not delayed."
+fi
 mkdir -p "$(dirname "$out")"
 {
   cat <<EOF
@@ -245,7 +256,7 @@ Produced by \`$COMMAND\` ($(date -u '+%Y-%m-%d %H:%M UTC'); workloads took ${ela
 
 - pier: $pier_commit, the production build (\`${pier_build#"$ROOT"/}\`, \`scripts/edge-build.sh\`) with the bindings and vars of wrangler.toml's top level; $pier_settings.
 - Peer: $peer_line
-- Each Worker under Miniflare $(node -p "require('$ROOT/node_modules/miniflare/package.json').version") (\`bench/edge-serve.mjs\`: workerd with nothing in front of it, as in production; R2, KV and the Cache API simulated on disk, fresh persist directories), not \`wrangler dev\`, whose proxy chain caps any Worker near the same few hundred requests per second on this machine; wrangler $("$WRANGLER" --version 2>/dev/null | tail -n 1) (pier's pinned one) bundles the peer; Node $(node --version).
+- Each Worker under Miniflare $(node -p "require('$ROOT/node_modules/miniflare/package.json').version") (\`bench/edge-serve.mjs\`: workerd with nothing in front of it, as in production; R2, KV and the Cache API simulated on disk, fresh persist directories), not \`wrangler dev\`, whose proxy chain caps any Worker near the same few hundred requests per second on this machine; wrangler $("$WRANGLER" --version 2>/dev/null | tail -n 1) (pier's pinned one) bundles the peer; Node $(node --version).$latency_line
 - Load generators: bench/loadgen ($(go version | awk '{print $3}'), HTTP/1.1 keep-alive) and $(wrk --version 2>&1 | head -1 | awk '{print $1, $2}') (manifest GETs), on the same machine.
 - Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r); load average $load_start at the start, $load_end at the end.
 

@@ -22,6 +22,10 @@
 //   --var NAME=VALUE       a var, passed as the string VALUE (JSON stays text,
 //                          as in wrangler's [vars]); repeatable, last one wins
 //   --inspector-port N     the V8 inspector of the Worker (bench/worker-cpu.mjs)
+//   --storage-latency MS   delay every R2 and KV operation by MS milliseconds
+//                          before it starts: a location far from the bucket,
+//                          which the simulators (on this machine's disk) are not.
+//                          The Cache API, the location's own, is not delayed.
 // Prints "edge-serve: ready on http://127.0.0.1:N" once it answers; SIGTERM or
 // SIGINT disposes of workerd and exits 0.
 import fs from 'node:fs';
@@ -52,6 +56,7 @@ try {
       'compat-flag': { type: 'string', multiple: true, default: [] },
       var: { type: 'string', multiple: true, default: [] },
       'inspector-port': { type: 'string' },
+      'storage-latency': { type: 'string' },
     },
   }));
 } catch (error) {
@@ -83,26 +88,30 @@ const pairs = (list, option) => list.map((item) => {
   return [item.slice(0, at), item.slice(at + 1)];
 });
 
+const latencyMs = args['storage-latency'] === undefined ? 0 : Number(args['storage-latency']);
+if (!Number.isFinite(latencyMs) || latencyMs < 0) usage(`--storage-latency ${args['storage-latency']} is not a number of milliseconds`);
+
 // Listed, not discovered: Miniflare 5 cannot follow imports by wrangler's
 // module rules, and a bundle (pier's glue, `wrangler deploy --dry-run`'s
 // output) imports nothing else but its wasm.
-const modules = [
-  { type: 'ESModule', path: script },
-  ...fs.readdirSync(path.dirname(script)).filter((name) => name.endsWith('.wasm'))
-    .map((name) => ({ type: 'CompiledWasm', path: path.join(path.dirname(script), name) })),
-];
+const wasmModules = (dir) => fs.readdirSync(dir).filter((name) => name.endsWith('.wasm'))
+  .map((name) => ({ type: 'CompiledWasm', path: path.join(dir, name) }));
+let modules = [{ type: 'ESModule', path: script }, ...wasmModules(path.dirname(script))];
 
 // The module list above replaces the config's module rules.
 const { modulesRules: _rulesReplaced, ...configured } = fromConfig;
+const r2Bindings = [...Object.keys(configured.r2Buckets ?? {}), ...args.r2.map((spec) => spec.split('=')[0])];
+const kvBindings = [...Object.keys(configured.kvNamespaces ?? {}), ...args.kv];
+if (latencyMs > 0) modules = farFromStorage(modules, [...r2Bindings, ...kvBindings]);
 const compatibilityDate = args['compat-date'] ?? configured.compatibilityDate;
 if (!compatibilityDate) usage('no compatibility date: pass --compat-date or a --config that has one');
 const options = {
   ...configured,
   host: '127.0.0.1',
   port,
-  scriptPath: script,
+  scriptPath: modules[0].path,
   modules,
-  modulesRoot: path.dirname(script),
+  modulesRoot: path.dirname(modules[0].path),
   compatibilityDate,
   compatibilityFlags: [...new Set([...(configured.compatibilityFlags ?? []), ...args['compat-flag']])],
   r2Buckets: {
@@ -125,6 +134,83 @@ const options = {
   log: new Log(LogLevel.WARN),
 };
 if (args['inspector-port']) options.inspectorPort = Number(args['inspector-port']);
+
+/**
+ * The Worker behind an entry module that hands it, for the bindings named,
+ * objects whose every asynchronous method waits `latencyMs` first (and so do
+ * the multipart uploads they return). Copies the Worker's modules beside the
+ * entry, in the persist directory, so that `./index.js` resolves.
+ */
+function farFromStorage(workerModules, bindings) {
+  const dir = path.join(persist, 'far-from-storage');
+  fs.mkdirSync(dir, { recursive: true });
+  const copied = workerModules.map((module) => {
+    const to = path.join(dir, path.basename(module.path));
+    fs.copyFileSync(module.path, to);
+    return { ...module, path: to };
+  });
+  const entry = path.join(dir, 'far-entry.mjs');
+  fs.writeFileSync(entry, `// Written by bench/edge-serve.mjs --storage-latency: see there.
+import { WorkerEntrypoint } from 'cloudflare:workers';
+import Worker from './${path.basename(script)}';
+
+const LATENCY_MS = ${latencyMs};
+const FAR = new Set(${JSON.stringify(bindings)});
+const later = () => new Promise((resolve) => setTimeout(resolve, LATENCY_MS));
+
+function far(target) {
+  return new Proxy(target, {
+    get(object, name) {
+      const value = Reflect.get(object, name);
+      if (typeof value !== 'function' || name === 'constructor') return value;
+      if (name === 'resumeMultipartUpload') return (...args) => far(value.apply(object, args));
+      return async (...args) => {
+        await later();
+        const result = await value.apply(object, args);
+        return name === 'createMultipartUpload' ? far(result) : result;
+      };
+    },
+  });
+}
+
+// One far view per bindings object, so a Worker that keeps what it read
+// from its bindings (pier does) still sees the same object on every request.
+const views = new WeakMap();
+function farEnv(env) {
+  let view = views.get(env);
+  if (!view) {
+    const wrapped = new Map();
+    view = new Proxy(env, {
+      get(object, name) {
+        const value = Reflect.get(object, name);
+        if (!FAR.has(name) || value == null) return value;
+        if (!wrapped.has(name)) wrapped.set(name, far(value));
+        return wrapped.get(name);
+      },
+    });
+    views.set(env, view);
+  }
+  return view;
+}
+
+const inner = (self) => typeof Worker === 'function' ? new Worker(self.ctx, farEnv(self.env)) : null;
+export default class extends WorkerEntrypoint {
+  fetch(request) {
+    const worker = inner(this);
+    return worker ? worker.fetch(request) : Worker.fetch(request, farEnv(this.env), this.ctx);
+  }
+  scheduled(controller) {
+    const worker = inner(this);
+    return worker ? worker.scheduled(controller) : Worker.scheduled?.(controller, farEnv(this.env), this.ctx);
+  }
+  queue(batch) {
+    const worker = inner(this);
+    return worker ? worker.queue(batch) : Worker.queue?.(batch, farEnv(this.env), this.ctx);
+  }
+}
+`);
+  return [{ type: 'ESModule', path: entry }, ...copied];
+}
 
 const miniflare = new Miniflare(convertV4MiniflareOptions(options));
 let stopping = false;

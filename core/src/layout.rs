@@ -301,6 +301,11 @@ pub fn is_immutable(key: &str) -> bool {
         || (key.starts_with("repos/") && (key.contains("/_manifests/") || key.contains("/_layers/")))
 }
 
+/// Whether `key` is a repository's link to a blob (`repos/<name>/_layers/...`).
+pub fn is_layer_link(key: &str) -> bool {
+    key.starts_with("repos/") && key.contains("/_layers/")
+}
+
 /// Whether `key` is a tag record (`repos/<name>/_tags/<tag>`).
 pub fn is_tag(key: &str) -> bool {
     key.starts_with("repos/") && key.contains("/_tags/")

@@ -53,7 +53,8 @@ pub struct BlobRecord {
 /// writes a new link at the same time as the blob's record, so the collector
 /// spares a link younger than its grace window even when it finds no record
 /// (docs/gc.md, "links"). Links of older builds are empty: they read as
-/// written at 0 (as old as can be).
+/// written at 0 (as old as can be). Only the collector reads the time, from
+/// the store itself; a cached copy may hold an older one.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LayerLink {
     #[serde(default)]

@@ -870,32 +870,29 @@ impl<'a> Upload<'a> {
     }
 
     /// Finishes a blob that fits in one write (the buffer holds all of it):
-    /// the write and the lookup of an existing record go at once, so the
-    /// client waits for one round trip, not two. Content stored already
-    /// (rare: clients look before they push) costs a write that is removed
-    /// after the answer.
+    /// the bytes are written without looking for an existing record first,
+    /// whose creation finds one all the same. Content stored already (rare:
+    /// clients look before they push) costs a write that is removed after
+    /// the answer.
     async fn finish_in_one_write(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
-        let record_key = layout::blob_record(expected);
         // The blob is this request's bytes and tails: a fresh object, so a
         // concurrent request on the session cannot write over it.
         let data_key = match self.seq {
             Some(_) => layout::blob_data(&self.env.random_id()),
             None => layout::blob_data(&self.id),
         };
-        let store = self.store;
-        let (existing, written) = futures::join!(store.head(&record_key), self.write_last(&data_key, true));
+        let written = self.write_last(&data_key, true).await;
         let actual = written?.ok_or_else(|| RegistryError::new(ErrorCode::Internal, "a blob written unhashed"))?;
-        let exists = existing?.is_some();
         if &actual != expected {
             self.leftovers.keys.push(data_key);
             self.close().await;
             return Err(digest_mismatch(expected, Some(&actual)));
         }
-        if exists {
+        if !self
+            .put_record_beside(&layout::blob_record(expected), &data_key, beside)
+            .await?
+        {
             // Stored by someone else first: keep one copy.
-            self.leftovers.keys.push(data_key);
-            self.reuse_existing_then(expected, beside).await?;
-        } else if !self.put_record_beside(&record_key, &data_key, beside).await? {
             self.leftovers.keys.push(data_key);
             reuse_existing(self.store, self.env, expected).await?;
         }
@@ -964,18 +961,13 @@ impl<'a> Upload<'a> {
     async fn end_and_adopt(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
         // The session ends before a record names its object: from then on no
         // request can join a part into that object (its claim would need a
-        // state after this one) or adopt it a second time. Ended at once
-        // with the lookup of the record, which the session ends after too.
-        let record_key = layout::blob_record(expected);
-        let store = self.store;
-        let (existing, closed) = futures::join!(store.head(&record_key), self.mark_closed());
-        closed?;
-        if existing?.is_some() {
-            self.reuse_existing_then(expected, beside).await?;
-            return Ok(self.state.offset);
-        }
+        // state after this one) or adopt it a second time.
+        self.mark_closed().await?;
         let data_key = layout::blob_data(&self.id);
-        match self.put_record_beside(&record_key, &data_key, beside).await {
+        match self
+            .put_record_beside(&layout::blob_record(expected), &data_key, beside)
+            .await
+        {
             Ok(true) => {
                 self.names_own_object = true;
                 Ok(self.state.offset)

@@ -406,17 +406,15 @@ impl Store for CachedStore {
         if cache_kind(key) != Some(CacheKind::Small) {
             return self.inner.head(key).await;
         }
+        // A layer link (every blob pull asks for its head) is a few bytes:
+        // read whole, as a get, it fills KV in the same round trip.
+        if layout::is_layer_link(key) {
+            return Ok(self.get_small(context, key, None).await?.map(|found| found.meta));
+        }
         if let Some((_, meta)) = self.caches.kv_get(key).await {
             return Ok(Some(meta));
         }
-        let found = self.inner.head(key).await?;
-        // An empty object (a layer link) is whole in its head: cache it as a
-        // get would.
-        if let Some(meta) = found.as_ref().filter(|meta| meta.size == 0) {
-            let (caches, owned_key, etag) = (self.caches.clone(), key.to_string(), meta.etag.clone());
-            context.wait_until(async move { caches.kv_put(&owned_key, &[], etag).await });
-        }
-        Ok(found)
+        self.inner.head(key).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
@@ -450,10 +448,24 @@ impl Store for CachedStore {
     /// cached (a new blob's record before its upload writes it). Only a small
     /// object's copy can mislead (a blob record a collection deleted and an
     /// upload wrote anew); data keys are never reused. KV is read before it
-    /// is written to: its writes are the scarce ones.
+    /// is written to: its writes are the scarce ones. A request's client
+    /// does not wait for either: KV is as far as the bucket from most
+    /// locations, a stale copy is already gone from this isolate's memory,
+    /// and other locations see KV's delete only within a minute anyway
+    /// (a pull whose stale record names deleted bytes reads the record again).
     async fn forget(&self, key: &str) {
-        if cache_kind(key) == Some(CacheKind::Small) && self.caches.kv_get(key).await.is_some() {
-            self.caches.forget(key, CacheKind::Small).await;
+        if cache_kind(key) != Some(CacheKind::Small) {
+            return;
+        }
+        let (caches, key) = (self.caches.clone(), key.to_string());
+        let forget = async move {
+            if caches.kv_get(&key).await.is_some() {
+                caches.forget(&key, CacheKind::Small).await;
+            }
+        };
+        match &self.context {
+            Some(context) => context.wait_until(forget),
+            None => forget.await,
         }
     }
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 
 use super::{Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreResult};
-use crate::layout::{is_immutable, is_tag};
+use crate::layout::{is_immutable, is_layer_link, is_tag};
 use crate::platform::{box_stream, Env};
 
 /// Objects larger than this are never cached (blob data streams through).
@@ -151,12 +151,13 @@ impl Store for ImmutableCache {
         if let Some((_, meta)) = self.memory.lookup(key) {
             return Ok(Some(meta));
         }
-        let found = self.inner.head(key).await?;
-        // An empty object's head says all there is to say of it (a layer link).
-        if let Some(meta) = found.as_ref().filter(|meta| meta.size == 0 && is_immutable(key)) {
-            self.memory.insert(key, Bytes::new(), meta.clone());
+        // Every blob pull asks for its layer link's head. A link is a few
+        // bytes: reading it whole costs the same round trip, and the copy
+        // answers the next heads.
+        if is_layer_link(key) {
+            return Ok(self.get(key, None).await?.map(|found| found.meta));
         }
-        Ok(found)
+        self.inner.head(key).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Option<GetResult>> {
@@ -323,13 +324,16 @@ mod tests {
     }
 
     #[test]
-    fn keeps_an_empty_objects_head_but_not_a_fuller_ones() {
+    fn keeps_a_layer_links_head_but_not_a_records() {
         futures::executor::block_on(async {
             let inner = Arc::new(MemoryStore::new(1024));
             let clock = Arc::new(TestEnv::at(0));
             let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
             let (link, record) = ("repos/a/_layers/sha256/aa", "blobs/sha256/aa");
-            inner.put(link, Bytes::new(), PutMode::Overwrite).await.unwrap();
+            inner
+                .put(link, Bytes::from_static(br#"{"created_ms":1}"#), PutMode::Overwrite)
+                .await
+                .unwrap();
             inner
                 .put(record, Bytes::from_static(b"r"), PutMode::Overwrite)
                 .await
@@ -339,7 +343,7 @@ mod tests {
             // Deleted by another instance:
             inner.delete(link).await.unwrap();
             inner.delete(record).await.unwrap();
-            assert!(cache.head(link).await.unwrap().is_some(), "a link is whole in its head");
+            assert!(cache.head(link).await.unwrap().is_some(), "a link's head read it whole");
             assert!(
                 cache.head(record).await.unwrap().is_none(),
                 "a head holds no bytes to serve"
