@@ -52,9 +52,10 @@ pub struct BlobRecord {
 /// What a repository's link to a blob holds: when it was written. An upload
 /// writes a new link at the same time as the blob's record, so the collector
 /// spares a link younger than its grace window even when it finds no record
-/// (docs/gc.md, "links"). Links of older builds are empty: they read as
-/// written at 0 (as old as can be). Only the collector reads the time, from
-/// the store itself; a cached copy may hold an older one.
+/// (docs/gc.md, "Links written beside their record"). Links of older builds
+/// are empty: they read as written at 0 (as old as can be). Only the
+/// collector reads the time, from the store itself; a cached copy may hold an
+/// older one.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LayerLink {
     #[serde(default)]

@@ -55,8 +55,8 @@ use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
 /// What the registry does while a finishing upload writes its blob's record,
 /// given the blob's size, once the bytes are stored and their digest checked:
 /// it links the blob into the repository there, so the client waits for one
-/// round trip instead of two (docs/gc.md, "links", says why a link may land
-/// before its record).
+/// round trip instead of two (docs/gc.md, "Links written beside their
+/// record", says why a link may land before its record).
 #[cfg(not(target_arch = "wasm32"))]
 pub type BesideRecord<'a> = Box<dyn FnOnce(u64) -> BoxFuture<'a, Result<()>> + Send + 'a>;
 #[cfg(target_arch = "wasm32")]

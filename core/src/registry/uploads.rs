@@ -94,7 +94,8 @@ impl Registry {
     /// replaces). A link found there already is written again once the
     /// record is stored: the collector may be deleting it as dangling, and
     /// only a link written after the record is sure to be seen by the check
-    /// it makes after deleting (docs/gc.md, "links").
+    /// it makes after deleting (docs/gc.md, "Links written beside their
+    /// record").
     async fn finish_linked(
         &self,
         upload: &mut Upload<'_>,
