@@ -289,7 +289,9 @@ pub fn repo_of_catalog_entry(key: &str) -> Option<&str> {
 }
 
 /// Whether the bytes under `key` never change once written: blob records, blob
-/// data, manifests by digest and layer links (empty: a link exists or not).
+/// data, manifests by digest and layer links (what counts is that a link
+/// exists; its time, which a link written again changes, only the collector
+/// reads, from the store itself).
 /// Such keys may be cached anywhere (KV, Cache API, CDN); they can still be
 /// deleted (manifest or blob DELETE, GC), so caches must drop them on delete
 /// and may serve a deleted one only for their own staleness window.
@@ -298,7 +300,8 @@ pub fn repo_of_catalog_entry(key: &str) -> Option<&str> {
 pub fn is_immutable(key: &str) -> bool {
     key.starts_with(BLOB_RECORDS)
         || key.starts_with("data/")
-        || (key.starts_with("repos/") && (key.contains("/_manifests/") || key.contains("/_layers/")))
+        || is_layer_link(key)
+        || (key.starts_with("repos/") && key.contains("/_manifests/"))
 }
 
 /// Whether `key` is a repository's link to a blob (`repos/<name>/_layers/...`).
