@@ -811,7 +811,9 @@ impl<'a> Upload<'a> {
                 self.close().await;
                 return Err(digest_mismatch(expected, Some(&actual)));
             }
-            self.reuse_existing_then(expected, beside).await?;
+            // Stored already: linked once the record is known to stay.
+            reuse_existing(self.store, self.env, expected).await?;
+            beside(self.state.offset).await?;
             return Ok(self.state.offset);
         }
         let data_key = match self.state.multipart {
@@ -921,12 +923,6 @@ impl<'a> Upload<'a> {
         let created = created?;
         besides?;
         Ok(created)
-    }
-
-    /// Reuses the record of the same content found stored, then runs `beside`.
-    async fn reuse_existing_then(&mut self, expected: &Digest, beside: BesideRecord<'_>) -> Result<()> {
-        reuse_existing(self.store, self.env, expected).await?;
-        beside(self.state.offset).await
     }
 
     /// The digest of the session's bytes when they are all in its own
