@@ -2,7 +2,8 @@
 //! digest, layer links) in front of any store.
 //!
 //! Digest-addressed data never changes, so a copy may be served without asking
-//! the store again; that removes a storage round trip from most pulls. Only
+//! the store again; that removes a storage round trip from most pulls. What
+//! is written through the cache is kept as a read of it would be. Only
 //! existence is cached, never absence, so content pushed through another
 //! instance is seen at once. A delete through this process evicts the entry;
 //! a delete made by another instance (garbage collection, a manifest delete)
@@ -12,9 +13,9 @@
 //! Tags move, so they are kept only where this cache sees every write: on a
 //! store one process owns (`Capabilities::single_process`, the local
 //! directory, locked by its server), through which the registry, its
-//! uploads and its collector all write. There a tag written or deleted
-//! evicts its entry like any other key, and the store itself is read again
-//! after [`MAX_AGE_MS`] all the same.
+//! uploads and its collector all write. There a tag written is kept as
+//! written and one deleted is evicted, like any other key, and the store
+//! itself is read again after [`MAX_AGE_MS`] all the same.
 //!
 //! The memory ([`ImmutableMemory`]) is apart from the store decorator
 //! ([`ImmutableCache`]) because they live differently long: the native
@@ -138,6 +139,17 @@ impl ImmutableCache {
     fn keeps(&self, key: &str) -> bool {
         is_immutable(key) || (self.sees_every_write && is_tag(key))
     }
+
+    /// Keeps what a write just stored, as a read right after it would: the
+    /// pull that follows a push (a CI job's next step) then finds the blob's
+    /// record, its link and the manifest here instead of asking the store.
+    /// A write that failed keeps nothing: a refused `Create` says nothing of
+    /// what is there.
+    fn keep_written(&self, key: &str, data: Bytes, meta: &ObjectMeta) {
+        if self.keeps(key) && data.len() as u64 <= MAX_OBJECT_BYTES {
+            self.memory.insert(key, data, meta.clone());
+        }
+    }
 }
 
 fn one_chunk(data: Bytes) -> super::ByteStream {
@@ -192,12 +204,16 @@ impl Store for ImmutableCache {
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
         self.memory.forget(key);
-        self.inner.put(key, data, mode).await
+        let meta = self.inner.put(key, data.clone(), mode).await?;
+        self.keep_written(key, data, &meta);
+        Ok(meta)
     }
 
     async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
         self.memory.forget(key);
-        self.inner.put_volatile(key, data, mode).await
+        let meta = self.inner.put_volatile(key, data.clone(), mode).await?;
+        self.keep_written(key, data, &meta);
+        Ok(meta)
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
@@ -244,7 +260,7 @@ impl Store for ImmutableCache {
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::{contract, read_small};
+    use crate::store::{contract, read_small, StoreError};
     use crate::testing::TestEnv;
 
     /// Under `blobs/` too, where objects are immutable and cached.
@@ -320,6 +336,57 @@ mod tests {
             cache.delete("blobs/sha256/bb").await.unwrap();
             assert!(read_small(&cache, "blobs/sha256/bb").await.unwrap().is_none());
             assert!(cache.head("blobs/sha256/bb").await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn keeps_what_a_write_through_it_stored() {
+        futures::executor::block_on(async {
+            let inner = Arc::new(MemoryStore::new(1024));
+            let clock = Arc::new(TestEnv::at(0));
+            let cache = ImmutableCache::new(inner.clone(), Arc::new(ImmutableMemory::new(clock.clone(), 1 << 20)));
+            let (record, link, refused, large, state) = (
+                "blobs/sha256/aa",
+                "repos/a/_layers/sha256/aa",
+                "blobs/sha256/bb",
+                "repos/a/_manifests/sha256/cc",
+                "uploads/u/s/0000000000",
+            );
+            cache
+                .put(record, Bytes::from_static(b"record"), PutMode::Create)
+                .await
+                .unwrap();
+            cache
+                .put_volatile(link, Bytes::from_static(b"link"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            inner
+                .put(refused, Bytes::from_static(b"theirs"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            let mine = cache.put(refused, Bytes::from_static(b"mine"), PutMode::Create).await;
+            assert_eq!(mine, Err(StoreError::AlreadyExists));
+            let too_large = Bytes::from(vec![7u8; MAX_OBJECT_BYTES as usize + 1]);
+            cache.put(large, too_large, PutMode::Overwrite).await.unwrap();
+            cache
+                .put(state, Bytes::from_static(b"{}"), PutMode::Overwrite)
+                .await
+                .unwrap();
+            // All gone behind the cache's back (another instance):
+            for key in [record, link, refused, large, state] {
+                inner.delete(key).await.unwrap();
+            }
+            assert_eq!(read_small(&cache, record).await.unwrap().unwrap().0, "record");
+            assert_eq!(read_small(&cache, link).await.unwrap().unwrap().0, "link");
+            assert!(cache.head(link).await.unwrap().is_some());
+            assert!(
+                read_small(&cache, refused).await.unwrap().is_none(),
+                "a refused write keeps nothing"
+            );
+            assert!(read_small(&cache, large).await.unwrap().is_none(), "too large to keep");
+            assert!(read_small(&cache, state).await.unwrap().is_none(), "not immutable");
+            clock.advance_millis(MAX_AGE_MS);
+            assert!(read_small(&cache, record).await.unwrap().is_none(), "aged out");
         });
     }
 
