@@ -296,6 +296,15 @@ impl Deployment {
         }
     }
 
+    /// Drops this process's own copy of `key` (the memory in front of every
+    /// site's stores), not the object nor any cache beneath: for tests that
+    /// must read the way another process would.
+    pub fn forget_in_memory(&self, key: &str) {
+        if let Some(memory) = &self.memory {
+            memory.forget(key);
+        }
+    }
+
     /// Whether `[archive]` is configured (the shell must then provide its store).
     pub fn archive_configured(&self) -> bool {
         self.archive.is_some()

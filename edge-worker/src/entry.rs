@@ -52,8 +52,14 @@ async fn serve(request: web_sys::Request, env: &Env, context: Context) -> Result
         bucket,
     } = crate::deployment::configured(env)?;
     #[cfg(feature = "test-endpoints")]
-    if let Some(response) =
-        crate::test_routes::serve(&worker::Request::from(Clone::clone(&request)), env, &config, &context).await
+    if let Some(response) = crate::test_routes::serve(
+        &worker::Request::from(Clone::clone(&request)),
+        env,
+        &config,
+        &deployment,
+        &context,
+    )
+    .await
     {
         return response.map_err(|err| err.to_string());
     }

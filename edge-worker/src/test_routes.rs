@@ -14,7 +14,9 @@
 //!   come from the caches once R2 no longer has an object.
 //! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
 //! - `GET /_pier_test/in-memory/<key>`: 200 if this isolate keeps the blob
-//!   data under the key in its memory (`hot_blobs`).
+//!   data under the key in its memory (`hot_blobs`); `DELETE` drops whatever
+//!   this isolate keeps of the key (blob data, or a small object core keeps),
+//!   so that the next read is the one another isolate would make.
 //! - `GET /_pier_test/wasm-memory`: the isolate's wasm memory in bytes, which
 //!   never shrinks, so it is the peak of what pier's code has held at once.
 //! - `GET /_pier_test/uploads/<id>/multipart`: the R2 multipart upload an
@@ -33,6 +35,7 @@ use crate::config::{var, EdgeConfig, BUCKET_BINDING, KV_BINDING};
 use crate::counted::{CountedStore, OpCounts};
 use crate::env::WorkerEnv;
 use crate::r2::R2Store;
+use pier_core::deployment::Deployment;
 use pier_core::layout;
 use pier_core::platform::Env as _;
 use pier_core::store::{contract, read_small, PutMode, Store, StoreError};
@@ -45,19 +48,21 @@ pub async fn serve(
     request: &Request,
     env: &Env,
     config: &EdgeConfig,
+    deployment: &Deployment,
     context: &Context,
 ) -> Option<worker::Result<Response>> {
     let route = request.path().strip_prefix(PREFIX)?.to_string();
     if var(env, "PIER_TEST_ENDPOINTS").as_deref() != Some("1") {
         return None;
     }
-    Some(answer(request, env, config, context, &route).await)
+    Some(answer(request, env, config, deployment, context, &route).await)
 }
 
 async fn answer(
     request: &Request,
     env: &Env,
     config: &EdgeConfig,
+    deployment: &Deployment,
     context: &Context,
     route: &str,
 ) -> worker::Result<Response> {
@@ -112,7 +117,13 @@ async fn answer(
         };
     }
     if let Some(key) = route.strip_prefix("in-memory/") {
-        return if crate::hot_blobs::holds(&decode(key)?) {
+        let key = decode(key)?;
+        if method == Method::Delete {
+            deployment.forget_in_memory(&key);
+            crate::hot_blobs::forget(&key);
+            return Response::ok("forgotten\n");
+        }
+        return if crate::hot_blobs::holds(&key) {
             Response::ok("in memory\n")
         } else {
             Response::error("not in memory", 404)

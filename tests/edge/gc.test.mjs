@@ -137,7 +137,12 @@ test('deleting an image frees its own blobs; a base layer another image shares s
   const doomed = await image(doomedRepo, [base, own]);
   const kept = await image(keptRepo, [base]);
   const ownDigest = sha256(own);
-  // Pulled once, so the edge caches hold copies the collection must not be fooled by.
+  // Pulled once, as another isolate would (the push left copies in this
+  // one's memory), so the edge caches hold copies the collection must not be
+  // fooled by.
+  for (const key of [blobKey(ownDigest), linkKey(doomedRepo, ownDigest)]) {
+    assertStatus(await request('DELETE', `/_pier_test/in-memory/${key}`), 200);
+  }
   assertStatus(await request('GET', `/v2/${doomedRepo}/blobs/${ownDigest}`), 200);
   await eventuallyCached(blobKey(ownDigest));
   await eventuallyCached(linkKey(doomedRepo, ownDigest));

@@ -113,7 +113,8 @@ impl ImmutableMemory {
         }
     }
 
-    fn forget(&self, key: &str) {
+    /// Drops the copy of `key`, if one is kept.
+    pub fn forget(&self, key: &str) {
         Self::evict(&mut self.entries.lock().unwrap_or_else(PoisonError::into_inner), key);
     }
 }
