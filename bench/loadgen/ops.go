@@ -1,9 +1,10 @@
 // ops.go: the round trips each kind of request makes from pier's Worker to
 // R2, KV and the Cache API, as its test build reports them per request in the
 // x-pier-test-ops header (edge-worker/src/counted.rs). One request of each
-// kind a push and a pull make, in the order a client makes them; reads that
-// the edge caches should serve are made again once the test routes say the
-// caches hold the object, so both the first and the cached read are shown.
+// kind a push and a pull make, in the order a client makes them; the first
+// reads by the isolate that took the push (which keeps what it wrote) and by
+// another (the test routes make the isolate forget), then once more when the
+// test routes say the edge caches hold the object.
 package main
 
 import (
@@ -91,22 +92,44 @@ func runOps(base string) error {
 		return record(label, resp)
 	}
 	manifests, blobs := "/v2/"+repo+"/manifests/", "/v2/"+repo+"/blobs/"
-	for _, r := range []struct{ label, method, path string }{
-		{"manifest GET by digest, first read (caches miss)", http.MethodGet, manifests + digest},
-		{"blob GET 1 MiB, first read (caches miss)", http.MethodGet, blobs + layer.digest},
-	} {
-		if err := one(r.label, r.method, r.path); err != nil {
-			return err
-		}
-	}
 	dataKey, err := blobDataKey(ctx, c, layer.digest)
 	if err != nil {
 		return err
 	}
-	for _, key := range []string{manifestKey(repo, digest), blobRecordKey(layer.digest), dataKey} {
+	// Read first by the isolate that took the push, which keeps what it
+	// wrote, then as another isolate would (test route), then cached.
+	firstReads := func(by string) error {
+		for _, r := range []struct{ label, method, path string }{
+			{"manifest GET by digest, " + by, http.MethodGet, manifests + digest},
+			{"blob GET 1 MiB, " + by, http.MethodGet, blobs + layer.digest},
+		} {
+			if err := one(r.label, r.method, r.path); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := firstReads("right after the push, in the isolate that took it"); err != nil {
+		return err
+	}
+	small := []string{manifestKey(repo, digest), blobRecordKey(layer.digest), layerLinkKey(repo, layer.digest)}
+	if err := waitCached(ctx, c, dataKey); err != nil {
+		return err
+	}
+	if err := forgetInMemory(ctx, c, small...); err != nil {
+		return err
+	}
+	if err := firstReads("first read in another isolate (KV misses, bytes cached by the read above)"); err != nil {
+		return err
+	}
+	for _, key := range small {
 		if err := waitCached(ctx, c, key); err != nil {
 			return err
 		}
+	}
+	// Its bytes, from the Cache API once more rather than the isolate's memory.
+	if err := forgetInMemory(ctx, c, dataKey); err != nil {
+		return err
 	}
 	for _, r := range []struct{ label, method, path string }{
 		{"manifest HEAD by tag (manifest cached)", http.MethodHead, manifests + "v1"},
@@ -186,6 +209,27 @@ func manifestKey(repo, digest string) string {
 }
 
 func blobRecordKey(digest string) string { return "blobs/" + strings.Replace(digest, ":", "/", 1) }
+
+func layerLinkKey(repo, digest string) string {
+	return "repos/" + repo + "/_layers/" + strings.Replace(digest, ":", "/", 1)
+}
+
+// forgetInMemory drops what the isolate keeps of each key (test route), so
+// that the next read is the one another isolate would make.
+func forgetInMemory(ctx context.Context, c *Client, keys ...string) error {
+	for _, key := range keys {
+		resp, err := c.do(ctx, http.MethodDelete, c.url("/_pier_test/in-memory/"+key), nil, nil)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			defer drain(resp)
+			return statusError("forget "+key, resp)
+		}
+		drain(resp)
+	}
+	return nil
+}
 
 // blobDataKey reads the blob record in R2 (a test route) for the key of the blob's bytes.
 func blobDataKey(ctx context.Context, c *Client, digest string) (string, error) {
