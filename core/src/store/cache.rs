@@ -15,7 +15,9 @@
 //! directory, locked by its server), through which the registry, its
 //! uploads and its collector all write. There a tag written is kept as
 //! written and one deleted is evicted, like any other key, and the store
-//! itself is read again after [`MAX_AGE_MS`] all the same.
+//! itself is read again after [`MAX_AGE_MS`] all the same. A read or write
+//! overtaken by a later write or delete of its key keeps nothing, so a slow
+//! request never puts back a tag the next push moved.
 //!
 //! The memory ([`ImmutableMemory`]) is apart from the store decorator
 //! ([`ImmutableCache`]) because they live differently long: the native
@@ -49,7 +51,25 @@ struct Entries {
     /// Insertion order, for eviction (oldest first).
     order: VecDeque<String>,
     bytes: u64,
+    /// Counts forgets. A read or write takes the count as its [`Ticket`]
+    /// when it starts, and keeps what it found only if its key was not
+    /// forgotten since: a slower read or write must not put back what a
+    /// later write replaced (a tag moved by the next push).
+    generation: u64,
+    /// The generation of each key's last forget since `floor`.
+    forgotten: HashMap<String, u64>,
+    /// Tickets older than this keep nothing: `forgotten` was cleared then.
+    floor: u64,
 }
+
+/// When a read or write of the store began, in forgets (see
+/// `Entries::generation`).
+#[derive(Clone, Copy, Debug)]
+struct Ticket(u64);
+
+/// How many forgotten keys are remembered; past that the record is cleared
+/// and reads and writes under way keep nothing.
+const MAX_FORGOTTEN_KEYS: usize = 4096;
 
 /// Up to `capacity` bytes of small immutable objects, by key: the memory of
 /// one process or isolate, shared by every [`ImmutableCache`] made over it.
@@ -81,12 +101,22 @@ impl ImmutableMemory {
         entries.by_key.get(key).map(|e| (e.data.clone(), e.meta.clone()))
     }
 
-    fn insert(&self, key: &str, data: Bytes, meta: ObjectMeta) {
+    fn ticket(&self) -> Ticket {
+        Ticket(self.entries.lock().unwrap_or_else(PoisonError::into_inner).generation)
+    }
+
+    /// Keeps what a read or write that began at `ticket` found under `key`,
+    /// unless the key was forgotten since (a later write or delete).
+    fn insert(&self, key: &str, data: Bytes, meta: ObjectMeta, ticket: Ticket) {
         let size = data.len() as u64 + key.len() as u64;
         if size > self.capacity {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let forgotten_since = entries.forgotten.get(key).is_some_and(|&at| at > ticket.0);
+        if ticket.0 < entries.floor || forgotten_since {
+            return;
+        }
         Self::evict(&mut entries, key);
         while entries.bytes + size > self.capacity {
             let Some(oldest) = entries.order.pop_front() else { break };
@@ -113,9 +143,18 @@ impl ImmutableMemory {
         }
     }
 
-    /// Drops the copy of `key`, if one is kept.
+    /// Drops the copy of `key`, if one is kept, and any a read or write
+    /// under way would keep.
     pub fn forget(&self, key: &str) {
-        Self::evict(&mut self.entries.lock().unwrap_or_else(PoisonError::into_inner), key);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.generation += 1;
+        let generation = entries.generation;
+        if entries.forgotten.len() >= MAX_FORGOTTEN_KEYS {
+            entries.forgotten.clear();
+            entries.floor = generation;
+        }
+        entries.forgotten.insert(key.to_string(), generation);
+        Self::evict(&mut entries, key);
     }
 }
 
@@ -146,9 +185,9 @@ impl ImmutableCache {
     /// record, its link and the manifest here instead of asking the store.
     /// A write that failed keeps nothing: a refused `Create` says nothing of
     /// what is there.
-    fn keep_written(&self, key: &str, data: Bytes, meta: &ObjectMeta) {
+    fn keep_written(&self, key: &str, data: Bytes, meta: &ObjectMeta, ticket: Ticket) {
         if self.keeps(key) && data.len() as u64 <= MAX_OBJECT_BYTES {
-            self.memory.insert(key, data, meta.clone());
+            self.memory.insert(key, data, meta.clone(), ticket);
         }
     }
 }
@@ -188,6 +227,7 @@ impl Store for ImmutableCache {
                 body: one_chunk(slice),
             }));
         }
+        let ticket = self.memory.ticket();
         let Some(result) = self.inner.get(key, range.clone()).await? else {
             return Ok(None);
         };
@@ -196,7 +236,7 @@ impl Store for ImmutableCache {
         }
         let meta = result.meta.clone();
         let data = result.bytes().await?;
-        self.memory.insert(key, data.clone(), meta.clone());
+        self.memory.insert(key, data.clone(), meta.clone(), ticket);
         Ok(Some(GetResult {
             meta,
             body: one_chunk(data),
@@ -205,15 +245,17 @@ impl Store for ImmutableCache {
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
         self.memory.forget(key);
+        let ticket = self.memory.ticket();
         let meta = self.inner.put(key, data.clone(), mode).await?;
-        self.keep_written(key, data, &meta);
+        self.keep_written(key, data, &meta, ticket);
         Ok(meta)
     }
 
     async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
         self.memory.forget(key);
+        let ticket = self.memory.ticket();
         let meta = self.inner.put_volatile(key, data.clone(), mode).await?;
-        self.keep_written(key, data, &meta);
+        self.keep_written(key, data, &meta, ticket);
         Ok(meta)
     }
 
@@ -389,6 +431,70 @@ mod tests {
             clock.advance_millis(MAX_AGE_MS);
             assert!(read_small(&cache, record).await.unwrap().is_none(), "aged out");
         });
+    }
+
+    fn meta(etag: &str) -> ObjectMeta {
+        ObjectMeta {
+            size: 3,
+            etag: etag.to_string(),
+        }
+    }
+
+    fn kept(memory: &ImmutableMemory, key: &str) -> Option<Bytes> {
+        memory.lookup(key).map(|(data, _)| data)
+    }
+
+    #[test]
+    fn a_slower_read_or_write_does_not_put_back_what_a_later_write_replaced() {
+        let memory = ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20);
+        let tag = "repos/a/_tags/t";
+        // A read of the tag begins; a write replaces it and keeps its bytes;
+        // the read, slower, ends with the old bytes.
+        let read = memory.ticket();
+        memory.forget(tag);
+        let write = memory.ticket();
+        memory.insert(tag, Bytes::from_static(b"two"), meta("2"), write);
+        memory.insert(tag, Bytes::from_static(b"one"), meta("1"), read);
+        assert_eq!(
+            kept(&memory, tag).as_deref(),
+            Some(&b"two"[..]),
+            "the read kept nothing"
+        );
+        // Two writes, the first one slower to keep what it wrote.
+        memory.forget(tag);
+        let first = memory.ticket();
+        memory.forget(tag);
+        let second = memory.ticket();
+        memory.insert(tag, Bytes::from_static(b"fou"), meta("4"), second);
+        memory.insert(tag, Bytes::from_static(b"thr"), meta("3"), first);
+        assert_eq!(
+            kept(&memory, tag).as_deref(),
+            Some(&b"fou"[..]),
+            "the first write kept nothing"
+        );
+        // Another key's forget does not stop a read of this one.
+        let read = memory.ticket();
+        memory.forget("repos/a/_tags/other");
+        memory.insert(tag, Bytes::from_static(b"fiv"), meta("5"), read);
+        assert_eq!(kept(&memory, tag).as_deref(), Some(&b"fiv"[..]));
+    }
+
+    #[test]
+    fn forgets_of_many_keys_stop_every_older_read_rather_than_grow() {
+        let memory = ImmutableMemory::new(Arc::new(TestEnv::at(0)), 1 << 20);
+        let key = "blobs/sha256/aa";
+        let old = memory.ticket();
+        for i in 0..MAX_FORGOTTEN_KEYS + 1 {
+            memory.forget(&format!("blobs/sha256/{i:04x}"));
+        }
+        let entries = memory.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(entries.forgotten.len() <= MAX_FORGOTTEN_KEYS, "bounded");
+        drop(entries);
+        memory.insert(key, Bytes::from_static(b"old"), meta("1"), old);
+        assert_eq!(kept(&memory, key), None, "older than the record of forgets");
+        let new = memory.ticket();
+        memory.insert(key, Bytes::from_static(b"new"), meta("2"), new);
+        assert_eq!(kept(&memory, key).as_deref(), Some(&b"new"[..]));
     }
 
     #[test]
