@@ -332,9 +332,8 @@ $cpu_table
 The \`x-pier-test-ops\` header of pier's test build (\`edge-worker/src/counted.rs\`)
 for one request of each kind (\`loadgen ops\`), in the order a client makes
 them: the R2, KV and Cache API operations made by the time the response was
-built. Filling the caches after a miss (a KV write; a Cache API write of the
-bytes the answer read, or of a second R2 read for blobs over 8 MiB; under
-\`waitUntil\`) is in it only as far as it got by then, so a first read's row
+built. Filling the caches after a miss (one more R2 read, then a KV or Cache
+API write, under \`waitUntil\`) is in it only as far as it got by then, so a first read's row
 may differ from run to run; the other rows miss nothing and do not. The
 isolate that took the push keeps what it wrote, so its first reads fetch only
 blob bytes over 64 KiB; "another isolate" rows are read after the test routes

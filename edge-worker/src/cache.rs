@@ -10,9 +10,7 @@
 //! (`pier_core::store::cache`).
 //!
 //! Caches fill after a miss, in the background (`waitUntil`), from a fresh read
-//! of R2, so the puller never waits for a cache write: KV from the read that
-//! answered, the Cache API from it too (split in two) for blobs up to
-//! [`TEE_FILL_MAX_BYTES`], from a read of its own for larger ones. A delete through this
+//! of R2, so the puller never waits for a cache write. A delete through this
 //! store drops the entry from this location's Cache API and from KV; other
 //! locations may serve a deleted object until KV's propagation (about a
 //! minute) or, for blob data, until their cached copy is evicted. Blob data is
@@ -30,8 +28,6 @@ use pier_core::store::{
     Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
 };
 use serde::{Deserialize, Serialize};
-use worker::js_sys::Array;
-use worker::wasm_bindgen::JsCast;
 use worker::web_sys::ReadableStream;
 use worker::{
     console_warn, Cache, Context, Headers, KvStore, Request, RequestInit, Response, ResponseBody, ResponseBuilder,
@@ -40,7 +36,7 @@ use worker::{
 use crate::config::EdgeConfig;
 use crate::counted::{Op, OpCounts};
 use crate::hot_blobs;
-use crate::js_body::{js_body, take_js_body};
+use crate::js_body::js_body;
 use crate::streams::readable_of_length;
 
 /// `Cache-Control` of cached blob data: the Cache API keeps a response only as
@@ -48,11 +44,6 @@ use crate::streams::readable_of_length;
 const CACHED_DATA_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// The R2 etag of a cached object, kept beside it.
 const STORE_ETAG_HEADER: &str = "x-pier-store-etag";
-/// Blob data up to this size fills the Cache API from the read that serves
-/// it, split in two (`tee`); larger data is read from R2 once more after the
-/// answer. A split buffers what the slower half has not read yet (a client
-/// reading slower than the cache writes), so it stays bounded.
-const TEE_FILL_MAX_BYTES: u64 = 8 << 20;
 /// KV refuses values over 25 MiB.
 const KV_MAX_VALUE_BYTES: u64 = 25 << 20;
 /// KV entries expire after a day: a delete made outside this Worker (GC run
@@ -221,20 +212,12 @@ impl EdgeCaches {
                 return;
             }
         };
-        match readable_of_length(object.body, object.meta.size) {
-            Ok(body) => self.cache_put(key, &object.meta, body).await,
-            Err(err) => console_warn!("pier: cache fill of {key} failed: {err}"),
-        }
-    }
-
-    /// Puts blob data, `body` of `meta.size` bytes, in this location's Cache
-    /// API.
-    async fn cache_put(&self, key: &str, meta: &ObjectMeta, body: ReadableStream) {
         let headers = Headers::new();
         let filled = async {
             headers.set("cache-control", CACHED_DATA_CACHE_CONTROL)?;
             headers.set("content-type", "application/octet-stream")?;
-            headers.set(STORE_ETAG_HEADER, &meta.etag)?;
+            headers.set(STORE_ETAG_HEADER, &object.meta.etag)?;
+            let body = readable_of_length(object.body, object.meta.size)?;
             let response: Response = ResponseBuilder::new().with_headers(headers).stream(body);
             self.ops.count(Op::CachePut);
             Cache::default().put(self.cache_url(key), response).await
@@ -386,31 +369,14 @@ impl CachedStore {
                 return Ok(Some(GetResult { meta, body }));
             }
         }
-        let whole = range.is_none();
-        let Some(object) = self.inner.get(key, range).await? else {
-            return Ok(None);
-        };
-        let size = object.meta.size;
-        if !(1..=self.caches.cache_max_object_bytes).contains(&size) {
-            return Ok(Some(object));
-        }
-        if whole && size <= TEE_FILL_MAX_BYTES {
-            if let Some((readable, length)) = take_js_body(&object.body) {
-                let halves: Array = readable.tee();
-                let (served, copied): (ReadableStream, ReadableStream) =
-                    (halves.get(0).unchecked_into(), halves.get(1).unchecked_into());
-                let (caches, owned_key, meta) = (self.caches.clone(), key.to_string(), object.meta.clone());
-                context.wait_until(async move { caches.cache_put(&owned_key, &meta, copied).await });
-                let body = js_body(served, length, format!("{key} from R2"));
-                return Ok(Some(GetResult {
-                    meta: object.meta,
-                    body,
-                }));
+        let found = self.inner.get(key, range).await?;
+        if let Some(object) = &found {
+            if (1..=self.caches.cache_max_object_bytes).contains(&object.meta.size) {
+                let (caches, store, owned_key) = (self.caches.clone(), self.inner.clone(), key.to_string());
+                context.wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
             }
         }
-        let (caches, store, owned_key) = (self.caches.clone(), self.inner.clone(), key.to_string());
-        context.wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
-        Ok(Some(object))
+        Ok(found)
     }
 }
 

@@ -473,7 +473,7 @@ describe('round trips per request (docs/benchmarks-edge.md lists them all)', () 
     const pushedTrips = roundTrips(pushedLarge);
     assert.deepEqual(storageReads(pushedTrips), ['r2.get'], '1 MiB blob, right after the push: only its bytes read');
     assert.equal(pushedTrips['r2.get'], 1, '1 MiB blob, right after the push: one R2 read');
-    // The Cache API fills from that read (split in two), not from another.
+    // The Cache API fills after that read (waitUntil).
     await waitUntilCached(largeData);
     await forgetInMemory(blobRecordKey(largeDigest), layerLinkKey(repo, largeDigest));
     const elsewhere = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
