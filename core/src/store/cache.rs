@@ -65,7 +65,7 @@ struct Entries {
 /// When a read or write of the store began, in forgets (see
 /// `Entries::generation`).
 #[derive(Clone, Copy, Debug)]
-struct Ticket(u64);
+pub struct Ticket(u64);
 
 /// How many forgotten keys are remembered; past that the record is cleared
 /// and reads and writes under way keep nothing.
@@ -144,8 +144,8 @@ impl ImmutableMemory {
     }
 
     /// Drops the copy of `key`, if one is kept, and any a read or write
-    /// under way would keep.
-    pub fn forget(&self, key: &str) {
+    /// under way would keep; the ticket of a write of `key` that starts now.
+    pub fn forget(&self, key: &str) -> Ticket {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.generation += 1;
         let generation = entries.generation;
@@ -155,6 +155,7 @@ impl ImmutableMemory {
         }
         entries.forgotten.insert(key.to_string(), generation);
         Self::evict(&mut entries, key);
+        Ticket(generation)
     }
 }
 
@@ -244,16 +245,16 @@ impl Store for ImmutableCache {
     }
 
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        self.memory.forget(key);
-        let ticket = self.memory.ticket();
+        // Taken with the forget, so that a write of the same key starting on
+        // another thread in between is seen as later.
+        let ticket = self.memory.forget(key);
         let meta = self.inner.put(key, data.clone(), mode).await?;
         self.keep_written(key, data, &meta, ticket);
         Ok(meta)
     }
 
     async fn put_volatile(&self, key: &str, data: Bytes, mode: PutMode) -> StoreResult<ObjectMeta> {
-        self.memory.forget(key);
-        let ticket = self.memory.ticket();
+        let ticket = self.memory.forget(key);
         let meta = self.inner.put_volatile(key, data.clone(), mode).await?;
         self.keep_written(key, data, &meta, ticket);
         Ok(meta)
@@ -451,8 +452,7 @@ mod tests {
         // A read of the tag begins; a write replaces it and keeps its bytes;
         // the read, slower, ends with the old bytes.
         let read = memory.ticket();
-        memory.forget(tag);
-        let write = memory.ticket();
+        let write = memory.forget(tag);
         memory.insert(tag, Bytes::from_static(b"two"), meta("2"), write);
         memory.insert(tag, Bytes::from_static(b"one"), meta("1"), read);
         assert_eq!(
@@ -461,10 +461,8 @@ mod tests {
             "the read kept nothing"
         );
         // Two writes, the first one slower to keep what it wrote.
-        memory.forget(tag);
-        let first = memory.ticket();
-        memory.forget(tag);
-        let second = memory.ticket();
+        let first = memory.forget(tag);
+        let second = memory.forget(tag);
         memory.insert(tag, Bytes::from_static(b"fou"), meta("4"), second);
         memory.insert(tag, Bytes::from_static(b"thr"), meta("3"), first);
         assert_eq!(
