@@ -10,7 +10,8 @@
 //! (`pier_core::store::cache`).
 //!
 //! Caches fill after a miss, in the background (`waitUntil`), from a fresh read
-//! of R2, so the puller never waits for a cache write. A delete through this
+//! of R2, so the puller never waits for a cache write; blob data read often
+//! is kept in the isolate's memory too (`hot_blobs`). A delete through this
 //! store drops the entry from this location's Cache API and from KV; other
 //! locations may serve a deleted object until KV's propagation (about a
 //! minute) or, for blob data, until their cached copy is evicted. Blob data is
@@ -36,7 +37,7 @@ use worker::{
 use crate::config::EdgeConfig;
 use crate::counted::{Op, OpCounts};
 use crate::hot_blobs;
-use crate::js_body::js_body;
+use crate::js_body::{js_body, take_js_body};
 use crate::streams::readable_of_length;
 
 /// `Cache-Control` of cached blob data: the Cache API keeps a response only as
@@ -260,6 +261,16 @@ impl EdgeCaches {
         }
     }
 
+    /// Drops blob data from this location's Cache API alone (for tests of a
+    /// read made before the fill after the first one landed).
+    #[cfg(feature = "test-endpoints")]
+    pub async fn drop_cached_data(&self, key: &str) -> worker::Result<bool> {
+        Cache::default()
+            .delete(self.cache_url(key), false)
+            .await
+            .map(|deleted| matches!(deleted, worker::CacheDeletionOutcome::Success))
+    }
+
     async fn forget(&self, key: &str, kind: CacheKind) {
         match kind {
             CacheKind::Small => {
@@ -369,14 +380,26 @@ impl CachedStore {
                 return Ok(Some(GetResult { meta, body }));
             }
         }
-        let found = self.inner.get(key, range).await?;
-        if let Some(object) = &found {
-            if (1..=self.caches.cache_max_object_bytes).contains(&object.meta.size) {
-                let (caches, store, owned_key) = (self.caches.clone(), self.inner.clone(), key.to_string());
-                context.wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
+        let whole = range.is_none();
+        let Some(object) = self.inner.get(key, range).await? else {
+            return Ok(None);
+        };
+        if (1..=self.caches.cache_max_object_bytes).contains(&object.meta.size) {
+            let (caches, store, owned_key) = (self.caches.clone(), self.inner.clone(), key.to_string());
+            context.wait_until(async move { caches.cache_fill(store.as_ref(), &owned_key).await });
+        }
+        // Pulled again before the Cache API's fill landed: kept all the same.
+        if whole && self.caches.hot_blob_bytes > 0 && hot_blobs::read_before(key) {
+            if let Some((readable, length)) = take_js_body(&object.body) {
+                let readable = hot_blobs::keep(key, &object.meta, readable, self.caches.hot_blob_bytes, context);
+                let body = js_body(readable, length, format!("{key} from R2"));
+                return Ok(Some(GetResult {
+                    meta: object.meta,
+                    body,
+                }));
             }
         }
-        Ok(found)
+        Ok(Some(object))
     }
 }
 

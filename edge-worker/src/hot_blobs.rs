@@ -6,9 +6,13 @@
 //! fleet pulling one image pulls the same layers many times a minute from the
 //! same isolates; for those, a copy in memory answers at once.
 //!
-//! A blob enters on its second read in a location (a Cache API hit), copied
-//! from the cached response's stream while the puller is served from the
-//! other half of it, so nobody waits for the copy. Memory is bounded by the
+//! A blob enters on its second read: a Cache API hit (another read in the
+//! location came first), or a second read from R2 in this isolate (pulls
+//! closer together than the Cache API's fill after the first). It is copied
+//! from the stream being served while the puller reads the other half of it,
+//! so nobody waits for the copy. A blob read once is only noted, by key (at
+//! most [`MAX_NOTED_KEYS`] of them), so one-off pulls take no memory for
+//! their bytes. Memory is bounded by the
 //! deployment's budget (`PIER_HOT_BLOB_BYTES`, 0 turns it off), shared with
 //! everything else the isolate holds in its 128 MB: a blob that finds the
 //! budget spent is not kept, and an entry leaves once nobody read it for
@@ -39,8 +43,14 @@ const IDLE_MS: f64 = 60_000.0;
 /// Objects over this size are never kept: a few of them would spend the
 /// budget, and large layers are pulled less often than small ones.
 const MAX_OBJECT_BYTES: u64 = 8 << 20;
+/// How many blobs read once from R2 are noted at most; when full, the notes
+/// of idle ones go, then all of them (a burst of one-off pulls).
+const MAX_NOTED_KEYS: usize = 4096;
 
 enum Slot {
+    /// Read once from R2 in this isolate, not kept: the next whole read of
+    /// it, from wherever it comes, is kept.
+    Noted { since_ms: f64 },
     /// Being copied in: its bytes are counted, so two fills cannot both
     /// overrun the budget, and a concurrent read goes to the Cache API. A
     /// fill the runtime never finished (its `waitUntil` cut short) is swept
@@ -56,6 +66,7 @@ enum Slot {
 impl Slot {
     fn size(&self) -> u64 {
         match self {
+            Slot::Noted { .. } => 0,
             Slot::Filling { size, .. } => *size,
             Slot::Kept { bytes, .. } => bytes.length() as u64,
         }
@@ -66,6 +77,8 @@ impl Slot {
 struct HotBlobs {
     by_key: HashMap<String, Slot>,
     bytes: u64,
+    /// How many slots are [`Slot::Noted`].
+    noted: usize,
 }
 
 thread_local! {
@@ -76,11 +89,25 @@ impl HotBlobs {
     fn remove(&mut self, key: &str) {
         if let Some(slot) = self.by_key.remove(key) {
             self.bytes -= slot.size();
+            self.noted -= usize::from(matches!(slot, Slot::Noted { .. }));
         }
     }
 
-    /// Drops entries idle (or filling) for [`IDLE_MS`]; called only when room
-    /// is needed.
+    /// Notes `key` as read once, making room among the notes if needed.
+    fn note(&mut self, key: &str, now_ms: f64) {
+        if self.noted >= MAX_NOTED_KEYS {
+            self.sweep(now_ms);
+        }
+        if self.noted >= MAX_NOTED_KEYS {
+            self.by_key.retain(|_, slot| !matches!(slot, Slot::Noted { .. }));
+            self.noted = 0;
+        }
+        self.by_key.insert(key.to_string(), Slot::Noted { since_ms: now_ms });
+        self.noted += 1;
+    }
+
+    /// Drops entries idle (or filling, or noted) for [`IDLE_MS`]; called only
+    /// when room is needed.
     fn sweep(&mut self, now_ms: f64) {
         let idle: Vec<String> = self
             .by_key
@@ -89,7 +116,8 @@ impl HotBlobs {
                 Slot::Kept {
                     last_read_ms: since, ..
                 }
-                | Slot::Filling { since_ms: since, .. } => now_ms - since >= IDLE_MS,
+                | Slot::Filling { since_ms: since, .. }
+                | Slot::Noted { since_ms: since } => now_ms - since >= IDLE_MS,
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -117,7 +145,7 @@ pub fn serve(key: &str, range: Option<&Range<u64>>) -> Option<GetResult> {
                 *last_read_ms = now_ms;
                 Some((bytes.clone(), etag.clone()))
             }
-            Slot::Filling { .. } => None,
+            Slot::Filling { .. } | Slot::Noted { .. } => None,
         }
     })?;
     let size = bytes.length() as u64;
@@ -137,9 +165,26 @@ pub fn serve(key: &str, range: Option<&Range<u64>>) -> Option<GetResult> {
     })
 }
 
-/// The stream to serve a whole blob read from the Cache API: `readable`
-/// itself, or half of it while the other half is copied into memory, when
-/// `budget` has room for it.
+/// Whether a whole read of `key` from R2 is its second in this isolate
+/// (its first is noted, and the answer is `false`).
+pub fn read_before(key: &str) -> bool {
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        match hot.by_key.get(key) {
+            Some(Slot::Noted { .. }) => true,
+            // Being copied in (or kept, and forgotten meanwhile): nothing to note.
+            Some(_) => false,
+            None => {
+                hot.note(key, Date::now());
+                false
+            }
+        }
+    })
+}
+
+/// The stream to serve a whole blob read a second time (see the module's
+/// doc): `readable` itself, or half of it while the other half is copied into
+/// memory, when `budget` has room for it.
 pub fn keep(key: &str, meta: &ObjectMeta, readable: ReadableStream, budget: u64, context: &Context) -> ReadableStream {
     if meta.size == 0 || meta.size > MAX_OBJECT_BYTES.min(budget) || !reserve(key, meta.size, budget) {
         return readable;
@@ -190,8 +235,10 @@ pub fn keep(key: &str, meta: &ObjectMeta, readable: ReadableStream, budget: u64,
 fn reserve(key: &str, size: u64, budget: u64) -> bool {
     HOT.with(|hot| {
         let mut hot = hot.borrow_mut();
-        if hot.by_key.contains_key(key) {
-            return false;
+        match hot.by_key.get(key) {
+            Some(Slot::Noted { .. }) => hot.remove(key),
+            Some(_) => return false,
+            None => {}
         }
         if hot.bytes + size > budget {
             hot.sweep(Date::now());

@@ -12,7 +12,9 @@
 //! - `GET|PUT|DELETE /_pier_test/objects/<key>`: raw R2 reads, writes and
 //!   deletes, for importing a native data directory and for proving that reads
 //!   come from the caches once R2 no longer has an object.
-//! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key.
+//! - `GET /_pier_test/cached/<key>`: 200 if the edge caches hold the key;
+//!   `DELETE` drops blob data under the key from this location's Cache API
+//!   alone (200, or 404 if it held none), as if its fill had not landed.
 //! - `GET /_pier_test/in-memory/<key>`: 200 if this isolate keeps the blob
 //!   data under the key in its memory (`hot_blobs`); `DELETE` drops whatever
 //!   this isolate keeps of the key (blob data, or a small object core keeps),
@@ -110,6 +112,12 @@ async fn answer(
     }
     if let Some(key) = route.strip_prefix("cached/") {
         let caches = edge_caches(request, env, config)?;
+        if method == Method::Delete {
+            return match caches.drop_cached_data(&decode(key)?).await? {
+                true => Response::ok("dropped\n"),
+                false => Response::error("not cached", 404),
+            };
+        }
         return if caches.holds(&decode(key)?).await {
             Response::ok("cached\n")
         } else {

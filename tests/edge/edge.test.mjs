@@ -14,7 +14,8 @@
 //   too) and blob records and manifests by digest from KV, proven by deleting
 //   the objects from R2 behind the Worker's back; a tag is always read from R2,
 //   and a manifest DELETE drops the cached copy;
-// - blobs pulled twice in a location are then served from the isolate's memory
+// - blobs pulled twice in a location (or twice from R2 in the isolate, before
+//   the Cache API's fill) are then served from the isolate's memory
 //   (hot_blobs.rs) with no subrequest, whole and ranged, and only where the
 //   registry would serve them anyway: never to a repository the blob is not
 //   linked in, nor after its DELETE; racing pulls during the copy all get the
@@ -384,6 +385,32 @@ describe("blobs pulled often are served from the isolate's memory", () => {
     const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
     assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
     assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+  });
+
+  // Pulls closer together than the Cache API's fill after the first: the
+  // second comes from R2 again, and is kept all the same. A blob read once
+  // is not kept.
+  test('a second read from R2, before the Cache API holds the blob, keeps it; a first keeps nothing', async () => {
+    const repo = repoName('hot-second');
+    const blob = randomBytes(1 << 20);
+    const digest = await pushBlob(repo, blob);
+    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
+    const first = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(first.body.equals(blob), 'first read: the bytes pushed');
+    assert.deepEqual(storageReads(roundTrips(first)), ['r2.get'], 'first read: its bytes from R2');
+    await waitUntilCached(dataKey);
+    assertStatus(await testRoute('GET', `in-memory/${dataKey}`), 404, 'read once: not in memory');
+    // As if the fill after the first read had not landed yet.
+    assertStatus(await testRoute('DELETE', `cached/${dataKey}`), 200, 'dropped from the Cache API');
+    const second = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(second.body.equals(blob), 'second read: the bytes pushed');
+    const secondTrips = roundTrips(second);
+    assert.equal(secondTrips['cache.match'], 1, 'second read: the Cache API asked');
+    assert.equal(secondTrips['r2.get'], 1, 'second read: its bytes from R2');
+    await waitUntilInMemory(dataKey);
+    const third = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(third.body.equals(blob), 'third read: the bytes pushed');
+    assert.deepEqual(roundTrips(third), {}, 'third read: from memory');
   });
 
   test('a blob over 8 MiB stays in the Cache API', async () => {
