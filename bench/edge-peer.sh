@@ -321,8 +321,8 @@ holds the isolate's lock, so each sample taken while it worked (all but
 sampler tick, measured from back-to-back samples. Profiling itself slows the
 isolate down (a signal and a stack walk every tick): read the figures as upper
 bounds and compare them with each other. A blob read before is, for pier
-with its default settings, served from its isolate's memory (a Cache API hit
-on its second read). The profiles are kept in the run
+with its default settings, served from its isolate's memory (from its
+second read on). The profiles are kept in the run
 directory (\`profiles/*.cpuprofile\`, for DevTools).
 
 $cpu_table
