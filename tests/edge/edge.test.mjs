@@ -413,6 +413,36 @@ describe("blobs pulled often are served from the isolate's memory", () => {
     assert.deepEqual(roundTrips(third), {}, 'third read: from memory');
   });
 
+  test('second reads from R2 racing each other all get the bytes; one copy is kept', async () => {
+    const repo = repoName('hot-second-race');
+    const blob = randomBytes(2 << 20);
+    const digest = await pushBlob(repo, blob);
+    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
+    assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first read');
+    await waitUntilCached(dataKey);
+    assertStatus(await testRoute('DELETE', `cached/${dataKey}`), 200, 'dropped from the Cache API');
+    // All noted, all before the fill: the first to reserve copies, the
+    // others are served as they are (whole and ranged alike).
+    const reads = await Promise.all(
+      Array.from({ length: 9 }, (_, i) =>
+        request('GET', `/v2/${repo}/blobs/${digest}`, i % 3 ? {} : { headers: { range: 'bytes=7-1048582' } }),
+      ),
+    );
+    reads.forEach((res, i) => {
+      if (i % 3) {
+        assertStatus(res, 200, `racing read ${i}`);
+        assert.ok(res.body.equals(blob), `racing read ${i}: the bytes pushed`);
+      } else {
+        assertStatus(res, 206, `racing ranged read ${i}`);
+        assert.ok(res.body.equals(blob.subarray(7, 1048583)), `racing ranged read ${i}: its bytes`);
+      }
+    });
+    await waitUntilInMemory(dataKey);
+    const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
+    assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+  });
+
   test('a blob over 8 MiB stays in the Cache API', async () => {
     const repo = repoName('hot-large');
     const blob = randomBytes((8 << 20) + 1);
