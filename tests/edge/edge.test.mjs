@@ -303,6 +303,29 @@ describe("blobs pulled often are served from the isolate's memory", () => {
     return { digest, dataKey };
   }
 
+  // `count` GETs of the blob at once, every third for the bytes `first` to
+  // `last`: each gets its bytes; then the blob is in memory.
+  async function raceThenReadFromMemory(repo, digest, dataKey, blob, count, [first, last]) {
+    const reads = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        request('GET', `/v2/${repo}/blobs/${digest}`, i % 3 ? {} : { headers: { range: `bytes=${first}-${last}` } }),
+      ),
+    );
+    reads.forEach((res, i) => {
+      if (i % 3) {
+        assertStatus(res, 200, `racing read ${i}`);
+        assert.ok(res.body.equals(blob), `racing read ${i}: the bytes pushed`);
+      } else {
+        assertStatus(res, 206, `racing ranged read ${i}`);
+        assert.ok(res.body.equals(blob.subarray(first, last + 1)), `racing ranged read ${i}: its bytes`);
+      }
+    });
+    await waitUntilInMemory(dataKey);
+    const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
+    assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+  }
+
   test('whole and ranged, with no subrequest', async () => {
     const repo = repoName('hot');
     const blob = randomBytes(1 << 20);
@@ -367,24 +390,7 @@ describe("blobs pulled often are served from the isolate's memory", () => {
     const { digest, dataKey } = await pushCached(repo, blob);
     // The first of these is a Cache API hit that starts the copy; the others
     // race it, reading the Cache API or, once it is done, memory.
-    const reads = await Promise.all(
-      Array.from({ length: 12 }, (_, i) =>
-        request('GET', `/v2/${repo}/blobs/${digest}`, i % 3 ? {} : { headers: { range: 'bytes=1000-2000999' } }),
-      ),
-    );
-    reads.forEach((res, i) => {
-      if (i % 3) {
-        assertStatus(res, 200, `racing read ${i}`);
-        assert.ok(res.body.equals(blob), `racing read ${i}: the bytes pushed`);
-      } else {
-        assertStatus(res, 206, `racing ranged read ${i}`);
-        assert.ok(res.body.equals(blob.subarray(1000, 2001000)), `racing ranged read ${i}: its bytes`);
-      }
-    });
-    await waitUntilInMemory(dataKey);
-    const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
-    assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
-    assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+    await raceThenReadFromMemory(repo, digest, dataKey, blob, 12, [1000, 2000999]);
   });
 
   // Pulls closer together than the Cache API's fill after the first: the
@@ -423,24 +429,7 @@ describe("blobs pulled often are served from the isolate's memory", () => {
     assertStatus(await testRoute('DELETE', `cached/${dataKey}`), 200, 'dropped from the Cache API');
     // All noted, all before the fill: the first to reserve copies, the
     // others are served as they are (whole and ranged alike).
-    const reads = await Promise.all(
-      Array.from({ length: 9 }, (_, i) =>
-        request('GET', `/v2/${repo}/blobs/${digest}`, i % 3 ? {} : { headers: { range: 'bytes=7-1048582' } }),
-      ),
-    );
-    reads.forEach((res, i) => {
-      if (i % 3) {
-        assertStatus(res, 200, `racing read ${i}`);
-        assert.ok(res.body.equals(blob), `racing read ${i}: the bytes pushed`);
-      } else {
-        assertStatus(res, 206, `racing ranged read ${i}`);
-        assert.ok(res.body.equals(blob.subarray(7, 1048583)), `racing ranged read ${i}: its bytes`);
-      }
-    });
-    await waitUntilInMemory(dataKey);
-    const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
-    assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
-    assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+    await raceThenReadFromMemory(repo, digest, dataKey, blob, 9, [7, 1048582]);
   });
 
   test('a blob over 8 MiB stays in the Cache API', async () => {
