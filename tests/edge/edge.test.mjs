@@ -320,10 +320,30 @@ describe("blobs pulled often are served from the isolate's memory", () => {
         assert.ok(res.body.equals(blob.subarray(first, last + 1)), `racing ranged read ${i}: its bytes`);
       }
     });
+    await readFromMemory(repo, digest, dataKey, blob, 'after the race');
+  }
+
+  // Waits until this isolate keeps the blob, then reads it with no subrequest.
+  async function readFromMemory(repo, digest, dataKey, blob, what) {
     await waitUntilInMemory(dataKey);
     const kept = await request('GET', `/v2/${repo}/blobs/${digest}`);
-    assert.ok(kept.body.equals(blob), 'from memory after the race: the bytes pushed');
-    assert.deepEqual(roundTrips(kept), {}, 'from memory after the race');
+    assert.ok(kept.body.equals(blob), `from memory ${what}: the bytes pushed`);
+    assert.deepEqual(roundTrips(kept), {}, `from memory ${what}`);
+  }
+
+  // Pushes `blob` and reads it once from R2, which keeps nothing in memory;
+  // then drops it from the Cache API, as if the fill after that read had not
+  // landed yet.
+  async function pushReadOnceFromR2(repo, blob) {
+    const digest = await pushBlob(repo, blob);
+    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
+    const first = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assert.ok(first.body.equals(blob), 'first read: the bytes pushed');
+    assert.deepEqual(storageReads(roundTrips(first)), ['r2.get'], 'first read: its bytes from R2');
+    await waitUntilCached(dataKey);
+    assertStatus(await testRoute('GET', `in-memory/${dataKey}`), 404, 'read once: not in memory');
+    assertStatus(await testRoute('DELETE', `cached/${dataKey}`), 200, 'dropped from the Cache API');
+    return { digest, dataKey };
   }
 
   test('whole and ranged, with no subrequest', async () => {
@@ -399,34 +419,19 @@ describe("blobs pulled often are served from the isolate's memory", () => {
   test('a second read from R2, before the Cache API holds the blob, keeps it; a first keeps nothing', async () => {
     const repo = repoName('hot-second');
     const blob = randomBytes(1 << 20);
-    const digest = await pushBlob(repo, blob);
-    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
-    const first = await request('GET', `/v2/${repo}/blobs/${digest}`);
-    assert.ok(first.body.equals(blob), 'first read: the bytes pushed');
-    assert.deepEqual(storageReads(roundTrips(first)), ['r2.get'], 'first read: its bytes from R2');
-    await waitUntilCached(dataKey);
-    assertStatus(await testRoute('GET', `in-memory/${dataKey}`), 404, 'read once: not in memory');
-    // As if the fill after the first read had not landed yet.
-    assertStatus(await testRoute('DELETE', `cached/${dataKey}`), 200, 'dropped from the Cache API');
+    const { digest, dataKey } = await pushReadOnceFromR2(repo, blob);
     const second = await request('GET', `/v2/${repo}/blobs/${digest}`);
     assert.ok(second.body.equals(blob), 'second read: the bytes pushed');
     const secondTrips = roundTrips(second);
     assert.equal(secondTrips['cache.match'], 1, 'second read: the Cache API asked');
     assert.equal(secondTrips['r2.get'], 1, 'second read: its bytes from R2');
-    await waitUntilInMemory(dataKey);
-    const third = await request('GET', `/v2/${repo}/blobs/${digest}`);
-    assert.ok(third.body.equals(blob), 'third read: the bytes pushed');
-    assert.deepEqual(roundTrips(third), {}, 'third read: from memory');
+    await readFromMemory(repo, digest, dataKey, blob, 'on the third read');
   });
 
   test('second reads from R2 racing each other all get the bytes; one copy is kept', async () => {
     const repo = repoName('hot-second-race');
     const blob = randomBytes(2 << 20);
-    const digest = await pushBlob(repo, blob);
-    const dataKey = (await testRoute('GET', `objects/${blobRecordKey(digest)}`)).json().object;
-    assertStatus(await request('GET', `/v2/${repo}/blobs/${digest}`), 200, 'first read');
-    await waitUntilCached(dataKey);
-    assertStatus(await testRoute('DELETE', `cached/${dataKey}`), 200, 'dropped from the Cache API');
+    const { digest, dataKey } = await pushReadOnceFromR2(repo, blob);
     // All noted, all before the fill: the first to reserve copies, the
     // others are served as they are (whole and ranged alike).
     await raceThenReadFromMemory(repo, digest, dataKey, blob, 9, [7, 1048582]);
