@@ -366,7 +366,7 @@ impl CachedStore {
     ) -> StoreResult<Option<GetResult>> {
         let empty_range = range.as_ref().is_some_and(Range::is_empty);
         if self.caches.hot_blob_bytes > 0 && !empty_range {
-            if let Some(kept) = hot_blobs::serve(key, range.as_ref()) {
+            if let Some(kept) = hot_blobs::serve(key, range.as_ref(), self.caches.hot_blob_bytes) {
                 return Ok(Some(kept));
             }
         }

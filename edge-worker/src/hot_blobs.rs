@@ -13,12 +13,16 @@
 //! so nobody waits for the copy. A blob read once is only noted, by key (at
 //! most [`MAX_NOTED_KEYS`] of them), so one-off pulls take no memory for
 //! their bytes. Memory is bounded by the
-//! deployment's budget (`PIER_HOT_BLOB_BYTES`, 0 turns it off), shared with
-//! everything else the isolate holds in its 128 MB: a blob that finds the
-//! budget spent is not kept, and an entry leaves once nobody read it for
-//! [`IDLE_MS`]. What is kept stays kept rather than being pushed out by the
-//! next newcomer, so a stream of one-off pulls larger than the budget never
-//! churns what is hot (each admission costs a copy).
+//! deployment's budget (`PIER_HOT_BLOB_BYTES`, 0 turns it off), and by what
+//! the wasm memory leaves of the isolate's 128 MB ([`MEMORY_CEILING`]):
+//! uploads buffer their parts in wasm memory, which never shrinks, so a
+//! Worker that took large pushes keeps fewer blobs rather than running out
+//! of memory, which would fail every request the isolate holds. A blob that
+//! finds the budget spent is not kept, and an entry leaves once nobody read
+//! it for [`IDLE_MS`], or, least recently read first, when the wasm memory
+//! grew past the room it held. What is kept stays kept rather than being
+//! pushed out by the next newcomer, so a stream of one-off pulls larger than
+//! the budget never churns what is hot (each admission costs a copy).
 //!
 //! Data keys name one upload's bytes and are never reused (see `cache`), so a
 //! copy is never wrong; a delete made through this isolate drops it at once.
@@ -46,6 +50,17 @@ const MAX_OBJECT_BYTES: u64 = 8 << 20;
 /// How many blobs read once from R2 are noted at most; when full, the notes
 /// of idle ones go, then all of them (a burst of one-off pulls).
 const MAX_NOTED_KEYS: usize = 4096;
+/// What the wasm memory and the kept blobs may take together: the isolate's
+/// 128 MB less room for the compiled module, the JavaScript heap and the
+/// bodies in flight.
+const MEMORY_CEILING: u64 = 96 << 20;
+
+/// The bytes kept blobs may take now: the deployment's `budget`, or what the
+/// wasm memory's peak leaves under [`MEMORY_CEILING`], whichever is less.
+pub fn room(budget: u64) -> u64 {
+    let wasm_memory = core::arch::wasm32::memory_size::<0>() as u64 * 65_536;
+    budget.min(MEMORY_CEILING.saturating_sub(wasm_memory))
+}
 
 enum Slot {
     /// Read once from R2 in this isolate, not kept: the next whole read of
@@ -106,6 +121,33 @@ impl HotBlobs {
         self.noted += 1;
     }
 
+    /// Drops entries, least recently used first, until what is held fits
+    /// `room` (which shrinks as the wasm memory grows). A fill dropped here
+    /// is not kept when its copy ends.
+    fn fit(&mut self, room: u64, now_ms: f64) {
+        if self.bytes <= room {
+            return;
+        }
+        self.sweep(now_ms);
+        let mut held: Vec<(f64, String)> = self
+            .by_key
+            .iter()
+            .filter_map(|(key, slot)| match slot {
+                Slot::Kept { last_read_ms: used, .. } | Slot::Filling { since_ms: used, .. } => {
+                    Some((*used, key.clone()))
+                }
+                Slot::Noted { .. } => None,
+            })
+            .collect();
+        held.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, key) in held {
+            if self.bytes <= room {
+                break;
+            }
+            self.remove(&key);
+        }
+    }
+
     /// Drops entries idle (or filling, or noted) for [`IDLE_MS`]; called only
     /// when room is needed.
     fn sweep(&mut self, now_ms: f64) {
@@ -127,11 +169,13 @@ impl HotBlobs {
     }
 }
 
-/// Blob data (or a range of it) from this isolate's memory.
-pub fn serve(key: &str, range: Option<&Range<u64>>) -> Option<GetResult> {
+/// Blob data (or a range of it) from this isolate's memory, after dropping
+/// what no longer fits the room `budget` leaves.
+pub fn serve(key: &str, range: Option<&Range<u64>>, budget: u64) -> Option<GetResult> {
     let now_ms = Date::now();
     let (bytes, etag) = HOT.with(|hot| {
         let mut hot = hot.borrow_mut();
+        hot.fit(room(budget), now_ms);
         match hot.by_key.get_mut(key)? {
             Slot::Kept { last_read_ms, .. } if now_ms - *last_read_ms >= IDLE_MS => {
                 hot.remove(key);
@@ -230,8 +274,8 @@ pub fn keep(key: &str, meta: &ObjectMeta, readable: ReadableStream, budget: u64,
     served
 }
 
-/// Counts `size` bytes for `key` if the budget has room (after dropping idle
-/// entries) and nobody holds or fills it yet.
+/// Counts `size` bytes for `key` if the room `budget` leaves has space for
+/// them (after dropping idle entries) and nobody holds or fills it yet.
 fn reserve(key: &str, size: u64, budget: u64) -> bool {
     HOT.with(|hot| {
         let mut hot = hot.borrow_mut();
@@ -240,15 +284,17 @@ fn reserve(key: &str, size: u64, budget: u64) -> bool {
             Some(_) => return false,
             None => {}
         }
-        if hot.bytes + size > budget {
-            hot.sweep(Date::now());
-            if hot.bytes + size > budget {
+        let (room, now_ms) = (room(budget), Date::now());
+        hot.fit(room, now_ms);
+        if hot.bytes + size > room {
+            hot.sweep(now_ms);
+            if hot.bytes + size > room {
                 return false;
             }
         }
         hot.bytes += size;
-        let since_ms = Date::now();
-        hot.by_key.insert(key.to_string(), Slot::Filling { size, since_ms });
+        let filling = Slot::Filling { size, since_ms: now_ms };
+        hot.by_key.insert(key.to_string(), filling);
         true
     })
 }
@@ -263,4 +309,10 @@ pub fn forget(key: &str) {
 #[cfg(feature = "test-endpoints")]
 pub fn holds(key: &str) -> bool {
     HOT.with(|hot| matches!(hot.borrow().by_key.get(key), Some(Slot::Kept { .. })))
+}
+
+/// The bytes kept or being copied in (for tests of the room's bound).
+#[cfg(feature = "test-endpoints")]
+pub fn held_bytes() -> u64 {
+    HOT.with(|hot| hot.borrow().bytes)
 }

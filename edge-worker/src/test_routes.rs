@@ -20,7 +20,11 @@
 //!   this isolate keeps of the key (blob data, or a small object core keeps),
 //!   so that the next read is the one another isolate would make.
 //! - `GET /_pier_test/wasm-memory`: the isolate's wasm memory in bytes, which
-//!   never shrinks, so it is the peak of what pier's code has held at once.
+//!   never shrinks, so it is the peak of what pier's code has held at once;
+//!   `POST` with `?hold=<bytes>` takes that much and gives it back first, as
+//!   an upload's parts do.
+//! - `GET /_pier_test/hot-blobs`: the bytes of blobs kept in memory (or
+//!   being copied in) and the room they may take now.
 //! - `GET /_pier_test/uploads/<id>/multipart`: the R2 multipart upload an
 //!   upload session writes its parts to, and `POST` on it with
 //!   `?multipart=<upload id>`: 200 if R2 still takes parts for it, 404 if R2
@@ -74,13 +78,26 @@ async fn answer(
         let caches = edge_caches(request, env, config)?;
         return storage_contract(&store, caches, context_handle(context)).await;
     }
-    if route == "wasm-memory" && method == Method::Get {
+    if route == "wasm-memory" {
+        if method == Method::Post {
+            // What an upload's parts do: take memory, then give it back to
+            // the allocator (the wasm memory keeps its new size).
+            let url = request.url()?;
+            let hold = url.query_pairs().find(|(name, _)| name == "hold");
+            let bytes = hold.and_then(|(_, n)| n.parse::<usize>().ok());
+            let held = vec![1u8; bytes.ok_or("?hold=<bytes> needed")?];
+            std::hint::black_box(&held);
+        }
         let memory: worker::js_sys::WebAssembly::Memory = worker::wasm_bindgen::memory().unchecked_into();
         let bytes = memory
             .buffer()
             .unchecked_into::<worker::js_sys::ArrayBuffer>()
             .byte_length();
         return Response::ok(format!("{bytes}\n"));
+    }
+    if route == "hot-blobs" && method == Method::Get {
+        let (held, room) = (crate::hot_blobs::held_bytes(), crate::hot_blobs::room(config.hot_blob_bytes));
+        return Response::from_json(&json!({ "held": held, "room": room }));
     }
     if let Some(key) = route.strip_prefix("objects/") {
         let key = decode(key)?;

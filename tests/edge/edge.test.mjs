@@ -279,6 +279,153 @@ const r2Trips = (counts) => Object.entries(counts).filter(([kind]) => kind.start
 // write, docs/lifecycle.md).
 const storageReads = (counts) => Object.keys(counts).filter((kind) => /^(r2\.(get|head|list)|kv\.get)$/.test(kind));
 
+describe('round trips per request (docs/benchmarks-edge.md lists them all)', () => {
+  // What a pull of a cached image asks of R2 from a location far from the
+  // bucket. These are today's counts, so that work adding a trip fails here
+  // (and one removing a trip says so here). Once the edge caches hold an
+  // image, nothing by digest reaches R2: a manifest or a blob's record and
+  // link come from KV, or from the isolate's memory when it read or wrote them in the
+  // last 10 s (then no operation at all); a blob's bytes from the Cache API,
+  // or from memory too when under 64 KiB or once read from the Cache API
+  // (hot_blobs.rs). A tag is one R2 read.
+  test('cached pull: nothing by digest from R2; from memory no operation; a tag 1 R2 read', async () => {
+    const repo = repoName('round-trips');
+    const image = await makeImage(repo);
+    const { digest } = await pushManifest(repo, 'v1', image, MT.ociManifest);
+    const layer = image.layers[0];
+    const record = await testRoute('GET', `objects/${blobRecordKey(layer.digest)}`);
+    assertStatus(record, 200, 'blob record in R2');
+
+    // Right after the push, its isolate has what the push wrote: the
+    // manifest, and the layer's record, link and bytes (under 64 KiB).
+    const pushedManifest = await getManifest(repo, digest);
+    assertStatus(pushedManifest, 200, 'manifest by digest, right after the push');
+    assert.deepEqual(storageReads(roundTrips(pushedManifest)), [], 'manifest by digest, right after the push: from memory');
+    const pushedBlob = await request('GET', `/v2/${repo}/blobs/${layer.digest}`);
+    assertStatus(pushedBlob, 200, 'blob, right after the push');
+    assert.equal(sha256(pushedBlob.body), layer.digest, 'blob, right after the push: its bytes');
+    assert.deepEqual(storageReads(roundTrips(pushedBlob)), [], 'blob, right after the push: from memory');
+
+    // Then as another isolate reads them.
+    await forgetInMemory(
+      manifestKey(repo, digest),
+      blobRecordKey(layer.digest),
+      layerLinkKey(repo, layer.digest),
+      record.json().object,
+    );
+    const firstManifest = await getManifest(repo, digest);
+    assertStatus(firstManifest, 200, 'manifest by digest, first read');
+    assert.ok(r2Trips(roundTrips(firstManifest)).length > 0, 'manifest by digest, first read: from R2');
+    const firstBlob = await request('GET', `/v2/${repo}/blobs/${layer.digest}`);
+    assertStatus(firstBlob, 200, 'blob, first read');
+    assert.ok(r2Trips(roundTrips(firstBlob)).length > 0, 'blob, first read: from R2');
+    await waitUntilCached(manifestKey(repo, digest));
+    await waitUntilCached(blobRecordKey(layer.digest));
+    await waitUntilCached(layerLinkKey(repo, layer.digest));
+    await waitUntilCached(record.json().object);
+
+    for (const method of ['GET', 'HEAD']) {
+      const byDigest = await getManifest(repo, digest, { method });
+      assertStatus(byDigest, 200, `manifest ${method} by digest, cached`);
+      assert.deepEqual(r2Trips(roundTrips(byDigest)), [], `manifest ${method} by digest, cached: not from R2`);
+      const again = await getManifest(repo, digest, { method });
+      assert.deepEqual(roundTrips(again), {}, `manifest ${method} by digest, again: from memory`);
+      const byTag = await getManifest(repo, 'v1', { method });
+      assertStatus(byTag, 200, `manifest ${method} by tag`);
+      assertHeader(byTag, 'docker-content-digest', digest);
+      assert.deepEqual(roundTrips(byTag), { 'r2.get': 1 }, `manifest ${method} by tag: the tag from R2`);
+
+      const blob = await request(method, `/v2/${repo}/blobs/${layer.digest}`);
+      assertStatus(blob, 200, `blob ${method}, cached`);
+      assertHeader(blob, 'content-length', layer.size);
+      assert.deepEqual(r2Trips(roundTrips(blob)), [], `blob ${method}, cached: not from R2`);
+      // (The layer is under 64 KiB, so its bytes too: a larger one's come
+      // from the Cache API, as the test above shows.)
+      const blobAgain = await request(method, `/v2/${repo}/blobs/${layer.digest}`);
+      assert.deepEqual(roundTrips(blobAgain), {}, `blob ${method}, again: record, link and bytes from memory`);
+    }
+
+    const large = randomBytes(1 << 20);
+    const largeDigest = await pushBlob(repo, large);
+    const largeData = (await testRoute('GET', `objects/${blobRecordKey(largeDigest)}`)).json().object;
+    const pushedLarge = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
+    assert.ok(pushedLarge.body.equals(large), '1 MiB blob, right after the push: the bytes pushed');
+    const pushedTrips = roundTrips(pushedLarge);
+    assert.deepEqual(storageReads(pushedTrips), ['r2.get'], '1 MiB blob, right after the push: only its bytes read');
+    assert.equal(pushedTrips['r2.get'], 1, '1 MiB blob, right after the push: one R2 read');
+    // The Cache API fills after that read (waitUntil).
+    await waitUntilCached(largeData);
+    await forgetInMemory(blobRecordKey(largeDigest), layerLinkKey(repo, largeDigest));
+    const elsewhere = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
+    assert.ok(elsewhere.body.equals(large), '1 MiB blob, first read in another isolate: the bytes pushed');
+    const elsewhereTrips = roundTrips(elsewhere);
+    assert.equal(elsewhereTrips['cache.match'], 1, '1 MiB blob, first read in another isolate: bytes from the Cache API');
+    assert.equal(elsewhereTrips['r2.get'], 2, '1 MiB blob, first read in another isolate: record and link from R2');
+    await waitUntilCached(blobRecordKey(largeDigest));
+    await waitUntilCached(layerLinkKey(repo, largeDigest));
+    await forgetInMemory(largeData);
+    const largeCached = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
+    assert.ok(largeCached.body.equals(large), '1 MiB blob, cached: the bytes pushed');
+    assert.deepEqual(r2Trips(roundTrips(largeCached)), [], '1 MiB blob, cached: not from R2');
+    assert.deepEqual(roundTrips(largeCached), { 'cache.match': 1 }, '1 MiB blob, cached: its bytes from the Cache API');
+    await waitUntilInMemory(largeData);
+    const largeAgain = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
+    assert.ok(largeAgain.body.equals(large), '1 MiB blob, again: the bytes pushed');
+    assert.deepEqual(roundTrips(largeAgain), {}, '1 MiB blob, again: its bytes from memory');
+  });
+});
+
+describe('request body limit', () => {
+  const sizeError = (res, what) => {
+    assertError(res, 413, 'SIZE_INVALID', what);
+    const [error] = res.json().errors;
+    assert.match(error.message, new RegExp(String(MAX_BODY)), 'the message names the limit');
+    assert.match(error.message, /chunk/i, 'the message names the way out');
+    assert.equal(error.detail?.limit, MAX_BODY);
+  };
+
+  test('a monolithic push one byte over the limit: 413 SIZE_INVALID', async () => {
+    const repo = repoName('limit');
+    const blob = Buffer.alloc(MAX_BODY + 1, 7);
+    const session = await startUpload(repo);
+    sizeError(await finishUpload(session.location, sha256(blob), blob), 'declared length over the limit');
+  });
+
+  test('a streamed body (no Content-Length) over the limit: 413 SIZE_INVALID', async () => {
+    const repo = repoName('limit-stream');
+    const piece = Buffer.alloc(1 << 20, 3);
+    let sent = 0;
+    const body = new ReadableStream({
+      pull(controller) {
+        if (sent > MAX_BODY) return controller.close();
+        sent += piece.length;
+        controller.enqueue(new Uint8Array(piece));
+      },
+    });
+    const session = await startUpload(repo);
+    sizeError(
+      await request('PATCH', session.location, { headers: { 'content-type': MT.octet }, body }),
+      'streamed past the limit',
+    );
+  });
+
+  test('a monolithic push of exactly the limit is accepted', async () => {
+    const repo = repoName('limit-at');
+    const blob = Buffer.alloc(MAX_BODY, 9);
+    const digest = await pushBlob(repo, blob);
+    const head = await request('HEAD', `/v2/${repo}/blobs/${digest}`);
+    assertStatus(head, 200);
+    assertHeader(head, 'content-length', String(MAX_BODY));
+  });
+});
+
+test('the scheduled (cron) entry point runs, and without PIER_GC collects nothing', async () => {
+  const res = await request('GET', '/cdn-cgi/handler/scheduled?cron=' + encodeURIComponent('*/30 * * * *'));
+  assertStatus(res, 200, `scheduled handler: ${res.text()}`);
+  assertStatus(await request('GET', '/_pier_test/objects/gc/run'), 404, 'no collection was started');
+  assertError(await request('GET', '/_pier/gc/report'), 404, ['GC_REPORT_UNKNOWN'], 'no collection has run');
+});
+
 describe("blobs pulled often are served from the isolate's memory", () => {
   // Pushes `blob` and reads it once, until the edge caches hold it.
   async function pushCached(repo, blob) {
@@ -448,151 +595,36 @@ describe("blobs pulled often are served from the isolate's memory", () => {
     }
     assertStatus(await testRoute('GET', `in-memory/${dataKey}`), 404, 'not in memory');
   });
-});
 
-describe('round trips per request (docs/benchmarks-edge.md lists them all)', () => {
-  // What a pull of a cached image asks of R2 from a location far from the
-  // bucket. These are today's counts, so that work adding a trip fails here
-  // (and one removing a trip says so here). Once the edge caches hold an
-  // image, nothing by digest reaches R2: a manifest or a blob's record and
-  // link come from KV, or from the isolate's memory when it read or wrote them in the
-  // last 10 s (then no operation at all); a blob's bytes from the Cache API,
-  // or from memory too when under 64 KiB or once read from the Cache API
-  // (hot_blobs.rs). A tag is one R2 read.
-  test('cached pull: nothing by digest from R2; from memory no operation; a tag 1 R2 read', async () => {
-    const repo = repoName('round-trips');
-    const image = await makeImage(repo);
-    const { digest } = await pushManifest(repo, 'v1', image, MT.ociManifest);
-    const layer = image.layers[0];
-    const record = await testRoute('GET', `objects/${blobRecordKey(layer.digest)}`);
-    assertStatus(record, 200, 'blob record in R2');
+  // Last in this file: the isolate's wasm memory keeps the size this test
+  // gives it, so no blob is kept in memory by this Worker afterwards.
+  test('never past what the wasm memory leaves: kept blobs go as it grows', async () => {
+    const repo = repoName('hot-room');
+    const blob = randomBytes(1 << 20);
+    const { digest, dataKey } = await pushHot(repo, blob);
+    await readFromMemory(repo, digest, dataKey, blob, 'before the wasm memory grows');
+    const before = (await testRoute('GET', 'hot-blobs')).json();
+    assert.ok(before.held >= blob.length && before.held <= before.room, `held within the room: ${JSON.stringify(before)}`);
 
-    // Right after the push, its isolate has what the push wrote: the
-    // manifest, and the layer's record, link and bytes (under 64 KiB).
-    const pushedManifest = await getManifest(repo, digest);
-    assertStatus(pushedManifest, 200, 'manifest by digest, right after the push');
-    assert.deepEqual(storageReads(roundTrips(pushedManifest)), [], 'manifest by digest, right after the push: from memory');
-    const pushedBlob = await request('GET', `/v2/${repo}/blobs/${layer.digest}`);
-    assertStatus(pushedBlob, 200, 'blob, right after the push');
-    assert.equal(sha256(pushedBlob.body), layer.digest, 'blob, right after the push: its bytes');
-    assert.deepEqual(storageReads(roundTrips(pushedBlob)), [], 'blob, right after the push: from memory');
+    // Uploads' parts grow the wasm memory, which never shrinks; past the
+    // ceiling (96 MiB with the blobs) no room is left.
+    assertStatus(await testRoute('POST', `wasm-memory?hold=${100 << 20}`), 200, 'wasm memory grown');
+    assert.equal((await testRoute('GET', 'hot-blobs')).json().room, 0, 'no room left');
 
-    // Then as another isolate reads them.
-    await forgetInMemory(
-      manifestKey(repo, digest),
-      blobRecordKey(layer.digest),
-      layerLinkKey(repo, layer.digest),
-      record.json().object,
-    );
-    const firstManifest = await getManifest(repo, digest);
-    assertStatus(firstManifest, 200, 'manifest by digest, first read');
-    assert.ok(r2Trips(roundTrips(firstManifest)).length > 0, 'manifest by digest, first read: from R2');
-    const firstBlob = await request('GET', `/v2/${repo}/blobs/${layer.digest}`);
-    assertStatus(firstBlob, 200, 'blob, first read');
-    assert.ok(r2Trips(roundTrips(firstBlob)).length > 0, 'blob, first read: from R2');
-    await waitUntilCached(manifestKey(repo, digest));
-    await waitUntilCached(blobRecordKey(layer.digest));
-    await waitUntilCached(layerLinkKey(repo, layer.digest));
-    await waitUntilCached(record.json().object);
+    // The next read drops what is kept, and is served from the Cache API.
+    const after = await request('GET', `/v2/${repo}/blobs/${digest}`);
+    assertStatus(after, 200, 'read after the growth');
+    assert.ok(after.body.equals(blob), 'read after the growth: the bytes pushed');
+    assert.deepEqual(roundTrips(after), { 'cache.match': 1 }, 'read after the growth: from the Cache API');
+    assertStatus(await testRoute('GET', `in-memory/${dataKey}`), 404, 'no longer in memory');
+    assert.equal((await testRoute('GET', 'hot-blobs')).json().held, 0, 'nothing held');
 
-    for (const method of ['GET', 'HEAD']) {
-      const byDigest = await getManifest(repo, digest, { method });
-      assertStatus(byDigest, 200, `manifest ${method} by digest, cached`);
-      assert.deepEqual(r2Trips(roundTrips(byDigest)), [], `manifest ${method} by digest, cached: not from R2`);
-      const again = await getManifest(repo, digest, { method });
-      assert.deepEqual(roundTrips(again), {}, `manifest ${method} by digest, again: from memory`);
-      const byTag = await getManifest(repo, 'v1', { method });
-      assertStatus(byTag, 200, `manifest ${method} by tag`);
-      assertHeader(byTag, 'docker-content-digest', digest);
-      assert.deepEqual(roundTrips(byTag), { 'r2.get': 1 }, `manifest ${method} by tag: the tag from R2`);
-
-      const blob = await request(method, `/v2/${repo}/blobs/${layer.digest}`);
-      assertStatus(blob, 200, `blob ${method}, cached`);
-      assertHeader(blob, 'content-length', layer.size);
-      assert.deepEqual(r2Trips(roundTrips(blob)), [], `blob ${method}, cached: not from R2`);
-      // (The layer is under 64 KiB, so its bytes too: a larger one's come
-      // from the Cache API, as the test above shows.)
-      const blobAgain = await request(method, `/v2/${repo}/blobs/${layer.digest}`);
-      assert.deepEqual(roundTrips(blobAgain), {}, `blob ${method}, again: record, link and bytes from memory`);
-    }
-
-    const large = randomBytes(1 << 20);
-    const largeDigest = await pushBlob(repo, large);
-    const largeData = (await testRoute('GET', `objects/${blobRecordKey(largeDigest)}`)).json().object;
-    const pushedLarge = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
-    assert.ok(pushedLarge.body.equals(large), '1 MiB blob, right after the push: the bytes pushed');
-    const pushedTrips = roundTrips(pushedLarge);
-    assert.deepEqual(storageReads(pushedTrips), ['r2.get'], '1 MiB blob, right after the push: only its bytes read');
-    assert.equal(pushedTrips['r2.get'], 1, '1 MiB blob, right after the push: one R2 read');
-    // The Cache API fills after that read (waitUntil).
-    await waitUntilCached(largeData);
-    await forgetInMemory(blobRecordKey(largeDigest), layerLinkKey(repo, largeDigest));
-    const elsewhere = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
-    assert.ok(elsewhere.body.equals(large), '1 MiB blob, first read in another isolate: the bytes pushed');
-    const elsewhereTrips = roundTrips(elsewhere);
-    assert.equal(elsewhereTrips['cache.match'], 1, '1 MiB blob, first read in another isolate: bytes from the Cache API');
-    assert.equal(elsewhereTrips['r2.get'], 2, '1 MiB blob, first read in another isolate: record and link from R2');
-    await waitUntilCached(blobRecordKey(largeDigest));
-    await waitUntilCached(layerLinkKey(repo, largeDigest));
-    await forgetInMemory(largeData);
-    const largeCached = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
-    assert.ok(largeCached.body.equals(large), '1 MiB blob, cached: the bytes pushed');
-    assert.deepEqual(r2Trips(roundTrips(largeCached)), [], '1 MiB blob, cached: not from R2');
-    assert.deepEqual(roundTrips(largeCached), { 'cache.match': 1 }, '1 MiB blob, cached: its bytes from the Cache API');
-    await waitUntilInMemory(largeData);
-    const largeAgain = await request('GET', `/v2/${repo}/blobs/${largeDigest}`);
-    assert.ok(largeAgain.body.equals(large), '1 MiB blob, again: the bytes pushed');
-    assert.deepEqual(roundTrips(largeAgain), {}, '1 MiB blob, again: its bytes from memory');
+    // A blob pulled twice now (pushHot checks both reads) is not kept.
+    const other = randomBytes(1 << 20);
+    const pulledTwice = await pushHot(repo, other);
+    assert.equal((await testRoute('GET', 'hot-blobs')).json().held, 0, 'a blob pulled twice: nothing held');
+    const third = await request('GET', `/v2/${repo}/blobs/${pulledTwice.digest}`);
+    assert.ok(third.body.equals(other), 'third read: the bytes pushed');
+    assert.deepEqual(roundTrips(third), { 'cache.match': 1 }, 'third read: from the Cache API');
   });
-});
-
-describe('request body limit', () => {
-  const sizeError = (res, what) => {
-    assertError(res, 413, 'SIZE_INVALID', what);
-    const [error] = res.json().errors;
-    assert.match(error.message, new RegExp(String(MAX_BODY)), 'the message names the limit');
-    assert.match(error.message, /chunk/i, 'the message names the way out');
-    assert.equal(error.detail?.limit, MAX_BODY);
-  };
-
-  test('a monolithic push one byte over the limit: 413 SIZE_INVALID', async () => {
-    const repo = repoName('limit');
-    const blob = Buffer.alloc(MAX_BODY + 1, 7);
-    const session = await startUpload(repo);
-    sizeError(await finishUpload(session.location, sha256(blob), blob), 'declared length over the limit');
-  });
-
-  test('a streamed body (no Content-Length) over the limit: 413 SIZE_INVALID', async () => {
-    const repo = repoName('limit-stream');
-    const piece = Buffer.alloc(1 << 20, 3);
-    let sent = 0;
-    const body = new ReadableStream({
-      pull(controller) {
-        if (sent > MAX_BODY) return controller.close();
-        sent += piece.length;
-        controller.enqueue(new Uint8Array(piece));
-      },
-    });
-    const session = await startUpload(repo);
-    sizeError(
-      await request('PATCH', session.location, { headers: { 'content-type': MT.octet }, body }),
-      'streamed past the limit',
-    );
-  });
-
-  test('a monolithic push of exactly the limit is accepted', async () => {
-    const repo = repoName('limit-at');
-    const blob = Buffer.alloc(MAX_BODY, 9);
-    const digest = await pushBlob(repo, blob);
-    const head = await request('HEAD', `/v2/${repo}/blobs/${digest}`);
-    assertStatus(head, 200);
-    assertHeader(head, 'content-length', String(MAX_BODY));
-  });
-});
-
-test('the scheduled (cron) entry point runs, and without PIER_GC collects nothing', async () => {
-  const res = await request('GET', '/cdn-cgi/handler/scheduled?cron=' + encodeURIComponent('*/30 * * * *'));
-  assertStatus(res, 200, `scheduled handler: ${res.text()}`);
-  assertStatus(await request('GET', '/_pier_test/objects/gc/run'), 404, 'no collection was started');
-  assertError(await request('GET', '/_pier/gc/report'), 404, ['GC_REPORT_UNKNOWN'], 'no collection has run');
 });
