@@ -21,8 +21,8 @@
 //!   so that the next read is the one another isolate would make.
 //! - `GET /_pier_test/wasm-memory`: the isolate's wasm memory in bytes, which
 //!   never shrinks, so it is the peak of what pier's code has held at once;
-//!   `POST` with `?hold=<bytes>` takes that much and gives it back first, as
-//!   an upload's parts do.
+//!   `POST` with `?at_least=<bytes>` first grows it to that size, as uploads'
+//!   parts do, and gives what it took back to the allocator.
 //! - `GET /_pier_test/hot-blobs`: the bytes of blobs kept in memory (or
 //!   being copied in) and the room they may take now.
 //! - `GET /_pier_test/uploads/<id>/multipart`: the R2 multipart upload an
@@ -79,21 +79,22 @@ async fn answer(
         return storage_contract(&store, caches, context_handle(context)).await;
     }
     if route == "wasm-memory" {
+        let wasm_memory = || core::arch::wasm32::memory_size::<0>() * 65_536;
         if method == Method::Post {
-            // What an upload's parts do: take memory, then give it back to
-            // the allocator (the wasm memory keeps its new size).
+            // What uploads' parts do: take memory until the wasm memory has
+            // grown to the size asked, then give it all back to the
+            // allocator (the wasm memory keeps its size, and later requests
+            // reuse what was given back).
             let url = request.url()?;
-            let hold = url.query_pairs().find(|(name, _)| name == "hold");
-            let bytes = hold.and_then(|(_, n)| n.parse::<usize>().ok());
-            let held = vec![1u8; bytes.ok_or("?hold=<bytes> needed")?];
-            std::hint::black_box(&held);
+            let asked = url.query_pairs().find(|(name, _)| name == "at_least");
+            let target = asked.and_then(|(_, n)| n.parse::<usize>().ok());
+            let target = target.ok_or("?at_least=<bytes> needed")?;
+            let mut held = Vec::new();
+            while wasm_memory() < target {
+                held.push(std::hint::black_box(vec![1u8; target - wasm_memory()]));
+            }
         }
-        let memory: worker::js_sys::WebAssembly::Memory = worker::wasm_bindgen::memory().unchecked_into();
-        let bytes = memory
-            .buffer()
-            .unchecked_into::<worker::js_sys::ArrayBuffer>()
-            .byte_length();
-        return Response::ok(format!("{bytes}\n"));
+        return Response::ok(format!("{}\n", wasm_memory()));
     }
     if route == "hot-blobs" && method == Method::Get {
         let (held, room) = (crate::hot_blobs::held_bytes(), crate::hot_blobs::room(config.hot_blob_bytes));

@@ -608,7 +608,7 @@ describe("blobs pulled often are served from the isolate's memory", () => {
 
     // Uploads' parts grow the wasm memory, which never shrinks; past the
     // ceiling (96 MiB with the blobs) no room is left.
-    assertStatus(await testRoute('POST', `wasm-memory?hold=${100 << 20}`), 200, 'wasm memory grown');
+    assertStatus(await testRoute('POST', `wasm-memory?at_least=${100 << 20}`), 200, 'wasm memory grown');
     assert.equal((await testRoute('GET', 'hot-blobs')).json().room, 0, 'no room left');
 
     // The next read drops what is kept, and is served from the Cache API.
