@@ -97,7 +97,10 @@ async fn answer(
         return Response::ok(format!("{}\n", wasm_memory()));
     }
     if route == "hot-blobs" && method == Method::Get {
-        let (held, room) = (crate::hot_blobs::held_bytes(), crate::hot_blobs::room(config.hot_blob_bytes));
+        let (held, room) = (
+            crate::hot_blobs::held_bytes(),
+            crate::hot_blobs::room(config.hot_blob_bytes),
+        );
         return Response::from_json(&json!({ "held": held, "room": room }));
     }
     if let Some(key) = route.strip_prefix("objects/") {
