@@ -87,8 +87,11 @@ async fn answer(
             // reuse what was given back).
             let url = request.url()?;
             let asked = url.query_pairs().find(|(name, _)| name == "at_least");
-            let target = asked.and_then(|(_, n)| n.parse::<usize>().ok());
-            let target = target.ok_or("?at_least=<bytes> needed")?;
+            // At most 1 GiB: more would only end the isolate.
+            let target = asked
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+                .filter(|&n| n <= 1 << 30);
+            let target = target.ok_or("?at_least=<bytes, at most 1 GiB> needed")?;
             let mut held = Vec::new();
             while wasm_memory() < target {
                 held.push(std::hint::black_box(vec![1u8; target - wasm_memory()]));
