@@ -1078,13 +1078,36 @@ impl<'a> Upload<'a> {
             && before.multipart.is_none()
             && multipart.is_none()
             && !self.names_own_object;
-        if self.marked_closed && own_object_unused {
+        let first_chunk = before.tails.first().cloned();
+        if self.marked_closed && own_object_unused && !adopted_elsewhere(self.store, &self.id, first_chunk).await {
             self.leftovers.keys.push(layout::blob_data(&self.id));
         }
         self.leftovers.ended = Some(EndedSession {
             id: self.id.clone(),
             multipart,
         });
+    }
+}
+
+/// Whether a record names session `id`'s own object, holding its
+/// `first_chunk`, which a request that ended the session would remove. Its
+/// closed marker's number was free: another request may have finished the
+/// session first, adopting the object, and its keys (that marker included)
+/// been removed since. Unknown counts as named: the orphan sweep removes an
+/// object no record names.
+async fn adopted_elsewhere(store: &dyn Store, id: &str, first_chunk: Option<Tail>) -> bool {
+    let Some(Tail::Whole { digest, .. }) = first_chunk else {
+        return false;
+    };
+    let Ok(digest) = Digest::parse(&digest) else {
+        return true;
+    };
+    match read_small(store, &layout::blob_record(&digest)).await {
+        Ok(Some((bytes, _))) => {
+            serde_json::from_slice::<BlobRecord>(&bytes).map_or(true, |record| record.object == layout::blob_data(id))
+        }
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 

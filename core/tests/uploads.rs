@@ -1333,3 +1333,38 @@ fn an_adopting_put_whose_record_fails_ends_the_session_cleanly() {
         assert_eq!(read_blob(&registry, &digest).await, content);
     });
 }
+
+/// A request holding a view of a session from before another request
+/// finished it (a cancel racing the final PUT) can write the closed marker
+/// anew once the finished session's keys are removed. It must not then
+/// remove the session's object that the finished request made the blob: the
+/// PUT was answered 201. Found by tests/http's racing PUT and DELETE.
+#[test]
+fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
+    block_on(async {
+        let (store, registry) = setup();
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        // A first chunk less than a part: kept in the session's own object.
+        let content = data(3);
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let env = TestEnv::default().with_stream(5);
+        let mut cancel = Upload::open(store.as_ref(), &env, &repo(), &id, None).await.unwrap();
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        assert!(
+            keys(&store, "uploads/").await.is_empty(),
+            "the finished session's keys are gone"
+        );
+        cancel.close().await;
+        cancel.take_leftovers().remove(store.as_ref()).await;
+        // Read by another instance: this one keeps what it wrote in memory.
+        let other = registry_over(store.clone(), RegistryOptions::default());
+        assert_eq!(read_blob(&other, &digest).await, content, "the adopted blob stays");
+    });
+}
