@@ -637,6 +637,12 @@ impl<'a> Upload<'a> {
         self.ensure_claimed().await?;
         let data_key = layout::blob_data(&self.id);
         if self.state.multipart.is_none() {
+            // Parts are joined into the session's own object: never one a
+            // request that finished the session first made a blob (see
+            // `adopted_elsewhere`).
+            if adopted_elsewhere(self.store, &self.id, self.committed.tails.first().cloned()).await {
+                return Err(upload_unknown());
+            }
             let multipart = self.store.create_multipart(&data_key).await?;
             self.state.multipart = Some(multipart.clone());
             // Saved at once, with only the progress already committed, so that

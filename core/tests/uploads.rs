@@ -1368,3 +1368,42 @@ fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
         assert_eq!(read_blob(&other, &digest).await, content, "the adopted blob stays");
     });
 }
+
+/// The same old view, sending a chunk that completes a part instead: its
+/// parts would be joined into the session's own object, which the finished
+/// PUT made the blob. It is refused, and the blob keeps its bytes.
+#[test]
+fn a_chunk_with_an_old_view_never_rewrites_the_blob_a_put_adopted() {
+    block_on(async {
+        let (store, registry) = setup();
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        let content = data(3);
+        registry
+            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let env = TestEnv::default().with_stream(6);
+        let mut stale = Upload::open(store.as_ref(), &env, &repo(), &id, None).await.unwrap();
+        registry
+            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
+            .await
+            .unwrap();
+        stale.writing_as("stale").unwrap();
+        let more = vec![7u8; 2 * PART];
+        let range = ChunkRange {
+            start: 3,
+            end: 3 + more.len() as u64 - 1,
+        };
+        let err = stale.append(Some(range), full_body(more)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::BlobUploadUnknown);
+        stale.release().await;
+        stale.take_leftovers().remove(store.as_ref()).await;
+        let other = registry_over(store.clone(), RegistryOptions::default());
+        assert_eq!(
+            read_blob(&other, &digest).await,
+            content,
+            "the adopted blob keeps its bytes"
+        );
+    });
+}
