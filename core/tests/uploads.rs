@@ -1334,6 +1334,37 @@ fn an_adopting_put_whose_record_fails_ends_the_session_cleanly() {
     });
 }
 
+/// A session whose first chunk (less than a part) is in its own object,
+/// which a final PUT adding nothing makes the blob: its id, bytes and digest.
+async fn session_with_a_first_chunk(registry: &Registry) -> (String, Vec<u8>, Digest) {
+    let id = registry.start_upload(&repo()).await.unwrap().id;
+    let content = data(3);
+    registry
+        .upload_chunk(&repo(), &id, None, full_body(content.clone()))
+        .await
+        .unwrap();
+    let digest = Digest::of(Algorithm::Sha256, &content);
+    (id, content, digest)
+}
+
+/// The final PUT, answered, and the session's keys removed after it.
+async fn finish_adding_nothing(store: &MemoryStore, registry: &Registry, id: &str, digest: &Digest) {
+    registry
+        .finish_upload(&repo(), id, digest, None, full_body(Vec::new()))
+        .await
+        .unwrap();
+    assert!(
+        keys(store, "uploads/").await.is_empty(),
+        "the finished session's keys are gone"
+    );
+}
+
+/// The blob as another instance reads it (this one keeps what it wrote in
+/// memory).
+async fn read_elsewhere(store: &Arc<MemoryStore>, digest: &Digest) -> Vec<u8> {
+    read_blob(&registry_over(store.clone(), RegistryOptions::default()), digest).await
+}
+
 /// A request holding a view of a session from before another request
 /// finished it (a cancel racing the final PUT) can write the closed marker
 /// anew once the finished session's keys are removed. It must not then
@@ -1343,29 +1374,13 @@ fn an_adopting_put_whose_record_fails_ends_the_session_cleanly() {
 fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
     block_on(async {
         let (store, registry) = setup();
-        let id = registry.start_upload(&repo()).await.unwrap().id;
-        // A first chunk less than a part: kept in the session's own object.
-        let content = data(3);
-        registry
-            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
-            .await
-            .unwrap();
-        let digest = Digest::of(Algorithm::Sha256, &content);
+        let (id, content, digest) = session_with_a_first_chunk(&registry).await;
         let env = TestEnv::default().with_stream(5);
         let mut cancel = Upload::open(store.as_ref(), &env, &repo(), &id, None).await.unwrap();
-        registry
-            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
-            .await
-            .unwrap();
-        assert!(
-            keys(&store, "uploads/").await.is_empty(),
-            "the finished session's keys are gone"
-        );
+        finish_adding_nothing(&store, &registry, &id, &digest).await;
         cancel.close().await;
         cancel.take_leftovers().remove(store.as_ref()).await;
-        // Read by another instance: this one keeps what it wrote in memory.
-        let other = registry_over(store.clone(), RegistryOptions::default());
-        assert_eq!(read_blob(&other, &digest).await, content, "the adopted blob stays");
+        assert_eq!(read_elsewhere(&store, &digest).await, content, "the adopted blob stays");
     });
 }
 
@@ -1376,19 +1391,10 @@ fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
 fn a_chunk_with_an_old_view_never_rewrites_the_blob_a_put_adopted() {
     block_on(async {
         let (store, registry) = setup();
-        let id = registry.start_upload(&repo()).await.unwrap().id;
-        let content = data(3);
-        registry
-            .upload_chunk(&repo(), &id, None, full_body(content.clone()))
-            .await
-            .unwrap();
-        let digest = Digest::of(Algorithm::Sha256, &content);
+        let (id, content, digest) = session_with_a_first_chunk(&registry).await;
         let env = TestEnv::default().with_stream(6);
         let mut stale = Upload::open(store.as_ref(), &env, &repo(), &id, None).await.unwrap();
-        registry
-            .finish_upload(&repo(), &id, &digest, None, full_body(Vec::new()))
-            .await
-            .unwrap();
+        finish_adding_nothing(&store, &registry, &id, &digest).await;
         stale.writing_as("stale").unwrap();
         let more = vec![7u8; 2 * PART];
         let range = ChunkRange {
@@ -1399,9 +1405,8 @@ fn a_chunk_with_an_old_view_never_rewrites_the_blob_a_put_adopted() {
         assert_eq!(err.code, ErrorCode::BlobUploadUnknown);
         stale.release().await;
         stale.take_leftovers().remove(store.as_ref()).await;
-        let other = registry_over(store.clone(), RegistryOptions::default());
         assert_eq!(
-            read_blob(&other, &digest).await,
+            read_elsewhere(&store, &digest).await,
             content,
             "the adopted blob keeps its bytes"
         );
