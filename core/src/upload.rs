@@ -28,13 +28,15 @@
 //! the common chunk and the common final PUT, claims nothing: its state's
 //! conditional creation alone decides whether it wins.
 //!
-//! States are kept until the session ends: a state's number is never free
-//! again while the session lives, so a request holding a view older than
-//! later states can never create one of theirs anew and be told it won. What
-//! a request makes obsolete (merged tails, a losing request's piece, a whole
-//! ended session) is handed back as [`Leftovers`] for the platform to remove
-//! after the answer: the client waits for none of it, and a crash before it
-//! runs leaves only keys upload expiry removes.
+//! States are kept until upload expiry, even after the session ends (its
+//! newest state then a closed marker): a state's number is never free again,
+//! so a request holding a view older than later states can never create one
+//! of theirs anew and be told it won, nor bring an ended session back and
+//! write into the object a finished PUT made the blob. What a request makes
+//! obsolete (merged tails, a losing request's piece, an ended session's
+//! bytes) is handed back as [`Leftovers`] for the platform to remove after
+//! the answer: the client waits for none of it, and a crash before it runs
+//! leaves only keys upload expiry removes.
 
 use std::collections::VecDeque;
 
@@ -237,9 +239,18 @@ fn changed_concurrently() -> RegistryError {
     .with_status(http::StatusCode::CONFLICT)
 }
 
-/// What a finished, cancelled or expired session's newest state key holds:
-/// the session is unknown from then on, before its keys are removed.
+/// How a finished or cancelled session's newest state key starts (then the
+/// time it ended): the session is unknown from then on. Older builds wrote
+/// the word alone.
 const CLOSED: &[u8] = b"closed";
+
+fn closed_marker(now_ms: u64) -> Bytes {
+    Bytes::from(format!("closed {now_ms}"))
+}
+
+/// How many times a request ending a session tries again when concurrent
+/// requests keep saving newer states first.
+const CLOSE_ATTEMPTS: usize = 4;
 
 /// An error writing the session's own objects: a part write or join that
 /// finds its multipart write gone means the session was removed under the
@@ -394,10 +405,10 @@ impl<'a> Upload<'a> {
             .await
         {
             Ok(_) => {}
-            Err(StoreError::AlreadyExists) => return Err(changed_concurrently()),
+            Err(StoreError::AlreadyExists) => return Err(lost_to(self.store, &self.id).await),
             Err(e) => return Err(e.into()),
         }
-        // The previous state stays until the session ends (see the module's
+        // The previous state stays until upload expiry (see the module's
         // doc); `load_state` reads the newest.
         self.seq = Some(next);
         Ok(())
@@ -637,12 +648,6 @@ impl<'a> Upload<'a> {
         self.ensure_claimed().await?;
         let data_key = layout::blob_data(&self.id);
         if self.state.multipart.is_none() {
-            // Parts are joined into the session's own object: never one a
-            // request that finished the session first made a blob (see
-            // `adopted_elsewhere`).
-            if adopted_elsewhere(self.store, &self.id, self.committed.tails.first().cloned()).await {
-                return Err(upload_unknown());
-            }
             let multipart = self.store.create_multipart(&data_key).await?;
             self.state.multipart = Some(multipart.clone());
             // Saved at once, with only the progress already committed, so that
@@ -814,7 +819,7 @@ impl<'a> Upload<'a> {
         if exists && hashed_here {
             let actual = self.digest_of_buffer().await;
             if &actual != expected {
-                self.close().await;
+                let _ = self.close().await;
                 return Err(digest_mismatch(expected, Some(&actual)));
             }
             // Stored already: linked once the record is known to stay.
@@ -864,7 +869,7 @@ impl<'a> Upload<'a> {
         };
         if &actual != expected {
             self.leftovers.keys.push(data_key);
-            self.close().await;
+            let _ = self.close().await;
             return Err(digest_mismatch(expected, Some(&actual)));
         }
         // On a failure the session's own object stays for a retry of the PUT
@@ -893,7 +898,7 @@ impl<'a> Upload<'a> {
         let actual = written?.ok_or_else(|| RegistryError::new(ErrorCode::Internal, "a blob written unhashed"))?;
         if &actual != expected {
             self.leftovers.keys.push(data_key);
-            self.close().await;
+            let _ = self.close().await;
             return Err(digest_mismatch(expected, Some(&actual)));
         }
         if !self
@@ -948,14 +953,14 @@ impl<'a> Upload<'a> {
     /// object becomes the blob, without reading or writing them again.
     async fn adopt_whole(&mut self, expected: &Digest, actual: &Digest, beside: BesideRecord<'_>) -> Result<u64> {
         if actual != expected {
-            self.close().await;
+            let _ = self.close().await;
             return Err(digest_mismatch(expected, Some(actual)));
         }
         let adopted = self.end_and_adopt(expected, beside).await;
         if adopted.is_err() && self.marked_closed {
             // Ended all the same: its keys (and its object, unless a record
             // may name it) go after the answer.
-            self.close().await;
+            let _ = self.close().await;
         }
         adopted
     }
@@ -988,22 +993,23 @@ impl<'a> Upload<'a> {
     }
 
     /// Writes the state that ends the session, as the next one; refused
-    /// with 409 when a concurrent request took that number first.
+    /// when a concurrent request took that number first (404 when it ended
+    /// the session, else 409).
     async fn mark_closed(&mut self) -> Result<()> {
         let Some(seq) = self.seq else {
             return Ok(());
         };
-        let closed = Bytes::from_static(CLOSED);
+        let marker = closed_marker(self.env.now_millis());
         match self
             .store
-            .put_volatile(&layout::upload_state(&self.id, seq + 1), closed, PutMode::Create)
+            .put_volatile(&layout::upload_state(&self.id, seq + 1), marker, PutMode::Create)
             .await
         {
             Ok(_) => {
                 self.marked_closed = true;
                 Ok(())
             }
-            Err(StoreError::AlreadyExists) => Err(changed_concurrently()),
+            Err(StoreError::AlreadyExists) => Err(lost_to(self.store, &self.id).await),
             Err(e) => Err(e.into()),
         }
     }
@@ -1051,69 +1057,79 @@ impl<'a> Upload<'a> {
         state.offset == 0 && state.writer.is_none() && state.multipart.is_none() && state.tails.is_empty()
     }
 
-    /// Ends the session: it is unknown from now on. Its keys, and its
-    /// multipart write if any, are left to remove (`take_leftovers`).
-    pub async fn close(&mut self) {
+    /// Ends the session: it is unknown from now on. What it held (its
+    /// multipart write, tail pieces, and its own object unless a record
+    /// names it) is left to remove (`take_leftovers`); its states stay until
+    /// upload expiry (see the module's doc). Refused when the session was
+    /// not ended here: 404 when another request ended it first, 409 when
+    /// concurrent requests kept saving newer states.
+    pub async fn close(&mut self) -> Result<()> {
         self.discarded = true;
-        let multipart = self.state.multipart.take();
-        let Some(seq) = self.seq else {
+        let own_multipart = self.state.multipart.take();
+        let data_key = layout::blob_data(&self.id);
+        if self.seq.is_none() {
             // Never saved: nothing names it but this request.
-            if let Some(multipart) = multipart {
-                self.leftovers.ended = Some(EndedSession {
-                    id: self.id.clone(),
-                    multipart: Some(multipart),
-                });
-            }
-            return;
+            self.leftovers
+                .multiparts
+                .extend(own_multipart.map(|multipart| (data_key, multipart)));
+            return Ok(());
+        }
+        // The state the session ends at: this request's (with the multipart
+        // write it has not completed), or a newer one a concurrent request
+        // saved first.
+        let mut last = UploadState {
+            multipart: own_multipart.clone(),
+            ..self.committed.clone()
         };
-        if seq == 0 && multipart.is_none() && self.state.tails.is_empty() {
-            // The POST's state is the session's only key.
-            let _ = self.store.delete(&layout::upload_state(&self.id, seq)).await;
-            return;
+        let mut ended = Ok(());
+        for attempt in 1..=CLOSE_ATTEMPTS {
+            if self.marked_closed {
+                break;
+            }
+            ended = self.mark_closed().await;
+            let Err(lost) = &ended else { break };
+            if lost.code != ErrorCode::BlobUploadInvalid || attempt == CLOSE_ATTEMPTS {
+                break;
+            }
+            let Ok(SavedState::Saved(seq, state)) = load_state(self.store, &self.id).await else {
+                break;
+            };
+            self.seq = Some(seq);
+            last = *state;
         }
-        // Marked closed by a state of its own; if a concurrent request took
-        // that number, the removal below ends the session all the same.
-        if !self.marked_closed {
-            let _ = self.mark_closed().await;
+        // A multipart write no saved state names is this request's own.
+        if own_multipart.is_some() && own_multipart != last.multipart {
+            self.leftovers
+                .multiparts
+                .extend(own_multipart.clone().map(|multipart| (data_key.clone(), multipart)));
         }
-        // The session's own object, holding its first bytes, goes too when
-        // no record names it, and only when this request ended the session:
-        // no other can have adopted it or joined parts into it then.
-        let before = &self.committed;
-        let own_object_unused = matches!(before.tails.as_slice(), [Tail::Whole { .. }])
-            && before.multipart.is_none()
-            && multipart.is_none()
-            && !self.names_own_object;
-        let first_chunk = before.tails.first().cloned();
-        if self.marked_closed && own_object_unused && !adopted_elsewhere(self.store, &self.id, first_chunk).await {
-            self.leftovers.keys.push(layout::blob_data(&self.id));
+        ended?;
+        let tails = last.tails.iter().filter(|tail| !matches!(tail, Tail::Whole { .. }));
+        let generation = last.tail_generation;
+        self.leftovers
+            .keys
+            .extend(tails.map(|tail| tail.key(&self.id, generation)));
+        // The session's own object, holding its first bytes, goes too unless
+        // a record names it: only the request that ends the session can have
+        // made it a blob.
+        let own_object_unused =
+            matches!(last.tails.as_slice(), [Tail::Whole { .. }]) && last.multipart.is_none() && !self.names_own_object;
+        if own_object_unused {
+            self.leftovers.keys.push(data_key.clone());
         }
-        self.leftovers.ended = Some(EndedSession {
-            id: self.id.clone(),
-            multipart,
-        });
+        self.leftovers
+            .multiparts
+            .extend(last.multipart.map(|multipart| (data_key, multipart)));
+        Ok(())
     }
 }
 
-/// Whether a record names session `id`'s own object, holding its
-/// `first_chunk`, which a request that ended the session would remove. Its
-/// closed marker's number was free: another request may have finished the
-/// session first, adopting the object, and its keys (that marker included)
-/// been removed since. Unknown counts as named: the orphan sweep removes an
-/// object no record names.
-async fn adopted_elsewhere(store: &dyn Store, id: &str, first_chunk: Option<Tail>) -> bool {
-    let Some(Tail::Whole { digest, .. }) = first_chunk else {
-        return false;
-    };
-    let Ok(digest) = Digest::parse(&digest) else {
-        return true;
-    };
-    match read_small(store, &layout::blob_record(&digest)).await {
-        Ok(Some((bytes, _))) => {
-            serde_json::from_slice::<BlobRecord>(&bytes).map_or(true, |record| record.object == layout::blob_data(id))
-        }
-        Ok(None) => false,
-        Err(_) => true,
+/// The error for a request whose next state a concurrent request saved
+/// first: the session is unknown if that request ended it, else 409.
+async fn lost_to(store: &dyn Store, id: &str) -> RegistryError {
+    match load_state(store, id).await {
+        Ok(SavedState::Saved(..)) | Err(_) => changed_concurrently(),
+        Ok(_) => upload_unknown(),
     }
 }
 
@@ -1186,39 +1202,28 @@ pub async fn remove_upload_keys(store: &dyn Store, id: &str) {
 }
 
 /// What an upload request made obsolete: tail pieces no newer state names
-/// (merged, or a losing request's), a data
-/// object no record will name, and, when the session ended, all its keys
-/// with its multipart write. Nothing a client can reach,
-/// so it may be removed after the answer; what a crash keeps, upload expiry
-/// and the orphan sweep remove.
+/// (merged, or a losing request's), a data object no record will name, and,
+/// when the session ended, its tail pieces and multipart write. Nothing a
+/// client can reach, so it may be removed after the answer; what a crash
+/// keeps, upload expiry and the orphan sweep remove.
 #[derive(Debug, Default)]
 #[must_use = "leftovers are removed by `Leftovers::remove`"]
 pub struct Leftovers {
     keys: Vec<String>,
-    ended: Option<EndedSession>,
-}
-
-#[derive(Debug)]
-struct EndedSession {
-    id: String,
-    multipart: Option<String>,
+    /// Multipart writes to abort: their target key and id.
+    multiparts: Vec<(String, String)>,
 }
 
 impl Leftovers {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.ended.is_none()
+        self.keys.is_empty() && self.multiparts.is_empty()
     }
 
     /// Removes them; failures are left to upload expiry and the orphan sweep.
     pub async fn remove(self, store: &dyn Store) {
-        futures::future::join_all(self.keys.iter().map(|key| store.delete(key))).await;
-        if let Some(session) = self.ended {
-            if let Some(multipart) = session.multipart {
-                // Before the states, which are how expiry finds it otherwise.
-                let _ = store.abort_multipart(&layout::blob_data(&session.id), &multipart).await;
-            }
-            remove_upload_keys(store, &session.id).await;
-        }
+        let deletes = self.keys.iter().map(|key| store.delete(key));
+        let aborts = self.multiparts.iter().map(|(key, id)| store.abort_multipart(key, id));
+        futures::join!(futures::future::join_all(deletes), futures::future::join_all(aborts));
     }
 }
 
@@ -1230,8 +1235,9 @@ pub enum SavedState {
     /// A state a crash left torn (states are written volatile, see
     /// [`Store::put_volatile`]): the session is lost and its keys garbage.
     Torn,
-    /// The session ended (see [`Upload::close`]); its keys are garbage.
-    Closed,
+    /// The session ended (see [`Upload::close`]) at this time (`None` when
+    /// an older build ended it); its keys stay until upload expiry.
+    Closed(Option<u64>),
     Saved(u64, Box<UploadState>),
 }
 
@@ -1264,8 +1270,9 @@ async fn read_state(store: &dyn Store, id: &str, seq: u64) -> Result<Option<Save
     let Some((bytes, _)) = read_small(store, &layout::upload_state(id, seq)).await? else {
         return Ok(None);
     };
-    if bytes.as_ref() == CLOSED {
-        return Ok(Some(SavedState::Closed));
+    if let Some(time) = bytes.strip_prefix(CLOSED) {
+        let at_ms = std::str::from_utf8(time).ok().and_then(|time| time.trim().parse().ok());
+        return Ok(Some(SavedState::Closed(at_ms)));
     }
     Ok(Some(match serde_json::from_slice(&bytes) {
         Ok(state) => SavedState::Saved(seq, Box::new(state)),

@@ -601,6 +601,52 @@ fn idle_uploads_expire_with_their_multipart_writes() {
     });
 }
 
+/// An ended session's states stay until upload expiry, its newest a closed
+/// marker, so that no request holding an older view can bring it back; the
+/// collector removes them once the session ended that long ago, and a
+/// marker older builds wrote (no time) at once.
+#[test]
+fn ended_sessions_keep_their_states_until_expiry() {
+    block_on(async {
+        let w = world(Vec::new());
+        let app = repo("app");
+        let cancelled = w.registry.start_upload(&app).await.unwrap().id;
+        w.registry
+            .upload_chunk(&app, &cancelled, None, pier_core::body::full_body(vec![7u8; 20]))
+            .await
+            .unwrap();
+        w.registry.cancel_upload(&app, &cancelled).await.unwrap();
+        let states = format!("uploads/{cancelled}/s/");
+        let kept = list_all(w.store.as_ref(), &format!("uploads/{cancelled}/"))
+            .await
+            .unwrap();
+        assert!(
+            kept.len() >= 2 && kept.iter().all(|key| key.starts_with(&states)),
+            "{kept:?}"
+        );
+        let older = w.registry.start_upload(&app).await.unwrap().id;
+        let marker = pier_core::layout::upload_state(&older, 1);
+        let put = pier_core::store::PutMode::Create;
+        w.store.put(&marker, "closed".into(), put).await.unwrap();
+
+        w.env.advance_millis(23 * HOUR_MS);
+        let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert_eq!(report.uploads_expired, 0, "{report:?}");
+        let left = list_all(w.store.as_ref(), &states).await.unwrap();
+        assert_eq!(left, kept, "states kept before expiry");
+        assert!(list_all(w.store.as_ref(), &format!("uploads/{older}/"))
+            .await
+            .unwrap()
+            .is_empty());
+        let status = w.registry.upload_status(&app, &cancelled).await;
+        assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
+
+        w.env.advance_millis(2 * HOUR_MS);
+        collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert!(list_all(w.store.as_ref(), "uploads/").await.unwrap().is_empty());
+    });
+}
+
 /// Upload states are written volatile (a crash may tear them): a torn state
 /// makes its session unknown to clients (404, not 500) and garbage to the
 /// collector at once, while a live session beside it stays.

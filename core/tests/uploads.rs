@@ -2,6 +2,7 @@
 //! store with tiny parts so that every path (tails, part boundaries, resuming
 //! on another instance, concurrent writers) is exercised with small data.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use pier_core::body::full_body;
 use pier_core::digest::{Algorithm, Digest};
 use pier_core::error::ErrorCode;
 use pier_core::error::RegistryError;
+use pier_core::layout;
 use pier_core::names::RepoName;
 use pier_core::records::BlobRecord;
 use pier_core::registry::{RegistryOptions, SessionRef};
@@ -20,7 +22,7 @@ use pier_core::store::{
     list_all, Capabilities, GetResult, ListPage, ObjectMeta, PartRef, PutMode, Store, StoreError, StoreResult,
 };
 use pier_core::testing::TestEnv;
-use pier_core::upload::{ChunkRange, Upload};
+use pier_core::upload::{load_state, ChunkRange, SavedState, Upload};
 use pier_core::Registry;
 
 const PART: usize = 8;
@@ -53,6 +55,38 @@ async fn read_blob(registry: &Registry, digest: &Digest) -> Vec<u8> {
 
 async fn keys(store: &MemoryStore, prefix: &str) -> Vec<String> {
     list_all(store, prefix).await.unwrap()
+}
+
+/// Every session under `uploads/` has ended: only its states are left, the
+/// newest a closed marker, kept until upload expiry so that no request with
+/// an older view can bring the session back.
+async fn assert_all_ended(store: &MemoryStore, why: &str) {
+    let left = keys(store, "uploads/").await;
+    assert!(
+        left.iter().all(|key| key.contains("/s/")),
+        "{why}: only states are left, not {left:?}"
+    );
+    let ids: BTreeSet<&str> = left.iter().filter_map(|key| key.split('/').nth(1)).collect();
+    for id in ids {
+        let newest = load_state(store, id).await.unwrap();
+        assert!(
+            matches!(newest, SavedState::Closed(Some(_))),
+            "{why}: session {id} ended, not {newest:?}"
+        );
+    }
+}
+
+/// How many bytes the store holds besides the states of ended sessions
+/// (checked to be all that is left under `uploads/`).
+async fn stored_beside_ended_states(store: &MemoryStore) -> u64 {
+    assert_all_ended(store, "stored").await;
+    let mut total = 0;
+    for key in keys(store, "").await {
+        if !(key.starts_with("uploads/") && key.contains("/s/")) {
+            total += store.head(&key).await.unwrap().map_or(0, |meta| meta.size);
+        }
+    }
+    total
 }
 
 /// Pushes `content` in the given chunk sizes, alternating between `registries`.
@@ -99,10 +133,7 @@ fn chunks_of_every_size_across_part_boundaries() {
             let digest = push_chunked(&[&registry], &content, &sizes).await;
             assert_eq!(read_blob(&registry, &digest).await, content, "sizes {sizes:?}");
         }
-        assert!(
-            keys(&store, "uploads/").await.is_empty(),
-            "finished uploads leave no session keys"
-        );
+        assert_all_ended(&store, "finished uploads leave no session keys").await;
     });
 }
 
@@ -138,10 +169,10 @@ fn a_digest_mismatch_leaves_nothing_behind() {
             registry.blob(&repo(), &wrong).await.unwrap_err().code,
             ErrorCode::BlobUnknown
         );
-        assert!(keys(&store, "uploads/").await.is_empty(), "the session is gone");
+        assert_all_ended(&store, "the session is gone").await;
         assert!(keys(&store, "data/").await.is_empty(), "no data object remains");
         assert!(keys(&store, "blobs/").await.is_empty(), "no blob record");
-        assert_eq!(store.total_bytes(), 0, "nothing at all is stored");
+        assert_eq!(stored_beside_ended_states(&store).await, 0, "nothing at all is stored");
     });
 }
 
@@ -166,7 +197,11 @@ fn a_put_right_after_the_post_keeps_nothing_of_a_wrong_digest() {
                 ErrorCode::BlobUploadUnknown,
                 "the session ended"
             );
-            assert_eq!(store.total_bytes(), 0, "nothing at all is stored ({size} bytes)");
+            assert_eq!(
+                stored_beside_ended_states(&store).await,
+                0,
+                "nothing at all is stored ({size} bytes)"
+            );
         }
         let content = data(3 * PART + 1);
         let digest = Digest::of(Algorithm::Sha256, &content);
@@ -189,7 +224,7 @@ fn a_put_right_after_the_post_keeps_nothing_of_a_wrong_digest() {
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(keys(&store, "uploads/").await.is_empty(), "the session ended");
+        assert_all_ended(&store, "the session ended").await;
     });
 }
 
@@ -598,7 +633,7 @@ fn a_final_put_that_failed_after_joining_the_parts_succeeds_when_retried() {
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(keys(&memory, "uploads/").await.is_empty());
+        assert_all_ended(&memory, "the session ended").await;
     });
 }
 
@@ -656,7 +691,7 @@ fn part_writes_overlap_the_next_bytes() {
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(keys(&memory, "uploads/").await.is_empty());
+        assert_all_ended(&memory, "the session ended").await;
     });
 }
 
@@ -699,7 +734,7 @@ fn one_byte_chunks_keep_a_bounded_number_of_tail_pieces() {
             .await
             .unwrap();
         assert_eq!(read_blob(&first, &digest).await, content);
-        assert!(keys(&store, "uploads/").await.is_empty());
+        assert_all_ended(&store, "the session ended").await;
     });
 }
 
@@ -731,15 +766,16 @@ impl pier_core::platform::Background for HeldBackground {
 
 /// A docker push (POST, one PATCH with the blob, an empty PUT) on a
 /// registry whose cleanups run after the answer: the session is unknown as
-/// soon as the PUT answers, though its keys are removed only later; a PATCH
-/// or PUT on it then is refused and stores nothing.
+/// soon as the PUT answers, though its bytes are removed only later, and
+/// stays unknown after; a PATCH or PUT on it then is refused and stores
+/// nothing.
 #[test]
-fn a_finished_session_is_closed_before_its_keys_are_removed() {
+fn a_finished_session_is_closed_before_its_bytes_are_removed() {
     block_on(async {
         let store = Arc::new(MemoryStore::new(PART));
         let background = Arc::new(HeldBackground::default());
         let registry = registry_over(store.clone(), RegistryOptions::default()).with_background(background.clone());
-        let content = data(PART - 3);
+        let content = data(PART + 3);
         let digest = Digest::of(Algorithm::Sha256, &content);
         let started = registry.start_upload(&repo()).await.unwrap();
         let patched = registry
@@ -754,10 +790,8 @@ fn a_finished_session_is_closed_before_its_keys_are_removed() {
             .finish_upload(&repo(), session, &digest, None, full_body(Vec::new()))
             .await
             .unwrap();
-        assert!(
-            !keys(&store, "uploads/").await.is_empty(),
-            "removal waits for the background"
-        );
+        let tail = keys(&store, &format!("uploads/{}/t/", started.id)).await;
+        assert_eq!(tail.len(), 1, "removal waits for the background");
         for named in [session, SessionRef::from(&started.id)] {
             let status = registry.upload_status(&repo(), named).await;
             assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
@@ -769,7 +803,9 @@ fn a_finished_session_is_closed_before_its_keys_are_removed() {
             assert_eq!(put.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
         }
         assert!(background.run().await > 0);
-        assert!(keys(&store, "uploads/").await.is_empty(), "the session's keys are gone");
+        assert_all_ended(&store, "the session's bytes are gone").await;
+        let status = registry.upload_status(&repo(), session).await;
+        assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
         assert_eq!(read_blob(&registry, &digest).await, content);
         assert_eq!(keys(&store, "data/").await.len(), 1, "one data object");
     });
@@ -823,7 +859,7 @@ fn a_stale_state_in_the_location_reads_the_newest() {
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(keys(&store, "uploads/").await.is_empty());
+        assert_all_ended(&store, "the session ended").await;
     });
 }
 
@@ -866,10 +902,7 @@ fn concurrent_small_chunks_cannot_mix_their_bytes() {
                 .await
                 .unwrap();
             assert_eq!(read_blob(&registry, &digest).await, expected, "the winner's bytes only");
-            assert!(
-                keys(&store, "uploads/").await.is_empty(),
-                "the loser's piece is gone too"
-            );
+            assert_all_ended(&store, "the loser's piece is gone too").await;
         }
     });
 }
@@ -910,10 +943,7 @@ fn a_view_older_than_later_states_can_neither_claim_nor_commit() {
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(
-            keys(&store, "uploads/").await.is_empty(),
-            "the refused piece is gone too"
-        );
+        assert_all_ended(&store, "the refused piece is gone too").await;
     });
 }
 
@@ -955,7 +985,7 @@ fn a_session_of_an_older_build_still_finishes() {
             .await
             .unwrap();
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(keys(&store, "uploads/").await.is_empty());
+        assert_all_ended(&store, "the session ended").await;
     });
 }
 
@@ -990,7 +1020,7 @@ fn a_first_chunk_becomes_the_blob_without_a_copy() {
             "adopted, not copied"
         );
         assert_eq!(keys(&store, "data/").await, [own], "one data object");
-        assert!(keys(&store, "uploads/").await.is_empty(), "the session ended");
+        assert_all_ended(&store, "the session ended").await;
     });
 }
 
@@ -1070,10 +1100,14 @@ fn a_first_chunk_in_its_own_object_is_checked_like_any_bytes() {
                         "{what}"
                     );
                     assert!(keys(&store, "blobs/").await.is_empty(), "{what}: no record");
-                    assert_eq!(store.total_bytes(), 0, "{what}: nothing at all is stored");
+                    assert_eq!(
+                        stored_beside_ended_states(&store).await,
+                        0,
+                        "{what}: nothing at all is stored"
+                    );
                 }
             }
-            assert!(keys(&store, "uploads/").await.is_empty(), "{what}: the session ended");
+            assert_all_ended(&store, "{what}: the session ended").await;
         }
     });
 }
@@ -1151,7 +1185,7 @@ fn racing_first_chunks_leave_only_the_winners_bytes() {
                     .await
                     .unwrap_err();
                 assert_eq!(refused.code, ErrorCode::DigestInvalid, "{what}");
-                assert_eq!(store.total_bytes(), 0, "{what}: nothing is stored");
+                assert_eq!(stored_beside_ended_states(&store).await, 0, "{what}: nothing is stored");
             } else {
                 let won = Digest::of(Algorithm::Sha256, &[winner; 5]);
                 registry
@@ -1181,7 +1215,8 @@ enum Racer {
 async fn finish_and_close(upload: &mut Upload<'_>, digest: &Digest) -> Result<(), RegistryError> {
     let finished = upload.finish(digest, Box::new(|_| Box::pin(async { Ok(()) }))).await;
     if finished.is_ok() {
-        upload.close().await;
+        // The answer is the finish's: a session a racer ended first stays ended.
+        let _ = upload.close().await;
     }
     finished.map(|_| ())
 }
@@ -1190,10 +1225,7 @@ async fn run_racer(upload: &mut Upload<'_>, racer: Racer, digest: &Digest) -> Re
     match racer {
         Racer::Put => finish_and_close(upload, digest).await,
         Racer::WrongPut => finish_and_close(upload, &Digest::of(Algorithm::Sha256, b"wrong")).await,
-        Racer::Cancel => {
-            upload.close().await;
-            Ok(())
-        }
+        Racer::Cancel => upload.close().await,
         Racer::Part => {
             upload.append(None, full_body(data(2 * PART))).await?;
             upload.commit().await
@@ -1203,9 +1235,7 @@ async fn run_racer(upload: &mut Upload<'_>, racer: Racer, digest: &Digest) -> Re
 
 /// The bytes of the blob `digest` as its record names them, if stored.
 async fn stored_blob(store: &MemoryStore, digest: &Digest) -> Option<Vec<u8>> {
-    let (record, _) = read_small(store, &pier_core::layout::blob_record(digest))
-        .await
-        .unwrap()?;
+    let (record, _) = read_small(store, &layout::blob_record(digest)).await.unwrap()?;
     let record: BlobRecord = serde_json::from_slice(&record).unwrap();
     let (bytes, _) = read_small(store, &record.object)
         .await
@@ -1284,7 +1314,7 @@ fn removals_after_the_answers_spare_the_sessions_object() {
         let digest = push_chunked(&[&registry], &content, &[5, 5, 2 * PART]).await;
         background.run().await;
         assert_eq!(read_blob(&registry, &digest).await, content);
-        assert!(keys(&store, "uploads/").await.is_empty());
+        assert_all_ended(&store, "the session ended").await;
     });
 }
 
@@ -1315,7 +1345,7 @@ fn an_adopting_put_whose_record_fails_ends_the_session_cleanly() {
             ErrorCode::BlobUploadUnknown,
             "the session ended"
         );
-        assert!(keys(&memory, "uploads/").await.is_empty(), "its keys are gone");
+        assert_all_ended(&memory, "its keys are gone").await;
         assert_eq!(
             keys(&memory, "data/").await,
             [format!("data/{id}")],
@@ -1347,16 +1377,13 @@ async fn session_with_a_first_chunk(registry: &Registry) -> (String, Vec<u8>, Di
     (id, content, digest)
 }
 
-/// The final PUT, answered, and the session's keys removed after it.
+/// The final PUT, answered, and what it left removed after it.
 async fn finish_adding_nothing(store: &MemoryStore, registry: &Registry, id: &str, digest: &Digest) {
     registry
         .finish_upload(&repo(), id, digest, None, full_body(Vec::new()))
         .await
         .unwrap();
-    assert!(
-        keys(store, "uploads/").await.is_empty(),
-        "the finished session's keys are gone"
-    );
+    assert_all_ended(store, "the finished session").await;
 }
 
 /// The blob as another instance reads it (this one keeps what it wrote in
@@ -1366,10 +1393,12 @@ async fn read_elsewhere(store: &Arc<MemoryStore>, digest: &Digest) -> Vec<u8> {
 }
 
 /// A request holding a view of a session from before another request
-/// finished it (a cancel racing the final PUT) can write the closed marker
-/// anew once the finished session's keys are removed. It must not then
-/// remove the session's object that the finished request made the blob: the
-/// PUT was answered 201. Found by tests/http's racing PUT and DELETE.
+/// finished it (a cancel racing the final PUT). When an ended session's
+/// states were removed at once, it could write the closed marker anew and
+/// take itself for the request that ended the session, removing the
+/// session's object that the finished request made the blob: the PUT was
+/// answered 201. Found by tests/http's racing PUT and DELETE. The states
+/// stay until upload expiry: the cancel finds the session ended.
 #[test]
 fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
     block_on(async {
@@ -1378,7 +1407,8 @@ fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
         let env = TestEnv::default().with_stream(5);
         let mut cancel = Upload::open(store.as_ref(), &env, &repo(), &id, None).await.unwrap();
         finish_adding_nothing(&store, &registry, &id, &digest).await;
-        cancel.close().await;
+        let refused = cancel.close().await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::BlobUploadUnknown, "the session ended");
         cancel.take_leftovers().remove(store.as_ref()).await;
         assert_eq!(read_elsewhere(&store, &digest).await, content, "the adopted blob stays");
     });
@@ -1386,7 +1416,8 @@ fn a_cancel_with_an_old_view_never_removes_the_blob_a_put_adopted() {
 
 /// The same old view, sending a chunk that completes a part instead: its
 /// parts would be joined into the session's own object, which the finished
-/// PUT made the blob. It is refused, and the blob keeps its bytes.
+/// PUT made the blob. It is refused as the session's end, and the blob
+/// keeps its bytes.
 #[test]
 fn a_chunk_with_an_old_view_never_rewrites_the_blob_a_put_adopted() {
     block_on(async {
@@ -1410,5 +1441,69 @@ fn a_chunk_with_an_old_view_never_rewrites_the_blob_a_put_adopted() {
             content,
             "the adopted blob keeps its bytes"
         );
+    });
+}
+
+/// A request holding the view its POST gave (nothing received yet) while
+/// the session is pushed in parts and finished by other requests: the blob
+/// is then the session's own object, the parts joined into it. The old
+/// view's parts, joined by its own final PUT, would write over the blob's
+/// bytes under a record of other content. The session ended: the old view
+/// is refused before it writes a part, and the blob keeps its bytes.
+#[test]
+fn a_put_with_the_posts_view_never_joins_parts_over_a_finished_blob() {
+    block_on(async {
+        let (store, registry) = setup();
+        let id = registry.start_upload(&repo()).await.unwrap().id;
+        let env = TestEnv::default().with_stream(7);
+        let mut stale = Upload::open(store.as_ref(), &env, &repo(), &id, None).await.unwrap();
+        let content = data(2 * PART + 1);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let range = ChunkRange {
+            start: 0,
+            end: 2 * PART as u64 - 1,
+        };
+        let parts = full_body(content[..2 * PART].to_vec());
+        registry.upload_chunk(&repo(), &id, Some(range), parts).await.unwrap();
+        let last = full_body(content[2 * PART..].to_vec());
+        registry.finish_upload(&repo(), &id, &digest, None, last).await.unwrap();
+        let (record, _) = read_small(store.as_ref(), &layout::blob_record(&digest))
+            .await
+            .unwrap()
+            .unwrap();
+        let record: BlobRecord = serde_json::from_slice(&record).unwrap();
+        assert_eq!(
+            record.object,
+            format!("data/{id}"),
+            "the blob is the session's own object"
+        );
+
+        stale.writing_as("stale").unwrap();
+        let other = vec![9u8; 2 * PART];
+        let other_digest = Digest::of(Algorithm::Sha256, &other);
+        let refused = match stale.append(None, full_body(other)).await {
+            Ok(()) => stale
+                .finish(&other_digest, Box::new(|_| Box::pin(async { Ok(()) })))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        stale.release().await;
+        stale.take_leftovers().remove(store.as_ref()).await;
+        eprintln!(
+            "DEBUG {:?} {:?} {:?}",
+            refused,
+            keys(&store, "").await,
+            read_small(store.as_ref(), &format!("data/{id}"))
+                .await
+                .unwrap()
+                .map(|x| x.0)
+        );
+        assert_eq!(
+            read_elsewhere(&store, &digest).await,
+            content,
+            "the blob keeps its bytes"
+        );
+        assert_eq!(refused.unwrap_err().code, ErrorCode::BlobUploadUnknown);
     });
 }

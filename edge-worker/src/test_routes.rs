@@ -224,7 +224,7 @@ async fn multipart(request: &Request, store: &R2Store, id: &str) -> worker::Resu
                 Some(multipart) => Response::ok(multipart),
                 None => Response::error("the session has no multipart write", 404),
             },
-            SavedState::Missing | SavedState::Torn | SavedState::Closed => {
+            SavedState::Missing | SavedState::Torn | SavedState::Closed(_) => {
                 Response::error("no such upload session", 404)
             }
         },

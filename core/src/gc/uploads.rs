@@ -1,5 +1,6 @@
 //! Phase 1: upload sessions idle longer than the expiry are removed with their
-//! tails, and their multipart writes aborted (so R2 and S3 free the parts).
+//! tails, and their multipart writes aborted (so R2 and S3 free the parts);
+//! the states of sessions that ended that long ago go too.
 
 use super::{Gc, Phase, RunState};
 use crate::error::Result;
@@ -30,8 +31,11 @@ impl Gc {
                 SavedState::Saved(_, upload) => Some(upload),
                 // Torn by a crash: no client can resume it.
                 SavedState::Torn => None,
-                // Ended; what is left is its own cleanup's, or a crash's.
-                SavedState::Closed => {
+                // Ended: its states stay until expiry, so that no request
+                // holding an older view can bring it back (see `crate::upload`).
+                SavedState::Closed(Some(at_ms)) if now.saturating_sub(at_ms) <= expiry_ms => continue,
+                // Its bytes went when it ended; an older build's marker is its cleanup's.
+                SavedState::Closed(_) => {
                     if !self.dry_run {
                         remove_upload_keys(self.store.as_ref(), id).await;
                     }

@@ -66,23 +66,24 @@ impl Registry {
         body: RequestBody,
     ) -> Result<()> {
         if let Err(e) = whole.append(range, body).await {
-            whole.close().await;
+            let _ = whole.close().await;
             return Err(e);
         }
         let ending = replaced.as_deref_mut();
         let end_replaced = Box::pin(async move {
             if let Some(replaced) = ending {
-                replaced.close().await
+                // Left to its other requests, or expiry, when one changed it meanwhile.
+                let _ = replaced.close().await;
             }
         });
         match self.finish_linked(whole, repo, digest, end_replaced).await {
             Ok(()) => {
-                whole.close().await;
+                let _ = whole.close().await;
                 Ok(())
             }
             Err(e) => {
                 if let (ErrorCode::DigestInvalid, Some(replaced)) = (e.code, replaced) {
-                    replaced.close().await;
+                    let _ = replaced.close().await;
                 }
                 Err(e)
             }
@@ -193,7 +194,7 @@ impl Registry {
         }
         match self.finish_linked(upload, repo, digest, Box::pin(async {})).await {
             Ok(()) => {
-                upload.close().await;
+                let _ = upload.close().await;
                 Ok(())
             }
             Err(e) => {
@@ -207,9 +208,9 @@ impl Registry {
 
     pub async fn cancel_upload(&self, repo: &RepoName, session: impl Into<SessionRef<'_>>) -> Result<()> {
         let mut upload = self.open_upload(repo, session).await?;
-        upload.close().await;
+        let ended = upload.close().await;
         self.remove_later(upload.take_leftovers()).await;
-        Ok(())
+        ended
     }
 
     /// Removes what an upload request left after the answer, on the
