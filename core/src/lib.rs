@@ -49,5 +49,6 @@ pub mod tag_cache;
 pub mod testing;
 pub mod time;
 pub mod upload;
+pub mod upload_id;
 
 pub use registry::Registry;

@@ -53,6 +53,7 @@ use crate::names::RepoName;
 use crate::platform::{BoxFuture, Env};
 use crate::records::BlobRecord;
 use crate::store::{list_all, read_small, PartRef, PutMode, Store, StoreError};
+use crate::upload_id;
 
 /// What the registry does while a finishing upload writes its blob's record,
 /// given the blob's size, once the bytes are stored and their digest checked:
@@ -267,22 +268,7 @@ impl<'a> Upload<'a> {
     pub fn new(store: &'a dyn Store, env: &'a dyn Env, repo: &RepoName, algorithm: Algorithm) -> Upload<'a> {
         let now = env.now_millis();
         let hasher = Hasher::new(algorithm);
-        let state = UploadState {
-            repo: repo.to_string(),
-            algorithm,
-            offset: 0,
-            hash: hasher.save(),
-            part_size: store.capabilities().part_size as u64,
-            multipart: None,
-            parts: Vec::new(),
-            tails: Vec::new(),
-            tail_generation: 0,
-            created_ms: now,
-            updated_ms: now,
-            writer: None,
-            tails_hashed: false,
-            epoch: store.capabilities().unsynced_epoch,
-        };
+        let state = fresh_state(store, env, repo, algorithm);
         Upload {
             store,
             env,
@@ -323,14 +309,19 @@ impl<'a> Upload<'a> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(upload_unknown());
         }
+        let unused_yet = upload_id::may_be_unused(id, repo, env.now_millis());
         let saved = match hint {
+            // The POST's state, which it did not save: the first saved is 1.
+            Some(0) if unused_yet => load_state(store, id).await?,
             Some(seq) => load_named_state(store, id, seq).await?,
             None => load_state(store, id).await?,
         };
-        let SavedState::Saved(seq, state) = saved else {
-            return Err(upload_unknown());
+        let (seq, state) = match saved {
+            SavedState::Saved(seq, state) => (seq, *state),
+            // Nothing was sent to it yet (see `upload_id`).
+            SavedState::Missing if unused_yet => (0, fresh_state(store, env, repo, Algorithm::Sha256)),
+            _ => return Err(upload_unknown()),
         };
-        let state = *state;
         if state.repo != repo.as_str() || state.epoch != store.capabilities().unsynced_epoch {
             return Err(upload_unknown());
         }
@@ -1121,6 +1112,47 @@ impl<'a> Upload<'a> {
             .multiparts
             .extend(last.multipart.map(|multipart| (data_key, multipart)));
         Ok(())
+    }
+}
+
+/// Ends session `id`, found idle at state `seq` by upload expiry, while its
+/// states must stay (see `upload_id`): a closed marker after that state,
+/// then its tail pieces go; its multipart write is the caller's to abort.
+/// `false` when a request saved a newer state meanwhile.
+pub async fn end_idle(store: &dyn Store, id: &str, seq: u64, state: &UploadState, now_ms: u64) -> Result<bool> {
+    let marker = layout::upload_state(id, seq + 1);
+    match store
+        .put_volatile(&marker, closed_marker(now_ms), PutMode::Create)
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::AlreadyExists) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let tails = state.tails.iter().filter(|tail| !matches!(tail, Tail::Whole { .. }));
+    let keys: Vec<String> = tails.map(|tail| tail.key(id, state.tail_generation)).collect();
+    futures::future::join_all(keys.iter().map(|key| store.delete(key))).await;
+    Ok(true)
+}
+
+/// The state of a session nothing was sent to.
+fn fresh_state(store: &dyn Store, env: &dyn Env, repo: &RepoName, algorithm: Algorithm) -> UploadState {
+    let now = env.now_millis();
+    UploadState {
+        repo: repo.to_string(),
+        algorithm,
+        offset: 0,
+        hash: Hasher::new(algorithm).save(),
+        part_size: store.capabilities().part_size as u64,
+        multipart: None,
+        parts: Vec::new(),
+        tails: Vec::new(),
+        tail_generation: 0,
+        created_ms: now,
+        updated_ms: now,
+        writer: None,
+        tails_hashed: false,
+        epoch: store.capabilities().unsynced_epoch,
     }
 }
 

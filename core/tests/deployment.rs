@@ -198,7 +198,9 @@ fn the_schedule_collects_only_what_the_settings_say() {
         let deployment = deploy(settings, env.clone()).unwrap();
         let site = site(&deployment, store.clone());
         let stray = block_on(push_blob(site.registry(), &repo("app"), b"stray"));
-        block_on(site.registry().start_upload(&repo("app"))).unwrap();
+        let session = block_on(site.registry().start_upload(&repo("app"))).unwrap();
+        let chunk = pier_core::body::full_body(vec![7u8; 4]);
+        block_on(site.registry().upload_chunk(&repo("app"), &session.id, None, chunk)).unwrap();
         env.advance_millis(2 * DAY_MS);
         let report = block_on(deployment.scheduled_collector(store.clone()).run_to_end()).unwrap();
         assert_eq!(report.uploads_expired, 1, "collect = {collect}");

@@ -603,8 +603,9 @@ fn idle_uploads_expire_with_their_multipart_writes() {
 
 /// An ended session's states stay until upload expiry, its newest a closed
 /// marker, so that no request holding an older view can bring it back; the
-/// collector removes them once the session ended that long ago, and a
-/// marker older builds wrote (no time) at once.
+/// collector removes them once the session ended that long ago (and its id
+/// is older than a day, see `upload_id`), and a marker older builds wrote
+/// (no time) at once.
 #[test]
 fn ended_sessions_keep_their_states_until_expiry() {
     block_on(async {
@@ -624,8 +625,9 @@ fn ended_sessions_keep_their_states_until_expiry() {
             kept.len() >= 2 && kept.iter().all(|key| key.starts_with(&states)),
             "{kept:?}"
         );
-        let older = w.registry.start_upload(&app).await.unwrap().id;
-        let marker = pier_core::layout::upload_state(&older, 1);
+        // An id of an older build, which has no time in it.
+        let older = "0123456789abcdef0123456789abcdef";
+        let marker = pier_core::layout::upload_state(older, 1);
         let put = pier_core::store::PutMode::Create;
         w.store.put(&marker, "closed".into(), put).await.unwrap();
 
@@ -644,12 +646,17 @@ fn ended_sessions_keep_their_states_until_expiry() {
         w.env.advance_millis(2 * HOUR_MS);
         collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
         assert!(list_all(w.store.as_ref(), "uploads/").await.unwrap().is_empty());
+        // Its id is too old now to be taken for a session nothing was sent to.
+        let chunk = pier_core::body::full_body(vec![7u8; 20]);
+        let replayed = w.registry.upload_chunk(&app, &cancelled, None, chunk).await;
+        assert_eq!(replayed.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
+        assert!(list_all(w.store.as_ref(), "uploads/").await.unwrap().is_empty());
     });
 }
 
 /// Upload states are written volatile (a crash may tear them): a torn state
 /// makes its session unknown to clients (404, not 500) and garbage to the
-/// collector at once, while a live session beside it stays.
+/// collector once its id is a day old, while a live session beside it stays.
 #[test]
 fn a_state_torn_by_a_crash_loses_its_session_and_nothing_else() {
     block_on(async {
@@ -660,7 +667,6 @@ fn a_state_torn_by_a_crash_loses_its_session_and_nothing_else() {
             .upload_chunk(&app, &torn, None, pier_core::body::full_body(vec![7u8; 20]))
             .await
             .unwrap();
-        let live = w.registry.start_upload(&app).await.unwrap().id;
         let states = list_all(w.store.as_ref(), &format!("uploads/{torn}/s/")).await.unwrap();
         let newest = states.last().expect("the session has a state");
         // What a power cut can leave of a state that was never flushed.
@@ -685,7 +691,18 @@ fn a_state_torn_by_a_crash_loses_its_session_and_nothing_else() {
             assert_eq!(code, ErrorCode::BlobUploadUnknown);
         }
 
-        // No time passes: a torn state is garbage at once.
+        // Garbage, kept only while its id is young: without its states a
+        // request would take the session for one nothing was sent to.
+        let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
+        assert_eq!(report.uploads_expired, 0, "{report:?}");
+        let status = w.registry.upload_status(&app, &torn).await;
+        assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown));
+        w.env.advance_millis(25 * HOUR_MS);
+        let live = w.registry.start_upload(&app).await.unwrap().id;
+        w.registry
+            .upload_chunk(&app, &live, None, pier_core::body::full_body(vec![7u8; 4]))
+            .await
+            .unwrap();
         let report = collect(w.store.clone(), w.env.clone(), config(Vec::new()), false).await;
         assert_eq!(report.uploads_expired, 1, "{report:?}");
         assert!(list_all(w.store.as_ref(), &format!("uploads/{torn}/"))
@@ -891,6 +908,11 @@ fn a_grace_window_too_long_to_count_keeps_everything() {
         let w = world(Vec::new());
         let stray = w.blob("app", "stray").await;
         let session = w.registry.start_upload(&gc_support::repo("app")).await.unwrap();
+        let chunk = pier_core::body::full_body(vec![7u8; 4]);
+        w.registry
+            .upload_chunk(&gc_support::repo("app"), &session.id, None, chunk)
+            .await
+            .unwrap();
         w.env.advance_millis(400 * 24 * HOUR_MS);
         for secs in [20_000_000_000_000_061, u64::MAX] {
             let config = GcConfig {

@@ -12,7 +12,14 @@ const CORE: &[&[&str]] = &[
     // Leaves: vocabulary every layer shares.
     &["error", "glob", "time", "digest", "names", "platform", "body"],
     // What is stored and the rules about it.
-    &["manifest", "retention", "namespace_policy", "records", "layout"],
+    &[
+        "manifest",
+        "retention",
+        "namespace_policy",
+        "records",
+        "layout",
+        "upload_id",
+    ],
     // The storage port, the collector's handshake over it, and the records
     // kept beside the registry's own (last pulls, quota usage), and the
     // memory of tags served to pull-only clients.

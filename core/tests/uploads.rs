@@ -14,6 +14,7 @@ use pier_core::error::ErrorCode;
 use pier_core::error::RegistryError;
 use pier_core::layout;
 use pier_core::names::RepoName;
+use pier_core::platform::Env;
 use pier_core::records::BlobRecord;
 use pier_core::registry::{RegistryOptions, SessionRef};
 use pier_core::store::memory::MemoryStore;
@@ -1505,5 +1506,90 @@ fn a_put_with_the_posts_view_never_joins_parts_over_a_finished_blob() {
             "the blob keeps its bytes"
         );
         assert_eq!(refused.unwrap_err().code, ErrorCode::BlobUploadUnknown);
+    });
+}
+
+/// A POST saves nothing: the session is known by its id alone until a
+/// request saves its first state (1, the POST's being 0). A PUT of the
+/// whole blob on it ends it with one closed marker, and the id, with the
+/// POST's Location or any other, is unknown from then on.
+#[test]
+fn a_post_saves_nothing_and_its_session_ends_with_one_marker() {
+    block_on(async {
+        let (store, registry) = setup();
+        let started = registry.start_upload(&repo()).await.unwrap();
+        assert_eq!((started.offset, started.state), (0, Some(0)));
+        assert!(keys(&store, "").await.is_empty(), "the POST stored nothing");
+        let posted = SessionRef {
+            id: &started.id,
+            state: Some(0),
+        };
+        assert_eq!(registry.upload_status(&repo(), posted).await.unwrap().offset, 0);
+        let content = data(5);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        registry
+            .finish_upload(&repo(), posted, &digest, None, full_body(content.clone()))
+            .await
+            .unwrap();
+        assert_eq!(keys(&store, "uploads/").await, [layout::upload_state(&started.id, 1)]);
+        assert_all_ended(&store, "the pushed session").await;
+        for state in [Some(0), None, Some(1)] {
+            let named = SessionRef { id: &started.id, state };
+            let again = registry
+                .finish_upload(&repo(), named, &digest, None, full_body(content.clone()))
+                .await;
+            assert_eq!(
+                again.err().map(|e| e.code),
+                Some(ErrorCode::BlobUploadUnknown),
+                "{state:?}"
+            );
+            let patch = registry.upload_chunk(&repo(), named, None, full_body(vec![1])).await;
+            assert_eq!(
+                patch.err().map(|e| e.code),
+                Some(ErrorCode::BlobUploadUnknown),
+                "{state:?}"
+            );
+        }
+        assert_eq!(read_blob(&registry, &digest).await, content);
+    });
+}
+
+/// Ids no POST of this repository issued within the day are unknown, with
+/// or without the POST's state, and a request on one stores nothing: an id
+/// of an older build's shape never saved, a session's id under another
+/// repository, an id issued more than a day ago, an id dated an hour ahead
+/// (a clock, or a client, far off), and garbage.
+#[test]
+fn ids_not_issued_for_the_repository_within_the_day_are_unknown() {
+    block_on(async {
+        let store = Arc::new(MemoryStore::new(PART));
+        let env = Arc::new(TestEnv::default().with_stream(9));
+        let registry = Registry::new(store.clone(), env.clone(), RegistryOptions::default());
+        let other = RepoName::parse("team/other").unwrap();
+        let elsewhere = registry.start_upload(&other).await.unwrap().id;
+        let stale = registry.start_upload(&repo()).await.unwrap().id;
+        env.advance_millis(pier_core::upload_id::UNUSED_FOR_MS);
+        let ahead = pier_core::upload_id::issue(&TestEnv::at(env.now_millis() + 3_600_000), &repo());
+        let content = data(5);
+        let digest = Digest::of(Algorithm::Sha256, &content);
+        let older_build = "0123456789abcdef0123456789abcdef".to_string();
+        for id in [older_build, elsewhere, stale, ahead, "z".repeat(48)] {
+            for state in [Some(0), None] {
+                let named = SessionRef { id: &id, state };
+                let status = registry.upload_status(&repo(), named).await;
+                assert_eq!(status.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown), "{id}");
+                let patch = registry
+                    .upload_chunk(&repo(), named, None, full_body(content.clone()))
+                    .await;
+                assert_eq!(patch.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown), "{id}");
+                let put = registry
+                    .finish_upload(&repo(), named, &digest, None, full_body(content.clone()))
+                    .await;
+                assert_eq!(put.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown), "{id}");
+                let cancel = registry.cancel_upload(&repo(), named).await;
+                assert_eq!(cancel.err().map(|e| e.code), Some(ErrorCode::BlobUploadUnknown), "{id}");
+            }
+        }
+        assert!(keys(&store, "").await.is_empty(), "nothing was stored");
     });
 }

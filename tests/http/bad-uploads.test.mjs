@@ -14,7 +14,9 @@
 // Content-Range whose length disagrees with the body; malformed Content-Range
 // (`bytes 0-9/10`, `abc`); Content-Range without Content-Length (body sent
 // with Transfer-Encoding: chunked); random upload ids for GET/PATCH/PUT/DELETE;
-// a session id used under a different repository name; an old Location of
+// a session id used under a different repository name; a finished or
+// cancelled session's POST Location and bare id; a POST's id with one digit
+// changed (its time, its random part, its repository check); an old Location of
 // the session and `state` hints that are garbage, negative or past any
 // number (pier's Location names the session's newest state); two chunks
 // racing from the same offset. After a session's first chunk (which pier
@@ -197,6 +199,54 @@ describe('unknown upload sessions -> 404 BLOB_UPLOAD_UNKNOWN', () => {
     assertError(await finishUpload(u.toString(), sha256(data), data), 404, 'BLOB_UPLOAD_UNKNOWN', 'PUT via other repo');
     assertStatus(await request('HEAD', `/v2/${b}/blobs/${sha256(data)}`), 404);
     assertStatus(await request('HEAD', `/v2/${a}/blobs/${sha256(data)}`), 404);
+  });
+});
+
+describe('ended sessions and ids the registry did not issue -> 404 BLOB_UPLOAD_UNKNOWN', () => {
+  // pier's POST saves nothing (the id says when and for which repository it
+  // was issued); these are the ids that must not be taken for such a session.
+  const refusedEverywhere = async (loc, what) => {
+    const data = randomBytes(10);
+    assertError(await request('GET', loc), 404, 'BLOB_UPLOAD_UNKNOWN', `GET ${what}`);
+    assertError(await patchChunk(loc, data, 0), 404, 'BLOB_UPLOAD_UNKNOWN', `PATCH ${what}`);
+    assertError(await finishUpload(loc, sha256(data), data), 404, 'BLOB_UPLOAD_UNKNOWN', `PUT ${what}`);
+    assertError(await request('DELETE', loc), 404, 'BLOB_UPLOAD_UNKNOWN', `DELETE ${what}`);
+    return data;
+  };
+
+  test('a finished session, by the POST\'s Location or its bare id', async () => {
+    const repo = repoName('ended-put');
+    const blob = randomBytes(100);
+    const session = await startUpload(repo);
+    assertStatus(await finishUpload(session.location, sha256(blob), blob), 201);
+    for (const loc of [session.location, session.location.replace(/\?.*$/, '')]) {
+      const data = await refusedEverywhere(loc, loc);
+      assertStatus(await request('HEAD', `/v2/${repo}/blobs/${sha256(data)}`), 404);
+    }
+    const pulled = await request('GET', `/v2/${repo}/blobs/${sha256(blob)}`);
+    assert.ok(pulled.body.equals(blob), 'the blob is whole');
+  });
+
+  test('a cancelled session, by the POST\'s Location', async () => {
+    const repo = repoName('ended-delete');
+    const session = await startUpload(repo);
+    assertStatus(await request('DELETE', session.location), 204);
+    const data = await refusedEverywhere(session.location, 'after DELETE');
+    assertStatus(await request('HEAD', `/v2/${repo}/blobs/${sha256(data)}`), 404);
+  });
+
+  test('a POST\'s id with any of its digits changed', async () => {
+    const repo = repoName('changed-id');
+    const session = await startUpload(repo);
+    const url = new URL(session.location);
+    const id = url.pathname.split('/').pop();
+    for (const at of [0, 8, Math.floor(id.length / 2), id.length - 1]) {
+      const digit = id[at] === '0' ? '1' : '0';
+      const changed = new URL(url);
+      changed.pathname = url.pathname.replace(/[^/]+$/, id.slice(0, at) + digit + id.slice(at + 1));
+      await refusedEverywhere(changed.toString(), `digit ${at} changed`);
+    }
+    assertStatus(await request('GET', session.location), 204, 'the POST\'s own id stays open');
   });
 });
 

@@ -4,12 +4,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::body::RequestBody;
-use crate::digest::{Algorithm, Digest};
+use crate::digest::Digest;
 use crate::error::{ErrorCode, Result};
 use crate::names::RepoName;
 use crate::platform::BoxFuture;
 use crate::store::PutMode;
 use crate::upload::{ChunkRange, Leftovers, Upload, UploadStatus};
+use crate::upload_id;
 
 use super::Registry;
 
@@ -35,12 +36,16 @@ impl<'a> From<&'a String> for SessionRef<'a> {
 }
 
 impl Registry {
-    /// Opens an upload session (refused at once where a quota is full).
+    /// Opens an upload session (refused at once where a quota is full). It
+    /// is saved by its first request that writes: until then its id alone
+    /// says it is open (see `upload_id`).
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
         self.options.quotas.admit_upload(self.origin(), repo).await?;
-        let mut upload = Upload::new(self.origin(), self.env.as_ref(), repo, Algorithm::Sha256);
-        upload.save().await?;
-        Ok(upload.status())
+        Ok(UploadStatus {
+            id: upload_id::issue(self.env.as_ref(), repo),
+            offset: 0,
+            state: Some(0),
+        })
     }
 
     /// A whole blob in one request (POST or PUT with the digest known up front).
