@@ -56,16 +56,19 @@ tiny_patches_keep_few_tails() {
   [ "$(curl -fsS "http://$up_addr/v2/$repo/blobs/$digest")" = "$content" ]
 }
 
-# The session the expiry checks use: opened, then made two days idle on disk
-# or in R2 (as if abandoned) while the registry keeps running.
+# The session the expiry checks use: opened, sent a chunk (the POST saves
+# nothing; the chunk saves state 1), then made two days idle on disk or in
+# R2 (as if abandoned) while the registry keeps running.
 open_idle_session() {
   local location id state
   location=$(curl -fsS -o /dev/null -w '%header{location}' -X POST "http://$up_addr/v2/security/idle/blobs/uploads/")
+  location=$(curl -fsS -o /dev/null -w '%header{location}' -X PATCH \
+    -H 'Content-Type: application/octet-stream' --data-binary 'abandoned' "http://$up_addr$location")
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$up_addr$location")" = 204 ]
   id=${location##*/}; id=${id%%\?*}
   echo "$location" >"$scratch/work/idle-location"
-  state=$(read_session_state "$id" 0 | jq -c '.updated_ms -= 172800000 | .created_ms -= 172800000')
-  write_session_state "$id" 0 "$state"
+  state=$(read_session_state "$id" 1 | jq -c '.updated_ms -= 172800000 | .created_ms -= 172800000')
+  write_session_state "$id" 1 "$state"
 }
 
 idle_session_is_gone() {
