@@ -75,6 +75,14 @@ pub fn states_removable(id: &str, now_ms: u64) -> bool {
     issued_ms(id).is_none_or(|at| now_ms.saturating_sub(at) >= UNUSED_FOR_MS + 2 * CLOCK_SKEW_MS)
 }
 
+/// Whether session `id` was issued too recently for upload expiry, after
+/// `expiry_ms`, to find it idle or ended that long ago: every time a state
+/// records is later than its id's, give or take the clocks' skew. The
+/// collector then skips it without reading a state.
+pub fn too_young_to_expire(id: &str, expiry_ms: u64, now_ms: u64) -> bool {
+    issued_ms(id).is_some_and(|at| now_ms.saturating_sub(at).saturating_add(CLOCK_SKEW_MS) <= expiry_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +106,11 @@ mod tests {
         let after = issued + UNUSED_FOR_MS;
         assert!(!may_be_unused(&id, &app, after) && !states_removable(&id, after));
         assert!(states_removable(&id, after + 2 * CLOCK_SKEW_MS));
+        let day = UNUSED_FOR_MS;
+        assert!(too_young_to_expire(&id, day, issued + day - CLOCK_SKEW_MS));
+        assert!(!too_young_to_expire(&id, day, issued + day - CLOCK_SKEW_MS + 1));
+        assert!(!too_young_to_expire(&id, 0, issued), "no expiry: nothing is too young");
+        assert!(!too_young_to_expire("0123456789abcdef0123456789abcdef", day, issued));
     }
 
     #[test]

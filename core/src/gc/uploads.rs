@@ -28,6 +28,9 @@ impl Gc {
                 continue;
             }
             seen = Some(id);
+            if upload_id::too_young_to_expire(id, expiry_ms, now) {
+                continue;
+            }
             // A young id's states stay even past expiry: without them a
             // request would take the session for one nothing was sent to.
             let removable = upload_id::states_removable(id, now);
