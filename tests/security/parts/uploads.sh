@@ -29,7 +29,7 @@ read_session_state() {
 write_session_state() {
   local key; key=$(printf 'uploads/%s/s/%010d' "$1" "$2")
   case $target in
-    native) printf '%s' "$3" >"$scratch/$up_name-data/$key" ;;
+    native) mkdir -p "$(dirname "$scratch/$up_name-data/$key")" && printf '%s' "$3" >"$scratch/$up_name-data/$key" ;;
     edge) curl -fsS -X PUT --data-binary "$3" "http://$up_addr/_pier_test/objects/$key" >/dev/null ;;
   esac
 }
@@ -56,19 +56,34 @@ tiny_patches_keep_few_tails() {
   [ "$(curl -fsS "http://$up_addr/v2/$repo/blobs/$digest")" = "$content" ]
 }
 
-# The session the expiry checks use: opened, sent a chunk (the POST saves
-# nothing; the chunk saves state 1), then made two days idle on disk or in
-# R2 (as if abandoned) while the registry keeps running.
+# two_days_back FIELD: the JSON on stdin with FIELD (ms) two days earlier,
+# edited as text: jq's numbers are doubles, which would round the state's
+# 64-bit epoch and make the session unknown for another reason.
+two_days_back() {
+  local json value; json=$(cat)
+  value=$(grep -o "\"$1\":[0-9]*" <<<"$json" | cut -d: -f2)
+  sed "s/\"$1\":$value/\"$1\":$((value - 172800000))/" <<<"$json"
+}
+
+# The session the expiry checks use: opened and sent a chunk (the POST saves
+# nothing; the chunk saves state 1), then moved two days back as if abandoned
+# then, while the registry keeps running: its state's times, and its id,
+# which says when it was issued (48 hex digits: the time in ms, 16 random,
+# then the first 16 of sha256("<the first 32>/<repository>"),
+# core/src/upload_id.rs). A state older than its id cannot happen.
 open_idle_session() {
-  local location id state
-  location=$(curl -fsS -o /dev/null -w '%header{location}' -X POST "http://$up_addr/v2/security/idle/blobs/uploads/")
+  local repo=security/idle location id state issued old_id
+  location=$(curl -fsS -o /dev/null -w '%header{location}' -X POST "http://$up_addr/v2/$repo/blobs/uploads/")
   location=$(curl -fsS -o /dev/null -w '%header{location}' -X PATCH \
     -H 'Content-Type: application/octet-stream' --data-binary 'abandoned' "http://$up_addr$location")
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$up_addr$location")" = 204 ]
   id=${location##*/}; id=${id%%\?*}
+  issued=$(printf '%016x' $(( 0x${id:0:16} - 172800000 )))${id:16:16}
+  old_id=$issued$(printf '%s' "$issued/$repo" | sha256sum | cut -c1-16)
+  state=$(read_session_state "$id" 1 | two_days_back updated_ms | two_days_back created_ms)
+  write_session_state "$old_id" 1 "$state"
+  location="/v2/$repo/blobs/uploads/$old_id?state=1"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$up_addr$location")" = 204 ]
   echo "$location" >"$scratch/work/idle-location"
-  state=$(read_session_state "$id" 1 | jq -c '.updated_ms -= 172800000 | .created_ms -= 172800000')
-  write_session_state "$id" 1 "$state"
 }
 
 idle_session_is_gone() {
