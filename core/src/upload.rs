@@ -136,6 +136,15 @@ impl Tail {
     }
 }
 
+/// The keys of `tails`' pieces, but for the session's own object (a
+/// [`Tail::Whole`]), which only the end of the session may remove.
+fn piece_keys<'t>(tails: &'t [Tail], id: &'t str, generation: u64) -> impl Iterator<Item = String> + 't {
+    tails
+        .iter()
+        .filter(|tail| !matches!(tail, Tail::Whole { .. }))
+        .map(move |tail| tail.key(id, generation))
+}
+
 /// How many tail pieces a session keeps: a request that would add one more
 /// merges them into one (less than a part of bytes, read and written once),
 /// so a stream of tiny PATCHes cannot grow the state or the object count.
@@ -309,7 +318,9 @@ impl<'a> Upload<'a> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(upload_unknown());
         }
-        let unused_yet = upload_id::may_be_unused(id, repo, env.now_millis());
+        // Only the POST's Location (or a bare id) can name a session nothing
+        // was sent to; the id's digest is checked for those alone.
+        let unused_yet = matches!(hint, Some(0) | None) && upload_id::may_be_unused(id, repo, env.now_millis());
         let saved = match hint {
             // The POST's state, which it did not save: the first saved is 1.
             Some(0) if unused_yet => load_state(store, id).await?,
@@ -740,11 +751,7 @@ impl<'a> Upload<'a> {
             // The session's own object is not removed here: a part of this
             // session may be joined into it later (the orphan sweep removes
             // it when nothing does).
-            let id = &self.id;
-            let obsolete = old_tails
-                .iter()
-                .filter(|tail| !matches!(tail, Tail::Whole { .. }))
-                .map(|tail| tail.key(id, generation));
+            let obsolete: Vec<String> = piece_keys(&old_tails, &self.id, generation).collect();
             self.leftovers.keys.extend(obsolete);
         }
         Ok(())
@@ -1095,11 +1102,8 @@ impl<'a> Upload<'a> {
                 .extend(own_multipart.clone().map(|multipart| (data_key.clone(), multipart)));
         }
         ended?;
-        let tails = last.tails.iter().filter(|tail| !matches!(tail, Tail::Whole { .. }));
-        let generation = last.tail_generation;
-        self.leftovers
-            .keys
-            .extend(tails.map(|tail| tail.key(&self.id, generation)));
+        let pieces: Vec<String> = piece_keys(&last.tails, &self.id, last.tail_generation).collect();
+        self.leftovers.keys.extend(pieces);
         // The session's own object, holding its first bytes, goes too unless
         // a record names it: only the request that ends the session can have
         // made it a blob.
@@ -1129,8 +1133,7 @@ pub async fn end_idle(store: &dyn Store, id: &str, seq: u64, state: &UploadState
         Err(StoreError::AlreadyExists) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    let tails = state.tails.iter().filter(|tail| !matches!(tail, Tail::Whole { .. }));
-    let keys: Vec<String> = tails.map(|tail| tail.key(id, state.tail_generation)).collect();
+    let keys: Vec<String> = piece_keys(&state.tails, id, state.tail_generation).collect();
     futures::future::join_all(keys.iter().map(|key| store.delete(key))).await;
     Ok(true)
 }
